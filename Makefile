@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`. Both are idempotent.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test install sysdeps db lint typecheck pytest stop clean
+
+demo: install db
+	$(BIN)/spatial samples build
+	$(BIN)/spatial samples load
+	$(BIN)/spatial serve --detach
+
+test: install db lint typecheck pytest
+
+install: sysdeps $(STAMP)
+
+sysdeps:
+	@scripts/sysdeps.sh
+
+# Re-installs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+db:
+	$(BIN)/spatial db up
+	$(BIN)/spatial db migrate
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy spatial layers tiles api
+
+pytest:
+	$(BIN)/pytest
+
+stop:
+	-$(BIN)/spatial serve --stop
+	-$(BIN)/spatial db down
+
+clean: stop
+	rm -rf $(VENV) var

@@ -1,0 +1,76 @@
+"""The app factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+from starlette.concurrency import run_in_threadpool
+
+import spatial
+from api import errors
+from api.routers import landing
+from layers import Catalog
+from spatial.db import resolve_url, sqlalchemy_url
+from spatial.settings import Settings
+
+
+def load_catalog(url: str) -> Catalog:
+    """Read the catalog on a short-lived connection (a cold path: start-up and reloads)."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return Catalog.load(conn)
+    finally:
+        engine.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the platform's ASGI app.
+
+    The lifespan resolves the database (starting the embedded cluster when no URL is
+    set), opens the connection pool that requests use and loads the catalog onto
+    ``app.state``.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = await run_in_threadpool(resolve_url, settings)
+        app.state.catalog = await run_in_threadpool(load_catalog, url)
+        timeout = settings.database.statement_timeout_ms
+        pool = AsyncConnectionPool(
+            url,
+            min_size=settings.database.pool_min,
+            max_size=settings.database.pool_max,
+            kwargs={
+                "application_name": "spatial-api",
+                "autocommit": True,
+                "options": f"-c statement_timeout={timeout}",
+            },
+            open=False,
+        )
+        await pool.open(wait=True, timeout=30)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="3S spatial platform",
+        version=spatial.__version__,
+        description="Imagery, parcels and GPS tracks of the city in one PostGIS, "
+        "served through OGC APIs.",
+        lifespan=lifespan,
+        # The interactive docs pages load their scripts from a CDN; users are offline.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    errors.register(app)
+    app.include_router(landing.router)
+    return app

@@ -1,0 +1,1 @@
+"""Routers, one per OGC API part or platform concern."""

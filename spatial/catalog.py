@@ -1,0 +1,149 @@
+"""The catalog repository: read and write ``platform.collections``.
+
+Functions take an open SQLAlchemy connection and plain values; the caller owns the
+transaction, so registering a collection commits together with the data it describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from spatial.errors import NotFoundError
+from spatial.models import Collection
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """One catalog entry as plain values."""
+
+    id: str
+    title: str
+    kind: str
+    description: str | None = None
+    subsystems: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    storage_schema: str | None = None
+    storage_table: str | None = None
+    storage_path: str | None = None
+    crs: str | None = None
+    srid: int | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    """lon/lat bounds of the data (CRS84 order), from the stored footprint."""
+    temporal_start: datetime | None = None
+    temporal_end: datetime | None = None
+    owner_department: str | None = None
+    is_public: bool = False
+    version: int = 1
+    feature_count: int | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+
+_COLUMNS = (
+    "id",
+    "title",
+    "kind",
+    "description",
+    "subsystems",
+    "keywords",
+    "storage_schema",
+    "storage_table",
+    "storage_path",
+    "crs",
+    "srid",
+    "temporal_start",
+    "temporal_end",
+    "owner_department",
+    "is_public",
+    "version",
+    "feature_count",
+    "properties",
+    "updated_at",
+)
+
+
+def _select() -> Any:
+    t = Collection.__table__
+    fp = t.c.footprint
+    return select(
+        *(t.c[name] for name in _COLUMNS),
+        func.ST_XMin(fp),
+        func.ST_YMin(fp),
+        func.ST_XMax(fp),
+        func.ST_YMax(fp),
+    )
+
+
+def _record(row: Sequence[Any]) -> CollectionRecord:
+    values = dict(zip(_COLUMNS, row[: len(_COLUMNS)], strict=True))
+    box = row[len(_COLUMNS) :]
+    values["subsystems"] = tuple(values["subsystems"] or ())
+    values["keywords"] = tuple(values["keywords"] or ())
+    bbox = None if box[0] is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+    return CollectionRecord(**values, bbox=bbox)
+
+
+def list_collections(conn: Connection) -> list[CollectionRecord]:
+    """Every catalog entry, ordered by id."""
+    rows = conn.execute(_select().order_by(Collection.__table__.c.id)).all()
+    return [_record(row) for row in rows]
+
+
+def get_collection(conn: Connection, collection_id: str) -> CollectionRecord:
+    """One catalog entry.
+
+    Raises:
+        NotFoundError: no collection has that id.
+    """
+    row = conn.execute(_select().where(Collection.__table__.c.id == collection_id)).first()
+    if row is None:
+        msg = f"collection {collection_id!r} does not exist"
+        raise NotFoundError(msg)
+    return _record(row)
+
+
+def upsert_collection(
+    conn: Connection, record: CollectionRecord, footprint_wkt: str | None = None
+) -> CollectionRecord:
+    """Insert or replace a catalog entry; a replaced entry's version goes up by one.
+
+    Args:
+        conn: an open connection; the caller commits.
+        record: the entry (its ``version`` and ``bbox`` are ignored).
+        footprint_wkt: the data's extent as lon/lat WKT (any polygonal geometry).
+    """
+    t: Table = Collection.__table__  # type: ignore[assignment]
+    values: dict[str, Any] = {
+        name: getattr(record, name) for name in _COLUMNS if name not in {"version", "updated_at"}
+    }
+    values["subsystems"] = list(record.subsystems)
+    values["keywords"] = list(record.keywords)
+    values["footprint"] = (
+        None
+        if footprint_wkt is None
+        else func.ST_Multi(func.ST_CollectionExtract(func.ST_GeomFromText(footprint_wkt, 4326), 3))
+    )
+    stmt = insert(t).values(**values)
+    update: dict[str, Any] = {name: stmt.excluded[name] for name in values if name != "id"}
+    update["version"] = t.c.version + 1
+    update["updated_at"] = func.now()
+    conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.id], set_=update))
+    return get_collection(conn, record.id)
+
+
+def delete_collection(conn: Connection, collection_id: str) -> None:
+    """Remove a catalog entry (its grants go with it).
+
+    Raises:
+        NotFoundError: no collection has that id.
+    """
+    result = conn.execute(delete(Collection).where(Collection.id == collection_id))
+    if result.rowcount == 0:
+        msg = f"collection {collection_id!r} does not exist"
+        raise NotFoundError(msg)

@@ -1,0 +1,81 @@
+"""The ``spatial`` command line: database, server, demo data, ingest.
+
+Every command builds its :class:`~spatial.settings.Settings` from the environment
+(``SPATIAL_*``) once and passes it down. Domain errors become a red message and exit
+code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+
+from spatial.errors import SpatialError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="spatial",
+    help="The 3S spatial platform: imagery, parcels and GPS tracks in one PostGIS.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def friendly(func: F) -> F:
+    """Turn a domain error into a clear message and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SpatialError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except psycopg.OperationalError as exc:
+            err_console.print(
+                f"[bold red]error:[/] cannot reach the database: {exc}".strip(), highlight=False
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _register() -> None:
+    from spatial.cli import db, ingest, samples, serve  # noqa: PLC0415
+
+    app.add_typer(db.app, name="db")
+    app.add_typer(samples.app, name="samples")
+    app.add_typer(ingest.app, name="ingest")
+    app.command("serve")(serve.serve)
+    for name, text in (
+        ("gps", "GPS devices, receivers and tracks (filled by the GPS issue)."),
+        ("user", "Departments, users, roles and grants (filled by the access-control issue)."),
+    ):
+        group = typer.Typer(help=text, no_args_is_help=True)
+
+        @group.command("about")
+        def _about(_text: str = text) -> None:
+            """Say what this group will hold."""
+            console.print(_text)
+
+        app.add_typer(group, name=name)
+
+
+def main() -> None:
+    """Entry point of the ``spatial`` console script."""
+    _register()
+    app(prog_name="spatial")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

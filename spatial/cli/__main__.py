@@ -1,0 +1,5 @@
+"""``python -m spatial.cli``: the same as the ``spatial`` command."""
+
+from spatial.cli import main
+
+main()

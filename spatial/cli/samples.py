@@ -1,0 +1,80 @@
+"""``spatial samples``: the deterministic demo city."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from spatial.cli import console, friendly
+from spatial.db import resolve_url, sqlalchemy_url
+from spatial.settings import Settings
+
+app = typer.Typer(
+    help="Build and load the demo data set (a city around Yunfu).", no_args_is_help=True
+)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+@app.command()
+@friendly
+def build(
+    out: Path | None = typer.Option(None, help="Output folder [default: data-samples/]."),
+    force: bool = typer.Option(False, help="Regenerate even when the files are up to date."),
+) -> None:
+    """Generate the demo files (deterministic: the same bytes every time)."""
+    from spatial import samples  # noqa: PLC0415 - heavy (GDAL, numpy)
+
+    target = out or Settings().samples_dir
+    with _bar() as bar:
+        task = bar.add_task("building samples", total=None)
+
+        def step(name: str, index: int, total: int) -> None:
+            bar.update(task, description=f"building {name}", completed=index, total=total)
+
+        result = samples.build(target, force=force, on_step=step)
+        bar.update(
+            task, description="samples", completed=len(result.files), total=len(result.files)
+        )
+    verb = "built" if result.rebuilt else "up to date:"
+    console.print(f"[green]{verb}[/] {len(result.files)} files in {result.out_dir}")
+
+
+@app.command()
+@friendly
+def load(
+    source: Path | None = typer.Option(None, help="Sample folder [default: data-samples/]."),
+) -> None:
+    """Load the demo layers into the database (unchanged files are skipped)."""
+    from spatial.demo import DEMO_LAYERS, DemoLayer, load_demo  # noqa: PLC0415 - heavy
+
+    settings = Settings()
+    folder = source or settings.samples_dir
+    engine = create_engine(sqlalchemy_url(resolve_url(settings)), poolclass=NullPool)
+    try:
+        with _bar() as bar, engine.begin() as conn:
+            task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS))
+
+            def step(item: DemoLayer, fresh: bool) -> None:
+                state = "loading" if fresh else "unchanged"
+                bar.update(task, description=f"{state} {item.collection_id}", advance=1)
+
+            loaded = load_demo(conn, folder, step)
+    finally:
+        engine.dispose()
+    if loaded:
+        console.print(f"[green]loaded[/] {', '.join(loaded)}")
+    else:
+        console.print("demo layers already loaded and unchanged")

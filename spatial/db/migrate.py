@@ -1,0 +1,76 @@
+"""Schema migrations (Alembic), run on a connection we open ourselves.
+
+There is no ``alembic.ini``: the script location is this package's ``migrations``
+folder and the connection comes from :func:`spatial.db.resolve_url`, so the same code
+upgrades the embedded cluster, an external server and each test database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from spatial.db import redact, sqlalchemy_url
+from spatial.errors import DatabaseUnavailableError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head() -> str:
+    """The newest revision the code knows."""
+    rev = ScriptDirectory.from_config(_config()).get_current_head()
+    if rev is None:  # pragma: no cover - the foundation migration always exists
+        msg = "no migrations found"
+        raise RuntimeError(msg)
+    return rev
+
+
+@contextmanager
+def _engine(url: str) -> Iterator[Engine]:
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        yield engine
+    except OperationalError as exc:
+        reason = str(exc.orig).strip() if exc.orig else str(exc)
+        msg = f"cannot reach the database at {redact(url)}: {reason}"
+        raise DatabaseUnavailableError(msg) from exc
+    finally:
+        engine.dispose()
+
+
+def current(url: str) -> str | None:
+    """The revision the database at ``url`` is at, or None for an empty database."""
+    with _engine(url) as engine, engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` in place (each migration in its own transaction)."""
+    _run(url, "upgrade", revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Downgrade the database at ``url`` to ``revision`` (``base`` removes everything)."""
+    _run(url, "downgrade", revision)
+
+
+def _run(url: str, direction: str, revision: str) -> None:
+    with _engine(url) as engine, engine.begin() as conn:
+        cfg = _config()
+        cfg.attributes["connection"] = conn
+        getattr(command, direction)(cfg, revision)

@@ -1,0 +1,21 @@
+"""Domain errors. The API maps each class to one HTTP status in a single table."""
+
+
+class SpatialError(Exception):
+    """Base class of every error the platform reports to a user."""
+
+
+class ConfigurationError(SpatialError):
+    """Settings or the machine are not in a state the platform can work with."""
+
+
+class DatabaseUnavailableError(SpatialError):
+    """The database cannot be reached or started."""
+
+
+class NotFoundError(SpatialError):
+    """A named thing (collection, item, job) does not exist for the caller."""
+
+
+class InvalidInputError(SpatialError):
+    """Input was rejected; the message says what was wrong."""

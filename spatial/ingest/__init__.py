@@ -1,0 +1,1 @@
+"""Ingest: vector files (now), rasters and GPS (later issues) into the platform."""

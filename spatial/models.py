@@ -1,0 +1,216 @@
+"""The platform tables (schema ``platform``) as SQLAlchemy/GeoAlchemy2 models.
+
+These describe the tables the migrations create; code that reads or writes the catalog,
+users, grants, audit log and jobs uses them. The migrations themselves never import this
+module (a migration is frozen at the schema of its day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PLATFORM = "platform"
+LAYERS = "layers"
+GPS = "gps"
+RS = "rs"
+SCHEMAS = (PLATFORM, LAYERS, GPS, RS)
+"""Schemas by concern: the catalog and accounts, vector layer tables, GPS, raster items."""
+
+COLLECTION_KINDS = ("vector", "raster", "gps")
+ROLES = ("viewer", "editor", "steward", "admin")
+PRIVILEGES = ("read", "write", "admin")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class Base(DeclarativeBase):
+    """Declarative base bound to the ``platform`` schema."""
+
+    metadata = MetaData(schema=PLATFORM)
+
+
+def _now() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Department(Base):
+    """A city department (planning, water, land resources, ...)."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    name_en: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Role(Base):
+    """A role a user holds: viewer, editor, steward or admin."""
+
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class User(Base):
+    """A person or a service account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    department_id: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    is_service: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class UserRole(Base):
+    """Which roles a user holds."""
+
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(ForeignKey("roles.name"), primary_key=True)
+
+
+class Collection(Base):
+    """One entry of the catalog: a vector layer, a raster collection or a GPS view."""
+
+    __tablename__ = "collections"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {COLLECTION_KINDS}", name="kind_valid"),
+        CheckConstraint("id ~ '^[a-z][a-z0-9_]{0,62}$'", name="id_format"),
+        Index("collections_subsystems_idx", "subsystems", postgresql_using="gin"),
+        Index("collections_footprint_idx", "footprint", postgresql_using="gist"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    subsystems: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    keywords: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    storage_schema: Mapped[str | None] = mapped_column(Text)
+    storage_table: Mapped[str | None] = mapped_column(Text)
+    storage_path: Mapped[str | None] = mapped_column(Text)
+    crs: Mapped[str | None] = mapped_column(Text)
+    """The source CRS as an authority code, e.g. ``EPSG:4546``."""
+    srid: Mapped[int | None] = mapped_column(Integer)
+    footprint: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    """Spatial extent in lon/lat (CRS84 axis order)."""
+    temporal_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    temporal_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_department: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="SET NULL")
+    )
+    is_public: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    feature_count: Mapped[int | None] = mapped_column(BigInteger)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    """Attribute schema and kind-specific settings (key field, bands, styles...)."""
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class Grant(Base):
+    """A privilege on a collection for the public, a department, a role or a user."""
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        CheckConstraint(
+            "grantee_kind IN ('public', 'department', 'role', 'user')", name="grantee_kind_valid"
+        ),
+        CheckConstraint(f"privilege IN {PRIVILEGES}", name="privilege_valid"),
+        UniqueConstraint("collection_id", "grantee_kind", "grantee", "privilege"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    )
+    grantee_kind: Mapped[str] = mapped_column(Text, nullable=False)
+    grantee: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    privilege: Mapped[str] = mapped_column(Text, nullable=False)
+    row_filter: Mapped[str | None] = mapped_column(Text)
+    """A CQL2 text expression limiting the rows, e.g. ``district = 3``."""
+    row_filter_area: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+    )
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class AuditEntry(Base):
+    """One write or admin action. Append-only: a trigger refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("audit_log_collection_at_idx", "collection_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = _now()
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    remote_addr: Mapped[str | None] = mapped_column(INET)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    collection_id: Mapped[str | None] = mapped_column(Text)
+    feature_ids: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    version_before: Mapped[int | None] = mapped_column(Integer)
+    version_after: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+
+
+class IngestJob(Base):
+    """A vector, raster or GPS ingest: state, progress and the validation report."""
+
+    __tablename__ = "ingest_jobs"
+    __table_args__ = (
+        CheckConstraint(f"state IN {JOB_STATES}", name="state_valid"),
+        CheckConstraint("progress BETWEEN 0 AND 1", name="progress_range"),
+        CheckConstraint(f"kind IN {COLLECTION_KINDS}", name="kind_valid"),
+        Index("ingest_jobs_state_idx", "state", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    collection_id: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="queued")
+    progress: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+    message: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    report: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

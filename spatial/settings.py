@@ -1,0 +1,92 @@
+"""Settings, one small class per concern, read from ``SPATIAL_*`` environment variables.
+
+Callers build a :class:`Settings` and pass it down explicitly; nothing reads the
+environment behind their back, so tests construct their own settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-secret-change-me"  # noqa: S105 - the documented development default
+
+
+def project_root() -> Path:
+    """The source checkout this package runs from, or the working directory if installed.
+
+    The embedded cluster lives under ``var/`` of the checkout, so ``spatial db status``
+    finds the same cluster whichever directory it is run from.
+    """
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file() and (here / "spatial").is_dir():
+        return here
+    return Path.cwd()
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the database is. With no URL, the platform runs its own embedded cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_DATABASE_", extra="ignore")
+
+    url: SecretStr | None = None
+    pool_min: int = Field(default=1, ge=0)
+    pool_max: int = Field(default=10, ge=1)
+    statement_timeout_ms: int = Field(default=60_000, ge=0)
+
+
+class EmbeddedSettings(BaseSettings):
+    """The private PostGIS cluster under ``var/`` (used only when no URL is set)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_EMBEDDED_", extra="ignore")
+
+    os_user: str = "postgres"
+    """Unprivileged account that owns and runs the cluster when we are root."""
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    """Fixed TCP port on 127.0.0.1; by default one is chosen at first start and kept."""
+    database: str = "spatial"
+    superuser: str = "spatial"
+
+
+class ServerSettings(BaseSettings):
+    """The HTTP API."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_SERVER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = None
+    """Base URL as clients see it behind a proxy; by default taken from each request."""
+
+
+class Settings(BaseSettings):
+    """All settings of one platform instance."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Field(default_factory=lambda: project_root() / "var")
+    """Runtime state: the embedded cluster, logs, pid files."""
+    data_dir: Path = Field(default_factory=lambda: project_root() / "var" / "data")
+    """The store of raster files (COGs) and uploads."""
+    samples_dir: Path = Field(default_factory=lambda: project_root() / "data-samples")
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == DEV_SECRET:
+            msg = "SPATIAL_SECRET_KEY must be set to a private value in production"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def uses_embedded(self) -> bool:
+        """True when no external database URL is configured."""
+        return self.database.url is None

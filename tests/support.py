@@ -1,0 +1,79 @@
+"""Helpers shared by the tests (plain functions and classes; fixtures live in conftest)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import uvicorn
+from psycopg import sql
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def create_database(server_url: str, prefix: str = "spatial_test") -> str:
+    """Create an empty database with PostGIS on the test server; returns its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    """Drop a database this test session created."""
+    name = urlsplit(url).path.lstrip("/")
+    assert name.startswith("spatial_test"), "refusing to drop a database the tests did not make"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A real uvicorn server on loopback, running in a thread."""
+
+    def __init__(self, app: object) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                msg = "the test server did not start"
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The environment for a ``spatial`` subprocess, without inherited SPATIAL_* values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPATIAL_")}
+    env.update(overrides)
+    return env
