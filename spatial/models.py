@@ -126,7 +126,9 @@ class Collection(Base):
     crs: Mapped[str | None] = mapped_column(Text)
     """The source CRS as an authority code, e.g. ``EPSG:4546``."""
     srid: Mapped[int | None] = mapped_column(Integer)
-    footprint: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False))
+    footprint: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True
+    )
     """Spatial extent in lon/lat (CRS84 axis order)."""
     temporal_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     temporal_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -164,7 +166,7 @@ class Grant(Base):
     row_filter: Mapped[str | None] = mapped_column(Text)
     """A CQL2 text expression limiting the rows, e.g. ``district = 3``."""
     row_filter_area: Mapped[Any] = mapped_column(
-        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=True
     )
     created_at: Mapped[dt.datetime] = _now()
 

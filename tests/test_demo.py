@@ -1,0 +1,137 @@
+"""The demo city: built, loaded through the CLI into PostGIS, served, and loaded only once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pyogrio
+import pytest
+import shapely
+from support import LiveServer, cli_env
+
+from api import create_app
+from spatial import samples
+from spatial.demo import DEMO_LAYERS
+from spatial.settings import Settings
+
+SPATIAL = [sys.executable, "-m", "spatial.cli"]
+
+
+@pytest.fixture(scope="module")
+def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo files, built once for this module."""
+    out = tmp_path_factory.mktemp("samples")
+    samples.build(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(samples_dir: Path, database_url: str) -> Iterator[str]:
+    """The session database with the demo layers loaded through ``spatial samples load``."""
+    env = cli_env(SPATIAL_DATABASE_URL=database_url)
+    out = subprocess.run(
+        [*SPATIAL, "samples", "load", "--source", str(samples_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "loaded" in out.stdout
+    yield database_url
+
+
+def _rows(url: str, query: str, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return [tuple(r) for r in conn.execute(query, params).fetchall()]  # type: ignore[arg-type]
+
+
+def _one(url: str, query: str, *params: object) -> tuple[object, ...]:
+    rows = _rows(url, query, *params)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_every_demo_layer_is_in_the_catalog(loaded: str) -> None:
+    with psycopg.connect(loaded) as conn:
+        rows = conn.execute(
+            "SELECT id, kind, srid, feature_count, storage_schema, storage_table, "
+            "ST_XMin(footprint), ST_YMin(footprint) FROM platform.collections"
+        ).fetchall()
+    found = {r[0]: r for r in rows}
+    assert {d.collection_id for d in DEMO_LAYERS} <= set(found)
+    for layer in DEMO_LAYERS:
+        _, kind, _srid, count, schema, table, xmin, ymin = found[layer.collection_id]
+        assert kind == "vector"
+        assert schema == "layers" and table == layer.collection_id
+        assert count and count > 0
+        # Footprints are lon/lat around Yunfu (112.0°E, 22.9°N).
+        assert 111.5 < xmin < 112.5 and 22.5 < ymin < 23.3
+        actual = _one(loaded, f"SELECT count(*) FROM layers.{table}")[0]  # noqa: S608
+        assert actual == count
+
+
+def test_parcels_keep_their_crs_text_and_coordinates(loaded: str, samples_dir: Path) -> None:
+    srid, crs, count = _one(
+        loaded, "SELECT srid, crs, feature_count FROM platform.collections WHERE id = 'parcels'"
+    )
+    assert (srid, crs) == (4546, "EPSG:4546")
+    assert 15_000 <= int(count) <= 25_000  # type: ignore[call-overload]
+    assert _one(loaded, "SELECT Find_SRID('layers', 'parcels', 'geom')") == (4546,)
+    # GBK attributes arrive as proper Chinese text.
+    names = {r for (r,) in _rows(loaded, "SELECT DISTINCT dlmc FROM layers.parcels")}
+    assert "耕地" in names
+    # Source coordinates are kept exactly (no reprojection, no rounding).
+    src = pyogrio.read_dataframe(
+        f"/vsizip/{samples_dir / 'parcels_2025.zip'}", where="DKBM IS NOT NULL", max_features=50
+    )
+    for dkbm, geom in zip(src["DKBM"], src.geometry, strict=True):
+        (wkb,) = _one(loaded, "SELECT ST_AsBinary(geom) FROM layers.parcels WHERE dkbm = %s", dkbm)
+        stored = shapely.from_wkb(bytes(wkb))  # type: ignore[arg-type]
+        expected = geom if geom.geom_type == "MultiPolygon" else shapely.MultiPolygon([geom])
+        assert shapely.equals_exact(stored, expected, tolerance=0)
+
+
+def test_second_load_changes_nothing(loaded: str, samples_dir: Path) -> None:
+    before = _rows(loaded, "SELECT id, version, updated_at FROM platform.collections ORDER BY id")
+    env = cli_env(SPATIAL_DATABASE_URL=loaded)
+    out = subprocess.run(
+        [*SPATIAL, "samples", "load", "--source", str(samples_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "unchanged" in out.stdout
+    after = _rows(loaded, "SELECT id, version, updated_at FROM platform.collections ORDER BY id")
+    assert after == before
+
+
+def test_load_refuses_missing_samples(database_url: str, tmp_path: Path) -> None:
+    env = cli_env(SPATIAL_DATABASE_URL=database_url)
+    out = subprocess.run(
+        [*SPATIAL, "samples", "load", "--source", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "spatial samples build" in out.stderr
+
+
+def test_landing_page_lists_the_demo_collections(loaded: str, settings: Settings) -> None:
+    with LiveServer(create_app(settings)) as server:
+        body = httpx.get(f"{server.url}/").json()
+        page = httpx.get(f"{server.url}/?f=html").text
+    ids = {c["id"] for c in body["collections"]}
+    assert {d.collection_id for d in DEMO_LAYERS} <= ids
+    parcels = next(c for c in body["collections"] if c["id"] == "parcels")
+    assert parcels["subsystems"] == ["land", "planning"]
+    assert "宗地" in page
