@@ -22,6 +22,7 @@ directory), PGDATA and the socket go to ``/var/lib/spatial/<hash>/`` instead and
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -161,13 +163,12 @@ class EmbeddedCluster:
         Raises:
             DatabaseUnavailableError: the server did not start; the message quotes its log.
         """
-        info = self.info() or self._initdb()
-        if self._running_pid(info) is not None and self._answers(info):
+        with self._lock():
+            info = self.info() or self._initdb()
+            if self._running_pid(info) is None or not self._answers(info):
+                info = self._start(info)
             self._ensure_database(info)
             return info
-        info = self._start(info)
-        self._ensure_database(info)
-        return info
 
     def stop(self, mode: str = "fast") -> bool:
         """Stop the server; True if it was running."""
@@ -178,6 +179,17 @@ class EmbeddedCluster:
         return True
 
     # -- internals -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise start-up between processes (``spatial serve`` and a CLI call at once)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _os_user(self) -> pwd.struct_passwd | None:
         if os.geteuid() != 0:
