@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -77,3 +79,14 @@ def cli_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPATIAL_")}
     env.update(overrides)
     return env
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``spatial ARGS`` in a subprocess with a clean ``SPATIAL_*`` environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "spatial.cli", *args],
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )

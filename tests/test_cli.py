@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from support import cli_env
+from support import run_cli
 
 from spatial.settings import Settings
 
-SPATIAL = [sys.executable, "-m", "spatial.cli"]
 GROUPS = [
     [],
     ["db"],
@@ -34,9 +31,7 @@ GROUPS = [
 
 @pytest.mark.parametrize("args", GROUPS, ids=lambda a: " ".join(a) or "spatial")
 def test_help_everywhere(args: list[str]) -> None:
-    out = subprocess.run(
-        [*SPATIAL, *args, "--help"], capture_output=True, text=True, check=False, env=cli_env()
-    )
+    out = run_cli(*args, "--help")
     assert out.returncode == 0, out.stderr
     assert "Usage:" in out.stdout
 
@@ -44,13 +39,7 @@ def test_help_everywhere(args: list[str]) -> None:
 def test_status_reports_the_embedded_cluster_with_postgis_3() -> None:
     if not Settings().uses_embedded:
         pytest.skip("SPATIAL_DATABASE_URL is set: this run uses an external server")
-    out = subprocess.run(
-        [*SPATIAL, "db", "status", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=cli_env(),
-    )
+    out = run_cli("db", "status", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["mode"] == "embedded"
@@ -60,10 +49,8 @@ def test_status_reports_the_embedded_cluster_with_postgis_3() -> None:
 
 
 def test_bad_database_url_gives_a_message_not_a_traceback() -> None:
-    env = cli_env(SPATIAL_DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none")
-    out = subprocess.run(
-        [*SPATIAL, "db", "migrate"], capture_output=True, text=True, check=False, env=env
-    )
+    env = {"SPATIAL_DATABASE_URL": "postgresql://nobody:x@127.0.0.1:1/none"}
+    out = run_cli("db", "migrate", **env)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert "127.0.0.1" in out.stderr
@@ -72,12 +59,6 @@ def test_bad_database_url_gives_a_message_not_a_traceback() -> None:
 def test_ingest_rejects_a_bad_collection_id(tmp_path) -> None:  # type: ignore[no-untyped-def]
     src = tmp_path / "x.geojson"
     src.write_text('{"type":"FeatureCollection","features":[]}')
-    out = subprocess.run(
-        [*SPATIAL, "ingest", "vector", str(src), "--collection", "Bad;Id"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=cli_env(),
-    )
+    out = run_cli("ingest", "vector", str(src), "--collection", "Bad;Id")
     assert out.returncode == 1
     assert "collection id" in out.stderr

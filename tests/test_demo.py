@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +10,12 @@ import psycopg
 import pyogrio
 import pytest
 import shapely
-from support import LiveServer, cli_env
+from support import LiveServer, run_cli
 
 from api import create_app
 from spatial import samples
 from spatial.demo import DEMO_LAYERS
 from spatial.settings import Settings
-
-SPATIAL = [sys.executable, "-m", "spatial.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +29,8 @@ def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def loaded(samples_dir: Path, database_url: str) -> Iterator[str]:
     """The session database with the demo layers loaded through ``spatial samples load``."""
-    env = cli_env(SPATIAL_DATABASE_URL=database_url)
-    out = subprocess.run(
-        [*SPATIAL, "samples", "load", "--source", str(samples_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = {"SPATIAL_DATABASE_URL": database_url}
+    out = run_cli("samples", "load", "--source", str(samples_dir), **env)
     assert out.returncode == 0, out.stderr
     assert "loaded" in out.stdout
     yield database_url
@@ -99,14 +89,8 @@ def test_parcels_keep_their_crs_text_and_coordinates(loaded: str, samples_dir: P
 
 def test_second_load_changes_nothing(loaded: str, samples_dir: Path) -> None:
     before = _rows(loaded, "SELECT id, version, updated_at FROM platform.collections ORDER BY id")
-    env = cli_env(SPATIAL_DATABASE_URL=loaded)
-    out = subprocess.run(
-        [*SPATIAL, "samples", "load", "--source", str(samples_dir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = {"SPATIAL_DATABASE_URL": loaded}
+    out = run_cli("samples", "load", "--source", str(samples_dir), **env)
     assert out.returncode == 0, out.stderr
     assert "unchanged" in out.stdout
     after = _rows(loaded, "SELECT id, version, updated_at FROM platform.collections ORDER BY id")
@@ -114,14 +98,8 @@ def test_second_load_changes_nothing(loaded: str, samples_dir: Path) -> None:
 
 
 def test_load_refuses_missing_samples(database_url: str, tmp_path: Path) -> None:
-    env = cli_env(SPATIAL_DATABASE_URL=database_url)
-    out = subprocess.run(
-        [*SPATIAL, "samples", "load", "--source", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = {"SPATIAL_DATABASE_URL": database_url}
+    out = run_cli("samples", "load", "--source", str(tmp_path), **env)
     assert out.returncode == 1
     assert "spatial samples build" in out.stderr
 

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from support import cli_env
+from support import run_cli
 
 from spatial.db import EmbeddedCluster, resolve_url
 from spatial.errors import DatabaseUnavailableError
 from spatial.settings import DatabaseSettings, EmbeddedSettings, Settings
-
-SPATIAL = [sys.executable, "-m", "spatial.cli"]
 
 
 def _postgis(url: str) -> str:
@@ -87,18 +84,14 @@ def test_database_url_points_everything_elsewhere_and_starts_nothing(
     tmp_path: Path,
 ) -> None:
     var = tmp_path / "var"
-    env = cli_env(SPATIAL_DATABASE_URL=database_url, SPATIAL_VAR_DIR=str(var))
+    env = {"SPATIAL_DATABASE_URL": database_url, "SPATIAL_VAR_DIR": str(var)}
     before = _postgres_data_dirs()
 
-    up = subprocess.run(
-        [*SPATIAL, "db", "up"], env=env, capture_output=True, text=True, check=False
-    )
+    up = run_cli("db", "up", **env)
     assert up.returncode == 0, up.stderr
     assert "external server" in up.stdout
 
-    status = subprocess.run(
-        [*SPATIAL, "db", "status", "--json"], env=env, capture_output=True, text=True, check=False
-    )
+    status = run_cli("db", "status", "--json", **env)
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["mode"] == "external"
@@ -106,9 +99,7 @@ def test_database_url_points_everything_elsewhere_and_starts_nothing(
     assert report["postgis_version"].startswith("3.")
     assert report["schema_revision"] == report["schema_head"]
 
-    down = subprocess.run(
-        [*SPATIAL, "db", "down"], env=env, capture_output=True, text=True, check=False
-    )
+    down = run_cli("db", "down", **env)
     assert "not ours" in down.stdout
     # No cluster was initialised or started for this settings' var dir.
     assert not (var / "pg").exists()
@@ -135,3 +126,25 @@ def _postgres_data_dirs() -> set[str]:
         if b"-D" in argv:
             found.add(argv[argv.index(b"-D") + 1].decode())
     return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to another account")
+def test_root_with_a_private_checkout_keeps_the_cluster_where_postgres_can_reach_it(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    cluster = EmbeddedCluster(private / "var")
+    try:
+        info = cluster.ensure_running()
+        assert info.os_user == "postgres"
+        assert info.data_dir.startswith("/var/lib/spatial/")
+        assert _postgis(info.url()).startswith("3.")
+        # The record stays under var/, so the cluster is found again from the checkout.
+        assert EmbeddedCluster(private / "var").status().running
+    finally:
+        cluster.stop("immediate")
+        recorded = cluster.info()
+        if recorded is not None:
+            shutil.rmtree(Path(recorded.data_dir).parent, ignore_errors=True)

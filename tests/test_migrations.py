@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
-from support import cli_env
+from support import run_cli
 
 from spatial.db import migrate, sqlalchemy_url
 from spatial.models import SCHEMAS, Base
@@ -44,27 +41,15 @@ def _schemas(url: str) -> set[str]:
 
 
 def test_cli_migrate_creates_the_schema_on_an_empty_database(empty_database: str) -> None:
-    env = cli_env(SPATIAL_DATABASE_URL=empty_database)
-    out = subprocess.run(
-        [sys.executable, "-m", "spatial.cli", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = {"SPATIAL_DATABASE_URL": empty_database}
+    out = run_cli("db", "migrate", **env)
     assert out.returncode == 0, out.stderr
     assert "schema migrated" in out.stdout
     assert _tables(empty_database) >= PLATFORM_TABLES
     assert set(SCHEMAS) <= _schemas(empty_database)
     assert migrate.current(empty_database) == migrate.head()
     # In place and idempotent: a second run changes nothing.
-    again = subprocess.run(
-        [sys.executable, "-m", "spatial.cli", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = run_cli("db", "migrate", **env)
     assert again.returncode == 0
     assert "already at revision" in again.stdout
 
