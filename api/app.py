@@ -7,26 +7,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
 from api import errors
 from api.routers import landing
 from layers import Catalog
-from spatial.db import resolve_url, sqlalchemy_url
+from spatial.db import engine, resolve_url
 from spatial.settings import Settings
 
 
 def load_catalog(url: str) -> Catalog:
     """Read the catalog on a short-lived connection (a cold path: start-up and reloads)."""
-    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return Catalog.load(conn)
-    finally:
-        engine.dispose()
+    with engine(url) as eng, eng.connect() as conn:
+        return Catalog.load(conn)
 
 
 def create_app(settings: Settings) -> FastAPI:

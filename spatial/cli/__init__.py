@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import psycopg
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from spatial.errors import SpatialError
 
@@ -29,6 +30,17 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def progress_bar() -> Progress:
+    """The progress bar every long command shows."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def friendly(func: F) -> F:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
-from spatial.cli import console, friendly
-from spatial.db import resolve_url, sqlalchemy_url
+from spatial.cli import console, friendly, progress_bar
+from spatial.db import engine, resolve_url
 from spatial.settings import Settings
 
 app = typer.Typer(
@@ -41,24 +38,15 @@ def vector(
         crs=crs,
         encoding=encoding,
     )
-    engine = create_engine(sqlalchemy_url(resolve_url(Settings())), poolclass=NullPool)
-    try:
-        with (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as bar,
-            engine.begin() as conn,
-        ):
-            task = bar.add_task(f"loading {path.name}", total=None)
-            record = load_vector(
-                conn, source, lambda done, total: bar.update(task, completed=done, total=total)
-            )
-    finally:
-        engine.dispose()
+    with (
+        engine(resolve_url(Settings())) as eng,
+        progress_bar() as bar,
+        eng.begin() as conn,
+    ):
+        task = bar.add_task(f"loading {path.name}", total=None)
+        record = load_vector(
+            conn, source, lambda done, total: bar.update(task, completed=done, total=total)
+        )
     console.print(
         f"[green]loaded[/] {record.feature_count} features into "
         f"[bold]{record.id}[/] (version {record.version}, {record.crs})"

@@ -5,27 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
-from spatial.cli import console, friendly
-from spatial.db import resolve_url, sqlalchemy_url
+from spatial.cli import console, friendly, progress_bar
+from spatial.db import engine, resolve_url
 from spatial.settings import Settings
 
 app = typer.Typer(
     help="Build and load the demo data set (a city around Yunfu).", no_args_is_help=True
 )
-
-
-def _bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
 
 
 @app.command()
@@ -38,7 +25,7 @@ def build(
     from spatial import samples  # noqa: PLC0415 - heavy (GDAL, numpy)
 
     target = out or Settings().samples_dir
-    with _bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("building samples", total=None)
 
         def step(name: str, index: int, total: int) -> None:
@@ -62,18 +49,14 @@ def load(
 
     settings = Settings()
     folder = source or settings.samples_dir
-    engine = create_engine(sqlalchemy_url(resolve_url(settings)), poolclass=NullPool)
-    try:
-        with _bar() as bar, engine.begin() as conn:
-            task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS))
+    with engine(resolve_url(settings)) as eng, progress_bar() as bar, eng.begin() as conn:
+        task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS))
 
-            def step(item: DemoLayer, fresh: bool) -> None:
-                state = "loading" if fresh else "unchanged"
-                bar.update(task, description=f"{state} {item.collection_id}", advance=1)
+        def step(item: DemoLayer, fresh: bool) -> None:
+            state = "loading" if fresh else "unchanged"
+            bar.update(task, description=f"{state} {item.collection_id}", advance=1)
 
-            loaded = load_demo(conn, folder, step)
-    finally:
-        engine.dispose()
+        loaded = load_demo(conn, folder, step)
     if loaded:
         console.print(f"[green]loaded[/] {', '.join(loaded)}")
     else:

@@ -7,15 +7,19 @@ One function decides where the database is (:func:`resolve_url`): the configured
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from spatial.db.embedded import EmbeddedCluster
 from spatial.errors import DatabaseUnavailableError
 from spatial.settings import Settings
 
-__all__ = ["EmbeddedCluster", "connect", "redact", "resolve_url", "sqlalchemy_url"]
+__all__ = ["EmbeddedCluster", "engine", "redact", "resolve_url", "sqlalchemy_url"]
 
 
 def resolve_url(settings: Settings, *, start: bool = True) -> str:
@@ -63,6 +67,19 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
-    """A new synchronous connection to the platform database."""
-    return psycopg.connect(resolve_url(settings), autocommit=autocommit, application_name="spatial")
+@contextmanager
+def engine(url: str) -> Iterator[Engine]:
+    """A SQLAlchemy engine without a pool, for short-lived work (CLI, migrations, reloads).
+
+    Raises:
+        DatabaseUnavailableError: the server cannot be reached (the message names it).
+    """
+    eng = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        yield eng
+    except OperationalError as exc:
+        reason = str(exc.orig).strip() if exc.orig else str(exc)
+        msg = f"cannot reach the database at {redact(url)}: {reason}"
+        raise DatabaseUnavailableError(msg) from exc
+    finally:
+        eng.dispose()

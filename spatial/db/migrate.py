@@ -7,20 +7,14 @@ upgrades the embedded cluster, an external server and each test database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
-from spatial.db import redact, sqlalchemy_url
-from spatial.errors import DatabaseUnavailableError
+from spatial.db import engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -40,22 +34,9 @@ def head() -> str:
     return rev
 
 
-@contextmanager
-def _engine(url: str) -> Iterator[Engine]:
-    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
-    try:
-        yield engine
-    except OperationalError as exc:
-        reason = str(exc.orig).strip() if exc.orig else str(exc)
-        msg = f"cannot reach the database at {redact(url)}: {reason}"
-        raise DatabaseUnavailableError(msg) from exc
-    finally:
-        engine.dispose()
-
-
 def current(url: str) -> str | None:
     """The revision the database at ``url`` is at, or None for an empty database."""
-    with _engine(url) as engine, engine.connect() as conn:
+    with engine(url) as eng, eng.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -70,7 +51,7 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def _run(url: str, direction: str, revision: str) -> None:
-    with _engine(url) as engine, engine.begin() as conn:
+    with engine(url) as eng, eng.begin() as conn:
         cfg = _config()
         cfg.attributes["connection"] = conn
         getattr(command, direction)(cfg, revision)
