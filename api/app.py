@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 import spatial
 from api import errors
-from api.routers import landing
+from api.routers import editions, ingest, landing
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = await run_in_threadpool(resolve_url, settings)
+        app.state.url = url
         app.state.catalog = await run_in_threadpool(load_catalog, url)
         timeout = settings.database.statement_timeout_ms
         pool = AsyncConnectionPool(
@@ -49,9 +50,13 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
+        app.state.ingest_executor = ingest.executor()
         try:
             yield
         finally:
+            # A running ingest finishes (its transaction commits or rolls back whole);
+            # queued ones are dropped and stay "queued" in the jobs table.
+            await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)
             await pool.close()
 
     app = FastAPI(
@@ -67,4 +72,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.register(app)
     app.include_router(landing.router)
+    app.include_router(ingest.router)
+    app.include_router(editions.router)
     return app

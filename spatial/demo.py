@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from spatial.catalog import get_collection
+from spatial.db import engine
 from spatial.errors import InvalidInputError, NotFoundError
-from spatial.ingest.vector import VectorSource, load_vector
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,18 @@ def sha256(path: Path) -> str:
 
 
 def load_demo(
-    conn: Connection, samples_dir: Path, on_step: Callable[[DemoLayer, bool], None] | None = None
+    url: str,
+    settings: Settings,
+    samples_dir: Path,
+    on_step: Callable[[DemoLayer, bool], None] | None = None,
 ) -> list[str]:
     """Load every demo layer that is missing or whose file changed.
 
+    Each layer is one ingest job (all or nothing for that layer).
+
     Args:
-        conn: an open connection; the caller commits (all layers or none).
+        url: the database.
+        settings: the instance's settings (ingest limits and work directory).
         samples_dir: where ``spatial samples build`` wrote the files.
         on_step: called with each layer and whether it is being (re)loaded.
 
@@ -132,7 +138,8 @@ def load_demo(
             raise InvalidInputError(msg)
         checksum = sha256(path)
         try:
-            current = get_collection(conn, item.collection_id)
+            with engine(url) as eng, eng.connect() as conn:
+                current = get_collection(conn, item.collection_id)
             fresh = current.properties.get("checksum") != checksum
         except NotFoundError:
             fresh = True
@@ -140,8 +147,8 @@ def load_demo(
             on_step(item, fresh)
         if not fresh:
             continue
-        load_vector(
-            conn,
+        ingest_vector(
+            url,
             VectorSource(
                 path=path,
                 collection_id=item.collection_id,
@@ -153,6 +160,7 @@ def load_demo(
                 checksum=checksum,
                 description=f"Demo data: {item.file}",
             ),
+            settings,
         )
         loaded.append(item.collection_id)
     return loaded

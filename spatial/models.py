@@ -216,3 +216,71 @@ class IngestJob(Base):
     created_at: Mapped[dt.datetime] = _now()
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Edition(Base):
+    """One ingest of a vector collection: edition 1, 2, ... with its valid-from time."""
+
+    __tablename__ = "editions"
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    edition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    recorded_at: Mapped[dt.datetime] = _now()
+    job_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str | None] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(Text)
+    feature_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    """The diff against the previous edition: added, removed, geometry/attributes changed."""
+
+
+class FeatureVersion(Base):
+    """A replaced version of a feature, valid from one edition up to (not including) another."""
+
+    __tablename__ = "feature_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    collection_id: Mapped[str] = mapped_column(Text, nullable=False)
+    key: Mapped[str] = mapped_column(Text, nullable=False)
+    edition_from: Mapped[int] = mapped_column(Integer, nullable=False)
+    edition_to: Mapped[int] = mapped_column(Integer, nullable=False)
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    valid_to: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    geom: Mapped[Any] = mapped_column(Geometry(spatial_index=False), nullable=True)
+
+
+class FeatureChange(Base):
+    """How one feature changed in one edition."""
+
+    __tablename__ = "feature_changes"
+
+    collection_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    edition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    change: Mapped[str] = mapped_column(Text, nullable=False)
+    """added, removed, geometry, attributes or geometry+attributes."""
+    fields: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+
+
+class QuarantinedFeature(Base):
+    """A feature an ingest kept aside, with the reasons, for the steward to fix."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ingest_jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    collection_id: Mapped[str] = mapped_column(Text, nullable=False)
+    source_fid: Mapped[int | None] = mapped_column(BigInteger)
+    key: Mapped[str | None] = mapped_column(Text)
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSONB, nullable=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    geom: Mapped[Any] = mapped_column(Geometry(spatial_index=False), nullable=True)
+    created_at: Mapped[dt.datetime] = _now()

@@ -62,6 +62,19 @@ class ServerSettings(BaseSettings):
     """Base URL as clients see it behind a proxy; by default taken from each request."""
 
 
+class IngestSettings(BaseSettings):
+    """Limits on what a file or an upload may cost the platform before it is refused."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_INGEST_", extra="ignore")
+
+    max_upload_mb: int = Field(default=2048, ge=1)
+    """Largest accepted upload (the request body), in MiB."""
+    max_archive_members: int = Field(default=5000, ge=1)
+    """Most entries an archive may hold (a File Geodatabase has tens per layer)."""
+    max_uncompressed_mb: int = Field(default=2048, ge=1)
+    """Most bytes an archive may expand to, counted while extracting (zip bombs)."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -78,6 +91,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

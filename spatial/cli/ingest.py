@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections import Counter
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from spatial.cli import console, friendly, progress_bar
-from spatial.db import engine, resolve_url
+from spatial.cli import console, err_console, friendly, progress_bar
+from spatial.db import resolve_url
 from spatial.settings import Settings
 
 app = typer.Typer(
@@ -15,39 +20,109 @@ app = typer.Typer(
 )
 
 
+class OnInvalid(StrEnum):
+    """What to do with features that fail validation."""
+
+    reject = "reject"
+    repair = "repair"
+    quarantine = "quarantine"
+
+
+class Subsystem(StrEnum):
+    """The department subsystems a collection can be shown in."""
+
+    land = "land"
+    planning = "planning"
+    water = "water"
+    environment = "environment"
+    emergency = "emergency"
+
+
 @app.command()
 @friendly
 def vector(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="The file to load."),
+    path: Path = typer.Argument(..., exists=True, help="File, .zip, or .gdb folder to load."),
     collection: str = typer.Option(..., "--collection", help="Collection id (a-z, 0-9, _)."),
     title: str | None = typer.Option(None, help="Human title [default: the id]."),
-    subsystem: list[str] = typer.Option([], help="Subsystem(s) that show it (repeatable)."),
-    layer: str | None = typer.Option(None, help="Layer inside a multi-layer file."),
+    subsystem: list[Subsystem] = typer.Option([], help="Subsystem(s) that show it (repeatable)."),
     crs: str | None = typer.Option(None, help="CRS when the file has none, e.g. EPSG:4546."),
     encoding: str | None = typer.Option(None, help="Attribute encoding, e.g. gbk."),
+    key: str | None = typer.Option(None, help="Field identifying a feature across editions."),
+    layer: str | None = typer.Option(None, help="Layer (or dataset inside an archive) to read."),
+    on_invalid: OnInvalid = typer.Option(
+        OnInvalid.reject, "--on-invalid", help="reject the file, repair geometries, or quarantine."
+    ),
+    valid_from: dt.datetime | None = typer.Option(
+        None, "--valid-from", help="When this edition is valid from [default: now, UTC]."
+    ),
+    report: Path | None = typer.Option(None, help="Write the JSON report to this file."),
 ) -> None:
-    """Load a vector file into a layer table and register it in the catalog."""
-    from spatial.ingest.vector import VectorSource, load_vector  # noqa: PLC0415 - heavy
+    """Load a vector file into a layer table (all or nothing) and register it in the catalog."""
+    from spatial.ingest.vector import (  # noqa: PLC0415 - heavy imports, only for this command
+        IngestRejectedError,
+        VectorSource,
+        ingest_vector,
+    )
 
+    if valid_from is not None and valid_from.tzinfo is None:
+        valid_from = valid_from.replace(tzinfo=dt.UTC)
+    settings = Settings()
     source = VectorSource(
         path=path,
         collection_id=collection,
         title=title or collection,
-        subsystems=tuple(subsystem),
+        subsystems=tuple(s.value for s in subsystem),
         layer=layer,
         crs=crs,
         encoding=encoding,
+        key=key,
+        on_invalid=on_invalid.value,
+        valid_from=valid_from,
     )
-    with (
-        engine(resolve_url(Settings())) as eng,
-        progress_bar() as bar,
-        eng.begin() as conn,
-    ):
-        task = bar.add_task(f"loading {path.name}", total=None)
-        record = load_vector(
-            conn, source, lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    url = resolve_url(settings)
+    with progress_bar() as bar:
+        task = bar.add_task(f"ingest {path.name}", total=100)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=round(fraction * 100), description=message)
+
+        try:
+            outcome = ingest_vector(url, source, settings, on_progress=progress)
+        except IngestRejectedError as exc:
+            bar.stop()
+            _write_report(report, exc.report)
+            _print_findings(exc.report)
+            raise
+    _write_report(report, outcome.report)
+    _print_findings(outcome.report)
+    record, rep = outcome.record, outcome.report
     console.print(
-        f"[green]loaded[/] {record.feature_count} features into "
-        f"[bold]{record.id}[/] (version {record.version}, {record.crs})"
+        f"[green]loaded[/] {record.feature_count} features into [bold]{record.id}[/] "
+        f"(edition {rep['edition']}, version {record.version}, {record.crs}, "
+        f"{rep['geometry_type']}); job {outcome.job_id}"
     )
+    if rep.get("diff"):
+        diff = rep["diff"]
+        console.print(
+            "changes: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in diff.items())
+        )
+
+
+def _write_report(path: Path | None, report: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        console.print(f"report written to {path}")
+
+
+def _print_findings(report: dict[str, Any]) -> None:
+    counts = report.get("counts") or {}
+    for severity in ("errors", "warnings"):
+        for kind, n in (counts.get(severity) or {}).items():
+            err_console.print(f"  {severity[:-1]}: {n} x {kind.replace('_', ' ')}", highlight=False)
+    shown = Counter[str]()
+    for f in report.get("findings", []):
+        if shown[f["kind"]] >= 3:
+            continue
+        shown[f["kind"]] += 1
+        who = f"key {f['key']}" if f.get("key") is not None else f"feature {f['fid']}"
+        err_console.print(f"    {who}: {f['kind']}: {f['detail']}", highlight=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from spatial.cli import console, friendly, progress_bar
-from spatial.db import engine, resolve_url
+from spatial.db import resolve_url
 from spatial.settings import Settings
 
 app = typer.Typer(
@@ -49,14 +49,15 @@ def load(
 
     settings = Settings()
     folder = source or settings.samples_dir
-    with engine(resolve_url(settings)) as eng, progress_bar() as bar, eng.begin() as conn:
+    url = resolve_url(settings)
+    with progress_bar() as bar:
         task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS))
 
         def step(item: DemoLayer, fresh: bool) -> None:
             state = "loading" if fresh else "unchanged"
             bar.update(task, description=f"{state} {item.collection_id}", advance=1)
 
-        loaded = load_demo(conn, folder, step)
+        loaded = load_demo(url, settings, folder, step)
     if loaded:
         console.print(f"[green]loaded[/] {', '.join(loaded)}")
     else:

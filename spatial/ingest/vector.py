@@ -1,56 +1,55 @@
-"""Load a vector file into a ``layers`` table and register it in the catalog.
+"""Vector ingest: any GDAL-readable file into a versioned ``layers`` table.
 
-The file is read through GDAL (pyogrio), written into a staging table with COPY, and
-swapped in under its final name in the same transaction that updates the catalog, so
-readers see the old layer or the new one, never half of either. Geometry is kept in the
-source CRS, coordinates untouched (polygons and lines are promoted to their multi type).
+The steps, each in its own module:
+
+1. :mod:`~spatial.ingest.files`: refuse unsafe or mislabelled input, extract archives;
+2. :mod:`~spatial.ingest.read`: read the layer with GDAL into typed arrays;
+3. :mod:`spatial.crs`: identify the CRS, check coordinates against its area of use;
+4. :mod:`~spatial.ingest.checks` and :mod:`~spatial.ingest.topology`: find what is wrong
+   with each feature, and apply the policy (``reject``, ``repair``, ``quarantine``);
+5. :mod:`~spatial.ingest.publish`: stage, diff, swap and register in one transaction.
+
+:func:`ingest_vector` runs them as an ingest job: the job row records progress and, at
+the end, the JSON report (also on failure; the layer is then untouched).
 """
 
 from __future__ import annotations
 
-import re
+import datetime as dt
+import getpass
+import hashlib
+import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import geopandas as gpd
 import numpy as np
-import pyogrio
-import shapely
-from psycopg import sql
-from pyproj import CRS
-from shapely import to_wkb
-from shapely.geometry import MultiLineString, MultiPolygon
-from sqlalchemy import Connection
 
-from spatial.catalog import CollectionRecord, upsert_collection
+from spatial import crs as crs_mod
+from spatial.catalog import CollectionRecord
+from spatial.db import engine
 from spatial.errors import InvalidInputError
-from spatial.models import LAYERS
+from spatial.ingest import checks, files, jobs, read, topology
+from spatial.ingest.publish import Layer, Published, check_collection_id, publish
+from spatial.settings import Settings
 
-_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_PG_TYPES = {
-    "b": "boolean",
-    "i": "bigint",
-    "u": "bigint",
-    "f": "double precision",
-    "M": "timestamp",
-    "O": "text",
-}
-_MULTI = {
-    "Polygon": "MultiPolygon",
-    "LineString": "MultiLineString",
-    "Point": "Point",
-    "MultiPolygon": "MultiPolygon",
-    "MultiLineString": "MultiLineString",
-    "MultiPoint": "MultiPoint",
-}
-_COPY_BATCH = 5000
+Policy = Literal["reject", "repair", "quarantine"]
+POLICIES: tuple[Policy, ...] = ("reject", "repair", "quarantine")
+SUBSYSTEMS = ("land", "planning", "water", "environment", "emergency")
+_LISTED = 1000
+"""Findings listed one by one in a report (all are counted)."""
+# Share of the progress bar each stage takes.
+_STAGES = {"reading": (0.0, 0.25), "checking": (0.25, 0.45), "loading": (0.45, 0.9)}
+
+ProgressFn = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
 class VectorSource:
-    """What to load and how to describe it in the catalog."""
+    """What to ingest and how."""
 
     path: Path
     collection_id: str
@@ -58,200 +57,334 @@ class VectorSource:
     subsystems: tuple[str, ...] = ()
     layer: str | None = None
     crs: str | None = None
+    """CRS to assume when the file has none, or to override it (``EPSG:4546``, WKT)."""
     encoding: str | None = None
     description: str | None = None
     key: str | None = None
+    """Field that identifies a feature across editions (parcel number)."""
     checksum: str | None = None
-    """sha256 of the source file, kept in the catalog so an unchanged file is not reloaded."""
+    """sha256 of the source file (computed when not given)."""
+    on_invalid: Policy = "reject"
+    valid_from: dt.datetime | None = None
+    """When this edition becomes valid [default: now]."""
+    tolerances: topology.Tolerances = field(default_factory=topology.Tolerances)
+    source_name: str | None = None
+    """The name to record for the file (uploads are stored under a private name)."""
 
 
-def read_source(source: VectorSource) -> gpd.GeoDataFrame:
-    """Read the file with GDAL, decoding attributes with the declared or detected encoding.
+class IngestRejectedError(InvalidInputError):
+    """The file was read but its features did not pass; ``report`` says why."""
 
-    Raises:
-        InvalidInputError: unreadable file, no geometry, or no CRS and none given.
-    """
-    if not _ID_RE.match(source.collection_id):
-        msg = (
-            f"collection id {source.collection_id!r} must be lower-case letters, digits and "
-            "underscores, starting with a letter, at most 63 characters"
-        )
-        raise InvalidInputError(msg)
-    path = str(source.path)
-    if path.lower().endswith(".zip") and not path.startswith("/vsizip/"):
-        path = "/vsizip/" + str(Path(path).resolve())
-    kwargs: dict[str, Any] = {"layer": source.layer}
-    if path.lower().endswith(".csv"):
-        # Point CSVs: coordinates in lon/lat columns (a WKT column is detected by GDAL).
-        kwargs.update(
-            X_POSSIBLE_NAMES="lon,longitude,x",
-            Y_POSSIBLE_NAMES="lat,latitude,y",
-            KEEP_GEOM_COLUMNS="NO",
-        )
-    if source.encoding:
-        kwargs["encoding"] = source.encoding
-    try:
-        frame = pyogrio.read_dataframe(path, **kwargs)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        msg = f"cannot read {source.path}: {exc}"
-        raise InvalidInputError(msg) from exc
-    if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry.isna().all():
-        msg = f"{source.path} has no geometry"
-        raise InvalidInputError(msg)
-    if source.crs:
-        frame = frame.set_crs(source.crs, allow_override=True)
-    if frame.crs is None:
-        msg = f"{source.path} declares no coordinate reference system; give one with --crs"
-        raise InvalidInputError(msg)
-    return frame
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
-def load_vector(
-    conn: Connection, source: VectorSource, on_progress: Callable[[int, int], None] | None = None
-) -> CollectionRecord:
-    """Load ``source`` into ``layers.<collection_id>`` and register it.
+@dataclass(frozen=True)
+class Outcome:
+    """A finished ingest."""
+
+    job_id: str
+    record: CollectionRecord
+    report: dict[str, Any]
+
+
+def ingest_vector(
+    url: str,
+    source: VectorSource,
+    settings: Settings,
+    *,
+    actor: str | None = None,
+    job_id: str | None = None,
+    on_progress: ProgressFn | None = None,
+) -> Outcome:
+    """Ingest a vector file as a job, all or nothing.
 
     Args:
-        conn: an open SQLAlchemy connection in a transaction the caller commits.
-        source: the file and its catalog description.
-        on_progress: called with (rows written, total rows).
+        url: the database.
+        source: the file and options.
+        settings: limits and working directories.
+        actor: who ingests [default: the OS user].
+        job_id: an existing queued job to run (the API creates it first).
+        on_progress: called with (fraction 0..1, what is happening).
 
     Returns:
-        The catalog entry as stored (version incremented on re-load).
+        The job id, the catalog entry and the report.
+
+    Raises:
+        InvalidInputError: the input was refused (``IngestRejectedError`` when features
+            failed validation); the job is marked failed and nothing else changed.
     """
-    frame = read_source(source)
-    srid = _srid(frame.crs)
-    geom_type = _geometry_type(frame)
-    columns = _columns(frame)
-    raw = conn.connection.driver_connection
-    if raw is None:  # pragma: no cover - a live SQLAlchemy connection always has one
-        msg = "no database connection"
-        raise RuntimeError(msg)
-    stage = f"_stage_{source.collection_id}"[:63]
-    table = sql.Identifier(LAYERS, source.collection_id)
-    staging = sql.Identifier(LAYERS, stage)
-    col_defs = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pgtype)) for name, pgtype in columns
-    )
-    with raw.cursor() as cur:
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {} (fid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {}, "
-                "geom geometry({}, {}))"
-            ).format(staging, col_defs, sql.SQL(geom_type), sql.Literal(srid))
+    actor = actor or getpass.getuser()
+    source = _validated(source)
+    if job_id is None:
+        job_id = jobs.create(
+            url,
+            kind="vector",
+            collection_id=source.collection_id,
+            source=source.source_name or source.path.name,
+            options=_options(source),
+            created_by=actor,
         )
-        _copy_rows(
-            cur,
-            staging,
-            frame,
-            columns=columns,
-            geom_type=geom_type,
-            srid=srid,
-            on_progress=on_progress,
+    tracker = jobs.Tracker(url, job_id)
+    tracker.start()
+
+    def progress(fraction: float, message: str) -> None:
+        tracker.progress(fraction, message)
+        if on_progress:
+            on_progress(fraction, message)
+
+    report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
+    try:
+        published = _run(
+            url, source, settings, job_id=job_id, actor=actor, report=report, progress=progress
         )
-        cur.execute(sql.SQL("CREATE INDEX ON {} USING gist (geom)").format(staging))
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-        cur.execute(
-            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                staging, sql.Identifier(source.collection_id)
-            )
-        )
-        cur.execute(sql.SQL("ANALYZE {}").format(table))
-        row = cur.execute(
-            sql.SQL(
-                "SELECT ST_AsText(ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, {}), 4326)) "
-                "FROM {}"
-            ).format(sql.Literal(srid), table)
-        ).fetchone()
-    footprint = row[0] if row else None
-    record = CollectionRecord(
-        id=source.collection_id,
-        title=source.title,
-        kind="vector",
-        description=source.description,
-        subsystems=source.subsystems,
-        storage_schema=LAYERS,
-        storage_table=source.collection_id,
-        crs=f"EPSG:{srid}",
-        srid=srid,
-        feature_count=len(frame),
-        properties={
-            "fields": dict(columns),
-            "geometry_type": geom_type,
-            "source": Path(source.path).name,
-            "key": source.key,
-            "checksum": source.checksum,
-        },
-    )
-    return upsert_collection(conn, record, footprint_wkt=footprint)
-
-
-def _srid(crs: CRS) -> int:
-    epsg = CRS.from_user_input(crs).to_epsg(min_confidence=70)
-    if epsg is None:
-        msg = f"the file's CRS is not an EPSG system: {CRS.from_user_input(crs).name}"
-        raise InvalidInputError(msg)
-    return int(epsg)
-
-
-def _geometry_type(frame: gpd.GeoDataFrame) -> str:
-    kinds = set(frame.geometry.dropna().geom_type)
-    promoted = {_MULTI.get(kind, "Geometry") for kind in kinds}
-    return promoted.pop() if len(promoted) == 1 else "Geometry"
-
-
-def _columns(frame: gpd.GeoDataFrame) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for name in frame.columns:
-        if name == frame.geometry.name:
-            continue
-        col = re.sub(r"[^0-9a-z_]", "_", str(name).lower()) or "field"
-        if col[0].isdigit() or col in {"fid", "geom"}:
-            col = f"f_{col}"
-        while col in seen:
-            col += "_"
-        seen.add(col)
-        dtype = frame[name].dtype
-        pgtype = _PG_TYPES.get(dtype.kind, "text")
-        out.append((col, pgtype))
-    return out
-
-
-def _copy_rows(
-    cur: Any,
-    staging: sql.Identifier,
-    frame: gpd.GeoDataFrame,
-    *,
-    columns: list[tuple[str, str]],
-    geom_type: str,
-    srid: int,
-    on_progress: Callable[[int, int], None] | None,
-) -> None:
-    geoms = np.asarray(frame.geometry.array)
-    if geom_type.startswith("Multi"):
-        geoms = np.array([_to_multi(g) for g in geoms], dtype=object)
-    wkb = to_wkb(shapely.set_srid(geoms, srid), hex=True, include_srid=True)
-    attrs = frame.drop(columns=frame.geometry.name)
-    attrs = attrs.astype(object).where(attrs.notna(), None)
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
-    copy = sql.SQL("COPY {} ({}, geom) FROM STDIN").format(staging, names)
-    total = len(frame)
-    with cur.copy(copy) as out:
-        for i, (values, geom) in enumerate(zip(attrs.itertuples(index=False), wkb, strict=True)):
-            out.write_row((*values, geom))
-            if on_progress and (i + 1) % _COPY_BATCH == 0:
-                on_progress(i + 1, total)
+    except InvalidInputError as exc:
+        report.setdefault("error", str(exc))
+        report.update(getattr(exc, "report", {}))
+        tracker.finish(ok=False, message=str(exc), report=report)
+        raise
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {exc!r}"
+        report["error"] = reason
+        tracker.finish(ok=False, message=reason, report=report)
+        raise
+    message = f"loaded {published.record.feature_count} features (edition {published.edition})"
+    tracker.finish(ok=True, message=message, report=report)
     if on_progress:
-        on_progress(total, total)
+        on_progress(1.0, "done")
+    return Outcome(job_id=job_id, record=published.record, report=report)
 
 
-def _to_multi(geom: Any) -> Any:
-    if geom is None:
+def _validated(source: VectorSource) -> VectorSource:
+    check_collection_id(source.collection_id)
+    if source.on_invalid not in POLICIES:
+        msg = f"--on-invalid must be one of {', '.join(POLICIES)}, not {source.on_invalid!r}"
+        raise InvalidInputError(msg)
+    unknown = [s for s in source.subsystems if s not in SUBSYSTEMS]
+    if unknown:
+        msg = f"unknown subsystem {unknown[0]!r}; choose from {', '.join(SUBSYSTEMS)}"
+        raise InvalidInputError(msg)
+    if source.valid_from is not None and source.valid_from.tzinfo is None:
+        msg = "valid-from needs a time zone (e.g. 2026-01-01T00:00:00+08:00)"
+        raise InvalidInputError(msg)
+    return source
+
+
+def _options(source: VectorSource) -> dict[str, Any]:
+    return {
+        "title": source.title,
+        "subsystems": list(source.subsystems),
+        "layer": source.layer,
+        "crs": source.crs,
+        "encoding": source.encoding,
+        "key": source.key,
+        "on_invalid": source.on_invalid,
+        "valid_from": source.valid_from.isoformat() if source.valid_from else None,
+    }
+
+
+def _stage(progress: ProgressFn, name: str, done: float, message: str | None = None) -> None:
+    start, end = _STAGES[name]
+    progress(start + (end - start) * done, message or name)
+
+
+def _run(
+    url: str,
+    source: VectorSource,
+    settings: Settings,
+    *,
+    job_id: str,
+    actor: str,
+    report: dict[str, Any],
+    progress: ProgressFn,
+) -> Published:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    _stage(progress, "reading", 0.0, f"reading {source.source_name or source.path.name}")
+    work_root = settings.var_dir / "ingest"
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_root, prefix="job-") as work:
+        dataset = files.prepare(
+            source.path,
+            Path(work),
+            settings.ingest,
+            layer=source.layer,
+            encoding=source.encoding,
+        )
+        table = read.read(dataset)
+    report.update(
+        {
+            "source": source.source_name or source.path.name,
+            "format": table.driver,
+            "layer": table.layer,
+            "encoding": dataset.encoding or table.encoding,
+            "features_read": len(table),
+            "notes": list(dataset.notes),
+            "gdal_warnings": table.warnings,
+        }
+    )
+    timings["read"] = time.perf_counter() - clock
+    info = _crs(source, table)
+    report["crs"] = info.code
+    report["crs_name"] = info.name
+    key = table.field_named(source.key) if source.key else None
+    _stage(progress, "checking", 0.0, "checking features")
+    clock = time.perf_counter()
+    checked = checks.check_features(table, info, key)
+    repaired: list[int] = []
+    if source.on_invalid == "repair":
+        repaired, _ = checks.repair(checked)
+    if key is not None and checked.family == "Polygon":
+        _stage(progress, "checking", 0.5, "checking parcel topology")
+        bad = set(checked.error_rows().tolist())
+        rows = np.array([i for i in range(len(table)) if i not in bad], dtype=np.int64)
+        checked.findings += topology.check(checked.geoms, rows, key.values, info, source.tolerances)
+    timings["check"] = time.perf_counter() - clock
+    errors = checked.error_rows()
+    _summarise(report, checked, table=table, key=key, repaired=repaired, policy=source.on_invalid)
+    if len(errors) and source.on_invalid != "quarantine":
+        kinds = Counter(f.kind for f in checked.findings if f.severity == "error")
+        summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.most_common())
+        hint = (
+            " (use --on-invalid quarantine to load the rest)"
+            if source.on_invalid == "repair"
+            else " (use --on-invalid repair or quarantine)"
+        )
+        msg = (
+            f"{len(errors)} of {len(table)} features have errors: {summary}; "
+            f"nothing was loaded{hint}"
+        )
+        raise IngestRejectedError(msg, report)
+    keep = np.setdiff1d(np.arange(len(table), dtype=np.int64), errors)
+    if len(keep) == 0:
+        msg = f"all {len(table)} features have errors; nothing was loaded"
+        raise IngestRejectedError(msg, report)
+    quarantine = _quarantine_rows(checked, errors) if source.on_invalid == "quarantine" else []
+    layer = Layer(
+        collection_id=source.collection_id,
+        table=table,
+        rows=keep,
+        column_type=checked.column_type,
+        srid=info.epsg,
+        multi=checked.multi,
+        geoms=checked.geoms,
+        repaired=frozenset(repaired),
+        key=key.column if key else None,
+        record=CollectionRecord(
+            id=source.collection_id,
+            title=source.title,
+            kind="vector",
+            description=source.description,
+            subsystems=source.subsystems,
+            properties={
+                "source": source.source_name or source.path.name,
+                "checksum": source.checksum or _sha256(source.path),
+                "encoding": report["encoding"],
+            },
+        ),
+    )
+    clock = time.perf_counter()
+    valid_from = source.valid_from or dt.datetime.now(dt.UTC)
+    with engine(url) as eng, eng.begin() as conn:
+        published = publish(
+            conn,
+            layer,
+            job_id=job_id,
+            actor=actor,
+            valid_from=valid_from,
+            quarantine=quarantine,
+            on_progress=lambda stage, done: _stage(progress, "loading", done, stage),
+        )
+    timings["load"] = time.perf_counter() - clock
+    report.update(
+        {
+            "features_loaded": len(keep),
+            "features_quarantined": len(quarantine),
+            "geometry_type": checked.column_type,
+            "edition": published.edition,
+            "version": published.record.version,
+            "valid_from": valid_from.isoformat(),
+            "diff": published.diff.as_dict() if published.diff else None,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+    )
+    return published
+
+
+def _crs(source: VectorSource, table: read.Table) -> crs_mod.CrsInfo:
+    if source.crs:
+        return crs_mod.identify(source.crs)
+    if not table.crs_text:
+        msg = (
+            f"{source.source_name or source.path.name} declares no coordinate reference system "
+            "(for a Shapefile: no .prj); give it with --crs, e.g. --crs EPSG:4546"
+        )
+        raise InvalidInputError(msg)
+    return crs_mod.identify(table.crs_text)
+
+
+def _summarise(
+    report: dict[str, Any],
+    checked: checks.Checked,
+    *,
+    table: read.Table,
+    key: read.Field | None,
+    repaired: list[int],
+    policy: Policy,
+) -> None:
+    counts = Counter(f.kind for f in checked.findings)
+    error_rows = set(checked.error_rows().tolist())
+    action = {"reject": "rejected", "repair": "rejected", "quarantine": "quarantined"}[policy]
+    listed = []
+    for f in sorted(checked.findings, key=lambda f: (f.severity != "error", f.row))[:_LISTED]:
+        listed.append(
+            {
+                "row": f.row,
+                "fid": int(table.fids[f.row]),
+                "key": None if key is None else _plain(key.values[f.row]),
+                "kind": f.kind,
+                "severity": f.severity,
+                "detail": f.detail,
+                "action": action if f.row in error_rows else "none",
+            }
+        )
+    report.update(
+        {
+            "policy": policy,
+            "geometry_type": checked.column_type,
+            "counts": {
+                "errors": dict(sorted((k, v) for k, v in counts.items() if k in checks.ERRORS)),
+                "warnings": dict(sorted((k, v) for k, v in counts.items() if k in checks.WARNINGS)),
+                "features_with_errors": len(error_rows),
+                "repaired": len(repaired),
+            },
+            "repaired_rows": repaired[:_LISTED],
+            "findings": listed,
+            "findings_truncated": len(checked.findings) > _LISTED,
+        }
+    )
+
+
+def _quarantine_rows(
+    checked: checks.Checked, errors: np.ndarray[Any, Any]
+) -> list[tuple[int, list[dict[str, str]]]]:
+    reasons: dict[int, list[dict[str, str]]] = {int(r): [] for r in errors}
+    for f in checked.findings:
+        if f.row in reasons:
+            reasons[f.row].append({"kind": f.kind, "detail": f.detail})
+    return sorted(reasons.items())
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
         return None
-    if geom.geom_type == "Polygon":
-        return MultiPolygon([geom])
-    if geom.geom_type == "LineString":
-        return MultiLineString([geom])
-    return geom
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,226 @@
+"""Uploads: ``POST /ingest/vector`` starts an ingest job; ``GET /ingest/jobs/{id}`` follows it.
+
+The upload is written to a private directory under ``var/ingest/uploads`` while its
+size is counted (the request is refused as soon as it passes the limit), a job row is
+created, and the ingest runs on a single background worker: one heavy ingest at a time,
+so uploads never starve the API of its two cores. The job row carries progress while
+it runs and the JSON report at the end; rejected features can be downloaded as GeoJSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from psycopg.rows import dict_row
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Conn
+from spatial.errors import InvalidInputError, SpatialError
+from spatial.ingest import jobs
+from spatial.ingest.vector import POLICIES, VectorSource, ingest_vector
+from spatial.settings import Settings
+
+router = APIRouter(prefix="/ingest", tags=["Ingest"])
+
+_CHUNK = 1 << 20
+_SIDECARS = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".csvt"}
+_ACTOR = "api"
+"""Until accounts land, uploads are audited as the API itself."""
+
+
+class TooLargeError(InvalidInputError):
+    """The upload passed the size limit."""
+
+
+def executor() -> ThreadPoolExecutor:
+    """The worker that runs ingest jobs one at a time."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+
+
+@router.post("/vector", status_code=202, summary="Upload a vector file and start its ingest")
+async def upload_vector(
+    request: Request,
+    file: Annotated[list[UploadFile], File(description="The file, a .zip, or a Shapefile's parts")],
+    collection: Annotated[str, Form(description="Collection id (a-z, 0-9, _)")],
+    title: Annotated[str | None, Form()] = None,
+    subsystem: Annotated[list[str] | None, Form()] = None,
+    crs: Annotated[str | None, Form()] = None,
+    encoding: Annotated[str | None, Form()] = None,
+    key: Annotated[str | None, Form()] = None,
+    layer: Annotated[str | None, Form()] = None,
+    on_invalid: Annotated[Literal["reject", "repair", "quarantine"], Form()] = "reject",
+    valid_from: Annotated[dt.datetime | None, Form()] = None,
+) -> JSONResponse:
+    """Store the upload, create an ingest job and start it; answer 202 with the job."""
+    settings: Settings = request.app.state.settings
+    limit = settings.ingest.max_upload_mb * 1024 * 1024
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(_too_large(settings))
+    if on_invalid not in POLICIES:  # pragma: no cover - Literal already validates
+        msg = f"on_invalid must be one of {POLICIES}"
+        raise InvalidInputError(msg)
+    folder = settings.var_dir / "ingest" / "uploads" / uuid.uuid4().hex
+    try:
+        main, name = await _store(file, folder, limit, settings)
+        source = VectorSource(
+            path=main,
+            collection_id=collection,
+            title=title or collection,
+            subsystems=tuple(subsystem or ()),
+            layer=layer,
+            crs=crs,
+            encoding=encoding,
+            key=key,
+            on_invalid=on_invalid,
+            valid_from=valid_from,
+            source_name=name,
+        )
+        job_id = await run_in_threadpool(
+            jobs.create,
+            request.app.state.url,
+            kind="vector",
+            collection_id=collection,
+            source=name,
+            options={"collection": collection, "key": key, "on_invalid": on_invalid},
+            created_by=_ACTOR,
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    request.app.state.ingest_executor.submit(_run_job, request.app, source, job_id, folder)
+    async with request.app.state.pool.connection() as conn:
+        job = await _job(request, conn, job_id)
+    location = str(request.url_for("get_job", job_id=job_id))
+    return JSONResponse(job, status_code=202, headers={"Location": location})
+
+
+async def _store(
+    uploads: list[UploadFile], folder: Path, limit: int, settings: Settings
+) -> tuple[Path, str]:
+    """Write the parts to ``folder`` counting bytes; return the file to read and its name."""
+    if not uploads:
+        msg = "no file in the upload"
+        raise InvalidInputError(msg)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    stored: list[Path] = []
+    for upload in uploads:
+        target = folder / _safe_name(upload.filename or "upload")
+        with target.open("wb") as out:
+            while chunk := await upload.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise TooLargeError(_too_large(settings))
+                out.write(chunk)
+        stored.append(target)
+    if len(stored) == 1:
+        return stored[0], stored[0].name
+    mains = [p for p in stored if p.suffix.lower() not in _SIDECARS]
+    if len(mains) != 1:
+        names = ", ".join(p.name for p in mains) or "only sidecar files"
+        msg = (
+            f"several files were uploaded ({names}); "
+            "send one file, a .zip, or one Shapefile's parts"
+        )
+        raise InvalidInputError(msg)
+    return mains[0], mains[0].name
+
+
+def _safe_name(name: str) -> str:
+    """The file's base name with anything unusual replaced (no paths, no hidden files)."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = re.sub(r"[^\w.\-]", "_", base).lstrip(".") or "upload"
+    return base[:200]
+
+
+def _too_large(settings: Settings) -> str:
+    return f"the upload is larger than the limit of {settings.ingest.max_upload_mb:,} MiB"
+
+
+def _run_job(app: Any, source: VectorSource, job_id: str, folder: Path) -> None:
+    """Run one ingest on the worker thread; errors are recorded on the job, not raised."""
+    from api.app import load_catalog  # noqa: PLC0415 - avoids an import cycle
+
+    try:
+        ingest_vector(app.state.url, source, app.state.settings, actor=_ACTOR, job_id=job_id)
+        app.state.catalog = load_catalog(app.state.url)
+    except SpatialError:
+        pass  # the job row holds the message and the report
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _job(request: Request, conn: Any, job_id: str) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(jobs.SELECT_JOB, (jobs.job_uuid(job_id),))
+        job = jobs.from_row(await cur.fetchone(), job_id).as_dict()
+    return _with_links(job, str(request.base_url).rstrip("/"))
+
+
+def _with_links(job: dict[str, Any], base: str) -> dict[str, Any]:
+    links = [{"rel": "self", "type": "application/json", "href": f"{base}/ingest/jobs/{job['id']}"}]
+    if job["report"].get("features_quarantined"):
+        links.append(
+            {
+                "rel": "quarantine",
+                "type": "application/geo+json",
+                "href": f"{base}/ingest/jobs/{job['id']}/quarantine",
+            }
+        )
+    if job["state"] == "succeeded" and job["collection_id"]:
+        links.append(
+            {
+                "rel": "changes",
+                "type": "application/json",
+                "href": f"{base}/collections/{job['collection_id']}/changes",
+            }
+        )
+    job["links"] = links
+    return job
+
+
+@router.get("/jobs/{job_id}", name="get_job", summary="An ingest job: state, progress, report")
+async def get_job(request: Request, job_id: str, conn: Conn) -> dict[str, Any]:
+    """The job as stored, with links to its quarantine and the changes it made."""
+    return await _job(request, conn, job_id)
+
+
+@router.get(
+    "/jobs/{job_id}/quarantine",
+    summary="Features an ingest kept aside, with their reasons, as GeoJSON",
+    response_class=Response,
+)
+async def quarantine(request: Request, job_id: str, conn: Conn) -> Response:
+    """A GeoJSON FeatureCollection (lon/lat) built by PostGIS; reasons are in ``_reasons``."""
+    await _job(request, conn, job_id)  # 404 for an unknown job
+    cur = await conn.execute(
+        """
+        SELECT json_build_object(
+            'type', 'FeatureCollection',
+            'features', coalesce(json_agg(json_build_object(
+                'type', 'Feature',
+                'id', q.id,
+                'geometry', ST_AsGeoJSON(platform.try_transform(q.geom, 4326))::json,
+                'properties', q.properties || jsonb_build_object(
+                    '_reasons', q.reasons, '_source_fid', q.source_fid, '_key', q.key))
+                ORDER BY q.id), '[]'::json))::text
+        FROM platform.quarantine q WHERE q.job_id = %s::uuid
+        """,
+        (job_id,),
+    )
+    row = await cur.fetchone()
+    body = row[0] if row else '{"type":"FeatureCollection","features":[]}'
+    return Response(
+        body,
+        media_type="application/geo+json",
+        headers={"Content-Disposition": f'attachment; filename="quarantine-{job_id}.geojson"'},
+    )

@@ -1,0 +1,325 @@
+"""Per-feature validation: what is wrong with each feature, and why.
+
+Every check is vectorised over the layer (shapely 2, numpy). The result is a list of
+:class:`Finding` with a kind from :data:`ERRORS` or :data:`WARNINGS` and a reason a
+steward can act on. Errors stop a feature from being published (the ingest policy
+decides whether that fails the ingest, repairs the feature or quarantines it);
+warnings are reported only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from spatial import crs as crs_mod
+from spatial.errors import InvalidInputError
+from spatial.ingest.read import Field, Table
+
+ERRORS = (
+    "null_geometry",
+    "unreadable_geometry",
+    "empty_geometry",
+    "non_finite",
+    "invalid_geometry",
+    "mixed_type",
+    "dimension_mismatch",
+    "outside_crs_area",
+    "null_key",
+    "duplicate_key",
+    "overlap",
+)
+WARNINGS = ("sliver", "gap")
+_FAMILY = {
+    "Point": "Point",
+    "MultiPoint": "Point",
+    "LineString": "LineString",
+    "LinearRing": "LineString",
+    "MultiLineString": "LineString",
+    "Polygon": "Polygon",
+    "MultiPolygon": "Polygon",
+}
+_MULTI = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong with one feature."""
+
+    row: int
+    kind: str
+    detail: str
+
+    @property
+    def severity(self) -> str:
+        """``error`` or ``warning``."""
+        return "error" if self.kind in ERRORS else "warning"
+
+
+@dataclass
+class Checked:
+    """The layer's geometries as shapely objects, its column type, and the findings."""
+
+    geoms: npt.NDArray[np.object_]
+    family: str
+    """Point, LineString or Polygon: the geometry family most features have."""
+    multi: bool
+    """True when single geometries are promoted to their multi type."""
+    dims: str
+    """'', 'Z', 'M' or 'ZM'."""
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def column_type(self) -> str:
+        """The PostGIS type modifier, e.g. ``MultiPolygonZ``."""
+        base = _MULTI[self.family] if self.multi else self.family
+        return base + self.dims
+
+    def error_rows(self) -> npt.NDArray[np.int64]:
+        """Rows with at least one error, sorted."""
+        rows = {f.row for f in self.findings if f.severity == "error"}
+        return np.array(sorted(rows), dtype=np.int64)
+
+
+def check_features(table: Table, crs: crs_mod.CrsInfo, key: Field | None) -> Checked:
+    """Run every per-feature check (topology is separate: :mod:`spatial.ingest.topology`).
+
+    Raises:
+        InvalidInputError: the layer has no features, no usable geometry at all, or most
+            of it lies outside the CRS's area of use (the message names the likely cause).
+    """
+    n = len(table)
+    if n == 0:
+        msg = "the layer has no features; nothing to load"
+        raise InvalidInputError(msg)
+    findings: list[Finding] = []
+    geoms = _parse(table.wkb, findings)
+    present = ~shapely.is_missing(geoms)
+    empty = present & shapely.is_empty(geoms)
+    findings += [
+        Finding(int(i), "empty_geometry", "the geometry is empty") for i in np.flatnonzero(empty)
+    ]
+    usable = present & ~empty
+    usable &= ~_non_finite(geoms, usable, findings)
+    if not usable.any():
+        msg = "no feature has a usable geometry (all are null, empty or unreadable)"
+        raise InvalidInputError(msg)
+    family, multi = _family(geoms, usable, findings)
+    dims = _dimensions(geoms, usable, findings)
+    _area_of_use(geoms, usable, crs, findings)
+    _validity(geoms, usable, findings)
+    if key is not None:
+        _keys(key, findings)
+    return Checked(geoms=geoms, family=family, multi=multi, dims=dims, findings=findings)
+
+
+def _parse(wkb: npt.NDArray[np.object_], findings: list[Finding]) -> npt.NDArray[np.object_]:
+    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    nulls = np.array([w is None for w in wkb], dtype=bool)
+    findings += [
+        Finding(int(i), "null_geometry", "the feature has no geometry")
+        for i in np.flatnonzero(nulls)
+    ]
+    for i in np.flatnonzero(~nulls & shapely.is_missing(geoms)):
+        try:
+            shapely.from_wkb(wkb[i])
+        except shapely.errors.GEOSException as exc:
+            reason = str(exc)
+        else:  # pragma: no cover - parsed on its own but not in the batch
+            reason = "unreadable"
+        findings.append(
+            Finding(int(i), "unreadable_geometry", f"cannot parse the geometry: {reason}")
+        )
+    return np.asarray(geoms, dtype=object)
+
+
+def _non_finite(
+    geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
+) -> npt.NDArray[np.bool_]:
+    coords, index = shapely.get_coordinates(geoms[usable], include_z=True, return_index=True)
+    bad = np.zeros(len(geoms), dtype=bool)
+    if len(coords):
+        finite = np.isfinite(coords[:, :2]).all(axis=1)
+        # A 2D geometry reads back with NaN z: only x and y must be finite, and z when present.
+        has_z = shapely.has_z(geoms[usable])[index]
+        finite &= ~has_z | np.isfinite(coords[:, 2])
+        rows = np.flatnonzero(usable)[np.unique(index[~finite])]
+        bad[rows] = True
+        findings += [
+            Finding(int(i), "non_finite", "coordinates hold NaN or infinite values") for i in rows
+        ]
+    return bad
+
+
+def _family(
+    geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
+) -> tuple[str, bool]:
+    types = shapely.get_type_id(geoms)
+    names = np.array(
+        [
+            "Point",
+            "LineString",
+            "LinearRing",
+            "Polygon",
+            "MultiPoint",
+            "MultiLineString",
+            "MultiPolygon",
+            "GeometryCollection",
+        ],
+        dtype=object,
+    )
+    type_names = np.asarray(np.where(types >= 0, names[np.clip(types, 0, 7)], None), dtype=object)
+    families = np.array(
+        [_FAMILY.get(str(t), "GeometryCollection") if t else None for t in type_names],
+        dtype=object,
+    )
+    counts = Counter(families[usable])
+    counts.pop("GeometryCollection", None)
+    if not counts:
+        msg = "the layer holds only geometry collections; split them into points, lines or polygons"
+        raise InvalidInputError(msg)
+    family = counts.most_common(1)[0][0]
+    for i in np.flatnonzero(usable & (families != family)):
+        findings.append(
+            Finding(int(i), "mixed_type", f"a {type_names[i]} in a layer of {family} geometries")
+        )
+    same = usable & (families == family)
+    multi = bool(np.any(np.char.startswith(type_names[same].astype(str), "Multi")))
+    return str(family), multi
+
+
+def _dimensions(
+    geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
+) -> str:
+    z = shapely.has_z(geoms)
+    m = shapely.has_m(geoms)
+    labels = np.where(z, "Z", "") + np.where(m, "M", "")
+    counts = Counter(labels[usable])
+    dims = str(counts.most_common(1)[0][0])
+    for i in np.flatnonzero(usable & (labels != dims)):
+        have = labels[i] or "2D"
+        findings.append(
+            Finding(
+                int(i), "dimension_mismatch", f"coordinates are {have}; the layer is {dims or '2D'}"
+            )
+        )
+    return dims
+
+
+def _area_of_use(
+    geoms: npt.NDArray[np.object_],
+    usable: npt.NDArray[np.bool_],
+    crs: crs_mod.CrsInfo,
+    findings: list[Finding],
+) -> None:
+    rows = np.flatnonzero(usable)
+    bounds = shapely.bounds(geoms[rows])
+    cx = (bounds[:, 0] + bounds[:, 2]) / 2
+    cy = (bounds[:, 1] + bounds[:, 3]) / 2
+    outside = crs_mod.outside_area(crs, cx, cy)
+    if outside.sum() * 2 > len(rows):
+        box = (
+            float(bounds[:, 0].min()),
+            float(bounds[:, 1].min()),
+            float(bounds[:, 2].max()),
+            float(bounds[:, 3].max()),
+        )
+        raise InvalidInputError(crs_mod.diagnose_extent(crs, box))
+    for i, x, y in zip(rows[outside], cx[outside], cy[outside], strict=True):
+        findings.append(
+            Finding(
+                int(i),
+                "outside_crs_area",
+                f"at x={x:.6g}, y={y:.6g}, outside the area of use of {crs.code}",
+            )
+        )
+
+
+def _validity(
+    geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
+) -> None:
+    rows = np.flatnonzero(usable)
+    valid = shapely.is_valid(geoms[rows])
+    bad = rows[~valid]
+    for i, reason in zip(bad, shapely.is_valid_reason(geoms[bad]), strict=True):
+        findings.append(Finding(int(i), "invalid_geometry", str(reason)))
+
+
+def _keys(key: Field, findings: list[Finding]) -> None:
+    values = key.values
+    counts = Counter(values)
+    blank = {v for v in counts if v is None or (isinstance(v, str) and not v.strip())}
+    duplicated = {v for v, n in counts.items() if n > 1} - blank
+    if not blank and not duplicated:
+        return
+    rows_of: dict[Any, list[int]] = {}
+    for i, value in enumerate(values):
+        if value in blank:
+            findings.append(Finding(i, "null_key", f"{key.source} is empty"))
+        elif value in duplicated:
+            rows_of.setdefault(value, []).append(i)
+    for value, rows in rows_of.items():
+        for i in rows:
+            others = [str(r) for r in rows if r != i][:_MAX_LISTED]
+            findings.append(
+                Finding(
+                    i,
+                    "duplicate_key",
+                    f"{key.source} {value!r} is also used by row {', '.join(others)}",
+                )
+            )
+
+
+def repair(checked: Checked) -> tuple[list[int], list[Finding]]:
+    """Make invalid geometries valid, keeping the layer's geometry family.
+
+    Returns:
+        The rows repaired, and the findings that remain (an invalid geometry whose repair
+        changes its family, e.g. a polygon that collapses to a line, stays an error).
+    """
+    repaired: list[int] = []
+    remaining: list[Finding] = []
+    for f in checked.findings:
+        if f.kind != "invalid_geometry":
+            remaining.append(f)
+            continue
+        fixed = _keep_family(
+            shapely.make_valid(checked.geoms[f.row], method="structure"), checked.family
+        )
+        if fixed is None:
+            remaining.append(
+                Finding(f.row, f.kind, f"{f.detail}; repair leaves no {checked.family}")
+            )
+            continue
+        checked.geoms[f.row] = fixed
+        repaired.append(f.row)
+    checked.findings = remaining
+    if repaired and not checked.multi:
+        types = shapely.get_type_id(checked.geoms[np.array(repaired)])
+        checked.multi = bool(np.any(types >= 4))
+    return repaired, remaining
+
+
+def _keep_family(geom: Any, family: str) -> Any:
+    parts = shapely.get_parts(geom)
+    parts = parts[[_FAMILY.get(p.geom_type) == family for p in parts]]
+    parts = parts[~shapely.is_empty(parts)] if len(parts) else parts
+    if len(parts) == 0:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return (
+        shapely.multipolygons(parts)
+        if family == "Polygon"
+        else (
+            shapely.multilinestrings(parts)
+            if family == "LineString"
+            else shapely.multipoints(parts)
+        )
+    )

@@ -1,0 +1,228 @@
+"""Editions of a vector collection: the diff of a re-import, feature history, ``as_of``.
+
+Each ingest of a collection is an *edition* (1, 2, ...) with a ``valid_from`` time. The
+layer table holds only the current edition, so serving it costs nothing extra. When a
+new edition replaces it, the diff by key (added, removed, geometry changed, attributes
+changed) goes to ``platform.feature_changes`` and the replaced versions of changed and
+removed features go to ``platform.feature_history`` with their valid-from/valid-to. A
+layer without a key is diffed by content (a feature whose geometry or attributes
+changed counts as removed and added).
+
+Any past edition is then: the current rows not changed since it, plus the history rows
+that were current at it. :func:`as_of_query` builds that query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Cursor, sql
+
+from spatial.errors import InvalidInputError, NotFoundError
+from spatial.models import LAYERS
+
+_FIELDS_PER_OBJECT = 45  # jsonb_build_object takes at most 100 arguments
+
+
+@dataclass(frozen=True)
+class Diff:
+    """What changed from the previous edition."""
+
+    added: int = 0
+    removed: int = 0
+    geometry_changed: int = 0
+    attributes_changed: int = 0
+    unchanged: int = 0
+    keys: tuple[str, ...] = ()
+    """Keys of the changed features (at most 10,000, for the audit log)."""
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts."""
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "geometry_changed": self.geometry_changed,
+            "attributes_changed": self.attributes_changed,
+            "unchanged": self.unchanged,
+        }
+
+
+def props_expr(alias: str, columns: list[str]) -> sql.Composable:
+    """``jsonb_build_object('a', t.a, ...)`` for the given columns of table alias ``alias``."""
+    if not columns:
+        return sql.SQL("'{}'::jsonb")
+    chunks = []
+    for start in range(0, len(columns), _FIELDS_PER_OBJECT):
+        pairs = sql.SQL(", ").join(
+            sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(alias, c))
+            for c in columns[start : start + _FIELDS_PER_OBJECT]
+        )
+        chunks.append(sql.SQL("jsonb_build_object({})").format(pairs))
+    return sql.SQL(" || ").join(chunks)
+
+
+def key_expr(alias: str, key: str | None, columns: list[str]) -> sql.Composable:
+    """A feature's identity: its key as text, or a hash of its content when there is none."""
+    if key is not None:
+        return sql.SQL("{}::text").format(sql.Identifier(alias, key))
+    return sql.SQL("md5(ST_AsEWKB({}) || convert_to(({})::text, 'UTF8'))").format(
+        sql.Identifier(alias, "geom"), props_expr(alias, columns)
+    )
+
+
+def previous_edition(cur: Cursor[Any], collection_id: str) -> tuple[int, dt.datetime] | None:
+    """The latest edition number and its valid-from time, if the collection has one."""
+    row = cur.execute(
+        "SELECT edition, valid_from FROM platform.editions WHERE collection_id = %s "
+        "ORDER BY edition DESC LIMIT 1",
+        (collection_id,),
+    ).fetchone()
+    return None if row is None else (int(row[0]), row[1])
+
+
+def check_valid_from(previous: tuple[int, dt.datetime] | None, valid_from: dt.datetime) -> None:
+    """Editions follow each other in time.
+
+    Raises:
+        InvalidInputError: ``valid_from`` is not later than the previous edition's.
+    """
+    if previous is not None and valid_from <= previous[1]:
+        msg = (
+            f"valid-from {valid_from.isoformat()} is not later than edition {previous[0]}'s "
+            f"({previous[1].isoformat()})"
+        )
+        raise InvalidInputError(msg)
+
+
+def diff_and_archive(
+    cur: Cursor[Any],
+    *,
+    collection_id: str,
+    stage: str,
+    new_columns: list[str],
+    old_columns: list[str],
+    key: str | None,
+    edition: int,
+    valid_from: dt.datetime,
+) -> Diff:
+    """Compare the staged edition with the current table; record changes and history.
+
+    Must run after the new edition's row exists in ``platform.editions`` and before the
+    current table is dropped.
+    """
+    current = sql.Identifier(LAYERS, collection_id)
+    staged = sql.Identifier(LAYERS, stage)
+    cur.execute(
+        sql.SQL("""
+        CREATE TEMP TABLE _diff ON COMMIT DROP AS
+        WITH n AS (SELECT DISTINCT ON (1) {nkey} AS key, s.geom, {nprops} AS props FROM {staged} s),
+             o AS (SELECT DISTINCT ON (1) {okey} AS key, c.geom, {oprops} AS props FROM {current} c)
+        SELECT coalesce(n.key, o.key) AS key,
+               CASE WHEN o.key IS NULL THEN 'added'
+                    WHEN n.key IS NULL THEN 'removed'
+                    WHEN NOT n.geom = o.geom AND n.props <> o.props THEN 'geometry+attributes'
+                    WHEN NOT n.geom = o.geom THEN 'geometry'
+                    ELSE 'attributes' END AS change,
+               CASE WHEN n.key IS NOT NULL AND o.key IS NOT NULL AND n.props <> o.props THEN
+                    ARRAY(SELECT f FROM jsonb_object_keys(n.props || o.props) AS f
+                          WHERE n.props -> f IS DISTINCT FROM o.props -> f ORDER BY f)
+               END AS fields,
+               o.geom AS old_geom, o.props AS old_props
+        FROM n FULL JOIN o ON n.key = o.key
+        WHERE n.key IS NULL OR o.key IS NULL OR NOT n.geom = o.geom OR n.props <> o.props
+        """).format(
+            nkey=key_expr("s", key, new_columns),
+            nprops=props_expr("s", new_columns),
+            okey=key_expr("c", key, old_columns),
+            oprops=props_expr("c", old_columns),
+            staged=staged,
+            current=current,
+        )
+    )
+    first = cur.execute(
+        "SELECT min(edition) FROM platform.editions WHERE collection_id = %s", (collection_id,)
+    ).fetchone()
+    cur.execute(
+        """
+        INSERT INTO platform.feature_history
+            (collection_id, key, edition_from, edition_to, valid_from, valid_to, properties, geom)
+        SELECT %(cid)s, d.key, e.edition, %(edition)s, e.valid_from, %(valid_from)s,
+               d.old_props, d.old_geom
+        FROM _diff d
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(fc.edition), %(first)s) AS edition
+            FROM platform.feature_changes fc
+            WHERE fc.collection_id = %(cid)s AND fc.key = d.key AND fc.edition < %(edition)s
+              AND fc.change <> 'removed') AS started
+        JOIN platform.editions e ON e.collection_id = %(cid)s AND e.edition = started.edition
+        WHERE d.change <> 'added'
+        """,
+        {
+            "cid": collection_id,
+            "edition": edition,
+            "valid_from": valid_from,
+            "first": first[0] if first else edition,
+        },
+    )
+    cur.execute(
+        "INSERT INTO platform.feature_changes (collection_id, edition, key, change, fields) "
+        "SELECT %s, %s, key, change, fields FROM _diff",
+        (collection_id, edition),
+    )
+    counts = dict(cur.execute("SELECT change, count(*) FROM _diff GROUP BY change").fetchall())
+    keys = tuple(r[0] for r in cur.execute("SELECT key FROM _diff ORDER BY key LIMIT 10000"))
+    total = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(staged)).fetchone()
+    both = counts.get("geometry+attributes", 0)
+    geometry = counts.get("geometry", 0) + both
+    attributes = counts.get("attributes", 0) + both
+    changed = counts.get("geometry", 0) + counts.get("attributes", 0) + both
+    added = counts.get("added", 0)
+    return Diff(
+        added=added,
+        removed=counts.get("removed", 0),
+        geometry_changed=geometry,
+        attributes_changed=attributes,
+        unchanged=(total[0] if total else 0) - added - changed,
+        keys=keys,
+    )
+
+
+def edition_at(cur: Cursor[Any], collection_id: str, when: dt.datetime) -> int:
+    """The edition that was current at ``when``.
+
+    Raises:
+        NotFoundError: the collection had no edition yet.
+    """
+    row = cur.execute(
+        "SELECT max(edition) FROM platform.editions WHERE collection_id = %s AND valid_from <= %s",
+        (collection_id, when),
+    ).fetchone()
+    if row is None or row[0] is None:
+        msg = f"collection {collection_id!r} had no edition at {when.isoformat()}"
+        raise NotFoundError(msg)
+    return int(row[0])
+
+
+def as_of_query(
+    collection_id: str, columns: list[str], key: str | None, edition: int
+) -> sql.Composed:
+    """SQL returning ``(key, properties jsonb, geom)`` of every feature as of ``edition``."""
+    return sql.SQL("""
+        SELECT {ckey} AS key, {cprops} AS properties, c.geom
+        FROM {table} c
+        WHERE NOT EXISTS (
+            SELECT 1 FROM platform.feature_changes fc
+            WHERE fc.collection_id = {cid} AND fc.edition > {edition} AND fc.key = {ckey})
+        UNION ALL
+        SELECT h.key, h.properties, h.geom
+        FROM platform.feature_history h
+        WHERE h.collection_id = {cid} AND h.edition_from <= {edition} AND h.edition_to > {edition}
+        """).format(
+        ckey=key_expr("c", key, columns),
+        cprops=props_expr("c", columns),
+        table=sql.Identifier(LAYERS, collection_id),
+        cid=sql.Literal(collection_id),
+        edition=sql.Literal(edition),
+    )

@@ -1,0 +1,289 @@
+"""Read a prepared dataset with GDAL into plain arrays, typed for PostgreSQL.
+
+The geometry stays as the WKB GDAL produced (nothing is re-encoded, so coordinates are
+kept bit for bit); attributes become one array per field with the PostgreSQL type the
+field will have. No pandas on this path: it is the bulk of an ingest's time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyogrio
+import pyogrio.raw
+
+from spatial.errors import InvalidInputError
+from spatial.ingest.files import Dataset
+
+RESERVED = frozenset({"fid", "geom"})
+MULTI_LAYER = frozenset({".gpkg", ".gdb", ".kml", ".gml", ".gpx", ".sqlite"})
+"""Formats that can hold several layers (the others are opened without listing them)."""
+DRIVERS = {
+    ".shp": "ESRI Shapefile",
+    ".gpkg": "GPKG",
+    ".gdb": "OpenFileGDB",
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".geojsonl": "GeoJSONSeq",
+    ".geojsons": "GeoJSONSeq",
+    ".fgb": "FlatGeobuf",
+    ".kml": "KML",
+    ".gml": "GML",
+    ".gpx": "GPX",
+    ".csv": "CSV",
+}
+_CSV_OPTIONS = {
+    "GEOM_POSSIBLE_NAMES": "wkt,geom,geometry,the_geom,shape,wkt_geom",
+    "X_POSSIBLE_NAMES": "lon,longitude,lng,x,经度",
+    "Y_POSSIBLE_NAMES": "lat,latitude,y,纬度",
+    "KEEP_GEOM_COLUMNS": "NO",
+}
+# (OGR type, OGR subtype) -> PostgreSQL type; anything else is kept as text.
+_PG_TYPES = {
+    ("OFTInteger", "OFSTBoolean"): "boolean",
+    ("OFTInteger", "OFSTInt16"): "smallint",
+    ("OFTInteger", "OFSTNone"): "integer",
+    ("OFTInteger64", "OFSTNone"): "bigint",
+    ("OFTReal", "OFSTFloat32"): "real",
+    ("OFTReal", "OFSTNone"): "double precision",
+    ("OFTString", "OFSTNone"): "text",
+    ("OFTDate", "OFSTNone"): "date",
+    ("OFTDateTime", "OFSTNone"): "timestamp",
+    ("OFTBinary", "OFSTNone"): "bytea",
+}
+COPY_TYPES = {
+    "boolean": "bool",
+    "smallint": "int2",
+    "integer": "int4",
+    "bigint": "int8",
+    "real": "float4",
+    "double precision": "float8",
+    "text": "text",
+    "date": "date",
+    "timestamp": "timestamp",
+    "bytea": "bytea",
+}
+"""Type names psycopg's binary COPY uses for each column type."""
+
+
+@dataclass
+class Field:
+    """One attribute column."""
+
+    source: str
+    """The name in the file."""
+    column: str
+    """The column name in PostgreSQL (lower-case, safe, unique)."""
+    pgtype: str
+    values: list[Any]
+    """Python values for COPY, None for NULL."""
+
+
+@dataclass
+class Table:
+    """A layer as read: source FIDs, WKB geometries, typed attributes, and metadata."""
+
+    driver: str
+    layer: str
+    crs_text: str | None
+    encoding: str | None
+    fids: npt.NDArray[np.int64]
+    wkb: npt.NDArray[np.object_]
+    fields: list[Field]
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.wkb)
+
+    def field_named(self, name: str) -> Field:
+        """The field called ``name`` in the file or in PostgreSQL (case-insensitive).
+
+        Raises:
+            InvalidInputError: there is no such field.
+        """
+        for f in self.fields:
+            if name.lower() in {f.source.lower(), f.column}:
+                return f
+        names = ", ".join(f.source for f in self.fields) or "none"
+        msg = f"the layer has no field {name!r}; its fields are: {names}"
+        raise InvalidInputError(msg)
+
+
+def read(dataset: Dataset) -> Table:
+    """Read the dataset's layer.
+
+    Raises:
+        InvalidInputError: GDAL cannot open or read it, it has several layers and none was
+            chosen, the chosen layer does not exist, or it has no geometry column.
+    """
+    path = str(dataset.path)
+    name = dataset.path.name
+    layer = _layer(dataset)
+    options: dict[str, Any] = {}
+    if dataset.path.suffix.lower() == ".csv":
+        options.update(_CSV_OPTIONS)
+    captured: list[str] = []
+    handler = _Capture(captured)
+    gdal_log = logging.getLogger("pyogrio._err")
+    gdal_log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            meta, fids, wkb, values = pyogrio.raw.read(
+                path, layer=layer, encoding=dataset.encoding, return_fids=True, **options
+            )
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        msg = f"GDAL cannot read {name}: {_clean(exc)}"
+        raise InvalidInputError(msg) from exc
+    except (pyogrio.errors.CRSError, pyogrio.errors.FieldError) as exc:
+        msg = f"GDAL cannot read {name}: {_clean(exc)}"
+        raise InvalidInputError(msg) from exc
+    except UnicodeDecodeError as exc:
+        msg = (
+            f"{name}: attribute text does not decode as "
+            f"{dataset.encoding or 'its declared encoding'}"
+            f" ({exc.reason} at byte {exc.start}); give the right one with --encoding"
+        )
+        raise InvalidInputError(msg) from exc
+    finally:
+        gdal_log.removeHandler(handler)
+    captured += [str(w.message) for w in caught]
+    if meta.get("geometry_type") is None or wkb is None:
+        msg = f"{name} has no geometry column (for a CSV: a WKT column or lon/lat columns)"
+        raise InvalidInputError(msg)
+    fields = _fields(meta, values)
+    return Table(
+        driver=DRIVERS.get(dataset.path.suffix.lower(), dataset.path.suffix.lstrip(".")),
+        layer=layer or dataset.path.stem,
+        crs_text=meta.get("crs"),
+        encoding=meta.get("encoding"),
+        fids=np.asarray(fids, dtype=np.int64),
+        wkb=np.asarray(wkb, dtype=object),
+        fields=fields,
+        warnings=_dedupe(captured),
+    )
+
+
+def _layer(dataset: Dataset) -> str | None:
+    if dataset.path.suffix.lower() not in MULTI_LAYER:
+        if dataset.layer not in {None, dataset.path.stem}:
+            msg = (
+                f"{dataset.path.name} has one layer, {dataset.path.stem!r}; "
+                f"--layer {dataset.layer!r} does not name it"
+            )
+            raise InvalidInputError(msg)
+        return None
+    try:
+        layers = [str(row[0]) for row in pyogrio.list_layers(str(dataset.path))]
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        msg = f"GDAL cannot read {dataset.path.name}: {_clean(exc)}"
+        raise InvalidInputError(msg) from exc
+    if dataset.layer is not None:
+        if dataset.layer in layers:
+            return dataset.layer
+        msg = (
+            f"{dataset.path.name} has no layer {dataset.layer!r}; "
+            f"its layers are: {', '.join(layers)}"
+        )
+        raise InvalidInputError(msg)
+    if len(layers) > 1:
+        msg = (
+            f"{dataset.path.name} has {len(layers)} layers ({', '.join(layers[:10])}); "
+            "choose one with --layer"
+        )
+        raise InvalidInputError(msg)
+    if not layers:
+        msg = f"{dataset.path.name} has no layers"
+        raise InvalidInputError(msg)
+    return layers[0]
+
+
+def _fields(meta: dict[str, Any], values: list[npt.NDArray[Any]]) -> list[Field]:
+    out: list[Field] = []
+    seen: set[str] = set()
+    for source, ogr_type, subtype, array in zip(
+        meta["fields"], meta["ogr_types"], meta["ogr_subtypes"], values, strict=True
+    ):
+        pgtype = _PG_TYPES.get((ogr_type, subtype), _PG_TYPES.get((ogr_type, "OFSTNone"), "text"))
+        column = column_name(str(source), seen)
+        seen.add(column)
+        out.append(Field(str(source), column, pgtype, _python_values(array, pgtype)))
+    return out
+
+
+def column_name(source: str, taken: set[str]) -> str:
+    """A safe, unique, lower-case PostgreSQL column name for a source field name.
+
+    Letters of any script are kept (Chinese field names stay readable); other characters
+    become ``_``; names that clash with ``fid``/``geom`` or start with a digit get ``f_``.
+    """
+    col = re.sub(r"[^\w]+", "_", source.strip().lower()).strip("_") or "field"
+    if col[0].isdigit() or col in RESERVED:
+        col = f"f_{col}"
+    while len(col.encode()) > 60:
+        col = col[:-1]
+    base, n = col, 1
+    while col in taken:
+        n += 1
+        col = f"{base}_{n}"
+    return col
+
+
+def _python_values(array: npt.NDArray[Any], pgtype: str) -> list[Any]:
+    """Values ready for binary COPY: numbers, strings, dates; NULLs (and NaN) as None."""
+    if pgtype in {"date", "timestamp"} and np.issubdtype(array.dtype, np.datetime64):
+        out = array.astype("datetime64[us]" if pgtype == "timestamp" else "datetime64[D]")
+        objs = out.astype(object)
+        objs[np.isnat(out)] = None
+        return list(objs)
+    if array.dtype.kind == "f":
+        nulls = np.isnan(array)
+        if pgtype in {"integer", "bigint", "smallint", "boolean"}:
+            cast = {"boolean": bool}.get(pgtype, int)
+            return [None if n else cast(v) for v, n in zip(array.tolist(), nulls, strict=True)]
+        if nulls.any():
+            return [None if n else v for v, n in zip(array.tolist(), nulls, strict=True)]
+        return list(array.tolist())
+    if array.dtype.kind == "O" and pgtype == "text":
+        return [_text(v) for v in array.tolist()]
+    return list(array.tolist())
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist(), ensure_ascii=False)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+class _Capture(logging.Handler):
+    """Collects GDAL's warnings (pyogrio logs them) for the report."""
+
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+def _clean(exc: Exception) -> str:
+    text = str(exc).strip()
+    return re.sub(r"\s+", " ", text)[:400]
+
+
+def _dedupe(messages: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    for m in messages:
+        seen[m] = seen.get(m, 0) + 1
+    return [m if n == 1 else f"{m} (x{n})" for m, n in list(seen.items())[:50]]

@@ -1,0 +1,273 @@
+"""Topology of a parcel layer: overlaps, slivers and gaps.
+
+A cadastral fabric is a coverage: neighbours share edges vertex for vertex. The check
+uses that. Every ring segment is matched with its twin (the same two vertices, the
+other direction, another parcel); a parcel whose segments are all matched cannot
+overlap a neighbour or leave a gap at its edges, so only the rest (the fabric's border,
+and parcels around problems) are compared pairwise with GEOS. On a clean 200,000-parcel
+layer that is a few thousand parcels, which keeps the check to a fraction of a second;
+on a fabric whose vertices never match it degrades to the full pairwise comparison, and
+is still correct.
+
+Tolerances are in metres (square metres for areas). For a geographic CRS, lengths and
+areas are scaled with the metres per degree at the layer's mean latitude, which is
+accurate to well under 1 % over a city.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from spatial.crs import CrsInfo
+from spatial.ingest.checks import Finding
+
+_M_PER_DEG_LAT = 110_574.0
+_M_PER_DEG_LON = 111_320.0
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """What counts as a problem, in metres."""
+
+    overlap_area: float = 0.1
+    """Overlaps of two parcels larger than this (m²) are errors."""
+    sliver_width: float = 0.5
+    """Parcels narrower than this on average (2·area/perimeter, m) are slivers."""
+    gap_width: float = 1.0
+    """Holes in the fabric narrower than this on average (m) are gaps; wider ones (roads,
+    rivers) are left alone."""
+    snap: float = 0.01
+    """Gaps and overlaps thinner than this on average (m) are rounding noise of shared
+    edges (a vertex a millimetre off its neighbour's edge), not findings."""
+
+
+def check(
+    geoms: npt.NDArray[np.object_],
+    rows: npt.NDArray[np.int64],
+    keys: list[object] | None,
+    crs: CrsInfo,
+    tol: Tolerances,
+) -> list[Finding]:
+    """Overlaps (errors), slivers and gaps (warnings) among the polygons at ``rows``.
+
+    Args:
+        geoms: every feature's geometry.
+        rows: the rows to check (valid polygons).
+        keys: each feature's key, to name the other parcel of an overlap.
+        crs: the layer's CRS (for the metre scale).
+        tol: the tolerances.
+    """
+    if len(rows) == 0:
+        return []
+    polys = geoms[rows]
+    sx, sy = _scale(polys, crs)
+    findings = _slivers(polys, rows, sx, sy, tol)
+    suspects, boundary = _unmatched(polys)
+    if len(suspects) == 0:
+        return findings
+    tree = shapely.STRtree(polys)
+    findings += _overlaps(
+        polys, rows, suspects=suspects, tree=tree, keys=keys, area_scale=sx * sy, tol=tol
+    )
+    findings += _gaps(polys, rows, boundary=boundary, tree=tree, sx=sx, sy=sy, tol=tol)
+    return findings
+
+
+def _scale(polys: npt.NDArray[np.object_], crs: CrsInfo) -> tuple[float, float]:
+    if not crs.geographic:
+        return 1.0, 1.0
+    ymin, ymax = shapely.total_bounds(polys)[[1, 3]]
+    lat = math.radians((ymin + ymax) / 2)
+    return _M_PER_DEG_LON * math.cos(lat), _M_PER_DEG_LAT
+
+
+def _label(row: int, keys: list[object] | None) -> str:
+    return f"row {row}" if keys is None else f"{keys[row]!s} (row {row})"
+
+
+def _slivers(
+    polys: npt.NDArray[np.object_],
+    rows: npt.NDArray[np.int64],
+    sx: float,
+    sy: float,
+    tol: Tolerances,
+) -> list[Finding]:
+    area = shapely.area(polys) * sx * sy
+    perimeter = shapely.length(polys) * math.sqrt(sx * sy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = np.where(perimeter > 0, 2 * area / perimeter, 0.0)
+    return [
+        Finding(
+            int(rows[i]),
+            "sliver",
+            f"a sliver: mean width {width[i]:.3g} m, area {area[i]:.3g} m²",
+        )
+        for i in np.flatnonzero(width < tol.sliver_width)
+    ]
+
+
+def _unmatched(
+    polys: npt.NDArray[np.object_],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Polygons with a segment that has no twin, and the segments used only once.
+
+    Returns:
+        (indexes into ``polys``, an (n, 4) array of x1, y1, x2, y2 of single-use segments)
+    """
+    rings, ring_owner, exterior = _rings(polys)
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    coords = coords - coords.min(axis=0)  # small numbers keep the shoelace sums exact enough
+    same = ring_of[:-1] == ring_of[1:]
+    a, b = coords[:-1][same], coords[1:][same]
+    seg_ring = ring_of[:-1][same]
+    # Orient every ring the same way (shells counter-clockwise, holes clockwise) so that
+    # twins run in opposite directions.
+    signed = np.bincount(
+        seg_ring, weights=a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1], minlength=len(rings)
+    )
+    flip = (exterior & (signed < 0)) | (~exterior & (signed > 0))
+    moving = (a != b).any(axis=1)
+    a, b, seg_ring = a[moving], b[moving], seg_ring[moving]
+    owner = ring_owner[seg_ring]
+    forward = (a[:, 0] < b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] < b[:, 1]))
+    lo = np.where(forward[:, None], a, b)
+    hi = np.where(forward[:, None], b, a)
+    forward ^= flip[seg_ring]
+    seg = np.column_stack([lo, hi])
+    order = np.argsort(_hash_rows(seg), kind="stable")
+    seg = seg[order]
+    new_group = np.ones(len(seg), dtype=bool)
+    new_group[1:] = (seg[1:] != seg[:-1]).any(axis=1)
+    group = np.cumsum(new_group) - 1
+    count = np.bincount(group)
+    fwd = np.bincount(group, weights=forward[order])
+    owners = owner[order]
+    # A twin: exactly two uses, opposite directions, two different polygons.
+    pair = count == 2
+    starts = np.flatnonzero(new_group)
+    distinct = np.ones(len(count), dtype=bool)
+    distinct[pair] = owners[starts[pair]] != owners[starts[pair] + 1]
+    matched = pair & (fwd == 1) & distinct
+    suspects = np.unique(owners[~matched[group]])
+    offset = np.tile(shapely.get_coordinates(rings).min(axis=0), 2)
+    single = seg[(count == 1)[group]] + offset
+    return suspects.astype(np.int64), single
+
+
+def _hash_rows(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each row's exact bits (sorting on it brings equal rows together).
+
+    Rows with colliding hashes may interleave; they then look unmatched and go to the
+    exact pairwise check, so a collision costs time, never correctness.
+    """
+    bits = np.ascontiguousarray(values + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
+    primes = np.array(
+        [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5],
+        dtype=np.uint64,
+    )
+    with np.errstate(over="ignore"):
+        mixed = bits * primes[: values.shape[1]]
+        mixed ^= mixed >> np.uint64(29)
+        hashed: npt.NDArray[np.uint64] = np.bitwise_xor.reduce(mixed * primes[0], axis=1)
+    return hashed
+
+
+def _rings(
+    polys: npt.NDArray[np.object_],
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Every ring of every polygon part: (rings, owning polygon, is a shell).
+
+    A part without holes stands for its own shell (the common case, and the cheap one).
+    """
+    if (shapely.get_type_id(polys) == shapely.GeometryType.POLYGON).all():
+        parts, part_owner = polys, np.arange(len(polys))
+    else:
+        parts, part_owner = shapely.get_parts(polys, return_index=True)
+    holed = shapely.get_num_interior_rings(parts) > 0
+    rings = [parts[~holed]]
+    owner = [part_owner[~holed]]
+    shell = [np.ones(int((~holed).sum()), dtype=bool)]
+    if holed.any():
+        more, which = shapely.get_rings(parts[holed], return_index=True)
+        first = np.ones(len(which), dtype=bool)
+        first[1:] = which[1:] != which[:-1]
+        rings.append(more)
+        owner.append(part_owner[np.flatnonzero(holed)[which]])
+        shell.append(first)
+    return np.concatenate(rings), np.concatenate(owner), np.concatenate(shell)
+
+
+def _overlaps(
+    polys: npt.NDArray[np.object_],
+    rows: npt.NDArray[np.int64],
+    *,
+    suspects: npt.NDArray[np.int64],
+    tree: shapely.STRtree,
+    keys: list[object] | None,
+    area_scale: float,
+    tol: Tolerances,
+) -> list[Finding]:
+    left, right = tree.query(polys[suspects], predicate="intersects")
+    i, j = suspects[left], right
+    keep = i != j
+    pairs = np.unique(np.sort(np.column_stack([i[keep], j[keep]]), axis=1), axis=0)
+    if len(pairs) == 0:
+        return []
+    a, b = polys[pairs[:, 0]], polys[pairs[:, 1]]
+    touching = shapely.touches(a, b)
+    pairs, a, b = pairs[~touching], a[~touching], b[~touching]
+    common = shapely.intersection(a, b)
+    area = shapely.area(common) * area_scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = 2 * area / (shapely.length(common) * math.sqrt(area_scale))
+    big = (area > tol.overlap_area) & (width >= tol.snap)
+    out: list[Finding] = []
+    for (p, q), size in zip(pairs[big], area[big], strict=True):
+        rp, rq = int(rows[p]), int(rows[q])
+        out.append(Finding(rp, "overlap", f"overlaps {_label(rq, keys)} by {size:.3g} m²"))
+        out.append(Finding(rq, "overlap", f"overlaps {_label(rp, keys)} by {size:.3g} m²"))
+    return out
+
+
+def _gaps(
+    polys: npt.NDArray[np.object_],
+    rows: npt.NDArray[np.int64],
+    *,
+    boundary: npt.NDArray[np.float64],
+    tree: shapely.STRtree,
+    sx: float,
+    sy: float,
+    tol: Tolerances,
+) -> list[Finding]:
+    """Narrow holes enclosed by the fabric, reported on the parcels around them."""
+    if len(boundary) == 0:
+        return []
+    lines = shapely.linestrings(boundary.reshape(-1, 2, 2))
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.union_all(lines))))
+    if len(faces) == 0:
+        return []
+    inside = shapely.point_on_surface(faces)
+    covered = np.zeros(len(faces), dtype=bool)
+    covered[np.unique(tree.query(inside, predicate="intersects")[0])] = True
+    area = shapely.area(faces) * sx * sy
+    perimeter = shapely.length(faces) * math.sqrt(sx * sy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = np.where(perimeter > 0, 2 * area / perimeter, np.inf)
+    gap = ~covered & (width < tol.gap_width) & (width >= tol.snap)
+    out: list[Finding] = []
+    for face, size, w in zip(faces[gap], area[gap], width[gap], strict=True):
+        for k in tree.query(face, predicate="intersects"):
+            out.append(
+                Finding(
+                    int(rows[k]),
+                    "gap",
+                    f"borders a gap of {size:.3g} m² (mean width {w:.3g} m) "
+                    f"near x={face.centroid.x:.8g}, y={face.centroid.y:.8g}",
+                )
+            )
+    return out
