@@ -11,9 +11,11 @@ from spatial.errors import (
     InvalidInputError,
     NotFoundError,
     SpatialError,
+    TooLargeError,
 )
 
 STATUS: dict[type[SpatialError], tuple[int, str]] = {
+    TooLargeError: (413, "PayloadTooLarge"),  # before its base class: the first match wins
     InvalidInputError: (400, "InvalidParameterValue"),
     NotFoundError: (404, "NotFound"),
     DatabaseUnavailableError: (503, "ServiceUnavailable"),

@@ -19,3 +19,7 @@ class NotFoundError(SpatialError):
 
 class InvalidInputError(SpatialError):
     """Input was rejected; the message says what was wrong."""
+
+
+class TooLargeError(InvalidInputError):
+    """Input is larger than a configured limit."""

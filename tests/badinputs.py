@@ -23,7 +23,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ def polygon_wkb(points: list[tuple[float, float]]) -> bytes:
 
 
 def feature_collection(
-    geometries: list[dict[str, Any] | None], crs: str | None = None
+    geometries: Sequence[Mapping[str, Any] | None], crs: str | None = None
 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection with the parcels' attributes on the given geometries."""
     frame = parcels(len(geometries))
@@ -153,13 +153,20 @@ def parcel_geojson() -> list[dict[str, Any] | None]:
     return [dict(mapping(g)) for g in parcels().geometry]
 
 
+def member(name: str) -> zipfile.ZipInfo:
+    """A zip member with a fixed date (so archives are byte-for-byte reproducible)."""
+    info = zipfile.ZipInfo(name, date_time=(2024, 5, 1, 12, 0, 0))
+    info.external_attr = 0o644 << 16
+    return info
+
+
 def zip_shapefile(zf: zipfile.ZipFile, d: Path) -> None:
-    """Add a good parcels shapefile (all sidecars) to an open zip."""
+    """Add a good parcels shapefile (all sidecars) to an open zip, compressed as ``zf`` is."""
     src = d / "_src"
     src.mkdir()
     write_shp(src)
     for part in sorted(src.iterdir()):
-        zf.write(part, part.name)
+        zf.writestr(member(part.name), part.read_bytes(), compress_type=zf.compression)
     shutil.rmtree(src)
 
 
@@ -553,7 +560,7 @@ def b_zip_many_members(d: Path) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zip_shapefile(zf, d)
         for i in range(10_001):
-            zf.writestr(f"photos/{i:05d}.txt", b"x")
+            zf.writestr(member(f"photos/{i:05d}.txt"), b"x")
     return path
 
 
@@ -561,7 +568,7 @@ def b_zip_slip(d: Path) -> Path:
     path = d / "parcels.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zip_shapefile(zf, d)
-        zf.writestr(zipfile.ZipInfo("../../evil.shp"), garbage(200))
+        zf.writestr(member("../../evil.shp"), garbage(200))
     return path
 
 
@@ -569,7 +576,7 @@ def b_zip_absolute_member(d: Path) -> Path:
     path = d / "parcels.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zip_shapefile(zf, d)
-        zf.writestr(zipfile.ZipInfo("/tmp/evil.txt"), b"pwned\n")
+        zf.writestr(member("/tmp/evil.txt"), b"pwned\n")
     return path
 
 
@@ -577,7 +584,7 @@ def b_zip_symlink_member(d: Path) -> Path:
     path = d / "parcels.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zip_shapefile(zf, d)
-        link = zipfile.ZipInfo("passwd.prj")
+        link = member("passwd.prj")
         link.create_system = 3  # unix, so external_attr carries the mode
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(link, b"/etc/passwd")
@@ -595,8 +602,8 @@ def b_zip_truncated(d: Path) -> Path:
 def b_zip_no_vector(d: Path) -> Path:
     path = d / "parcels.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("说明.txt", "地块数据请见附件\n".encode())
-        zf.writestr("photo.jpg", b"\xff\xd8\xff\xe0" + garbage(500))
+        zf.writestr(member("说明.txt"), "地块数据请见附件\n".encode())
+        zf.writestr(member("photo.jpg"), b"\xff\xd8\xff\xe0" + garbage(500))
     return path
 
 

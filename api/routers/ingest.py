@@ -23,9 +23,9 @@ from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Conn
-from spatial.errors import InvalidInputError, SpatialError
+from spatial.errors import InvalidInputError, SpatialError, TooLargeError
 from spatial.ingest import jobs
-from spatial.ingest.vector import POLICIES, VectorSource, ingest_vector
+from spatial.ingest.vector import POLICIES, VectorSource, ingest_vector, validate_source
 from spatial.settings import Settings
 
 router = APIRouter(prefix="/ingest", tags=["Ingest"])
@@ -34,10 +34,6 @@ _CHUNK = 1 << 20
 _SIDECARS = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".csvt"}
 _ACTOR = "api"
 """Until accounts land, uploads are audited as the API itself."""
-
-
-class TooLargeError(InvalidInputError):
-    """The upload passed the size limit."""
 
 
 def executor() -> ThreadPoolExecutor:
@@ -84,6 +80,7 @@ async def upload_vector(
             valid_from=valid_from,
             source_name=name,
         )
+        validate_source(source)
         job_id = await run_in_threadpool(
             jobs.create,
             request.app.state.url,

@@ -116,8 +116,8 @@ def ingest_vector(
             failed validation); the job is marked failed and nothing else changed.
     """
     actor = actor or getpass.getuser()
-    source = _validated(source)
     if job_id is None:
+        validate_source(source)
         job_id = jobs.create(
             url,
             kind="vector",
@@ -136,6 +136,7 @@ def ingest_vector(
 
     report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
     try:
+        validate_source(source)
         published = _run(
             url, source, settings, job_id=job_id, actor=actor, report=report, progress=progress
         )
@@ -156,7 +157,12 @@ def ingest_vector(
     return Outcome(job_id=job_id, record=published.record, report=report)
 
 
-def _validated(source: VectorSource) -> VectorSource:
+def validate_source(source: VectorSource) -> None:
+    """Check the options that do not need the file.
+
+    Raises:
+        InvalidInputError: a bad collection id, policy, subsystem or valid-from.
+    """
     check_collection_id(source.collection_id)
     if source.on_invalid not in POLICIES:
         msg = f"--on-invalid must be one of {', '.join(POLICIES)}, not {source.on_invalid!r}"
@@ -168,7 +174,6 @@ def _validated(source: VectorSource) -> VectorSource:
     if source.valid_from is not None and source.valid_from.tzinfo is None:
         msg = "valid-from needs a time zone (e.g. 2026-01-01T00:00:00+08:00)"
         raise InvalidInputError(msg)
-    return source
 
 
 def _options(source: VectorSource) -> dict[str, Any]:
