@@ -147,6 +147,7 @@ def _run(*, size: int, rounds: int, record: bool) -> int:
                 if side == "ogr2ogr":
                     times[side] = _timed(ogr_cmd, ogr_env, LOGS / f"ogr2ogr-{number}.log")
                 else:
+                    _forget(conn)  # every round is a first load, like ogr2ogr -overwrite
                     version = _catalog_version(conn)
                     times[side] = _timed(
                         platform_cmd, platform_env, LOGS / f"platform-{number}.log"
@@ -245,6 +246,12 @@ def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
         msg = f"{name} exited with status {done.returncode} (log: {log}):\n{stderr}"
         raise BenchmarkError(msg)
     return elapsed
+
+
+def _forget(conn: psycopg.Connection) -> None:
+    """Remove the platform's collection (its editions and history go with it)."""
+    conn.execute("DELETE FROM platform.collections WHERE id = %s", (COLLECTION,))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*PLATFORM_TABLE)))
 
 
 def _catalog_version(conn: psycopg.Connection) -> int | None:

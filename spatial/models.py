@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -243,6 +244,16 @@ class FeatureVersion(Base):
     """A replaced version of a feature, valid from one edition up to (not including) another."""
 
     __tablename__ = "feature_history"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "edition_to"],
+            ["editions.collection_id", "editions.edition"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint("edition_from < edition_to", name="editions_ordered"),
+        Index("feature_history_key_idx", "collection_id", "key"),
+        Index("feature_history_editions_idx", "collection_id", "edition_to", "edition_from"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     collection_id: Mapped[str] = mapped_column(Text, nullable=False)
@@ -259,6 +270,18 @@ class FeatureChange(Base):
     """How one feature changed in one edition."""
 
     __tablename__ = "feature_changes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "edition"],
+            ["editions.collection_id", "editions.edition"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(
+            "change IN ('added', 'removed', 'geometry', 'attributes', 'geometry+attributes')",
+            name="change_kind_valid",
+        ),
+        Index("feature_changes_key_idx", "collection_id", "key"),
+    )
 
     collection_id: Mapped[str] = mapped_column(Text, primary_key=True)
     edition: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -272,6 +295,7 @@ class QuarantinedFeature(Base):
     """A feature an ingest kept aside, with the reasons, for the steward to fix."""
 
     __tablename__ = "quarantine"
+    __table_args__ = (Index("quarantine_job_idx", "job_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(

@@ -82,7 +82,7 @@ def test_first_edition_keeps_counts_chinese_text_and_projected_area(
     assert {k: (v["dlmc"], v["qlr"]) for k, v in as_of_1.items()} == {
         k: (n, q) for k, n, q in expected
     }
-    assert any("耕地" == v["dlmc"] for v in as_of_1.values())
+    assert any(v["dlmc"] == "耕地" for v in as_of_1.values())
     # Areas in the projected CRS (square metres) match the source geometry and TBMJ.
     area = dict(_rows(url, "SELECT dkbm, ST_Area(geom) FROM layers.cadastre"))
     src26 = _source(sample_files, 2026).set_index("DKBM")
@@ -162,7 +162,8 @@ def test_any_past_edition_can_be_queried(cadastre: dict[str, object], sample_fil
         cur = conn.cursor()
         valid = _rows(
             url,
-            "SELECT valid_from FROM platform.editions WHERE collection_id='cadastre' ORDER BY edition",
+            "SELECT valid_from FROM platform.editions "
+            "WHERE collection_id = 'cadastre' ORDER BY edition",
         )
         assert history.edition_at(cur, "cadastre", valid[1][0]) == 2  # type: ignore[arg-type]
         assert history.edition_at(cur, "cadastre", valid[0][0]) == 1  # type: ignore[arg-type]
@@ -186,7 +187,8 @@ def test_ingest_is_registered_and_audited(cadastre: dict[str, object]) -> None:
     assert 111.9 < float(xmin) < 112.1 and 22.8 < float(ymin) < 23.0  # type: ignore[arg-type]
     audit = _rows(
         url,
-        "SELECT action, version_before, version_after, details->>'edition', cardinality(feature_ids) "
+        "SELECT action, version_before, version_after, details->>'edition', "
+        "cardinality(feature_ids) "
         "FROM platform.audit_log WHERE collection_id = 'cadastre' ORDER BY id",
     )
     assert [a[:4] for a in audit] == [("ingest", None, 1, "1"), ("ingest", 1, 2, "2")]
@@ -237,13 +239,14 @@ def test_real_files_match_ogrinfo(name: str, settings: Settings, database_url: s
     stored = [
         shapely.from_wkb(bytes(w))  # type: ignore[arg-type]
         for (w,) in _rows(
-            database_url, f'SELECT ST_AsBinary(geom) FROM layers."{collection}" ORDER BY fid'
-        )  # noqa: S608
+            database_url,
+            f'SELECT ST_AsBinary(geom) FROM layers."{collection}" ORDER BY fid',  # noqa: S608
+        )
     ]
     assert len(stored) == len(expected)
-    for got, want in zip(stored, expected, strict=True):
+    for got, printed in zip(stored, expected, strict=True):
         # ogrinfo prints 15 significant digits; the stored geometry is the exact source.
-        want = shapely.force_2d(want)
+        want = shapely.force_2d(printed)
         if got.geom_type.startswith("Multi") and not want.geom_type.startswith("Multi"):
             want = type(got)([want])
         assert shapely.equals_exact(got, want, tolerance=1e-9)
@@ -300,7 +303,8 @@ def test_reject_repair_and_quarantine(
     assert quarantined["features_loaded"] == 4 and quarantined["features_quarantined"] == 1
     ((key, reasons, name),) = _rows(
         database_url,
-        "SELECT key, reasons, properties->>'name' FROM platform.quarantine WHERE collection_id = 'bowtie_q'",
+        "SELECT key, reasons, properties->>'name' FROM platform.quarantine "
+        "WHERE collection_id = 'bowtie_q'",
     )
     assert key == "P2" and name == "宗地"
     assert reasons[0]["kind"] == "invalid_geometry"  # type: ignore[index]
@@ -328,7 +332,8 @@ def test_interrupted_ingest_leaves_the_previous_edition(
     assert _state(database_url, "interrupted") == state
     assert _rows(
         database_url,
-        "SELECT state, message FROM platform.ingest_jobs WHERE collection_id = 'interrupted' ORDER BY created_at",
+        "SELECT state, message FROM platform.ingest_jobs "
+        "WHERE collection_id = 'interrupted' ORDER BY created_at",
     )[-1] == ("failed", "interrupted")
     assert not _rows(
         database_url, "SELECT relname FROM pg_class WHERE relname LIKE '\\_stage\\_%%'"
@@ -354,3 +359,14 @@ def test_zipped_shapefile_with_a_chinese_member_name(tmp_path: Path, settings: S
         "二",
         "三",
     ]
+
+
+def test_undeclared_gbk_attributes_are_recognised(tmp_path: Path, settings: Settings) -> None:
+    from badinputs import b_gbk_no_cpg  # noqa: PLC0415 - the corpus builder of this file
+
+    report = _ingest(settings, b_gbk_no_cpg(tmp_path), "gbk_guess")
+    assert report["encoding"] == "GB18030"
+    assert any("guessed" in note for note in report["notes"])  # type: ignore[union-attr]
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    names = [r[0] for r in _rows(url, "SELECT dkmc FROM layers.gbk_guess ORDER BY fid")]
+    assert all(re.search(r"[\u4e00-\u9fff]", str(n)) for n in names)

@@ -120,7 +120,8 @@ def check_features(table: Table, crs: crs_mod.CrsInfo, key: Field | None) -> Che
 
 
 def _parse(wkb: npt.NDArray[np.object_], findings: list[Finding]) -> npt.NDArray[np.object_]:
-    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    with np.errstate(invalid="ignore"):  # NaN coordinates are reported as non_finite below
+        geoms = shapely.from_wkb(wkb, on_invalid="ignore")
     nulls = np.array([w is None for w in wkb], dtype=bool)
     findings += [
         Finding(int(i), "null_geometry", "the feature has no geometry")

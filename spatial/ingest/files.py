@@ -19,6 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
 from spatial.errors import InvalidInputError
 from spatial.settings import IngestSettings
 
@@ -52,6 +55,7 @@ _MAGIC = (
 )
 _HTML = re.compile(rb"^\s*(<!doctype html|<html)", re.I)
 _ENTITY = re.compile(rb"<!(DOCTYPE|ENTITY)", re.I)
+_GEOJSON_CRS = re.compile(rb'"crs"\s*:\s*\{[^{}]*"properties"\s*:\s*\{[^{}]*"name"\s*:\s*"([^"]+)"')
 _CHUNK = 1 << 20
 _SAMPLE = 1 << 20
 
@@ -130,6 +134,13 @@ def extract(archive: Path, dest: Path, limits: IngestSettings) -> None:
                 msg = (
                     f"{archive.name} holds {len(members):,} entries; the limit is "
                     f"{limits.max_archive_members:,}"
+                )
+                raise InvalidInputError(msg)
+            declared = sum(m.file_size for m in members)
+            if declared > max_bytes:
+                msg = (
+                    f"{archive.name} declares {declared / 2**20:,.0f} MiB of contents; the limit "
+                    f"is {limits.max_uncompressed_mb:,} MiB (zip bomb?)"
                 )
                 raise InvalidInputError(msg)
             written = 0
@@ -250,11 +261,11 @@ def _check_kind(path: Path, head: bytes) -> None:
         msg = f"{path.name} is not a {kind}{_what(head)}"
         raise InvalidInputError(msg)
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n\x1e")
-    if suffix in {".geojson", ".json", ".geojsonl", ".geojsons"} and not text.startswith(
-        (b"{", b"[")
-    ):
-        msg = f"{path.name} is not GeoJSON{_what(head)}"
-        raise InvalidInputError(msg)
+    if suffix in {".geojson", ".json", ".geojsonl", ".geojsons"}:
+        if not text.startswith((b"{", b"[")):
+            msg = f"{path.name} is not GeoJSON{_what(head)}"
+            raise InvalidInputError(msg)
+        _check_geojson_crs(path, head)
     if suffix in XML_SUFFIXES:
         if not text.startswith(b"<") or _HTML.match(text):
             msg = f"{path.name} is not {suffix[1:].upper()}{_what(head)}"
@@ -270,6 +281,19 @@ def _check_kind(path: Path, head: bytes) -> None:
         raise InvalidInputError(msg)
 
 
+def _check_geojson_crs(path: Path, head: bytes) -> None:
+    """GDAL silently falls back to WGS 84 for a ``crs`` member it cannot read; we refuse."""
+    found = _GEOJSON_CRS.search(head)
+    if found is None:
+        return
+    name = found.group(1).decode(errors="replace")
+    try:
+        CRS.from_user_input(name)
+    except CRSError:
+        msg = f"{path.name} declares the coordinate reference system {name!r}, which is unknown"
+        raise InvalidInputError(msg) from None
+
+
 def _sidecar(path: Path, ext: str) -> Path | None:
     for candidate in (path.with_suffix(ext), path.with_suffix(ext.upper())):
         if candidate.is_file():
@@ -279,14 +303,15 @@ def _sidecar(path: Path, ext: str) -> Path | None:
 
 def _shapefile(path: Path, encoding: str | None, notes: list[str]) -> str | None:
     """Check a Shapefile's companions and settle its attribute encoding."""
-    dbf = _sidecar(path, ".dbf")
+    dbf, shx = _sidecar(path, ".dbf"), _sidecar(path, ".shx")
     missing = [ext for ext in (".shx", ".dbf") if _sidecar(path, ext) is None]
-    if missing or dbf is None:
+    if missing or dbf is None or shx is None:
         msg = (
             f"{path.name}: the Shapefile is incomplete, {' and '.join(missing)} "
             "missing (a Shapefile needs .shp, .shx and .dbf, and a .prj for its CRS)"
         )
         raise InvalidInputError(msg)
+    _check_dbf(path, dbf, shx)
     cpg = _sidecar(path, ".cpg")
     declared, origin = encoding, "--encoding"
     if declared is None and cpg is not None:
@@ -318,6 +343,30 @@ def _shapefile(path: Path, encoding: str | None, notes: list[str]) -> str | None
         )
         raise InvalidInputError(msg)
     return declared
+
+
+def _check_dbf(shp: Path, dbf: Path, shx: Path) -> None:
+    """The .dbf must be whole and hold one record per shape (GDAL reads short ones silently)."""
+    with dbf.open("rb") as f:
+        header = f.read(32)
+    if len(header) < 32:
+        msg = f"{dbf.name} is truncated ({len(header)} bytes; not even a header)"
+        raise InvalidInputError(msg)
+    records = int.from_bytes(header[4:8], "little")
+    header_len = int.from_bytes(header[8:10], "little")
+    record_len = int.from_bytes(header[10:12], "little")
+    expected = header_len + records * record_len
+    size = dbf.stat().st_size
+    if size < expected:
+        msg = f"{dbf.name} is truncated: {size:,} bytes, its header describes {expected:,}"
+        raise InvalidInputError(msg)
+    shapes = (shx.stat().st_size - 100) // 8
+    if shapes != records:
+        msg = (
+            f"{shp.name}: the .dbf holds {records:,} records but the .shx indexes {shapes:,} "
+            "shapes; the files do not belong together"
+        )
+        raise InvalidInputError(msg)
 
 
 def _dbf_text_sample(dbf: Path) -> bytes:

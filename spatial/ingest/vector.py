@@ -323,7 +323,8 @@ def _crs(source: VectorSource, table: read.Table) -> crs_mod.CrsInfo:
     if not table.crs_text:
         msg = (
             f"{source.source_name or source.path.name} declares no coordinate reference system "
-            "(for a Shapefile: no .prj); give it with --crs, e.g. --crs EPSG:4546"
+            "(a Shapefile needs its .prj; a CSV never has one); give it with --crs, "
+            "e.g. --crs EPSG:4546"
         )
         raise InvalidInputError(msg)
     return crs_mod.identify(table.crs_text)
