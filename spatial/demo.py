@@ -6,7 +6,6 @@ is left alone, so a second ``make demo`` changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from spatial.catalog import get_collection
 from spatial.db import engine
 from spatial.errors import InvalidInputError, NotFoundError
-from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.ingest.vector import VectorSource, ingest_vector, sha256
 from spatial.settings import Settings
 
 
@@ -97,15 +96,6 @@ DEMO_LAYERS: tuple[DemoLayer, ...] = (
         key="facility_id",
     ),
 )
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_demo(

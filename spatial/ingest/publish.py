@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -374,8 +375,6 @@ def _describe(layer: Layer, edition: int) -> CollectionRecord:
 
 def check_collection_id(collection_id: str) -> None:
     """Raises InvalidInputError unless the id is a safe table name."""
-    import re  # noqa: PLC0415 - tiny, only here
-
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", collection_id):
         msg = (
             f"collection id {collection_id!r} must be lower-case letters, digits and "

@@ -284,7 +284,7 @@ def _run(
             subsystems=source.subsystems,
             properties={
                 "source": source.source_name or source.path.name,
-                "checksum": source.checksum or _sha256(source.path),
+                "checksum": source.checksum or sha256(source.path),
                 "encoding": report["encoding"],
             },
         ),
@@ -386,7 +386,8 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
-def _sha256(path: Path) -> str | None:
+def sha256(path: Path) -> str | None:
+    """Hex sha256 of a file (None for a directory such as a ``.gdb``)."""
     if not path.is_file():
         return None
     digest = hashlib.sha256()
