@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Conn
 from spatial.errors import InvalidInputError, SpatialError, TooLargeError
 from spatial.ingest import jobs
-from spatial.ingest.vector import POLICIES, VectorSource, ingest_vector, validate_source
+from spatial.ingest.vector import VectorSource, ingest_vector, validate_source
 from spatial.settings import Settings
 
 router = APIRouter(prefix="/ingest", tags=["Ingest"])
@@ -61,9 +61,6 @@ async def upload_vector(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLargeError(_too_large(settings))
-    if on_invalid not in POLICIES:  # pragma: no cover - Literal already validates
-        msg = f"on_invalid must be one of {POLICIES}"
-        raise InvalidInputError(msg)
     folder = settings.var_dir / "ingest" / "uploads" / uuid.uuid4().hex
     try:
         main, name = await _store(file, folder, limit, settings)
