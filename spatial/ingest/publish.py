@@ -5,6 +5,13 @@ not re-encoded), then indexes, then the diff against the current edition, then t
 staging table takes the layer's name, and the catalog, edition and audit rows are
 written, all before the single commit. Readers see the old edition until that commit;
 a failure anywhere rolls all of it back.
+
+Staging does not wait for validation: :class:`Preload` copies and indexes every row
+whose geometry type fits the layer in a background thread (the database works while
+the checks run), and :func:`publish` then deletes the rows the checks refused and
+rewrites the repaired ones. When the guess was wrong or the preload failed (an
+unreadable geometry, a duplicate key), it is rolled back to its savepoint and the
+checked rows are staged again the plain way.
 """
 
 from __future__ import annotations
@@ -13,13 +20,16 @@ import datetime as dt
 import json
 import re
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 import shapely
+from psycopg import Connection as PgConnection
 from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
 from pyproj import Transformer
@@ -35,6 +45,9 @@ _SRID_FLAG = 0x20000000
 _Z_FLAG = 0x80000000
 _M_FLAG = 0x40000000
 _MULTI_CODE = {1: 4, 2: 5, 3: 6}
+_FAMILY_OF_CODE = {1: "Point", 2: "LineString", 3: "Polygon"}
+_MULTI_NAME = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
+_DIMS = ("", "Z", "M", "ZM")
 _PROGRESS_EVERY = 10_000
 
 Progress = Callable[[str, float], None]
@@ -67,6 +80,108 @@ class Published:
     record: CollectionRecord
     edition: int
     diff: history.Diff | None
+    preloaded: bool
+    """True when the background staging was used (False: staged after the checks)."""
+
+
+class Preload:
+    """Stage a read layer in a background thread while the main thread checks it.
+
+    Use as a context manager around the checks and :func:`publish` (which takes the
+    result); leaving it early (an error, an interrupt) cancels the work, and the caller's
+    rollback removes it.
+    """
+
+    def __init__(self, conn: Connection, table: Table, *, srid: int, key: str | None, job_id: str):
+        """Guess the layer's geometry type from the WKB headers and get ready to stage.
+
+        Args:
+            conn: the SQLAlchemy connection :func:`publish` will use, in its transaction.
+            table: the layer as read.
+            srid: the layer's SRID.
+            key: the key's column name (indexed unique), if any.
+            job_id: the ingest job (names the staging table).
+        """
+        self._raw = _driver(conn)
+        self.table = table
+        self.srid = srid
+        self.key = key
+        self.stage = _stage_name(job_id)
+        self.rows, self.column_type, self.multi = _guess_type(table.wkb)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name=f"preload-{self.stage}")
+
+    def __enter__(self) -> Self:
+        if len(self.rows):
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._thread.is_alive():
+            self._raw.cancel()
+            self._thread.join()
+
+    def _load(self) -> None:
+        try:
+            with self._raw.cursor() as cur:
+                cur.execute("SAVEPOINT spatial_preload")
+                _create_stage(cur, self.table, self.stage, self.column_type, self.srid)
+                _copy(cur, self.table, self.stage, self.rows, srid=self.srid, multi=self.multi)
+                _index(cur, self.stage, self.key)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread by take()
+            self.error = exc
+
+    def take(self, layer: Layer) -> bool:
+        """Wait for the staging; make it hold exactly ``layer``'s rows, if it can.
+
+        Returns:
+            True when the staging table holds the layer; False when it was rolled back
+            (the layer must then be staged the plain way).
+        """
+        if not self._thread.ident:
+            return False
+        self._thread.join()
+        with self._raw.cursor() as cur:
+            fits = (layer.column_type, layer.srid, layer.key) == (
+                self.column_type,
+                self.srid,
+                self.key,
+            )
+            if self.error is not None or not fits:
+                cur.execute("ROLLBACK TO SAVEPOINT spatial_preload")
+                return False
+            cur.execute("RELEASE SAVEPOINT spatial_preload")
+            repaired = np.fromiter(layer.repaired, dtype=np.int64, count=len(layer.repaired))
+            drop = np.union1d(
+                np.setdiff1d(self.rows, layer.rows), np.intersect1d(self.rows, repaired)
+            )
+            add = np.union1d(
+                np.setdiff1d(layer.rows, self.rows), np.intersect1d(layer.rows, repaired)
+            )
+            if len(drop):
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE fid = ANY(%s)").format(
+                        sql.Identifier(LAYERS, self.stage)
+                    ),
+                    ((drop + 1).tolist(),),
+                )
+            if len(add):
+                _copy(
+                    cur,
+                    layer.table,
+                    self.stage,
+                    add,
+                    srid=layer.srid,
+                    multi=layer.multi,
+                    geoms=layer.geoms,
+                    repaired=layer.repaired,
+                )
+        return True
 
 
 def publish(
@@ -77,6 +192,7 @@ def publish(
     actor: str,
     valid_from: dt.datetime,
     quarantine: Sequence[tuple[int, list[dict[str, str]]]] = (),
+    preload: Preload | None = None,
     on_progress: Progress | None = None,
 ) -> Published:
     """Load ``layer`` and make it the collection's current edition.
@@ -88,15 +204,16 @@ def publish(
         actor: who ingests (for the audit log).
         valid_from: when the new edition becomes valid.
         quarantine: (row, reasons) of features kept aside instead of loaded.
+        preload: the layer's background staging on ``conn``, if one was started.
         on_progress: called with (stage, fraction of the stage done).
     """
-    raw = conn.connection.driver_connection
-    if raw is None:  # pragma: no cover - a live SQLAlchemy connection always has one
-        msg = "no database connection"
-        raise RuntimeError(msg)
+    raw = _driver(conn)
     cid = layer.collection_id
-    stage = f"_stage_{job_id.replace('-', '')[:20]}"
+    stage = _stage_name(job_id)
     columns = [f.column for f in layer.table.fields]
+    if on_progress:
+        on_progress("loading", 0.0)
+    staged = preload is not None and preload.take(layer)
     with raw.cursor() as cur:
         cur.execute(
             "SELECT pg_advisory_xact_lock(hashtext('spatial.ingest'), hashtext(%s))", (cid,)
@@ -104,11 +221,24 @@ def publish(
         previous = history.previous_edition(cur, cid)
         history.check_valid_from(previous, valid_from)
         edition = 1 if previous is None else previous[0] + 1
-        _create_stage(cur, layer, stage)
-        _copy(cur, layer, stage, on_progress)
+        if not staged:
+            _create_stage(cur, layer.table, stage, layer.column_type, layer.srid)
+            _copy(
+                cur,
+                layer.table,
+                stage,
+                layer.rows,
+                srid=layer.srid,
+                multi=layer.multi,
+                geoms=layer.geoms,
+                repaired=layer.repaired,
+                on_progress=on_progress,
+            )
+            _index(cur, stage, layer.key)
+        if on_progress:
+            on_progress("loading", 1.0)
         if quarantine:
             _quarantine(cur, layer, job_id, quarantine)
-        _index(cur, layer, stage)
         old_columns = _existing_columns(cur, cid)
         record = upsert_collection(
             conn,
@@ -172,68 +302,137 @@ def publish(
                 ),
             ),
         )
-    return Published(record=record, edition=edition, diff=diff)
+    return Published(record=record, edition=edition, diff=diff, preloaded=staged)
 
 
-def _create_stage(cur: Cursor[Any], layer: Layer, stage: str) -> None:
+def _driver(conn: Connection) -> PgConnection[Any]:
+    raw = conn.connection.driver_connection
+    if raw is None:  # pragma: no cover - a live SQLAlchemy connection always has one
+        msg = "no database connection"
+        raise RuntimeError(msg)
+    return raw  # type: ignore[no-any-return]
+
+
+def _stage_name(job_id: str) -> str:
+    return f"_stage_{job_id.replace('-', '')[:20]}"
+
+
+def _guess_type(
+    wkb: npt.NDArray[np.object_],
+) -> tuple[npt.NDArray[np.int64], str, bool]:
+    """What the checks will most likely decide, read from the WKB headers alone.
+
+    Returns:
+        (rows of the most common family and dimensions, their column type, multi); no
+        rows when no header is readable.
+    """
+    blank = b"\xff\0\0\0\0"
+    heads = np.frombuffer(
+        b"".join(blank if w is None or len(w) < 5 else w[:5] for w in wkb), dtype=np.uint8
+    ).reshape(-1, 5)
+    body = np.ascontiguousarray(heads[:, 1:])
+    code = np.where(
+        heads[:, 0] == 1,
+        body.view("<u4").ravel(),
+        np.where(heads[:, 0] == 0, body.view(">u4").ravel(), 0),
+    )
+    base, dims = code % 1000, code // 1000
+    family = np.where((base >= 1) & (base <= 6) & (dims <= 3), (base - 1) % 3 + 1, 0)
+    if not family.any():
+        return np.zeros(0, dtype=np.int64), "", False
+    kind = family * 4 + dims  # family and dimensions in one number
+    common = int(np.bincount(kind[family > 0]).argmax())
+    rows = np.flatnonzero(kind == common)
+    name = _FAMILY_OF_CODE[common // 4]
+    multi = bool((base[rows] > 3).any())
+    return rows, (_MULTI_NAME[name] if multi else name) + _DIMS[common % 4], multi
+
+
+def _create_stage(cur: Cursor[Any], table: Table, stage: str, column_type: str, srid: int) -> None:
     cols = [
-        sql.SQL("{} {}").format(sql.Identifier(f.column), sql.SQL(f.pgtype))
-        for f in layer.table.fields
+        sql.SQL("{} {}").format(sql.Identifier(f.column), sql.SQL(f.pgtype)) for f in table.fields
     ]
     cur.execute(
         sql.SQL("CREATE TABLE {} (fid bigint NOT NULL, {} geom geometry({}, {}) NOT NULL)").format(
             sql.Identifier(LAYERS, stage),
             sql.SQL("").join(sql.SQL("{}, ").format(c) for c in cols),
-            sql.SQL(layer.column_type),
-            sql.Literal(layer.srid),
+            sql.SQL(column_type),
+            sql.Literal(srid),
         )
     )
 
 
-def _copy(cur: Cursor[Any], layer: Layer, stage: str, on_progress: Progress | None) -> None:
-    fields = layer.table.fields
+def _copy(
+    cur: Cursor[Any],
+    table: Table,
+    stage: str,
+    rows: npt.NDArray[np.int64],
+    *,
+    srid: int,
+    multi: bool,
+    geoms: npt.NDArray[np.object_] | None = None,
+    repaired: frozenset[int] = frozenset(),
+    on_progress: Progress | None = None,
+) -> None:
+    """COPY ``rows`` of ``table`` into the staging table (fid = row + 1).
+
+    Geometries are the source WKB with a new header, except ``repaired`` rows, which are
+    written from ``geoms``.
+    """
+    fields = table.fields
     names = sql.SQL(", ").join(sql.Identifier(f.column) for f in fields)
     sep = sql.SQL(", ") if fields else sql.SQL("")
     statement = sql.SQL("COPY {} (fid, {}{}geom) FROM STDIN (FORMAT binary)").format(
         sql.Identifier(LAYERS, stage), names, sep
     )
-    total = len(layer.rows)
-    rows = layer.rows.tolist()
-    wkb = layer.table.wkb
-    geoms = [
-        _ewkb(
-            shapely.to_wkb(layer.geoms[row], flavor="iso") if row in layer.repaired else wkb[row],
-            layer.srid,
-            layer.multi,
-        )
-        for row in rows
-    ]
-    everything = len(rows) == len(wkb)
-    columns = [f.values if everything else [f.values[r] for r in rows] for f in fields]
-    fids = [r + 1 for r in rows]
+    total = len(rows)
+    picked = rows.tolist()
+    wkb = table.wkb
+    sources = [wkb[r] for r in picked]
+    if repaired and geoms is not None:
+        sources = [
+            shapely.to_wkb(geoms[r], flavor="iso") if r in repaired else w
+            for r, w in zip(picked, sources, strict=True)
+        ]
+    ewkb = _ewkb(sources, srid, multi)
+    everything = total == len(wkb)
+    columns = [f.values if everything else [f.values[r] for r in picked] for f in fields]
+    fids = [r + 1 for r in picked]
     with cur.copy(statement) as copy:
         copy.set_types(["int8", *(COPY_TYPES[f.pgtype] for f in fields), "bytea"])
-        for done, values in enumerate(zip(fids, *columns, geoms, strict=True)):
+        for done, values in enumerate(zip(fids, *columns, ewkb, strict=True)):
             copy.write_row(values)
             if on_progress and done % _PROGRESS_EVERY == 0:
                 on_progress("loading", done / total)
-    if on_progress:
-        on_progress("loading", 1.0)
 
 
-def _ewkb(wkb: bytes, srid: int, multi: bool) -> bytes:
+def _ewkb(wkb: list[bytes], srid: int, multi: bool) -> list[bytes]:
     """PostGIS extended WKB: GDAL's ISO WKB with the SRID added (wrapped in a multi if asked).
 
-    The coordinates are not touched: this only rewrites the 5-byte header.
+    The coordinates are not touched: only the 5-byte header is rewritten, and layers
+    have few distinct headers, so each is worked out once.
     """
-    fmt = "<I" if wkb[0] == 1 else ">I"
-    code = struct.unpack_from(fmt, wkb, 1)[0]
+    headers: dict[bytes, tuple[bytes, int]] = {}
+    out = []
+    for w in wkb:
+        head = w[:5]
+        new = headers.get(head)
+        if new is None:
+            new = headers[head] = _ewkb_header(head, srid, multi)
+        out.append(new[0] + w[new[1] :])
+    return out
+
+
+def _ewkb_header(head: bytes, srid: int, multi: bool) -> tuple[bytes, int]:
+    """The EWKB prefix replacing a WKB header, and where the rest of the WKB starts."""
+    fmt = "<I" if head[0] == 1 else ">I"
+    code = struct.unpack_from(fmt, head, 1)[0]
     base, dims = code % 1000, code // 1000
     flags = (_Z_FLAG if dims in {1, 3} else 0) | (_M_FLAG if dims in {2, 3} else 0)
     if multi and base in _MULTI_CODE:
-        header = wkb[:1] + struct.pack(fmt, _MULTI_CODE[base] | flags | _SRID_FLAG)
-        return header + struct.pack(fmt, srid) + struct.pack(fmt, 1) + wkb
-    return wkb[:1] + struct.pack(fmt, base | flags | _SRID_FLAG) + struct.pack(fmt, srid) + wkb[5:]
+        wrapper = struct.pack(fmt, _MULTI_CODE[base] | flags | _SRID_FLAG)
+        return head[:1] + wrapper + struct.pack(fmt, srid) + struct.pack(fmt, 1), 0
+    return head[:1] + struct.pack(fmt, base | flags | _SRID_FLAG) + struct.pack(fmt, srid), 5
 
 
 def _quarantine(
@@ -279,14 +478,12 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _index(cur: Cursor[Any], layer: Layer, stage: str) -> None:
+def _index(cur: Cursor[Any], stage: str, key: str | None) -> None:
     table = sql.Identifier(LAYERS, stage)
     cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (fid)").format(table))
     cur.execute(sql.SQL("CREATE INDEX ON {} USING gist (geom)").format(table))
-    if layer.key is not None:
-        cur.execute(
-            sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(table, sql.Identifier(layer.key))
-        )
+    if key is not None:
+        cur.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(table, sql.Identifier(key)))
     cur.execute(sql.SQL("ANALYZE {}").format(table))
 
 

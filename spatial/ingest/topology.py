@@ -28,6 +28,7 @@ from spatial.ingest.checks import Finding
 
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON = 111_320.0
+_PRIMES = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -116,65 +117,67 @@ def _unmatched(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Polygons with a segment that has no twin, and the segments used only once.
 
+    Segments are grouped by a hash of their two vertices, then every pair is confirmed
+    on the exact coordinates: a hash collision can only make a segment look unmatched.
+
     Returns:
         (indexes into ``polys``, an (n, 4) array of x1, y1, x2, y2 of single-use segments)
     """
     rings, ring_owner, exterior = _rings(polys)
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)
-    coords = coords - coords.min(axis=0)  # small numbers keep the shoelace sums exact enough
-    same = ring_of[:-1] == ring_of[1:]
-    a, b = coords[:-1][same], coords[1:][same]
-    seg_ring = ring_of[:-1][same]
+    x, y = coords[:, 0] + 0.0, coords[:, 1] + 0.0  # contiguous; + 0.0 turns -0.0 into 0.0
+    start = np.flatnonzero(ring_of[:-1] == ring_of[1:])  # segment k: vertex start[k] -> +1
+    end = start + 1
+    seg_ring = ring_of[start]
     # Orient every ring the same way (shells counter-clockwise, holes clockwise) so that
-    # twins run in opposite directions.
-    signed = np.bincount(
-        seg_ring, weights=a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1], minlength=len(rings)
-    )
-    flip = (exterior & (signed < 0)) | (~exterior & (signed > 0))
-    moving = (a != b).any(axis=1)
-    a, b, seg_ring = a[moving], b[moving], seg_ring[moving]
-    owner = ring_owner[seg_ring]
-    forward = (a[:, 0] < b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] < b[:, 1]))
-    lo = np.where(forward[:, None], a, b)
-    hi = np.where(forward[:, None], b, a)
-    forward ^= flip[seg_ring]
-    seg = np.column_stack([lo, hi])
-    order = np.argsort(_hash_rows(seg), kind="stable")
-    seg = seg[order]
-    new_group = np.ones(len(seg), dtype=bool)
-    new_group[1:] = (seg[1:] != seg[:-1]).any(axis=1)
+    # twins run in opposite directions. Small numbers keep the shoelace sums exact enough.
+    sx, sy = x - x.min(), y - y.min()
+    cross = sx[start] * sy[end] - sx[end] * sy[start]
+    signed = np.bincount(seg_ring, weights=cross, minlength=len(rings))
+    flip = ((exterior & (signed < 0)) | (~exterior & (signed > 0)))[seg_ring]
+    start, end = np.where(flip, end, start), np.where(flip, start, end)
+    moving = (x[start] != x[end]) | (y[start] != y[end])
+    start, end, owner = start[moving], end[moving], ring_owner[seg_ring[moving]]
+    with np.errstate(over="ignore"):
+        vertex = x.view(np.uint64) * _PRIMES[0] ^ y.view(np.uint64) * _PRIMES[1]
+        vertex ^= vertex >> np.uint64(29)
+        hs, he = vertex[start], vertex[end]
+        key = np.minimum(hs, he) * _PRIMES[2] ^ np.maximum(hs, he)
+    order = np.argsort(key)
+    key = key[order]
+    new_group = np.ones(len(key), dtype=bool)
+    new_group[1:] = key[1:] != key[:-1]
     group = np.cumsum(new_group) - 1
     count = np.bincount(group)
-    fwd = np.bincount(group, weights=forward[order])
-    owners = owner[order]
-    # A twin: exactly two uses, opposite directions, two different polygons.
-    pair = count == 2
-    starts = np.flatnonzero(new_group)
-    distinct = np.ones(len(count), dtype=bool)
-    distinct[pair] = owners[starts[pair]] != owners[starts[pair] + 1]
-    matched = pair & (fwd == 1) & distinct
-    suspects = np.unique(owners[~matched[group]])
-    offset = np.tile(shapely.get_coordinates(rings).min(axis=0), 2)
-    single = seg[(count == 1)[group]] + offset
-    return suspects.astype(np.int64), single
-
-
-def _hash_rows(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
-    """A 64-bit hash of each row's exact bits (sorting on it brings equal rows together).
-
-    Rows with colliding hashes may interleave; they then look unmatched and go to the
-    exact pairwise check, so a collision costs time, never correctness.
-    """
-    bits = np.ascontiguousarray(values + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
-    primes = np.array(
-        [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5],
-        dtype=np.uint64,
+    # A twin: exactly two uses of the same segment, in opposite directions, by two polygons.
+    pair = np.flatnonzero(count == 2)
+    at = np.flatnonzero(new_group)[pair]
+    one, two = order[at], order[at + 1]
+    opposite = _same(x, y, start[one], end[two]) & _same(x, y, end[one], start[two])
+    matched = np.zeros(len(count), dtype=bool)
+    matched[pair] = opposite & (owner[one] != owner[two])
+    suspects = np.unique(owner[order[~matched[group]]])
+    # Segments used once: alone in their group, or paired only by a hash collision.
+    single = count == 1
+    odd = ~opposite
+    parallel = _same(x, y, start[one[odd]], start[two[odd]]) & _same(
+        x, y, end[one[odd]], end[two[odd]]
     )
-    with np.errstate(over="ignore"):
-        mixed = bits * primes[: values.shape[1]]
-        mixed ^= mixed >> np.uint64(29)
-        hashed: npt.NDArray[np.uint64] = np.bitwise_xor.reduce(mixed * primes[0], axis=1)
-    return hashed
+    single[pair[odd][~parallel]] = True
+    used = order[single[group]]
+    segments = np.column_stack([x[start[used]], y[start[used]], x[end[used]], y[end[used]]])
+    return suspects.astype(np.int64), segments
+
+
+def _same(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    i: npt.NDArray[np.int64],
+    j: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """Whether vertices ``i`` and ``j`` are the same point, exactly."""
+    same: npt.NDArray[np.bool_] = (x[i] == x[j]) & (y[i] == y[j])
+    return same
 
 
 def _rings(

@@ -33,7 +33,7 @@ from spatial.catalog import CollectionRecord
 from spatial.db import engine
 from spatial.errors import InvalidInputError
 from spatial.ingest import checks, files, jobs, read, topology
-from spatial.ingest.publish import Layer, Published, check_collection_id, publish
+from spatial.ingest.publish import Layer, Preload, Published, check_collection_id, publish
 from spatial.settings import Settings
 
 Policy = Literal["reject", "repair", "quarantine"]
@@ -234,18 +234,97 @@ def _run(
     report["crs"] = info.code
     report["crs_name"] = info.name
     key = table.field_named(source.key) if source.key else None
-    _stage(progress, "checking", 0.0, "checking features")
-    clock = time.perf_counter()
+    valid_from = source.valid_from or dt.datetime.now(dt.UTC)
+    with (
+        engine(url) as eng,
+        eng.begin() as conn,
+        Preload(
+            conn, table, srid=info.epsg, key=key.column if key else None, job_id=job_id
+        ) as preload,
+    ):
+        _stage(progress, "checking", 0.0, "checking features")
+        clock = time.perf_counter()
+        checked, repaired, quarantine = _check(
+            source, table, info, key, report=report, progress=progress
+        )
+        timings["check"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        layer = Layer(
+            collection_id=source.collection_id,
+            table=table,
+            rows=np.setdiff1d(np.arange(len(table), dtype=np.int64), checked.error_rows()),
+            column_type=checked.column_type,
+            srid=info.epsg,
+            multi=checked.multi,
+            geoms=checked.geoms,
+            repaired=frozenset(repaired),
+            key=key.column if key else None,
+            record=CollectionRecord(
+                id=source.collection_id,
+                title=source.title,
+                kind="vector",
+                description=source.description,
+                subsystems=source.subsystems,
+                properties={
+                    "source": source.source_name or source.path.name,
+                    "checksum": source.checksum or sha256(source.path),
+                    "encoding": report["encoding"],
+                },
+            ),
+        )
+        published = publish(
+            conn,
+            layer,
+            job_id=job_id,
+            actor=actor,
+            valid_from=valid_from,
+            quarantine=quarantine,
+            preload=preload,
+            on_progress=lambda stage, done: _stage(progress, "loading", done, stage),
+        )
+    timings["load"] = time.perf_counter() - clock
+    report.update(
+        {
+            "features_loaded": len(layer.rows),
+            "features_quarantined": len(quarantine),
+            "geometry_type": checked.column_type,
+            "edition": published.edition,
+            "version": published.record.version,
+            "valid_from": valid_from.isoformat(),
+            "diff": published.diff.as_dict() if published.diff else None,
+            "staged_while_checking": published.preloaded,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+    )
+    return published
+
+
+def _check(
+    source: VectorSource,
+    table: read.Table,
+    info: crs_mod.CrsInfo,
+    key: read.Field | None,
+    *,
+    report: dict[str, Any],
+    progress: ProgressFn,
+) -> tuple[checks.Checked, list[int], list[tuple[int, list[dict[str, str]]]]]:
+    """Check every feature and apply the policy.
+
+    Returns:
+        The checked layer, the repaired rows, and the rows to quarantine with reasons.
+
+    Raises:
+        IngestRejectedError: features have errors and the policy does not quarantine them,
+            or no feature is left.
+    """
     checked = checks.check_features(table, info, key)
     repaired: list[int] = []
     if source.on_invalid == "repair":
         repaired, _ = checks.repair(checked)
     if key is not None and checked.family == "Polygon":
         _stage(progress, "checking", 0.5, "checking parcel topology")
-        bad = set(checked.error_rows().tolist())
-        rows = np.array([i for i in range(len(table)) if i not in bad], dtype=np.int64)
+        rows = np.setdiff1d(np.arange(len(table), dtype=np.int64), checked.error_rows())
         checked.findings += topology.check(checked.geoms, rows, key.values, info, source.tolerances)
-    timings["check"] = time.perf_counter() - clock
     errors = checked.error_rows()
     _summarise(report, checked, table=table, key=key, repaired=repaired, policy=source.on_invalid)
     if len(errors) and source.on_invalid != "quarantine":
@@ -261,60 +340,11 @@ def _run(
             f"nothing was loaded{hint}"
         )
         raise IngestRejectedError(msg, report)
-    keep = np.setdiff1d(np.arange(len(table), dtype=np.int64), errors)
-    if len(keep) == 0:
+    if len(errors) == len(table):
         msg = f"all {len(table)} features have errors; nothing was loaded"
         raise IngestRejectedError(msg, report)
     quarantine = _quarantine_rows(checked, errors) if source.on_invalid == "quarantine" else []
-    layer = Layer(
-        collection_id=source.collection_id,
-        table=table,
-        rows=keep,
-        column_type=checked.column_type,
-        srid=info.epsg,
-        multi=checked.multi,
-        geoms=checked.geoms,
-        repaired=frozenset(repaired),
-        key=key.column if key else None,
-        record=CollectionRecord(
-            id=source.collection_id,
-            title=source.title,
-            kind="vector",
-            description=source.description,
-            subsystems=source.subsystems,
-            properties={
-                "source": source.source_name or source.path.name,
-                "checksum": source.checksum or sha256(source.path),
-                "encoding": report["encoding"],
-            },
-        ),
-    )
-    clock = time.perf_counter()
-    valid_from = source.valid_from or dt.datetime.now(dt.UTC)
-    with engine(url) as eng, eng.begin() as conn:
-        published = publish(
-            conn,
-            layer,
-            job_id=job_id,
-            actor=actor,
-            valid_from=valid_from,
-            quarantine=quarantine,
-            on_progress=lambda stage, done: _stage(progress, "loading", done, stage),
-        )
-    timings["load"] = time.perf_counter() - clock
-    report.update(
-        {
-            "features_loaded": len(keep),
-            "features_quarantined": len(quarantine),
-            "geometry_type": checked.column_type,
-            "edition": published.edition,
-            "version": published.record.version,
-            "valid_from": valid_from.isoformat(),
-            "diff": published.diff.as_dict() if published.diff else None,
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        }
-    )
-    return published
+    return checked, repaired, quarantine
 
 
 def _crs(source: VectorSource, table: read.Table) -> crs_mod.CrsInfo:
