@@ -7,6 +7,7 @@ code 1, never a traceback.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -80,7 +81,12 @@ def _register() -> None:
 def main() -> None:
     """Entry point of the ``spatial`` console script."""
     _register()
-    app(prog_name="spatial")
+    try:
+        app(prog_name="spatial")
+    finally:
+        # The process ends now: spare it the final collection over every object that
+        # the commands created (half a second after an ingest of 200,000 features).
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

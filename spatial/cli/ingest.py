@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 from collections import Counter
 from enum import StrEnum
@@ -63,6 +64,8 @@ def vector(
         VectorSource,
         ingest_vector,
     )
+
+    gc.freeze()  # the modules just imported live as long as the process: keep them out of GC
 
     if valid_from is not None and valid_from.tzinfo is None:
         valid_from = valid_from.replace(tzinfo=dt.UTC)

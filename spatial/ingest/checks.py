@@ -45,6 +45,19 @@ _FAMILY = {
     "MultiPolygon": "Polygon",
 }
 _MULTI = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
+_TYPE_NAMES = (
+    "Point",
+    "LineString",
+    "LinearRing",
+    "Polygon",
+    "MultiPoint",
+    "MultiLineString",
+    "MultiPolygon",
+    "GeometryCollection",
+)
+"""Geometry type names by shapely type id."""
+_MULTI_TYPE_IDS = (4, 6)
+"""The first and last multi type id (MultiPoint .. MultiPolygon)."""
 _MAX_LISTED = 5
 
 
@@ -86,6 +99,12 @@ class Checked:
         rows = {f.row for f in self.findings if f.severity == "error"}
         return np.array(sorted(rows), dtype=np.int64)
 
+    def good_rows(self) -> npt.NDArray[np.int64]:
+        """Rows without errors, sorted."""
+        keep = np.ones(len(self.geoms), dtype=bool)
+        keep[self.error_rows()] = False
+        return np.flatnonzero(keep)
+
 
 def check_features(table: Table, crs: crs_mod.CrsInfo, key: Field | None) -> Checked:
     """Run every per-feature check (topology is separate: :mod:`spatial.ingest.topology`).
@@ -122,7 +141,7 @@ def check_features(table: Table, crs: crs_mod.CrsInfo, key: Field | None) -> Che
 def _parse(wkb: npt.NDArray[np.object_], findings: list[Finding]) -> npt.NDArray[np.object_]:
     with np.errstate(invalid="ignore"):  # NaN coordinates are reported as non_finite below
         geoms = shapely.from_wkb(wkb, on_invalid="ignore")
-    nulls = np.array([w is None for w in wkb], dtype=bool)
+    nulls = np.equal(wkb, None)  # type: ignore[call-overload]
     findings += [
         Finding(int(i), "null_geometry", "the feature has no geometry")
         for i in np.flatnonzero(nulls)
@@ -161,25 +180,11 @@ def _non_finite(
 def _family(
     geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
 ) -> tuple[str, bool]:
-    types = shapely.get_type_id(geoms)
-    names = np.array(
-        [
-            "Point",
-            "LineString",
-            "LinearRing",
-            "Polygon",
-            "MultiPoint",
-            "MultiLineString",
-            "MultiPolygon",
-            "GeometryCollection",
-        ],
-        dtype=object,
-    )
-    type_names = np.asarray(np.where(types >= 0, names[np.clip(types, 0, 7)], None), dtype=object)
+    types = shapely.get_type_id(geoms)  # -1 (missing), 0..7 in the order of _TYPE_NAMES
+    type_names = np.array([None, *_TYPE_NAMES], dtype=object)[types + 1]
     families = np.array(
-        [_FAMILY.get(str(t), "GeometryCollection") if t else None for t in type_names],
-        dtype=object,
-    )
+        [None, *(_FAMILY.get(t, "GeometryCollection") for t in _TYPE_NAMES)], dtype=object
+    )[types + 1]
     counts = Counter(families[usable])
     counts.pop("GeometryCollection", None)
     if not counts:
@@ -191,7 +196,7 @@ def _family(
             Finding(int(i), "mixed_type", f"a {type_names[i]} in a layer of {family} geometries")
         )
     same = usable & (families == family)
-    multi = bool(np.any(np.char.startswith(type_names[same].astype(str), "Multi")))
+    multi = bool(np.any((types[same] >= _MULTI_TYPE_IDS[0]) & (types[same] <= _MULTI_TYPE_IDS[1])))
     return str(family), multi
 
 

@@ -156,13 +156,13 @@ class Preload:
                 cur.execute("ROLLBACK TO SAVEPOINT spatial_preload")
                 return False
             cur.execute("RELEASE SAVEPOINT spatial_preload")
-            repaired = np.fromiter(layer.repaired, dtype=np.int64, count=len(layer.repaired))
-            drop = np.union1d(
-                np.setdiff1d(self.rows, layer.rows), np.intersect1d(self.rows, repaired)
-            )
-            add = np.union1d(
-                np.setdiff1d(layer.rows, self.rows), np.intersect1d(layer.rows, repaired)
-            )
+            n = len(layer.table)
+            staged, wanted, repaired = (np.zeros(n, dtype=bool) for _ in range(3))
+            staged[self.rows] = True
+            wanted[layer.rows] = True
+            repaired[list(layer.repaired)] = True
+            drop = np.flatnonzero(staged & (~wanted | repaired))
+            add = np.flatnonzero(wanted & (~staged | repaired))
             if len(drop):
                 cur.execute(
                     sql.SQL("DELETE FROM {} WHERE fid = ANY(%s)").format(

@@ -156,7 +156,9 @@ def _unmatched(
     opposite = _same(x, y, start[one], end[two]) & _same(x, y, end[one], start[two])
     matched = np.zeros(len(count), dtype=bool)
     matched[pair] = opposite & (owner[one] != owner[two])
-    suspects = np.unique(owner[order[~matched[group]]])
+    suspect = np.zeros(len(polys), dtype=bool)
+    suspect[owner[order[~matched[group]]]] = True
+    suspects = np.flatnonzero(suspect)
     # Segments used once: alone in their group, or paired only by a hash collision.
     single = count == 1
     odd = ~opposite
@@ -166,7 +168,7 @@ def _unmatched(
     single[pair[odd][~parallel]] = True
     used = order[single[group]]
     segments = np.column_stack([x[start[used]], y[start[used]], x[end[used]], y[end[used]]])
-    return suspects.astype(np.int64), segments
+    return suspects, segments
 
 
 def _same(
@@ -256,7 +258,7 @@ def _gaps(
         return []
     inside = shapely.point_on_surface(faces)
     covered = np.zeros(len(faces), dtype=bool)
-    covered[np.unique(tree.query(inside, predicate="intersects")[0])] = True
+    covered[tree.query(inside, predicate="intersects")[0]] = True
     area = shapely.area(faces) * sx * sy
     perimeter = shapely.length(faces) * math.sqrt(sx * sy)
     with np.errstate(divide="ignore", invalid="ignore"):

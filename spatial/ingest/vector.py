@@ -252,7 +252,7 @@ def _run(
         layer = Layer(
             collection_id=source.collection_id,
             table=table,
-            rows=np.setdiff1d(np.arange(len(table), dtype=np.int64), checked.error_rows()),
+            rows=checked.good_rows(),
             column_type=checked.column_type,
             srid=info.epsg,
             multi=checked.multi,
@@ -323,8 +323,9 @@ def _check(
         repaired, _ = checks.repair(checked)
     if key is not None and checked.family == "Polygon":
         _stage(progress, "checking", 0.5, "checking parcel topology")
-        rows = np.setdiff1d(np.arange(len(table), dtype=np.int64), checked.error_rows())
-        checked.findings += topology.check(checked.geoms, rows, key.values, info, source.tolerances)
+        checked.findings += topology.check(
+            checked.geoms, checked.good_rows(), key.values, info, source.tolerances
+        )
     errors = checked.error_rows()
     _summarise(report, checked, table=table, key=key, repaired=repaired, policy=source.on_invalid)
     if len(errors) and source.on_invalid != "quarantine":
