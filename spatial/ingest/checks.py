@@ -162,18 +162,23 @@ def _parse(wkb: npt.NDArray[np.object_], findings: list[Finding]) -> npt.NDArray
 def _non_finite(
     geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
 ) -> npt.NDArray[np.bool_]:
-    coords, index = shapely.get_coordinates(geoms[usable], include_z=True, return_index=True)
     bad = np.zeros(len(geoms), dtype=bool)
-    if len(coords):
-        finite = np.isfinite(coords[:, :2]).all(axis=1)
-        # A 2D geometry reads back with NaN z: only x and y must be finite, and z when present.
-        has_z = shapely.has_z(geoms[usable])[index]
-        finite &= ~has_z | np.isfinite(coords[:, 2])
-        rows = np.flatnonzero(usable)[np.unique(index[~finite])]
-        bad[rows] = True
-        findings += [
-            Finding(int(i), "non_finite", "coordinates hold NaN or infinite values") for i in rows
-        ]
+    candidates = geoms[usable]
+    has_z = shapely.has_z(candidates)
+    # The common case first: every coordinate finite, found without per-vertex indexes.
+    if np.isfinite(shapely.get_coordinates(candidates)).all() and (
+        not has_z.any() or np.isfinite(shapely.get_coordinates(candidates[has_z], True)).all()
+    ):
+        return bad
+    coords, index = shapely.get_coordinates(candidates, include_z=True, return_index=True)
+    finite = np.isfinite(coords[:, :2]).all(axis=1)
+    # A 2D geometry reads back with NaN z: only x and y must be finite, and z when present.
+    finite &= ~has_z[index] | np.isfinite(coords[:, 2])
+    bad[np.flatnonzero(usable)[index[~finite]]] = True
+    findings += [
+        Finding(int(i), "non_finite", "coordinates hold NaN or infinite values")
+        for i in np.flatnonzero(bad)
+    ]
     return bad
 
 
@@ -260,7 +265,12 @@ def _validity(
 def _keys(key: Field, findings: list[Finding]) -> None:
     values = key.values
     counts = Counter(values)
-    blank = {v for v in counts if v is None or (isinstance(v, str) and not v.strip())}
+    # Blank: NULL, or text that is empty or all white space (which starts with a space).
+    blank = {
+        v
+        for v in counts
+        if v is None or (isinstance(v, str) and (not v or v[0].isspace()) and not v.strip())
+    }
     duplicated = {v for v, n in counts.items() if n > 1} - blank
     if not blank and not duplicated:
         return

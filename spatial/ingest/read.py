@@ -1,8 +1,9 @@
 """Read a prepared dataset with GDAL into plain arrays, typed for PostgreSQL.
 
-The geometry stays as the WKB GDAL produced (nothing is re-encoded, so coordinates are
-kept bit for bit); attributes become one array per field with the PostgreSQL type the
-field will have. No pandas on this path: it is the bulk of an ingest's time.
+GDAL streams the layer as Arrow (pyogrio's ``read_arrow``: several times faster than
+feature by feature). The geometry stays as the WKB GDAL produced (nothing is re-encoded,
+so coordinates are kept bit for bit); attributes become one array per field with the
+PostgreSQL type the field will have. No pandas on this path.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def read(dataset: Dataset) -> Table:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            meta, fids, wkb, values = pyogrio.raw.read(
+            meta, arrow = pyogrio.raw.read_arrow(
                 path, layer=layer, encoding=dataset.encoding, return_fids=True, **options
             )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
@@ -155,20 +156,31 @@ def read(dataset: Dataset) -> Table:
     finally:
         gdal_log.removeHandler(handler)
     captured += [str(w.message) for w in caught]
-    if meta.get("geometry_type") is None or wkb is None:
+    if meta.get("geometry_type") is None:
         msg = f"{name} has no geometry column (for a CSV: a WKT column or lon/lat columns)"
         raise InvalidInputError(msg)
-    fields = _fields(meta, values)
+    # GDAL's Arrow stream: the FID first, then the fields, then the WKB geometry.
+    columns = [_numpy(c) for c in arrow.columns]
+    if len(columns) != len(meta["fields"]) + 2:  # pragma: no cover - GDAL's stream layout
+        msg = f"{name}: GDAL returned {len(columns)} columns for {len(meta['fields'])} fields"
+        raise InvalidInputError(msg)
     return Table(
         driver=DRIVERS.get(dataset.path.suffix.lower(), dataset.path.suffix.lstrip(".")),
         layer=layer or dataset.path.stem,
         crs_text=meta.get("crs"),
         encoding=meta.get("encoding"),
-        fids=np.asarray(fids, dtype=np.int64),
-        wkb=np.asarray(wkb, dtype=object),
-        fields=fields,
+        fids=np.asarray(columns[0], dtype=np.int64),
+        wkb=np.asarray(columns[-1], dtype=object),
+        fields=_fields(meta, columns[1:-1]),
         warnings=_dedupe(captured),
     )
+
+
+def _numpy(column: Any) -> npt.NDArray[Any]:
+    """An Arrow column as numpy: numbers with NaN for NULL (booleans with None), dates as
+    datetime64 with NaT, timestamps in UTC, text, bytes and lists as objects (None for NULL).
+    """
+    return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
 def _layer(dataset: Dataset) -> str | None:
