@@ -2,6 +2,9 @@
 
 Functions take an open SQLAlchemy connection and plain values; the caller owns the
 transaction, so registering a collection commits together with the data it describes.
+The statements are plain SQL with bound values (the table is
+:class:`spatial.models.Collection`): the ingest command needs no ORM at all, which
+keeps a fifth of a second of imports off every load.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ARRAY, Connection, Text, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
 
 from spatial.errors import NotFoundError
-from spatial.models import Collection
+
+LAYERS = "layers"
+"""The schema of vector layer tables."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +73,24 @@ _COLUMNS = (
 )
 
 
-def _select() -> Any:
-    t = Collection.__table__
-    fp = t.c.footprint
-    return select(
-        *(t.c[name] for name in _COLUMNS),
-        func.ST_XMin(fp),
-        func.ST_YMin(fp),
-        func.ST_XMax(fp),
-        func.ST_YMax(fp),
-    )
+_SELECT = (
+    f"SELECT {', '.join(_COLUMNS)}, "  # noqa: S608 - constant column names, no user input
+    "ST_XMin(footprint), ST_YMin(footprint), ST_XMax(footprint), ST_YMax(footprint) "
+    "FROM platform.collections"
+)
+_WRITTEN = tuple(name for name in _COLUMNS if name not in {"version", "updated_at"})
+_UPSERT = text(
+    f"INSERT INTO platform.collections ({', '.join(_WRITTEN)}, footprint) "  # noqa: S608
+    f"VALUES ({', '.join(':' + name for name in _WRITTEN)}, "
+    "ST_Multi(ST_CollectionExtract(ST_GeomFromText(:footprint, 4326), 3))) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in (*_WRITTEN[1:], "footprint"))
+    + ", version = platform.collections.version + 1, updated_at = now()"
+).bindparams(
+    bindparam("subsystems", type_=ARRAY(Text)),
+    bindparam("keywords", type_=ARRAY(Text)),
+    bindparam("properties", type_=JSONB),
+)
 
 
 def _record(row: Sequence[Any]) -> CollectionRecord:
@@ -91,7 +104,7 @@ def _record(row: Sequence[Any]) -> CollectionRecord:
 
 def list_collections(conn: Connection) -> list[CollectionRecord]:
     """Every catalog entry, ordered by id."""
-    rows = conn.execute(_select().order_by(Collection.__table__.c.id)).all()
+    rows = conn.execute(text(f"{_SELECT} ORDER BY id")).all()
     return [_record(row) for row in rows]
 
 
@@ -101,7 +114,7 @@ def get_collection(conn: Connection, collection_id: str) -> CollectionRecord:
     Raises:
         NotFoundError: no collection has that id.
     """
-    row = conn.execute(_select().where(Collection.__table__.c.id == collection_id)).first()
+    row = conn.execute(text(f"{_SELECT} WHERE id = :id"), {"id": collection_id}).first()
     if row is None:
         msg = f"collection {collection_id!r} does not exist"
         raise NotFoundError(msg)
@@ -118,22 +131,11 @@ def upsert_collection(
         record: the entry (its ``version`` and ``bbox`` are ignored).
         footprint_wkt: the data's extent as lon/lat WKT (any polygonal geometry).
     """
-    t: Table = Collection.__table__  # type: ignore[assignment]
-    values: dict[str, Any] = {
-        name: getattr(record, name) for name in _COLUMNS if name not in {"version", "updated_at"}
-    }
+    values: dict[str, Any] = {name: getattr(record, name) for name in _WRITTEN}
     values["subsystems"] = list(record.subsystems)
     values["keywords"] = list(record.keywords)
-    values["footprint"] = (
-        None
-        if footprint_wkt is None
-        else func.ST_Multi(func.ST_CollectionExtract(func.ST_GeomFromText(footprint_wkt, 4326), 3))
-    )
-    stmt = insert(t).values(**values)
-    update: dict[str, Any] = {name: stmt.excluded[name] for name in values if name != "id"}
-    update["version"] = t.c.version + 1
-    update["updated_at"] = func.now()
-    conn.execute(stmt.on_conflict_do_update(index_elements=[t.c.id], set_=update))
+    values["footprint"] = footprint_wkt
+    conn.execute(_UPSERT, values)
     return get_collection(conn, record.id)
 
 
@@ -143,7 +145,9 @@ def delete_collection(conn: Connection, collection_id: str) -> None:
     Raises:
         NotFoundError: no collection has that id.
     """
-    result = conn.execute(delete(Collection).where(Collection.id == collection_id))
+    result = conn.execute(
+        text("DELETE FROM platform.collections WHERE id = :id"), {"id": collection_id}
+    )
     if result.rowcount == 0:
         msg = f"collection {collection_id!r} does not exist"
         raise NotFoundError(msg)

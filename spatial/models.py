@@ -31,8 +31,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from spatial.catalog import LAYERS
+
 PLATFORM = "platform"
-LAYERS = "layers"
 GPS = "gps"
 RS = "rs"
 SCHEMAS = (PLATFORM, LAYERS, GPS, RS)

@@ -208,13 +208,12 @@ def _family(
 def _dimensions(
     geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
 ) -> str:
-    z = shapely.has_z(geoms)
-    m = shapely.has_m(geoms)
-    labels = np.where(z, "Z", "") + np.where(m, "M", "")
-    counts = Counter(labels[usable])
-    dims = str(counts.most_common(1)[0][0])
-    for i in np.flatnonzero(usable & (labels != dims)):
-        have = labels[i] or "2D"
+    code = shapely.has_z(geoms) + 2 * shapely.has_m(geoms).astype(np.int8)
+    names = ("", "Z", "M", "ZM")
+    common = int(np.bincount(code[usable], minlength=4).argmax())
+    dims = names[common]
+    for i in np.flatnonzero(usable & (code != common)):
+        have = names[code[i]] or "2D"
         findings.append(
             Finding(
                 int(i), "dimension_mismatch", f"coordinates are {have}; the layer is {dims or '2D'}"

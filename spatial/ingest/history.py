@@ -20,8 +20,8 @@ from typing import Any
 
 from psycopg import Cursor, sql
 
+from spatial.catalog import LAYERS
 from spatial.errors import InvalidInputError, NotFoundError
-from spatial.models import LAYERS
 
 _FIELDS_PER_OBJECT = 45  # jsonb_build_object takes at most 100 arguments
 

@@ -35,11 +35,10 @@ from psycopg.types.json import Jsonb
 from pyproj import Transformer
 from sqlalchemy import Connection
 
-from spatial.catalog import CollectionRecord, upsert_collection
+from spatial.catalog import LAYERS, CollectionRecord, upsert_collection
 from spatial.errors import InvalidInputError
 from spatial.ingest import history
 from spatial.ingest.read import COPY_TYPES, Table
-from spatial.models import LAYERS
 
 _SRID_FLAG = 0x20000000
 _Z_FLAG = 0x80000000
@@ -93,7 +92,7 @@ class Preload:
     """
 
     def __init__(self, conn: Connection, table: Table, *, srid: int, key: str | None, job_id: str):
-        """Guess the layer's geometry type from the WKB headers and get ready to stage.
+        """Get ready to stage (nothing runs before the context is entered).
 
         Args:
             conn: the SQLAlchemy connection :func:`publish` will use, in its transaction.
@@ -107,13 +106,16 @@ class Preload:
         self.srid = srid
         self.key = key
         self.stage = _stage_name(job_id)
-        self.rows, self.column_type, self.multi = _guess_type(table.wkb)
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.column_type = ""
+        self.multi = False
         self.error: BaseException | None = None
+        self._staged = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._load, name=f"preload-{self.stage}")
 
     def __enter__(self) -> Self:
-        if len(self.rows):
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(
@@ -123,13 +125,19 @@ class Preload:
         tb: TracebackType | None,
     ) -> None:
         if self._thread.is_alive():
+            self._stop.set()
             self._raw.cancel()
             self._thread.join()
 
     def _load(self) -> None:
+        """Guess the layer's geometry type from the WKB headers, then stage those rows."""
         try:
+            self.rows, self.column_type, self.multi = _guess_type(self.table.wkb)
+            if not len(self.rows) or self._stop.is_set():
+                return
             with self._raw.cursor() as cur:
                 cur.execute("SAVEPOINT spatial_preload")
+                self._staged = True
                 _create_stage(cur, self.table, self.stage, self.column_type, self.srid)
                 _copy(cur, self.table, self.stage, self.rows, srid=self.srid, multi=self.multi)
                 _index(cur, self.stage, self.key)
@@ -146,6 +154,8 @@ class Preload:
         if not self._thread.ident:
             return False
         self._thread.join()
+        if not self._staged:
+            return False
         with self._raw.cursor() as cur:
             fits = (layer.column_type, layer.srid, layer.key) == (
                 self.column_type,
@@ -484,7 +494,10 @@ def _index(cur: Cursor[Any], stage: str, key: str | None) -> None:
     cur.execute(sql.SQL("CREATE INDEX ON {} USING gist (geom)").format(table))
     if key is not None:
         cur.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({})").format(table, sql.Identifier(key)))
-    cur.execute(sql.SQL("ANALYZE {}").format(table))
+    # No ANALYZE: CREATE INDEX records the row and page counts, the GiST index serves
+    # spatial queries without column statistics, and autovacuum gathers them within a
+    # minute of the swap (the inserts count towards its threshold). Doing it here cost
+    # a fifth of a first load's server time.
 
 
 def _existing_columns(cur: Cursor[Any], collection_id: str) -> list[str] | None:

@@ -126,23 +126,29 @@ def _unmatched(
     rings, ring_owner, exterior = _rings(polys)
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)
     x, y = coords[:, 0] + 0.0, coords[:, 1] + 0.0  # contiguous; + 0.0 turns -0.0 into 0.0
-    start = np.flatnonzero(ring_of[:-1] == ring_of[1:])  # segment k: vertex start[k] -> +1
-    end = start + 1
-    seg_ring = ring_of[start]
+    # Vertex k -> k + 1 is a segment when both are in one ring and it has a length. The
+    # work is done on every consecutive pair (contiguous arrays), then selected.
+    same_ring = ring_of[:-1] == ring_of[1:]
     # Orient every ring the same way (shells counter-clockwise, holes clockwise) so that
     # twins run in opposite directions. Small numbers keep the shoelace sums exact enough.
     sx, sy = x - x.min(), y - y.min()
-    cross = sx[start] * sy[end] - sx[end] * sy[start]
-    signed = np.bincount(seg_ring, weights=cross, minlength=len(rings))
-    flip = ((exterior & (signed < 0)) | (~exterior & (signed > 0)))[seg_ring]
-    start, end = np.where(flip, end, start), np.where(flip, start, end)
-    moving = (x[start] != x[end]) | (y[start] != y[end])
-    start, end, owner = start[moving], end[moving], ring_owner[seg_ring[moving]]
+    cross = np.where(same_ring, sx[:-1] * sy[1:] - sx[1:] * sy[:-1], 0.0)
+    signed = np.bincount(ring_of[:-1], weights=cross, minlength=len(rings))
+    flip_ring = (exterior & (signed < 0)) | (~exterior & (signed > 0))
+    same_ring &= (x[:-1] != x[1:]) | (y[:-1] != y[1:])
     with np.errstate(over="ignore"):
         vertex = x.view(np.uint64) * _PRIMES[0] ^ y.view(np.uint64) * _PRIMES[1]
         vertex ^= vertex >> np.uint64(29)
-        hs, he = vertex[start], vertex[end]
-        key = np.minimum(hs, he) * _PRIMES[2] ^ np.maximum(hs, he)
+        # The same key for both directions of a segment.
+        pair_key = np.minimum(vertex[:-1], vertex[1:]) * _PRIMES[2] ^ np.maximum(
+            vertex[:-1], vertex[1:]
+        )
+    start = np.flatnonzero(same_ring)
+    key = pair_key[start]
+    seg_ring = ring_of[start]
+    owner = ring_owner[seg_ring]
+    flip = flip_ring[seg_ring]
+    start, end = start + flip, start + ~flip
     order = np.argsort(key)
     key = key[order]
     new_group = np.ones(len(key), dtype=bool)

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -206,6 +207,10 @@ def _run(
 ) -> Published:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    # hashlib releases the GIL: the checksum is computed while GDAL reads.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-sha256")
+    checksum = pool.submit(lambda: source.checksum or sha256(source.path))
+    pool.shutdown(wait=False)
     _stage(progress, "reading", 0.0, f"reading {source.source_name or source.path.name}")
     work_root = settings.var_dir / "ingest"
     work_root.mkdir(parents=True, exist_ok=True)
@@ -267,7 +272,7 @@ def _run(
                 subsystems=source.subsystems,
                 properties={
                     "source": source.source_name or source.path.name,
-                    "checksum": source.checksum or sha256(source.path),
+                    "checksum": checksum.result(),
                     "encoding": report["encoding"],
                 },
             ),
