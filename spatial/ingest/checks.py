@@ -167,7 +167,8 @@ def _non_finite(
     has_z = shapely.has_z(candidates)
     # The common case first: every coordinate finite, found without per-vertex indexes.
     if np.isfinite(shapely.get_coordinates(candidates)).all() and (
-        not has_z.any() or np.isfinite(shapely.get_coordinates(candidates[has_z], True)).all()
+        not has_z.any()
+        or np.isfinite(shapely.get_coordinates(candidates[has_z], include_z=True)).all()
     ):
         return bad
     coords, index = shapely.get_coordinates(candidates, include_z=True, return_index=True)

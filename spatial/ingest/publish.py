@@ -1,7 +1,7 @@
 """Write a checked layer into PostGIS in one transaction: stage, diff, swap, register.
 
-The rows go into a staging table with binary COPY (the source WKB with an SRID added,
-not re-encoded), then indexes, then the diff against the current edition, then the
+The rows go into a staging table with binary COPY (the source WKB, not re-encoded),
+then indexes, then the diff against the current edition, then the
 staging table takes the layer's name, and the catalog, edition and audit rows are
 written, all before the single commit. Readers see the old edition until that commit;
 a failure anywhere rolls all of it back.
@@ -40,9 +40,6 @@ from spatial.errors import InvalidInputError
 from spatial.ingest import history
 from spatial.ingest.read import COPY_TYPES, Table
 
-_SRID_FLAG = 0x20000000
-_Z_FLAG = 0x80000000
-_M_FLAG = 0x40000000
 _MULTI_CODE = {1: 4, 2: 5, 3: 6}
 _FAMILY_OF_CODE = {1: "Point", 2: "LineString", 3: "Polygon"}
 _MULTI_NAME = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
@@ -139,7 +136,7 @@ class Preload:
                 cur.execute("SAVEPOINT spatial_preload")
                 self._staged = True
                 _create_stage(cur, self.table, self.stage, self.column_type, self.srid)
-                _copy(cur, self.table, self.stage, self.rows, srid=self.srid, multi=self.multi)
+                _copy(cur, self.table, self.stage, self.rows, multi=self.multi)
                 _index(cur, self.stage, self.key)
         except BaseException as exc:  # noqa: BLE001 - reported to the main thread by take()
             self.error = exc
@@ -186,7 +183,6 @@ class Preload:
                     layer.table,
                     self.stage,
                     add,
-                    srid=layer.srid,
                     multi=layer.multi,
                     geoms=layer.geoms,
                     repaired=layer.repaired,
@@ -238,7 +234,6 @@ def publish(
                 layer.table,
                 stage,
                 layer.rows,
-                srid=layer.srid,
                 multi=layer.multi,
                 geoms=layer.geoms,
                 repaired=layer.repaired,
@@ -378,7 +373,6 @@ def _copy(
     stage: str,
     rows: npt.NDArray[np.int64],
     *,
-    srid: int,
     multi: bool,
     geoms: npt.NDArray[np.object_] | None = None,
     repaired: frozenset[int] = frozenset(),
@@ -386,8 +380,9 @@ def _copy(
 ) -> None:
     """COPY ``rows`` of ``table`` into the staging table (fid = row + 1).
 
-    Geometries are the source WKB with a new header, except ``repaired`` rows, which are
-    written from ``geoms``.
+    Geometries are the source WKB (wrapped in a multi geometry where the column is
+    multi), except ``repaired`` rows, which are written from ``geoms``. PostGIS gives
+    WKB without an SRID the column's SRID, so the coordinates are sent as GDAL read them.
     """
     fields = table.fields
     names = sql.SQL(", ").join(sql.Identifier(f.column) for f in fields)
@@ -404,7 +399,7 @@ def _copy(
             shapely.to_wkb(geoms[r], flavor="iso") if r in repaired else w
             for r, w in zip(picked, sources, strict=True)
         ]
-    ewkb = _ewkb(sources, srid, multi)
+    ewkb = _as_multi(sources) if multi else sources
     everything = total == len(wkb)
     columns = [f.values if everything else [f.values[r] for r in picked] for f in fields]
     fids = [r + 1 for r in picked]
@@ -416,33 +411,31 @@ def _copy(
                 on_progress("loading", done / total)
 
 
-def _ewkb(wkb: list[bytes], srid: int, multi: bool) -> list[bytes]:
-    """PostGIS extended WKB: GDAL's ISO WKB with the SRID added (wrapped in a multi if asked).
+def _as_multi(wkb: list[bytes]) -> list[bytes]:
+    """Single geometries wrapped in their multi type (a multi geometry of one part).
 
-    The coordinates are not touched: only the 5-byte header is rewritten, and layers
-    have few distinct headers, so each is worked out once.
+    Only the header is worked out, once per distinct header (layers have few).
     """
-    headers: dict[bytes, tuple[bytes, int]] = {}
+    prefixes: dict[bytes, bytes] = {}
     out = []
     for w in wkb:
         head = w[:5]
-        new = headers.get(head)
-        if new is None:
-            new = headers[head] = _ewkb_header(head, srid, multi)
-        out.append(new[0] + w[new[1] :])
+        prefix = prefixes.get(head)
+        if prefix is None:
+            prefix = prefixes[head] = _multi_prefix(head)
+        out.append(prefix + w if prefix else w)
     return out
 
 
-def _ewkb_header(head: bytes, srid: int, multi: bool) -> tuple[bytes, int]:
-    """The EWKB prefix replacing a WKB header, and where the rest of the WKB starts."""
+def _multi_prefix(head: bytes) -> bytes:
+    """The ISO WKB header of a one-part multi geometry around a geometry with ``head``
+    (empty when it is a multi geometry already)."""
     fmt = "<I" if head[0] == 1 else ">I"
     code = struct.unpack_from(fmt, head, 1)[0]
     base, dims = code % 1000, code // 1000
-    flags = (_Z_FLAG if dims in {1, 3} else 0) | (_M_FLAG if dims in {2, 3} else 0)
-    if multi and base in _MULTI_CODE:
-        wrapper = struct.pack(fmt, _MULTI_CODE[base] | flags | _SRID_FLAG)
-        return head[:1] + wrapper + struct.pack(fmt, srid) + struct.pack(fmt, 1), 0
-    return head[:1] + struct.pack(fmt, base | flags | _SRID_FLAG) + struct.pack(fmt, srid), 5
+    if base not in _MULTI_CODE:
+        return b""
+    return head[:1] + struct.pack(fmt, _MULTI_CODE[base] + 1000 * dims) + struct.pack(fmt, 1)
 
 
 def _quarantine(
