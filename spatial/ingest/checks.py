@@ -44,6 +44,8 @@ _FAMILY = {
     "Polygon": "Polygon",
     "MultiPolygon": "Polygon",
 }
+_FAMILIES = ("Point", "LineString", "Polygon", "")
+"""The geometry families by number ("": a collection, which fits none)."""
 _MULTI = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
 _TYPE_NAMES = (
     "Point",
@@ -187,21 +189,21 @@ def _family(
     geoms: npt.NDArray[np.object_], usable: npt.NDArray[np.bool_], findings: list[Finding]
 ) -> tuple[str, bool]:
     types = shapely.get_type_id(geoms)  # -1 (missing), 0..7 in the order of _TYPE_NAMES
-    type_names = np.array([None, *_TYPE_NAMES], dtype=object)[types + 1]
-    families = np.array(
-        [None, *(_FAMILY.get(t, "GeometryCollection") for t in _TYPE_NAMES)], dtype=object
-    )[types + 1]
-    counts = Counter(families[usable])
-    counts.pop("GeometryCollection", None)
-    if not counts:
+    family_of_type = np.array([_FAMILIES.index(_FAMILY.get(t, "")) for t in _TYPE_NAMES])
+    families = np.where(types >= 0, family_of_type[types], -1)
+    counts = np.bincount(families[usable & (families >= 0)], minlength=len(_FAMILIES))
+    if not counts.any():
         msg = "the layer holds only geometry collections; split them into points, lines or polygons"
         raise InvalidInputError(msg)
-    family = counts.most_common(1)[0][0]
-    for i in np.flatnonzero(usable & (families != family)):
+    common = int(counts.argmax())
+    family = _FAMILIES[common]
+    for i in np.flatnonzero(usable & (families != common)):
         findings.append(
-            Finding(int(i), "mixed_type", f"a {type_names[i]} in a layer of {family} geometries")
+            Finding(
+                int(i), "mixed_type", f"a {_TYPE_NAMES[types[i]]} in a layer of {family} geometries"
+            )
         )
-    same = usable & (families == family)
+    same = usable & (families == common)
     multi = bool(np.any((types[same] >= _MULTI_TYPE_IDS[0]) & (types[same] <= _MULTI_TYPE_IDS[1])))
     return str(family), multi
 

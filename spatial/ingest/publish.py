@@ -32,6 +32,7 @@ import shapely
 from psycopg import Connection as PgConnection
 from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
+from psycopg.types.string import BytesBinaryDumper
 from pyproj import Transformer
 from sqlalchemy import Connection
 
@@ -404,6 +405,8 @@ def _copy(
     columns = [f.values if everything else [f.values[r] for r in picked] for f in fields]
     fids = [r + 1 for r in picked]
     with cur.copy(statement) as copy:
+        # bytea through psycopg's C dumper (the default one for the type name is Python).
+        cur.adapters.register_dumper(bytes, BytesBinaryDumper)
         copy.set_types(["int8", *(COPY_TYPES[f.pgtype] for f in fields), "bytea"])
         for done, values in enumerate(zip(fids, *columns, ewkb, strict=True)):
             copy.write_row(values)
