@@ -130,7 +130,7 @@ class Preload:
     def _load(self) -> None:
         """Guess the layer's geometry type from the WKB headers, then stage those rows."""
         try:
-            self.rows, self.column_type, self.multi = _guess_type(self.table.wkb)
+            self.rows, self.column_type, self.multi = _guess_type(self.table.wkb_types)
             if not len(self.rows) or self._stop.is_set():
                 return
             with self._raw.cursor() as cur:
@@ -324,24 +324,14 @@ def _stage_name(job_id: str) -> str:
 
 
 def _guess_type(
-    wkb: npt.NDArray[np.object_],
+    code: npt.NDArray[np.uint32],
 ) -> tuple[npt.NDArray[np.int64], str, bool]:
-    """What the checks will most likely decide, read from the WKB headers alone.
+    """What the checks will most likely decide, from the WKB type codes alone.
 
     Returns:
         (rows of the most common family and dimensions, their column type, multi); no
         rows when no header is readable.
     """
-    blank = b"\xff\0\0\0\0"
-    heads = np.frombuffer(
-        b"".join(blank if w is None or len(w) < 5 else w[:5] for w in wkb), dtype=np.uint8
-    ).reshape(-1, 5)
-    body = np.ascontiguousarray(heads[:, 1:])
-    code = np.where(
-        heads[:, 0] == 1,
-        body.view("<u4").ravel(),
-        np.where(heads[:, 0] == 0, body.view(">u4").ravel(), 0),
-    )
     base, dims = code % 1000, code // 1000
     family = np.where((base >= 1) & (base <= 6) & (dims <= 3), (base - 1) % 3 + 1, 0)
     if not family.any():

@@ -97,6 +97,9 @@ class Table:
     encoding: str | None
     fids: npt.NDArray[np.int64]
     wkb: npt.NDArray[np.object_]
+    wkb_types: npt.NDArray[np.uint32]
+    """The ISO WKB type code of each geometry (3 Polygon, 1006 MultiPolygon Z...), read
+    from its header; 0 where there is none."""
     fields: list[Field]
     warnings: list[str] = field(default_factory=list)
 
@@ -171,9 +174,33 @@ def read(dataset: Dataset) -> Table:
         encoding=meta.get("encoding"),
         fids=np.asarray(columns[0], dtype=np.int64),
         wkb=np.asarray(columns[-1], dtype=object),
+        wkb_types=_wkb_types(arrow.columns[-1]),
         fields=_fields(meta, columns[1:-1]),
         warnings=_dedupe(captured),
     )
+
+
+def _wkb_types(column: Any) -> npt.NDArray[np.uint32]:
+    """The type code in each WKB header, read from the Arrow buffers without a loop."""
+    array = column.combine_chunks()
+    codes = np.zeros(len(array), dtype=np.uint32)
+    offsets_buffer, data_buffer = array.buffers()[1:3]
+    if data_buffer is None:
+        return codes
+    width = np.int64 if str(array.type).startswith("large") else np.int32
+    offsets: npt.NDArray[np.int64] = np.frombuffer(offsets_buffer, dtype=width)[array.offset :][
+        : len(array) + 1
+    ].astype(np.int64)
+    start = offsets[:-1]
+    ok = (offsets[1:] - start >= 5) & ~array.is_null().to_numpy(zero_copy_only=False)
+    heads = np.frombuffer(data_buffer, dtype=np.uint8)[start[ok, None] + np.arange(5)]
+    body = np.ascontiguousarray(heads[:, 1:])
+    codes[ok] = np.where(
+        heads[:, 0] == 1,
+        body.view("<u4").ravel(),
+        np.where(heads[:, 0] == 0, body.view(">u4").ravel(), 0),
+    )
+    return codes
 
 
 def _numpy(column: Any) -> npt.NDArray[Any]:
