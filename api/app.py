@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,8 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import errors
-from api.routers import editions, ingest, landing
+from api import catalog, errors
+from api.routers import editions, features, ingest, landing
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -27,8 +29,8 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the platform's ASGI app.
 
     The lifespan resolves the database (starting the embedded cluster when no URL is
-    set), opens the connection pool that requests use and loads the catalog onto
-    ``app.state``.
+    set), opens the connection pool that requests use, loads the catalog onto
+    ``app.state`` and keeps it current (:mod:`api.catalog`).
     """
 
     @asynccontextmanager
@@ -51,9 +53,13 @@ def create_app(settings: Settings) -> FastAPI:
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
         app.state.ingest_executor = ingest.executor()
+        follower = asyncio.create_task(catalog.follow(app, url, load_catalog))
         try:
             yield
         finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
             # A running ingest finishes (its transaction commits or rolls back whole);
             # queued ones are dropped and stay "queued" in the jobs table.
             await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)
@@ -72,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.register(app)
     app.include_router(landing.router)
+    app.include_router(features.router)
     app.include_router(ingest.router)
     app.include_router(editions.router)
     return app

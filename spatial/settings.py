@@ -60,6 +60,10 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None
     """Base URL as clients see it behind a proxy; by default taken from each request."""
+    default_limit: int = Field(default=10, ge=1)
+    """Features in a page when the request gives no ``limit``."""
+    max_limit: int = Field(default=10_000, ge=1)
+    """The most features in one page (a larger ``limit`` is lowered to it)."""
 
 
 class IngestSettings(BaseSettings):

@@ -41,6 +41,12 @@ async def landing(
                 "type": "application/vnd.oai.openapi+json;version=3.0",
                 "href": f"{base}/openapi.json",
             },
+            {
+                "rel": "conformance",
+                "type": "application/json",
+                "href": f"{base}/conformance?f=json",
+            },
+            {"rel": "data", "type": "application/json", "href": f"{base}/collections?f=json"},
             {"rel": "status", "type": "application/json", "href": f"{base}/health"},
         ],
         "collections": [

@@ -1,0 +1,43 @@
+"""Keeping each worker's catalog snapshot current.
+
+Every change to ``platform.collections`` sends ``NOTIFY spatial_catalog`` when it
+commits (migration 0003). Each worker listens on its own connection and, on a
+notification, reads the catalog again and swaps the snapshot on ``app.state`` (readers
+keep the one they started with). A lost connection is re-opened and the catalog
+re-read, since notifications sent meanwhile are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import psycopg
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from layers import Catalog
+
+CHANNEL = "spatial_catalog"
+_RETRY_S = 1.0
+log = logging.getLogger(__name__)
+
+
+async def follow(app: FastAPI, url: str, load: Callable[[str], Catalog]) -> None:
+    """Reload ``app.state.catalog`` on every catalog change, until cancelled."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                url, autocommit=True, application_name="spatial-api-catalog"
+            ) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                # Changes made before LISTEN took effect are in this read.
+                app.state.catalog = await run_in_threadpool(load, url)
+                async for _ in conn.notifies():
+                    app.state.catalog = await run_in_threadpool(load, url)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("catalog listener lost its connection; retrying", exc_info=True)
+            await asyncio.sleep(_RETRY_S)
