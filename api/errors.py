@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from spatial.errors import (
     ConfigurationError,
@@ -24,7 +29,9 @@ STATUS: dict[type[SpatialError], tuple[int, str]] = {
 
 
 def register(app: FastAPI) -> None:
-    """Install the handler that maps every :class:`SpatialError` through :data:`STATUS`."""
+    """Install the handlers: every :class:`SpatialError` through :data:`STATUS`, request
+    validation errors as 400, and Starlette's own (unknown path 404, wrong method 405)
+    with the same OGC exception body."""
 
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         status, code = next(
@@ -32,4 +39,37 @@ def register(app: FastAPI) -> None:
         )
         return JSONResponse({"code": code, "description": str(exc)}, status_code=status)
 
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        errors: list[dict[str, Any]] = (
+            list(exc.errors()) if isinstance(exc, RequestValidationError) else []
+        )
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "request"
+        reason = errors[0]["msg"] if errors else str(exc)
+        return JSONResponse(
+            {"code": "InvalidParameterValue", "description": f"{where}: {reason}"},
+            status_code=400,
+        )
+
+    async def http(_request: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "status_code", 500)
+        code = {404: "NotFound", 405: "MethodNotAllowed", 406: "NotAcceptable"}.get(
+            status, "HTTPError"
+        )
+        return JSONResponse(
+            {"code": code, "description": str(getattr(exc, "detail", exc))},
+            status_code=status,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        # A value the checks let through but PostgreSQL could not take (out of range).
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return JSONResponse(
+            {"code": "InvalidParameterValue", "description": f"invalid value: {reason}"},
+            status_code=400,
+        )
+
     app.add_exception_handler(SpatialError, handle)
+    app.add_exception_handler(psycopg.errors.DataError, refused)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http)

@@ -16,6 +16,7 @@ statement as the page), and beyond the cap it is the planner's estimate, flagged
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Mapping
@@ -239,11 +240,12 @@ def parse_datetime(text: str | None) -> tuple[str | None, str | None] | None:
         return None
     parts = [p.strip() for p in text.split("/")]
     if len(parts) == 1:
-        return parts[0], parts[0]
+        instant = iso_instant(parts[0], "datetime")
+        return instant, instant
     if len(parts) != 2:
         msg = f"datetime {text!r} must be an instant or an interval start/end"
         raise InvalidInputError(msg)
-    start, end = (None if p in {"", ".."} else p for p in parts)
+    start, end = (None if p in {"", ".."} else iso_instant(p, "datetime") for p in parts)
     if start is None and end is None:
         msg = f"datetime {text!r}: an interval needs at least one end"
         raise InvalidInputError(msg)
@@ -258,6 +260,22 @@ class Params(dict[str, Any]):
         name = f"p{len(self)}"
         self[name] = value
         return sql.Placeholder(name)
+
+
+def iso_instant(text: str, what: str) -> str:
+    """An RFC 3339 date or date-time, checked (and returned as given).
+
+    Raises:
+        InvalidInputError: not a date or date-time.
+    """
+    try:
+        dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        msg = (
+            f"{what} {text[:40]!r} is not an RFC 3339 date or date-time (e.g. 2024-05-01T08:00:00Z)"
+        )
+        raise InvalidInputError(msg) from None
+    return text
 
 
 def _geometry(layer: LayerSchema, crs: ServingCrs, params: Params) -> sql.Composable:

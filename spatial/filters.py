@@ -25,7 +25,7 @@ import shapely.geometry
 from psycopg import sql
 
 from spatial.errors import InvalidInputError
-from spatial.features import LayerSchema, Params, ServingCrs, serving_crs
+from spatial.features import LayerSchema, Params, ServingCrs, iso_instant, serving_crs
 
 GEOMETRY_NAMES = frozenset({"geometry", "geom"})
 _NUMERIC = frozenset({"smallint", "integer", "bigint", "real", "double precision"})
@@ -226,13 +226,16 @@ class _Compiler:
         value: Any = node
         kind = ""
         if isinstance(node, dict) and ("date" in node or "timestamp" in node):
-            value, kind = str(node.get("date") or node.get("timestamp")), "temporal"
+            value = iso_instant(str(node.get("date") or node.get("timestamp")), "filter:")
+            kind = "temporal"
         elif isinstance(node, bool):
             kind = "boolean"
         elif isinstance(node, (int, float)):
             value, kind = float(node), "numeric"
         elif isinstance(node, str):
             kind = "temporal" if like == "temporal" else "text"
+            if kind == "temporal":
+                iso_instant(node, "filter:")
         cast = {"temporal": "timestamptz", "numeric": "double precision", "text": "text"}
         if kind == "boolean":
             return self.params.bind(value), kind
@@ -330,7 +333,9 @@ class _Compiler:
             if not isinstance(value, str):
                 msg = f"filter: {_show(value)} is not a date or timestamp"
                 raise InvalidInputError(msg)
-            return sql.SQL("{}::timestamptz").format(self.params.bind(value))
+            return sql.SQL("{}::timestamptz").format(
+                self.params.bind(iso_instant(value, "filter:"))
+            )
 
         if isinstance(node, dict) and "interval" in node:
             ends = node["interval"]

@@ -11,6 +11,8 @@ from api.deps import Conn
 from spatial.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/collections/{collection_id}", tags=["Editions"])
+MAX_OFFSET = 10**15
+"""Far beyond any layer, and within PostgreSQL's bigint."""
 
 
 async def _editions(conn: Any, collection_id: str) -> list[dict[str, Any]]:
@@ -70,7 +72,7 @@ async def changes(
         None, description="Only this kind: added, removed, geometry, attributes"
     ),
     limit: int = Query(1000, ge=1, le=10_000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Each change made by the editions after ``from`` up to ``to``, by key, in order."""
     rows = await _editions(conn, collection_id)

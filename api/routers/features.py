@@ -11,7 +11,7 @@ import html
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import CatalogDep, Conn
@@ -28,7 +28,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
@@ -49,6 +48,20 @@ ITEMS_PARAMETERS = frozenset(
      "skipGeometry", "sortby", "crs", "filter", "filter-lang", "filter-crs"}
 )  # fmt: skip
 ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry"})
+MAX_OFFSET = 10**15
+"""Larger offsets (and ids) are lowered to this: far beyond any layer, within bigint."""
+
+
+def _text(description: str, alias: str | None = None) -> Any:
+    """A documented query parameter, read as text and validated by the route itself (so
+    that a bad value is a 400 with an OGC exception body naming the parameter)."""
+    return Query(None, description=description, alias=alias)
+
+
+F_PARAM = _text("Response format: json (GeoJSON) or html.")
+CRS_PARAM = _text("CRS of the response geometries (a CRS URI, see the collection's crs list).")
+PROPERTIES_PARAM = _text("Comma-separated properties to return.")
+SKIP_PARAM = _text("true: features without geometry.", alias="skipGeometry")
 
 
 def _base(request: Request) -> str:
@@ -103,7 +116,7 @@ def _flag(request: Request, name: str) -> bool:
 
 
 @router.get("/conformance", summary="Conformance classes", response_model=None)
-async def conformance(request: Request) -> Response:
+async def conformance(request: Request, f: str | None = F_PARAM) -> Response:
     """The conformance classes the platform implements."""
     body = {"conformsTo": CONFORMANCE}
     if _format(request) == "html":
@@ -158,7 +171,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 @router.get("/collections", summary="The collections", response_model=None)
-async def collections(request: Request, catalog: CatalogDep) -> Response:
+async def collections(request: Request, catalog: CatalogDep, f: str | None = F_PARAM) -> Response:
     """Every collection of the catalog: vector layers, imagery and GPS views."""
     _check_parameters(request, frozenset({"f"}))
     base = _base(request)
@@ -186,7 +199,9 @@ async def collections(request: Request, catalog: CatalogDep) -> Response:
 
 
 @router.get("/collections/{collection_id}", summary="One collection", response_model=None)
-async def collection(collection_id: str, request: Request, catalog: CatalogDep) -> Response:
+async def collection(
+    collection_id: str, request: Request, catalog: CatalogDep, f: str | None = F_PARAM
+) -> Response:
     """A collection's metadata: extent, CRSs, links to its items."""
     _check_parameters(request, frozenset({"f"}))
     body = _collection(_base(request), catalog.get(collection_id))
@@ -228,7 +243,7 @@ def items_query(request: Request, layer: features.LayerSchema) -> features.Items
         where=where,
         params=params,
         limit=_integer(request, "limit", settings.default_limit, 1, settings.max_limit),
-        offset=_integer(request, "offset", 0, 0, None),
+        offset=_integer(request, "offset", 0, 0, MAX_OFFSET),
         bbox=bbox,
         bbox_crs=features.serving_crs(p.get("bbox-crs")),
         datetime=features.parse_datetime(p.get("datetime")),
@@ -236,7 +251,7 @@ def items_query(request: Request, layer: features.LayerSchema) -> features.Items
         skip_geometry=_flag(request, "skipGeometry"),
         sortby=features.parse_sortby(layer, p.get("sortby")),
         crs=features.serving_crs(p.get("crs")),
-        after=_integer(request, "after", -1, 0, None) if "after" in p else None,
+        after=_integer(request, "after", -1, 0, MAX_OFFSET) if "after" in p else None,
     )
 
 
@@ -256,7 +271,9 @@ _JSON_TYPES = {
 @router.get(
     "/collections/{collection_id}/queryables", summary="Queryable properties", response_model=None
 )
-async def queryables(collection_id: str, request: Request, catalog: CatalogDep) -> Response:
+async def queryables(
+    collection_id: str, request: Request, catalog: CatalogDep, f: str | None = F_PARAM
+) -> Response:
     """The properties a filter may use, as a JSON Schema."""
     _check_parameters(request, frozenset({"f"}))
     record = catalog.get(collection_id)
@@ -295,7 +312,30 @@ async def queryables(collection_id: str, request: Request, catalog: CatalogDep) 
 
 
 @router.get("/collections/{collection_id}/items", summary="Features", response_model=None)
-async def items(collection_id: str, request: Request, catalog: CatalogDep, conn: Conn) -> Response:
+async def items(
+    collection_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    conn: Conn,
+    f: str | None = F_PARAM,
+    limit: int | None = Query(
+        None, ge=1, description="Features per page (up to the server's maximum; more is lowered)."
+    ),
+    offset: int | None = Query(None, ge=0, description="Features to skip."),
+    after: int | None = Query(
+        None, ge=0, description="Only features with a larger id (the next links use it)."
+    ),
+    bbox: str | None = _text("minx,miny,maxx,maxy in bbox-crs (CRS84 by default)."),
+    bbox_crs: str | None = _text("CRS of bbox.", alias="bbox-crs"),
+    datetime: str | None = _text("An instant or an interval start/end (.. for open)."),
+    properties: str | None = PROPERTIES_PARAM,
+    skip_geometry: str | None = SKIP_PARAM,
+    sortby: str | None = _text("Properties to sort by, e.g. -area,+name."),
+    crs: str | None = CRS_PARAM,
+    filter: str | None = _text("A CQL2 filter (see queryables)."),  # noqa: A002
+    filter_lang: str | None = _text("cql2-text (default) or cql2-json.", alias="filter-lang"),
+    filter_crs: str | None = _text("CRS of geometries in filter.", alias="filter-crs"),
+) -> Response:
     """A page of a vector collection's features, as GeoJSON built by PostGIS."""
     _check_parameters(request, ITEMS_PARAMETERS)
     layer = _layer(catalog, collection_id)
@@ -360,7 +400,15 @@ def _page_links(
     "/collections/{collection_id}/items/{feature_id}", summary="One feature", response_model=None
 )
 async def item(
-    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn
+    collection_id: str,
+    feature_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    conn: Conn,
+    f: str | None = F_PARAM,
+    crs: str | None = CRS_PARAM,
+    properties: str | None = PROPERTIES_PARAM,
+    skip_geometry: str | None = SKIP_PARAM,
 ) -> Response:
     """One feature by its id."""
     _check_parameters(request, ITEM_PARAMETERS)

@@ -38,8 +38,8 @@ async def landing(
             {"rel": "alternate", "type": "text/html", "href": f"{base}/?f=html"},
             {
                 "rel": "service-desc",
-                "type": "application/vnd.oai.openapi+json;version=3.0",
-                "href": f"{base}/openapi.json",
+                "type": "application/vnd.oai.openapi+json;version=3.1",
+                "href": f"{base}/api",
             },
             {
                 "rel": "conformance",
@@ -77,9 +77,17 @@ text-align:left}}</style></head><body>
 <h2>Collections ({len(body["collections"])})</h2>
 <table><tr><th>id</th><th>title</th><th>kind</th><th>subsystems</th><th>features</th></tr>
 {rows}</table>
-<p><a href="?f=json">JSON</a> · <a href="/openapi.json">OpenAPI</a> ·
+<p><a href="?f=json">JSON</a> · <a href="/api">OpenAPI</a> ·
 <a href="/health">health</a></p></body></html>"""
     return HTMLResponse(page)
+
+
+@router.get("/api", summary="The OpenAPI document", response_model=None)
+async def openapi(request: Request) -> Response:
+    """This API's definition (OpenAPI 3.1), also at ``/openapi.json``."""
+    return JSONResponse(
+        request.app.openapi(), media_type="application/vnd.oai.openapi+json;version=3.1"
+    )
 
 
 @router.get("/health", summary="Service health")
