@@ -45,9 +45,14 @@ def register(app: FastAPI) -> None:
         )
         where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "request"
         reason = errors[0]["msg"] if errors else str(exc)
+        # A bad parameter is a 400; a request body that was read but does not fit is a 422.
+        in_body = bool(errors) and errors[0]["loc"][0] == "body"
         return JSONResponse(
-            {"code": "InvalidParameterValue", "description": f"{where}: {reason}"},
-            status_code=400,
+            {
+                "code": "UnprocessableContent" if in_body else "InvalidParameterValue",
+                "description": f"{where}: {reason}",
+            },
+            status_code=422 if in_body else 400,
         )
 
     async def http(_request: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,7 @@ def test_landing_page_json(live_api: LiveServer) -> None:
     body = resp.json()
     assert body["title"] == "3S spatial platform"
     rels = {link["rel"]: link["href"] for link in body["links"]}
-    assert rels["service-desc"].endswith("/openapi.json")
+    assert rels["service-desc"].endswith("/api")
     assert httpx.get(rels["service-desc"]).json()["openapi"].startswith("3.")
     assert isinstance(body["collections"], list)
 
@@ -25,8 +25,8 @@ def test_landing_page_html_by_accept_and_by_f(live_api: LiveServer) -> None:
     by_f = httpx.get(f"{live_api.url}/?f=html")
     assert by_f.text == by_accept.text
     bad = httpx.get(f"{live_api.url}/?f=pdf")
-    assert bad.status_code == 422
-    assert "f" in bad.text
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "InvalidParameterValue" and "f" in bad.json()["description"]
 
 
 def test_health_reports_postgis(live_api: LiveServer) -> None:
