@@ -193,17 +193,17 @@ def _run(*, size: int, rounds: int, record: bool) -> int:
     return 0
 
 
-def _prepare_database() -> Target:
-    """Recreate the scratch database with PostGIS, the platform schema and ``bench``."""
+def _prepare_database(database: str = DATABASE) -> Target:
+    """Recreate a scratch database with PostGIS, the platform schema and ``bench``."""
     _spatial("db", "up")
     admin_url = _spatial("db", "url").strip()
     parts = urlsplit(admin_url)
-    url = urlunsplit(parts._replace(path=f"/{DATABASE}"))
+    url = urlunsplit(parts._replace(path=f"/{database}"))
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION postgis")
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(OGR_TABLE[0])))

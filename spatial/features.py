@@ -262,6 +262,14 @@ class Params(dict[str, Any]):
         return sql.Placeholder(name)
 
 
+@lru_cache(maxsize=64)
+def _geographic(srid: int) -> bool:
+    try:
+        return bool(CRS.from_epsg(srid).is_geographic)
+    except CRSError:
+        return False
+
+
 def iso_instant(text: str, what: str) -> str:
     """An RFC 3339 date or date-time, checked (and returned as given).
 
@@ -298,11 +306,12 @@ def _conditions(layer: LayerSchema, q: ItemsQuery, params: Params) -> sql.Compos
             params.bind(q.bbox_crs.srid),
         )
         if q.bbox_crs.srid != layer.srid:
-            # Edges stay straight in the layer's CRS only when they are short.
-            step = max(xmax - xmin, ymax - ymin) / 16 or 1.0
-            envelope = sql.SQL("ST_Transform(ST_Segmentize({}, {}), {})").format(
-                envelope, params.bind(step), params.bind(layer.srid)
-            )
+            if not (_geographic(q.bbox_crs.srid) and _geographic(layer.srid)):
+                # Edges stay straight in the layer's CRS only when they are short; between
+                # two lon/lat CRSs they stay meridians and parallels.
+                step = max(xmax - xmin, ymax - ymin) / 16 or 1.0
+                envelope = sql.SQL("ST_Segmentize({}, {})").format(envelope, params.bind(step))
+            envelope = sql.SQL("ST_Transform({}, {})").format(envelope, params.bind(layer.srid))
         conds.append(sql.SQL("ST_Intersects(t.geom, {})").format(envelope))
     if q.datetime is not None:
         if layer.temporal is None:
