@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# OGC's black-box Features verifier pins old httpx/pyarrow/pytest: it gets its own venv.
+OGCTESTS := .venv-ogctests/.installed-stamp
 
 .PHONY: demo test install sysdeps db lint typecheck pytest stop clean
 
@@ -13,7 +15,7 @@ demo: install db
 
 test: install db lint typecheck pytest
 
-install: sysdeps $(STAMP)
+install: sysdeps $(STAMP) $(OGCTESTS)
 
 sysdeps:
 	@scripts/sysdeps.sh
@@ -23,6 +25,11 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+
+$(OGCTESTS):
+	@test -x .venv-ogctests/bin/python || $(PYTHON) -m venv .venv-ogctests
+	.venv-ogctests/bin/python -m pip install --quiet --disable-pip-version-check 'ogctests==0.1.15'
+	@touch $(OGCTESTS)
 
 db:
 	$(BIN)/spatial db up

@@ -307,3 +307,19 @@ def test_a_new_collection_appears_and_a_deleted_one_goes(
     assert api.get("/collections/ogc_points/items").status_code == 404
     with psycopg.connect(database_url) as conn:
         conn.execute("DROP TABLE layers.ogc_points")
+
+
+def test_ogctests_features_core_passes(
+    live_api: LiveServer, api: httpx.Client, tmp_path: Path
+) -> None:
+    """OGC's black-box verifier (PyPI ``ogctests``, installed by ``make install`` in its own
+    venv because it pins old versions of our dependencies) against the live server."""
+    python = Path(__file__).resolve().parent.parent / ".venv-ogctests" / "bin" / "python"
+    assert python.exists(), "run `make install`: it installs ogctests into .venv-ogctests"
+    done = subprocess.run(
+        [str(python), "-m", "ogctests", "-i", live_api.url, "features/core"],
+        capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert " passed" in summary and "failed" not in summary

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import CatalogDep, Conn
+from api.openapi import as_openapi_30
 
 router = APIRouter(tags=["Capabilities"])
 
@@ -38,7 +39,7 @@ async def landing(
             {"rel": "alternate", "type": "text/html", "href": f"{base}/?f=html"},
             {
                 "rel": "service-desc",
-                "type": "application/vnd.oai.openapi+json;version=3.1",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
                 "href": f"{base}/api",
             },
             {
@@ -84,9 +85,10 @@ text-align:left}}</style></head><body>
 
 @router.get("/api", summary="The OpenAPI document", response_model=None)
 async def openapi(request: Request) -> Response:
-    """This API's definition (OpenAPI 3.1), also at ``/openapi.json``."""
+    """This API's definition as OpenAPI 3.0 (FastAPI's 3.1 original is ``/openapi.json``)."""
     return JSONResponse(
-        request.app.openapi(), media_type="application/vnd.oai.openapi+json;version=3.1"
+        as_openapi_30(request.app.openapi()),
+        media_type="application/vnd.oai.openapi+json;version=3.0",
     )
 
 

@@ -1,0 +1,36 @@
+"""The OpenAPI document as OpenAPI 3.0, which OGC API clients and validators expect.
+
+FastAPI writes OpenAPI 3.1. The only 3.1 construct it uses for this API is an optional
+value written ``anyOf: [X, {type: null}]``; in 3.0 that is ``X`` with ``nullable: true``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = "3.0.3"
+
+
+def as_openapi_30(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a FastAPI OpenAPI 3.1 document, rewritten as 3.0."""
+    converted: dict[str, Any] = _convert(document)
+    converted["openapi"] = VERSION
+    return converted
+
+
+def _convert(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_convert(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        merged = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(rest) == 1:
+            merged.update(rest[0])
+        else:
+            merged["anyOf"] = rest
+        merged["nullable"] = True
+        return _convert(merged)
+    return {key: _convert(value) for key, value in node.items()}
