@@ -1,7 +1,8 @@
 """The OpenAPI document as OpenAPI 3.0, which OGC API clients and validators expect.
 
-FastAPI writes OpenAPI 3.1. The only 3.1 construct it uses for this API is an optional
-value written ``anyOf: [X, {type: null}]``; in 3.0 that is ``X`` with ``nullable: true``.
+FastAPI writes OpenAPI 3.1. Two 3.1 constructs occur in this API: an optional value
+written ``anyOf: [X, {type: null}]`` (in 3.0: ``X`` with ``nullable: true``) and an
+uploaded file, ``contentMediaType`` (in 3.0: ``format: binary``).
 """
 
 from __future__ import annotations
@@ -33,4 +34,6 @@ def _convert(node: Any) -> Any:
             merged["anyOf"] = rest
         merged["nullable"] = True
         return _convert(merged)
+    if "contentMediaType" in node:
+        node = {k: v for k, v in node.items() if k != "contentMediaType"} | {"format": "binary"}
     return {key: _convert(value) for key, value in node.items()}
