@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 import spatial
 from api import catalog, errors
-from api.routers import editions, features, ingest, landing
+from api.routers import editions, features, ingest, landing, transactions
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.register(app)
     app.include_router(landing.router)
     app.include_router(features.router)
+    app.include_router(transactions.router)
     app.include_router(ingest.router)
     app.include_router(editions.router)
     return app

@@ -12,17 +12,25 @@ from starlette.exceptions import HTTPException
 
 from spatial.errors import (
     ConfigurationError,
+    ConflictError,
     DatabaseUnavailableError,
     InvalidInputError,
     NotFoundError,
+    PreconditionFailedError,
     SpatialError,
     TooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
 )
 
 STATUS: dict[type[SpatialError], tuple[int, str]] = {
     TooLargeError: (413, "PayloadTooLarge"),  # before its base class: the first match wins
+    UnsupportedMediaTypeError: (415, "UnsupportedMediaType"),
     InvalidInputError: (400, "InvalidParameterValue"),
     NotFoundError: (404, "NotFound"),
+    UnauthorizedError: (401, "Unauthorized"),
+    PreconditionFailedError: (412, "PreconditionFailed"),
+    ConflictError: (409, "Conflict"),
     DatabaseUnavailableError: (503, "ServiceUnavailable"),
     ConfigurationError: (500, "ServerError"),
 }
@@ -37,7 +45,10 @@ def register(app: FastAPI) -> None:
         status, code = next(
             (v for cls, v in STATUS.items() if isinstance(exc, cls)), (500, "ServerError")
         )
-        return JSONResponse({"code": code, "description": str(exc)}, status_code=status)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(
+            {"code": code, "description": str(exc)}, status_code=status, headers=headers
+        )
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:
         errors: list[dict[str, Any]] = (

@@ -23,3 +23,19 @@ class InvalidInputError(SpatialError):
 
 class TooLargeError(InvalidInputError):
     """Input is larger than a configured limit."""
+
+
+class UnauthorizedError(SpatialError):
+    """The request needs credentials it did not give (HTTP 401)."""
+
+
+class PreconditionFailedError(SpatialError):
+    """The resource changed since the version the client named (HTTP 412)."""
+
+
+class ConflictError(SpatialError):
+    """The change contradicts the data, e.g. a key already in use (HTTP 409)."""
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The body is not in a format the resource takes (HTTP 415)."""

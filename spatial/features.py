@@ -30,6 +30,7 @@ from pyproj.exceptions import CRSError
 
 from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError
+from spatial.ingest.history import key_expr
 
 COUNT_CAP = 100_000
 """Matches counted exactly; beyond this, ``numberMatched`` is estimated."""
@@ -426,10 +427,15 @@ def plan_rows(plan: Any) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def etag_expr(layer: LayerSchema) -> sql.Composable:
+    """A feature's ETag: a hash of its stored geometry and properties (for row ``t``)."""
+    return key_expr("t", None, list(layer.fields))
+
+
 def item_statement(layer: LayerSchema, fid: int, q: ItemsQuery) -> tuple[sql.Composed, Params]:
-    """One row with the feature's text, or no row."""
+    """One row with the feature's text and its ETag, or no row."""
     params = Params()
-    statement = sql.SQL("SELECT {} FROM {} t WHERE t.fid = {}").format(
-        _feature(layer, q, params), _table(layer), params.bind(fid)
+    statement = sql.SQL("SELECT {}, {} FROM {} t WHERE t.fid = {}").format(
+        _feature(layer, q, params), etag_expr(layer), _table(layer), params.bind(fid)
     )
     return statement, params

@@ -64,6 +64,11 @@ class ServerSettings(BaseSettings):
     """Features in a page when the request gives no ``limit``."""
     max_limit: int = Field(default=10_000, ge=1)
     """The most features in one page (a larger ``limit`` is lowered to it)."""
+    admin_token: SecretStr | None = None
+    """Bearer token that feature edits (OGC API - Features Part 4) need until users and
+    grants arrive; with none set, edits are refused."""
+    max_edit_mb: int = Field(default=16, ge=1)
+    """Largest request body of a feature edit, in MiB."""
 
 
 class IngestSettings(BaseSettings):

@@ -30,6 +30,9 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
@@ -435,10 +438,13 @@ async def item(
         {"rel": "collection", "type": "application/json",
          "href": str(url.replace(path=url.path.rsplit("/items", 1)[0], query=""))},
     ]  # fmt: skip
+    headers = {"Content-Crs": f"<{q.crs.uri}>", "ETag": f'"{row[1]}"'}
     if fmt == "html":
-        return _items_html(layer, row[0], links, 1)
+        page = _items_html(layer, row[0], links, 1)
+        page.headers["ETag"] = headers["ETag"]
+        return page
     body = row[0][:-1] + ',"links":' + json.dumps(links) + "}"
-    return Response(body.encode(), media_type=GEOJSON, headers={"Content-Crs": f"<{q.crs.uri}>"})
+    return Response(body.encode(), media_type=GEOJSON, headers=headers)
 
 
 def _items_html(

@@ -54,6 +54,7 @@ async def upload_vector(
     layer: Annotated[str | None, Form()] = None,
     on_invalid: Annotated[Literal["reject", "repair", "quarantine"], Form()] = "reject",
     valid_from: Annotated[dt.datetime | None, Form()] = None,
+    editable: Annotated[bool, Form(description="Allow feature edits (needs a key)")] = False,
 ) -> JSONResponse:
     """Store the upload, create an ingest job and start it; answer 202 with the job."""
     settings: Settings = request.app.state.settings
@@ -76,6 +77,7 @@ async def upload_vector(
             on_invalid=on_invalid,
             valid_from=valid_from,
             source_name=name,
+            editable=editable,
         )
         validate_source(source)
         job_id = await run_in_threadpool(

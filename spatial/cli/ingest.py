@@ -57,6 +57,9 @@ def vector(
         None, "--valid-from", help="When this edition is valid from [default: now, UTC]."
     ),
     report: Path | None = typer.Option(None, help="Write the JSON report to this file."),
+    editable: bool = typer.Option(
+        False, "--editable", help="Allow feature edits through the API (needs --key)."
+    ),
 ) -> None:
     """Load a vector file into a layer table (all or nothing) and register it in the catalog."""
     from spatial.ingest.vector import (  # noqa: PLC0415 - heavy imports, only for this command
@@ -81,6 +84,7 @@ def vector(
         key=key,
         on_invalid=on_invalid.value,
         valid_from=valid_from,
+        editable=editable,
     )
     url = resolve_url(settings)
     with progress_bar() as bar:

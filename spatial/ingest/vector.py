@@ -71,6 +71,8 @@ class VectorSource:
     tolerances: topology.Tolerances = field(default_factory=topology.Tolerances)
     source_name: str | None = None
     """The name to record for the file (uploads are stored under a private name)."""
+    editable: bool = False
+    """Whether the features may be edited through the API (needs a key)."""
 
 
 class IngestRejectedError(InvalidInputError):
@@ -172,6 +174,9 @@ def validate_source(source: VectorSource) -> None:
     if unknown:
         msg = f"unknown subsystem {unknown[0]!r}; choose from {', '.join(SUBSYSTEMS)}"
         raise InvalidInputError(msg)
+    if source.editable and not source.key:
+        msg = "an editable collection needs a key (--key) to version its features"
+        raise InvalidInputError(msg)
     if source.valid_from is not None and source.valid_from.tzinfo is None:
         msg = "valid-from needs a time zone (e.g. 2026-01-01T00:00:00+08:00)"
         raise InvalidInputError(msg)
@@ -187,6 +192,7 @@ def _options(source: VectorSource) -> dict[str, Any]:
         "key": source.key,
         "on_invalid": source.on_invalid,
         "valid_from": source.valid_from.isoformat() if source.valid_from else None,
+        "editable": source.editable,
     }
 
 
@@ -274,6 +280,7 @@ def _run(
                     "source": source.source_name or source.path.name,
                     "checksum": checksum.result(),
                     "encoding": report["encoding"],
+                    "editable": source.editable,
                 },
             ),
         )

@@ -1,0 +1,149 @@
+"""OGC API - Features Part 4: create, replace, update and delete features.
+
+Writes need ``Authorization: Bearer <SPATIAL_SERVER_ADMIN_TOKEN>`` until users and grants
+arrive, and a collection ingested as editable. ``ETag``/``If-Match`` guard against lost
+updates: an edit naming a version that is no longer current gets 412 and changes nothing.
+The work, the history and the audit record are in :mod:`spatial.edits`.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+
+from api.deps import CatalogDep, Conn
+from api.routers.features import CRS_PARAM
+from spatial import edits, features
+from spatial.errors import (
+    NotFoundError,
+    TooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+
+router = APIRouter(tags=["Features: edits"])
+_JSON_TYPES = {"application/json", "application/geo+json"}
+_ACTOR = "api-admin"
+
+
+def _authorize(request: Request) -> str:
+    token = request.app.state.settings.server.admin_token
+    if token is None:
+        msg = "feature edits are disabled: the server has no SPATIAL_SERVER_ADMIN_TOKEN"
+        raise UnauthorizedError(msg)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.get_secret_value().encode()
+    ):
+        msg = "feature edits need Authorization: Bearer <admin token>"
+        raise UnauthorizedError(msg)
+    return _ACTOR
+
+
+async def _feature(request: Request) -> dict[str, object]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in _JSON_TYPES:
+        msg = f"send the feature as application/geo+json, not {media or 'no content type'}"
+        raise UnsupportedMediaTypeError(msg)
+    limit = request.app.state.settings.server.max_edit_mb * 2**20
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        msg = f"a feature edit may be at most {limit // 2**20} MiB"
+        raise TooLargeError(msg)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            msg = f"a feature edit may be at most {limit // 2**20} MiB"
+            raise TooLargeError(msg)
+    return edits.parse_feature(body)
+
+
+def _fid(collection_id: str, feature_id: str) -> int:
+    if not feature_id.isdigit() or len(feature_id) > 18:
+        msg = f"collection {collection_id!r} has no feature {feature_id!r}"
+        raise NotFoundError(msg)
+    return int(feature_id)
+
+
+def _crs(request: Request) -> features.ServingCrs:
+    """The CRS of the body's geometry: ``Content-Crs`` (Part 2), else ``crs``, else CRS84."""
+    header = request.headers.get("content-crs", "").strip().strip("<>")
+    return features.serving_crs(header or request.query_params.get("crs"))
+
+
+def _done(edited: edits.Edited, status: int, location: str | None = None) -> Response:
+    headers = {"OGC-Collection-Version": str(edited.version)}
+    if edited.etag:
+        headers["ETag"] = f'"{edited.etag}"'
+    if location:
+        headers["Location"] = location
+    return Response(status_code=status, headers=headers)
+
+
+@router.post("/collections/{collection_id}/items", status_code=201, summary="Add a feature")
+async def create(
+    collection_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    conn: Conn,
+    crs: str | None = CRS_PARAM,
+) -> Response:
+    """Add a GeoJSON Feature; 201 with its Location and ETag."""
+    actor = _authorize(request)
+    target = edits.Editable.of(catalog.get(collection_id))
+    feature = await _feature(request)
+    edited = await edits.create(conn, target, feature, crs=_crs(request), actor=actor)
+    location = str(request.url_for("item", collection_id=collection_id, feature_id=str(edited.fid)))
+    return _done(edited, 201, location)
+
+
+async def _replace(
+    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    *, partial: bool,
+) -> Response:  # fmt: skip
+    actor = _authorize(request)
+    target = edits.Editable.of(catalog.get(collection_id))
+    feature = await _feature(request)
+    edited = await edits.replace(
+        conn, target, _fid(collection_id, feature_id), feature, crs=_crs(request), actor=actor,
+        if_match=request.headers.get("if-match"), partial=partial,
+    )  # fmt: skip
+    return _done(edited, 200)
+
+
+@router.put("/collections/{collection_id}/items/{feature_id}", summary="Replace a feature")
+async def replace(
+    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    crs: str | None = CRS_PARAM, if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:  # fmt: skip
+    """Replace a feature with a GeoJSON Feature (its key cannot change)."""
+    return await _replace(collection_id, feature_id, request, catalog, conn, partial=False)
+
+
+@router.patch("/collections/{collection_id}/items/{feature_id}", summary="Update a feature")
+async def update(
+    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    crs: str | None = CRS_PARAM, if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:  # fmt: skip
+    """Change the properties (and the geometry, if given) that the body names."""
+    return await _replace(collection_id, feature_id, request, catalog, conn, partial=True)
+
+
+@router.delete(
+    "/collections/{collection_id}/items/{feature_id}", status_code=204, summary="Delete a feature"
+)
+async def delete(
+    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    if_match: str | None = Header(None, alias="If-Match"),
+) -> Response:  # fmt: skip
+    """Remove a feature; its last version stays in the history."""
+    actor = _authorize(request)
+    target = edits.Editable.of(catalog.get(collection_id))
+    edited = await edits.delete(
+        conn, target, _fid(collection_id, feature_id), actor=actor,
+        if_match=request.headers.get("if-match"),
+    )  # fmt: skip
+    return _done(edited, 204)

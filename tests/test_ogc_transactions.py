@@ -1,0 +1,227 @@
+"""OGC API - Features Part 4 over real HTTP: create, read, replace, a stale update refused,
+update, delete; every version in the history and the audit log; bad edits refused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import geopandas as gpd
+import httpx
+import psycopg
+import pytest
+import shapely
+from pydantic import SecretStr
+from support import LiveServer
+
+from api import create_app
+from spatial.ingest import history
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.settings import ServerSettings, Settings
+
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+GK = "http://www.opengis.net/def/crs/EPSG/0/4546"
+ITEMS = "/collections/edit_parcels/items"
+
+
+def _cell(i: int, size: float = 50) -> shapely.Polygon:
+    return shapely.box(500000 + i * size, 2530000, 500000 + (i + 1) * size, 2530000 + size)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A server with an admin token, over an editable layer and a read-only one."""
+    folder = tmp_path_factory.mktemp("edits")
+    frame = gpd.GeoDataFrame(
+        {"code": ["A1", "A2", "A3"], "name": ["甲", "乙", "丙"], "area": [2500.0] * 3},
+        geometry=[_cell(i) for i in range(3)],
+        crs="EPSG:4546",
+    )
+    frame.to_file(folder / "parcels.gpkg")
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    for cid, editable in (("edit_parcels", True), ("edit_readonly", False)):
+        source = VectorSource(
+            path=folder / "parcels.gpkg", collection_id=cid, title=cid, key="code",
+            editable=editable,
+        )  # fmt: skip
+        ingest_vector(url, source, settings, actor="pytest")
+    server = settings.model_copy(update={"server": ServerSettings(admin_token=SecretStr(TOKEN))})
+    with (
+        LiveServer(create_app(server)) as live,
+        httpx.Client(base_url=live.url, timeout=30) as http,
+    ):
+        yield http
+
+
+def _feature(code: str, i: int, **props: Any) -> dict[str, Any]:
+    # In EPSG:4546 axis order (northing, easting), as Content-Crs says.
+    ring = [[y, x] for x, y in _cell(i).exterior.coords]
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"code": code, **props},
+    }
+
+
+def _send(
+    client: httpx.Client, method: str, path: str, body: Any, **headers: str
+) -> httpx.Response:
+    return client.request(
+        method, path, json=body,
+        headers={**AUTH, "Content-Crs": f"<{GK}>", "Content-Type": "application/geo+json",
+                 **headers},
+    )  # fmt: skip
+
+
+def _rows(url: str, query: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return [tuple(r) for r in conn.execute(query, params).fetchall()]  # type: ignore[arg-type]
+
+
+def test_create_read_replace_stale_update_delete(client: httpx.Client, database_url: str) -> None:
+    created = _send(client, "POST", ITEMS, _feature("B1", 5, name="新", area=2500.0))
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+    fid = int(location.rsplit("/", 1)[1])
+    assert fid == 4
+
+    read = client.get(location, params={"crs": GK})
+    assert read.status_code == 200
+    first_etag = read.headers["etag"]
+    assert first_etag == created.headers["etag"]
+    assert read.json()["properties"] == {"code": "B1", "name": "新", "area": 2500.0}
+    served = shapely.geometry.shape(read.json()["geometry"])
+    assert shapely.transform(served, lambda yx: yx[:, ::-1]).equals(_cell(5))
+
+    replaced = _send(
+        client, "PUT", f"{ITEMS}/{fid}", _feature("B1", 6, name="换", area=2600.0),
+        **{"If-Match": first_etag},
+    )  # fmt: skip
+    assert replaced.status_code == 200, replaced.text
+    second_etag = replaced.headers["etag"]
+    assert second_etag != first_etag
+
+    stale = _send(
+        client, "PATCH", f"{ITEMS}/{fid}", {"type": "Feature", "properties": {"name": "旧"}},
+        **{"If-Match": first_etag},
+    )  # fmt: skip
+    assert stale.status_code == 412
+    assert (
+        stale.json()["code"] == "PreconditionFailed" and second_etag in stale.json()["description"]
+    )
+    assert client.get(location).json()["properties"]["name"] == "换"
+
+    patched = _send(
+        client, "PATCH", f"{ITEMS}/{fid}", {"type": "Feature", "properties": {"name": "改"}},
+        **{"If-Match": second_etag},
+    )  # fmt: skip
+    assert patched.status_code == 200, patched.text
+    after = client.get(location).json()
+    assert after["properties"] == {"code": "B1", "name": "改", "area": 2600.0}
+
+    deleted = client.delete(location, headers={**AUTH, "If-Match": patched.headers["etag"]})
+    assert deleted.status_code == 204
+    assert client.get(location).status_code == 404
+
+    # Every version is in the history, every change listed, every edit audited.
+    versions = _rows(
+        database_url,
+        "SELECT edition_from, edition_to, properties->>'name' FROM platform.feature_history "
+        "WHERE collection_id = 'edit_parcels' AND key = 'B1' ORDER BY edition_from",
+    )
+    assert [v[2] for v in versions] == ["新", "换", "改"]
+    changes = _rows(
+        database_url,
+        "SELECT edition, change, fields FROM platform.feature_changes "
+        "WHERE collection_id = 'edit_parcels' AND key = 'B1' ORDER BY edition",
+    )
+    assert [c[1] for c in changes] == ["added", "geometry+attributes", "attributes", "removed"]
+    assert changes[2][2] == ["name"]
+    audit = _rows(
+        database_url,
+        "SELECT action, feature_ids FROM platform.audit_log "
+        "WHERE collection_id = 'edit_parcels' AND action LIKE 'feature.%%' ORDER BY id",
+    )
+    assert audit == [
+        ("feature.create", ["B1"]),
+        ("feature.replace", ["B1"]),
+        ("feature.update", ["B1"]),
+        ("feature.delete", ["B1"]),
+    ]
+    # Each version can be read back as of its edition.
+    with psycopg.connect(database_url) as conn:
+        for edition, name in ((changes[0][0], "新"), (changes[1][0], "换"), (changes[2][0], "改")):
+            rows = conn.execute(
+                history.as_of_query("edit_parcels", ["code", "name", "area"], "code", edition)
+            ).fetchall()
+            assert {r[0]: r[1]["name"] for r in rows}["B1"] == name
+        final = conn.execute(
+            history.as_of_query("edit_parcels", ["code", "name", "area"], "code", changes[3][0])
+        ).fetchall()
+        assert "B1" not in {r[0] for r in final}
+
+
+def test_the_catalog_follows_edits(client: httpx.Client) -> None:
+    before = client.get("/collections/edit_parcels/items").json()["numberMatched"]
+    created = _send(client, "POST", ITEMS, _feature("C1", 9))
+    assert created.status_code == 201
+    deadline = time.monotonic() + 10
+    while client.get("/collections/edit_parcels/items").json()["numberMatched"] != before + 1:
+        assert time.monotonic() < deadline, "the item count did not follow the edit"
+        time.sleep(0.1)
+    client.delete(created.headers["location"], headers=AUTH)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "says"),
+    [
+        ("POST", ITEMS, _feature("D1", 12), {"Authorization": ""}, 401, "Bearer"),
+        ("POST", ITEMS, _feature("D1", 12), {"Authorization": "Bearer nope"}, 401, "Bearer"),
+        ("POST", "/collections/edit_readonly/items", _feature("D1", 12), {}, 400, "not editable"),
+        ("POST", "/collections/nosuch/items", _feature("D1", 12), {}, 404, "does not exist"),
+        ("POST", ITEMS, _feature("A1", 12), {}, 409, "already used"),
+        ("POST", ITEMS, {"type": "Feature", "properties": {"code": "D2"}}, {}, 400, "geometry"),
+        ("POST", ITEMS, _feature("D3", 12, nosuch=1), {}, 400, "has no property 'nosuch'"),
+        ("POST", ITEMS, _feature("D4", 12, area="big"), {}, 400, "area"),
+        ("POST", ITEMS, {"type": "FeatureCollection"}, {}, 400, "GeoJSON Feature"),
+        ("POST", ITEMS, _feature("D5", 12), {"Content-Type": "text/plain"}, 415, "geo+json"),
+        ("PUT", f"{ITEMS}/1", _feature("ZZ", 0), {}, 400, "cannot change"),
+        ("PUT", f"{ITEMS}/999", _feature("A1", 0), {}, 404, "no feature 999"),
+        ("DELETE", f"{ITEMS}/2", None, {"If-Match": '"stale"'}, 412, "changed since"),
+    ],
+)
+def test_bad_edits_are_refused_and_change_nothing(  # noqa: PLR0917 - parametrized
+    client: httpx.Client, method: str, path: str, body: Any, headers: dict[str, str],
+    status: int, says: str, database_url: str,
+) -> None:  # fmt: skip
+    before = _rows(
+        database_url, "SELECT fid, code, name, geom FROM layers.edit_parcels ORDER BY fid"
+    )
+    response = _send(client, method, path, body, **headers)
+    assert response.status_code == status, response.text
+    assert says in response.json()["description"]
+    after = _rows(
+        database_url, "SELECT fid, code, name, geom FROM layers.edit_parcels ORDER BY fid"
+    )
+    assert after == before
+
+
+def test_point_into_a_polygon_layer_and_a_bowtie_are_refused(client: httpx.Client) -> None:
+    point = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]},
+             "properties": {"code": "E1"}}  # fmt: skip
+    response = _send(client, "POST", ITEMS, point)
+    assert response.status_code == 400 and "does not fit" in response.json()["description"]
+    bowtie = _feature("E2", 0)
+    bowtie["geometry"]["coordinates"] = [
+        [
+            [2530000, 500000],
+            [2530050, 500050],
+            [2530000, 500050],
+            [2530050, 500000],
+            [2530000, 500000],
+        ]
+    ]
+    response = _send(client, "POST", ITEMS, bowtie)
+    assert response.status_code == 400 and "Self-intersection" in response.json()["description"]
