@@ -413,6 +413,40 @@ def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
     return statement, params
 
 
+def rows_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Params]:
+    """The page as rows ``(id, properties..., geom)`` for file formats (CSV, FlatGeobuf).
+
+    The geometry is in the response CRS with x/y in easting/northing (lon/lat) order, as
+    GIS files store it whatever the CRS's axis order.
+    """
+    params = Params(q.params)
+    columns = q.properties if q.properties is not None else tuple(layer.fields)
+    order: list[sql.Composable] = [
+        sql.SQL("t.{} {} NULLS LAST").format(sql.Identifier(c), sql.SQL("ASC" if up else "DESC"))
+        for c, up in q.sortby
+    ]
+    order.append(sql.SQL("t.fid"))
+    where = _conditions(layer, q, params)
+    offset = q.offset
+    if q.after is not None and not q.sortby:
+        where = sql.SQL("{} AND t.fid > {}").format(where, params.bind(q.after))
+        offset = 0
+    unflipped = ServingCrs(uri=q.crs.uri, srid=q.crs.srid, flip=False, digits=q.crs.digits)
+    statement = sql.SQL(
+        "SELECT t.fid AS id{cols}, {geom} AS geom FROM {table} t WHERE {where} "
+        "ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    ).format(
+        cols=sql.SQL("").join(sql.SQL(", t.{}").format(sql.Identifier(c)) for c in columns),
+        geom=sql.SQL("NULL::geometry") if q.skip_geometry else _geometry(layer, unflipped, params),
+        table=_table(layer),
+        where=where,
+        order=sql.SQL(", ").join(order),
+        limit=params.bind(q.limit),
+        offset=params.bind(offset),
+    )
+    return statement, params
+
+
 def estimate_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Params]:
     """``EXPLAIN`` of the matching rows, whose top plan row count estimates the matches."""
     params = Params(q.params)

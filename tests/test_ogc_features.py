@@ -323,3 +323,27 @@ def test_ogctests_features_core_passes(
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
     assert done.returncode == 0, done.stdout[-4000:]
     assert " passed" in summary and "failed" not in summary
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fgb", "gpkg"])
+def test_items_as_files(
+    api: httpx.Client, source: gpd.GeoDataFrame, fmt: str, tmp_path: Path
+) -> None:
+    """The same page as CSV (WKT), FlatGeobuf and GeoPackage, read back by GDAL."""
+    response = api.get(
+        f"/collections/{COLLECTION}/items",
+        params={"f": fmt, "limit": 25, "sortby": "dkbm", "filter": "dlmc = '耕地'", "crs": GK},
+    )
+    assert response.status_code == 200, response.text
+    assert f'filename="{COLLECTION}.{fmt}"' in response.headers["content-disposition"]
+    path = tmp_path / f"page.{fmt}"
+    path.write_bytes(response.content)
+    options = {"X_POSSIBLE_NAMES": "none", "GEOM_POSSIBLE_NAMES": "wkt"} if fmt == "csv" else {}
+    got = pyogrio.read_dataframe(path, **options)
+    want = source[source["DLMC"] == "耕地"].sort_values("DKBM").head(25)
+    assert list(got["dkbm"]) == list(want["DKBM"]) and list(got["qlr"]) == list(want["QLR"])
+    if fmt != "csv":
+        assert got.crs.to_epsg() == 4546
+    # x/y in easting/northing order, as GIS files store them, whatever the CRS's axis order
+    gap = shapely.hausdorff_distance(got.geometry.values, want.geometry.values)
+    assert float(np.max(gap)) < 1e-3

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import CatalogDep, Conn
+from api.routers import exports
 from spatial import features, filters
 from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
@@ -62,7 +63,7 @@ def _text(description: str, alias: str | None = None) -> Any:
     return Query(None, description=description, alias=alias)
 
 
-F_PARAM = _text("Response format: json (GeoJSON) or html.")
+F_PARAM = _text("Response format: json (GeoJSON) or html; items also csv, fgb, gpkg.")
 CRS_PARAM = _text("CRS of the response geometries (a CRS URI, see the collection's crs list).")
 PROPERTIES_PARAM = _text("Comma-separated properties to return.")
 SKIP_PARAM = _text("true: features without geometry.", alias="skipGeometry")
@@ -84,8 +85,10 @@ def _format(request: Request, allowed: tuple[str, ...] = ("json", "html")) -> st
             msg = f"f={request.query_params['f']!r} is not offered; use one of {', '.join(allowed)}"
             raise InvalidInputError(msg)
         return f
-    accept = request.headers.get("accept", "")
-    return "html" if "html" in allowed and "text/html" in accept.split(",")[0] else "json"
+    accept = request.headers.get("accept", "").split(",")[0].split(";")[0].strip()
+    by_type = {"text/html": "html", "text/csv": "csv", "application/flatgeobuf": "fgb",
+               "application/geopackage+sqlite3": "gpkg"}  # fmt: skip
+    return by_type[accept] if by_type.get(accept) in allowed else "json"
 
 
 def _check_parameters(request: Request, allowed: frozenset[str]) -> None:
@@ -343,8 +346,10 @@ async def items(
     """A page of a vector collection's features, as GeoJSON built by PostGIS."""
     _check_parameters(request, ITEMS_PARAMETERS)
     layer = _layer(catalog, collection_id)
-    fmt = _format(request)
+    fmt = _format(request, ("json", "html", *exports.MEDIA))
     q = items_query(request, layer)
+    if fmt in exports.MEDIA:
+        return await exports.export(conn, layer, q, fmt)
     statement, params = features.page_statement(layer, q)
     cur = await conn.execute(statement, params)
     row = await cur.fetchone()
