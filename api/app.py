@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 import spatial
 from api import catalog, errors
-from api.routers import editions, features, ingest, landing, transactions
+from api.routers import editions, features, ingest, landing, records, transactions
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.register(app)
     app.include_router(landing.router)
+    app.include_router(records.router)  # before features: /collections/catalog/items
     app.include_router(features.router)
     app.include_router(transactions.router)
     app.include_router(ingest.router)

@@ -12,10 +12,26 @@ from typing import Any
 VERSION = "3.0.3"
 
 
+_BBOX = {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}}
+
+
 def as_openapi_30(document: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a FastAPI OpenAPI 3.1 document, rewritten as 3.0."""
+    """A copy of a FastAPI OpenAPI 3.1 document, rewritten as 3.0.
+
+    Query parameters are declared the way OGC API - Features defines them (``style: form``,
+    ``explode: false``; ``bbox`` an array of 4 or 6 numbers): the routes read them as the
+    comma-separated text that definition describes.
+    """
     converted: dict[str, Any] = _convert(document)
     converted["openapi"] = VERSION
+    for item in converted.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.get("in") != "query":
+                    continue
+                parameter["style"], parameter["explode"] = "form", False
+                if parameter.get("name") == "bbox":
+                    parameter["schema"] = dict(_BBOX)
     return converted
 
 

@@ -347,3 +347,20 @@ def test_items_as_files(
     # x/y in easting/northing order, as GIS files store them, whatever the CRS's axis order
     gap = shapely.hausdorff_distance(got.geometry.values, want.geometry.values)
     assert float(np.max(gap)) < 1e-3
+
+
+def test_the_catalog_is_searchable_as_records(api: httpx.Client) -> None:
+    listed = {c["id"]: c for c in api.get("/collections").json()["collections"]}
+    assert listed["catalog"]["itemType"] == "record"
+    assert api.get("/collections/catalog").json()["itemType"] == "record"
+    found = api.get("/collections/catalog/items", params={"q": "宗地", "type": "vector"}).json()
+    assert [r["id"] for r in found["features"]] == [COLLECTION]
+    record = found["features"][0]
+    assert record["properties"]["featureCount"] > 0 and record["geometry"]["type"] == "Polygon"
+    near = api.get("/collections/catalog/items", params={"bbox": "112.0,22.8,112.3,23.2"}).json()
+    assert COLLECTION in [r["id"] for r in near["features"]]
+    far = api.get("/collections/catalog/items", params={"bbox": "100,10,101,11"}).json()
+    assert far["numberMatched"] == 0
+    assert api.get("/collections/catalog/items", params={"type": "pdf"}).status_code == 400
+    conforms = api.get("/conformance").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/searchable-catalog" in conforms

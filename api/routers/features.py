@@ -15,7 +15,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api.deps import CatalogDep, Conn
-from api.routers import exports
+from api.ogc import (
+    CRS_PARAM,
+    F_PARAM,
+    PROPERTIES_PARAM,
+    SKIP_PARAM,
+    base_url,
+    check_parameters,
+    html_page,
+    response_format,
+    text_param,
+)
+from api.routers import exports, records
 from spatial import features, filters
 from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
@@ -57,49 +68,6 @@ MAX_OFFSET = 10**15
 """Larger offsets (and ids) are lowered to this: far beyond any layer, within bigint."""
 
 
-def _text(description: str, alias: str | None = None) -> Any:
-    """A documented query parameter, read as text and validated by the route itself (so
-    that a bad value is a 400 with an OGC exception body naming the parameter)."""
-    return Query(None, description=description, alias=alias)
-
-
-F_PARAM = _text("Response format: json (GeoJSON) or html; items also csv, fgb, gpkg.")
-CRS_PARAM = _text("CRS of the response geometries (a CRS URI, see the collection's crs list).")
-PROPERTIES_PARAM = _text("Comma-separated properties to return.")
-SKIP_PARAM = _text("true: features without geometry.", alias="skipGeometry")
-
-
-def _base(request: Request) -> str:
-    public = request.app.state.settings.server.public_url
-    return (public or str(request.base_url)).rstrip("/")
-
-
-def _format(request: Request, allowed: tuple[str, ...] = ("json", "html")) -> str:
-    """The response format: ``f``, else the Accept header (HTML only when asked first)."""
-    f = request.query_params.get("f")
-    if f is not None:
-        f = {"geojson": "json", "application/geo+json": "json", "application/json": "json"}.get(
-            f, f
-        )
-        if f not in allowed:
-            msg = f"f={request.query_params['f']!r} is not offered; use one of {', '.join(allowed)}"
-            raise InvalidInputError(msg)
-        return f
-    accept = request.headers.get("accept", "").split(",")[0].split(";")[0].strip()
-    by_type = {"text/html": "html", "text/csv": "csv", "application/flatgeobuf": "fgb",
-               "application/geopackage+sqlite3": "gpkg"}  # fmt: skip
-    return by_type[accept] if by_type.get(accept) in allowed else "json"
-
-
-def _check_parameters(request: Request, allowed: frozenset[str]) -> None:
-    """Refuse parameters the API does not define (/req/core/query-param-unknown)."""
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        takes = ", ".join(sorted(allowed))
-        msg = f"unknown query parameter {unknown[0]!r}; this resource takes: {takes}"
-        raise InvalidInputError(msg)
-
-
 def _integer(request: Request, name: str, default: int, low: int, high: int | None) -> int:
     text = request.query_params.get(name)
     if text is None:
@@ -125,10 +93,10 @@ def _flag(request: Request, name: str) -> bool:
 @router.get("/conformance", summary="Conformance classes", response_model=None)
 async def conformance(request: Request, f: str | None = F_PARAM) -> Response:
     """The conformance classes the platform implements."""
-    body = {"conformsTo": CONFORMANCE}
-    if _format(request) == "html":
-        items = "".join(f"<li>{html.escape(c)}</li>" for c in CONFORMANCE)
-        return HTMLResponse(_page("Conformance", f"<ul>{items}</ul>"))
+    body = {"conformsTo": CONFORMANCE + records.CONFORMANCE}
+    if response_format(request) == "html":
+        items = "".join(f"<li>{html.escape(c)}</li>" for c in body["conformsTo"])
+        return HTMLResponse(html_page("Conformance", f"<ul>{items}</ul>"))
     return JSONResponse(body)
 
 
@@ -180,16 +148,19 @@ def _iso(value: dt.datetime | None) -> str | None:
 @router.get("/collections", summary="The collections", response_model=None)
 async def collections(request: Request, catalog: CatalogDep, f: str | None = F_PARAM) -> Response:
     """Every collection of the catalog: vector layers, imagery and GPS views."""
-    _check_parameters(request, frozenset({"f"}))
-    base = _base(request)
+    check_parameters(request, frozenset({"f"}))
+    base = base_url(request)
     body = {
         "links": [
             {"rel": "self", "type": "application/json", "href": f"{base}/collections?f=json"},
             {"rel": "alternate", "type": "text/html", "href": f"{base}/collections?f=html"},
         ],
-        "collections": [_collection(base, c) for c in catalog],
+        "collections": [
+            *(_collection(base, c) for c in catalog),
+            records.catalog_collection(base),
+        ],
     }
-    if _format(request) == "html":
+    if response_format(request) == "html":
         rows = "".join(
             f'<tr><td><a href="{base}/collections/{html.escape(c["id"])}">'
             f"{html.escape(c['id'])}</a></td><td>{html.escape(c['title'])}</td>"
@@ -197,7 +168,7 @@ async def collections(request: Request, catalog: CatalogDep, f: str | None = F_P
             for c in body["collections"]
         )
         return HTMLResponse(
-            _page(
+            html_page(
                 "Collections",
                 f"<table><tr><th>id</th><th>title</th><th>kind</th></tr>{rows}</table>",
             )
@@ -210,11 +181,14 @@ async def collection(
     collection_id: str, request: Request, catalog: CatalogDep, f: str | None = F_PARAM
 ) -> Response:
     """A collection's metadata: extent, CRSs, links to its items."""
-    _check_parameters(request, frozenset({"f"}))
-    body = _collection(_base(request), catalog.get(collection_id))
-    if _format(request) == "html":
+    check_parameters(request, frozenset({"f"}))
+    if collection_id == records.CATALOG_ID:
+        body = records.catalog_collection(base_url(request))
+    else:
+        body = _collection(base_url(request), catalog.get(collection_id))
+    if response_format(request) == "html":
         return HTMLResponse(
-            _page(
+            html_page(
                 body["title"],
                 f"<pre>{html.escape(json.dumps(body, ensure_ascii=False, indent=2))}</pre>",
             )
@@ -282,7 +256,7 @@ async def queryables(
     collection_id: str, request: Request, catalog: CatalogDep, f: str | None = F_PARAM
 ) -> Response:
     """The properties a filter may use, as a JSON Schema."""
-    _check_parameters(request, frozenset({"f"}))
+    check_parameters(request, frozenset({"f"}))
     record = catalog.get(collection_id)
     layer = _layer(catalog, collection_id)
     source = record.properties.get("source_fields") or {}
@@ -303,18 +277,18 @@ async def queryables(
         props[column] = prop
     body = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{_base(request)}/collections/{collection_id}/queryables",
+        "$id": f"{base_url(request)}/collections/{collection_id}/queryables",
         "type": "object",
         "title": record.title,
         "properties": props,
         "additionalProperties": False,
     }
-    if _format(request) == "html":
+    if response_format(request) == "html":
         rows = "".join(
             f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v.get('type', '')))}</td></tr>"
             for k, v in props.items()
         )
-        return HTMLResponse(_page(f"{record.title}: queryables", f"<table>{rows}</table>"))
+        return HTMLResponse(html_page(f"{record.title}: queryables", f"<table>{rows}</table>"))
     return JSONResponse(body, media_type="application/schema+json")
 
 
@@ -332,21 +306,21 @@ async def items(
     after: int | None = Query(
         None, ge=0, description="Only features with a larger id (the next links use it)."
     ),
-    bbox: str | None = _text("minx,miny,maxx,maxy in bbox-crs (CRS84 by default)."),
-    bbox_crs: str | None = _text("CRS of bbox.", alias="bbox-crs"),
-    datetime: str | None = _text("An instant or an interval start/end (.. for open)."),
+    bbox: str | None = text_param("minx,miny,maxx,maxy in bbox-crs (CRS84 by default)."),
+    bbox_crs: str | None = text_param("CRS of bbox.", alias="bbox-crs"),
+    datetime: str | None = text_param("An instant or an interval start/end (.. for open)."),
     properties: str | None = PROPERTIES_PARAM,
     skip_geometry: str | None = SKIP_PARAM,
-    sortby: str | None = _text("Properties to sort by, e.g. -area,+name."),
+    sortby: str | None = text_param("Properties to sort by, e.g. -area,+name."),
     crs: str | None = CRS_PARAM,
-    filter: str | None = _text("A CQL2 filter (see queryables)."),  # noqa: A002
-    filter_lang: str | None = _text("cql2-text (default) or cql2-json.", alias="filter-lang"),
-    filter_crs: str | None = _text("CRS of geometries in filter.", alias="filter-crs"),
+    filter: str | None = text_param("A CQL2 filter (see queryables)."),  # noqa: A002
+    filter_lang: str | None = text_param("cql2-text (default) or cql2-json.", alias="filter-lang"),
+    filter_crs: str | None = text_param("CRS of geometries in filter.", alias="filter-crs"),
 ) -> Response:
     """A page of a vector collection's features, as GeoJSON built by PostGIS."""
-    _check_parameters(request, ITEMS_PARAMETERS)
+    check_parameters(request, ITEMS_PARAMETERS)
     layer = _layer(catalog, collection_id)
-    fmt = _format(request, ("json", "html", *exports.MEDIA))
+    fmt = response_format(request, ("json", "html", *exports.MEDIA))
     q = items_query(request, layer)
     if fmt in exports.MEDIA:
         return await exports.export(conn, layer, q, fmt)
@@ -420,9 +394,9 @@ async def item(
     skip_geometry: str | None = SKIP_PARAM,
 ) -> Response:
     """One feature by its id."""
-    _check_parameters(request, ITEM_PARAMETERS)
+    check_parameters(request, ITEM_PARAMETERS)
     layer = _layer(catalog, collection_id)
-    fmt = _format(request)
+    fmt = response_format(request)
     q = features.ItemsQuery(
         properties=features.parse_properties(layer, request.query_params.get("properties")),
         skip_geometry=_flag(request, "skipGeometry"),
@@ -472,16 +446,8 @@ def _items_html(
     )
     total = "" if matched is None else f" of {matched}"
     return HTMLResponse(
-        _page(
+        html_page(
             layer.id,
             f"<p>{len(rows)} features{total} · {nav}</p><table><tr>{head}</tr>{body}</table>",
         )
     )
-
-
-def _page(title: str, content: str) -> str:
-    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1>{content}</body></html>"""

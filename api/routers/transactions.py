@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from api.deps import CatalogDep, Conn
-from api.routers.features import CRS_PARAM
+from api.ogc import CRS_PARAM
 from spatial import edits, features
 from spatial.errors import (
     NotFoundError,

@@ -46,6 +46,7 @@ _FAMILY_OF_CODE = {1: "Point", 2: "LineString", 3: "Polygon"}
 _MULTI_NAME = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
 _DIMS = ("", "Z", "M", "ZM")
 _PROGRESS_EVERY = 10_000
+RESERVED_IDS = {"catalog": "the searchable catalog of all collections"}
 
 Progress = Callable[[str, float], None]
 
@@ -576,4 +577,7 @@ def check_collection_id(collection_id: str) -> None:
             f"collection id {collection_id!r} must be lower-case letters, digits and "
             "underscores, starting with a letter, at most 63 characters"
         )
+        raise InvalidInputError(msg)
+    if collection_id in RESERVED_IDS:
+        msg = f"collection id {collection_id!r} is reserved ({RESERVED_IDS[collection_id]})"
         raise InvalidInputError(msg)

@@ -1,0 +1,62 @@
+"""Helpers every OGC API router shares: parameters, formats, base URL, HTML frame."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fastapi import Query, Request
+
+from spatial.errors import InvalidInputError
+
+
+def text_param(description: str, alias: str | None = None) -> Any:
+    """A documented query parameter, read as text and validated by the route itself (so
+    that a bad value is a 400 with an OGC exception body naming the parameter)."""
+    return Query(None, description=description, alias=alias)
+
+
+F_PARAM = text_param("Response format: json (GeoJSON) or html; items also csv, fgb, gpkg.")
+CRS_PARAM = text_param("CRS of the response geometries (a CRS URI, see the collection's crs list).")
+PROPERTIES_PARAM = text_param("Comma-separated properties to return.")
+SKIP_PARAM = text_param("true: features without geometry.", alias="skipGeometry")
+
+
+def base_url(request: Request) -> str:
+    public = request.app.state.settings.server.public_url
+    return (public or str(request.base_url)).rstrip("/")
+
+
+def response_format(request: Request, allowed: tuple[str, ...] = ("json", "html")) -> str:
+    """The response format: ``f``, else the Accept header (HTML only when asked first)."""
+    f = request.query_params.get("f")
+    if f is not None:
+        f = {"geojson": "json", "application/geo+json": "json", "application/json": "json"}.get(
+            f, f
+        )
+        if f not in allowed:
+            msg = f"f={request.query_params['f']!r} is not offered; use one of {', '.join(allowed)}"
+            raise InvalidInputError(msg)
+        return f
+    accept = request.headers.get("accept", "").split(",")[0].split(";")[0].strip()
+    by_type = {"text/html": "html", "text/csv": "csv", "application/flatgeobuf": "fgb",
+               "application/geopackage+sqlite3": "gpkg"}  # fmt: skip
+    return by_type[accept] if by_type.get(accept) in allowed else "json"
+
+
+def check_parameters(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse parameters the API does not define (/req/core/query-param-unknown)."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed))
+        msg = f"unknown query parameter {unknown[0]!r}; this resource takes: {takes}"
+        raise InvalidInputError(msg)
+
+
+def html_page(title: str, content: str) -> str:
+    """A minimal page (no external scripts or styles: users are offline)."""
+    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}</style></head>
+<body><h1>{html.escape(title)}</h1>{content}</body></html>"""
