@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 import spatial
 from api import catalog, errors
-from api.routers import editions, features, ingest, landing, records, transactions
+from api.routers import editions, features, ingest, landing, processes, records, transactions
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -55,11 +55,14 @@ def create_app(settings: Settings) -> FastAPI:
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
         app.state.ingest_executor = ingest.executor()
+        app.state.process_tasks = {}
         follower = asyncio.create_task(catalog.follow(app, url, load_catalog))
         try:
             yield
         finally:
             follower.cancel()
+            for task in list(app.state.process_tasks.values()):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
             # A running ingest finishes (its transaction commits or rolls back whole);
@@ -83,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(records.router)  # before features: /collections/catalog/items
     app.include_router(features.router)
     app.include_router(transactions.router)
+    app.include_router(processes.router)
     app.include_router(ingest.router)
     app.include_router(editions.router)
     return app

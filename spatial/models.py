@@ -40,6 +40,7 @@ SCHEMAS = (PLATFORM, LAYERS, GPS, RS)
 """Schemas by concern: the catalog and accounts, vector layer tables, GPS, raster items."""
 
 COLLECTION_KINDS = ("vector", "raster", "gps")
+JOB_KINDS = (*COLLECTION_KINDS, "process")
 ROLES = ("viewer", "editor", "steward", "admin")
 PRIVILEGES = ("read", "write", "admin")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -193,13 +194,13 @@ class AuditEntry(Base):
 
 
 class IngestJob(Base):
-    """A vector, raster or GPS ingest: state, progress and the validation report."""
+    """A vector, raster or GPS ingest, or a process run: state, progress and the report."""
 
     __tablename__ = "ingest_jobs"
     __table_args__ = (
         CheckConstraint(f"state IN {JOB_STATES}", name="state_valid"),
         CheckConstraint("progress BETWEEN 0 AND 1", name="progress_range"),
-        CheckConstraint(f"kind IN {COLLECTION_KINDS}", name="kind_valid"),
+        CheckConstraint(f"kind IN {JOB_KINDS}", name="kind_valid"),
         Index("ingest_jobs_state_idx", "state", "created_at"),
     )
 

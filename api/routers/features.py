@@ -26,7 +26,7 @@ from api.ogc import (
     response_format,
     text_param,
 )
-from api.routers import exports, records
+from api.routers import exports, processes, records
 from spatial import features, filters
 from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
@@ -93,7 +93,7 @@ def _flag(request: Request, name: str) -> bool:
 @router.get("/conformance", summary="Conformance classes", response_model=None)
 async def conformance(request: Request, f: str | None = F_PARAM) -> Response:
     """The conformance classes the platform implements."""
-    body = {"conformsTo": CONFORMANCE + records.CONFORMANCE}
+    body = {"conformsTo": CONFORMANCE + records.CONFORMANCE + processes.CONFORMANCE}
     if response_format(request) == "html":
         items = "".join(f"<li>{html.escape(c)}</li>" for c in body["conformsTo"])
         return HTMLResponse(html_page("Conformance", f"<ul>{items}</ul>"))

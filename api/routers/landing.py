@@ -48,6 +48,11 @@ async def landing(
                 "href": f"{base}/conformance?f=json",
             },
             {"rel": "data", "type": "application/json", "href": f"{base}/collections?f=json"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/processes",
+                "type": "application/json",
+                "href": f"{base}/processes",
+            },
             {"rel": "status", "type": "application/json", "href": f"{base}/health"},
         ],
         "collections": [

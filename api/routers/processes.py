@@ -1,0 +1,222 @@
+"""OGC API - Processes: the process list, descriptions, execution, and jobs.
+
+Execution is synchronous by default (the outputs in the response) and asynchronous with
+``Prefer: respond-async`` (201, ``Location: /jobs/{id}``). Jobs are rows of
+``platform.ingest_jobs`` (kind ``process``: the inputs in ``options``, the outputs in
+``report``), so any worker can answer for any job; an asynchronous run is a task of the
+worker that accepted it, and ``DELETE /jobs/{id}`` dismisses it (cancels it if it runs
+there, and drops its results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CatalogDep, Conn
+from api.ogc import base_url
+from spatial import processes
+from spatial.errors import (
+    InvalidInputError,
+    NotFoundError,
+    SpatialError,
+    TooLargeError,
+    UnsupportedMediaTypeError,
+)
+from spatial.ingest import jobs
+
+router = APIRouter(tags=["Processes"])
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/ogc-process-description",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/json",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/job-list",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
+]
+_STATUS = {
+    "queued": "accepted",
+    "running": "running",
+    "succeeded": "successful",
+    "failed": "failed",
+    "cancelled": "dismissed",
+}
+_MAX_BODY = 16 * 2**20
+_ACTOR = "api"
+
+
+def _process(process_id: str) -> processes.Process:
+    try:
+        return processes.PROCESSES[process_id]
+    except KeyError:
+        msg = f"process {process_id!r} does not exist; see /processes"
+        raise NotFoundError(msg) from None
+
+
+@router.get("/processes", summary="The processes")
+async def process_list(request: Request) -> dict[str, Any]:
+    """Every process the platform runs."""
+    base = base_url(request)
+    return {
+        "processes": [p.summary(base) for p in processes.PROCESSES.values()],
+        "links": [{"rel": "self", "type": "application/json", "href": f"{base}/processes"}],
+    }
+
+
+@router.get("/processes/{process_id}", summary="One process")
+async def process_description(process_id: str, request: Request) -> dict[str, Any]:
+    """A process's inputs and outputs."""
+    return _process(process_id).describe(base_url(request))
+
+
+async def _inputs(request: Request) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        msg = f"send the execution request as application/json, not {media or 'nothing'}"
+        raise UnsupportedMediaTypeError(msg)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY:
+            msg = f"an execution request may be at most {_MAX_BODY // 2**20} MiB"
+            raise TooLargeError(msg)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = f"the body is not JSON: {exc}"
+        raise InvalidInputError(msg) from exc
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    if not isinstance(inputs, dict):
+        msg = 'the body must be {"inputs": {...}}'
+        raise InvalidInputError(msg)
+    return inputs
+
+
+@router.post("/processes/{process_id}/execution", summary="Run a process", response_model=None)
+async def execute(process_id: str, request: Request, catalog: CatalogDep, conn: Conn) -> Response:
+    """Run a process: the outputs now, or with ``Prefer: respond-async`` a job to follow."""
+    process = _process(process_id)
+    inputs = await _inputs(request)
+    if "respond-async" not in request.headers.get("prefer", ""):
+        outputs = await process.run(conn, catalog.get, inputs)
+        return JSONResponse(outputs)
+    url = request.app.state.url
+    job_id = await run_in_threadpool(
+        jobs.create, url, kind="process", collection_id=None, source=process_id,
+        options=inputs, created_by=_ACTOR,
+    )  # fmt: skip
+    tasks: dict[str, asyncio.Task[None]] = request.app.state.process_tasks
+    tasks[job_id] = asyncio.create_task(_run(request.app, process, inputs, job_id))
+    tasks[job_id].add_done_callback(lambda _: tasks.pop(job_id, None))
+    body = await _status(request, conn, job_id)
+    return JSONResponse(body, status_code=201, headers={"Location": body["links"][0]["href"]})
+
+
+async def _run(app: Any, process: processes.Process, inputs: dict[str, Any], job_id: str) -> None:
+    tracker = jobs.Tracker(app.state.url, job_id)
+    await run_in_threadpool(tracker.start)
+    try:
+        async with app.state.pool.connection() as conn:
+            outputs = await process.run(conn, app.state.catalog.get, inputs)
+    except asyncio.CancelledError:
+        raise
+    except SpatialError as exc:
+        await run_in_threadpool(tracker.finish, ok=False, message=str(exc), report={})
+        return
+    except Exception as exc:  # noqa: BLE001 - recorded on the job, never lost
+        await run_in_threadpool(
+            tracker.finish, ok=False, message=f"internal error: {exc!r}", report={}
+        )
+        return
+    await run_in_threadpool(tracker.finish, ok=True, message="done", report={"outputs": outputs})
+
+
+async def _job(conn: Any, job_id: str) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(jobs.SELECT_JOB + " AND kind = 'process'", (jobs.job_uuid(job_id),))
+        row = await cur.fetchone()
+    if row is None:
+        msg = f"job {job_id!r} does not exist"
+        raise NotFoundError(msg)
+    return dict(row)
+
+
+async def _status(request: Request, conn: Any, job_id: str) -> dict[str, Any]:
+    return _document(base_url(request), await _job(conn, job_id))
+
+
+def _document(base: str, row: dict[str, Any]) -> dict[str, Any]:
+    url = f"{base}/jobs/{row['id']}"
+    status = _STATUS[row["state"]]
+    links = [{"rel": "self", "type": "application/json", "href": url}]
+    if status == "successful":
+        links.append({"rel": "http://www.opengis.net/def/rel/ogc/1.0/results",
+                      "type": "application/json", "href": f"{url}/results"})  # fmt: skip
+    stamp = {k: (row[k].isoformat() if row[k] else None)
+             for k in ("created_at", "started_at", "finished_at")}  # fmt: skip
+    return {
+        "jobID": row["id"],
+        "processID": row["source"],
+        "type": "process",
+        "status": status,
+        "message": row["message"],
+        "progress": round(float(row["progress"]) * 100),
+        "created": stamp["created_at"],
+        "started": stamp["started_at"],
+        "finished": stamp["finished_at"],
+        "links": links,
+    }
+
+
+@router.get("/jobs", summary="Process jobs")
+async def job_list(request: Request, conn: Conn) -> dict[str, Any]:
+    """The latest 100 process jobs, newest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            jobs.SELECT_JOB.split(" WHERE ")[0]
+            + " WHERE kind = 'process' ORDER BY created_at DESC LIMIT 100"
+        )
+        rows = await cur.fetchall()
+    base = base_url(request)
+    return {
+        "jobs": [_document(base, dict(r)) for r in rows],
+        "links": [{"rel": "self", "type": "application/json", "href": f"{base}/jobs"}],
+    }
+
+
+@router.get("/jobs/{job_id}", summary="A job's status")
+async def job_status(job_id: str, request: Request, conn: Conn) -> dict[str, Any]:
+    """Where a job is: accepted, running, successful, failed or dismissed."""
+    return await _status(request, conn, job_id)
+
+
+@router.get("/jobs/{job_id}/results", summary="A job's results")
+async def job_results(job_id: str, conn: Conn) -> dict[str, Any]:
+    """The outputs of a successful job."""
+    row = await _job(conn, job_id)
+    if row["state"] != "succeeded":
+        msg = f"job {job_id} has no results: it is {_STATUS[row['state']]}"
+        raise NotFoundError(msg)
+    outputs: dict[str, Any] = row["report"].get("outputs", {})
+    return outputs
+
+
+@router.delete("/jobs/{job_id}", summary="Dismiss a job")
+async def dismiss(job_id: str, request: Request, conn: Conn) -> dict[str, Any]:
+    """Cancel a job (if it runs here) and drop its results."""
+    row = await _job(conn, job_id)
+    task = request.app.state.process_tasks.get(row["id"])
+    if task is not None:
+        task.cancel()
+    await conn.execute(
+        "UPDATE platform.ingest_jobs SET state = 'cancelled', report = %s, "
+        "message = 'dismissed', finished_at = coalesce(finished_at, now()) WHERE id = %s::uuid",
+        (Jsonb({}), row["id"]),
+    )
+    return await _status(request, conn, job_id)

@@ -1,0 +1,307 @@
+"""The platform's processes (OGC API - Processes): analyses run by PostGIS on the layers.
+
+Each process is described (inputs and outputs as JSON Schema, for the process list) and
+executed by one SQL statement over the catalog's tables, with every input checked first:
+collections must exist and be vector layers, property names must be their columns,
+geometries must be valid GeoJSON (CRS84), numbers must be in range. Values are bound.
+
+Areas and distances are in metres: in the layer's own CRS when it is projected (the
+Gauss-Krüger zones, so the figures match the cadastre's), on the CGCS2000/WGS 84
+spheroid (``geography``) when it is geographic.
+
+- ``buffer``: a geometry grown by a distance;
+- ``intersect-summarise``: the features of a layer within a polygon, grouped by a
+  property: count and intersected area (e.g. parcel area by land use in a planning zone);
+- ``area-by-zone``: a layer's area within each zone of another layer (e.g. by district);
+- ``nearest``: the k features nearest a point, optionally within a distance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import shapely
+import shapely.geometry
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from spatial.catalog import CollectionRecord
+from spatial.errors import InvalidInputError
+from spatial.features import LayerSchema
+
+MAX_NEAREST = 100
+_GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
+            "description": "A GeoJSON geometry in CRS84 (lon/lat)."}  # fmt: skip
+
+Lookup = Callable[[str], CollectionRecord]
+"""The catalog: a collection by id (raises NotFoundError)."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process: its description and how to run it."""
+
+    id: str
+    title: str
+    description: str
+    inputs: Mapping[str, dict[str, Any]]
+    outputs: Mapping[str, dict[str, Any]]
+    run: Callable[[psycopg.AsyncConnection, Lookup, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+    def summary(self, base: str) -> dict[str, Any]:
+        """The entry of the process list."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "version": "1.0.0",
+            "jobControlOptions": ["sync-execute", "async-execute", "dismiss"],
+            "outputTransmission": ["value"],
+            "links": [
+                {"rel": "self", "type": "application/json", "href": f"{base}/processes/{self.id}"},
+                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/execute",
+                 "type": "application/json", "href": f"{base}/processes/{self.id}/execution"},
+            ],
+        }  # fmt: skip
+
+    def describe(self, base: str) -> dict[str, Any]:
+        """The full description, with the inputs and outputs."""
+        return {
+            **self.summary(base),
+            "inputs": {name: {"title": name, **spec} for name, spec in self.inputs.items()},
+            "outputs": {name: {"title": name, **spec} for name, spec in self.outputs.items()},
+        }
+
+
+def _layer(lookup: Lookup, inputs: dict[str, Any], name: str) -> LayerSchema:
+    value = _required(inputs, name)
+    if not isinstance(value, str):
+        msg = f"input {name!r} must be a collection id"
+        raise InvalidInputError(msg)
+    return LayerSchema.of(lookup(value))
+
+
+def _required(inputs: dict[str, Any], name: str) -> Any:
+    if name not in inputs or inputs[name] is None:
+        msg = f"input {name!r} is required"
+        raise InvalidInputError(msg)
+    return inputs[name]
+
+
+def _number(
+    inputs: dict[str, Any], name: str, low: float, high: float, default: Any = None
+) -> float:
+    value = inputs.get(name, default)
+    if value is None:
+        return _required(inputs, name)  # type: ignore[no-any-return]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        msg = f"input {name!r} must be a number from {low:g} to {high:g}, not {json.dumps(value)}"
+        raise InvalidInputError(msg)
+    return float(value)
+
+
+def _geometry(inputs: dict[str, Any], name: str, *, polygonal: bool = False) -> str:
+    """A GeoJSON geometry input, checked, as WKT (CRS84)."""
+    value = _required(inputs, name)
+    try:
+        shape = shapely.geometry.shape(value)
+    except (ValueError, TypeError, AttributeError, KeyError, shapely.errors.GEOSException) as exc:
+        msg = f"input {name!r} is not a GeoJSON geometry: {exc}"
+        raise InvalidInputError(msg) from exc
+    if shape.is_empty or not shape.is_valid:
+        reason = "it is empty" if shape.is_empty else shapely.is_valid_reason(shape)
+        msg = f"input {name!r} is not a valid geometry: {reason}"
+        raise InvalidInputError(msg)
+    if polygonal and shape.geom_type not in {"Polygon", "MultiPolygon"}:
+        msg = f"input {name!r} must be a polygon, not a {shape.geom_type}"
+        raise InvalidInputError(msg)
+    west, south, east, north = shape.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        msg = f"input {name!r} must be in lon/lat degrees (CRS84)"
+        raise InvalidInputError(msg)
+    return str(shape.wkt)
+
+
+def _projected(layer: LayerSchema) -> bool:
+    from pyproj import CRS  # noqa: PLC0415 - only to tell projected from geographic
+
+    return not CRS.from_epsg(layer.srid).is_geographic
+
+
+def _area(layer: LayerSchema, expr: sql.Composable) -> sql.Composable:
+    template = "ST_Area({})" if _projected(layer) else "ST_Area(ST_Transform({}, 4326)::geography)"
+    return sql.SQL(template).format(expr)
+
+
+def _in_layer(layer: LayerSchema, wkt_param: str) -> sql.Composable:
+    return sql.SQL("ST_Transform(ST_GeomFromText({}, 4326), {})").format(
+        sql.Placeholder(wkt_param), sql.Literal(layer.srid)
+    )
+
+
+async def _rows(
+    conn: psycopg.AsyncConnection, statement: sql.Composed | sql.SQL, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(statement, params)
+        return list(await cur.fetchall())
+
+
+async def _buffer(
+    conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    wkt = _geometry(inputs, "geometry")
+    distance = _number(inputs, "distance", 0, 100_000)
+    rows = await _rows(
+        conn,
+        sql.SQL("SELECT ST_AsGeoJSON(ST_Buffer(ST_GeomFromText(%(g)s, 4326)::geography, "
+                "%(d)s)::geometry, 9)::json AS geometry"),
+        {"g": wkt, "d": distance},
+    )  # fmt: skip
+    return {"geometry": rows[0]["geometry"]}
+
+
+async def _intersect_summarise(
+    conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    layer = _layer(lookup, inputs, "collection")
+    group = layer.column(str(_required(inputs, "group_by")))
+    wkt = _geometry(inputs, "geometry", polygonal=True)
+    statement = sql.SQL(
+        "WITH g AS (SELECT {g} AS geom) "
+        "SELECT t.{group} AS value, count(*) AS count, "
+        "sum({area}) AS area_m2 FROM {table} t, g WHERE ST_Intersects(t.geom, g.geom) "
+        "GROUP BY 1 ORDER BY 3 DESC NULLS LAST"
+    ).format(
+        g=_in_layer(layer, "g"), group=sql.Identifier(group),
+        area=_area(layer, sql.SQL("ST_Intersection(t.geom, g.geom)")),
+        table=sql.Identifier(layer.schema, layer.table),
+    )  # fmt: skip
+    rows = await _rows(conn, statement, {"g": wkt})
+    return {"summary": [{"value": r["value"], "count": r["count"],
+                         "area_m2": round(float(r["area_m2"] or 0), 3)} for r in rows]}  # fmt: skip
+
+
+async def _area_by_zone(
+    conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    layer = _layer(lookup, inputs, "collection")
+    zones = _layer(lookup, inputs, "zones")
+    zone_name = zones.column(str(_required(inputs, "zone_property")))
+    statement = sql.SQL(
+        "SELECT z.{name} AS zone, count(t.fid) AS count, sum({area}) AS area_m2 "
+        "FROM {zones} z0 CROSS JOIN LATERAL "
+        "(SELECT z0.{name}, ST_Transform(z0.geom, {srid}) AS geom) z "
+        "JOIN {table} t ON ST_Intersects(t.geom, z.geom) GROUP BY 1 ORDER BY 1"
+    ).format(
+        name=sql.Identifier(zone_name), zones=sql.Identifier(zones.schema, zones.table),
+        srid=sql.Literal(layer.srid), table=sql.Identifier(layer.schema, layer.table),
+        area=_area(layer, sql.SQL("ST_Intersection(t.geom, z.geom)")),
+    )  # fmt: skip
+    rows = await _rows(conn, statement, {})
+    return {"zones": [{"zone": r["zone"], "count": r["count"],
+                       "area_m2": round(float(r["area_m2"] or 0), 3)} for r in rows]}  # fmt: skip
+
+
+async def _nearest(
+    conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    layer = _layer(lookup, inputs, "collection")
+    point = _required(inputs, "point")
+    numbers = isinstance(point, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in point
+    )
+    if not numbers or len(point) != 2:
+        msg = "input 'point' must be [lon, lat]"
+        raise InvalidInputError(msg)
+    _geometry({"p": {"type": "Point", "coordinates": point}}, "p")
+    k = int(_number(inputs, "k", 1, MAX_NEAREST, default=5))
+    within = inputs.get("max_distance")
+    if within is not None:
+        within = _number(inputs, "max_distance", 0, 1_000_000)
+    statement = sql.SQL(
+        "WITH p AS (SELECT ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326) AS g) "
+        "SELECT t.fid AS id, {props} AS properties, "
+        "ST_Distance(ST_Transform(t.geom, 4326)::geography, p.g::geography) AS distance_m "
+        "FROM {table} t, p WHERE %(within)s::float8 IS NULL OR "
+        "ST_DWithin(ST_Transform(t.geom, 4326)::geography, p.g::geography, %(within)s) "
+        "ORDER BY t.geom <-> ST_Transform(p.g, {srid}) LIMIT %(k)s"
+    ).format(
+        props=sql.SQL("json_build_object({})").format(sql.SQL(", ").join(
+            sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in layer.fields
+        )) if layer.fields else sql.SQL("'{{}}'::json"),
+        table=sql.Identifier(layer.schema, layer.table), srid=sql.Literal(layer.srid),
+    )  # fmt: skip
+    rows = await _rows(conn, statement, {"x": float(point[0]), "y": float(point[1]),
+                                         "within": within, "k": k})  # fmt: skip
+    rows.sort(key=lambda r: r["distance_m"])
+    return {
+        "features": [
+            {"id": r["id"], "properties": r["properties"],
+             "distance_m": round(float(r["distance_m"]), 3)}
+            for r in rows
+        ]
+    }  # fmt: skip
+
+
+def _collection_input(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"},
+            "minOccurs": 1, "maxOccurs": 1}  # fmt: skip
+
+
+PROCESSES: dict[str, Process] = {
+    p.id: p
+    for p in (
+        Process(
+            "buffer", "Buffer",
+            "A geometry grown by a distance in metres (on the spheroid).",
+            {"geometry": {"schema": _GEOJSON, "minOccurs": 1},
+             "distance": {"description": "metres", "schema": {"type": "number", "minimum": 0,
+                                                               "maximum": 100000}}},
+            {"geometry": {"schema": _GEOJSON}},
+            _buffer,
+        ),
+        Process(
+            "intersect-summarise", "Intersect and summarise",
+            "The features of a layer within a polygon, grouped by a property: how many, and "
+            "their area inside the polygon (m²).",
+            {"collection": _collection_input("The layer to summarise."),
+             "geometry": {"schema": _GEOJSON, "minOccurs": 1},
+             "group_by": {"description": "The property to group by.",
+                          "schema": {"type": "string"}}},
+            {"summary": {"schema": {"type": "array"}}},
+            _intersect_summarise,
+        ),
+        Process(
+            "area-by-zone", "Area by zone",
+            "A layer's feature count and area (m²) within each zone of another layer, "
+            "e.g. parcels by district.",
+            {"collection": _collection_input("The layer to measure."),
+             "zones": _collection_input("The polygon layer of zones."),
+             "zone_property": {"description": "The zones' name property.",
+                               "schema": {"type": "string"}}},
+            {"zones": {"schema": {"type": "array"}}},
+            _area_by_zone,
+        ),
+        Process(
+            "nearest", "Nearest features",
+            f"The k (at most {MAX_NEAREST}) features of a layer nearest a point, optionally "
+            "within a distance in metres, with their distances.",
+            {"collection": _collection_input("The layer to search."),
+             "point": {"description": "[lon, lat]", "schema": {"type": "array", "minItems": 2,
+                                                             "maxItems": 2,
+                                                             "items": {"type": "number"}}},
+             "k": {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_NEAREST,
+                              "default": 5}, "minOccurs": 0},
+             "max_distance": {"description": "metres", "schema": {"type": "number"},
+                              "minOccurs": 0}},
+            {"features": {"schema": {"type": "array"}}},
+            _nearest,
+        ),
+    )
+}  # fmt: skip
+"""The registry: every process by id."""
