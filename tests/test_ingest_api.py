@@ -9,6 +9,7 @@ from typing import Any
 
 import geopandas as gpd
 import httpx
+import psycopg
 import pyogrio
 import pytest
 import shapely
@@ -135,6 +136,22 @@ def test_bad_requests_get_clear_errors(live_api: LiveServer, tmp_path: Path) -> 
         assert unknown.status_code == 404 and unknown.json()["code"] == "NotFound"
         assert client.get("/ingest/jobs/not-a-uuid").status_code == 404
         assert client.get("/collections/nope/changes").status_code == 404
+
+
+def test_an_upload_can_make_an_editable_collection(
+    live_api: LiveServer, tmp_path: Path, database_url: str
+) -> None:
+    with httpx.Client(base_url=live_api.url, timeout=30) as client:
+        path = _parcels(tmp_path)
+        keyless = _upload(client, path, collection="api_editable", editable="true")
+        assert keyless.status_code == 400 and "needs a key" in keyless.json()["description"]
+        response = _upload(client, path, collection="api_editable", key="dkbm", editable="true")
+        assert _wait(client, response.headers["location"])["state"] == "succeeded"
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT properties->'editable' FROM platform.collections WHERE id = 'api_editable'"
+        ).fetchone()
+    assert row == (True,)
 
 
 def test_upload_size_limit(settings: Settings, tmp_path: Path) -> None:
