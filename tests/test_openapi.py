@@ -59,20 +59,28 @@ def test_the_document_is_valid_openapi(live_api: LiveServer, layer: str) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "selection"),
+    [
+        ("every GET", ["--include-method", "GET"]),
+        ("process execution", ["--include-method", "POST", "--include-path-regex", "execution"]),
+    ],
+)
 def test_schemathesis_finds_no_server_error(
-    live_api: LiveServer, layer: str, tmp_path: Path
+    live_api: LiveServer, layer: str, tmp_path: Path, name: str, selection: list[str]
 ) -> None:
-    """Every GET operation of the document, fuzzed (and its boundary values) by the
-    schemathesis CLI; collection ids are pinned to the zoo layer so requests get past 404."""
+    """Operations of the document fuzzed (and their boundary values) by the schemathesis
+    CLI; collection ids are pinned to the zoo layer and the process to ``nearest``, so
+    requests get past 404 (uploads and feature edits have their own tests)."""
     config = tmp_path / "schemathesis.toml"
-    config.write_text('[parameters]\n"path.collection_id" = "zoo"\n')
+    config.write_text('[parameters]\n"path.collection_id" = "zoo"\n"path.process_id" = "nearest"\n')
     done = subprocess.run(
         [str(Path(sys.executable).parent / "st"), "--config-file", str(config), "run",
-         f"{live_api.url}/api", "--checks", "not_a_server_error", "--include-method", "GET",
+         f"{live_api.url}/api", "--checks", "not_a_server_error", *selection,
          "--phases", "coverage,fuzzing", "--max-examples", "40", "--generation-deterministic",
          "--no-color"],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     summary = done.stdout[-3000:]
-    assert done.returncode == 0, summary
+    assert done.returncode == 0, f"{name}: {summary}"
     assert "Server error" not in done.stdout and " passed" in summary

@@ -98,7 +98,26 @@ async def _inputs(request: Request) -> dict[str, Any]:
     return inputs
 
 
-@router.post("/processes/{process_id}/execution", summary="Run a process", response_model=None)
+_EXECUTE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {"inputs": {"type": "object", "additionalProperties": True}},
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/processes/{process_id}/execution",
+    summary="Run a process",
+    response_model=None,
+    openapi_extra={"requestBody": _EXECUTE_BODY},
+)
 async def execute(process_id: str, request: Request, catalog: CatalogDep, conn: Conn) -> Response:
     """Run a process: the outputs now, or with ``Prefer: respond-async`` a job to follow."""
     process = _process(process_id)
