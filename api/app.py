@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = pool
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
+        await processes.recover(pool)
         follower = asyncio.create_task(catalog.follow(app, url, load_catalog))
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one

@@ -10,11 +10,13 @@ from typing import Any
 import geopandas as gpd
 import httpx
 import numpy as np
+import psycopg
 import pyogrio
 import pytest
 import shapely
 from support import LiveServer
 
+from api import create_app
 from spatial import samples
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
@@ -201,3 +203,21 @@ def test_execution_needs_json(api: httpx.Client) -> None:
         "/processes/buffer/execution", content=b"inputs", headers={"Content-Type": "text/plain"}
     )
     assert response.status_code == 415
+
+
+def test_jobs_of_a_stopped_worker_are_marked_failed(settings: Settings, database_url: str) -> None:
+    """A worker starting up fails the jobs nobody runs any more, not those another runs."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        orphan, alive = (
+            conn.execute(
+                "INSERT INTO platform.ingest_jobs (kind, source, state, created_by) "
+                "VALUES ('process', 'buffer', 'running', 'pytest') RETURNING id::text"
+            ).fetchone()[0]  # type: ignore[index]
+            for _ in range(2)
+        )
+        # Another worker runs ``alive``: it holds the job's lock.
+        conn.execute("SELECT pg_advisory_lock(hashtext('spatial.process'), hashtext(%s))", (alive,))
+        with LiveServer(create_app(settings)) as server:
+            state = {j: httpx.get(f"{server.url}/jobs/{j}").json() for j in (orphan, alive)}
+    assert state[orphan]["status"] == "failed" and "interrupted" in state[orphan]["message"]
+    assert state[alive]["status"] == "running"

@@ -5,15 +5,18 @@ Execution is synchronous by default (the outputs in the response) and asynchrono
 ``platform.ingest_jobs`` (kind ``process``: the inputs in ``options``, the outputs in
 ``report``), so any worker can answer for any job; an asynchronous run is a task of the
 worker that accepted it, and ``DELETE /jobs/{id}`` dismisses it (cancels it if it runs
-there, and drops its results).
+there, and drops its results). A job whose worker stopped is marked failed by the next
+worker to start (:func:`recover`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
@@ -137,12 +140,54 @@ async def execute(process_id: str, request: Request, catalog: CatalogDep, conn: 
     return JSONResponse(body, status_code=201, headers={"Location": body["links"][0]["href"]})
 
 
+_JOB_LOCK = "SELECT {}(hashtext('spatial.process'), hashtext(%s))"
+"""A running job holds this advisory lock on its connection: when its worker dies, the
+connection closes, the lock goes, and :func:`recover` can tell the job was interrupted."""
+
+
+async def recover(pool: Any) -> int:
+    """Mark failed the process jobs whose worker stopped; returns how many.
+
+    A job is left alone while any worker holds its lock (it is still running there).
+    """
+    count = 0
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id::text FROM platform.ingest_jobs "
+            "WHERE kind = 'process' AND state IN ('queued', 'running')"
+        )
+        for (job_id,) in await cur.fetchall():
+            got = await (
+                await conn.execute(_JOB_LOCK.format("pg_try_advisory_lock"), (job_id,))
+            ).fetchone()
+            if not got or not got[0]:
+                continue
+            try:
+                await conn.execute(
+                    "UPDATE platform.ingest_jobs SET state = 'failed', finished_at = now(), "
+                    "message = 'interrupted: the worker that ran it stopped; run it again' "
+                    "WHERE id = %s::uuid AND state IN ('queued', 'running')",
+                    (job_id,),
+                )
+                count += 1
+            finally:
+                await conn.execute(_JOB_LOCK.format("pg_advisory_unlock"), (job_id,))
+    return count
+
+
 async def _run(app: Any, process: processes.Process, inputs: dict[str, Any], job_id: str) -> None:
     tracker = jobs.Tracker(app.state.url, job_id)
-    await run_in_threadpool(tracker.start)
     try:
         async with app.state.pool.connection() as conn:
-            outputs = await process.run(conn, app.state.catalog.get, inputs)
+            await conn.execute(_JOB_LOCK.format("pg_advisory_lock"), (job_id,))
+            try:
+                await run_in_threadpool(tracker.start)
+                outputs = await process.run(conn, app.state.catalog.get, inputs)
+            finally:
+                # A cancelled query can leave the connection unusable: the pool then closes
+                # it, which releases the lock as well.
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute(_JOB_LOCK.format("pg_advisory_unlock"), (job_id,))
     except asyncio.CancelledError:
         raise
     except SpatialError as exc:
