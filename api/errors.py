@@ -15,6 +15,7 @@ from spatial.errors import (
     ConflictError,
     DatabaseUnavailableError,
     InvalidInputError,
+    NotAcceptableError,
     NotFoundError,
     PreconditionFailedError,
     SpatialError,
@@ -26,6 +27,7 @@ from spatial.errors import (
 STATUS: dict[type[SpatialError], tuple[int, str]] = {
     TooLargeError: (413, "PayloadTooLarge"),  # before its base class: the first match wins
     UnsupportedMediaTypeError: (415, "UnsupportedMediaType"),
+    NotAcceptableError: (406, "NotAcceptable"),
     InvalidInputError: (400, "InvalidParameterValue"),
     NotFoundError: (404, "NotFound"),
     UnauthorizedError: (401, "Unauthorized"),

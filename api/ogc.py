@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Query, Request
 
-from spatial.errors import InvalidInputError
+from spatial.errors import InvalidInputError, NotAcceptableError
 
 
 def text_param(description: str, alias: str | None = None) -> Any:
@@ -28,7 +28,12 @@ def base_url(request: Request) -> str:
 
 
 def response_format(request: Request, allowed: tuple[str, ...] = ("json", "html")) -> str:
-    """The response format: ``f``, else the Accept header (HTML only when asked first)."""
+    """The response format: ``f``, else the Accept header (a format when asked first).
+
+    Raises:
+        InvalidInputError: ``f`` names a format the resource does not offer.
+        NotAcceptableError: the Accept header names only types it does not offer (406).
+    """
     f = request.query_params.get("f")
     if f is not None:
         f = {"geojson": "json", "application/geo+json": "json", "application/json": "json"}.get(
@@ -38,10 +43,26 @@ def response_format(request: Request, allowed: tuple[str, ...] = ("json", "html"
             msg = f"f={request.query_params['f']!r} is not offered; use one of {', '.join(allowed)}"
             raise InvalidInputError(msg)
         return f
-    accept = request.headers.get("accept", "").split(",")[0].split(";")[0].strip()
-    by_type = {"text/html": "html", "text/csv": "csv", "application/flatgeobuf": "fgb",
-               "application/geopackage+sqlite3": "gpkg"}  # fmt: skip
-    return by_type[accept] if by_type.get(accept) in allowed else "json"
+    header = request.headers.get("accept", "").strip()
+    accepted = [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
+    offered = {t for t, f in _BY_TYPE.items() if f in allowed}
+    if accepted and not any(t.endswith("/*") or t in offered for t in accepted):
+        msg = f"cannot answer in {header!r}; this resource offers {', '.join(sorted(offered))}"
+        raise NotAcceptableError(msg)
+    first = accepted[0] if accepted else ""
+    return _BY_TYPE[first] if _BY_TYPE.get(first) in allowed else "json"
+
+
+_BY_TYPE = {
+    "application/json": "json",
+    "application/geo+json": "json",
+    "application/schema+json": "json",
+    "text/html": "html",
+    "text/csv": "csv",
+    "application/flatgeobuf": "fgb",
+    "application/geopackage+sqlite3": "gpkg",
+}
+"""Media types by the response format that serves them."""
 
 
 def check_parameters(request: Request, allowed: frozenset[str]) -> None:

@@ -39,3 +39,7 @@ class ConflictError(SpatialError):
 
 class UnsupportedMediaTypeError(InvalidInputError):
     """The body is not in a format the resource takes (HTTP 415)."""
+
+
+class NotAcceptableError(InvalidInputError):
+    """None of the media types the client accepts can be produced (HTTP 406)."""

@@ -376,3 +376,17 @@ def test_the_catalog_is_searchable_as_records(api: httpx.Client) -> None:
     assert api.get("/collections/catalog/items", params={"type": "pdf"}).status_code == 400
     conforms = api.get("/conformance").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/searchable-catalog" in conforms
+
+
+def test_an_unacceptable_accept_header_is_406(api: httpx.Client) -> None:
+    refused = api.get(f"/collections/{COLLECTION}/items", headers={"Accept": "application/xml"})
+    assert refused.status_code == 406 and refused.json()["code"] == "NotAcceptable"
+    assert "text/csv" in refused.json()["description"]
+    for accept, media in (
+        ("application/geo+json, application/json;q=0.9", "application/geo+json"),
+        ("text/csv", "text/csv"),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", "text/html"),
+        ("application/xml, */*", "application/geo+json"),
+    ):
+        response = api.get(f"/collections/{COLLECTION}/items?limit=1", headers={"Accept": accept})
+        assert response.status_code == 200 and response.headers["content-type"].startswith(media)
