@@ -7,7 +7,13 @@ from typing import Any
 
 from fastapi import Query, Request
 
-from spatial.errors import InvalidInputError, NotAcceptableError
+from spatial.errors import (
+    InvalidInputError,
+    NotAcceptableError,
+    NotFoundError,
+    TooLargeError,
+    UnsupportedMediaTypeError,
+)
 
 
 def text_param(description: str, alias: str | None = None) -> Any:
@@ -81,3 +87,39 @@ def html_page(title: str, content: str) -> str:
 <style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}</style></head>
 <body><h1>{html.escape(title)}</h1>{content}</body></html>"""
+
+
+async def read_body(request: Request, media_types: set[str], limit: int, what: str) -> bytes:
+    """A request body of one of ``media_types``, at most ``limit`` bytes, counted as read.
+
+    Raises:
+        UnsupportedMediaTypeError: another content type (415).
+        TooLargeError: larger than the limit, declared or counted (413).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in media_types:
+        expected = " or ".join(sorted(media_types))
+        msg = f"send {what} as {expected}, not {media or 'no content type'}"
+        raise UnsupportedMediaTypeError(msg)
+    too_large = f"{what} may be at most {limit // 2**20} MiB"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(too_large)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLargeError(too_large)
+    return bytes(body)
+
+
+def feature_number(collection_id: str, feature_id: str) -> int:
+    """A feature id from a path (a feature that cannot exist is a 404, not a 400).
+
+    Raises:
+        NotFoundError: not a number of at most 18 digits.
+    """
+    if not feature_id.isdigit() or len(feature_id) > 18:
+        msg = f"collection {collection_id!r} has no feature {feature_id!r}"
+        raise NotFoundError(msg)
+    return int(feature_id)

@@ -360,6 +360,23 @@ def _table(layer: LayerSchema) -> sql.Composable:
     return sql.Identifier(layer.schema, layer.table)
 
 
+def _order(q: ItemsQuery) -> list[sql.Composable]:
+    """The page order: the ``sortby`` columns, then the feature id (a total order)."""
+    order: list[sql.Composable] = [
+        sql.SQL("t.{} {} NULLS LAST").format(sql.Identifier(c), sql.SQL("ASC" if up else "DESC"))
+        for c, up in q.sortby
+    ]
+    order.append(sql.SQL("t.fid ASC NULLS LAST"))
+    return order
+
+
+def _page_where(where: sql.Composable, q: ItemsQuery, params: Params) -> tuple[sql.Composable, int]:
+    """The page's condition and offset: keyset paging replaces the offset when it can."""
+    if q.after is not None and not q.sortby:
+        return sql.SQL("{} AND t.fid > {}").format(where, params.bind(q.after)), 0
+    return where, q.offset
+
+
 def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Params]:
     """One row: (the page's features joined by commas, how many, matches or None, the
     largest feature id of the page).
@@ -372,19 +389,13 @@ def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
     exprs.append(sql.SQL("t.fid"))
     ups = [up for _, up in q.sortby] + [True]
     keys: list[sql.Composable] = [sql.Identifier(f"s{i}") for i in range(len(exprs))]
-
-    def ordered(items: list[sql.Composable]) -> sql.Composable:
-        return sql.SQL(", ").join(
-            sql.SQL("{} {} NULLS LAST").format(e, sql.SQL("ASC" if up else "DESC"))
-            for e, up in zip(items, ups, strict=True)
-        )
-
+    # The aggregate orders by the sort keys the page query carries out.
+    agg_order = sql.SQL(", ").join(
+        sql.SQL("{} {} NULLS LAST").format(k, sql.SQL("ASC" if up else "DESC"))
+        for k, up in zip(keys, ups, strict=True)
+    )
     where = _conditions(layer, q, params)
-    page_where = where
-    offset = q.offset
-    if q.after is not None and not q.sortby:
-        page_where = sql.SQL("{} AND t.fid > {}").format(where, params.bind(q.after))
-        offset = 0
+    page_where, offset = _page_where(where, q, params)
     count: sql.Composable = (
         sql.SQL("(SELECT count(*) FROM (SELECT 1 FROM {} t WHERE {} LIMIT {}) c)").format(
             _table(layer), where, params.bind(COUNT_CAP + 1)
@@ -398,7 +409,7 @@ def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
         "ORDER BY {order} LIMIT {limit} OFFSET {offset}) p"
     ).format(
         last=keys[-1],
-        agg=ordered(keys),
+        agg=agg_order,
         count=count,
         feature=_feature(layer, q, params),
         sorts=sql.SQL(", ").join(
@@ -406,7 +417,7 @@ def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
         ),
         table=_table(layer),
         where=page_where,
-        order=ordered(exprs),
+        order=sql.SQL(", ").join(_order(q)),
         limit=params.bind(q.limit),
         offset=params.bind(offset),
     )
@@ -421,16 +432,7 @@ def rows_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
     """
     params = Params(q.params)
     columns = q.properties if q.properties is not None else tuple(layer.fields)
-    order: list[sql.Composable] = [
-        sql.SQL("t.{} {} NULLS LAST").format(sql.Identifier(c), sql.SQL("ASC" if up else "DESC"))
-        for c, up in q.sortby
-    ]
-    order.append(sql.SQL("t.fid"))
-    where = _conditions(layer, q, params)
-    offset = q.offset
-    if q.after is not None and not q.sortby:
-        where = sql.SQL("{} AND t.fid > {}").format(where, params.bind(q.after))
-        offset = 0
+    where, offset = _page_where(_conditions(layer, q, params), q, params)
     unflipped = ServingCrs(uri=q.crs.uri, srid=q.crs.srid, flip=False, digits=q.crs.digits)
     statement = sql.SQL(
         "SELECT t.fid AS id{cols}, {geom} AS geom FROM {table} t WHERE {where} "
@@ -440,7 +442,7 @@ def rows_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
         geom=sql.SQL("NULL::geometry") if q.skip_geometry else _geometry(layer, unflipped, params),
         table=_table(layer),
         where=where,
-        order=sql.SQL(", ").join(order),
+        order=sql.SQL(", ").join(_order(q)),
         limit=params.bind(q.limit),
         offset=params.bind(offset),
     )

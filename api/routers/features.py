@@ -22,6 +22,7 @@ from api.ogc import (
     SKIP_PARAM,
     base_url,
     check_parameters,
+    feature_number,
     html_page,
     response_format,
     text_param,
@@ -402,14 +403,12 @@ async def item(
         skip_geometry=_flag(request, "skipGeometry"),
         crs=features.serving_crs(request.query_params.get("crs")),
     )
-    missing = f"collection {collection_id!r} has no feature {feature_id!r}"
-    if not feature_id.isdigit() or len(feature_id) > 18:
-        raise NotFoundError(missing)
-    statement, params = features.item_statement(layer, int(feature_id), q)
+    statement, params = features.item_statement(layer, feature_number(collection_id, feature_id), q)
     cur = await conn.execute(statement, params)
     row = await cur.fetchone()
     if row is None:
-        raise NotFoundError(missing)
+        msg = f"collection {collection_id!r} has no feature {feature_id!r}"
+        raise NotFoundError(msg)
     url = request.url
     links = [
         {"rel": "self", "type": GEOJSON, "href": str(url.include_query_params(f="json"))},

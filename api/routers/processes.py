@@ -24,14 +24,12 @@ from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, Conn
-from api.ogc import base_url
+from api.ogc import base_url, read_body
 from spatial import processes
 from spatial.errors import (
     InvalidInputError,
     NotFoundError,
     SpatialError,
-    TooLargeError,
-    UnsupportedMediaTypeError,
 )
 from spatial.ingest import jobs
 
@@ -79,16 +77,7 @@ async def process_description(process_id: str, request: Request) -> dict[str, An
 
 
 async def _inputs(request: Request) -> dict[str, Any]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json":
-        msg = f"send the execution request as application/json, not {media or 'nothing'}"
-        raise UnsupportedMediaTypeError(msg)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_BODY:
-            msg = f"an execution request may be at most {_MAX_BODY // 2**20} MiB"
-            raise TooLargeError(msg)
+    body = await read_body(request, {"application/json"}, _MAX_BODY, "an execution request")
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -14,14 +14,9 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from api.deps import CatalogDep, Conn
-from api.ogc import CRS_PARAM
+from api.ogc import CRS_PARAM, feature_number, read_body
 from spatial import edits, features
-from spatial.errors import (
-    NotFoundError,
-    TooLargeError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-)
+from spatial.errors import UnauthorizedError
 
 router = APIRouter(tags=["Features: edits"])
 _JSON_TYPES = {"application/json", "application/geo+json"}
@@ -43,29 +38,8 @@ def _authorize(request: Request) -> str:
 
 
 async def _feature(request: Request) -> dict[str, object]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in _JSON_TYPES:
-        msg = f"send the feature as application/geo+json, not {media or 'no content type'}"
-        raise UnsupportedMediaTypeError(msg)
     limit = request.app.state.settings.server.max_edit_mb * 2**20
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        msg = f"a feature edit may be at most {limit // 2**20} MiB"
-        raise TooLargeError(msg)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            msg = f"a feature edit may be at most {limit // 2**20} MiB"
-            raise TooLargeError(msg)
-    return edits.parse_feature(body)
-
-
-def _fid(collection_id: str, feature_id: str) -> int:
-    if not feature_id.isdigit() or len(feature_id) > 18:
-        msg = f"collection {collection_id!r} has no feature {feature_id!r}"
-        raise NotFoundError(msg)
-    return int(feature_id)
+    return edits.parse_feature(await read_body(request, _JSON_TYPES, limit, "a feature edit"))
 
 
 def _crs(request: Request) -> features.ServingCrs:
@@ -108,8 +82,9 @@ async def _replace(
     target = edits.Editable.of(catalog.get(collection_id))
     feature = await _feature(request)
     edited = await edits.replace(
-        conn, target, _fid(collection_id, feature_id), feature, crs=_crs(request), actor=actor,
-        if_match=request.headers.get("if-match"), partial=partial,
+        conn, target, feature_number(collection_id, feature_id), feature,
+        crs=_crs(request), actor=actor, if_match=request.headers.get("if-match"),
+        partial=partial,
     )  # fmt: skip
     return _done(edited, 200)
 
@@ -143,7 +118,7 @@ async def delete(
     actor = _authorize(request)
     target = edits.Editable.of(catalog.get(collection_id))
     edited = await edits.delete(
-        conn, target, _fid(collection_id, feature_id), actor=actor,
+        conn, target, feature_number(collection_id, feature_id), actor=actor,
         if_match=request.headers.get("if-match"),
     )  # fmt: skip
     return _done(edited, 204)
