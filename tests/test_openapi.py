@@ -79,7 +79,7 @@ def test_schemathesis_finds_no_server_error(
          f"{live_api.url}/api", "--checks", "not_a_server_error", *selection,
          "--phases", "coverage,fuzzing", "--max-examples", "40", "--generation-deterministic",
          "--no-color"],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     summary = done.stdout[-3000:]
     assert done.returncode == 0, f"{name}: {summary}"
