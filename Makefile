@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # OGC's black-box Features verifier pins old httpx/pyarrow/pytest: it gets its own venv.
 OGCTESTS := .venv-ogctests/.installed-stamp
+# The web pages' npm packages and offline pygeoapi templates (api/web.py).
+WEB      := var/web/.built
 
 .PHONY: demo test install sysdeps db lint typecheck pytest stop clean
 
@@ -15,7 +17,7 @@ demo: install db
 
 test: install db lint typecheck pytest
 
-install: sysdeps $(STAMP) $(OGCTESTS)
+install: sysdeps $(STAMP) $(OGCTESTS) $(WEB)
 
 sysdeps:
 	@scripts/sysdeps.sh
@@ -25,6 +27,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+
+$(WEB): $(STAMP) api/web.py
+	$(BIN)/python -m api.web
 
 $(OGCTESTS):
 	@test -x .venv-ogctests/bin/python || $(PYTHON) -m venv .venv-ogctests

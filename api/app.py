@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import catalog, errors
-from api.routers import editions, features, ingest, landing, processes, records, transactions
+from api import catalog, errors, provider, web
+from api.engine import Engine
+from api.routers import editions, features, ingest, landing, processes, transactions
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -55,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
+        app.state.engine = Engine(settings, url, features.CONFORMANCE + processes.CONFORMANCE)
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
         await processes.recover(pool)
@@ -76,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
             # queued ones are dropped and stay "queued" in the jobs table.
             await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)
             await pool.close()
+            await run_in_threadpool(provider.close_pools)
 
     app = FastAPI(
         title="3S spatial platform",
@@ -90,10 +94,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.register(app)
     app.include_router(landing.router)
-    app.include_router(records.router)  # before features: /collections/catalog/items
     app.include_router(features.router)
     app.include_router(transactions.router)
     app.include_router(processes.router)
     app.include_router(ingest.router)
     app.include_router(editions.router)
+    # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
+    app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")
+    app.mount("/vendor", StaticFiles(directory=web.vendor_dir(), check_dir=False), name="vendor")
     return app

@@ -19,6 +19,10 @@ fi
 command -v psql >/dev/null || missing+=("postgresql-client")
 command -v ogr2ogr >/dev/null || missing+=("gdal-bin")
 python3 -c "import ensurepip, venv" 2>/dev/null || missing+=("python3-venv")
+# npm fetches the web pages' packages at install time; Chromium runs the browser tests.
+command -v npm >/dev/null || missing+=("npm")
+command -v chromium >/dev/null || missing+=("chromium")
+command -v chromedriver >/dev/null || missing+=("chromium-driver")
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -76,6 +76,34 @@ def parse(text: str, lang: str | None = None) -> dict[str, Any]:
     return tree
 
 
+def equalities(layer: LayerSchema, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """``property=value`` query parameters as CQL2-JSON equalities, each value read as its
+    column's type (OGC API - Features Part 3, queryables as query parameters).
+
+    Raises:
+        InvalidInputError: an unknown property, or a value its column cannot hold.
+    """
+    conditions = []
+    for name, text in pairs:
+        pgtype = layer.fields.get(layer.column(name))
+        value: Any = text
+        try:
+            if pgtype in {"smallint", "integer", "bigint"}:
+                value = int(text)
+            elif pgtype in {"real", "double precision"}:
+                value = float(text)
+        except ValueError:
+            msg = f"{name} holds numbers; {text!r} is not one"
+            raise InvalidInputError(msg) from None
+        if pgtype == "boolean":
+            if text.lower() not in {"true", "false"}:
+                msg = f"{name} is true or false, not {text!r}"
+                raise InvalidInputError(msg)
+            value = text.lower() == "true"
+        conditions.append({"op": "=", "args": [{"property": name}, value]})
+    return conditions
+
+
 def compile_filter(
     tree: Any, layer: LayerSchema, params: Params, crs: ServingCrs | None = None
 ) -> sql.Composable:

@@ -69,6 +69,10 @@ class ServerSettings(BaseSettings):
     grants arrive; with none set, edits are refused."""
     max_edit_mb: int = Field(default=16, ge=1)
     """Largest request body of a feature edit, in MiB."""
+    basemap_url: str = ""
+    """XYZ tile URL template of the HTML pages' basemap (``{z}/{x}/{y}``); none by
+    default, since users are offline. Set it to a tile server on the government network."""
+    basemap_attribution: str = ""
 
 
 class IngestSettings(BaseSettings):

@@ -104,12 +104,14 @@ def test_load_refuses_missing_samples(database_url: str, tmp_path: Path) -> None
     assert "spatial samples build" in out.stderr
 
 
-def test_landing_page_lists_the_demo_collections(loaded: str, settings: Settings) -> None:
+def test_the_api_lists_the_demo_collections(loaded: str, settings: Settings) -> None:
     with LiveServer(create_app(settings)) as server:
-        body = httpx.get(f"{server.url}/").json()
-        page = httpx.get(f"{server.url}/?f=html").text
+        body = httpx.get(f"{server.url}/collections").json()
+        page = httpx.get(f"{server.url}/collections?f=html").text
+        record = httpx.get(f"{server.url}/collections/catalog/items/parcels").json()
     ids = {c["id"] for c in body["collections"]}
     assert {d.collection_id for d in DEMO_LAYERS} <= ids
     parcels = next(c for c in body["collections"] if c["id"] == "parcels")
-    assert parcels["subsystems"] == ["land", "planning"]
+    assert {"land", "planning"} <= set(parcels["keywords"])
+    assert record["properties"]["subsystems"] == ["land", "planning"]
     assert "宗地" in page

@@ -91,8 +91,8 @@ def test_upload_runs_a_job_with_report_and_changes(live_api: LiveServer, tmp_pat
         page = client.get("/collections/api_parcels/changes", params={"limit": 4}).json()
         assert page["numberReturned"] == 4 and any(link["rel"] == "next" for link in page["links"])
         # The new collection is in the catalog the API serves.
-        landing = client.get("/", params={"f": "json"}).json()
-        assert "api_parcels" in str(landing)
+        listed = client.get("/collections", params={"f": "json"}).json()
+        assert "api_parcels" in [c["id"] for c in listed["collections"]]
 
 
 def test_rejected_upload_reports_and_quarantine_downloads(

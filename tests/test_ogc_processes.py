@@ -221,3 +221,14 @@ def test_jobs_of_a_stopped_worker_are_marked_failed(settings: Settings, database
             state = {j: httpx.get(f"{server.url}/jobs/{j}").json() for j in (orphan, alive)}
     assert state[orphan]["status"] == "failed" and "interrupted" in state[orphan]["message"]
     assert state[alive]["status"] == "running"
+
+
+def test_an_oversized_or_mistyped_execution_request_is_refused(api: httpx.Client) -> None:
+    big = {"inputs": {"collection": "x" * (17 * 2**20)}}
+    response = api.post("/processes/buffer/execution", json=big)
+    assert response.status_code == 413 and "MiB" in response.json()["description"]
+    typed = api.post(
+        "/processes/buffer/execution", content=b"inputs=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert typed.status_code == 415 and "application/json" in typed.json()["description"]

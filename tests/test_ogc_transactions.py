@@ -225,3 +225,27 @@ def test_point_into_a_polygon_layer_and_a_bowtie_are_refused(client: httpx.Clien
     ]
     response = _send(client, "POST", ITEMS, bowtie)
     assert response.status_code == 400 and "Self-intersection" in response.json()["description"]
+
+
+def test_an_oversized_edit_is_413_and_writes_nothing(
+    client: httpx.Client, database_url: str
+) -> None:
+    before = _rows(database_url, "SELECT count(*) FROM layers.edit_parcels")
+    big = _feature("BIG", 9, name="x" * (17 * 2**20))  # over the 16 MiB default
+    declared = _send(client, "POST", ITEMS, big)
+    assert declared.status_code == 413 and "16 MiB" in declared.json()["description"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read
+        yield b'{"type":"Feature","properties":{"name":"'
+        for _ in range(17):
+            yield b"x" * 2**20
+        yield b'"},"geometry":null}'
+
+    streamed = client.post(
+        ITEMS, content=chunks(),
+        headers={**AUTH, "Content-Type": "application/geo+json"},
+    )  # fmt: skip
+    assert streamed.status_code == 413 and streamed.json()["code"]
+    wrong_type = client.post(ITEMS, content=b"<xml/>", headers={**AUTH, "Content-Type": "text/xml"})
+    assert wrong_type.status_code == 415
+    assert _rows(database_url, "SELECT count(*) FROM layers.edit_parcels") == before

@@ -7,29 +7,28 @@ query, frames the page with its links and counts, and sends the bytes.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 from typing import Any
 
+import pygeoapi.api as core
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import Response
+from pygeoapi.api import itemtypes
 
 from api.deps import CatalogDep, Conn
+from api.engine import CATALOG_ID, Engine
 from api.ogc import (
     CRS_PARAM,
     F_PARAM,
     PROPERTIES_PARAM,
     SKIP_PARAM,
-    base_url,
     check_parameters,
     feature_number,
-    html_page,
     response_format,
     text_param,
 )
-from api.routers import exports, processes, records
+from api.routers import exports
 from spatial import features, filters
-from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(tags=["Features"])
@@ -59,12 +58,19 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/record-core",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/searchable-catalog",
 ]
+"""What the platform's own paths implement, added to pygeoapi's declarations."""
 ITEMS_PARAMETERS = frozenset(
     {"f", "limit", "offset", "after", "bbox", "bbox-crs", "datetime", "properties",
-     "skipGeometry", "sortby", "crs", "filter", "filter-lang", "filter-crs"}
+     "skipGeometry", "sortby", "crs", "filter", "filter-lang", "filter-crs", "lang"}
 )  # fmt: skip
-ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry"})
+ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "lang"})
+RECORDS_PARAMETERS = frozenset(
+    {"f", "lang", "limit", "offset", "bbox", "datetime", "q", "sortby", "properties",
+     "skipGeometry", "type", "title", "keywords", "subsystems", "crs", "description"}
+)  # fmt: skip
 MAX_OFFSET = 10**15
 """Larger offsets (and ids) are lowered to this: far beyond any layer, within bigint."""
 
@@ -91,110 +97,37 @@ def _flag(request: Request, name: str) -> bool:
     return text == "true"
 
 
+PYGEOAPI_FORMATS = ("json", "html", "jsonld")
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
 @router.get("/conformance", summary="Conformance classes", response_model=None)
 async def conformance(request: Request, f: str | None = F_PARAM) -> Response:
-    """The conformance classes the platform implements."""
-    body = {"conformsTo": CONFORMANCE + records.CONFORMANCE + processes.CONFORMANCE}
-    if response_format(request) == "html":
-        items = "".join(f"<li>{html.escape(c)}</li>" for c in body["conformsTo"])
-        return HTMLResponse(html_page("Conformance", f"<ul>{items}</ul>"))
-    return JSONResponse(body)
-
-
-def _collection(base: str, c: CollectionRecord) -> dict[str, Any]:
-    url = f"{base}/collections/{c.id}"
-    body: dict[str, Any] = {
-        "id": c.id,
-        "title": c.title,
-        "description": c.description or "",
-        "keywords": list(c.keywords),
-        "links": [
-            {"rel": "self", "type": "application/json", "href": f"{url}?f=json", "title": c.title},
-            {"rel": "alternate", "type": "text/html", "href": f"{url}?f=html", "title": c.title},
-        ],
-        "extent": {
-            "spatial": {
-                "bbox": [list(c.bbox) if c.bbox else [-180.0, -90.0, 180.0, 90.0]],
-                "crs": features.CRS84,
-            },
-        },
-        "subsystems": list(c.subsystems),
-        "kind": c.kind,
-    }
-    if c.temporal_start or c.temporal_end:
-        body["extent"]["temporal"] = {
-            "interval": [[_iso(c.temporal_start), _iso(c.temporal_end)]],
-            "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian",
-        }
-    if c.kind == "vector" and c.srid is not None:
-        body["itemType"] = "feature"
-        body["crs"] = features.supported_crs()
-        body["storageCrs"] = features.storage_crs_uri(c.srid)
-        body["links"] += [
-            {"rel": "items", "type": GEOJSON, "href": f"{url}/items?f=json", "title": "Features"},
-            {
-                "rel": "items",
-                "type": "text/html",
-                "href": f"{url}/items?f=html",
-                "title": "Features",
-            },
-        ]
-    return body
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    """The conformance classes: pygeoapi's declarations for the catalog's collections and
+    the platform's own (Part 4 update, CQL2, Processes)."""
+    response_format(request, PYGEOAPI_FORMATS)
+    return await _engine(request).answer(request, core.conformance)
 
 
 @router.get("/collections", summary="The collections", response_model=None)
-async def collections(request: Request, catalog: CatalogDep, f: str | None = F_PARAM) -> Response:
-    """Every collection of the catalog: vector layers, imagery and GPS views."""
-    check_parameters(request, frozenset({"f"}))
-    base = base_url(request)
-    body = {
-        "links": [
-            {"rel": "self", "type": "application/json", "href": f"{base}/collections?f=json"},
-            {"rel": "alternate", "type": "text/html", "href": f"{base}/collections?f=html"},
-        ],
-        "collections": [
-            *(_collection(base, c) for c in catalog),
-            records.catalog_collection(base),
-        ],
-    }
-    if response_format(request) == "html":
-        rows = "".join(
-            f'<tr><td><a href="{base}/collections/{html.escape(c["id"])}">'
-            f"{html.escape(c['id'])}</a></td><td>{html.escape(c['title'])}</td>"
-            f"<td>{html.escape(c['kind'])}</td></tr>"
-            for c in body["collections"]
-        )
-        return HTMLResponse(
-            html_page(
-                "Collections",
-                f"<table><tr><th>id</th><th>title</th><th>kind</th></tr>{rows}</table>",
-            )
-        )
-    return JSONResponse(body)
+async def collections(request: Request, f: str | None = F_PARAM) -> Response:
+    """Every collection with a data path (vector layers; imagery and GPS views come with
+    their APIs), and the catalog's records collection."""
+    check_parameters(request, frozenset({"f", "lang"}))
+    response_format(request, PYGEOAPI_FORMATS)
+    return await _engine(request).answer(request, core.describe_collections)
 
 
 @router.get("/collections/{collection_id}", summary="One collection", response_model=None)
-async def collection(
-    collection_id: str, request: Request, catalog: CatalogDep, f: str | None = F_PARAM
-) -> Response:
-    """A collection's metadata: extent, CRSs, links to its items."""
-    check_parameters(request, frozenset({"f"}))
-    if collection_id == records.CATALOG_ID:
-        body = records.catalog_collection(base_url(request))
-    else:
-        body = _collection(base_url(request), catalog.get(collection_id))
-    if response_format(request) == "html":
-        return HTMLResponse(
-            html_page(
-                body["title"],
-                f"<pre>{html.escape(json.dumps(body, ensure_ascii=False, indent=2))}</pre>",
-            )
-        )
-    return JSONResponse(body)
+async def collection(collection_id: str, request: Request, f: str | None = F_PARAM) -> Response:
+    """A collection's metadata: extent, CRSs, links to its items in every format."""
+    check_parameters(request, frozenset({"f", "lang"}))
+    response_format(request, PYGEOAPI_FORMATS)
+    return await _engine(request).answer(request, core.describe_collections, collection_id)
 
 
 def _layer(catalog: Any, collection_id: str) -> features.LayerSchema:
@@ -216,8 +149,13 @@ def items_query(request: Request, layer: features.LayerSchema) -> features.Items
     bbox = features.parse_bbox(p["bbox"]) if "bbox" in p else None
     params = features.Params()
     where = None
+    trees = filters.equalities(
+        layer, [(k, v) for k, v in p.items() if k in layer.fields and k not in ITEMS_PARAMETERS]
+    )
     if p.get("filter"):
-        tree = filters.parse(p["filter"], p.get("filter-lang"))
+        trees.append(filters.parse(p["filter"], p.get("filter-lang")))
+    if trees:
+        tree = trees[0] if len(trees) == 1 else {"op": "and", "args": trees}
         where = filters.compile_filter(
             tree, layer, params, features.serving_crs(p.get("filter-crs"))
         )
@@ -237,60 +175,24 @@ def items_query(request: Request, layer: features.LayerSchema) -> features.Items
     )
 
 
-_JSON_TYPES = {
-    "smallint": "integer",
-    "integer": "integer",
-    "bigint": "integer",
-    "real": "number",
-    "double precision": "number",
-    "boolean": "boolean",
-    "text": "string",
-    "date": "string",
-    "timestamp": "string",
-}
-
-
 @router.get(
     "/collections/{collection_id}/queryables", summary="Queryable properties", response_model=None
 )
-async def queryables(
-    collection_id: str, request: Request, catalog: CatalogDep, f: str | None = F_PARAM
-) -> Response:
-    """The properties a filter may use, as a JSON Schema."""
-    check_parameters(request, frozenset({"f"}))
-    record = catalog.get(collection_id)
-    layer = _layer(catalog, collection_id)
-    source = record.properties.get("source_fields") or {}
-    props: dict[str, Any] = {
-        "geometry": {
-            "title": "geometry",
-            "format": f"geometry-{str(record.properties.get('geometry_type', 'any')).lower()}",
-        }
-    }
-    for column, pgtype in layer.fields.items():
-        prop: dict[str, Any] = {"title": source.get(column, column)}
-        if pgtype in _JSON_TYPES:
-            prop["type"] = _JSON_TYPES[pgtype]
-        if pgtype == "date":
-            prop["format"] = "date"
-        elif pgtype == "timestamp":
-            prop["format"] = "date-time"
-        props[column] = prop
-    body = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{base_url(request)}/collections/{collection_id}/queryables",
-        "type": "object",
-        "title": record.title,
-        "properties": props,
-        "additionalProperties": False,
-    }
-    if response_format(request) == "html":
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v.get('type', '')))}</td></tr>"
-            for k, v in props.items()
-        )
-        return HTMLResponse(html_page(f"{record.title}: queryables", f"<table>{rows}</table>"))
-    return JSONResponse(body, media_type="application/schema+json")
+async def queryables(collection_id: str, request: Request, f: str | None = F_PARAM) -> Response:
+    """The properties a filter (or a query parameter) may use, as a JSON Schema."""
+    check_parameters(request, frozenset({"f", "lang", "profile", "properties"}))
+    response_format(request, ("json", "html"))
+    return await _engine(request).answer(
+        request, itemtypes.get_collection_queryables, collection_id
+    )
+
+
+@router.get("/collections/{collection_id}/schema", summary="Feature schema", response_model=None)
+async def schema(collection_id: str, request: Request, f: str | None = F_PARAM) -> Response:
+    """The schema of the collection's features (OGC API - Features Part 5)."""
+    check_parameters(request, frozenset({"f", "lang"}))
+    response_format(request, ("json", "html"))
+    return await _engine(request).answer(request, core.get_collection_schema, collection_id)
 
 
 @router.get("/collections/{collection_id}/items", summary="Features", response_model=None)
@@ -318,11 +220,22 @@ async def items(
     filter_lang: str | None = text_param("cql2-text (default) or cql2-json.", alias="filter-lang"),
     filter_crs: str | None = text_param("CRS of geometries in filter.", alias="filter-crs"),
 ) -> Response:
-    """A page of a vector collection's features, as GeoJSON built by PostGIS."""
-    check_parameters(request, ITEMS_PARAMETERS)
+    """A page of a vector collection's features, as GeoJSON built by PostGIS (HTML and
+    JSON-LD pages are pygeoapi's); on ``catalog``, a search of the catalog's records."""
+    if collection_id == CATALOG_ID:
+        check_parameters(request, RECORDS_PARAMETERS)
+        response_format(request, PYGEOAPI_FORMATS)
+        kind = request.query_params.get("type")
+        if kind is not None and kind not in {"vector", "raster", "gps"}:
+            msg = f"type must be vector, raster or gps, not {kind!r}"
+            raise InvalidInputError(msg)
+        return await _engine(request).answer(request, itemtypes.get_collection_items, CATALOG_ID)
     layer = _layer(catalog, collection_id)
-    fmt = response_format(request, ("json", "html", *exports.MEDIA))
+    check_parameters(request, ITEMS_PARAMETERS | layer.fields.keys())
+    fmt = response_format(request, (*PYGEOAPI_FORMATS, *exports.MEDIA))
     q = items_query(request, layer)
+    if fmt in ("html", "jsonld"):
+        return await _engine(request).answer(request, itemtypes.get_collection_items, collection_id)
     if fmt in exports.MEDIA:
         return await exports.export(conn, layer, q, fmt)
     statement, params = features.page_statement(layer, q)
@@ -340,8 +253,6 @@ async def items(
         plan = await cur.fetchone()
         matched, estimated = max(features.plan_rows(plan[0]) if plan else 0, counted), True
     links = _page_links(request, q, returned, matched, last)
-    if fmt == "html":
-        return _items_html(layer, page, links, matched)
     meta: dict[str, Any] = {
         "numberReturned": returned,
         "timeStamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -394,10 +305,17 @@ async def item(
     properties: str | None = PROPERTIES_PARAM,
     skip_geometry: str | None = SKIP_PARAM,
 ) -> Response:
-    """One feature by its id."""
+    """One feature by its id (its HTML and JSON-LD pages are pygeoapi's); on
+    ``catalog``, the record of one collection."""
     check_parameters(request, ITEM_PARAMETERS)
+    fmt = response_format(request, PYGEOAPI_FORMATS)
+    if collection_id == CATALOG_ID or fmt in ("html", "jsonld"):
+        if collection_id != CATALOG_ID:
+            _layer(catalog, collection_id)
+        return await _engine(request).answer(
+            request, itemtypes.get_collection_item, collection_id, feature_id
+        )
     layer = _layer(catalog, collection_id)
-    fmt = response_format(request)
     q = features.ItemsQuery(
         properties=features.parse_properties(layer, request.query_params.get("properties")),
         skip_geometry=_flag(request, "skipGeometry"),
@@ -417,36 +335,5 @@ async def item(
          "href": str(url.replace(path=url.path.rsplit("/items", 1)[0], query=""))},
     ]  # fmt: skip
     headers = {"Content-Crs": f"<{q.crs.uri}>", "ETag": f'"{row[1]}"'}
-    if fmt == "html":
-        page = _items_html(layer, row[0], links, 1)
-        page.headers["ETag"] = headers["ETag"]
-        return page
     body = row[0][:-1] + ',"links":' + json.dumps(links) + "}"
     return Response(body.encode(), media_type=GEOJSON, headers=headers)
-
-
-def _items_html(
-    layer: features.LayerSchema, page: str, links: list[dict[str, str]], matched: int | None
-) -> HTMLResponse:
-    rows = json.loads("[" + page + "]")
-    columns = list(rows[0]["properties"]) if rows else list(layer.fields)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["id", *columns])
-    body = "".join(
-        "<tr>"
-        f"<td>{f['id']}</td>"
-        + "".join(f"<td>{html.escape(str(f['properties'].get(c, '')))}</td>" for c in columns)
-        + "</tr>"
-        for f in rows
-    )
-    nav = " · ".join(
-        f'<a href="{html.escape(link["href"]).replace("f=json", "f=html")}">{link["rel"]}</a>'
-        for link in links
-        if link["rel"] in {"prev", "next", "collection"}
-    )
-    total = "" if matched is None else f" of {matched}"
-    return HTMLResponse(
-        html_page(
-            layer.id,
-            f"<p>{len(rows)} features{total} · {nav}</p><table><tr>{head}</tr>{body}</table>",
-        )
-    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 from typing import Any
 
@@ -24,7 +25,8 @@ from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CatalogDep, Conn
-from api.ogc import base_url, read_body
+from api.engine import Engine
+from api.ogc import F_PARAM, base_url, check_parameters, read_body, response_format
 from spatial import processes
 from spatial.errors import (
     InvalidInputError,
@@ -60,20 +62,35 @@ def _process(process_id: str) -> processes.Process:
         raise NotFoundError(msg) from None
 
 
-@router.get("/processes", summary="The processes")
-async def process_list(request: Request) -> dict[str, Any]:
-    """Every process the platform runs."""
+@router.get("/processes", summary="The processes", response_model=None)
+async def process_list(request: Request, f: str | None = F_PARAM) -> Response:
+    """Every process the platform runs (HTML: pygeoapi's page)."""
+    check_parameters(request, frozenset({"f", "lang"}))
     base = base_url(request)
-    return {
+    body = {
         "processes": [p.summary(base) for p in processes.PROCESSES.values()],
         "links": [{"rel": "self", "type": "application/json", "href": f"{base}/processes"}],
     }
+    return await _answer(request, body, "processes/index.html")
 
 
-@router.get("/processes/{process_id}", summary="One process")
-async def process_description(process_id: str, request: Request) -> dict[str, Any]:
-    """A process's inputs and outputs."""
-    return _process(process_id).describe(base_url(request))
+@router.get("/processes/{process_id}", summary="One process", response_model=None)
+async def process_description(
+    process_id: str, request: Request, f: str | None = F_PARAM
+) -> Response:
+    """A process's inputs and outputs (HTML: pygeoapi's page)."""
+    check_parameters(request, frozenset({"f", "lang"}))
+    return await _answer(request, _process(process_id).describe(base_url(request)),
+                         "processes/process.html")  # fmt: skip
+
+
+async def _answer(request: Request, body: dict[str, Any], template: str) -> Response:
+    """The document as JSON, or shown in one of pygeoapi's pages."""
+    if response_format(request) == "html":
+        engine: Engine = request.app.state.engine
+        now = dt.datetime.now(dt.UTC).isoformat()
+        return await engine.render(request, template, {**body, "now": now})
+    return JSONResponse(body)
 
 
 async def _inputs(request: Request) -> dict[str, Any]:
@@ -227,9 +244,10 @@ def _document(base: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/jobs", summary="Process jobs")
-async def job_list(request: Request, conn: Conn) -> dict[str, Any]:
-    """The latest 100 process jobs, newest first."""
+@router.get("/jobs", summary="Process jobs", response_model=None)
+async def job_list(request: Request, conn: Conn, f: str | None = F_PARAM) -> Response:
+    """The latest 100 process jobs, newest first (HTML: pygeoapi's page)."""
+    check_parameters(request, frozenset({"f", "lang"}))
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             jobs.SELECT_JOB.split(" WHERE ")[0]
@@ -237,16 +255,25 @@ async def job_list(request: Request, conn: Conn) -> dict[str, Any]:
         )
         rows = await cur.fetchall()
     base = base_url(request)
-    return {
+    body = {
         "jobs": [_document(base, dict(r)) for r in rows],
         "links": [{"rel": "self", "type": "application/json", "href": f"{base}/jobs"}],
     }
+    if response_format(request) == "html":
+        return await _answer(request, {"jobs": body, "links": body["links"]}, "jobs/index.html")
+    return JSONResponse(body)
 
 
-@router.get("/jobs/{job_id}", summary="A job's status")
-async def job_status(job_id: str, request: Request, conn: Conn) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", summary="A job's status", response_model=None)
+async def job_status(
+    job_id: str, request: Request, conn: Conn, f: str | None = F_PARAM
+) -> Response:
     """Where a job is: accepted, running, successful, failed or dismissed."""
-    return await _status(request, conn, job_id)
+    check_parameters(request, frozenset({"f", "lang"}))
+    body = await _status(request, conn, job_id)
+    if response_format(request) == "html":
+        return await _answer(request, {"jobs": body, "links": body["links"]}, "jobs/job.html")
+    return JSONResponse(body)
 
 
 @router.get("/jobs/{job_id}/results", summary="A job's results")

@@ -1,0 +1,275 @@
+"""pygeoapi inside the app: its handlers, documents and pages over the platform catalog.
+
+pygeoapi is the protocol engine for the API's descriptive resources: the landing page,
+conformance, the collections and each collection's metadata, queryables and schema, the
+OpenAPI viewer, and the HTML and JSON-LD renderings of items, items and records. Its
+configuration is generated from the catalog (:func:`config`) and rebuilt when the
+catalog changes (every worker follows the catalog, :mod:`api.catalog`), so a layer
+ingested while the server runs is in pygeoapi's documents at once. Its provider plugins
+(:mod:`api.provider`) read the platform's tables and catalog.
+
+The platform replaces pygeoapi's path where it is too slow or wrong for our data, at the
+same URLs and with the same documents: GeoJSON and file items pages (built by PostGIS,
+400x fewer Python objects), CQL2 filters (pygeoapi parses ``filter`` as ECQL), Part 4
+edits (ETag and If-Match), and process execution (jobs in PostGIS). See
+``docs/architecture.md``.
+
+pygeoapi's handlers are synchronous; they run on worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pygeoapi.api as core
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from pygeoapi import l10n
+from pygeoapi.api import API, APIRequest
+from pygeoapi.util import render_j2_template
+from starlette.concurrency import run_in_threadpool
+
+from api import web
+from api.ogc import base_url
+from api.openapi import as_openapi_30
+from layers import Catalog
+from spatial import features
+from spatial.settings import Settings
+
+Handler = Callable[..., tuple[dict[str, str], int, Any]]
+"""A pygeoapi handler: (api, request, *args) to (headers, status, content)."""
+PROVIDER = "api.provider.PlatformProvider"
+RECORDS_PROVIDER = "api.provider.CatalogProvider"
+CATALOG_ID = "catalog"
+NOT_SERVED = {
+    # Landing-page links to resources that come with later work (the tile engine).
+    "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+}
+
+
+class Shared:
+    """A value in the configuration that pygeoapi's deep copies of it share, not copy
+    (the catalog snapshot holds read-only mappings, which cannot be copied)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Shared:
+        return self
+
+
+def config(settings: Settings, catalog: Catalog, url: str, base: str) -> dict[str, Any]:
+    """pygeoapi's configuration for the catalog as it is now.
+
+    Args:
+        url: the database the providers read.
+        base: the public URL of the API (links in documents and pages use it).
+    """
+    resources: dict[str, Any] = {}
+    for record in catalog:
+        if record.kind != "vector" or not record.storage_table or record.srid is None:
+            continue  # imagery and GPS views get their providers with their own APIs
+        layer = features.LayerSchema.of(record)
+        href = f"{base}/collections/{record.id}"
+        resources[record.id] = {
+            "type": "collection",
+            "title": record.title,
+            "description": record.description or record.title,
+            "keywords": [*record.keywords, *record.subsystems],
+            "links": [
+                {
+                    "type": media,
+                    "rel": "items",
+                    "title": f"Items as {name}",
+                    "href": f"{href}/items?f={f}",
+                }
+                for f, (media, name) in _FILE_FORMATS.items()
+            ]
+            + [
+                {
+                    "type": "application/json",
+                    "rel": "version-history",
+                    "title": "Editions of this layer",
+                    "href": f"{href}/editions",
+                },
+            ],
+            "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),
+            "providers": [
+                {
+                    "type": "feature",
+                    "name": PROVIDER,
+                    "data": url,
+                    "id_field": "id",
+                    "layer": Shared(layer),
+                    "titles": dict(record.properties.get("source_fields") or {}),
+                    "crs": features.supported_crs(),
+                    "storage_crs": features.storage_crs_uri(record.srid),
+                    "editable": bool(record.properties.get("editable")),
+                }
+            ],
+        }
+    resources[CATALOG_ID] = {
+        "type": "collection",
+        "title": "Catalog",
+        "description": "Every collection of the platform (vector layers, imagery, GPS "
+        "views), searchable by text, place, kind and subsystem.",
+        "keywords": ["catalog", "records"],
+        "extents": _extents(None, None, None),
+        "providers": [
+            {
+                "type": "record",
+                "name": RECORDS_PROVIDER,
+                "data": CATALOG_ID,
+                "id_field": "id",
+                "catalog": Shared(catalog),
+                "base": base,
+            },
+        ],
+    }
+    server = settings.server
+    return {
+        "server": {
+            "bind": {"host": server.host, "port": server.port},
+            "url": base,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "languages": ["en-US", "zh-CN"],
+            "pretty_print": False,
+            "limits": {"default_items": server.default_limit, "max_items": server.max_limit},
+            # No basemap unless one is configured: users are offline.
+            "map": {"url": server.basemap_url or "", "attribution": server.basemap_attribution},
+            "templates": {"path": str(web.templates_dir()), "static": str(web.PYGEOAPI_STATIC)},
+        },
+        "logging": {"level": "ERROR"},  # it warns of every items request without offset
+        "metadata": {
+            "identification": {
+                "title": "3S spatial platform",
+                "description": "Imagery, parcels and GPS tracks of the city in one PostGIS, "
+                "served through OGC APIs.",
+                "keywords": ["3S", "GIS", "remote sensing", "GPS", "OGC API"],
+                "keywords_type": "theme",
+                "terms_of_service": f"{base}/",
+                "url": f"{base}/",
+            },
+            "license": {"name": "Government data: see each collection", "url": f"{base}/"},
+            "provider": {"name": "City spatial information platform", "url": f"{base}/"},
+            "contact": {
+                "name": "Platform stewards",
+                "email": "",
+                "url": f"{base}/",
+                "role": "pointOfContact",
+            },
+        },
+        "resources": resources,
+    }
+
+
+_FILE_FORMATS = {
+    "csv": ("text/csv", "CSV"),
+    "fgb": ("application/flatgeobuf", "FlatGeobuf"),
+    "gpkg": ("application/geopackage+sqlite3", "GeoPackage"),
+}
+
+
+def _extents(bbox: Any, start: Any, end: Any) -> dict[str, Any]:
+    extents: dict[str, Any] = {
+        "spatial": {"bbox": list(bbox) if bbox else [-180.0, -90.0, 180.0, 90.0],
+                    "crs": features.CRS84},
+    }  # fmt: skip
+    if start or end:
+        gregorian = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+        extents["temporal"] = {"begin": start, "end": end, "trs": gregorian}
+    return extents
+
+
+class Engine:
+    """One pygeoapi ``API`` per catalog snapshot and public URL, built on demand."""
+
+    def __init__(self, settings: Settings, url: str, conformance: list[str]) -> None:
+        """``conformance``: the classes the platform's own paths add to pygeoapi's."""
+        self._settings = settings
+        self._url = url
+        self._conformance = conformance
+        self._lock = threading.Lock()
+        self._apis: dict[str, tuple[Catalog, API]] = {}
+
+    def api(self, catalog: Catalog, base: str, openapi: dict[str, Any]) -> API:
+        """The pygeoapi ``API`` for this catalog snapshot (rebuilt when it changed)."""
+        with self._lock:
+            found = self._apis.get(base)
+            if found is not None and found[0] is catalog:
+                return found[1]
+            built = API(config(self._settings, catalog, self._url, base), openapi)
+            self._apis[base] = (catalog, built)
+            return built
+
+    def _api_for(self, request: Request) -> API:
+        if not web.is_built():
+            msg = "the web assets are not built: run `make install` (python -m api.web)"
+            raise RuntimeError(msg)
+        return self.api(
+            request.app.state.catalog, base_url(request), as_openapi_30(request.app.openapi())
+        )
+
+    async def render(self, request: Request, template: str, data: dict[str, Any]) -> Response:
+        """One of pygeoapi's pages (``template``) showing a document of the platform's."""
+        api = self._api_for(request)
+
+        def page() -> str:
+            with _fresh_page_config():
+                text: str = render_j2_template(
+                    api.tpl_config, api.config["server"]["templates"], template, data,
+                    api.default_locale,
+                )  # fmt: skip
+                return text
+
+        return HTMLResponse(await run_in_threadpool(page))
+
+    async def answer(self, request: Request, handler: Handler, *args: Any) -> Response:
+        """A pygeoapi handler's answer to this request."""
+        api = self._api_for(request)
+        api_request = await APIRequest.from_starlette(request, api.locales)
+        if not api_request.is_valid():
+            headers, status, content = api.get_format_exception(api_request)
+        else:
+            headers, status, content = await run_in_threadpool(
+                self._call, handler, api, api_request, *args
+            )
+        return Response(content, status_code=int(status), headers=headers)
+
+    def _call(self, handler: Handler, *args: Any) -> tuple[dict[str, str], int, Any]:
+        api_request: APIRequest = args[1]
+        with contextlib.ExitStack() as stack:
+            if api_request.format == "html":
+                stack.enter_context(_fresh_page_config())
+            if handler is core.conformance:
+                # pygeoapi 0.21 extends its module-level list of classes on every call: add
+                # the platform's for this call, and keep the list from growing.
+                stack.enter_context(_CONFORMANCE_LOCK)
+                size = len(core.CONFORMANCE_CLASSES)
+                core.CONFORMANCE_CLASSES.extend(self._conformance)
+                stack.callback(core.CONFORMANCE_CLASSES.__delitem__, slice(size, None))
+            result: tuple[dict[str, str], int, Any] = handler(*args)
+            return result
+        raise AssertionError  # unreachable: ExitStack does not swallow exceptions
+
+
+@contextlib.contextmanager
+def _fresh_page_config() -> Iterator[None]:
+    """Pages render from the current configuration.
+
+    pygeoapi 0.21 keeps the translated configuration its templates see in a process-wide
+    cache, filled once per language: right for a configuration read from a file at start,
+    stale for ours, which follows the catalog (and differs per public URL). Pages render
+    one at a time per worker, each from a cleared cache.
+    """
+    with _PAGE_LOCK:
+        l10n._cfg_cache.clear()
+        yield
+
+
+_PAGE_LOCK = threading.Lock()
+_CONFORMANCE_LOCK = threading.Lock()

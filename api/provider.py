@@ -1,0 +1,356 @@
+"""pygeoapi's feature provider plugin for the platform's vector layers.
+
+pygeoapi loads it by its dotted name (``api.provider.PlatformProvider``) from the
+configuration :mod:`api.engine` generates from the catalog, and calls it for what its
+handlers serve from data: queryables and schemas (:meth:`get_fields`), and the pages it
+renders itself (HTML and JSON-LD items). The SQL is the platform's own
+(:mod:`spatial.features`, :mod:`spatial.filters`): bound parameters, PostGIS-built
+GeoJSON, geometry transformed in the database.
+
+pygeoapi runs providers on worker threads, so this one reads through a small
+synchronous connection pool per database (:func:`close_pools` at shutdown).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+from pygeoapi.provider.base import (
+    BaseProvider,
+    ProviderInvalidQueryError,
+    ProviderItemNotFoundError,
+)
+from pygeofilter.backends.cql2_json import to_cql2
+
+from spatial import features, filters
+from spatial.errors import InvalidInputError
+
+_POOLS: dict[str, ConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+JSON_TYPES = {
+    "smallint": ("integer", None),
+    "integer": ("integer", None),
+    "bigint": ("integer", None),
+    "real": ("number", None),
+    "double precision": ("number", None),
+    "boolean": ("boolean", None),
+    "text": ("string", None),
+    "date": ("string", "date"),
+    "timestamp": ("string", "date-time"),
+}
+"""JSON Schema type and format of each column type a vector layer may have."""
+
+
+def pool(url: str) -> ConnectionPool:
+    """The providers' connection pool for a database, opened on first use."""
+    with _POOLS_LOCK:
+        found = _POOLS.get(url)
+        if found is None:
+            found = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=4,
+                kwargs={
+                    "application_name": "spatial-api-pygeoapi",
+                    "autocommit": True,
+                    "options": "-c statement_timeout=60000 -c plan_cache_mode=force_custom_plan",
+                },
+                open=True,
+            )
+            _POOLS[url] = found
+        return found
+
+
+def close_pools() -> None:
+    with _POOLS_LOCK:
+        for p in _POOLS.values():
+            p.close()
+        _POOLS.clear()
+
+
+class PlatformProvider(BaseProvider):  # type: ignore[misc]
+    """A platform vector collection, as pygeoapi's ``feature`` provider.
+
+    The provider definition carries ``data`` (the database URL), ``layer`` (the
+    :class:`~spatial.features.LayerSchema` from the catalog) and ``storage_crs``.
+    """
+
+    def __init__(self, provider_def: dict[str, Any]) -> None:
+        super().__init__(provider_def)
+        self.layer: features.LayerSchema = provider_def["layer"].value
+        self.storage_crs = provider_def["storage_crs"]
+        self.titles: dict[str, str] = provider_def.get("titles") or {}
+        self.id_field = "id"
+        self.time_field = self.layer.temporal
+        self.get_fields()
+
+    def get_fields(self) -> dict[str, dict[str, str]]:
+        if not self._fields:
+            for column, pgtype in self.layer.fields.items():
+                kind, fmt = JSON_TYPES.get(pgtype, ("string", None))
+                field = {"title": self.titles.get(column, column), "type": kind}
+                self._fields[column] = field | ({"format": fmt} if fmt else {})
+        return dict(self._fields)
+
+    def query(  # noqa: PLR0917 - pygeoapi's provider interface
+        self,
+        offset: int = 0,
+        limit: int = 10,
+        resulttype: str = "results",
+        bbox: list[float] | None = None,
+        datetime_: str | None = None,
+        properties: list[tuple[str, str]] | None = None,
+        sortby: list[dict[str, str]] | None = None,
+        select_properties: list[str] | None = None,
+        skip_geometry: bool = False,
+        q: str | None = None,
+        filterq: Any = None,
+        crs_transform_spec: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """A page of features as a GeoJSON FeatureCollection (a dict, as pygeoapi wants).
+
+        ``bbox`` is in the storage CRS and its axis order (pygeoapi transformed it);
+        ``properties`` are equality conditions on queryables; ``filterq`` is the
+        pygeofilter tree of ``filter``, compiled as CQL2-JSON by the platform.
+        """
+        try:
+            query = self._items_query(
+                offset=offset, limit=limit, bbox=bbox, datetime_=datetime_,
+                properties=properties, sortby=sortby, select_properties=select_properties,
+                skip_geometry=skip_geometry, filterq=filterq, spec=crs_transform_spec,
+            )  # fmt: skip
+        except InvalidInputError as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+        statement, params = features.page_statement(self.layer, query)
+        with pool(self.data).connection() as conn:
+            row = conn.execute(statement, params).fetchone()
+        page, returned, counted, _ = row if row else ("", 0, None, None)
+        matched = self.layer.feature_count if not query.filtered else counted
+        body: dict[str, Any] = {"type": "FeatureCollection", "numberReturned": returned}
+        if matched is not None:
+            body["numberMatched"] = matched
+        body["features"] = [] if resulttype == "hits" else json.loads(f"[{page}]")
+        if resulttype == "hits":
+            body["numberReturned"] = 0
+        return body
+
+    def get(self, identifier: Any, crs_transform_spec: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """One feature by id.
+
+        Raises:
+            ProviderItemNotFoundError: no such feature.
+        """
+        text = str(identifier)
+        if not text.isdigit() or len(text) > 18:
+            raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
+        query = features.ItemsQuery(crs=self._crs(crs_transform_spec))
+        statement, params = features.item_statement(self.layer, int(text), query)
+        with pool(self.data).connection() as conn:
+            row = conn.execute(statement, params).fetchone()
+        if row is None:
+            raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
+        feature: dict[str, Any] = json.loads(row[0])
+        return feature
+
+    def _crs(self, spec: Any) -> features.ServingCrs:
+        return features.serving_crs(spec.target_crs_uri if spec else self.storage_crs)
+
+    def _items_query(
+        self, *, offset: int, limit: int, bbox: list[float] | None, datetime_: str | None,
+        properties: list[tuple[str, str]] | None, sortby: list[dict[str, str]] | None,
+        select_properties: list[str] | None, skip_geometry: bool, filterq: Any, spec: Any,
+    ) -> features.ItemsQuery:  # fmt: skip
+        params = features.Params()
+        args = filters.equalities(self.layer, list(properties or []))
+        if filterq is not None:
+            args.append(filters.parse(to_cql2(filterq), "cql2-json"))
+        where = None
+        if args:
+            tree = args[0] if len(args) == 1 else {"op": "and", "args": args}
+            where = filters.compile_filter(tree, self.layer, params)
+        return features.ItemsQuery(
+            limit=limit,
+            offset=offset,
+            bbox=tuple(bbox) if bbox else None,  # type: ignore[arg-type]
+            bbox_crs=features.serving_crs(self.storage_crs),
+            datetime=features.parse_datetime(datetime_),
+            properties=tuple(select_properties) if select_properties else None,
+            skip_geometry=skip_geometry,
+            sortby=tuple(
+                (self.layer.column(s["property"]), s.get("order", "+") != "-") for s in sortby or []
+            ),
+            crs=self._crs(spec),
+            where=where,
+            params=params,
+        )
+
+    def __repr__(self) -> str:
+        return f"<PlatformProvider {self.layer.id}>"
+
+
+RECORD_FIELDS: dict[str, dict[str, Any]] = {
+    "type": {"type": "string", "enum": ["vector", "raster", "gps"]},
+    "title": {"type": "string"},
+    "description": {"type": "string"},
+    "keywords": {"type": "string"},
+    "subsystems": {"type": "string"},
+    "crs": {"type": "string"},
+    "featureCount": {"type": "integer"},
+    "version": {"type": "integer"},
+    "updated": {"type": "string", "format": "date-time"},
+}
+"""The properties of a catalog record, and what they can be searched by (``keywords``
+and ``subsystems`` match when the record has the value)."""
+
+
+class CatalogProvider(BaseProvider):  # type: ignore[misc]
+    """The catalog as pygeoapi's ``record`` provider: one record per collection.
+
+    Records come from the worker's catalog snapshot in the provider definition
+    (``catalog``), which follows every change, so a search costs no database round trip.
+    """
+
+    def __init__(self, provider_def: dict[str, Any]) -> None:
+        super().__init__(provider_def)
+        self.catalog = provider_def["catalog"].value
+        self.base = provider_def["base"]
+        self.id_field = "id"
+        self.time_field = "updated"
+        self._fields = {k: dict(v) for k, v in RECORD_FIELDS.items()}
+
+    def get_fields(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in RECORD_FIELDS.items()}
+
+    def query(  # noqa: PLR0917 - pygeoapi's provider interface
+        self,
+        offset: int = 0,
+        limit: int = 10,
+        resulttype: str = "results",
+        bbox: list[float] | None = None,
+        datetime_: str | None = None,
+        properties: list[tuple[str, str]] | None = None,
+        sortby: list[dict[str, str]] | None = None,
+        select_properties: list[str] | None = None,
+        skip_geometry: bool = False,
+        q: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Records matching every criterion: words of ``q`` (all, in id, title,
+        description or keywords), ``bbox`` (the footprint intersects), ``datetime`` (the
+        temporal extent overlaps) and property values."""
+        try:
+            window = features.parse_datetime(datetime_)
+        except InvalidInputError as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+        words = [w for w in (q or "").lower().split() if w]
+        hits = [
+            self._record(c, select_properties, skip_geometry)
+            for c in self.catalog
+            if _matches(c, words, bbox, window, properties or [])
+        ]
+        for key in reversed(sortby or []):
+            hits.sort(key=_by(key["property"]), reverse=key.get("order") == "-")
+        page = [] if resulttype == "hits" else hits[offset : offset + limit]
+        return {"type": "FeatureCollection", "features": page,
+                "numberMatched": len(hits), "numberReturned": len(page)}  # fmt: skip
+
+    def get(self, identifier: Any, **kwargs: Any) -> dict[str, Any]:
+        """Raises:
+        ProviderItemNotFoundError: no such collection."""
+        found = next((c for c in self.catalog if c.id == str(identifier)), None)
+        if found is None:
+            raise ProviderItemNotFoundError(user_msg=f"the catalog has no record {identifier!r}")
+        return self._record(found, None, False)
+
+    def _record(self, c: Any, select: list[str] | None, skip_geometry: bool) -> dict[str, Any]:
+        geometry = None
+        if c.bbox and not skip_geometry:
+            w, s, e, n = c.bbox
+            ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+            geometry = {"type": "Polygon", "coordinates": [ring]}
+        props = {
+            "type": c.kind,
+            "title": c.title,
+            "description": c.description or "",
+            "keywords": list(c.keywords),
+            "subsystems": list(c.subsystems),
+            "crs": c.crs,
+            "featureCount": c.feature_count,
+            "version": c.version,
+            "updated": c.updated_at.isoformat() if c.updated_at else None,
+        }
+        if select:
+            props = {k: v for k, v in props.items() if k in select}
+        return {
+            "id": c.id,
+            "type": "Feature",
+            "geometry": geometry,
+            "properties": props,
+            "links": [
+                {
+                    "rel": "describes",
+                    "type": "application/json",
+                    "title": c.title,
+                    "href": f"{self.base}/collections/{c.id}",
+                }
+            ],
+        }
+
+
+def _by(name: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    """The sort key of records by one property (missing values last)."""
+
+    def key(record: dict[str, Any]) -> tuple[bool, str]:
+        value = record["properties"].get(name)
+        return (value is None, str(value))
+
+    return key
+
+
+def _matches(
+    c: Any,
+    words: list[str],
+    bbox: list[float] | None,
+    window: tuple[str | None, str | None] | None,
+    properties: list[tuple[str, str]],
+) -> bool:
+    text = " ".join([c.id, c.title, c.description or "", *c.keywords]).lower()
+    values = {"type": [c.kind], "title": [c.title], "crs": [c.crs], "keywords": c.keywords,
+              "subsystems": c.subsystems, "description": [c.description]}  # fmt: skip
+    return (
+        all(word in text for word in words)
+        and all(value in values.get(name, ()) for name, value in properties)
+        and (not bbox or _overlaps(c.bbox, bbox))
+        and (window is None or _during(c.temporal_start, c.temporal_end, window))
+    )
+
+
+def _overlaps(box: tuple[float, ...] | None, bbox: list[float]) -> bool:
+    if box is None:
+        return False
+    w, s, e, n = box
+    return not (e < bbox[0] or w > bbox[2] or n < bbox[1] or s > bbox[3])
+
+
+def _during(
+    first: dt.datetime | None, last: dt.datetime | None, window: tuple[str | None, str | None]
+) -> bool:
+    """Whether a temporal extent overlaps an interval (ISO 8601 ends, None when open)."""
+    begin, end = _aware(first or last), _aware(last or first)
+    if begin is None or end is None:
+        return False
+    start, stop = (_aware(dt.datetime.fromisoformat(t)) if t else None for t in window)
+    return (stop is None or begin <= stop) and (start is None or end >= start)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
