@@ -20,6 +20,7 @@ pygeoapi's handlers are synchronous; they run on worker threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -143,7 +144,9 @@ def config(settings: Settings, catalog: Catalog, url: str, base: str) -> dict[st
             "map": {"url": server.basemap_url or "", "attribution": server.basemap_attribution},
             "templates": {"path": str(web.templates_dir()), "static": str(web.PYGEOAPI_STATIC)},
         },
-        "logging": {"level": "ERROR"},  # it warns of every items request without offset
+        # pygeoapi sets up the root logger (basicConfig) with this level; its own logger
+        # is quietened by the Engine.
+        "logging": {"level": "WARNING"},
         "metadata": {
             "identification": {
                 "title": "3S spatial platform",
@@ -193,6 +196,9 @@ class Engine:
         self._settings = settings
         self._url = url
         self._conformance = conformance
+        # pygeoapi logs every exception body it answers, 400s and 404s included, with a
+        # traceback; errors of the platform's own code log through its handlers.
+        logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
         self._lock = threading.Lock()
         self._apis: dict[str, tuple[Catalog, API]] = {}
 
@@ -228,10 +234,18 @@ class Engine:
 
         return HTMLResponse(await run_in_threadpool(page))
 
-    async def answer(self, request: Request, handler: Handler, *args: Any) -> Response:
-        """A pygeoapi handler's answer to this request."""
+    async def answer(
+        self, request: Request, handler: Handler, *args: Any, hidden: frozenset[str] = frozenset()
+    ) -> Response:
+        """A pygeoapi handler's answer to this request.
+
+        ``hidden``: query parameters the platform has handled itself; the handler does not
+        see them, but the links it builds keep them.
+        """
         api = self._api_for(request)
         api_request = await APIRequest.from_starlette(request, api.locales)
+        if hidden:
+            api_request._args = _Handled(api_request._args, hidden)
         if not api_request.is_valid():
             headers, status, content = api.get_format_exception(api_request)
         else:
@@ -273,3 +287,23 @@ def _fresh_page_config() -> Iterator[None]:
 
 _PAGE_LOCK = threading.Lock()
 _CONFORMANCE_LOCK = threading.Lock()
+
+
+class _Handled(dict[str, Any]):
+    """Query parameters as a pygeoapi handler sees them: those the platform handled are
+    missing to lookups and present when the handler lists them for its links."""
+
+    def __init__(self, params: dict[str, Any], hidden: frozenset[str]) -> None:
+        super().__init__(params)
+        self._hidden = hidden
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return default if key in self._hidden else super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key not in self._hidden and super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._hidden:
+            raise KeyError(key)
+        return super().__getitem__(key)

@@ -17,8 +17,10 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 from pygeoapi.provider.base import (
     BaseProvider,
@@ -29,6 +31,12 @@ from pygeofilter.backends.cql2_json import to_cql2
 
 from spatial import features, filters
 from spatial.errors import InvalidInputError
+
+PLATFORM_FILTER: ContextVar[sql.Composable | None] = ContextVar("platform_filter", default=None)
+"""The request's ``filter`` and queryable parameters, parsed and compiled by the platform
+(CQL2; pygeoapi parses ``filter`` as ECQL). The routes set it; pygeoapi's handler runs in
+a copy of their context and never sees the parameters (:class:`~api.engine.Engine`)."""
+PLATFORM_PARAMS: ContextVar[features.Params | None] = ContextVar("platform_params", default=None)
 
 _POOLS: dict[str, ConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
@@ -167,12 +175,12 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         properties: list[tuple[str, str]] | None, sortby: list[dict[str, str]] | None,
         select_properties: list[str] | None, skip_geometry: bool, filterq: Any, spec: Any,
     ) -> features.ItemsQuery:  # fmt: skip
-        params = features.Params()
-        args = filters.equalities(self.layer, list(properties or []))
-        if filterq is not None:
-            args.append(filters.parse(to_cql2(filterq), "cql2-json"))
-        where = None
-        if args:
+        params = features.Params(PLATFORM_PARAMS.get() or {})
+        where = PLATFORM_FILTER.get()
+        if where is None and (properties or filterq is not None):
+            args = filters.equalities(self.layer, list(properties or []))
+            if filterq is not None:
+                args.append(filters.parse(to_cql2(filterq), "cql2-json"))
             tree = args[0] if len(args) == 1 else {"op": "and", "args": args}
             where = filters.compile_filter(tree, self.layer, params)
         return features.ItemsQuery(

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pygeoapi.api import itemtypes
 
+from api import provider
 from api.deps import CatalogDep, Conn
 from api.engine import CATALOG_ID, Engine
 from api.ogc import (
@@ -66,6 +67,7 @@ ITEMS_PARAMETERS = frozenset(
     {"f", "limit", "offset", "after", "bbox", "bbox-crs", "datetime", "properties",
      "skipGeometry", "sortby", "crs", "filter", "filter-lang", "filter-crs", "lang"}
 )  # fmt: skip
+FILTER_PARAMETERS = frozenset({"filter", "filter-lang", "filter-crs"})
 ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "lang"})
 RECORDS_PARAMETERS = frozenset(
     {"f", "lang", "limit", "offset", "bbox", "datetime", "q", "sortby", "properties",
@@ -235,7 +237,12 @@ async def items(
     fmt = response_format(request, (*PYGEOAPI_FORMATS, *exports.MEDIA))
     q = items_query(request, layer)
     if fmt in ("html", "jsonld"):
-        return await _engine(request).answer(request, itemtypes.get_collection_items, collection_id)
+        # pygeoapi's page, with the filter as the platform parsed it (CQL2, not ECQL).
+        provider.PLATFORM_FILTER.set(q.where)
+        provider.PLATFORM_PARAMS.set(features.Params(q.params))
+        return await _engine(request).answer(
+            request, itemtypes.get_collection_items, collection_id, hidden=FILTER_PARAMETERS
+        )
     if fmt in exports.MEDIA:
         return await exports.export(conn, layer, q, fmt)
     statement, params = features.page_statement(layer, q)
