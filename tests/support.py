@@ -9,11 +9,18 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import pyogrio
 import uvicorn
 from psycopg import sql
+
+from spatial import samples
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.settings import Settings
 
 
 def with_database(url: str, name: str) -> str:
@@ -90,3 +97,26 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+def ingest_cadastre(folder: Path, settings: Settings, collection_id: str, title: str) -> Any:
+    """The 2025 demo cadastre (a GBK Shapefile in EPSG:4546, built into ``folder``),
+    ingested as ``collection_id`` keyed by DKBM; returns the source as GDAL reads it."""
+    samples.build(folder)
+    path = folder / "parcels_2025.zip"
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    source = VectorSource(path=path, collection_id=collection_id, title=title, key="DKBM")
+    ingest_vector(url, source, settings, actor="pytest")
+    return pyogrio.read_dataframe(f"/vsizip/{path}")
+
+
+def wait_for_collection(client: Any, collection_id: str, *, present: bool = True) -> None:
+    """Wait (10 s at most) until the API lists the collection, or no longer does."""
+    deadline = time.monotonic() + 10
+    while (
+        collection_id in [c["id"] for c in client.get("/collections").json()["collections"]]
+    ) != present:
+        if time.monotonic() > deadline:
+            msg = "the API did not catch up with the catalog"
+            raise AssertionError(msg)
+        time.sleep(0.1)

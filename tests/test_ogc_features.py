@@ -20,9 +20,8 @@ import pytest
 import shapely
 import shapely.geometry
 from owslib.ogcapi.features import Features
-from support import LiveServer
+from support import LiveServer, ingest_cadastre
 
-from spatial import samples
 from spatial.catalog import delete_collection
 from spatial.db import engine
 from spatial.ingest.vector import VectorSource, ingest_vector
@@ -36,17 +35,9 @@ GK = "http://www.opengis.net/def/crs/EPSG/0/4546"
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> gpd.GeoDataFrame:
     """The 2025 demo cadastre (GBK Shapefile, EPSG:4546), ingested as ``ogc_parcels``."""
-    folder = tmp_path_factory.mktemp("ogc")
-    samples.build(folder)
-    path = folder / "parcels_2025.zip"
-    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    ingest_vector(
-        url,
-        VectorSource(path=path, collection_id=COLLECTION, title="宗地 2025", key="DKBM"),
-        settings,
-        actor="pytest",
+    frame: gpd.GeoDataFrame = ingest_cadastre(
+        tmp_path_factory.mktemp("ogc"), settings, COLLECTION, "宗地 2025"
     )
-    frame: gpd.GeoDataFrame = pyogrio.read_dataframe(f"/vsizip/{path}")
     return frame
 
 

@@ -17,13 +17,10 @@ from typing import Any
 
 import geopandas as gpd
 import httpx
-import pyogrio
 import pytest
 from selenium import webdriver
-from support import LiveServer
+from support import LiveServer, ingest_cadastre, wait_for_collection
 
-from spatial import samples
-from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
 
 COLLECTION = "web_parcels"
@@ -32,28 +29,16 @@ GEOJSON = "application/geo+json"
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> gpd.GeoDataFrame:
-    """The 2025 demo cadastre (EPSG:4546 Shapefile), ingested as ``web_parcels``."""
-    folder = tmp_path_factory.mktemp("web")
-    samples.build(folder)
-    path = folder / "parcels_2025.zip"
-    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    ingest_vector(
-        url,
-        VectorSource(path=path, collection_id=COLLECTION, title="宗地 2025 (web)", key="DKBM"),
-        settings,
-        actor="pytest",
+    frame: gpd.GeoDataFrame = ingest_cadastre(
+        tmp_path_factory.mktemp("web"), settings, COLLECTION, "宗地 2025 (web)"
     )
-    frame: gpd.GeoDataFrame = pyogrio.read_dataframe(f"/vsizip/{path}")
     return frame
 
 
 @pytest.fixture(scope="module")
 def api(live_api: LiveServer, source: gpd.GeoDataFrame) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_api.url, timeout=60) as client:
-        deadline = time.monotonic() + 10
-        while COLLECTION not in [c["id"] for c in client.get("/collections").json()["collections"]]:
-            assert time.monotonic() < deadline, "the API did not catch up with the catalog"
-            time.sleep(0.1)
+        wait_for_collection(client, COLLECTION)
         yield client
 
 
