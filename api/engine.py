@@ -2,16 +2,18 @@
 
 pygeoapi is the protocol engine for the API's descriptive resources: the landing page,
 conformance, the collections and each collection's metadata, queryables and schema, the
-OpenAPI viewer, and the HTML and JSON-LD renderings of items, items and records. Its
+OpenAPI viewer, the HTML and JSON-LD renderings of items and item, and the catalog's
+records; its templates also show the platform's process and job documents. Its
 configuration is generated from the catalog (:func:`config`) and rebuilt when the
 catalog changes (every worker follows the catalog, :mod:`api.catalog`), so a layer
 ingested while the server runs is in pygeoapi's documents at once. Its provider plugins
 (:mod:`api.provider`) read the platform's tables and catalog.
 
 The platform replaces pygeoapi's path where it is too slow or wrong for our data, at the
-same URLs and with the same documents: GeoJSON and file items pages (built by PostGIS,
-400x fewer Python objects), CQL2 filters (pygeoapi parses ``filter`` as ECQL), Part 4
-edits (ETag and If-Match), and process execution (jobs in PostGIS). See
+same URLs and with the same documents: GeoJSON and file items pages (built by PostGIS in
+one statement), CQL2 filters (pygeoapi parses ``filter`` as ECQL; its pages get the
+platform's), Part 4 edits (ETag and If-Match), and process execution and jobs (in
+PostGIS). See
 ``docs/architecture.md``.
 
 pygeoapi's handlers are synchronous; they run on worker threads.
