@@ -15,7 +15,9 @@ from spatial.errors import DatabaseUnavailableError
 
 async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     try:
-        async with request.app.state.pool.connection(timeout=10) as conn:
+        async with request.app.state.pool.connection(
+            timeout=request.app.state.settings.database.pool_timeout_s
+        ) as conn:
             yield conn
     except (psycopg.OperationalError, PoolTimeout) as exc:
         msg = "the database is not reachable; try again shortly"

@@ -108,6 +108,8 @@ def config(settings: Settings, catalog: Catalog, url: str, base: str) -> dict[st
                     "id_field": "id",
                     "layer": Shared(layer),
                     "titles": dict(record.properties.get("source_fields") or {}),
+                    "statement_timeout_ms": settings.database.statement_timeout_ms,
+                    "pool_timeout_s": settings.database.pool_timeout_s,
                     "crs": features.supported_crs(),
                     "storage_crs": features.storage_crs_uri(record.srid),
                     "editable": bool(record.properties.get("editable")),

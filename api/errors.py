@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
 from spatial.errors import (
@@ -23,6 +25,8 @@ from spatial.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+
+log = logging.getLogger(__name__)
 
 STATUS: dict[type[SpatialError], tuple[int, str]] = {
     TooLargeError: (413, "PayloadTooLarge"),  # before its base class: the first match wins
@@ -87,7 +91,19 @@ def register(app: FastAPI) -> None:
             status_code=400,
         )
 
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # Raised outside a request's pooled connection: pygeoapi's provider plugins.
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            {"code": "ServiceUnavailable",
+             "description": "the database is not reachable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )  # fmt: skip
+
     app.add_exception_handler(SpatialError, handle)
+    app.add_exception_handler(psycopg.OperationalError, unavailable)
+    app.add_exception_handler(PoolTimeout, unavailable)
     app.add_exception_handler(psycopg.errors.DataError, refused)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http)

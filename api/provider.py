@@ -55,8 +55,9 @@ JSON_TYPES = {
 """JSON Schema type and format of each column type a vector layer may have."""
 
 
-def pool(url: str) -> ConnectionPool:
-    """The providers' connection pool for a database, opened on first use."""
+def pool(url: str, statement_timeout_ms: int, timeout_s: float) -> ConnectionPool:
+    """The providers' connection pool for a database, opened on first use. A connection
+    that cannot be had in ``timeout_s`` is a :class:`~psycopg_pool.PoolTimeout` (a 503)."""
     with _POOLS_LOCK:
         found = _POOLS.get(url)
         if found is None:
@@ -64,10 +65,12 @@ def pool(url: str) -> ConnectionPool:
                 url,
                 min_size=1,
                 max_size=4,
+                timeout=timeout_s,
                 kwargs={
                     "application_name": "spatial-api-pygeoapi",
                     "autocommit": True,
-                    "options": "-c statement_timeout=60000 -c plan_cache_mode=force_custom_plan",
+                    "options": f"-c statement_timeout={statement_timeout_ms} "
+                    "-c plan_cache_mode=force_custom_plan",
                 },
                 open=True,
             )
@@ -94,6 +97,8 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         self.layer: features.LayerSchema = provider_def["layer"].value
         self.storage_crs = provider_def["storage_crs"]
         self.titles: dict[str, str] = provider_def.get("titles") or {}
+        self.statement_timeout_ms: int = provider_def["statement_timeout_ms"]
+        self.pool_timeout_s: float = provider_def["pool_timeout_s"]
         self.id_field = "id"
         self.time_field = self.layer.temporal
         self.get_fields()
@@ -137,7 +142,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         except InvalidInputError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         statement, params = features.page_statement(self.layer, query)
-        with pool(self.data).connection() as conn:
+        with self._pool().connection() as conn:
             row = conn.execute(statement, params).fetchone()
         page, returned, counted, _ = row if row else ("", 0, None, None)
         matched = self.layer.feature_count if not query.filtered else counted
@@ -160,12 +165,15 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         query = features.ItemsQuery(crs=self._crs(crs_transform_spec))
         statement, params = features.item_statement(self.layer, int(text), query)
-        with pool(self.data).connection() as conn:
+        with self._pool().connection() as conn:
             row = conn.execute(statement, params).fetchone()
         if row is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         feature: dict[str, Any] = json.loads(row[0])
         return feature
+
+    def _pool(self) -> ConnectionPool:
+        return pool(self.data, self.statement_timeout_ms, self.pool_timeout_s)
 
     def _crs(self, spec: Any) -> features.ServingCrs:
         return features.serving_crs(spec.target_crs_uri if spec else self.storage_crs)

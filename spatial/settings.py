@@ -36,6 +36,9 @@ class DatabaseSettings(BaseSettings):
     pool_min: int = Field(default=1, ge=0)
     pool_max: int = Field(default=10, ge=1)
     statement_timeout_ms: int = Field(default=60_000, ge=0)
+    pool_timeout_s: float = Field(default=10, gt=0)
+    """How long a request waits for a connection (a busy pool, or the database coming
+    back) before it is answered 503."""
 
 
 class EmbeddedSettings(BaseSettings):

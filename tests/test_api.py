@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import geopandas as gpd
 import httpx
-from support import LiveServer
+import shapely
+from pydantic import SecretStr
+from support import LiveServer, create_database, drop_database
+
+from api import create_app
+from spatial.db import migrate
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.settings import DatabaseSettings, Settings
 
 
 def test_landing_page_json(live_api: LiveServer) -> None:
@@ -45,3 +55,30 @@ def test_no_cdn_docs_pages(live_api: LiveServer) -> None:
     # Swagger/ReDoc pages pull scripts from a CDN; offline users get nothing from them.
     assert httpx.get(f"{live_api.url}/docs").status_code == 404
     assert httpx.get(f"{live_api.url}/redoc").status_code == 404
+
+
+def test_a_database_that_goes_away_is_503_on_every_path(
+    server_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    url = create_database(server_url)
+    try:
+        migrate.upgrade(url)
+        path = tmp_path / "points.geojson"
+        gpd.GeoDataFrame(
+            {"name": ["a"]}, geometry=[shapely.Point(112.1, 23.0)], crs="EPSG:4490"
+        ).to_file(path)
+        database = DatabaseSettings(url=SecretStr(url), pool_timeout_s=1)
+        own = settings.model_copy(update={"database": database})
+        ingest_vector(url, VectorSource(path=path, collection_id="gone_points", title="p"), own)
+        with LiveServer(create_app(own)) as live, httpx.Client(base_url=live.url) as client:
+            items = "/collections/gone_points/items"
+            assert client.get(items).status_code == 200
+            drop_database(server_url, url)  # connections terminated, database gone
+            for path_ in (items, f"{items}?f=html", f"{items}/1", "/health", "/jobs"):
+                response = client.get(path_, timeout=30)
+                assert response.status_code == 503, (path_, response.text)
+                assert response.json()["code"] == "ServiceUnavailable"
+            # What needs no database still answers.
+            assert client.get("/conformance").status_code == 200
+    finally:
+        drop_database(server_url, url)
