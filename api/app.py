@@ -16,10 +16,19 @@ from starlette.concurrency import run_in_threadpool
 import spatial
 from api import catalog, errors, provider, web
 from api.engine import Engine
-from api.routers import editions, features, ingest, landing, processes, transactions
+from api.routers import (
+    editions,
+    features,
+    ingest,
+    landing,
+    processes,
+    tiles,
+    transactions,
+)
 from layers import Catalog
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
+from tiles.cache import TileCache
 
 
 def load_catalog(url: str) -> Catalog:
@@ -92,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     errors.register(app)
     app.include_router(landing.router)
     app.include_router(features.router)
@@ -99,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(processes.router)
     app.include_router(ingest.router)
     app.include_router(editions.router)
+    app.include_router(tiles.router)
     # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=web.vendor_dir(), check_dir=False), name="vendor")

@@ -1,10 +1,11 @@
-"""Keeping each worker's catalog snapshot current.
+"""Keeping each worker's catalog snapshot and tile cache current.
 
 Every change to ``platform.collections`` sends ``NOTIFY spatial_catalog`` when it
 commits (migration 0003). Each worker listens on its own connection and, on a
 notification, reads the catalog again and swaps the snapshot on ``app.state`` (readers
 keep the one they started with). A lost connection is re-opened and the catalog
-re-read, since notifications sent meanwhile are gone.
+re-read, since notifications sent meanwhile are gone. On the ``spatial_tiles`` channel
+(:mod:`spatial.changes`) the worker drops the cached tiles a change touched.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from layers import Catalog
+from spatial import changes
 
 CHANNEL = "spatial_catalog"
 _RETRY_S = 1.0
@@ -32,10 +34,19 @@ async def follow(app: FastAPI, url: str, load: Callable[[str], Catalog]) -> None
                 url, autocommit=True, application_name="spatial-api-catalog"
             ) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
-                # Changes made before LISTEN took effect are in this read.
+                await conn.execute(f"LISTEN {changes.CHANNEL}")
+                # Changes made before LISTEN took effect are in this read; tiles cached
+                # while no one listened may be stale.
                 app.state.catalog = await run_in_threadpool(load, url)
-                async for _ in conn.notifies():
-                    app.state.catalog = await run_in_threadpool(load, url)
+                app.state.tiles.invalidate(None, None)
+                async for note in conn.notifies():
+                    if note.channel == CHANNEL:
+                        app.state.catalog = await run_in_threadpool(load, url)
+                        continue
+                    change = changes.parse(note.payload)
+                    if change is not None:
+                        collection, box = change
+                        await run_in_threadpool(app.state.tiles.invalidate, collection, box)
         except asyncio.CancelledError:
             raise
         except Exception:

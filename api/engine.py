@@ -47,10 +47,6 @@ Handler = Callable[..., tuple[dict[str, str], int, Any]]
 PROVIDER = "api.provider.PlatformProvider"
 RECORDS_PROVIDER = "api.provider.CatalogProvider"
 CATALOG_ID = "catalog"
-NOT_SERVED = {
-    # Landing-page links to resources that come with later work (the tile engine).
-    "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
-}
 
 
 class Shared:
@@ -97,6 +93,12 @@ def config(settings: Settings, catalog: Catalog, url: str, base: str) -> dict[st
                     "rel": "version-history",
                     "title": "Editions of this layer",
                     "href": f"{href}/editions",
+                },
+                {
+                    "type": "application/json",
+                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                    "title": "Vector tiles",
+                    "href": f"{href}/tiles",
                 },
             ],
             "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Connection, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from spatial import changes
 from spatial.errors import NotFoundError
 
 LAYERS = "layers"
@@ -151,3 +152,7 @@ def delete_collection(conn: Connection, collection_id: str) -> None:
     if result.rowcount == 0:
         msg = f"collection {collection_id!r} does not exist"
         raise NotFoundError(msg)
+    conn.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": changes.CHANNEL, "payload": changes.everything_payload(collection_id)},
+    )

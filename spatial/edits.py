@@ -25,6 +25,7 @@ import shapely.geometry
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from spatial import changes
 from spatial.catalog import CollectionRecord
 from spatial.errors import (
     ConflictError,
@@ -413,6 +414,18 @@ async def _finish(
         (actor, f"feature.{action}", layer.id, [key], version - 1, version,
          Jsonb({"fid": fid, "edition": edition})),
     )  # fmt: skip
+    # The tile caches drop what the edit touched: the replaced version and the new one.
+    await conn.execute(
+        changes.changed_area(
+            layer.id,
+            sql.SQL(
+                "SELECT geom AS g FROM platform.feature_history "
+                "WHERE collection_id = %(cid)s AND edition_to = %(edition)s "
+                "UNION ALL SELECT t.geom FROM {} t WHERE t.fid = %(fid)s"
+            ).format(sql.Identifier(layer.schema, layer.table)),
+        ),
+        {"cid": layer.id, "edition": edition, "fid": fid},
+    )
     etag = None
     if not deleted:
         statement, params = etag_statement(layer, fid)

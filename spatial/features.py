@@ -264,7 +264,7 @@ class Params(dict[str, Any]):
 
 
 @lru_cache(maxsize=64)
-def _geographic(srid: int) -> bool:
+def geographic(srid: int) -> bool:
     try:
         return bool(CRS.from_epsg(srid).is_geographic)
     except CRSError:
@@ -307,7 +307,7 @@ def _conditions(layer: LayerSchema, q: ItemsQuery, params: Params) -> sql.Compos
             params.bind(q.bbox_crs.srid),
         )
         if q.bbox_crs.srid != layer.srid:
-            if not (_geographic(q.bbox_crs.srid) and _geographic(layer.srid)):
+            if not (geographic(q.bbox_crs.srid) and geographic(layer.srid)):
                 # Edges stay straight in the layer's CRS only when they are short; between
                 # two lon/lat CRSs they stay meridians and parallels.
                 step = max(xmax - xmin, ymax - ymin) / 16 or 1.0

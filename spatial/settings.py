@@ -91,6 +91,24 @@ class IngestSettings(BaseSettings):
     """Most bytes an archive may expand to, counted while extracting (zip bombs)."""
 
 
+class TilesSettings(BaseSettings):
+    """The vector tile engine and its cache."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_TILES_", extra="ignore")
+
+    cache_mb: int = Field(default=256, ge=0)
+    """Memory each API worker gives to cached tiles (0: no memory tier)."""
+    disk_cache_dir: Path | None = None
+    """A folder for the shared disk tier (``spatial tiles seed`` writes there); none by
+    default."""
+    max_features: int = Field(default=20_000, ge=1)
+    """Most features of one layer in one tile."""
+    max_zoom: int = Field(default=22, ge=0, le=24)
+    """The deepest zoom served (a deeper tile is a 404 that says so)."""
+    gzip: bool = True
+    """Compress tiles for clients that accept gzip."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -108,6 +126,7 @@ class Settings(BaseSettings):
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    tiles: TilesSettings = Field(default_factory=TilesSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import Conn
-from api.engine import NOT_SERVED, Engine
+from api.engine import Engine
 from api.ogc import F_PARAM, base_url, check_parameters, response_format
 from api.openapi import as_openapi_30
 
@@ -27,7 +27,6 @@ async def landing(request: Request, f: str | None = F_PARAM) -> Response:
     if fmt != "json" or response.status_code != 200:
         return response
     body = json.loads(bytes(response.body))
-    body["links"] = [link for link in body["links"] if link["rel"] not in NOT_SERVED]
     body["links"].append(
         {"rel": "status", "type": "application/json", "title": "Service health",
          "href": f"{base_url(request)}/health"}

@@ -129,7 +129,7 @@ def diff_and_archive(
                     ARRAY(SELECT f FROM jsonb_object_keys(n.props || o.props) AS f
                           WHERE n.props -> f IS DISTINCT FROM o.props -> f ORDER BY f)
                END AS fields,
-               o.geom AS old_geom, o.props AS old_props
+               o.geom AS old_geom, o.props AS old_props, n.geom AS new_geom
         FROM n FULL JOIN o ON n.key = o.key
         WHERE n.key IS NULL OR o.key IS NULL OR NOT n.geom = o.geom OR n.props <> o.props
         """).format(

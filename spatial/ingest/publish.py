@@ -36,6 +36,7 @@ from psycopg.types.string import BytesBinaryDumper
 from pyproj import Transformer
 from sqlalchemy import Connection
 
+from spatial import changes
 from spatial.catalog import LAYERS, CollectionRecord, upsert_collection
 from spatial.errors import InvalidInputError
 from spatial.ingest import history
@@ -288,6 +289,12 @@ def publish(
                 (Jsonb(diff.as_dict()), cid, edition),
             )
         _swap(cur, cid, stage)
+        # The tile caches drop what changed (all of a first edition: nothing was cached).
+        if diff is not None:
+            geoms = sql.SQL("SELECT old_geom AS g FROM _diff UNION ALL SELECT new_geom FROM _diff")
+            cur.execute(changes.changed_area(cid, geoms), {"cid": cid})
+        else:
+            cur.execute(*changes.everything(cid))
         cur.execute(
             "INSERT INTO platform.audit_log (actor, action, collection_id, feature_ids, "
             "version_before, version_after, details) VALUES (%s, 'ingest', %s, %s, %s, %s, %s)",

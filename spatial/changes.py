@@ -1,0 +1,55 @@
+"""Telling every API worker what part of a collection changed, so that their tile caches
+drop exactly the tiles it touches.
+
+The statements here run inside the transaction that makes the change: PostgreSQL delivers
+a notification only when (and if) that transaction commits. The payload is JSON:
+``{"collection": id, "bbox": [west, south, east, north]}`` (lon/lat of what changed, old
+and new geometries alike), or ``{"collection": id, "all": true}``, or
+``{"collection": null, "all": true}`` for every collection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg import sql
+
+CHANNEL = "spatial_tiles"
+
+
+def changed_area(collection_id: str, geoms: sql.Composable) -> sql.Composed:
+    """A statement notifying the lon/lat box of ``geoms`` (a query with a geometry column
+    ``g``); nothing is sent when it yields no geometry. ``geoms`` may use the placeholder
+    ``%(cid)s``, bound to the collection id."""
+    return sql.SQL(
+        "SELECT pg_notify({channel}, json_build_object('collection', %(cid)s::text, 'bbox', "
+        "json_build_array(ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b)))::text) "
+        "FROM (SELECT ST_Extent(ST_Transform(ST_Envelope(c.g), 4326)) AS b "
+        "FROM ({geoms}) c WHERE c.g IS NOT NULL) e WHERE b IS NOT NULL"
+    ).format(channel=sql.Literal(CHANNEL), geoms=geoms)
+
+
+def everything(collection_id: str | None) -> tuple[str, tuple[Any, ...]]:
+    """A statement notifying that all of a collection (or of every one, with None) changed."""
+    return "SELECT pg_notify(%s, %s)", (CHANNEL, everything_payload(collection_id))
+
+
+def everything_payload(collection_id: str | None) -> str:
+    return json.dumps({"collection": collection_id, "all": True})
+
+
+def parse(payload: str) -> tuple[str | None, tuple[float, float, float, float] | None] | None:
+    """(collection or None for all, lon/lat box or None for all of it), or None when the
+    payload is not one of ours."""
+    try:
+        body = json.loads(payload)
+        collection = body.get("collection")
+        if body.get("all"):
+            return collection, None
+        w, s, e, n = (float(v) for v in body["bbox"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(collection, str):
+        return None
+    return collection, (w, s, e, n)

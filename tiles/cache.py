@@ -1,0 +1,192 @@
+"""The tile cache: in memory with a size bound, plus an optional shared disk tier, and
+invalidated by the data itself.
+
+Every change to a collection's features (an ingest, an edit, a deletion) sends
+``NOTIFY spatial_tiles`` with the collection and the lon/lat box of what changed
+(:mod:`spatial.changes`), in the same transaction. Each API worker listens and drops the
+tiles of that collection whose area meets the box; tiles elsewhere keep their entries.
+A render that started before a change is not stored after it (a generation counter per
+collection), so a cached tile never outlives the data it was cut from.
+
+The disk tier (a SQLite file any number of workers and ``spatial tiles seed`` share) is
+read on a memory miss and written on a render; the same notifications delete from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Box = tuple[float, float, float, float]
+Key = tuple[str, str, int, int, int, str]
+"""(scope, tile matrix set, z, row, col, properties): a scope is a collection id or
+``maps/<subsystem>``; properties are the selected attributes joined by commas."""
+
+
+@dataclass(frozen=True)
+class CachedTile:
+    data: bytes
+    """The MVT bytes, not compressed (empty for a tile with no feature)."""
+    lonlat: Box
+    collections: frozenset[str]
+    etag: str = field(default="")
+
+    @classmethod
+    def of(cls, data: bytes, lonlat: Box, collections: Iterable[str]) -> CachedTile:
+        etag = hashlib.blake2b(data, digest_size=12).hexdigest()
+        return cls(data=data, lonlat=lonlat, collections=frozenset(collections), etag=etag)
+
+
+def _meets(a: Box, b: Box) -> bool:
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+
+
+class TileCache:
+    """Tiles by :data:`Key`, least recently used first out past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int, disk: Path | None = None) -> None:
+        self.max_bytes = max_bytes
+        self._tiles: OrderedDict[Key, CachedTile] = OrderedDict()
+        self._bytes = 0
+        self._generations: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.disk = DiskTier(disk) if disk is not None else None
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._tiles)
+
+    def get(self, key: Key) -> CachedTile | None:
+        with self._lock:
+            tile = self._tiles.get(key)
+            if tile is not None:
+                self._tiles.move_to_end(key)
+                self.hits += 1
+                return tile
+        found = self.disk.get(key) if self.disk is not None else None
+        if found is not None:
+            self._remember(key, found)
+            self.hits += 1
+            return found
+        self.misses += 1
+        return None
+
+    def generation(self, collections: Iterable[str]) -> tuple[int, ...]:
+        """Where the collections' invalidations stand (take it before a render)."""
+        with self._lock:
+            return tuple(self._generations.get(c, 0) for c in sorted(collections))
+
+    def put(self, key: Key, tile: CachedTile, generation: tuple[int, ...]) -> bool:
+        """Keep a rendered tile, unless its data changed since the render began."""
+        if self.generation(tile.collections) != generation:
+            return False
+        self._remember(key, tile)
+        if self.disk is not None:
+            self.disk.put(key, tile)
+        return True
+
+    def _remember(self, key: Key, tile: CachedTile) -> None:
+        size = len(tile.data) + 200
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._tiles.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.data) + 200
+            self._tiles[key] = tile
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._tiles.popitem(last=False)
+                self._bytes -= len(dropped.data) + 200
+
+    def invalidate(self, collection: str | None, lonlat: Box | None) -> int:
+        """Drop the tiles of ``collection`` (every one when None) meeting ``lonlat`` (all
+        of them when None). Returns how many entries went from memory."""
+        with self._lock:
+            if collection is None:
+                gone = len(self._tiles)
+                self._tiles.clear()
+                self._bytes = 0
+                for name in self._generations:
+                    self._generations[name] += 1
+                self._generations[""] = self._generations.get("", 0) + 1
+            else:
+                self._generations[collection] = self._generations.get(collection, 0) + 1
+                doomed = [
+                    k for k, t in self._tiles.items()
+                    if collection in t.collections and (lonlat is None or _meets(t.lonlat, lonlat))
+                ]  # fmt: skip
+                for k in doomed:
+                    self._bytes -= len(self._tiles.pop(k).data) + 200
+                gone = len(doomed)
+        if self.disk is not None:
+            self.disk.invalidate(collection, lonlat)
+        return gone
+
+
+class DiskTier:
+    """Tiles in one SQLite file (WAL, so workers and the seeding command share it)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "tiles.sqlite"
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tiles (key TEXT PRIMARY KEY, collections TEXT, "
+                "w REAL, s REAL, e REAL, n REAL, etag TEXT, data BLOB)"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def _key(key: Key) -> str:
+        return "/".join(str(part) for part in key)
+
+    def get(self, key: Key) -> CachedTile | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT collections, w, s, e, n, etag, data FROM tiles WHERE key = ?",
+                (self._key(key),),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        names = frozenset(row[0].strip("|").split("|"))
+        return CachedTile(data=row[6], lonlat=(row[1], row[2], row[3], row[4]),
+                          collections=names, etag=row[5])  # fmt: skip
+
+    def put(self, key: Key, tile: CachedTile) -> None:
+        self._conn().execute(
+            "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (self._key(key), "|" + "|".join(sorted(tile.collections)) + "|", *tile.lonlat,
+             tile.etag, tile.data),
+        )  # fmt: skip
+
+    def invalidate(self, collection: str | None, lonlat: Box | None) -> None:
+        if collection is None:
+            self._conn().execute("DELETE FROM tiles")
+            return
+        where = "instr(collections, ?) > 0"
+        args: list[object] = [f"|{collection}|"]
+        if lonlat is not None:
+            where += " AND NOT (e < ? OR w > ? OR n < ? OR s > ?)"
+            args += [lonlat[0], lonlat[2], lonlat[1], lonlat[3]]
+        self._conn().execute(f"DELETE FROM tiles WHERE {where}", args)  # noqa: S608 - fixed text
+
+    def count(self) -> int:
+        row = self._conn().execute("SELECT count(*) FROM tiles").fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,100 @@
+"""The tile matrix sets the platform serves (OGC Two Dimensional Tile Matrix Set, via
+morecantile), and the checks of a requested tile.
+
+- ``WebMercatorQuad`` (EPSG:3857), what MapLibre, Leaflet and most clients use;
+- ``WorldCRS84Quad`` (CRS84, 2 x 1 tiles at zoom 0);
+- ``CGCS2000Quad``: China Geodetic Coordinate System 2000 (EPSG:4490), geographic,
+  the same layout as WorldCRS84Quad: at zoom z, 2^(z+1) x 2^z tiles of 256 x 256 cells
+  over longitude -180..180 and latitude -90..90, tile (0, 0) at the north-west corner.
+  China's national standard grids (天地图 "c" tiles) use this layout on CGCS2000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import morecantile
+import pyproj
+
+from spatial.errors import NotFoundError
+
+CGCS2000_QUAD = morecantile.TileMatrixSet.custom(
+    [-180.0, -90.0, 180.0, 90.0],
+    pyproj.CRS.from_epsg(4490),
+    matrix_scale=[2, 1],
+    id="CGCS2000Quad",
+    title="CGCS2000 geographic quad (EPSG:4490)",
+    minzoom=0,
+    maxzoom=24,
+)
+TILE_MATRIX_SETS: dict[str, morecantile.TileMatrixSet] = {
+    "WebMercatorQuad": morecantile.tms.get("WebMercatorQuad"),
+    "WorldCRS84Quad": morecantile.tms.get("WorldCRS84Quad"),
+    "CGCS2000Quad": CGCS2000_QUAD,
+}
+SRID = {"WebMercatorQuad": 3857, "WorldCRS84Quad": 4326, "CGCS2000Quad": 4490}
+"""The PostGIS SRID each set's tiles are cut in (x = easting or longitude)."""
+
+
+@dataclass(frozen=True)
+class TileAddress:
+    """One tile of one set: its bounds in the set's CRS (x/y order) and in lon/lat."""
+
+    tms: str
+    z: int
+    row: int
+    col: int
+    bounds: tuple[float, float, float, float]
+    lonlat: tuple[float, float, float, float]
+
+    @property
+    def srid(self) -> int:
+        return SRID[self.tms]
+
+
+def tile_matrix_set(tms_id: str) -> morecantile.TileMatrixSet:
+    """Raises:
+    NotFoundError: an unknown set."""
+    try:
+        return TILE_MATRIX_SETS[tms_id]
+    except KeyError:
+        msg = f"tile matrix set {tms_id!r} is not served; use one of {', '.join(TILE_MATRIX_SETS)}"
+        raise NotFoundError(msg) from None
+
+
+def address(tms_id: str, z: int, row: int, col: int, max_zoom: int) -> TileAddress:
+    """The tile at matrix ``z``, ``row``, ``col`` (OGC order).
+
+    Raises:
+        NotFoundError: an unknown set, a zoom beyond ``max_zoom`` (the collection's range)
+            or the set's, or a row or column outside the matrix.
+    """
+    tms = tile_matrix_set(tms_id)
+    top = min(max_zoom, tms.maxzoom)
+    if not 0 <= z <= top:
+        msg = f"zoom {z} is outside this collection's range 0..{top} in {tms_id}"
+        raise NotFoundError(msg)
+    matrix = tms.matrix(z)
+    if not (0 <= row < matrix.matrixHeight and 0 <= col < matrix.matrixWidth):
+        msg = (
+            f"tile {z}/{row}/{col} is outside the {tms_id} matrix {z}, which has "
+            f"{matrix.matrixHeight} rows and {matrix.matrixWidth} columns"
+        )
+        raise NotFoundError(msg)
+    tile = morecantile.Tile(x=col, y=row, z=z)
+    xy = tms.xy_bounds(tile)
+    ll = tms.bounds(tile)
+    return TileAddress(
+        tms=tms_id, z=z, row=row, col=col,
+        bounds=(xy.left, xy.bottom, xy.right, xy.top),
+        lonlat=(ll.left, ll.bottom, ll.right, ll.top),
+    )  # fmt: skip
+
+
+def tiles_covering(
+    tms_id: str, lonlat: tuple[float, float, float, float], zooms: range
+) -> list[tuple[int, int, int]]:
+    """(z, row, col) of the tiles of ``zooms`` that cover a lon/lat box."""
+    tms = tile_matrix_set(tms_id)
+    west, south, east, north = lonlat
+    return [(t.z, t.y, t.x) for t in tms.tiles(west, south, east, north, list(zooms))]
