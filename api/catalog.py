@@ -38,7 +38,8 @@ async def follow(app: FastAPI, url: str, load: Callable[[str], Catalog]) -> None
                 # Changes made before LISTEN took effect are in this read; tiles cached
                 # while no one listened may be stale.
                 app.state.catalog = await run_in_threadpool(load, url)
-                app.state.tiles.invalidate(None, None)
+                versions = {c.id: c.version for c in app.state.catalog}
+                await run_in_threadpool(app.state.tiles.resume, versions)
                 async for note in conn.notifies():
                     if note.channel == CHANNEL:
                         app.state.catalog = await run_in_threadpool(load, url)

@@ -26,6 +26,11 @@ GROUPS = [
     ["ingest", "vector"],
     ["gps"],
     ["user"],
+    ["tiles"],
+    ["tiles", "seed"],
+    ["tiles", "export"],
+    ["tiles", "cache"],
+    ["tiles", "cache", "clear"],
 ]
 
 

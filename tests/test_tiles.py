@@ -4,6 +4,7 @@ set; the cache's ETags, 304s and gzip; and a cache that follows edits tile by ti
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,12 +21,13 @@ import pyproj
 import pytest
 import shapely
 import shapely.geometry
+from pmtiles.reader import MmapSource, Reader
 from pydantic import SecretStr
-from support import LiveServer, ingest_cadastre, wait_for_collection
+from support import LiveServer, ingest_cadastre, run_cli, wait_for_collection
 
 from api import create_app
 from spatial.ingest.vector import VectorSource, ingest_vector
-from spatial.settings import ServerSettings, Settings
+from spatial.settings import ServerSettings, Settings, TilesSettings
 from tiles.tms import SRID, TILE_MATRIX_SETS
 
 COLLECTION = "tile_parcels"
@@ -250,3 +252,40 @@ def test_a_subsystem_tile_holds_each_of_its_layers(editable: httpx.Client) -> No
     assert editable.get("/maps/nosuch/tiles/WebMercatorQuad/0/0/0").status_code == 404
     tilejson = editable.get("/maps/emergency/tiles/WebMercatorQuad?f=tilejson").json()
     assert {v["id"] for v in tilejson["vector_layers"]} >= {"tile_cells", "tile_posts"}
+
+
+def test_seed_clear_and_export_from_the_command_line(
+    editable: httpx.Client, settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    disk = tmp_path / "tile-cache"
+    own = settings.model_copy(
+        update={"tiles": TilesSettings(disk_cache_dir=disk), "database": settings.database}
+    )
+    env = {"SPATIAL_DATABASE_URL": database_url, "SPATIAL_TILES_DISK_CACHE_DIR": str(disk)}
+    box = "111.95,22.94,111.99,22.98"  # around the near cluster
+    seeded = run_cli("tiles", "seed", "tile_cells", "--zoom", "14-16", "--bbox", box, **env)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeded" in seeded.stdout
+    z, row, col = _tile_of("WebMercatorQuad", *_lonlat(600_020, 2_540_020), 16)
+    path = f"/collections/tile_cells/tiles/WebMercatorQuad/{z}/{row}/{col}"
+    with LiveServer(create_app(own)) as live, httpx.Client(base_url=live.url) as client:
+        wait_for_collection(client, "tile_cells")
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["x-tile-cache"] == "hit"  # seeded
+        assert first.content == editable.get(path).content
+        cleared = run_cli("tiles", "cache", "clear", "tile_cells", **env)
+        assert cleared.returncode == 0, cleared.stderr
+        deadline = time.monotonic() + 10
+        while client.get(path).headers["x-tile-cache"] == "hit":  # every worker was told
+            assert time.monotonic() < deadline, "the worker kept its cached tile"
+            time.sleep(0.1)
+    out = tmp_path / "cells.pmtiles"
+    exported = run_cli("tiles", "export", "tile_cells", str(out), "--zoom", "14-16", **env)
+    assert exported.returncode == 0, exported.stderr
+    with out.open("rb") as f:
+        reader = Reader(MmapSource(f))
+        assert reader.header()["max_zoom"] == 16
+        data = gzip.decompress(reader.get(z, col, row))
+    assert data == editable.get(path).content
+    bad = run_cli("tiles", "seed", "tile_cells", "--zoom", "9-x", **env)
+    assert bad.returncode != 0 and "zoom" in (bad.stdout + bad.stderr)

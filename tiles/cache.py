@@ -15,6 +15,7 @@ read on a memory miss and written on a render; the same notifications delete fro
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -33,13 +34,18 @@ class CachedTile:
     data: bytes
     """The MVT bytes, not compressed (empty for a tile with no feature)."""
     lonlat: Box
-    collections: frozenset[str]
+    versions: tuple[tuple[str, int], ...]
+    """The catalog version of each collection in the tile when it was rendered."""
     etag: str = field(default="")
 
+    @property
+    def collections(self) -> frozenset[str]:
+        return frozenset(name for name, _ in self.versions)
+
     @classmethod
-    def of(cls, data: bytes, lonlat: Box, collections: Iterable[str]) -> CachedTile:
+    def of(cls, data: bytes, lonlat: Box, versions: dict[str, int]) -> CachedTile:
         etag = hashlib.blake2b(data, digest_size=12).hexdigest()
-        return cls(data=data, lonlat=lonlat, collections=frozenset(collections), etag=etag)
+        return cls(data=data, lonlat=lonlat, versions=tuple(sorted(versions.items())), etag=etag)
 
 
 def _meets(a: Box, b: Box) -> bool:
@@ -104,6 +110,21 @@ class TileCache:
                 _, dropped = self._tiles.popitem(last=False)
                 self._bytes -= len(dropped.data) + 200
 
+    def resume(self, versions: dict[str, int]) -> None:
+        """After a time without notifications (a start, a lost connection): forget the
+        memory tier, and keep of the disk tier only tiles of collections still at the
+        version they were rendered at."""
+        self.invalidate_memory()
+        if self.disk is not None:
+            self.disk.retain(versions)
+
+    def invalidate_memory(self) -> None:
+        with self._lock:
+            self._tiles.clear()
+            self._bytes = 0
+            for name in self._generations:
+                self._generations[name] += 1
+
     def invalidate(self, collection: str | None, lonlat: Box | None) -> int:
         """Drop the tiles of ``collection`` (every one when None) meeting ``lonlat`` (all
         of them when None). Returns how many entries went from memory."""
@@ -114,7 +135,6 @@ class TileCache:
                 self._bytes = 0
                 for name in self._generations:
                     self._generations[name] += 1
-                self._generations[""] = self._generations.get("", 0) + 1
             else:
                 self._generations[collection] = self._generations.get(collection, 0) + 1
                 doomed = [
@@ -140,7 +160,7 @@ class DiskTier:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS tiles (key TEXT PRIMARY KEY, collections TEXT, "
-                "w REAL, s REAL, e REAL, n REAL, etag TEXT, data BLOB)"
+                "versions TEXT, w REAL, s REAL, e REAL, n REAL, etag TEXT, data BLOB)"
             )
 
     def _conn(self) -> sqlite3.Connection:
@@ -158,22 +178,22 @@ class DiskTier:
         row = (
             self._conn()
             .execute(
-                "SELECT collections, w, s, e, n, etag, data FROM tiles WHERE key = ?",
+                "SELECT versions, w, s, e, n, etag, data FROM tiles WHERE key = ?",
                 (self._key(key),),
             )
             .fetchone()
         )
         if row is None:
             return None
-        names = frozenset(row[0].strip("|").split("|"))
+        versions = tuple((str(k), int(v)) for k, v in json.loads(row[0]))
         return CachedTile(data=row[6], lonlat=(row[1], row[2], row[3], row[4]),
-                          collections=names, etag=row[5])  # fmt: skip
+                          versions=versions, etag=row[5])  # fmt: skip
 
     def put(self, key: Key, tile: CachedTile) -> None:
         self._conn().execute(
-            "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._key(key), "|" + "|".join(sorted(tile.collections)) + "|", *tile.lonlat,
-             tile.etag, tile.data),
+            "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self._key(key), "|" + "|".join(sorted(tile.collections)) + "|",
+             json.dumps(tile.versions), *tile.lonlat, tile.etag, tile.data),
         )  # fmt: skip
 
     def invalidate(self, collection: str | None, lonlat: Box | None) -> None:
@@ -186,6 +206,15 @@ class DiskTier:
             where += " AND NOT (e < ? OR w > ? OR n < ? OR s > ?)"
             args += [lonlat[0], lonlat[2], lonlat[1], lonlat[3]]
         self._conn().execute(f"DELETE FROM tiles WHERE {where}", args)  # noqa: S608 - fixed text
+
+    def retain(self, versions: dict[str, int]) -> None:
+        """Delete the tiles of collections that are gone or at another version now."""
+        conn = self._conn()
+        stale = [
+            key for key, recorded in conn.execute("SELECT key, versions FROM tiles")
+            if any(versions.get(name) != version for name, version in json.loads(recorded))
+        ]  # fmt: skip
+        conn.executemany("DELETE FROM tiles WHERE key = ?", [(k,) for k in stale])
 
     def count(self) -> int:
         row = self._conn().execute("SELECT count(*) FROM tiles").fetchone()

@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from psycopg import sql
 
+from spatial.catalog import CollectionRecord
 from spatial.features import LayerSchema, Params, geographic
 from tiles.tms import TileAddress
 
@@ -42,6 +45,32 @@ class TileLayer:
     @property
     def name(self) -> str:
         return self.layer.id
+
+    @classmethod
+    def of(cls, record: CollectionRecord, properties: tuple[str, ...] | None = None) -> TileLayer:
+        """A vector collection's tile layer (``properties``: the attributes carried).
+
+        Raises:
+            InvalidInputError: the collection is not a vector layer.
+        """
+        kind = str(record.properties.get("geometry_type", "")).lower()
+        return cls(
+            layer=LayerSchema.of(record),
+            bbox=record.bbox,
+            points="point" in kind,
+            properties=properties,
+        )
+
+
+def render(
+    conn: psycopg.Connection[Any], layers: Sequence[TileLayer], tile: TileAddress, max_features: int
+) -> bytes:
+    """A tile's MVT bytes on a synchronous connection (empty: no feature)."""
+    statement = tile_statement(layers, tile, max_features)
+    if statement is None:
+        return b""
+    row = conn.execute(*statement).fetchone()
+    return bytes(row[0]) if row and row[0] else b""
 
 
 def tile_statement(

@@ -89,16 +89,6 @@ def _vector(record: CollectionRecord) -> bool:
     return record.kind == "vector" and bool(record.storage_table) and record.srid is not None
 
 
-def _tile_layer(record: CollectionRecord, properties: tuple[str, ...] | None) -> mvt.TileLayer:
-    kind = str(record.properties.get("geometry_type", "")).lower()
-    return mvt.TileLayer(
-        layer=features.LayerSchema.of(record),
-        bbox=record.bbox,
-        points="point" in kind,
-        properties=properties,
-    )
-
-
 def _collection(catalog: Catalog, collection_id: str) -> CollectionRecord:
     record = catalog.get(collection_id)
     if not _vector(record):
@@ -200,8 +190,8 @@ def _json_type(pgtype: str) -> str:
 
 
 async def _tile(
-    request: Request, scope: str, layers: list[mvt.TileLayer], tms_id: str,
-    z: int, row: int, col: int,
+    request: Request, scope: str, records: list[CollectionRecord], layers: list[mvt.TileLayer],
+    tms_id: str, z: int, row: int, col: int,
 ) -> Response:  # fmt: skip
     settings = request.app.state.settings.tiles
     tile = address(tms_id, z, row, col, settings.max_zoom)
@@ -221,7 +211,7 @@ async def _tile(
                 cur = await conn.execute(*statement)
                 row_ = await cur.fetchone()
                 data = bytes(row_[0]) if row_ and row_[0] else b""
-        cached = CachedTile.of(data, tile.lonlat, names)
+        cached = CachedTile.of(data, tile.lonlat, {r.id: r.version for r in records})
         if cache.disk:
             await run_in_threadpool(cache.put, key, cached, generation)
         else:
@@ -269,8 +259,8 @@ async def collection_tile(
     check_parameters(request, frozenset({"f", "properties"}))
     record = _collection(request.app.state.catalog, collection_id)
     selected = features.parse_properties(features.LayerSchema.of(record), properties)
-    layer = _tile_layer(record, selected)
-    return await _tile(request, collection_id, [layer], tms_id, z, row, col)
+    layer = mvt.TileLayer.of(record, selected)
+    return await _tile(request, collection_id, [record], [layer], tms_id, z, row, col)
 
 
 @router.get("/maps/{subsystem}/tiles", summary="A subsystem's tilesets")
@@ -302,5 +292,5 @@ async def subsystem_tile(
     """One tile with every vector layer of the subsystem."""
     check_parameters(request, frozenset({"f"}))
     records = _subsystem(request.app.state.catalog, subsystem)
-    layers = [_tile_layer(r, None) for r in records]
-    return await _tile(request, f"maps/{subsystem}", layers, tms_id, z, row, col)
+    layers = [mvt.TileLayer.of(r) for r in records]
+    return await _tile(request, f"maps/{subsystem}", records, layers, tms_id, z, row, col)

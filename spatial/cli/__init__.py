@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from functools import wraps
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 import psycopg
@@ -70,6 +71,10 @@ def _register() -> None:
     app.add_typer(samples.app, name="samples")
     app.add_typer(ingest.app, name="ingest")
     app.command("serve")(serve.serve)
+    # Command groups of the other packages (``tiles``), found through their entry points so
+    # that ``spatial`` imports none of them.
+    for entry in entry_points(group="spatial.commands"):
+        app.add_typer(entry.load(), name=entry.name)
     # Groups that later work fills; they exist now so the command tree is stable.
     for name, text in (
         ("gps", "GPS devices, receivers and tracks."),
