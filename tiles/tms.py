@@ -11,7 +11,9 @@ morecantile), and the checks of a requested tile.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import morecantile
 import pyproj
@@ -33,6 +35,8 @@ TILE_MATRIX_SETS: dict[str, morecantile.TileMatrixSet] = {
     "CGCS2000Quad": CGCS2000_QUAD,
 }
 SRID = {"WebMercatorQuad": 3857, "WorldCRS84Quad": 4326, "CGCS2000Quad": 4490}
+EARTH_RADIUS = 6_378_137.0
+"""The sphere of Web Mercator (EPSG:3857)."""
 """The PostGIS SRID each set's tiles are cut in (x = easting or longitude)."""
 
 
@@ -70,25 +74,52 @@ def address(tms_id: str, z: int, row: int, col: int, max_zoom: int) -> TileAddre
             or the set's, or a row or column outside the matrix.
     """
     tms = tile_matrix_set(tms_id)
-    top = min(max_zoom, tms.maxzoom)
-    if not 0 <= z <= top:
-        msg = f"zoom {z} is outside this collection's range 0..{top} in {tms_id}"
+    deepest = min(max_zoom, tms.maxzoom)
+    if not 0 <= z <= deepest:
+        msg = f"zoom {z} is outside this collection's range 0..{deepest} in {tms_id}"
         raise NotFoundError(msg)
-    matrix = tms.matrix(z)
-    if not (0 <= row < matrix.matrixHeight and 0 <= col < matrix.matrixWidth):
+    left, top, width, height, columns, rows = _matrix(tms_id, z)
+    if not (0 <= row < rows and 0 <= col < columns):
         msg = (
             f"tile {z}/{row}/{col} is outside the {tms_id} matrix {z}, which has "
-            f"{matrix.matrixHeight} rows and {matrix.matrixWidth} columns"
+            f"{rows} rows and {columns} columns"
         )
         raise NotFoundError(msg)
-    tile = morecantile.Tile(x=col, y=row, z=z)
-    xy = tms.xy_bounds(tile)
-    ll = tms.bounds(tile)
+    bounds = (
+        left + col * width,
+        top - (row + 1) * height,
+        left + (col + 1) * width,
+        top - row * height,
+    )
     return TileAddress(
-        tms=tms_id, z=z, row=row, col=col,
-        bounds=(xy.left, xy.bottom, xy.right, xy.top),
-        lonlat=(ll.left, ll.bottom, ll.right, ll.top),
-    )  # fmt: skip
+        tms=tms_id, z=z, row=row, col=col, bounds=bounds, lonlat=_lonlat(tms_id, bounds)
+    )
+
+
+@lru_cache(maxsize=256)
+def _matrix(tms_id: str, z: int) -> tuple[float, float, float, float, int, int]:
+    """Matrix ``z``: its left and top edges, the width and height of its tiles, and how
+    many columns and rows it has."""
+    tms = TILE_MATRIX_SETS[tms_id]
+    first = tms.xy_bounds(morecantile.Tile(x=0, y=0, z=z))
+    matrix = tms.matrix(z)
+    return (first.left, first.top, first.right - first.left, first.top - first.bottom,
+            matrix.matrixWidth, matrix.matrixHeight)  # fmt: skip
+
+
+def _lonlat(
+    tms_id: str, bounds: tuple[float, float, float, float]
+) -> tuple[float, float, float, float]:
+    """A tile's bounds as lon/lat (the geographic sets' own; Web Mercator inverted)."""
+    if SRID[tms_id] != 3857:
+        return bounds
+    west, south, east, north = bounds
+    return (
+        math.degrees(west / EARTH_RADIUS),
+        math.degrees(2 * math.atan(math.exp(south / EARTH_RADIUS)) - math.pi / 2),
+        math.degrees(east / EARTH_RADIUS),
+        math.degrees(2 * math.atan(math.exp(north / EARTH_RADIUS)) - math.pi / 2),
+    )
 
 
 def tiles_covering(

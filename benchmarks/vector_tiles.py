@@ -1,0 +1,362 @@
+"""Tiles benchmark: the 884 WebMercatorQuad tiles at zooms 14-15 of the 200k-parcel layer,
+the platform against its peers, all attributes.
+
+One run, the same PostGIS, the same table (the "parcels" reference set ingested by
+``spatial ingest vector`` into the scratch database of ``benchmarks/features.py``):
+
+- the platform, cold: ``api.main:app_factory`` under uvicorn, 2 workers, its tile cache
+  off (``SPATIAL_TILES_CACHE_MB=0``), so every request is built by PostGIS;
+- tipg: ``tipg.main:app``, 2 workers, on the ``layers`` schema;
+- stock pygeoapi: its ``MVT-postgresql`` provider on the same table; it takes tens of
+  seconds a tile here, so it gets a sample of tiles one at a time, not the load run;
+- the limit: the platform's own tile statements, one per tile, executed straight on
+  PostGIS by ``pgbench`` on 2 connections (a PL/pgSQL function runs the stored text);
+- the platform, warm: its cache on and filled first, reported separately.
+
+Load comes from ``wrk -t2 -c8`` cycling over the 884 tiles (a short warm-up first). The
+last lines are tiles per second and the ratios against the goals (cold platform ≥ 2 x tipg,
+≥ 0.8 x the limit); ``benchmarks/RESULTS.md`` gets the same figures.
+
+Usage: ``.venv/bin/python benchmarks/vector_tiles.py [--size 200000] [--duration 15]
+[--no-record]``. Needs ``wrk``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import mapbox_vector_tile
+import parcels
+import psycopg
+from features import EXTENT, WORK, Side, _free_port, _peers, _quiet, _serving, _wrk
+from ingest import (
+    RESULTS,
+    ROOT,
+    BenchmarkError,
+    Target,
+    _env,
+    _git_revision,
+    _prepare_database,
+    _say,
+    _server_versions,
+    _spatial,
+)
+
+from spatial.catalog import get_collection
+from spatial.db import engine
+from tiles import mvt, tms
+
+DATABASE = "spatial_bench_features"
+COLLECTION = "bench_parcels"
+ZOOMS = range(14, 16)
+GOAL_TIPG = 2.0
+GOAL_LIMIT = 0.8
+PYGEOAPI_SAMPLE = 2
+TILES_WORK = WORK.parent / "tiles"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 1 when something fails or disagrees."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--size", type=int, default=parcels.DEFAULT_SIZE, help="parcels")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per side")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    try:
+        return _run(size=args.size, duration=args.duration, record=not args.no_record)
+    except BenchmarkError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+
+
+def _run(*, size: int, duration: int, record: bool) -> int:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        msg = "wrk is not installed (Debian: apt-get install wrk)"
+        raise BenchmarkError(msg)
+    source = parcels.build(parcels.default_path(size), size)
+    target = _prepare_database(DATABASE)
+    _say(f"loading {source.name} into {DATABASE} with spatial ingest vector")
+    _spatial(
+        "ingest", "vector", str(source), "--collection", COLLECTION, "--key", "parcel_id",
+        env=_env(SPATIAL_DATABASE_URL=target.url),
+    )  # fmt: skip
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        conn.execute(f"ANALYZE layers.{COLLECTION}")
+        server = _server_versions(conn)
+    TILES_WORK.mkdir(parents=True, exist_ok=True)
+    tiles = tms.tiles_covering("WebMercatorQuad", EXTENT, ZOOMS)
+    _say(f"{len(tiles)} WebMercatorQuad tiles at zooms {ZOOMS.start}-{ZOOMS.stop - 1}")
+    python = _peers()
+    rates: dict[str, float] = {}
+    _quiet(target)
+    rates["limit"] = _limit(target, tiles, duration)
+    _say(f"{'limit':15} {rates['limit']:8.1f} tiles/s (pgbench, 2 connections)")
+    cold, warm, tipg = _sides(target, python)
+    for side in (cold, tipg):
+        with _serving(side) as port:
+            _check(side, port, tiles[:: max(1, len(tiles) // 8)])
+            _quiet(target)
+            rates[side.name] = _wrk(wrk, side, port, _script(side, port, tiles), duration)
+            _say(f"{side.name:15} {rates[side.name]:8.1f} tiles/s")
+    with _serving(warm) as port:
+        _fill(warm, port, tiles)
+        rates[warm.name] = _wrk(wrk, warm, port, _script(warm, port, tiles), duration)
+        _say(f"{warm.name:15} {rates[warm.name]:8.1f} tiles/s (cache filled first)")
+    _quiet(target)
+    rates["pygeoapi"] = _pygeoapi(target, python, tiles)
+    _say(f"{'pygeoapi':15} {rates['pygeoapi']:8.3f} tiles/s ({PYGEOAPI_SAMPLE} tiles in turn)")
+    if record:
+        _record(size=size, duration=duration, count=len(tiles), rates=rates, server=server)
+        _say(f"appended to {RESULTS.relative_to(ROOT)}")
+    _verdict(rates)
+    return 0
+
+
+def _path(side: str, z: int, row: int, col: int) -> str:
+    if side == "tipg":
+        return f"/collections/layers.{COLLECTION}/tiles/WebMercatorQuad/{z}/{col}/{row}"
+    if side == "pygeoapi":
+        return f"/collections/{COLLECTION}/tiles/WebMercatorQuad/{z}/{row}/{col}?f=mvt"
+    return f"/collections/{COLLECTION}/tiles/WebMercatorQuad/{z}/{row}/{col}"
+
+
+def _sides(target: Target, python: Path) -> tuple[Side, Side, Side]:
+    probe = "http://127.0.0.1:{port}" + "{path}"
+    platform_cmd = [str(ROOT / ".venv" / "bin" / "uvicorn"), "api.main:app_factory", "--factory",
+                    "--workers", "2", "--log-level", "warning"]  # fmt: skip
+    first = tms.tiles_covering("WebMercatorQuad", EXTENT, range(14, 15))[0]
+    return (
+        Side("platform cold", platform_cmd,
+             _env(SPATIAL_DATABASE_URL=target.url, SPATIAL_TILES_CACHE_MB="0"),
+             probe.replace("{path}", _path("platform", *first))),
+        Side("platform warm", platform_cmd, _env(SPATIAL_DATABASE_URL=target.url),
+             probe.replace("{path}", _path("platform", *first))),
+        Side("tipg", [str(python), "-m", "uvicorn", "tipg.main:app", "--workers", "2",
+                      "--log-level", "warning"],
+             _env(DATABASE_URL=target.url, TIPG_DB_SCHEMAS='["layers"]',
+                  TIPG_DB_TABLES=f'["layers.{COLLECTION}"]', TIPG_MAX_FEATURES_PER_TILE="100000"),
+             probe.replace("{path}", _path("tipg", *first))),
+    )  # fmt: skip
+
+
+def _key(side: Side) -> str:
+    return "tipg" if side.name == "tipg" else "platform"
+
+
+def _check(side: Side, port: int, sample: list[tuple[int, int, int]]) -> None:
+    """Every sampled tile decodes and holds parcels with their attributes."""
+    for z, row, col in sample:
+        response = httpx.get(f"http://127.0.0.1:{port}{_path(_key(side), z, row, col)}", timeout=60)
+        if response.status_code != 200:
+            msg = f"{side.name} answered {response.status_code} for tile {z}/{row}/{col}"
+            raise BenchmarkError(msg)
+        layers = mapbox_vector_tile.decode(response.content)
+        features = next(iter(layers.values()))["features"] if layers else []
+        if not features or "parcel_id" not in features[0]["properties"]:
+            msg = f"{side.name}: tile {z}/{row}/{col} holds no parcels with attributes"
+            raise BenchmarkError(msg)
+    _say(f"{side.name}: {len(sample)} sampled tiles decode, with parcels and attributes")
+
+
+def _script(side: Side, port: int, tiles: list[tuple[int, int, int]]) -> Path:
+    del port
+    lua = TILES_WORK / f"{side.name.replace(' ', '_')}.lua"
+    paths = [_path(_key(side), *t) for t in tiles]
+    lua.write_text(
+        "local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #paths + 1\n"
+        '  return wrk.format("GET", paths[i])\n'
+        "end\n"
+    )
+    return lua
+
+
+def _fill(side: Side, port: int, tiles: list[tuple[int, int, int]]) -> None:
+    """Request every tile until both workers answer each from their cache."""
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base, timeout=60) as client, ThreadPoolExecutor(8) as pool:
+        for _ in range(8):
+            states = list(pool.map(
+                lambda t: client.get(_path("platform", *t)).headers.get("x-tile-cache"), tiles
+            ))  # fmt: skip
+            if states.count("hit") == len(states):
+                break
+    _say(f"{side.name}: cache filled ({states.count('hit')}/{len(states)} hits on the last pass)")
+
+
+def _pygeoapi(target: Target, python: Path, tiles: list[tuple[int, int, int]]) -> float:
+    """Stock pygeoapi's MVT-postgresql provider on the same table, a sample of tiles."""
+    parts = urlsplit(target.url)
+    config = {
+        "server": {"bind": {"host": "127.0.0.1", "port": 0}, "url": "http://127.0.0.1",
+                   "mimetype": "application/json; charset=UTF-8", "encoding": "utf-8",
+                   "languages": ["en-US"], "limits": {"default_items": 10, "max_items": 1000},
+                   "map": {"url": "", "attribution": ""}},
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {"title": "bench", "description": "bench", "keywords": [],
+                               "terms_of_service": "", "url": "http://127.0.0.1"},
+            "license": {"name": "CC-BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
+            "provider": {"name": "bench", "url": "http://127.0.0.1"}, "contact": {"name": "bench"},
+        },
+        "resources": {COLLECTION: {
+            "type": "collection", "title": "parcels", "description": "parcels", "keywords": [],
+            "extents": {"spatial": {"bbox": list(EXTENT),
+                                    "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
+            "providers": [{
+                "type": "tile", "name": "MVT-postgresql",
+                "data": {"host": parts.hostname, "port": parts.port,
+                         "dbname": parts.path.lstrip("/"), "user": parts.username,
+                         "password": parts.password, "search_path": ["layers", "public"]},
+                "id_field": "fid", "table": COLLECTION, "geom_field": "geom",
+                # A string, not a list: pygeoapi 0.21 passes the options' non-dict values
+                # to a cached function as keyword arguments, and a list is unhashable.
+                "options": {"zoom": {"min": 0, "max": 15}, "schemes": "WebMercatorQuad"},
+                "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"},
+            }],
+        }},
+    }  # fmt: skip
+    config_path = TILES_WORK / "pygeoapi.config.yml"
+    config_path.write_text(json.dumps(config))
+    openapi = TILES_WORK / "pygeoapi.openapi.yml"
+    env = _env(PYGEOAPI_CONFIG=str(config_path), PYGEOAPI_OPENAPI=str(openapi))
+    subprocess.run(
+        [str(python.parent / "pygeoapi"), "openapi", "generate", str(config_path),
+         "--output-file", str(openapi)],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    port = _free_port()
+    log = (TILES_WORK / "pygeoapi.log").open("w")
+    process = subprocess.Popen(
+        [str(python), "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=TILES_WORK, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/collections", timeout=10).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                msg = f"pygeoapi did not start; see {TILES_WORK / 'pygeoapi.log'}"
+                raise BenchmarkError(msg)
+            time.sleep(0.5)
+        sample = tiles[len(tiles) // 3 :: len(tiles) // PYGEOAPI_SAMPLE][:PYGEOAPI_SAMPLE]
+        started = time.monotonic()
+        for z, row, col in sample:
+            url = f"http://127.0.0.1:{port}{_path('pygeoapi', z, row, col)}"
+            response = httpx.get(url, timeout=600)
+            if response.status_code != 200:
+                msg = f"pygeoapi answered {response.status_code} for {url}: {response.text[:300]}"
+                raise BenchmarkError(msg)
+        return len(sample) / (time.monotonic() - started)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _limit(target: Target, tiles: list[tuple[int, int, int]], duration: int) -> float:
+    """The platform's statement for each tile, run by pgbench through a stored function."""
+    pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+    with engine(target.url) as eng, eng.connect() as conn:
+        record = get_collection(conn, COLLECTION)
+    layer = mvt.TileLayer.of(record)
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        texts = []
+        for z, row, col in tiles:
+            tile = tms.address("WebMercatorQuad", z, row, col, 24)
+            statement = mvt.tile_statement([layer], tile, 20_000)
+            if statement is None:
+                continue
+            texts.append(psycopg.ClientCursor(conn).mogrify(*statement))
+        conn.execute("DROP TABLE IF EXISTS bench.tile_sql")
+        conn.execute("CREATE TABLE bench.tile_sql (i int PRIMARY KEY, statement text)")
+        with conn.cursor().copy("COPY bench.tile_sql FROM STDIN") as copy:
+            for i, text in enumerate(texts):
+                copy.write_row((i, text))
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION bench.tile(n int) RETURNS bytea LANGUAGE plpgsql AS $$ "
+            "DECLARE out bytea; BEGIN "
+            "EXECUTE (SELECT statement FROM bench.tile_sql WHERE i = n) INTO out; RETURN out; "
+            "END $$"
+        )
+    script = TILES_WORK / "limit.sql"
+    script.write_text(f"\\set i random(0, {len(texts) - 1})\nSELECT bench.tile(:i);\n")
+    parts = urlsplit(target.url)
+    done = subprocess.run(
+        [pgbench, "-n", "-c", "2", "-j", "2", "-T", str(duration), "-f", str(script),
+         "-h", str(parts.hostname), "-p", str(parts.port), "-U", str(parts.username),
+         parts.path.lstrip("/")],
+        env=_env(PGPASSWORD=parts.password or ""), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    match = re.search(r"tps = ([\d.]+)", done.stdout)
+    if done.returncode != 0 or match is None:
+        msg = f"pgbench failed:\n{done.stdout}\n{done.stderr}"
+        raise BenchmarkError(msg)
+    return float(match[1])
+
+
+def _verdict(rates: dict[str, float]) -> None:
+    for name in ("platform cold", "tipg", "pygeoapi", "limit", "platform warm"):
+        _say(f"{name:15} {rates[name]:8.2f} tiles/s")
+    cold = rates["platform cold"]
+    tipg, limit = cold / rates["tipg"], cold / rates["limit"]
+    met = {True: "met", False: "NOT met"}
+    _say(f"ratio platform cold/pygeoapi {cold / rates['pygeoapi']:.0f}")
+    _say(f"ratio platform warm/cold {rates['platform warm'] / cold:.1f}")
+    _say(f"ratio platform cold/tipg {tipg:.2f} (goal >= {GOAL_TIPG}: {met[tipg >= GOAL_TIPG]})")
+    verdict = met[limit >= GOAL_LIMIT]
+    _say(f"ratio platform cold/limit {limit:.2f} (goal >= {GOAL_LIMIT}: {verdict})")
+
+
+def _record(*, size: int, duration: int, count: int, rates: dict[str, float], server: str) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cold = rates["platform cold"]
+    lines = [
+        f"## {now} · vector tiles z{ZOOMS.start}-{ZOOMS.stop - 1}, parcels {size:,}",
+        "",
+        f"- machine: `{platform.node()}`, {os.cpu_count()} CPUs; {server}",
+        (
+            f"- {count} WebMercatorQuad tiles, all attributes; wrk -t2 -c8 -d{duration}s per "
+            "server (2 uvicorn workers each); the limit: pgbench, 2 connections; pygeoapi: "
+            f"{PYGEOAPI_SAMPLE} tiles one at a time"
+        ),
+        f"- platform at {_git_revision()}",
+        "",
+        "| side | tiles/s |",
+        "|---|---:|",
+        *(f"| {name} | {rate:.2f} |" for name, rate in rates.items()),
+        "",
+        (
+            f"- **platform cold/tipg {cold / rates['tipg']:.2f}** (goal ≥ {GOAL_TIPG}), "
+            f"**platform cold/limit {cold / rates['limit']:.2f}** (goal ≥ {GOAL_LIMIT}), "
+            f"warm/cold {rates['platform warm'] / cold:.1f}"
+        ),
+        "",
+    ]
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
