@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import catalog, errors, provider, web
+from api import catalog, errors, web
 from api.engine import Engine
 from api.routers import (
     editions,
@@ -51,22 +51,37 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.url = url
         app.state.catalog = await run_in_threadpool(load_catalog, url)
         timeout = settings.database.statement_timeout_ms
+        connection_options = {
+            "application_name": "spatial-api",
+            "autocommit": True,
+            # Prepared statements, but planned for their values each time: the best plan
+            # for a bbox depends on the bbox, and a generic plan was 1.7 times slower.
+            "options": f"-c statement_timeout={timeout} -c plan_cache_mode=force_custom_plan",
+        }
         pool = AsyncConnectionPool(
             url,
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
-            kwargs={
-                "application_name": "spatial-api",
-                "autocommit": True,
-                # Prepared statements, but planned for their values each time: the best plan
-                # for a bbox depends on the bbox, and a generic plan was 1.7 times slower.
-                "options": f"-c statement_timeout={timeout} -c plan_cache_mode=force_custom_plan",
-            },
+            kwargs=connection_options,
             open=False,
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
-        app.state.engine = Engine(settings, url, features.CONFORMANCE + processes.CONFORMANCE)
+        # For work on threads: pygeoapi's providers, and tiles (libpq reads a whole tile
+        # in C there, at half the CPU of the event-loop driver).
+        sync_pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=settings.database.pool_max,
+            timeout=settings.database.pool_timeout_s,
+            kwargs={**connection_options, "application_name": "spatial-api-sync"},
+            open=False,
+        )
+        await run_in_threadpool(sync_pool.open, True, 30)
+        app.state.sync_pool = sync_pool
+        app.state.engine = Engine(
+            settings, sync_pool, features.CONFORMANCE + processes.CONFORMANCE + tiles.CONFORMANCE
+        )
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
         await processes.recover(pool)
@@ -88,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
             # queued ones are dropped and stay "queued" in the jobs table.
             await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)
             await pool.close()
-            await run_in_threadpool(provider.close_pools)
+            await run_in_threadpool(sync_pool.close)
 
     app = FastAPI(
         title="3S spatial platform",
@@ -103,13 +118,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     errors.register(app)
+    # Tiles first: a map view asks for dozens of them, and routes are matched in order.
+    app.include_router(tiles.router)
     app.include_router(landing.router)
     app.include_router(features.router)
     app.include_router(transactions.router)
     app.include_router(processes.router)
     app.include_router(ingest.router)
     app.include_router(editions.router)
-    app.include_router(tiles.router)
     # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=web.vendor_dir(), check_dir=False), name="vendor")

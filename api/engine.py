@@ -30,6 +30,7 @@ from typing import Any
 import pygeoapi.api as core
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
+from psycopg_pool import ConnectionPool
 from pygeoapi import l10n
 from pygeoapi.api import API, APIRequest
 from pygeoapi.util import render_j2_template
@@ -60,11 +61,11 @@ class Shared:
         return self
 
 
-def config(settings: Settings, catalog: Catalog, url: str, base: str) -> dict[str, Any]:
+def config(settings: Settings, catalog: Catalog, pool: ConnectionPool, base: str) -> dict[str, Any]:
     """pygeoapi's configuration for the catalog as it is now.
 
     Args:
-        url: the database the providers read.
+        pool: the synchronous connection pool the providers read through.
         base: the public URL of the API (links in documents and pages use it).
     """
     resources: dict[str, Any] = {}
@@ -106,12 +107,11 @@ def config(settings: Settings, catalog: Catalog, url: str, base: str) -> dict[st
                 {
                     "type": "feature",
                     "name": PROVIDER,
-                    "data": url,
+                    "data": record.id,
                     "id_field": "id",
                     "layer": Shared(layer),
                     "titles": dict(record.properties.get("source_fields") or {}),
-                    "statement_timeout_ms": settings.database.statement_timeout_ms,
-                    "pool_timeout_s": settings.database.pool_timeout_s,
+                    "pool": Shared(pool),
                     "crs": features.supported_crs(),
                     "storage_crs": features.storage_crs_uri(record.srid),
                     "editable": bool(record.properties.get("editable")),
@@ -197,10 +197,10 @@ def _extents(bbox: Any, start: Any, end: Any) -> dict[str, Any]:
 class Engine:
     """One pygeoapi ``API`` per catalog snapshot and public URL, built on demand."""
 
-    def __init__(self, settings: Settings, url: str, conformance: list[str]) -> None:
+    def __init__(self, settings: Settings, pool: ConnectionPool, conformance: list[str]) -> None:
         """``conformance``: the classes the platform's own paths add to pygeoapi's."""
         self._settings = settings
-        self._url = url
+        self._pool = pool
         self._conformance = conformance
         # pygeoapi logs every exception body it answers, 400s and 404s included, with a
         # traceback; errors of the platform's own code log through its handlers.
@@ -214,7 +214,7 @@ class Engine:
             found = self._apis.get(base)
             if found is not None and found[0] is catalog:
                 return found[1]
-            built = API(config(self._settings, catalog, self._url, base), openapi)
+            built = API(config(self._settings, catalog, self._pool, base), openapi)
             self._apis[base] = (catalog, built)
             return built
 

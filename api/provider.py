@@ -7,15 +7,14 @@ renders itself (HTML and JSON-LD items). The SQL is the platform's own
 (:mod:`spatial.features`, :mod:`spatial.filters`): bound parameters, PostGIS-built
 GeoJSON, geometry transformed in the database.
 
-pygeoapi runs providers on worker threads, so this one reads through a small
-synchronous connection pool per database (:func:`close_pools` at shutdown).
+pygeoapi runs providers on worker threads, so this one reads through the app's
+synchronous connection pool (``app.state.sync_pool``, in the provider definition).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -38,9 +37,6 @@ PLATFORM_FILTER: ContextVar[sql.Composable | None] = ContextVar("platform_filter
 a copy of their context and never sees the parameters (:class:`~api.engine.Engine`)."""
 PLATFORM_PARAMS: ContextVar[features.Params | None] = ContextVar("platform_params", default=None)
 
-_POOLS: dict[str, ConnectionPool] = {}
-_POOLS_LOCK = threading.Lock()
-
 JSON_TYPES = {
     "smallint": ("integer", None),
     "integer": ("integer", None),
@@ -55,40 +51,10 @@ JSON_TYPES = {
 """JSON Schema type and format of each column type a vector layer may have."""
 
 
-def pool(url: str, statement_timeout_ms: int, timeout_s: float) -> ConnectionPool:
-    """The providers' connection pool for a database, opened on first use. A connection
-    that cannot be had in ``timeout_s`` is a :class:`~psycopg_pool.PoolTimeout` (a 503)."""
-    with _POOLS_LOCK:
-        found = _POOLS.get(url)
-        if found is None:
-            found = ConnectionPool(
-                url,
-                min_size=1,
-                max_size=4,
-                timeout=timeout_s,
-                kwargs={
-                    "application_name": "spatial-api-pygeoapi",
-                    "autocommit": True,
-                    "options": f"-c statement_timeout={statement_timeout_ms} "
-                    "-c plan_cache_mode=force_custom_plan",
-                },
-                open=True,
-            )
-            _POOLS[url] = found
-        return found
-
-
-def close_pools() -> None:
-    with _POOLS_LOCK:
-        for p in _POOLS.values():
-            p.close()
-        _POOLS.clear()
-
-
 class PlatformProvider(BaseProvider):  # type: ignore[misc]
     """A platform vector collection, as pygeoapi's ``feature`` provider.
 
-    The provider definition carries ``data`` (the database URL), ``layer`` (the
+    The provider definition carries ``pool`` (the app's synchronous pool), ``layer`` (the
     :class:`~spatial.features.LayerSchema` from the catalog) and ``storage_crs``.
     """
 
@@ -97,8 +63,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         self.layer: features.LayerSchema = provider_def["layer"].value
         self.storage_crs = provider_def["storage_crs"]
         self.titles: dict[str, str] = provider_def.get("titles") or {}
-        self.statement_timeout_ms: int = provider_def["statement_timeout_ms"]
-        self.pool_timeout_s: float = provider_def["pool_timeout_s"]
+        self.pool: ConnectionPool = provider_def["pool"].value
         self.id_field = "id"
         self.time_field = self.layer.temporal
         self.get_fields()
@@ -142,7 +107,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         except InvalidInputError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         statement, params = features.page_statement(self.layer, query)
-        with self._pool().connection() as conn:
+        with self.pool.connection() as conn:
             row = conn.execute(statement, params).fetchone()
         page, returned, counted, _ = row if row else ("", 0, None, None)
         matched = self.layer.feature_count if not query.filtered else counted
@@ -165,15 +130,12 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         query = features.ItemsQuery(crs=self._crs(crs_transform_spec))
         statement, params = features.item_statement(self.layer, int(text), query)
-        with self._pool().connection() as conn:
+        with self.pool.connection() as conn:
             row = conn.execute(statement, params).fetchone()
         if row is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         feature: dict[str, Any] = json.loads(row[0])
         return feature
-
-    def _pool(self) -> ConnectionPool:
-        return pool(self.data, self.statement_timeout_ms, self.pool_timeout_s)
 
     def _crs(self, spec: Any) -> features.ServingCrs:
         return features.serving_crs(spec.target_crs_uri if spec else self.storage_crs)

@@ -289,3 +289,9 @@ def test_seed_clear_and_export_from_the_command_line(
     assert data == editable.get(path).content
     bad = run_cli("tiles", "seed", "tile_cells", "--zoom", "9-x", **env)
     assert bad.returncode != 0 and "zoom" in (bad.stdout + bad.stderr)
+
+
+def test_conformance_declares_tiles(api: httpx.Client) -> None:
+    conforms = api.get("/conformance").json()["conformsTo"]
+    for cls in ("core", "tileset", "tilesets-list", "geodata-tilesets", "mvt"):
+        assert f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{cls}" in conforms

@@ -79,7 +79,7 @@ def render(
     statement = tile_statement(layers, tile, max_features)
     if statement is None:
         return b""
-    row = conn.execute(*statement).fetchone()
+    row = conn.execute(*statement, binary=True).fetchone()
     return bytes(row[0]) if row and row[0] else b""
 
 

@@ -13,10 +13,12 @@ a 204.
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 from api.engine import Engine
@@ -207,10 +209,7 @@ async def _tile(
         statement = mvt.tile_statement(layers, tile, settings.max_features)
         data = b""
         if statement is not None:
-            async with request.app.state.pool.connection() as conn:
-                cur = await conn.execute(*statement)
-                row_ = await cur.fetchone()
-                data = bytes(row_[0]) if row_ and row_[0] else b""
+            data = await run_in_threadpool(_render, request.app.state.sync_pool, statement)
         cached = CachedTile.of(data, tile.lonlat, {r.id: r.version for r in records})
         if cache.disk:
             await run_in_threadpool(cache.put, key, cached, generation)
@@ -228,6 +227,14 @@ async def _tile(
         body = gzip.compress(body, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=MVT, headers=headers)
+
+
+def _render(pool: ConnectionPool, statement: tuple[str, dict[str, Any]]) -> bytes:
+    """A tile's bytes, on a worker thread: libpq reads the whole result in C."""
+    with pool.connection() as conn:
+        # Binary results: the bytes as they are, not hex text to decode.
+        row = conn.execute(*statement, binary=True).fetchone()
+    return bytes(row[0]) if row and row[0] else b""
 
 
 @router.get("/collections/{collection_id}/tiles", summary="A collection's tilesets")
@@ -258,8 +265,9 @@ async def collection_tile(
     """One tile (matrix ``z``, ``row``, ``col``) of the collection, in MVT."""
     check_parameters(request, frozenset({"f", "properties"}))
     record = _collection(request.app.state.catalog, collection_id)
-    selected = features.parse_properties(features.LayerSchema.of(record), properties)
-    layer = mvt.TileLayer.of(record, selected)
+    layer = mvt.TileLayer.of(record)
+    if properties is not None:
+        layer = replace(layer, properties=features.parse_properties(layer.layer, properties))
     return await _tile(request, collection_id, [record], [layer], tms_id, z, row, col)
 
 
