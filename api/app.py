@@ -67,8 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
-        # For work on threads: pygeoapi's providers, and tiles (libpq reads a whole tile
-        # in C there, at half the CPU of the event-loop driver).
+        # For work on threads: pygeoapi's providers.
         sync_pool = ConnectionPool(
             url,
             min_size=1,

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 from api.engine import Engine
@@ -209,7 +208,11 @@ async def _tile(
         statement = mvt.tile_statement(layers, tile, settings.max_features)
         data = b""
         if statement is not None:
-            data = await run_in_threadpool(_render, request.app.state.sync_pool, statement)
+            async with request.app.state.pool.connection() as conn:
+                # Binary results: the bytes as they are, not hex text to decode.
+                cur = await conn.execute(*statement, binary=True)
+                row_ = await cur.fetchone()
+                data = bytes(row_[0]) if row_ and row_[0] else b""
         cached = CachedTile.of(data, tile.lonlat, {r.id: r.version for r in records})
         if cache.disk:
             await run_in_threadpool(cache.put, key, cached, generation)
@@ -227,14 +230,6 @@ async def _tile(
         body = gzip.compress(body, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=MVT, headers=headers)
-
-
-def _render(pool: ConnectionPool, statement: tuple[str, dict[str, Any]]) -> bytes:
-    """A tile's bytes, on a worker thread: libpq reads the whole result in C."""
-    with pool.connection() as conn:
-        # Binary results: the bytes as they are, not hex text to decode.
-        row = conn.execute(*statement, binary=True).fetchone()
-    return bytes(row[0]) if row and row[0] else b""
 
 
 @router.get("/collections/{collection_id}/tiles", summary="A collection's tilesets")
