@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     errors.register(app)
     # Tiles first: a map view asks for dozens of them, and routes are matched in order.
+    app.router.routes[0:0] = tiles.FAST_ROUTES
     app.include_router(tiles.router)
     app.include_router(landing.router)
     app.include_router(features.router)
