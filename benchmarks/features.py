@@ -35,11 +35,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -89,19 +90,26 @@ class Side:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 on success, 1 when something fails or disagrees."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    return command_line(_run, __doc__ or "", argv)
+
+
+def command_line(run: Callable[..., int], doc: str, argv: list[str] | None) -> int:
+    """The options every load benchmark takes, then ``run(size=, duration=, record=)``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
     parser.add_argument("--size", type=int, default=parcels.DEFAULT_SIZE, help="parcels")
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per side")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
     try:
-        return _run(size=args.size, duration=args.duration, record=not args.no_record)
+        return run(size=args.size, duration=args.duration, record=not args.no_record)
     except BenchmarkError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
 
 
-def _run(*, size: int, duration: int, record: bool) -> int:
+def load_reference(size: int) -> tuple[str, Target]:
+    """``wrk``'s path, and the scratch database holding the reference parcels (ingested by
+    ``spatial ingest vector``, analysed)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         msg = "wrk is not installed (Debian: apt-get install wrk)"
@@ -115,6 +123,12 @@ def _run(*, size: int, duration: int, record: bool) -> int:
     )  # fmt: skip
     with psycopg.connect(target.url, autocommit=True) as conn:
         conn.execute(f"ANALYZE layers.{COLLECTION}")
+    return wrk, target
+
+
+def _run(*, size: int, duration: int, record: bool) -> int:
+    wrk, target = load_reference(size)
+    with psycopg.connect(target.url, autocommit=True) as conn:
         # Stock pygeoapi swaps the bbox axes for a lat/lon storage CRS such as EPSG:4490
         # (and then finds nothing); it reads a copy labelled EPSG:4326 instead: the same
         # rows and coordinates, the same primary key and GiST index.
@@ -221,7 +235,27 @@ def _sides(target: Target, python: Path) -> list[Side]:
 
 def _pygeoapi_env(target: Target, python: Path) -> dict[str, str]:
     """A pygeoapi configuration with its PostgreSQL provider on the same table."""
+    provider = {
+        "type": "feature",
+        "name": "PostgreSQL",
+        "data": pygeoapi_connection(target, "bench"),
+        "id_field": "fid",
+        "table": "parcels_4326",
+        "geom_field": "geom",
+    }
+    return pygeoapi_env(WORK, python, provider)
+
+
+def pygeoapi_connection(target: Target, schema: str) -> dict[str, Any]:
     parts = urlsplit(target.url)
+    return {"host": parts.hostname, "port": parts.port, "dbname": parts.path.lstrip("/"),
+            "user": parts.username, "password": parts.password,
+            "search_path": [schema, "public"]}  # fmt: skip
+
+
+def pygeoapi_env(work: Path, python: Path, provider: dict[str, Any]) -> dict[str, str]:
+    """The environment of a stock pygeoapi serving the parcels through ``provider``: its
+    configuration and OpenAPI document written in ``work``."""
     config = {
         "server": {
             "bind": {"host": "127.0.0.1", "port": 0},
@@ -248,22 +282,14 @@ def _pygeoapi_env(target: Target, python: Path) -> dict[str, str]:
                 "keywords": [],
                 "extents": {"spatial": {"bbox": list(EXTENT),
                                         "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
-                "providers": [{
-                    "type": "feature",
-                    "name": "PostgreSQL",
-                    "data": {"host": parts.hostname, "port": parts.port,
-                             "dbname": parts.path.lstrip("/"), "user": parts.username,
-                             "password": parts.password, "search_path": ["bench", "public"]},
-                    "id_field": "fid",
-                    "table": "parcels_4326",
-                    "geom_field": "geom",
-                }],
+                "providers": [provider],
             }
         },
     }  # fmt: skip
-    config_path = WORK / "pygeoapi.config.yml"
+    work.mkdir(parents=True, exist_ok=True)
+    config_path = work / "pygeoapi.config.yml"
     config_path.write_text(json.dumps(config))  # JSON is YAML
-    openapi = WORK / "pygeoapi.openapi.yml"
+    openapi = work / "pygeoapi.openapi.yml"
     env = _env(PYGEOAPI_CONFIG=str(config_path), PYGEOAPI_OPENAPI=str(openapi))
     subprocess.run(
         [str(python.parent / "pygeoapi"), "openapi", "generate", str(config_path),
@@ -365,7 +391,6 @@ def _limit(
     target: Target, windows: list[tuple[float, float, float, float]], duration: int
 ) -> float:
     """The platform's page statement for a window, straight on PostGIS (pgbench)."""
-    pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
     with engine(target.url) as eng, eng.connect() as conn:
         layer = features.LayerSchema.of(get_collection(conn, COLLECTION))
     sentinel = (111.111111, 22.222222, 111.333333, 22.444444)
@@ -388,9 +413,15 @@ def _limit(
         text = text.replace(f"{value}", lookup)
     script = WORK / "limit.sql"
     script.write_text(f"\\set i random(0, {len(windows) - 1})\n{text};\n")
+    return run_pgbench(target, script, duration, clients=2)
+
+
+def run_pgbench(target: Target, script: Path, duration: int, *, clients: int) -> float:
+    """pgbench running ``script`` on ``clients`` connections: transactions per second."""
+    pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
     parts = urlsplit(target.url)
     done = subprocess.run(
-        [pgbench, "-n", "-c", "2", "-j", "2", "-T", str(duration), "-f", str(script),
+        [pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(duration), "-f", str(script),
          "-h", str(parts.hostname), "-p", str(parts.port), "-U", str(parts.username),
          parts.path.lstrip("/")],
         env=_env(PGPASSWORD=parts.password or ""), capture_output=True, text=True, check=False,

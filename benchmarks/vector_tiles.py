@@ -24,25 +24,34 @@ Usage: ``.venv/bin/python benchmarks/vector_tiles.py [--size 200000] [--duration
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import re
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import mapbox_vector_tile
-import parcels
 import psycopg
-from features import EXTENT, WORK, Side, _free_port, _peers, _quiet, _serving, _wrk
+from features import (
+    EXTENT,
+    WORK,
+    Side,
+    _free_port,
+    _peers,
+    _quiet,
+    _serving,
+    _wrk,
+    command_line,
+    load_reference,
+    pygeoapi_connection,
+    pygeoapi_env,
+    run_pgbench,
+)
 from ingest import (
     RESULTS,
     ROOT,
@@ -50,17 +59,14 @@ from ingest import (
     Target,
     _env,
     _git_revision,
-    _prepare_database,
     _say,
     _server_versions,
-    _spatial,
 )
 
 from spatial.catalog import get_collection
 from spatial.db import engine
 from tiles import mvt, tms
 
-DATABASE = "spatial_bench_features"
 COLLECTION = "bench_parcels"
 ZOOMS = range(14, 16)
 GOAL_TIPG = 2.0
@@ -73,32 +79,12 @@ TILES_WORK = WORK.parent / "tiles"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 on success, 1 when something fails or disagrees."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--size", type=int, default=parcels.DEFAULT_SIZE, help="parcels")
-    parser.add_argument("--duration", type=int, default=15, help="seconds of load per side")
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    args = parser.parse_args(argv)
-    try:
-        return _run(size=args.size, duration=args.duration, record=not args.no_record)
-    except BenchmarkError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    return command_line(_run, __doc__ or "", argv)
 
 
 def _run(*, size: int, duration: int, record: bool) -> int:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        msg = "wrk is not installed (Debian: apt-get install wrk)"
-        raise BenchmarkError(msg)
-    source = parcels.build(parcels.default_path(size), size)
-    target = _prepare_database(DATABASE)
-    _say(f"loading {source.name} into {DATABASE} with spatial ingest vector")
-    _spatial(
-        "ingest", "vector", str(source), "--collection", COLLECTION, "--key", "parcel_id",
-        env=_env(SPATIAL_DATABASE_URL=target.url),
-    )  # fmt: skip
+    wrk, target = load_reference(size)
     with psycopg.connect(target.url, autocommit=True) as conn:
-        conn.execute(f"ANALYZE layers.{COLLECTION}")
         server = _server_versions(conn)
     TILES_WORK.mkdir(parents=True, exist_ok=True)
     tiles = tms.tiles_covering("WebMercatorQuad", EXTENT, ZOOMS)
@@ -108,7 +94,7 @@ def _run(*, size: int, duration: int, record: bool) -> int:
     script = _limit_script(target, tiles)
     for clients, name in ((CONNECTIONS, "limit"), (2, "limit, 2 conn.")):
         _quiet(target)
-        rates[name] = _limit(target, script, duration, clients)
+        rates[name] = run_pgbench(target, script, duration, clients=clients)
         _say(f"{name:15} {rates[name]:8.1f} tiles/s (pgbench, {clients} connections)")
     cold, warm, tipg = _sides(target, python)
     for side in (cold, tipg):
@@ -207,47 +193,18 @@ def _fill(side: Side, port: int, tiles: list[tuple[int, int, int]]) -> None:
 
 def _pygeoapi(target: Target, python: Path, tiles: list[tuple[int, int, int]]) -> float:
     """Stock pygeoapi's MVT-postgresql provider on the same table, a sample of tiles."""
-    parts = urlsplit(target.url)
-    config = {
-        "server": {"bind": {"host": "127.0.0.1", "port": 0}, "url": "http://127.0.0.1",
-                   "mimetype": "application/json; charset=UTF-8", "encoding": "utf-8",
-                   "languages": ["en-US"], "limits": {"default_items": 10, "max_items": 1000},
-                   "map": {"url": "", "attribution": ""}},
-        "logging": {"level": "ERROR"},
-        "metadata": {
-            "identification": {"title": "bench", "description": "bench", "keywords": [],
-                               "terms_of_service": "", "url": "http://127.0.0.1"},
-            "license": {"name": "CC-BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
-            "provider": {"name": "bench", "url": "http://127.0.0.1"}, "contact": {"name": "bench"},
-        },
-        "resources": {COLLECTION: {
-            "type": "collection", "title": "parcels", "description": "parcels", "keywords": [],
-            "extents": {"spatial": {"bbox": list(EXTENT),
-                                    "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
-            "providers": [{
-                "type": "tile", "name": "MVT-postgresql",
-                "data": {"host": parts.hostname, "port": parts.port,
-                         "dbname": parts.path.lstrip("/"), "user": parts.username,
-                         "password": parts.password, "search_path": ["layers", "public"]},
-                "id_field": "fid", "table": COLLECTION, "geom_field": "geom",
-                # A mapping, not a list: pygeoapi 0.21 passes the options' non-mapping
-                # values to the database driver as connection options (and a list is
-                # unhashable there); the provider only asks ``scheme in schemes``.
-                "options": {"zoom": {"min": 0, "max": 15},
-                            "schemes": {"WebMercatorQuad": "WebMercatorQuad"}},
-                "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"},
-            }],
-        }},
+    provider = {
+        "type": "tile", "name": "MVT-postgresql",
+        "data": pygeoapi_connection(target, "layers"),
+        "id_field": "fid", "table": COLLECTION, "geom_field": "geom",
+        # A mapping, not a list: pygeoapi 0.21 passes the options' non-mapping values to
+        # the database driver as connection options (and a list is unhashable there);
+        # the provider only asks ``scheme in schemes``.
+        "options": {"zoom": {"min": 0, "max": 15},
+                    "schemes": {"WebMercatorQuad": "WebMercatorQuad"}},
+        "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"},
     }  # fmt: skip
-    config_path = TILES_WORK / "pygeoapi.config.yml"
-    config_path.write_text(json.dumps(config))
-    openapi = TILES_WORK / "pygeoapi.openapi.yml"
-    env = _env(PYGEOAPI_CONFIG=str(config_path), PYGEOAPI_OPENAPI=str(openapi))
-    subprocess.run(
-        [str(python.parent / "pygeoapi"), "openapi", "generate", str(config_path),
-         "--output-file", str(openapi)],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+    env = pygeoapi_env(TILES_WORK, python, provider)
     port = _free_port()
     log = (TILES_WORK / "pygeoapi.log").open("w")
     process = subprocess.Popen(
@@ -312,23 +269,6 @@ def _limit_script(target: Target, tiles: list[tuple[int, int, int]]) -> Path:
     # limit is what PostGIS can build, with no transfer at all.
     script.write_text(f"\\set i random(0, {len(texts) - 1})\nSELECT length(bench.tile(:i));\n")
     return script
-
-
-def _limit(target: Target, script: Path, duration: int, clients: int) -> float:
-    """pgbench running ``script`` on ``clients`` connections: tiles per second."""
-    pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
-    parts = urlsplit(target.url)
-    done = subprocess.run(
-        [pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(duration), "-f", str(script),
-         "-h", str(parts.hostname), "-p", str(parts.port), "-U", str(parts.username),
-         parts.path.lstrip("/")],
-        env=_env(PGPASSWORD=parts.password or ""), capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    match = re.search(r"tps = ([\d.]+)", done.stdout)
-    if done.returncode != 0 or match is None:
-        msg = f"pgbench failed:\n{done.stdout}\n{done.stderr}"
-        raise BenchmarkError(msg)
-    return float(match[1])
 
 
 def _verdict(rates: dict[str, float]) -> None:
