@@ -300,3 +300,38 @@ def test_conformance_declares_tiles(api: httpx.Client) -> None:
     conforms = api.get("/conformance").json()["conformsTo"]
     for cls in ("core", "tileset", "tilesets-list", "geodata-tilesets", "mvt"):
         assert f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{cls}" in conforms
+
+
+def test_a_reimport_drops_only_the_tiles_of_what_changed(
+    editable: httpx.Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A new edition of tile_posts moves its point 20 km: the tiles at both places go, a
+    tile of the same layer elsewhere stays."""
+    z = 16
+    old = "/collections/tile_posts/tiles/WebMercatorQuad/{}/{}/{}".format(
+        *_tile_of("WebMercatorQuad", *_lonlat(600_020, 2_540_020), z)
+    )
+    new = "/collections/tile_posts/tiles/WebMercatorQuad/{}/{}/{}".format(
+        *_tile_of("WebMercatorQuad", *_lonlat(620_020, 2_560_020), z)
+    )
+    elsewhere = "/collections/tile_posts/tiles/WebMercatorQuad/{}/{}/{}".format(
+        *_tile_of("WebMercatorQuad", *_lonlat(610_020, 2_550_020), z)
+    )
+    for path in (old, new, elsewhere):
+        editable.get(path)
+        assert editable.get(path).headers["x-tile-cache"] == "hit"
+    assert editable.get(new).status_code == 204 and editable.get(old).status_code == 200
+    path = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame(
+        {"name": ["hq"]}, geometry=[shapely.Point(620_020, 2_560_020)], crs="EPSG:4546"
+    ).to_file(path)
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    source = VectorSource(path=path, collection_id="tile_posts", title="tile_posts",
+                          subsystems=("emergency",))  # fmt: skip
+    ingest_vector(url, source, settings, actor="pytest")
+    deadline = time.monotonic() + 10
+    while editable.get(old).status_code != 204:  # the point left this tile
+        assert time.monotonic() < deadline, "the old tile still shows the moved point"
+        time.sleep(0.1)
+    assert editable.get(new).status_code == 200  # and arrived in this one
+    assert editable.get(elsewhere).headers["x-tile-cache"] == "hit"

@@ -127,9 +127,9 @@ class TileCache:
             for name in self._generations:
                 self._generations[name] += 1
 
-    def invalidate(self, collection: str | None, lonlat: Box | None) -> int:
-        """Drop the tiles of ``collection`` (every one when None) meeting ``lonlat`` (all
-        of them when None). Returns how many entries went from memory."""
+    def invalidate(self, collection: str | None, boxes: list[Box] | None) -> int:
+        """Drop the tiles of ``collection`` (every one when None) meeting any of ``boxes``
+        (all of them when None). Returns how many entries went from memory."""
         with self._lock:
             if collection is None:
                 gone = len(self._tiles)
@@ -141,13 +141,14 @@ class TileCache:
                 self._generations[collection] = self._generations.get(collection, 0) + 1
                 doomed = [
                     k for k, t in self._tiles.items()
-                    if collection in t.collections and (lonlat is None or _meets(t.lonlat, lonlat))
+                    if collection in t.collections
+                    and (boxes is None or any(_meets(t.lonlat, b) for b in boxes))
                 ]  # fmt: skip
                 for k in doomed:
                     self._bytes -= len(self._tiles.pop(k).data) + 200
                 gone = len(doomed)
         if self.disk is not None:
-            self.disk.invalidate(collection, lonlat)
+            self.disk.invalidate(collection, boxes)
         return gone
 
 
@@ -198,16 +199,18 @@ class DiskTier:
              json.dumps(tile.versions), *tile.lonlat, tile.etag, tile.data),
         )  # fmt: skip
 
-    def invalidate(self, collection: str | None, lonlat: Box | None) -> None:
+    def invalidate(self, collection: str | None, boxes: list[Box] | None) -> None:
+        conn = self._conn()
         if collection is None:
-            self._conn().execute("DELETE FROM tiles")
-            return
-        where = "instr(collections, ?) > 0"
-        args: list[object] = [f"|{collection}|"]
-        if lonlat is not None:
-            where += " AND NOT (e < ? OR w > ? OR n < ? OR s > ?)"
-            args += [lonlat[0], lonlat[2], lonlat[1], lonlat[3]]
-        self._conn().execute(f"DELETE FROM tiles WHERE {where}", args)  # noqa: S608 - fixed text
+            conn.execute("DELETE FROM tiles")
+        elif boxes is None:
+            conn.execute("DELETE FROM tiles WHERE instr(collections, ?) > 0", (f"|{collection}|",))
+        else:
+            conn.executemany(
+                "DELETE FROM tiles WHERE instr(collections, ?) > 0 "
+                "AND NOT (e < ? OR w > ? OR n < ? OR s > ?)",
+                [(f"|{collection}|", b[0], b[2], b[1], b[3]) for b in boxes],
+            )
 
     def retain(self, versions: dict[str, int]) -> None:
         """Delete the tiles of collections that are gone or at another version now."""
