@@ -335,3 +335,19 @@ def test_a_reimport_drops_only_the_tiles_of_what_changed(
         time.sleep(0.1)
     assert editable.get(new).status_code == 200  # and arrived in this one
     assert editable.get(elsewhere).headers["x-tile-cache"] == "hit"
+
+
+def test_the_tile_commands_refuse_what_they_cannot_do(
+    editable: httpx.Client, database_url: str, tmp_path: Path
+) -> None:
+    env = {"SPATIAL_DATABASE_URL": database_url}
+    huge = run_cli("tiles", "export", "tile_cells", str(tmp_path / "a.pmtiles"), "--zoom", "0-24",
+                   "--bbox", "100,10,130,50", **env)  # fmt: skip
+    assert huge.returncode != 0 and "narrow the zoom range" in huge.stdout + huge.stderr
+    nowhere = run_cli("tiles", "export", "tile_cells", str(tmp_path / "no" / "a.pmtiles"), **env)
+    assert nowhere.returncode != 0 and "not a folder" in nowhere.stdout + nowhere.stderr
+    missing = run_cli("tiles", "export", "nosuch", str(tmp_path / "b.pmtiles"), **env)
+    assert missing.returncode != 0 and "does not exist" in missing.stdout + missing.stderr
+    unset = run_cli("tiles", "seed", "tile_cells", **env)
+    assert unset.returncode != 0 and "SPATIAL_TILES_DISK_CACHE_DIR" in unset.stdout + unset.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written

@@ -143,6 +143,9 @@ def export(
     from pmtiles.tile import Compression, TileType, zxy_to_tileid  # noqa: PLC0415
     from pmtiles.writer import Writer  # noqa: PLC0415
 
+    if not out.parent.is_dir():
+        msg = f"{out.parent} is not a folder; the archive cannot be written there"
+        raise InvalidInputError(msg)
     settings = Settings()
     url = resolve_url(settings)
     record = _record(url, collection)
@@ -166,10 +169,13 @@ def export(
     metadata = {"name": record.title, "attribution": record.title,
                 "vector_layers": [{"id": collection, "fields": fields}]}  # fmt: skip
     partial = out.with_name(out.name + ".partial")
-    with partial.open("wb") as f:
-        writer = Writer(f)  # type: ignore[no-untyped-call]
-        for tileid, data in entries:
-            writer.write_tile(tileid, data)  # type: ignore[no-untyped-call]
-        writer.finalize(header, metadata)  # type: ignore[no-untyped-call]
-    partial.replace(out)
+    try:  # the archive appears whole or not at all
+        with partial.open("wb") as f:
+            writer = Writer(f)  # type: ignore[no-untyped-call]
+            for tileid, data in entries:
+                writer.write_tile(tileid, data)  # type: ignore[no-untyped-call]
+            writer.finalize(header, metadata)  # type: ignore[no-untyped-call]
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
     console.print(f"[green]exported[/] {len(entries)} tiles of {collection} to {out}")

@@ -18,7 +18,7 @@ from functools import lru_cache
 import morecantile
 import pyproj
 
-from spatial.errors import NotFoundError
+from spatial.errors import InvalidInputError, NotFoundError
 
 CGCS2000_QUAD = morecantile.TileMatrixSet.custom(
     [-180.0, -90.0, 180.0, 90.0],
@@ -122,10 +122,28 @@ def _lonlat(
     )
 
 
+MAX_COVERING = 2_000_000
+"""The most tiles :func:`tiles_covering` lists (a seed or an export beyond is refused)."""
+
+
 def tiles_covering(
     tms_id: str, lonlat: tuple[float, float, float, float], zooms: range
 ) -> list[tuple[int, int, int]]:
-    """(z, row, col) of the tiles of ``zooms`` that cover a lon/lat box."""
+    """(z, row, col) of the tiles of ``zooms`` that cover a lon/lat box.
+
+    Raises:
+        InvalidInputError: more than :data:`MAX_COVERING` tiles.
+    """
     tms = tile_matrix_set(tms_id)
     west, south, east, north = lonlat
+    count = 0
+    for z in zooms:
+        nw, se = tms.tile(west, north, z), tms.tile(east, south, z)
+        count += (abs(se.x - nw.x) + 1) * (abs(se.y - nw.y) + 1)
+    if count > MAX_COVERING:
+        msg = (
+            f"zooms {zooms.start}-{zooms.stop - 1} over that area are {count:,} tiles, more "
+            f"than {MAX_COVERING:,}: narrow the zoom range or the bbox"
+        )
+        raise InvalidInputError(msg)
     return [(t.z, t.y, t.x) for t in tms.tiles(west, south, east, north, list(zooms))]
