@@ -70,7 +70,7 @@ def config(settings: Settings, catalog: Catalog, pool: ConnectionPool, base: str
     """
     resources: dict[str, Any] = {}
     for record in catalog:
-        if record.kind != "vector" or not record.storage_table or record.srid is None:
+        if not features.is_vector_layer(record):
             continue  # imagery and GPS views get their providers with their own APIs
         layer = features.LayerSchema.of(record)
         href = f"{base}/collections/{record.id}"
@@ -113,7 +113,7 @@ def config(settings: Settings, catalog: Catalog, pool: ConnectionPool, base: str
                     "titles": dict(record.properties.get("source_fields") or {}),
                     "pool": Shared(pool),
                     "crs": features.supported_crs(),
-                    "storage_crs": features.storage_crs_uri(record.srid),
+                    "storage_crs": features.storage_crs_uri(layer.srid),
                     "editable": bool(record.properties.get("editable")),
                 }
             ],

@@ -37,19 +37,6 @@ PLATFORM_FILTER: ContextVar[sql.Composable | None] = ContextVar("platform_filter
 a copy of their context and never sees the parameters (:class:`~api.engine.Engine`)."""
 PLATFORM_PARAMS: ContextVar[features.Params | None] = ContextVar("platform_params", default=None)
 
-JSON_TYPES = {
-    "smallint": ("integer", None),
-    "integer": ("integer", None),
-    "bigint": ("integer", None),
-    "real": ("number", None),
-    "double precision": ("number", None),
-    "boolean": ("boolean", None),
-    "text": ("string", None),
-    "date": ("string", "date"),
-    "timestamp": ("string", "date-time"),
-}
-"""JSON Schema type and format of each column type a vector layer may have."""
-
 
 class PlatformProvider(BaseProvider):  # type: ignore[misc]
     """A platform vector collection, as pygeoapi's ``feature`` provider.
@@ -71,7 +58,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
     def get_fields(self) -> dict[str, dict[str, str]]:
         if not self._fields:
             for column, pgtype in self.layer.fields.items():
-                kind, fmt = JSON_TYPES.get(pgtype, ("string", None))
+                kind, fmt = features.JSON_TYPES.get(pgtype, ("string", None))
                 field = {"title": self.titles.get(column, column), "type": kind}
                 self._fields[column] = field | ({"format": fmt} if fmt else {})
         return dict(self._fields)

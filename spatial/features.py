@@ -101,6 +101,25 @@ def storage_crs_uri(srid: int) -> str:
     return _EPSG_URI.format(srid)
 
 
+def is_vector_layer(record: CollectionRecord) -> bool:
+    """Whether a catalog entry is a vector layer with a table (features and tiles)."""
+    return record.kind == "vector" and bool(record.storage_table) and record.srid is not None
+
+
+JSON_TYPES = {
+    "smallint": ("integer", None),
+    "integer": ("integer", None),
+    "bigint": ("integer", None),
+    "real": ("number", None),
+    "double precision": ("number", None),
+    "boolean": ("boolean", None),
+    "text": ("string", None),
+    "date": ("string", "date"),
+    "timestamp": ("string", "date-time"),
+}
+"""JSON Schema type and format of each column type a vector layer may have."""
+
+
 @dataclass(frozen=True)
 class LayerSchema:
     """What the SQL needs to know about a vector layer's table."""
@@ -122,7 +141,7 @@ class LayerSchema:
         Raises:
             InvalidInputError: the collection is not a vector layer.
         """
-        if record.kind != "vector" or not record.storage_table or record.srid is None:
+        if not is_vector_layer(record) or record.storage_table is None or record.srid is None:
             msg = f"collection {record.id!r} is not a vector layer"
             raise InvalidInputError(msg)
         fields: dict[str, str] = dict(record.properties.get("fields") or {})

@@ -87,20 +87,16 @@ async def _page(request: Request, body: dict[str, Any], template: str) -> Respon
     return JSONResponse(body)
 
 
-def _vector(record: CollectionRecord) -> bool:
-    return record.kind == "vector" and bool(record.storage_table) and record.srid is not None
-
-
 def _collection(catalog: Catalog, collection_id: str) -> CollectionRecord:
     record = catalog.get(collection_id)
-    if not _vector(record):
+    if not features.is_vector_layer(record):
         msg = f"collection {collection_id!r} is {record.kind} data and has no vector tiles"
         raise NotFoundError(msg)
     return record
 
 
 def _subsystem(catalog: Catalog, subsystem: str) -> list[CollectionRecord]:
-    records = [r for r in catalog if _vector(r) and subsystem in r.subsystems]
+    records = [r for r in catalog if features.is_vector_layer(r) and subsystem in r.subsystems]
     if not records:
         msg = f"no vector collection belongs to subsystem {subsystem!r}"
         raise NotFoundError(msg)
@@ -146,8 +142,7 @@ def _tileset(
         {"id": r.id, "title": r.title,
          "geometryDimension": _dimension(str(r.properties.get("geometry_type", ""))),
          "minTileMatrix": "0", "maxTileMatrix": str(top),
-         "propertiesSchema": {"type": "object", "properties": {
-             c: {"type": _json_type(t)} for c, t in features.LayerSchema.of(r).fields.items()}}}
+         "propertiesSchema": {"type": "object", "properties": _property_types(r)}}
         for r in records
     ]  # fmt: skip
     if fmt == "tilejson":
@@ -186,9 +181,9 @@ def _dimension(geometry_type: str) -> int:
     return 0 if "point" in kind else 1 if "line" in kind else 2
 
 
-def _json_type(pgtype: str) -> str:
-    return {"smallint": "integer", "integer": "integer", "bigint": "integer", "real": "number",
-            "double precision": "number", "boolean": "boolean"}.get(pgtype, "string")  # fmt: skip
+def _property_types(record: CollectionRecord) -> dict[str, dict[str, str]]:
+    fields = features.LayerSchema.of(record).fields
+    return {c: {"type": features.JSON_TYPES.get(t, ("string", None))[0]} for c, t in fields.items()}
 
 
 async def _tile(
