@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -59,6 +59,7 @@ from ingest import (
     _server_versions,
     _spatial,
 )
+from psycopg.conninfo import conninfo_to_dict
 
 from spatial import features
 from spatial.catalog import get_collection
@@ -220,7 +221,7 @@ def _sides(target: Target, python: Path) -> list[Side]:
         Side(
             "tipg",
             [*uvicorn, "tipg.main:app", "--workers", "2", "--log-level", "warning"],
-            _env(DATABASE_URL=target.url, TIPG_DB_SCHEMAS='["layers"]',
+            _env(DATABASE_URL=tipg_url(target), TIPG_DB_SCHEMAS='["layers"]',
                  TIPG_DB_TABLES=f'["layers.{COLLECTION}"]'),
             f"http://127.0.0.1:{{port}}/collections/layers.{COLLECTION}/items?{window}",
         ),
@@ -246,11 +247,20 @@ def _pygeoapi_env(target: Target, python: Path) -> dict[str, str]:
     return pygeoapi_env(WORK, python, provider)
 
 
+def tipg_url(target: Target) -> str:
+    """The scratch database's URL as tipg takes it: its settings want a host in the URL, so
+    the Unix socket directory goes there percent-encoded (asyncpg decodes it)."""
+    params = conninfo_to_dict(target.url)
+    host = quote(str(params["host"]), safe="")
+    user, password = (quote(str(params.get(k, "")), safe="") for k in ("user", "password"))
+    return f"postgresql://{user}:{password}@{host}:{params['port']}/{params['dbname']}"
+
+
 def pygeoapi_connection(target: Target, schema: str) -> dict[str, Any]:
-    parts = urlsplit(target.url)
-    return {"host": parts.hostname, "port": parts.port, "dbname": parts.path.lstrip("/"),
-            "user": parts.username, "password": parts.password,
-            "search_path": [schema, "public"]}  # fmt: skip
+    params = conninfo_to_dict(target.url)
+    return {"host": params["host"], "port": int(str(params["port"])),
+            "dbname": params["dbname"], "user": params["user"],
+            "password": params.get("password"), "search_path": [schema, "public"]}  # fmt: skip
 
 
 def pygeoapi_env(work: Path, python: Path, provider: dict[str, Any]) -> dict[str, str]:
@@ -419,12 +429,13 @@ def _limit(
 def run_pgbench(target: Target, script: Path, duration: int, *, clients: int) -> float:
     """pgbench running ``script`` on ``clients`` connections: transactions per second."""
     pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
-    parts = urlsplit(target.url)
+    params = conninfo_to_dict(target.url)
     done = subprocess.run(
         [pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(duration), "-f", str(script),
-         "-h", str(parts.hostname), "-p", str(parts.port), "-U", str(parts.username),
-         parts.path.lstrip("/")],
-        env=_env(PGPASSWORD=parts.password or ""), capture_output=True, text=True, check=False,
+         "-h", str(params["host"]), "-p", str(params["port"]), "-U", str(params["user"]),
+         str(params["dbname"])],
+        env=_env(PGPASSWORD=str(params.get("password") or "")), capture_output=True, text=True,
+        check=False,
     )  # fmt: skip
     match = re.search(r"tps = ([\d.]+)", done.stdout)
     if done.returncode != 0 or match is None:

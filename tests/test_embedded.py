@@ -32,6 +32,12 @@ def test_cluster_starts_reuses_and_recovers_from_a_kill(open_tmp: Path) -> None:
     try:
         info = cluster.ensure_running()
         assert _postgis(info.url()).startswith("3.")
+        # The platform's way in is the private Unix socket; TCP on 127.0.0.1 is offered too.
+        with psycopg.connect(info.url()) as conn:
+            assert conn.info.host == info.socket_dir
+            assert conn.execute("SELECT inet_server_addr()").fetchone() == (None,)
+        with psycopg.connect(info.url(tcp=True)) as conn:
+            assert conn.execute("SELECT host(inet_server_addr())").fetchone() == ("127.0.0.1",)
         first = cluster.status()
         assert first.running and first.pid is not None
         assert (Path(info.data_dir) / "PG_VERSION").is_file()

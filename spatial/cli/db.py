@@ -92,9 +92,12 @@ def status(
 @friendly
 def url(
     redacted: bool = typer.Option(False, "--redact", help="Hide the password."),
+    tcp: bool = typer.Option(
+        False, "--tcp", help="The embedded cluster over TCP on 127.0.0.1, not its Unix socket."
+    ),
 ) -> None:
     """Print the database URL (starting the embedded cluster if needed)."""
-    value = resolve_url(Settings())
+    value = resolve_url(Settings(), tcp=tcp)
     typer.echo(redact(value) if redacted else value)
 
 

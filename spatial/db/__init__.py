@@ -22,7 +22,7 @@ from spatial.settings import Settings
 __all__ = ["EmbeddedCluster", "engine", "redact", "resolve_url", "sqlalchemy_url"]
 
 
-def resolve_url(settings: Settings, *, start: bool = True) -> str:
+def resolve_url(settings: Settings, *, start: bool = True, tcp: bool = False) -> str:
     """The libpq URL of the platform database.
 
     Args:
@@ -30,6 +30,8 @@ def resolve_url(settings: Settings, *, start: bool = True) -> str:
         start: when no URL is configured, initialise and start the embedded cluster if it
             is not running. With ``start=False`` the recorded cluster's URL is returned
             whether or not it runs.
+        tcp: the embedded cluster's URL over TCP on 127.0.0.1 rather than through its
+            Unix socket (the default, and the faster).
 
     Returns:
         A ``postgresql://`` URL. With a configured URL no server is ever started.
@@ -42,12 +44,12 @@ def resolve_url(settings: Settings, *, start: bool = True) -> str:
         return settings.database.url.get_secret_value()
     cluster = EmbeddedCluster(settings.var_dir, settings.embedded)
     if start:
-        return cluster.ensure_running().url()
+        return cluster.ensure_running().url(tcp=tcp)
     info = cluster.info()
     if info is None:
         msg = "the embedded cluster is not initialised; run 'spatial db up'"
         raise DatabaseUnavailableError(msg)
-    return info.url()
+    return info.url(tcp=tcp)
 
 
 def sqlalchemy_url(url: str) -> str:
