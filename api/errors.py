@@ -16,12 +16,14 @@ from spatial.errors import (
     ConfigurationError,
     ConflictError,
     DatabaseUnavailableError,
+    ForbiddenError,
     InvalidInputError,
     NotAcceptableError,
     NotFoundError,
     PreconditionFailedError,
     SpatialError,
     TooLargeError,
+    TooManyRequestsError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
@@ -35,6 +37,8 @@ STATUS: dict[type[SpatialError], tuple[int, str]] = {
     InvalidInputError: (400, "InvalidParameterValue"),
     NotFoundError: (404, "NotFound"),
     UnauthorizedError: (401, "Unauthorized"),
+    ForbiddenError: (403, "Forbidden"),
+    TooManyRequestsError: (429, "TooManyRequests"),
     PreconditionFailedError: (412, "PreconditionFailed"),
     ConflictError: (409, "Conflict"),
     DatabaseUnavailableError: (503, "ServiceUnavailable"),
@@ -52,6 +56,8 @@ def register(app: FastAPI) -> None:
             (v for cls, v in STATUS.items() if isinstance(exc, cls)), (500, "ServerError")
         )
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, TooManyRequestsError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(
             {"code": code, "description": str(exc)}, status_code=status, headers=headers
         )

@@ -97,7 +97,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         with self.pool.connection() as conn:
             row = conn.execute(statement, params).fetchone()
         page, returned, counted, _ = row if row else ("", 0, None, None)
-        matched = self.layer.feature_count if not query.filtered else counted
+        matched = counted if features.needs_count(self.layer, query) else self.layer.feature_count
         body: dict[str, Any] = {"type": "FeatureCollection", "numberReturned": returned}
         if matched is not None:
             body["numberMatched"] = matched

@@ -29,6 +29,18 @@ class UnauthorizedError(SpatialError):
     """The request needs credentials it did not give (HTTP 401)."""
 
 
+class ForbiddenError(SpatialError):
+    """The caller may see the resource but not do this to it (HTTP 403)."""
+
+
+class TooManyRequestsError(SpatialError):
+    """Too many requests, or too many failed sign-ins (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PreconditionFailedError(SpatialError):
     """The resource changed since the version the client named (HTTP 412)."""
 

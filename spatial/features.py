@@ -133,10 +133,14 @@ class LayerSchema:
     feature_count: int | None = None
     temporal: str | None = None
     """The date or timestamp column ``datetime`` filters on, if the layer has one."""
+    restriction: str | None = None
+    """The rows the caller may see, as an SQL condition over ``t`` (from the access
+    policy, :mod:`spatial.access`), or None for every row. :func:`source` applies it."""
 
     @classmethod
-    def of(cls, record: CollectionRecord) -> LayerSchema:
-        """The schema recorded in a vector collection's catalog entry.
+    def of(cls, record: CollectionRecord, restriction: str | None = None) -> LayerSchema:
+        """The schema recorded in a vector collection's catalog entry, seen through a
+        row restriction.
 
         Raises:
             InvalidInputError: the collection is not a vector layer.
@@ -156,6 +160,7 @@ class LayerSchema:
             fields=fields,
             feature_count=record.feature_count,
             temporal=temporal,
+            restriction=restriction,
         )
 
     def column(self, name: str) -> str:
@@ -375,8 +380,20 @@ def _feature(layer: LayerSchema, q: ItemsQuery, params: Params) -> sql.Composabl
     ).format(geometry, props)
 
 
-def _table(layer: LayerSchema) -> sql.Composable:
-    return sql.Identifier(layer.schema, layer.table)
+def source(layer: LayerSchema) -> sql.Composable:
+    """The layer's rows as a caller may read them: the table, or only its rows that
+    match the caller's restriction. Every statement that reads a layer names it through
+    this (alias it ``t``); PostgreSQL folds the subquery into the plan."""
+    return table_rows(layer.schema, layer.table, layer.restriction)
+
+
+def table_rows(schema: str, table: str, restriction: str | None) -> sql.Composable:
+    """A layer table, or its rows that match ``restriction`` (see :func:`source`)."""
+    name = sql.Identifier(schema, table)
+    if restriction is None:
+        return name
+    # The restriction was composed by the driver from a grant (values quoted as literals).
+    return sql.SQL("(SELECT * FROM {} t WHERE {})").format(name, sql.SQL(restriction))
 
 
 def _order(q: ItemsQuery) -> list[sql.Composable]:
@@ -394,6 +411,12 @@ def _page_where(where: sql.Composable, q: ItemsQuery, params: Params) -> tuple[s
     if q.after is not None and not q.sortby:
         return sql.SQL("{} AND t.fid > {}").format(where, params.bind(q.after)), 0
     return where, q.offset
+
+
+def needs_count(layer: LayerSchema, q: ItemsQuery) -> bool:
+    """Whether the matches must be counted: the catalog's count is of every row, so it
+    serves only an unfiltered query of an unrestricted layer."""
+    return q.filtered or layer.restriction is not None
 
 
 def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Params]:
@@ -417,9 +440,9 @@ def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
     page_where, offset = _page_where(where, q, params)
     count: sql.Composable = (
         sql.SQL("(SELECT count(*) FROM (SELECT 1 FROM {} t WHERE {} LIMIT {}) c)").format(
-            _table(layer), where, params.bind(COUNT_CAP + 1)
+            source(layer), where, params.bind(COUNT_CAP + 1)
         )
-        if q.filtered
+        if needs_count(layer, q)
         else sql.SQL("NULL::bigint")
     )
     statement = sql.SQL(
@@ -434,7 +457,7 @@ def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
         sorts=sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(e, k) for e, k in zip(exprs, keys, strict=True)
         ),
-        table=_table(layer),
+        table=source(layer),
         where=page_where,
         order=sql.SQL(", ").join(_order(q)),
         limit=params.bind(q.limit),
@@ -459,7 +482,7 @@ def rows_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Par
     ).format(
         cols=sql.SQL("").join(sql.SQL(", t.{}").format(sql.Identifier(c)) for c in columns),
         geom=sql.SQL("NULL::geometry") if q.skip_geometry else _geometry(layer, unflipped, params),
-        table=_table(layer),
+        table=source(layer),
         where=where,
         order=sql.SQL(", ").join(_order(q)),
         limit=params.bind(q.limit),
@@ -472,7 +495,7 @@ def estimate_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed,
     """``EXPLAIN`` of the matching rows, whose top plan row count estimates the matches."""
     params = Params(q.params)
     statement = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} t WHERE {}").format(
-        _table(layer), _conditions(layer, q, params)
+        source(layer), _conditions(layer, q, params)
     )
     return statement, params
 
@@ -491,6 +514,6 @@ def item_statement(layer: LayerSchema, fid: int, q: ItemsQuery) -> tuple[sql.Com
     """One row with the feature's text and its ETag, or no row."""
     params = Params()
     statement = sql.SQL("SELECT {}, {} FROM {} t WHERE t.fid = {}").format(
-        _feature(layer, q, params), etag_expr(layer), _table(layer), params.bind(fid)
+        _feature(layer, q, params), etag_expr(layer), source(layer), params.bind(fid)
     )
     return statement, params

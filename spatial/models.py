@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Text,
     UniqueConstraint,
@@ -93,6 +94,41 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
+    token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    """Bearer tokens carry the version they were issued at; raising it revokes them all."""
+
+
+class ApiKey(Base):
+    """An API key: shown once, kept as the SHA-256 of its secret, found by its prefix."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    prefix: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
+    secret_sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[dt.datetime] = _now()
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuthFailure(Base):
+    """A failed sign-in or an unknown key, counted to limit guessing across workers."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (
+        CheckConstraint("kind IN ('password', 'key', 'token')", name="kind_valid"),
+        Index("auth_failures_subject_idx", "subject", "at"),
+        Index("auth_failures_addr_idx", "remote_addr", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = _now()
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    """password, key or token."""
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    remote_addr: Mapped[str | None] = mapped_column(INET)
 
 
 class UserRole(Base):

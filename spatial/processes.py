@@ -29,15 +29,14 @@ import shapely.geometry
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError
-from spatial.features import LayerSchema
+from spatial.features import LayerSchema, source
 
 MAX_NEAREST = 100
 _GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
             "description": "A GeoJSON geometry in CRS84 (lon/lat)."}  # fmt: skip
 
-Lookup = Callable[[str], CollectionRecord]
+Lookup = Callable[[str], LayerSchema]
 """The catalog: a collection by id (raises NotFoundError)."""
 
 
@@ -82,7 +81,7 @@ def _layer(lookup: Lookup, inputs: dict[str, Any], name: str) -> LayerSchema:
     if not isinstance(value, str):
         msg = f"input {name!r} must be a collection id"
         raise InvalidInputError(msg)
-    return LayerSchema.of(lookup(value))
+    return lookup(value)
 
 
 def _required(inputs: dict[str, Any], name: str) -> Any:
@@ -179,7 +178,7 @@ async def _intersect_summarise(
     ).format(
         g=_in_layer(layer, "g"), group=sql.Identifier(group),
         area=_area(layer, sql.SQL("ST_Intersection(t.geom, g.geom)")),
-        table=sql.Identifier(layer.schema, layer.table),
+        table=source(layer),
     )  # fmt: skip
     rows = await _rows(conn, statement, {"g": wkt})
     return {"summary": [{"value": r["value"], "count": r["count"],
@@ -198,8 +197,8 @@ async def _area_by_zone(
         "(SELECT z0.{name}, ST_Transform(z0.geom, {srid}) AS geom) z "
         "JOIN {table} t ON ST_Intersects(t.geom, z.geom) GROUP BY 1 ORDER BY 1"
     ).format(
-        name=sql.Identifier(zone_name), zones=sql.Identifier(zones.schema, zones.table),
-        srid=sql.Literal(layer.srid), table=sql.Identifier(layer.schema, layer.table),
+        name=sql.Identifier(zone_name), zones=source(zones),
+        srid=sql.Literal(layer.srid), table=source(layer),
         area=_area(layer, sql.SQL("ST_Intersection(t.geom, z.geom)")),
     )  # fmt: skip
     rows = await _rows(conn, statement, {})
@@ -234,7 +233,7 @@ async def _nearest(
         props=sql.SQL("json_build_object({})").format(sql.SQL(", ").join(
             sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in layer.fields
         )) if layer.fields else sql.SQL("'{{}}'::json"),
-        table=sql.Identifier(layer.schema, layer.table), srid=sql.Literal(layer.srid),
+        table=source(layer), srid=sql.Literal(layer.srid),
     )  # fmt: skip
     rows = await _rows(conn, statement, {"x": float(point[0]), "y": float(point[1]),
                                          "within": within, "k": k})  # fmt: skip

@@ -23,7 +23,7 @@ import pyproj
 from psycopg import sql
 
 from spatial.catalog import CollectionRecord
-from spatial.features import LayerSchema, geographic
+from spatial.features import LayerSchema, geographic, table_rows
 from tiles.tms import EARTH_RADIUS, TileAddress
 
 EXTENT = 4096
@@ -57,15 +57,19 @@ class TileLayer:
         return self.layer.id
 
     @classmethod
-    def of(cls, record: CollectionRecord, properties: tuple[str, ...] | None = None) -> TileLayer:
-        """A vector collection's tile layer (``properties``: the attributes carried).
+    def of(
+        cls, record: CollectionRecord, properties: tuple[str, ...] | None = None,
+        restriction: str | None = None,
+    ) -> TileLayer:  # fmt: skip
+        """A vector collection's tile layer (``properties``: the attributes carried;
+        ``restriction``: the caller's rows, :mod:`spatial.access`).
 
         Raises:
             InvalidInputError: the collection is not a vector layer.
         """
         kind = str(record.properties.get("geometry_type", "")).lower()
         return cls(
-            layer=LayerSchema.of(record),
+            layer=LayerSchema.of(record, restriction),
             bbox=record.bbox,
             points="point" in kind,
             properties=properties,
@@ -154,9 +158,11 @@ def local_affine(srid: int, tile: TileAddress) -> tuple[float, ...] | None:
     return float(a), float(b), float(d), float(e), float(xoff), float(yoff)
 
 
-LayerKey = tuple[str, str, str, int, tuple[tuple[str, str], ...], bool, tuple[str, ...] | None]
+LayerKey = tuple[
+    str, str, str, int, tuple[tuple[str, str], ...], bool, tuple[str, ...] | None, str | None
+]
 """What fixes a layer's SQL text: id, schema, table, SRID, columns and types, points,
-selected properties."""
+selected properties, the caller's row restriction."""
 Shape = tuple[bool, bool, str, bool]
 """What else fixes it: envelope transformed, size filter, geometry path (``same``,
 ``affine`` or ``transform``), simplified."""
@@ -205,7 +211,7 @@ def _layer_values(
 def _key(tl: TileLayer) -> LayerKey:
     layer = tl.layer
     return (layer.id, layer.schema, layer.table, layer.srid, tuple(layer.fields.items()),
-            tl.points, tl.properties)  # fmt: skip
+            tl.points, tl.properties, layer.restriction)  # fmt: skip
 
 
 @lru_cache(maxsize=512)
@@ -223,7 +229,7 @@ def _statement_text(parts: tuple[tuple[LayerKey, Shape], ...]) -> str:
 
 
 def _layer_sql(key: LayerKey, shape: Shape, p: Callable[[], sql.Composable]) -> sql.Composable:
-    name, schema, table, _, fields, _, properties = key
+    name, schema, table, _, fields, _, properties, restriction = key
     transform_envelope, size_filter, path, simplify = shape
     types = dict(fields)
     envelope: sql.Composable = sql.SQL("ST_MakeEnvelope({}, {}, {}, {}, {})").format(
@@ -267,7 +273,7 @@ def _layer_sql(key: LayerKey, shape: Shape, p: Callable[[], sql.Composable]) -> 
         props=sql.SQL("").join(sql.SQL(", ") + q for q in props),
         geom=geom,
         bounds=bounds,
-        table=sql.Identifier(schema, table),
+        table=table_rows(schema, table, restriction),
         where=sql.SQL(" AND ").join(conditions),
         cap=p(),
     )

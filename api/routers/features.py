@@ -250,7 +250,7 @@ async def items(
     row = await cur.fetchone()
     page, returned, counted, last = row if row else ("", 0, None, None)
     estimated = False
-    if not q.filtered:
+    if not features.needs_count(layer, q):
         matched = layer.feature_count
     elif counted <= features.COUNT_CAP:
         matched = counted

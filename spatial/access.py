@@ -1,0 +1,338 @@
+"""Who may do what: principals, grants, row filters, and each caller's view of the catalog.
+
+The one place where access is decided. :class:`Directory` is a snapshot of accounts, keys
+and grants (reloaded by every worker on ``NOTIFY spatial_access``, migration 0005);
+:func:`view` turns a principal and a catalog snapshot into a :class:`View`: only the
+collections the principal may read, each with the privilege it holds and the SQL row
+restriction its grants impose. Every read path takes its collections from a view and its
+layer tables through :func:`spatial.features.source`, which applies the restriction, so
+a feature outside a caller's grants is in no page, tile, export or process result.
+
+Rules:
+
+- the ``admin`` role may do everything, everywhere;
+- a public collection (``is_public``) is readable by everyone, anonymous callers included;
+- a ``steward`` administers the collections their department owns;
+- a grant gives ``read``, ``write`` or ``admin`` on one collection to everyone
+  (``public``), a department, a role or a user; a role caps what grants give its holder
+  (viewer: read, editor: write, steward: admin), and anonymous callers only ever read;
+- a grant may carry a row filter (CQL2 text, e.g. ``district = 3``) and an area (a
+  polygon in lon/lat): the grant then covers only the rows that match both. Of several
+  grants, any one without a filter gives every row; otherwise the rows of each are joined.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from psycopg import sql
+from sqlalchemy import Connection, text
+
+from layers import Catalog
+from spatial import features, filters
+from spatial.catalog import CollectionRecord
+from spatial.errors import ForbiddenError, InvalidInputError, NotFoundError
+
+READ, WRITE, ADMIN = 1, 2, 3
+LEVELS = {"read": READ, "write": WRITE, "admin": ADMIN}
+ROLE_CAPS = {"viewer": READ, "editor": WRITE, "steward": ADMIN, "admin": ADMIN}
+GRANTEE_KINDS = ("public", "department", "role", "user")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a signed-in user or service account, or nobody (anonymous)."""
+
+    user_id: int | None = None
+    username: str = "anonymous"
+    department: str | None = None
+    roles: frozenset[str] = frozenset()
+    service: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        """True for a caller that presented no credentials."""
+        return self.user_id is None
+
+    @property
+    def admin(self) -> bool:
+        """True for holders of the ``admin`` role."""
+        return "admin" in self.roles
+
+    @property
+    def cap(self) -> int:
+        """The most any grant may give this principal."""
+        if self.anonymous:
+            return READ
+        return max((ROLE_CAPS.get(r, READ) for r in self.roles), default=READ)
+
+
+ANONYMOUS = Principal()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One row of ``platform.grants``."""
+
+    id: int
+    collection_id: str
+    grantee_kind: str
+    grantee: str
+    privilege: str
+    row_filter: str | None = None
+    area_wkt: str | None = None
+
+    def applies_to(self, who: Principal) -> bool:
+        """Whether the grant names this principal (by everyone, department, role, user)."""
+        if self.grantee_kind == "public":
+            return True
+        if who.anonymous:
+            return False
+        if self.grantee_kind == "department":
+            return who.department == self.grantee
+        if self.grantee_kind == "role":
+            return self.grantee in who.roles
+        return self.grantee in {who.username, str(who.user_id)}
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the access snapshot holds it."""
+
+    id: int
+    username: str
+    department: str | None
+    roles: frozenset[str]
+    active: bool
+    service: bool
+    token_version: int
+    password_hash: str | None
+
+    def principal(self) -> Principal:
+        """The principal this account acts as."""
+        return Principal(self.id, self.username, self.department, self.roles, self.service)
+
+
+@dataclass(frozen=True)
+class Key:
+    """An API key as the snapshot holds it (never its secret)."""
+
+    id: int
+    prefix: str
+    user_id: int
+    secret_sha256: bytes
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Accounts, keys and grants: a snapshot that never changes under a reader."""
+
+    accounts: Mapping[int, Account] = field(default_factory=lambda: MappingProxyType({}))
+    keys: Mapping[str, Key] = field(default_factory=lambda: MappingProxyType({}))
+    grants: Mapping[str, tuple[Grant, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def load(cls, conn: Connection) -> Directory:
+        """Read accounts, keys and grants."""
+        roles: dict[int, set[str]] = {}
+        for user_id, role in conn.execute(text("SELECT user_id, role FROM platform.user_roles")):
+            roles.setdefault(user_id, set()).add(role)
+        accounts = {
+            row.id: Account(row.id, row.username, row.department_id,
+                            frozenset(roles.get(row.id, ())), row.active, row.is_service,
+                            row.token_version, row.password_hash)
+            for row in conn.execute(text(
+                "SELECT id, username, department_id, active, is_service, token_version, "
+                "password_hash FROM platform.users"
+            ))
+        }  # fmt: skip
+        keys = {
+            row.prefix: Key(row.id, row.prefix, row.user_id, bytes(row.secret_sha256),
+                            row.expires_at, row.revoked_at)
+            for row in conn.execute(text(
+                "SELECT id, prefix, user_id, secret_sha256, expires_at, revoked_at "
+                "FROM platform.api_keys"
+            ))
+        }  # fmt: skip
+        grants: dict[str, list[Grant]] = {}
+        for row in conn.execute(text(
+            "SELECT id, collection_id, grantee_kind, grantee, privilege, row_filter, "
+            "ST_AsText(row_filter_area) AS area FROM platform.grants ORDER BY id"
+        )):  # fmt: skip
+            grants.setdefault(row.collection_id, []).append(
+                Grant(row.id, row.collection_id, row.grantee_kind, row.grantee, row.privilege,
+                      row.row_filter, row.area)
+            )  # fmt: skip
+        return cls(
+            MappingProxyType(accounts),
+            MappingProxyType(keys),
+            MappingProxyType({k: tuple(v) for k, v in grants.items()}),
+        )
+
+    def by_username(self, username: str) -> Account | None:
+        """The account with that user name, if any."""
+        return next((a for a in self.accounts.values() if a.username == username), None)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one principal holds on one collection."""
+
+    level: int
+    read_rows: str | None = None
+    """SQL condition over ``t`` limiting the rows read, or None for every row."""
+    write_rows: str | None = None
+    """The same for rows written (only meaningful with ``level >= WRITE``)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """A principal's view of the catalog: only what they may read, with their rights."""
+
+    principal: Principal
+    catalog: Catalog
+    rights: Mapping[str, Access]
+
+    def get(self, collection_id: str) -> CollectionRecord:
+        """A collection the principal may read.
+
+        Raises:
+            NotFoundError: no such collection, or one the principal may not read (the
+                same answer: a collection they cannot read does not exist for them).
+        """
+        return self.catalog.get(collection_id)
+
+    def layer(self, record: CollectionRecord) -> features.LayerSchema:
+        """The layer's schema with the principal's row restriction."""
+        return features.LayerSchema.of(record, restriction=self.rights[record.id].read_rows)
+
+    def writable(self, collection_id: str) -> tuple[CollectionRecord, features.LayerSchema]:
+        """A collection the principal may edit, with the rows they may write.
+
+        Raises:
+            NotFoundError: the principal cannot read it.
+            ForbiddenError: they can read it but not write.
+        """
+        record = self.get(collection_id)
+        access = self.rights[collection_id]
+        if access.level < WRITE:
+            msg = f"{self.principal.username} may read collection {collection_id!r} but not edit it"
+            raise ForbiddenError(msg)
+        return record, features.LayerSchema.of(record, restriction=access.write_rows)
+
+    def administrable(self, collection_id: str) -> CollectionRecord:
+        """A collection the principal administers (ingest into, grant on, delete).
+
+        Raises:
+            NotFoundError: the principal cannot read it.
+            ForbiddenError: they can read it but not administer it.
+        """
+        record = self.get(collection_id)
+        if self.rights[collection_id].level < ADMIN:
+            msg = f"{self.principal.username} may not administer collection {collection_id!r}"
+            raise ForbiddenError(msg)
+        return record
+
+    def fingerprint(self, records: Iterable[CollectionRecord]) -> str:
+        """What distinguishes this view's rows of ``records`` from an unrestricted one's
+        (empty when nothing is restricted): part of a cached tile's key."""
+        parts = [f"{r.id}:{self.rights[r.id].read_rows}" for r in records
+                 if self.rights[r.id].read_rows is not None]  # fmt: skip
+        return "|".join(parts)
+
+
+def view(who: Principal, catalog: Catalog, directory: Directory) -> View:
+    """The principal's view of ``catalog``."""
+    rights: dict[str, Access] = {}
+    for record in catalog:
+        access = _access(who, record, directory.grants.get(record.id, ()))
+        if access is not None:
+            rights[record.id] = access
+    visible = Catalog(MappingProxyType({k: catalog.collections[k] for k in rights}))
+    return View(who, visible, MappingProxyType(rights))
+
+
+def _access(who: Principal, record: CollectionRecord, grants: Iterable[Grant]) -> Access | None:
+    if who.admin:
+        return Access(ADMIN)
+    entries: list[tuple[int, str | None]] = []
+    if record.is_public:
+        entries.append((READ, None))
+    if "steward" in who.roles and who.department and record.owner_department == who.department:
+        entries.append((ADMIN, None))
+    for grant in grants:
+        if grant.applies_to(who):
+            entries.append((min(LEVELS[grant.privilege], who.cap), _restriction(grant, record)))
+    if not entries:
+        return None
+    level = max(level for level, _ in entries)
+    return Access(level, _union(e for e in entries), _union(e for e in entries if e[0] >= WRITE))
+
+
+def _union(entries: Iterable[tuple[int, str | None]]) -> str | None:
+    conditions: list[str] = []
+    for _, condition in entries:
+        if condition is None:
+            return None
+        conditions.append(condition)
+    if not conditions:
+        return "FALSE"
+    return " OR ".join(f"({c})" for c in dict.fromkeys(conditions))
+
+
+def _restriction(grant: Grant, record: CollectionRecord) -> str | None:
+    """A grant's rows as SQL over ``t`` (values as literals quoted by the driver)."""
+    if grant.row_filter is None and grant.area_wkt is None:
+        return None
+    try:
+        return row_condition(record, grant.row_filter, grant.area_wkt)
+    except (InvalidInputError, NotFoundError):
+        # A filter naming a column the collection no longer has gives no rows.
+        return "FALSE"
+
+
+class _Literals(features.Params):
+    """Values written into the SQL as literals quoted by the driver, not placeholders:
+    a restriction is part of statement texts that are cached and shared."""
+
+    def bind(self, value: Any) -> sql.Composable:
+        return sql.Literal(value)
+
+
+def row_condition(record: CollectionRecord, row_filter: str | None, area_wkt: str | None) -> str:
+    """The SQL condition over ``t`` of a row filter (CQL2 text) and an area (lon/lat WKT).
+
+    Raises:
+        InvalidInputError: the filter does not parse or names properties the collection
+            does not have, or the area is not a polygon.
+    """
+    layer = features.LayerSchema.of(record)
+    literals = _Literals()
+    parts: list[sql.Composable] = []
+    if row_filter:
+        parts.append(filters.compile_filter(filters.parse(row_filter), layer, literals))
+    if area_wkt:
+        tree = {"op": "s_intersects", "args": [{"property": "geometry"}, _polygon(area_wkt)]}
+        parts.append(filters.compile_filter(tree, layer, literals))
+    return sql.SQL(" AND ").join(sql.SQL("({})").format(p) for p in parts).as_string(None)
+
+
+def _polygon(wkt: str) -> dict[str, Any]:
+    import shapely  # noqa: PLC0415 - only for grants with an area
+
+    try:
+        shape = shapely.from_wkt(wkt)
+    except shapely.errors.GEOSException as exc:
+        msg = f"area: not WKT ({exc})"
+        raise InvalidInputError(msg) from exc
+    if shape.geom_type not in {"Polygon", "MultiPolygon"} or shape.is_empty:
+        msg = f"area: expected a polygon in lon/lat, found {shape.geom_type}"
+        raise InvalidInputError(msg)
+    geometry: dict[str, Any] = shapely.geometry.mapping(shape)
+    return geometry

@@ -1,0 +1,425 @@
+"""Departments, users, roles, API keys, bearer tokens and grants: the writes, and signing in.
+
+Passwords are hashed with Argon2id (argon2-cffi). An API key is ``s3s_<prefix>_<secret>``:
+the prefix finds it, only the SHA-256 of the secret is stored (the secret is 32 random
+bytes, so a fast hash is as safe as a slow one here), and it is shown once. Bearer tokens
+are JWTs (HS256) signed with ``SPATIAL_SECRET_KEY``, carrying the user's id and token
+version; raising the version (a new password, a disabled account) revokes them all.
+
+Every change here is written to the audit log by the same transaction, and every table it
+touches notifies the API workers (``spatial_access``), which reload their snapshot
+(:class:`spatial.access.Directory`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from spatial.access import GRANTEE_KINDS, LEVELS, ROLE_CAPS, Account, Directory, row_condition
+from spatial.catalog import get_collection
+from spatial.errors import ConflictError, InvalidInputError, NotFoundError, UnauthorizedError
+
+KEY_PREFIX = "s3s"
+AUDIENCE = "spatial"
+_HASHER = PasswordHasher()
+_NAME = re.compile(r"[a-z][a-z0-9_.-]{1,62}")
+_KEY = re.compile(rf"{KEY_PREFIX}_([0-9a-f]{{8}})_([A-Za-z0-9_-]{{43}})")
+MIN_PASSWORD = 10
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change, for the audit log."""
+
+    name: str
+    user_id: int | None = None
+    address: str | None = None
+
+
+def audit(
+    conn: Connection, actor: Actor, action: str, *, collection_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Append one row to the audit log (in the caller's transaction)."""
+    conn.execute(
+        text(
+            "INSERT INTO platform.audit_log (actor, user_id, remote_addr, action, "
+            "collection_id, details) VALUES (:actor, :uid, CAST(:addr AS inet), :action, "
+            ":cid, :details)"
+        ).bindparams(bindparam("details", type_=JSONB)),
+        {"actor": actor.name, "uid": actor.user_id, "addr": actor.address, "action": action,
+         "cid": collection_id, "details": details or {}},
+    )  # fmt: skip
+
+
+# -- departments and users ----------------------------------------------------------------
+
+
+def add_department(conn: Connection, actor: Actor, dept_id: str, name: str) -> None:
+    """Create a department (``dept_id``: a short lower-case code, e.g. ``land``).
+
+    Raises:
+        InvalidInputError: a malformed id. ConflictError: the id exists.
+    """
+    _check_name(dept_id, "department id")
+    if conn.execute(text("SELECT 1 FROM platform.departments WHERE id = :id"),
+                    {"id": dept_id}).first():  # fmt: skip
+        msg = f"department {dept_id!r} already exists"
+        raise ConflictError(msg)
+    conn.execute(text("INSERT INTO platform.departments (id, name) VALUES (:id, :name)"),
+                 {"id": dept_id, "name": name})  # fmt: skip
+    audit(conn, actor, "department.add", details={"department": dept_id, "name": name})
+
+
+def add_user(
+    conn: Connection, actor: Actor, username: str, *, roles: tuple[str, ...],
+    department: str | None = None, password: str | None = None, service: bool = False,
+    display_name: str | None = None,
+) -> int:  # fmt: skip
+    """Create a user or (``service``) a service account; returns its id.
+
+    Raises:
+        InvalidInputError: a malformed name, an unknown role or department, or a short
+            password. ConflictError: the user name is taken.
+    """
+    _check_name(username, "user name")
+    _check_roles(roles)
+    if department is not None:
+        _department(conn, department)
+    if conn.execute(text("SELECT 1 FROM platform.users WHERE username = :u"),
+                    {"u": username}).first():  # fmt: skip
+        msg = f"user {username!r} already exists"
+        raise ConflictError(msg)
+    digest = hash_password(password) if password is not None else None
+    user_id = int(conn.execute(
+        text("INSERT INTO platform.users (username, display_name, department_id, "
+             "password_hash, is_service) VALUES (:u, :d, :dept, :h, :s) RETURNING id"),
+        {"u": username, "d": display_name, "dept": department, "h": digest, "s": service},
+    ).scalar_one())  # fmt: skip
+    for role in roles:
+        conn.execute(text("INSERT INTO platform.user_roles (user_id, role) VALUES (:u, :r)"),
+                     {"u": user_id, "r": role})  # fmt: skip
+    details = {"user": username, "roles": list(roles), "department": department,
+               "service": service}  # fmt: skip
+    audit(conn, actor, "user.add", details=details)
+    return user_id
+
+
+def set_password(conn: Connection, actor: Actor, username: str, password: str) -> None:
+    """Set a user's password; their bearer tokens stop working."""
+    user_id = _user_id(conn, username)
+    conn.execute(
+        text("UPDATE platform.users SET password_hash = :h, token_version = token_version + 1, "
+             "updated_at = now() WHERE id = :id"),
+        {"h": hash_password(password), "id": user_id},
+    )  # fmt: skip
+    audit(conn, actor, "user.password", details={"user": username})
+
+
+def set_active(conn: Connection, actor: Actor, username: str, *, active: bool) -> None:
+    """Enable or disable a user; disabling revokes their tokens (their keys stop working
+    while they are disabled)."""
+    user_id = _user_id(conn, username)
+    conn.execute(
+        text("UPDATE platform.users SET active = :a, token_version = token_version + 1, "
+             "updated_at = now() WHERE id = :id"),
+        {"a": active, "id": user_id},
+    )  # fmt: skip
+    audit(conn, actor, "user.enable" if active else "user.disable", details={"user": username})
+
+
+def set_roles(conn: Connection, actor: Actor, username: str, roles: tuple[str, ...]) -> None:
+    """Replace a user's roles."""
+    _check_roles(roles)
+    user_id = _user_id(conn, username)
+    conn.execute(text("DELETE FROM platform.user_roles WHERE user_id = :u"), {"u": user_id})
+    for role in roles:
+        conn.execute(text("INSERT INTO platform.user_roles (user_id, role) VALUES (:u, :r)"),
+                     {"u": user_id, "r": role})  # fmt: skip
+    audit(conn, actor, "user.roles", details={"user": username, "roles": list(roles)})
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    """Every user with roles and department (never a password hash)."""
+    rows = conn.execute(text(
+        "SELECT u.id, u.username, u.display_name, u.department_id AS department, u.is_service "
+        "AS service, u.active, coalesce(array_agg(r.role ORDER BY r.role) FILTER "
+        "(WHERE r.role IS NOT NULL), '{}') AS roles FROM platform.users u "
+        "LEFT JOIN platform.user_roles r ON r.user_id = u.id GROUP BY u.id ORDER BY u.username"
+    )).mappings()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of a password of at least :data:`MIN_PASSWORD` characters.
+
+    Raises:
+        InvalidInputError: the password is too short.
+    """
+    if len(password) < MIN_PASSWORD:
+        msg = f"a password has at least {MIN_PASSWORD} characters"
+        raise InvalidInputError(msg)
+    return _HASHER.hash(password)
+
+
+def check_password(account: Account | None, password: str) -> bool:
+    """Whether the password is the account's (always spends a hash's time, so a missing
+    user answers as slowly as a wrong password)."""
+    stored = account.password_hash if account is not None else None
+    ok: bool = False
+    try:
+        ok = _HASHER.verify(stored or _DUMMY, password)
+    except (VerifyMismatchError, InvalidHashError):
+        ok = False
+    return ok and account is not None and account.active and stored is not None
+
+
+_DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+def create_key(
+    conn: Connection, actor: Actor, username: str, *, name: str = "",
+    expires: dt.datetime | None = None,
+) -> str:  # fmt: skip
+    """A new API key for the user: the only time its secret is seen."""
+    user_id = _user_id(conn, username)
+    prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
+    conn.execute(
+        text("INSERT INTO platform.api_keys (user_id, prefix, secret_sha256, name, expires_at) "
+             "VALUES (:u, :p, :h, :n, :e)"),
+        {"u": user_id, "p": prefix, "h": _sha256(secret), "n": name, "e": expires},
+    )  # fmt: skip
+    audit(conn, actor, "key.create", details={"user": username, "prefix": prefix, "name": name})
+    return f"{KEY_PREFIX}_{prefix}_{secret}"
+
+
+def revoke_key(conn: Connection, actor: Actor, prefix: str) -> None:
+    """Revoke a key by its prefix (the 8 hex digits after ``s3s_``).
+
+    Raises:
+        NotFoundError: no such key.
+    """
+    done = conn.execute(
+        text("UPDATE platform.api_keys SET revoked_at = now() WHERE prefix = :p "
+             "AND revoked_at IS NULL RETURNING id"), {"p": prefix},
+    ).first()  # fmt: skip
+    if done is None:
+        msg = f"no active key with prefix {prefix!r}"
+        raise NotFoundError(msg)
+    audit(conn, actor, "key.revoke", details={"prefix": prefix})
+
+
+def key_account(directory: Directory, key: str, now: dt.datetime | None = None) -> Account:
+    """The account an API key acts for.
+
+    Raises:
+        UnauthorizedError: a malformed, unknown, expired or revoked key, or a disabled
+            account.
+    """
+    match = _KEY.fullmatch(key.strip())
+    found = directory.keys.get(match[1]) if match else None
+    if match is None or found is None or not hmac.compare_digest(found.secret_sha256,
+                                                                 _sha256(match[2])):  # fmt: skip
+        msg = "the API key is not valid"
+        raise UnauthorizedError(msg)
+    now = now or dt.datetime.now(dt.UTC)
+    if found.revoked_at is not None:
+        msg = "the API key was revoked"
+        raise UnauthorizedError(msg)
+    if found.expires_at is not None and found.expires_at <= now:
+        msg = "the API key has expired"
+        raise UnauthorizedError(msg)
+    return _active(directory, found.user_id)
+
+
+def _sha256(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+# -- bearer tokens ----------------------------------------------------------------------------
+
+
+def issue_token(account: Account, secret: str, minutes: int, issuer: str = AUDIENCE) -> str:
+    """A signed bearer token for the account, valid ``minutes``."""
+    now = dt.datetime.now(dt.UTC)
+    claims = {"sub": str(account.id), "name": account.username, "ver": account.token_version,
+              "iat": now, "exp": now + dt.timedelta(minutes=minutes), "aud": AUDIENCE,
+              "iss": issuer}  # fmt: skip
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def token_account(directory: Directory, token: str, secret: str) -> Account:
+    """The account a platform bearer token was issued to.
+
+    Raises:
+        UnauthorizedError: a token that is malformed, signed with another key, for another
+            audience, expired, or revoked (its account disabled or its password changed).
+    """
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE,
+                            options={"require": ["exp", "sub", "aud"]})  # fmt: skip
+    except jwt.ExpiredSignatureError as exc:
+        msg = "the bearer token has expired; sign in again"
+        raise UnauthorizedError(msg) from exc
+    except jwt.InvalidAudienceError as exc:
+        msg = "the bearer token is for another audience"
+        raise UnauthorizedError(msg) from exc
+    except jwt.InvalidTokenError as exc:
+        msg = f"the bearer token is not valid ({exc})"
+        raise UnauthorizedError(msg) from exc
+    account = _active(directory, int(claims["sub"]) if str(claims["sub"]).isdigit() else -1)
+    if claims.get("ver") != account.token_version:
+        msg = "the bearer token was revoked; sign in again"
+        raise UnauthorizedError(msg)
+    return account
+
+
+def _active(directory: Directory, user_id: int) -> Account:
+    account = directory.accounts.get(user_id)
+    if account is None or not account.active:
+        msg = "the account is unknown or disabled"
+        raise UnauthorizedError(msg)
+    return account
+
+
+# -- grants -----------------------------------------------------------------------------------
+
+
+def add_grant(
+    conn: Connection, actor: Actor, collection_id: str, grantee: str, privilege: str, *,
+    row_filter: str | None = None, area_wkt: str | None = None,
+) -> int:  # fmt: skip
+    """Grant ``privilege`` (read, write, admin) on a collection to ``grantee``:
+    ``public``, ``department:ID``, ``role:NAME`` or ``user:NAME``; optionally only the rows
+    that match ``row_filter`` (CQL2 text) and lie in ``area_wkt`` (a lon/lat polygon).
+    Returns the grant's id.
+
+    Raises:
+        InvalidInputError: a bad grantee, privilege, filter or area.
+        NotFoundError: no such collection, department or user.
+    """
+    record = get_collection(conn, collection_id)
+    kind, _, name = grantee.partition(":")
+    if kind not in GRANTEE_KINDS or (kind == "public") != (name == ""):
+        msg = f"grantee {grantee!r}: use public, department:ID, role:NAME or user:NAME"
+        raise InvalidInputError(msg)
+    if privilege not in LEVELS:
+        msg = f"privilege {privilege!r}: use read, write or admin"
+        raise InvalidInputError(msg)
+    if kind == "department":
+        _department(conn, name)
+    elif kind == "role":
+        _check_roles((name,))
+    elif kind == "user":
+        _user_id(conn, name)
+    if row_filter is not None or area_wkt is not None:
+        row_condition(record, row_filter, area_wkt)  # refuses what would not compile
+    grant_id = int(conn.execute(
+        text("INSERT INTO platform.grants (collection_id, grantee_kind, grantee, privilege, "
+             "row_filter, row_filter_area) VALUES (:c, :k, :g, :p, :f, "
+             "ST_Multi(ST_GeomFromText(:a, 4326))) ON CONFLICT (collection_id, grantee_kind, "
+             "grantee, privilege) DO UPDATE SET row_filter = excluded.row_filter, "
+             "row_filter_area = excluded.row_filter_area RETURNING id"),
+        {"c": collection_id, "k": kind, "g": name, "p": privilege, "f": row_filter,
+         "a": area_wkt},
+    ).scalar_one())  # fmt: skip
+    audit(conn, actor, "grant.add", collection_id=collection_id,
+          details={"grant": grant_id, "grantee": grantee, "privilege": privilege,
+                   "row_filter": row_filter, "area": area_wkt})  # fmt: skip
+    return grant_id
+
+
+def revoke_grant(conn: Connection, actor: Actor, grant_id: int) -> None:
+    """Remove a grant.
+
+    Raises:
+        NotFoundError: no such grant.
+    """
+    row = conn.execute(text("DELETE FROM platform.grants WHERE id = :id RETURNING collection_id"),
+                       {"id": grant_id}).first()  # fmt: skip
+    if row is None:
+        msg = f"no grant {grant_id}"
+        raise NotFoundError(msg)
+    audit(conn, actor, "grant.revoke", collection_id=row[0], details={"grant": grant_id})
+
+
+def list_grants(conn: Connection, collection_id: str | None = None) -> list[dict[str, Any]]:
+    """Grants, of one collection or all."""
+    rows = conn.execute(
+        text("SELECT id, collection_id, grantee_kind, grantee, privilege, row_filter, "
+             "ST_AsText(row_filter_area) AS area FROM platform.grants "
+             "WHERE CAST(:c AS text) IS NULL OR collection_id = :c ORDER BY collection_id, id"),
+        {"c": collection_id},
+    ).mappings()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+def set_visibility(
+    conn: Connection, actor: Actor, collection_id: str, *, public: bool | None = None,
+    department: str | None = None,
+) -> None:  # fmt: skip
+    """Make a collection public (or not) and set the department that owns it."""
+    get_collection(conn, collection_id)
+    if department is not None:
+        _department(conn, department)
+    conn.execute(
+        text("UPDATE platform.collections SET is_public = coalesce(:p, is_public), "
+             "owner_department = coalesce(:d, owner_department), updated_at = now() "
+             "WHERE id = :c"),
+        {"p": public, "d": department, "c": collection_id},
+    )  # fmt: skip
+    audit(
+        conn,
+        actor,
+        "collection.visibility",
+        collection_id=collection_id,
+        details={"public": public, "department": department},
+    )
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _NAME.fullmatch(name):
+        msg = (f"{what} {name!r}: 2-63 lower-case letters, digits, '_', '.' or '-', "
+               "starting with a letter")  # fmt: skip
+        raise InvalidInputError(msg)
+
+
+def _check_roles(roles: tuple[str, ...]) -> None:
+    unknown = [r for r in roles if r not in ROLE_CAPS]
+    if unknown:
+        msg = f"unknown role {unknown[0]!r}; roles are: {', '.join(ROLE_CAPS)}"
+        raise InvalidInputError(msg)
+
+
+def _department(conn: Connection, dept_id: str) -> None:
+    if not conn.execute(text("SELECT 1 FROM platform.departments WHERE id = :id"),
+                        {"id": dept_id}).first():  # fmt: skip
+        msg = f"department {dept_id!r} does not exist"
+        raise NotFoundError(msg)
+
+
+def _user_id(conn: Connection, username: str) -> int:
+    row = conn.execute(text("SELECT id FROM platform.users WHERE username = :u"),
+                       {"u": username}).first()  # fmt: skip
+    if row is None:
+        msg = f"user {username!r} does not exist"
+        raise NotFoundError(msg)
+    return int(row[0])
