@@ -4,15 +4,16 @@ which collections and exactly which rows, through the same SQL the API runs."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import geopandas as gpd
 import jwt
 import psycopg
 import psycopg.sql
 import pytest
-from support import ingest_cadastre, run_cli
+from support import cli_env, ingest_cadastre, run_cli
 
 from layers import Catalog
 from spatial import accounts, features
@@ -160,8 +161,8 @@ def test_keys_and_tokens(url: str, people: dict[str, int]) -> None:
     with engine(url) as eng, eng.begin() as conn:
         key = accounts.create_key(conn, ROOT, "acc_viewer_a", name="qgis")
         old = accounts.create_key(conn, ROOT, "acc_viewer_a", name="old")
-        expired = accounts.create_key(conn, ROOT, "acc_viewer_a", name="expired",
-                                      expires=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))  # fmt: skip
+        yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        expired = accounts.create_key(conn, ROOT, "acc_viewer_a", name="x", expires=yesterday)
         accounts.revoke_key(conn, ROOT, old.split("_")[1])
     directory = _directory(url)
     assert accounts.key_account(directory, key).username == "acc_viewer_a"
@@ -240,14 +241,8 @@ def test_every_account_change_is_audited(url: str, people: dict[str, int]) -> No
                for a, details in rows)  # fmt: skip
 
 
-def test_cli_manages_users_keys_and_grants(settings: Settings, url: str,
-                                          people: dict[str, int], tmp_path: Path) -> None:  # fmt: skip
+def test_cli_manages_users_keys_and_grants(url: str, people: dict[str, int]) -> None:
     env = {"SPATIAL_DATABASE_URL": url}
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from support import cli_env  # noqa: PLC0415
-
     added = subprocess.run(
         [sys.executable, "-m", "spatial.cli", "user", "add", "acc_cli", "--role", "editor",
          "--department", "acc_b", "--password-stdin"],
