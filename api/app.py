@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import jwt
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import catalog, errors, web
+from api import auth, catalog, errors, web
 from api.engine import Engine
 from api.routers import (
     editions,
@@ -26,6 +29,7 @@ from api.routers import (
     transactions,
 )
 from layers import Catalog
+from spatial.access import Directory
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
 from tiles.cache import TileCache
@@ -35,6 +39,12 @@ def load_catalog(url: str) -> Catalog:
     """Read the catalog on a short-lived connection (a cold path: start-up and reloads)."""
     with engine(url) as eng, eng.connect() as conn:
         return Catalog.load(conn)
+
+
+def load_directory(url: str) -> Directory:
+    """Read accounts, keys and grants (start-up and reloads)."""
+    with engine(url) as eng, eng.connect() as conn:
+        return Directory.load(conn)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         url = await run_in_threadpool(resolve_url, settings)
         app.state.url = url
         app.state.catalog = await run_in_threadpool(load_catalog, url)
+        app.state.directory = await run_in_threadpool(load_directory, url)
         timeout = settings.database.statement_timeout_ms
         connection_options = {
             "application_name": "spatial-api",
@@ -84,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
         await processes.recover(pool)
-        follower = asyncio.create_task(catalog.follow(app, url, load_catalog))
+        follower = asyncio.create_task(catalog.follow(app, url, load_catalog, load_directory))
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one
         # request in a hundred by 150 ms.
@@ -117,9 +128,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     errors.register(app)
+    _guard(app, settings)
     # Tiles first: a map view asks for dozens of them, and routes are matched in order.
     app.router.routes[0:0] = tiles.FAST_ROUTES
     app.include_router(tiles.router)
+    app.include_router(auth.router)
     app.include_router(landing.router)
     app.include_router(features.router)
     app.include_router(transactions.router)
@@ -130,3 +143,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=web.vendor_dir(), check_dir=False), name="vendor")
     return app
+
+
+def _guard(app: FastAPI, settings: Settings) -> None:
+    """Every request is identified before any route (:mod:`api.auth`); browsers of the
+    configured origins may call the API."""
+    app.state.views = OrderedDict()
+    app.state.directory = Directory()
+    app.state.jwks = (
+        jwt.PyJWKClient(settings.auth.oidc_jwks_url, cache_keys=True, lifespan=3600, timeout=10)
+        if settings.auth.oidc_jwks_url
+        else None
+    )
+    app.add_middleware(auth.Guard, platform=app)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["*"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-Match",
+                           "Content-Crs", "Prefer"],
+            expose_headers=["ETag", "Location", "OGC-Collection-Version", "Retry-After"],
+        )  # fmt: skip

@@ -9,7 +9,8 @@ import psycopg
 from fastapi import Depends, Request
 from psycopg_pool import PoolTimeout
 
-from layers import Catalog
+from api.auth import view_of
+from layers import View
 from spatial.errors import DatabaseUnavailableError
 
 
@@ -24,10 +25,10 @@ async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         raise DatabaseUnavailableError(msg) from exc
 
 
-def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
+def _view(request: Request) -> View:
+    return view_of(request)
 
 
 Conn = Annotated[psycopg.AsyncConnection, Depends(_conn)]
-CatalogDep = Annotated[Catalog, Depends(_catalog)]
+ViewDep = Annotated[View, Depends(_view)]
+"""The caller's view of the catalog: what they may read, and their rights (api.auth)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,9 +38,10 @@ from pygeoapi.util import render_j2_template
 from starlette.concurrency import run_in_threadpool
 
 from api import web
+from api.auth import view_of
 from api.ogc import base_url
 from api.openapi import as_openapi_30
-from layers import Catalog
+from layers import Catalog, View
 from spatial import features
 from spatial.settings import Settings
 
@@ -61,18 +63,21 @@ class Shared:
         return self
 
 
-def config(settings: Settings, catalog: Catalog, pool: ConnectionPool, base: str) -> dict[str, Any]:
-    """pygeoapi's configuration for the catalog as it is now.
+def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> dict[str, Any]:
+    """pygeoapi's configuration for the catalog as one caller sees it now: only the
+    collections they may read, each through their row restriction.
 
     Args:
+        seen: the caller's view of the catalog (:mod:`spatial.access`).
         pool: the synchronous connection pool the providers read through.
         base: the public URL of the API (links in documents and pages use it).
     """
+    catalog = seen.catalog
     resources: dict[str, Any] = {}
     for record in catalog:
         if not features.is_vector_layer(record):
             continue  # imagery and GPS views get their providers with their own APIs
-        layer = features.LayerSchema.of(record)
+        layer = seen.layer(record)
         href = f"{base}/collections/{record.id}"
         resources[record.id] = {
             "type": "collection",
@@ -194,8 +199,13 @@ def _extents(bbox: Any, start: Any, end: Any) -> dict[str, Any]:
     return extents
 
 
+_APIS = 32
+"""pygeoapi APIs kept per worker (one per distinct set of rights in use)."""
+
+
 class Engine:
-    """One pygeoapi ``API`` per catalog snapshot and public URL, built on demand."""
+    """One pygeoapi ``API`` per catalog snapshot, public URL and set of rights (callers
+    with the same rights share one), built on demand; the most recently used are kept."""
 
     def __init__(self, settings: Settings, pool: ConnectionPool, conformance: list[str]) -> None:
         """``conformance``: the classes the platform's own paths add to pygeoapi's."""
@@ -206,16 +216,21 @@ class Engine:
         # traceback; errors of the platform's own code log through its handlers.
         logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
         self._lock = threading.Lock()
-        self._apis: dict[str, tuple[Catalog, API]] = {}
+        self._apis: OrderedDict[tuple[str, frozenset[Any]], tuple[Catalog, API]] = OrderedDict()
 
-    def api(self, catalog: Catalog, base: str, openapi: dict[str, Any]) -> API:
-        """The pygeoapi ``API`` for this catalog snapshot (rebuilt when it changed)."""
+    def api(self, seen: View, source: Catalog, base: str, openapi: dict[str, Any]) -> API:
+        """The pygeoapi ``API`` for a caller's view of the ``source`` snapshot (rebuilt
+        when the snapshot changed)."""
+        key = (base, frozenset(seen.rights.items()))
         with self._lock:
-            found = self._apis.get(base)
-            if found is not None and found[0] is catalog:
+            found = self._apis.get(key)
+            if found is not None and found[0] is source:
+                self._apis.move_to_end(key)
                 return found[1]
-            built = API(config(self._settings, catalog, self._pool, base), openapi)
-            self._apis[base] = (catalog, built)
+            built = API(config(self._settings, seen, self._pool, base), openapi)
+            self._apis[key] = (source, built)
+            while len(self._apis) > _APIS:
+                self._apis.popitem(last=False)
             return built
 
     def _api_for(self, request: Request) -> API:
@@ -223,8 +238,9 @@ class Engine:
             msg = "the web assets are not built: run `make install` (python -m api.web)"
             raise RuntimeError(msg)
         return self.api(
-            request.app.state.catalog, base_url(request), as_openapi_30(request.app.openapi())
-        )
+            view_of(request), request.app.state.catalog, base_url(request),
+            as_openapi_30(request.app.openapi()),
+        )  # fmt: skip
 
     async def render(self, request: Request, template: str, data: dict[str, Any]) -> Response:
         """One of pygeoapi's pages (``template``) showing a document of the platform's."""

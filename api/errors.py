@@ -46,21 +46,26 @@ STATUS: dict[type[SpatialError], tuple[int, str]] = {
 }
 
 
+def error_response(exc: Exception) -> JSONResponse:
+    """The answer to a domain error: its status from :data:`STATUS` and an OGC body."""
+    status, code = next(
+        (v for cls, v in STATUS.items() if isinstance(exc, cls)), (500, "ServerError")
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyRequestsError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return JSONResponse(
+        {"code": code, "description": str(exc)}, status_code=status, headers=headers
+    )
+
+
 def register(app: FastAPI) -> None:
     """Install the handlers: every :class:`SpatialError` through :data:`STATUS`, request
     validation errors as 400, and Starlette's own (unknown path 404, wrong method 405)
     with the same OGC exception body."""
 
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        status, code = next(
-            (v for cls, v in STATUS.items() if isinstance(exc, cls)), (500, "ServerError")
-        )
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, TooManyRequestsError):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return JSONResponse(
-            {"code": code, "description": str(exc)}, status_code=status, headers=headers
-        )
+        return error_response(exc)
 
     async def invalid(_request: Request, exc: Exception) -> JSONResponse:
         errors: list[dict[str, Any]] = (

@@ -1,12 +1,8 @@
-"""Who may do what: principals, grants, row filters, and each caller's view of the catalog.
+"""Who may do what: principals, accounts, keys, grants, and the rows a grant covers.
 
-The one place where access is decided. :class:`Directory` is a snapshot of accounts, keys
-and grants (reloaded by every worker on ``NOTIFY spatial_access``, migration 0005);
-:func:`view` turns a principal and a catalog snapshot into a :class:`View`: only the
-collections the principal may read, each with the privilege it holds and the SQL row
-restriction its grants impose. Every read path takes its collections from a view and its
-layer tables through :func:`spatial.features.source`, which applies the restriction, so
-a feature outside a caller's grants is in no page, tile, export or process result.
+:class:`Directory` is a snapshot of accounts, keys and grants (reloaded by every worker on
+``NOTIFY spatial_access``, migration 0005). :mod:`layers.access` applies these rules to a
+catalog snapshot: each principal's view.
 
 Rules:
 
@@ -24,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -32,10 +28,9 @@ from typing import Any
 from psycopg import sql
 from sqlalchemy import Connection, text
 
-from layers import Catalog
 from spatial import features, filters
 from spatial.catalog import CollectionRecord
-from spatial.errors import ForbiddenError, InvalidInputError, NotFoundError
+from spatial.errors import InvalidInputError, NotFoundError
 
 READ, WRITE, ADMIN = 1, 2, 3
 LEVELS = {"read": READ, "write": WRITE, "admin": ADMIN}
@@ -180,113 +175,7 @@ class Directory:
         return next((a for a in self.accounts.values() if a.username == username), None)
 
 
-@dataclass(frozen=True)
-class Access:
-    """What one principal holds on one collection."""
-
-    level: int
-    read_rows: str | None = None
-    """SQL condition over ``t`` limiting the rows read, or None for every row."""
-    write_rows: str | None = None
-    """The same for rows written (only meaningful with ``level >= WRITE``)."""
-
-
-@dataclass(frozen=True)
-class View:
-    """A principal's view of the catalog: only what they may read, with their rights."""
-
-    principal: Principal
-    catalog: Catalog
-    rights: Mapping[str, Access]
-
-    def get(self, collection_id: str) -> CollectionRecord:
-        """A collection the principal may read.
-
-        Raises:
-            NotFoundError: no such collection, or one the principal may not read (the
-                same answer: a collection they cannot read does not exist for them).
-        """
-        return self.catalog.get(collection_id)
-
-    def layer(self, record: CollectionRecord) -> features.LayerSchema:
-        """The layer's schema with the principal's row restriction."""
-        return features.LayerSchema.of(record, restriction=self.rights[record.id].read_rows)
-
-    def writable(self, collection_id: str) -> tuple[CollectionRecord, features.LayerSchema]:
-        """A collection the principal may edit, with the rows they may write.
-
-        Raises:
-            NotFoundError: the principal cannot read it.
-            ForbiddenError: they can read it but not write.
-        """
-        record = self.get(collection_id)
-        access = self.rights[collection_id]
-        if access.level < WRITE:
-            msg = f"{self.principal.username} may read collection {collection_id!r} but not edit it"
-            raise ForbiddenError(msg)
-        return record, features.LayerSchema.of(record, restriction=access.write_rows)
-
-    def administrable(self, collection_id: str) -> CollectionRecord:
-        """A collection the principal administers (ingest into, grant on, delete).
-
-        Raises:
-            NotFoundError: the principal cannot read it.
-            ForbiddenError: they can read it but not administer it.
-        """
-        record = self.get(collection_id)
-        if self.rights[collection_id].level < ADMIN:
-            msg = f"{self.principal.username} may not administer collection {collection_id!r}"
-            raise ForbiddenError(msg)
-        return record
-
-    def fingerprint(self, records: Iterable[CollectionRecord]) -> str:
-        """What distinguishes this view's rows of ``records`` from an unrestricted one's
-        (empty when nothing is restricted): part of a cached tile's key."""
-        parts = [f"{r.id}:{self.rights[r.id].read_rows}" for r in records
-                 if self.rights[r.id].read_rows is not None]  # fmt: skip
-        return "|".join(parts)
-
-
-def view(who: Principal, catalog: Catalog, directory: Directory) -> View:
-    """The principal's view of ``catalog``."""
-    rights: dict[str, Access] = {}
-    for record in catalog:
-        access = _access(who, record, directory.grants.get(record.id, ()))
-        if access is not None:
-            rights[record.id] = access
-    visible = Catalog(MappingProxyType({k: catalog.collections[k] for k in rights}))
-    return View(who, visible, MappingProxyType(rights))
-
-
-def _access(who: Principal, record: CollectionRecord, grants: Iterable[Grant]) -> Access | None:
-    if who.admin:
-        return Access(ADMIN)
-    entries: list[tuple[int, str | None]] = []
-    if record.is_public:
-        entries.append((READ, None))
-    if "steward" in who.roles and who.department and record.owner_department == who.department:
-        entries.append((ADMIN, None))
-    for grant in grants:
-        if grant.applies_to(who):
-            entries.append((min(LEVELS[grant.privilege], who.cap), _restriction(grant, record)))
-    if not entries:
-        return None
-    level = max(level for level, _ in entries)
-    return Access(level, _union(e for e in entries), _union(e for e in entries if e[0] >= WRITE))
-
-
-def _union(entries: Iterable[tuple[int, str | None]]) -> str | None:
-    conditions: list[str] = []
-    for _, condition in entries:
-        if condition is None:
-            return None
-        conditions.append(condition)
-    if not conditions:
-        return "FALSE"
-    return " OR ".join(f"({c})" for c in dict.fromkeys(conditions))
-
-
-def _restriction(grant: Grant, record: CollectionRecord) -> str | None:
+def grant_rows(grant: Grant, record: CollectionRecord) -> str | None:
     """A grant's rows as SQL over ``t`` (values as literals quoted by the driver)."""
     if grant.row_filter is None and grant.area_wkt is None:
         return None

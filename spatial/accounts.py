@@ -18,16 +18,15 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from sqlalchemy import Connection, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, text
 
 from spatial.access import GRANTEE_KINDS, LEVELS, ROLE_CAPS, Account, Directory, row_condition
+from spatial.audit import Actor, audit
 from spatial.catalog import get_collection
 from spatial.errors import ConflictError, InvalidInputError, NotFoundError, UnauthorizedError
 
@@ -37,31 +36,6 @@ _HASHER = PasswordHasher()
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{1,62}")
 _KEY = re.compile(rf"{KEY_PREFIX}_([0-9a-f]{{8}})_([A-Za-z0-9_-]{{43}})")
 MIN_PASSWORD = 10
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who made a change, for the audit log."""
-
-    name: str
-    user_id: int | None = None
-    address: str | None = None
-
-
-def audit(
-    conn: Connection, actor: Actor, action: str, *, collection_id: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:  # fmt: skip
-    """Append one row to the audit log (in the caller's transaction)."""
-    conn.execute(
-        text(
-            "INSERT INTO platform.audit_log (actor, user_id, remote_addr, action, "
-            "collection_id, details) VALUES (:actor, :uid, CAST(:addr AS inet), :action, "
-            ":cid, :details)"
-        ).bindparams(bindparam("details", type_=JSONB)),
-        {"actor": actor.name, "uid": actor.user_id, "addr": actor.address, "action": action,
-         "cid": collection_id, "details": details or {}},
-    )  # fmt: skip
 
 
 # -- departments and users ----------------------------------------------------------------

@@ -149,6 +149,7 @@ def load_demo(
                 key=item.key,
                 checksum=checksum,
                 description=f"Demo data: {item.file}",
+                public=True,  # the demo city is open data: the demo shows it without signing in
             ),
             settings,
         )

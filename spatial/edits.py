@@ -25,15 +25,17 @@ import shapely.geometry
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from spatial import changes
+from spatial import audit, changes
+from spatial.audit import Actor
 from spatial.catalog import CollectionRecord
 from spatial.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     PreconditionFailedError,
 )
-from spatial.features import LayerSchema, Params, ServingCrs, etag_expr
+from spatial.features import LayerSchema, Params, ServingCrs, etag_expr, source
 from spatial.ingest.history import props_expr
 
 _FAMILY = {
@@ -55,13 +57,14 @@ class Editable:
     geometry_type: str
 
     @classmethod
-    def of(cls, record: CollectionRecord) -> Editable:
-        """The collection, if it is an editable vector layer with a key.
+    def of(cls, record: CollectionRecord, layer: LayerSchema | None = None) -> Editable:
+        """The collection, if it is an editable vector layer with a key; ``layer``: its
+        schema with the rows the editor may write (:meth:`spatial.access.View.writable`).
 
         Raises:
             InvalidInputError: it is not a vector layer, not marked editable, or has no key.
         """
-        layer = LayerSchema.of(record)
+        layer = layer or LayerSchema.of(record)
         key = record.properties.get("key")
         if not record.properties.get("editable"):
             msg = f"collection {record.id!r} is not editable (ingest it with --editable)"
@@ -114,7 +117,7 @@ def etag_statement(layer: LayerSchema, fid: int) -> tuple[sql.Composed, Params]:
 
 async def create(
     conn: psycopg.AsyncConnection, target: Editable, feature: dict[str, Any], *,
-    crs: ServingCrs, actor: str,
+    crs: ServingCrs, actor: Actor,
 ) -> Edited:  # fmt: skip
     """Add a feature; it gets the next free id.
 
@@ -151,7 +154,7 @@ async def create(
 
 async def replace(
     conn: psycopg.AsyncConnection, target: Editable, fid: int, feature: dict[str, Any], *,
-    crs: ServingCrs, actor: str, if_match: str | None, partial: bool = False,
+    crs: ServingCrs, actor: Actor, if_match: str | None, partial: bool = False,
 ) -> Edited:  # fmt: skip
     """Replace a feature (PUT), or with ``partial`` update what the body names (PATCH).
 
@@ -189,7 +192,7 @@ async def replace(
 
 
 async def delete(
-    conn: psycopg.AsyncConnection, target: Editable, fid: int, *, actor: str,
+    conn: psycopg.AsyncConnection, target: Editable, fid: int, *, actor: Actor,
     if_match: str | None,
 ) -> Edited:  # fmt: skip
     """Remove a feature (its last version stays in the history).
@@ -292,7 +295,7 @@ def _geometry(target: Editable, geometry: Any, crs: ServingCrs, params: Params) 
     return expr
 
 
-async def _begin(conn: psycopg.AsyncConnection, target: Editable, actor: str) -> int:
+async def _begin(conn: psycopg.AsyncConnection, target: Editable, actor: Actor) -> int:
     """Lock the collection (as an ingest does) and open the edit's edition."""
     cid = target.layer.id
     await conn.execute(
@@ -302,7 +305,7 @@ async def _begin(conn: psycopg.AsyncConnection, target: Editable, actor: str) ->
         "INSERT INTO platform.editions (collection_id, edition, valid_from, actor, source, key, "
         "feature_count) SELECT %(cid)s, coalesce(max(edition), 0) + 1, now(), %(actor)s, 'api', "
         "%(key)s, 0 FROM platform.editions WHERE collection_id = %(cid)s RETURNING edition",
-        {"cid": cid, "actor": actor, "key": target.key},
+        {"cid": cid, "actor": actor.name, "key": target.key},
     )
     row = await cur.fetchone()
     return int(row[0]) if row else 1
@@ -317,7 +320,7 @@ async def _current(
         sql.SQL("SELECT {etag}, t.{key}::text, {props}, t.geom FROM {t} t WHERE t.fid = %s "
                 "FOR UPDATE").format(
             etag=etag_expr(layer), key=sql.Identifier(target.key),
-            props=props_expr("t", list(layer.fields)), t=sql.Identifier(layer.schema, layer.table),
+            props=props_expr("t", list(layer.fields)), t=source(layer),
         ),
         (fid,),
     )  # fmt: skip
@@ -333,6 +336,19 @@ async def _current(
         )
         raise PreconditionFailedError(msg)
     return key, (props, geom)
+
+
+async def _within(conn: psycopg.AsyncConnection, layer: LayerSchema, fid: int) -> None:
+    """Refuse (and so roll back) an edit that leaves the feature outside the rows the
+    editor may write."""
+    if layer.restriction is None:
+        return
+    cur = await conn.execute(
+        sql.SQL("SELECT 1 FROM {} t WHERE t.fid = %s").format(source(layer)), (fid,)
+    )
+    if await cur.fetchone() is None:
+        msg = f"the edit would put feature {fid} outside the rows of {layer.id!r} you may edit"
+        raise ForbiddenError(msg)
 
 
 async def _archive(
@@ -388,7 +404,7 @@ async def _change(
 
 
 async def _finish(
-    conn: psycopg.AsyncConnection, target: Editable, edition: int, *, fid: int, actor: str,
+    conn: psycopg.AsyncConnection, target: Editable, edition: int, *, fid: int, actor: Actor,
     action: str, key: str, deleted: bool = False,
 ) -> Edited:  # fmt: skip
     """The edition row, the catalog entry and the audit record of an edit."""
@@ -408,11 +424,12 @@ async def _finish(
         "WHERE collection_id = %s AND edition = %s",
         (count, Jsonb({"action": action, "fid": fid, "key": key}), layer.id, edition),
     )
+    if not deleted:
+        await _within(conn, layer, fid)
     await conn.execute(
-        "INSERT INTO platform.audit_log (actor, action, collection_id, feature_ids, "
-        "version_before, version_after, details) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (actor, f"feature.{action}", layer.id, [key], version - 1, version,
-         Jsonb({"fid": fid, "edition": edition})),
+        audit.INSERT,
+        (actor.name, actor.user_id, actor.address, f"feature.{action}", layer.id, [key],
+         version - 1, version, Jsonb({"fid": fid, "edition": edition})),
     )  # fmt: skip
     # The tile caches drop what the edit touched: the replaced version and the new one.
     await conn.execute(

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-secret-change-me"  # noqa: S105 - the documented development default
+DEV_SECRET = "dev-secret-change-me-before-production"  # noqa: S105 - the documented default
 
 
 def project_root() -> Path:
@@ -67,9 +67,9 @@ class ServerSettings(BaseSettings):
     """Features in a page when the request gives no ``limit``."""
     max_limit: int = Field(default=10_000, ge=1)
     """The most features in one page (a larger ``limit`` is lowered to it)."""
-    admin_token: SecretStr | None = None
-    """Bearer token that feature edits (OGC API - Features Part 4) need until users and
-    grants arrive; with none set, edits are refused."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Web origins (``https://maps.city.gov.cn``) whose pages may call the API from a
+    browser; none by default (``*``: any)."""
     max_edit_mb: int = Field(default=16, ge=1)
     """Largest request body of a feature edit, in MiB."""
     basemap_url: str = ""
@@ -109,6 +109,36 @@ class TilesSettings(BaseSettings):
     """Compress tiles for clients that accept gzip."""
 
 
+class AuthSettings(BaseSettings):
+    """Signing in, and how much a caller may ask."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_AUTH_", extra="ignore")
+
+    anonymous: bool = True
+    """Whether callers without credentials may read public collections (if not, every
+    request but signing in needs a key or a token)."""
+    token_minutes: int = Field(default=60, ge=1)
+    """How long a bearer token from ``POST /auth/token`` is valid."""
+    rate_per_minute: int = Field(default=0, ge=0)
+    """Requests one user (or, without credentials, one address) may make per minute and
+    worker; 0, the default, sets no limit (a map view asks for hundreds of tiles a minute,
+    and behind a proxy every anonymous caller shares the proxy's address)."""
+    failures: int = Field(default=5, ge=1)
+    """Failed sign-ins of one user name before it is locked for the window."""
+    address_failures: int = Field(default=20, ge=1)
+    """Failed sign-ins and unknown keys from one address before it is locked."""
+    failure_window_s: int = Field(default=900, ge=1)
+    """The window those failures are counted over (and the longest lock)."""
+    oidc_issuer: str | None = None
+    """An external OpenID Connect issuer whose tokens are accepted (its ``iss``)."""
+    oidc_jwks_url: str | None = None
+    """Where the issuer publishes its signing keys (JWKS); needed with an issuer."""
+    oidc_audience: str | None = None
+    """The ``aud`` the issuer's tokens must carry for this platform."""
+    oidc_username_claim: str = "preferred_username"
+    """The claim naming the platform user an external token acts as."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -127,11 +157,16 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.secret_key.get_secret_value() == DEV_SECRET:
-            msg = "SPATIAL_SECRET_KEY must be set to a private value in production"
+        secret = self.secret_key.get_secret_value()
+        if self.environment == "production" and (secret == DEV_SECRET or len(secret) < 32):
+            msg = (
+                "SPATIAL_SECRET_KEY must be set to a private value of at least 32 characters "
+                "in production (it signs bearer tokens)"
+            )
             raise ValueError(msg)
         return self
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from support import LiveServer, create_database, drop_database, with_database
+from support import LiveServer, admin_headers, create_database, drop_database, with_database
 
 from spatial.db import migrate, resolve_url
 from spatial.settings import DatabaseSettings, Settings
@@ -80,3 +80,9 @@ def live_api(settings: Settings) -> Iterator[LiveServer]:
 
     with LiveServer(create_app(settings)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def admin_auth(settings: Settings) -> dict[str, str]:
+    """Headers acting as ``pytest_admin`` (the admin role) on the session database."""
+    return admin_headers(settings.database.url.get_secret_value())  # type: ignore[union-attr]

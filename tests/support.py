@@ -17,10 +17,15 @@ import psycopg
 import pyogrio
 import uvicorn
 from psycopg import sql
+from sqlalchemy import text
 
-from spatial import samples
+from spatial import accounts, samples
+from spatial.audit import Actor
+from spatial.db import engine
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
+
+TESTS = Actor(name="pytest")
 
 
 def with_database(url: str, name: str) -> str:
@@ -99,15 +104,41 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def ingest_cadastre(folder: Path, settings: Settings, collection_id: str, title: str) -> Any:
+def ingest_cadastre(
+    folder: Path, settings: Settings, collection_id: str, title: str, *, public: bool = True
+) -> Any:
     """The 2025 demo cadastre (a GBK Shapefile in EPSG:4546, built into ``folder``),
-    ingested as ``collection_id`` keyed by DKBM; returns the source as GDAL reads it."""
+    ingested as ``collection_id`` keyed by DKBM (readable by everyone unless ``public`` is
+    False); returns the source as GDAL reads it."""
     samples.build(folder)
     path = folder / "parcels_2025.zip"
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    source = VectorSource(path=path, collection_id=collection_id, title=title, key="DKBM")
+    source = VectorSource(
+        path=path, collection_id=collection_id, title=title, key="DKBM", public=public
+    )
     ingest_vector(url, source, settings, actor="pytest")
     return pyogrio.read_dataframe(f"/vsizip/{path}")
+
+
+_ADMIN_KEYS: dict[str, str] = {}
+
+
+def admin_key(url: str) -> str:
+    """An API key of ``pytest_admin`` (the admin role) in the database at ``url``."""
+    if url not in _ADMIN_KEYS:
+        with engine(url) as eng, eng.begin() as conn:
+            known = conn.execute(
+                text("SELECT 1 FROM platform.users WHERE username = 'pytest_admin'")
+            ).first()
+            if known is None:
+                accounts.add_user(conn, TESTS, "pytest_admin", roles=("admin",), service=True)
+            _ADMIN_KEYS[url] = accounts.create_key(conn, TESTS, "pytest_admin", name="tests")
+    return _ADMIN_KEYS[url]
+
+
+def admin_headers(url: str) -> dict[str, str]:
+    """Headers that act as ``pytest_admin``."""
+    return {"Authorization": f"Bearer {admin_key(url)}"}
 
 
 def wait_for_collection(client: Any, collection_id: str, *, present: bool = True) -> None:

@@ -15,9 +15,10 @@ import psycopg.sql
 import pytest
 from support import cli_env, ingest_cadastre, run_cli
 
-from layers import Catalog
+from layers import Catalog, view
 from spatial import accounts, features
-from spatial.access import ADMIN, ANONYMOUS, READ, WRITE, Directory, Principal, view
+from spatial.access import ADMIN, ANONYMOUS, READ, WRITE, Directory, Principal
+from spatial.audit import Actor
 from spatial.db import engine
 from spatial.errors import (
     ConflictError,
@@ -30,7 +31,7 @@ from spatial.settings import Settings
 from tiles import mvt, tms
 
 COLLECTION = "access_parcels"
-ROOT = accounts.Actor(name="pytest-access")
+ROOT = Actor(name="pytest-access")
 SECRET = "a-test-secret-of-at-least-thirty-two-bytes"
 PASSWORD = "correct horse battery"
 
@@ -43,7 +44,7 @@ def url(settings: Settings) -> str:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> gpd.GeoDataFrame:
     frame: gpd.GeoDataFrame = ingest_cadastre(
-        tmp_path_factory.mktemp("access"), settings, COLLECTION, "宗地 (access)"
+        tmp_path_factory.mktemp("access"), settings, COLLECTION, "宗地 (access)", public=False
     )
     return frame
 

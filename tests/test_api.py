@@ -69,7 +69,8 @@ def test_a_database_that_goes_away_is_503_on_every_path(
         ).to_file(path)
         database = DatabaseSettings(url=SecretStr(url), pool_timeout_s=1)
         own = settings.model_copy(update={"database": database})
-        ingest_vector(url, VectorSource(path=path, collection_id="gone_points", title="p"), own)
+        source = VectorSource(path=path, collection_id="gone_points", title="p", public=True)
+        ingest_vector(url, source, own)
         with LiveServer(create_app(own)) as live, httpx.Client(base_url=live.url) as client:
             items = "/collections/gone_points/items"
             assert client.get(items).status_code == 200

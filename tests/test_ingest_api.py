@@ -57,8 +57,10 @@ def _upload(client: httpx.Client, path: Path, **form: str) -> httpx.Response:
         )
 
 
-def test_upload_runs_a_job_with_report_and_changes(live_api: LiveServer, tmp_path: Path) -> None:
-    with httpx.Client(base_url=live_api.url, timeout=30) as client:
+def test_upload_runs_a_job_with_report_and_changes(
+    live_api: LiveServer, admin_auth: dict[str, str], tmp_path: Path
+) -> None:
+    with httpx.Client(base_url=live_api.url, timeout=30, headers=admin_auth) as client:
         first = tmp_path / "a"
         first.mkdir()
         response = _upload(client, _parcels(first), collection="api_parcels", key="dkbm")
@@ -96,9 +98,9 @@ def test_upload_runs_a_job_with_report_and_changes(live_api: LiveServer, tmp_pat
 
 
 def test_rejected_upload_reports_and_quarantine_downloads(
-    live_api: LiveServer, tmp_path: Path
+    live_api: LiveServer, admin_auth: dict[str, str], tmp_path: Path
 ) -> None:
-    with httpx.Client(base_url=live_api.url, timeout=30) as client:
+    with httpx.Client(base_url=live_api.url, timeout=30, headers=admin_auth) as client:
         path = _parcels(tmp_path, bowtie=True)
         response = _upload(client, path, collection="api_bad", key="dkbm")
         done = _wait(client, response.headers["location"])
@@ -121,8 +123,10 @@ def test_rejected_upload_reports_and_quarantine_downloads(
         assert 110.9 < lon < 111.1 and 22.8 < lat < 22.9  # served in lon/lat
 
 
-def test_bad_requests_get_clear_errors(live_api: LiveServer, tmp_path: Path) -> None:
-    with httpx.Client(base_url=live_api.url, timeout=30) as client:
+def test_bad_requests_get_clear_errors(
+    live_api: LiveServer, admin_auth: dict[str, str], tmp_path: Path
+) -> None:
+    with httpx.Client(base_url=live_api.url, timeout=30, headers=admin_auth) as client:
         path = _parcels(tmp_path)
         bad_id = _upload(client, path, collection="Bad-Id")
         assert bad_id.status_code == 400 and "collection id" in bad_id.json()["description"]
@@ -139,9 +143,9 @@ def test_bad_requests_get_clear_errors(live_api: LiveServer, tmp_path: Path) -> 
 
 
 def test_an_upload_can_make_an_editable_collection(
-    live_api: LiveServer, tmp_path: Path, database_url: str
+    live_api: LiveServer, admin_auth: dict[str, str], tmp_path: Path, database_url: str
 ) -> None:
-    with httpx.Client(base_url=live_api.url, timeout=30) as client:
+    with httpx.Client(base_url=live_api.url, timeout=30, headers=admin_auth) as client:
         path = _parcels(tmp_path)
         keyless = _upload(client, path, collection="api_editable", editable="true")
         assert keyless.status_code == 400 and "needs a key" in keyless.json()["description"]
@@ -154,13 +158,13 @@ def test_an_upload_can_make_an_editable_collection(
     assert row == (True,)
 
 
-def test_upload_size_limit(settings: Settings, tmp_path: Path) -> None:
+def test_upload_size_limit(settings: Settings, admin_auth: dict[str, str], tmp_path: Path) -> None:
     small = settings.model_copy(update={"ingest": IngestSettings(max_upload_mb=1)})
     big = tmp_path / "big.geojson"
     big.write_bytes(b'{"type":"FeatureCollection","features":[' + b" " * (2 << 20) + b"]}")
     with (
         LiveServer(create_app(small)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
+        httpx.Client(base_url=server.url, timeout=30, headers=admin_auth) as client,
     ):
         response = _upload(client, big, collection="too_big")
     assert response.status_code == 413

@@ -61,9 +61,10 @@ def test_nothing_happens_at_import_time(tmp_path: Path) -> None:
 def test_default_secret_refused_in_production() -> None:
     with pytest.raises(ValueError, match="SPATIAL_SECRET_KEY"):
         Settings(environment="production")
-    assert Settings(environment="production", secret_key="a-real-secret").environment == (
-        "production"
-    )
+    with pytest.raises(ValueError, match="32 characters"):
+        Settings(environment="production", secret_key="too-short-a-secret")
+    real = "a-real-secret-of-thirty-two-bytes-or-more"
+    assert Settings(environment="production", secret_key=real).environment == "production"
     assert Settings().secret_key.get_secret_value() == DEV_SECRET
 
 

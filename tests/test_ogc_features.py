@@ -294,7 +294,9 @@ def test_a_new_collection_appears_and_a_deleted_one_goes(
         crs="EPSG:4490",
     ).to_file(path)  # fmt: skip
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    ingest_vector(url, VectorSource(path=path, collection_id="ogc_points", title="p"), settings)
+    ingest_vector(
+        url, VectorSource(path=path, collection_id="ogc_points", title="p", public=True), settings
+    )
     _eventually(lambda: "ogc_points" in _ids(api))
     assert api.get("/collections/ogc_points/items").json()["numberMatched"] == 2
     # pygeoapi's pages follow the catalog too (not its once-per-process configuration).

@@ -37,7 +37,8 @@ def data(
         (folder / "parcels_2025.zip", "proc_parcels", "DKBM"),
         (folder / "districts.geojson", "proc_districts", "code"),
     ):
-        ingest_vector(url, VectorSource(path=path, collection_id=cid, title=cid, key=key), settings)
+        source = VectorSource(path=path, collection_id=cid, title=cid, key=key, public=True)
+        ingest_vector(url, source, settings)
     parcels = pyogrio.read_dataframe(f"/vsizip/{folder}/parcels_2025.zip")
     districts = pyogrio.read_dataframe(folder / "districts.geojson")
     return {"parcels": parcels, "districts": districts}
@@ -205,7 +206,9 @@ def test_execution_needs_json(api: httpx.Client) -> None:
     assert response.status_code == 415
 
 
-def test_jobs_of_a_stopped_worker_are_marked_failed(settings: Settings, database_url: str) -> None:
+def test_jobs_of_a_stopped_worker_are_marked_failed(
+    settings: Settings, database_url: str, admin_auth: dict[str, str]
+) -> None:
     """A worker starting up fails the jobs nobody runs any more, not those another runs."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         orphan, alive = (
@@ -218,7 +221,8 @@ def test_jobs_of_a_stopped_worker_are_marked_failed(settings: Settings, database
         # Another worker runs ``alive``: it holds the job's lock.
         conn.execute("SELECT pg_advisory_lock(hashtext('spatial.process'), hashtext(%s))", (alive,))
         with LiveServer(create_app(settings)) as server:
-            state = {j: httpx.get(f"{server.url}/jobs/{j}").json() for j in (orphan, alive)}
+            state = {j: httpx.get(f"{server.url}/jobs/{j}", headers=admin_auth).json()
+                     for j in (orphan, alive)}  # fmt: skip
     assert state[orphan]["status"] == "failed" and "interrupted" in state[orphan]["message"]
     assert state[alive]["status"] == "running"
 

@@ -12,16 +12,17 @@ import httpx
 import psycopg
 import pytest
 import shapely
-from pydantic import SecretStr
-from support import LiveServer
+from support import TESTS, LiveServer
 
 from api import create_app
+from spatial import accounts
+from spatial.db import engine
 from spatial.ingest import history
 from spatial.ingest.vector import VectorSource, ingest_vector
-from spatial.settings import ServerSettings, Settings
+from spatial.settings import Settings
 
-TOKEN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH: dict[str, str] = {}
+"""An editor's key (the fixture fills it): write granted on edit_parcels, read on the rest."""
 GK = "http://www.opengis.net/def/crs/EPSG/0/4546"
 ITEMS = "/collections/edit_parcels/items"
 
@@ -44,12 +45,18 @@ def client(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for cid, editable in (("edit_parcels", True), ("edit_readonly", False)):
         source = VectorSource(
             path=folder / "parcels.gpkg", collection_id=cid, title=cid, key="code",
-            editable=editable,
+            editable=editable, public=True,
         )  # fmt: skip
         ingest_vector(url, source, settings, actor="pytest")
-    server = settings.model_copy(update={"server": ServerSettings(admin_token=SecretStr(TOKEN))})
+    with engine(url) as eng, eng.begin() as conn:
+        accounts.add_department(conn, TESTS, "edits", "Editors of the edit tests")
+        accounts.add_user(conn, TESTS, "edit_editor", roles=("editor",), department="edits",
+                          service=True)  # fmt: skip
+        for cid in ("edit_parcels", "edit_readonly"):
+            accounts.add_grant(conn, TESTS, cid, "department:edits", "write")
+        AUTH["Authorization"] = "Bearer " + accounts.create_key(conn, TESTS, "edit_editor")
     with (
-        LiveServer(create_app(server)) as live,
+        LiveServer(create_app(settings)) as live,
         httpx.Client(base_url=live.url, timeout=30) as http,
     ):
         yield http
@@ -178,7 +185,7 @@ def test_the_catalog_follows_edits(client: httpx.Client) -> None:
     ("method", "path", "body", "headers", "status", "says"),
     [
         ("POST", ITEMS, _feature("D1", 12), {"Authorization": ""}, 401, "Bearer"),
-        ("POST", ITEMS, _feature("D1", 12), {"Authorization": "Bearer nope"}, 401, "Bearer"),
+        ("POST", ITEMS, _feature("D1", 12), {"Authorization": "Bearer nope"}, 401, "not valid"),
         ("POST", "/collections/edit_readonly/items", _feature("D1", 12), {}, 400, "not editable"),
         ("POST", "/collections/nosuch/items", _feature("D1", 12), {}, 404, "does not exist"),
         ("POST", ITEMS, _feature("A1", 12), {}, 409, "already used"),

@@ -35,7 +35,9 @@ def layer(
         crs="EPSG:4490",
     ).astype({"built": "datetime64[ms]"}).to_file(path)
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    ingest_vector(url, VectorSource(path=path, collection_id="zoo", title="zoo"), settings)
+    ingest_vector(
+        url, VectorSource(path=path, collection_id="zoo", title="zoo", public=True), settings
+    )
     return live_api.url
 
 

@@ -22,16 +22,14 @@ import pytest
 import shapely
 import shapely.geometry
 from pmtiles.reader import MmapSource, Reader
-from pydantic import SecretStr
 from support import LiveServer, ingest_cadastre, run_cli, wait_for_collection
 
 from api import create_app
 from spatial.ingest.vector import VectorSource, ingest_vector
-from spatial.settings import ServerSettings, Settings, TilesSettings
+from spatial.settings import Settings, TilesSettings
 from tiles.tms import SRID, TILE_MATRIX_SETS
 
 COLLECTION = "tile_parcels"
-TOKEN = "tile-admin-token"
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +198,11 @@ def editable(
                                       ("tile_posts", "points.gpkg", None, False)):  # fmt: skip
         source = VectorSource(
             path=folder / file, collection_id=cid, title=cid, key=key, editable=editable_,
-            subsystems=("emergency",),
+            subsystems=("emergency",), public=True,
         )  # fmt: skip
         ingest_vector(url, source, settings, actor="pytest")
-    server = settings.model_copy(update={"server": ServerSettings(admin_token=SecretStr(TOKEN))})
     with (
-        LiveServer(create_app(server)) as live,
+        LiveServer(create_app(settings)) as live,
         httpx.Client(base_url=live.url, timeout=30) as http,
     ):
         wait_for_collection(http, "tile_cells")
@@ -217,7 +214,9 @@ def _lonlat(x: float, y: float) -> tuple[float, float]:
     return lon, lat
 
 
-def test_an_edit_drops_the_tiles_it_touches_and_only_those(editable: httpx.Client) -> None:
+def test_an_edit_drops_the_tiles_it_touches_and_only_those(
+    editable: httpx.Client, admin_auth: dict[str, str]
+) -> None:
     near = "/collections/tile_cells/tiles/WebMercatorQuad/{}/{}/{}".format(
         *_tile_of("WebMercatorQuad", *_lonlat(600_020, 2_540_020), 16)
     )
@@ -232,7 +231,7 @@ def test_an_edit_drops_the_tiles_it_touches_and_only_those(editable: httpx.Clien
     patched = editable.patch(
         f"/collections/tile_cells/items/{target['id']}",
         json={"type": "Feature", "properties": {"use": "new"}},
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/geo+json"},
+        headers={**admin_auth, "Content-Type": "application/geo+json"},
     )
     assert patched.status_code == 200, patched.text
     deadline = time.monotonic() + 10

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from psycopg.rows import dict_row
 
-from api.deps import Conn
-from spatial.errors import InvalidInputError, NotFoundError
+from api.deps import Conn, ViewDep
+from spatial.errors import ForbiddenError, InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/collections/{collection_id}", tags=["Editions"])
 MAX_OFFSET = 10**15
@@ -37,8 +37,11 @@ async def _editions(conn: Any, collection_id: str) -> list[dict[str, Any]]:
 
 
 @router.get("/editions", summary="Every edition of a vector collection")
-async def editions(request: Request, collection_id: str, conn: Conn) -> dict[str, Any]:
+async def editions(
+    request: Request, collection_id: str, seen: ViewDep, conn: Conn
+) -> dict[str, Any]:
     """Editions in order, each with its valid-from time, source and change counts."""
+    seen.get(collection_id)
     rows = await _editions(conn, collection_id)
     base = str(request.base_url).rstrip("/")
     return {
@@ -63,6 +66,7 @@ async def editions(request: Request, collection_id: str, conn: Conn) -> dict[str
 async def changes(
     request: Request,
     collection_id: str,
+    seen: ViewDep,
     conn: Conn,
     from_: int | None = Query(
         None, alias="from", ge=1, description="Older edition [default: to - 1]"
@@ -75,6 +79,13 @@ async def changes(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Each change made by the editions after ``from`` up to ``to``, by key, in order."""
+    seen.get(collection_id)
+    if seen.rights[collection_id].read_rows is not None:
+        msg = (
+            f"the changes of {collection_id!r} name features of every row, and your access "
+            "covers only some of its rows"
+        )
+        raise ForbiddenError(msg)
     rows = await _editions(conn, collection_id)
     latest = rows[-1]["edition"]
     to = latest if to is None else to

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pygeoapi.api import itemtypes
 
 from api import provider
-from api.deps import CatalogDep, Conn
+from api.deps import Conn, ViewDep
 from api.engine import CATALOG_ID, Engine
 from api.ogc import (
     CRS_PARAM,
@@ -29,6 +29,7 @@ from api.ogc import (
     text_param,
 )
 from api.routers import exports
+from layers import View
 from spatial import features, filters
 from spatial.errors import InvalidInputError, NotFoundError
 
@@ -132,12 +133,12 @@ async def collection(collection_id: str, request: Request, f: str | None = F_PAR
     return await _engine(request).answer(request, core.describe_collections, collection_id)
 
 
-def _layer(catalog: Any, collection_id: str) -> features.LayerSchema:
-    record = catalog.get(collection_id)
+def _layer(seen: View, collection_id: str) -> features.LayerSchema:
+    record = seen.get(collection_id)
     if record.kind != "vector":
         msg = f"collection {collection_id!r} is {record.kind} data and has no features"
         raise NotFoundError(msg)
-    return features.LayerSchema.of(record)
+    return seen.layer(record)
 
 
 def items_query(request: Request, layer: features.LayerSchema) -> features.ItemsQuery:
@@ -201,7 +202,7 @@ async def schema(collection_id: str, request: Request, f: str | None = F_PARAM) 
 async def items(
     collection_id: str,
     request: Request,
-    catalog: CatalogDep,
+    seen: ViewDep,
     conn: Conn,
     f: str | None = F_PARAM,
     limit: int | None = Query(
@@ -232,7 +233,7 @@ async def items(
             msg = f"type must be vector, raster or gps, not {kind!r}"
             raise InvalidInputError(msg)
         return await _engine(request).answer(request, itemtypes.get_collection_items, CATALOG_ID)
-    layer = _layer(catalog, collection_id)
+    layer = _layer(seen, collection_id)
     check_parameters(request, ITEMS_PARAMETERS | layer.fields.keys())
     fmt = response_format(request, (*PYGEOAPI_FORMATS, *exports.MEDIA))
     q = items_query(request, layer)
@@ -305,7 +306,7 @@ async def item(
     collection_id: str,
     feature_id: str,
     request: Request,
-    catalog: CatalogDep,
+    seen: ViewDep,
     conn: Conn,
     f: str | None = F_PARAM,
     crs: str | None = CRS_PARAM,
@@ -318,11 +319,11 @@ async def item(
     fmt = response_format(request, PYGEOAPI_FORMATS)
     if collection_id == CATALOG_ID or fmt in ("html", "jsonld"):
         if collection_id != CATALOG_ID:
-            _layer(catalog, collection_id)
+            _layer(seen, collection_id)
         return await _engine(request).answer(
             request, itemtypes.get_collection_item, collection_id, feature_id
         )
-    layer = _layer(catalog, collection_id)
+    layer = _layer(seen, collection_id)
     q = features.ItemsQuery(
         properties=features.parse_properties(layer, request.query_params.get("properties")),
         skip_geometry=_flag(request, "skipGeometry"),

@@ -22,8 +22,17 @@ from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import actor_of, view_of
 from api.deps import Conn
-from spatial.errors import InvalidInputError, SpatialError, TooLargeError
+from spatial.access import ADMIN
+from spatial.audit import Actor
+from spatial.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    SpatialError,
+    TooLargeError,
+    UnauthorizedError,
+)
 from spatial.ingest import jobs
 from spatial.ingest.vector import VectorSource, ingest_vector, validate_source
 from spatial.settings import Settings
@@ -32,8 +41,6 @@ router = APIRouter(prefix="/ingest", tags=["Ingest"])
 
 _CHUNK = 1 << 20
 _SIDECARS = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".csvt"}
-_ACTOR = "api"
-"""Until accounts land, uploads are audited as the API itself."""
 
 
 def executor() -> ThreadPoolExecutor:
@@ -55,8 +62,14 @@ async def upload_vector(
     on_invalid: Annotated[Literal["reject", "repair", "quarantine"], Form()] = "reject",
     valid_from: Annotated[dt.datetime | None, Form()] = None,
     editable: Annotated[bool, Form(description="Allow feature edits (needs a key)")] = False,
+    public: Annotated[bool | None, Form(description="Readable by everyone?")] = None,
 ) -> JSONResponse:
-    """Store the upload, create an ingest job and start it; answer 202 with the job."""
+    """Store the upload, create an ingest job and start it; answer 202 with the job.
+
+    A steward ingests into their department's collections (a new one becomes theirs), an
+    admin into any; nobody else may."""
+    department = _may_ingest(request, collection)
+    actor = actor_of(request)
     settings: Settings = request.app.state.settings
     limit = settings.ingest.max_upload_mb * 1024 * 1024
     declared = request.headers.get("content-length")
@@ -78,6 +91,8 @@ async def upload_vector(
             valid_from=valid_from,
             source_name=name,
             editable=editable,
+            public=public,
+            department=department,
         )
         validate_source(source)
         job_id = await run_in_threadpool(
@@ -87,12 +102,12 @@ async def upload_vector(
             collection_id=collection,
             source=name,
             options={"collection": collection, "key": key, "on_invalid": on_invalid},
-            created_by=_ACTOR,
+            created_by=actor.name,
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    request.app.state.ingest_executor.submit(_run_job, request.app, source, job_id, folder)
+    request.app.state.ingest_executor.submit(_run_job, request.app, source, job_id, folder, actor)
     async with request.app.state.pool.connection() as conn:
         job = await _job(request, conn, job_id)
     location = str(request.url_for("get_job", job_id=job_id))
@@ -142,12 +157,37 @@ def _too_large(settings: Settings) -> str:
     return f"the upload is larger than the limit of {settings.ingest.max_upload_mb:,} MiB"
 
 
-def _run_job(app: Any, source: VectorSource, job_id: str, folder: Path) -> None:
+def _may_ingest(request: Request, collection: str) -> str | None:
+    """The department a new collection will belong to (None: keep the owner).
+
+    Raises:
+        UnauthorizedError: an anonymous caller. ForbiddenError: a caller who administers
+            neither that collection nor, for a new one, their department's data.
+    """
+    seen = view_of(request)
+    who = seen.principal
+    if who.anonymous:
+        msg = "ingest needs a key or a token of a steward or an admin"
+        raise UnauthorizedError(msg)
+    if collection in request.app.state.catalog.collections:
+        if collection not in seen.rights or seen.rights[collection].level < ADMIN:
+            msg = f"{who.username} may not ingest into collection {collection!r}"
+            raise ForbiddenError(msg)
+        return None
+    if who.admin:
+        return who.department
+    if "steward" not in who.roles or who.department is None:
+        msg = f"{who.username} may not create collections (stewards and admins may)"
+        raise ForbiddenError(msg)
+    return who.department
+
+
+def _run_job(app: Any, source: VectorSource, job_id: str, folder: Path, actor: Actor) -> None:
     """Run one ingest on the worker thread; errors are recorded on the job, not raised."""
     from api.app import load_catalog  # noqa: PLC0415 - avoids an import cycle
 
     try:
-        ingest_vector(app.state.url, source, app.state.settings, actor=_ACTOR, job_id=job_id)
+        ingest_vector(app.state.url, source, app.state.settings, actor=actor, job_id=job_id)
         app.state.catalog = load_catalog(app.state.url)
     except SpatialError:
         pass  # the job row holds the message and the report
@@ -156,9 +196,14 @@ def _run_job(app: Any, source: VectorSource, job_id: str, folder: Path) -> None:
 
 
 async def _job(request: Request, conn: Any, job_id: str) -> dict[str, Any]:
+    """A job of the caller's (an admin's: anyone's); others do not exist for them."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(jobs.SELECT_JOB, (jobs.job_uuid(job_id),))
-        job = jobs.from_row(await cur.fetchone(), job_id).as_dict()
+        row = await cur.fetchone()
+    who = view_of(request).principal
+    if row is not None and not (who.admin or row["created_by"] == who.username):
+        row = None
+    job = jobs.from_row(row, job_id).as_dict()
     return _with_links(job, str(request.base_url).rstrip("/"))
 
 

@@ -24,15 +24,18 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CatalogDep, Conn
+from api.auth import view_of
+from api.deps import Conn, ViewDep
 from api.engine import Engine
 from api.ogc import F_PARAM, base_url, check_parameters, read_body, response_format
+from layers import View
 from spatial import processes
 from spatial.errors import (
     InvalidInputError,
     NotFoundError,
     SpatialError,
 )
+from spatial.features import LayerSchema
 from spatial.ingest import jobs
 
 router = APIRouter(tags=["Processes"])
@@ -51,7 +54,6 @@ _STATUS = {
     "cancelled": "dismissed",
 }
 _MAX_BODY = 16 * 2**20
-_ACTOR = "api"
 
 
 def _process(process_id: str) -> processes.Process:
@@ -127,20 +129,25 @@ _EXECUTE_BODY = {
     response_model=None,
     openapi_extra={"requestBody": _EXECUTE_BODY},
 )
-async def execute(process_id: str, request: Request, catalog: CatalogDep, conn: Conn) -> Response:
-    """Run a process: the outputs now, or with ``Prefer: respond-async`` a job to follow."""
+async def execute(process_id: str, request: Request, seen: ViewDep, conn: Conn) -> Response:
+    """Run a process: the outputs now, or with ``Prefer: respond-async`` a job to follow.
+    It reads the collections as the caller sees them (their rows only)."""
     process = _process(process_id)
     inputs = await _inputs(request)
+
+    def lookup(collection_id: str) -> LayerSchema:
+        return seen.layer(seen.get(collection_id))
+
     if "respond-async" not in request.headers.get("prefer", ""):
-        outputs = await process.run(conn, catalog.get, inputs)
+        outputs = await process.run(conn, lookup, inputs)
         return JSONResponse(outputs)
     url = request.app.state.url
     job_id = await run_in_threadpool(
         jobs.create, url, kind="process", collection_id=None, source=process_id,
-        options=inputs, created_by=_ACTOR,
+        options=inputs, created_by=seen.principal.username,
     )  # fmt: skip
     tasks: dict[str, asyncio.Task[None]] = request.app.state.process_tasks
-    tasks[job_id] = asyncio.create_task(_run(request.app, process, inputs, job_id))
+    tasks[job_id] = asyncio.create_task(_run(request.app, process, lookup, inputs, job_id))
     tasks[job_id].add_done_callback(lambda _: tasks.pop(job_id, None))
     body = await _status(request, conn, job_id)
     return JSONResponse(body, status_code=201, headers={"Location": body["links"][0]["href"]})
@@ -181,14 +188,17 @@ async def recover(pool: Any) -> int:
     return count
 
 
-async def _run(app: Any, process: processes.Process, inputs: dict[str, Any], job_id: str) -> None:
+async def _run(
+    app: Any, process: processes.Process, lookup: processes.Lookup, inputs: dict[str, Any],
+    job_id: str,
+) -> None:  # fmt: skip
     tracker = jobs.Tracker(app.state.url, job_id)
     try:
         async with app.state.pool.connection() as conn:
             await conn.execute(_JOB_LOCK.format("pg_advisory_lock"), (job_id,))
             try:
                 await run_in_threadpool(tracker.start)
-                outputs = await process.run(conn, app.state.catalog.get, inputs)
+                outputs = await process.run(conn, lookup, inputs)
             finally:
                 # A cancelled query can leave the connection unusable: the pool then closes
                 # it, which releases the lock as well.
@@ -207,18 +217,19 @@ async def _run(app: Any, process: processes.Process, inputs: dict[str, Any], job
     await run_in_threadpool(tracker.finish, ok=True, message="done", report={"outputs": outputs})
 
 
-async def _job(conn: Any, job_id: str) -> dict[str, Any]:
+async def _job(conn: Any, job_id: str, seen: View) -> dict[str, Any]:
+    """A process job of the caller's (an admin's: anyone's)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(jobs.SELECT_JOB + " AND kind = 'process'", (jobs.job_uuid(job_id),))
         row = await cur.fetchone()
-    if row is None:
+    if row is None or not (seen.principal.admin or row["created_by"] == seen.principal.username):
         msg = f"job {job_id!r} does not exist"
         raise NotFoundError(msg)
     return dict(row)
 
 
 async def _status(request: Request, conn: Any, job_id: str) -> dict[str, Any]:
-    return _document(base_url(request), await _job(conn, job_id))
+    return _document(base_url(request), await _job(conn, job_id, view_of(request)))
 
 
 def _document(base: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -245,13 +256,19 @@ def _document(base: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/jobs", summary="Process jobs", response_model=None)
-async def job_list(request: Request, conn: Conn, f: str | None = F_PARAM) -> Response:
-    """The latest 100 process jobs, newest first (HTML: pygeoapi's page)."""
+async def job_list(
+    request: Request, seen: ViewDep, conn: Conn, f: str | None = F_PARAM
+) -> Response:
+    """The caller's latest 100 process jobs, newest first (an admin's: everyone's; HTML:
+    pygeoapi's page)."""
     check_parameters(request, frozenset({"f", "lang"}))
+    mine = None if seen.principal.admin else seen.principal.username
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             jobs.SELECT_JOB.split(" WHERE ")[0]
-            + " WHERE kind = 'process' ORDER BY created_at DESC LIMIT 100"
+            + " WHERE kind = 'process' AND (%s::text IS NULL OR created_by = %s) "
+            "ORDER BY created_at DESC LIMIT 100",
+            (mine, mine),
         )
         rows = await cur.fetchall()
     base = base_url(request)
@@ -277,9 +294,9 @@ async def job_status(
 
 
 @router.get("/jobs/{job_id}/results", summary="A job's results")
-async def job_results(job_id: str, conn: Conn) -> dict[str, Any]:
+async def job_results(job_id: str, seen: ViewDep, conn: Conn) -> dict[str, Any]:
     """The outputs of a successful job."""
-    row = await _job(conn, job_id)
+    row = await _job(conn, job_id, seen)
     if row["state"] != "succeeded":
         msg = f"job {job_id} has no results: it is {_STATUS[row['state']]}"
         raise NotFoundError(msg)
@@ -288,9 +305,9 @@ async def job_results(job_id: str, conn: Conn) -> dict[str, Any]:
 
 
 @router.delete("/jobs/{job_id}", summary="Dismiss a job")
-async def dismiss(job_id: str, request: Request, conn: Conn) -> dict[str, Any]:
+async def dismiss(job_id: str, request: Request, seen: ViewDep, conn: Conn) -> dict[str, Any]:
     """Cancel a job (if it runs here) and drop its results."""
-    row = await _job(conn, job_id)
+    row = await _job(conn, job_id, seen)
     task = request.app.state.process_tasks.get(row["id"])
     if task is not None:
         task.cancel()

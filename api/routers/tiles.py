@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
+from api.auth import view_of
 from api.engine import Engine
 from api.ogc import F_PARAM, PROPERTIES_PARAM, base_url, check_parameters, response_format
-from layers import Catalog
+from layers import View
 from spatial import features
 from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
@@ -87,16 +88,16 @@ async def _page(request: Request, body: dict[str, Any], template: str) -> Respon
     return JSONResponse(body)
 
 
-def _collection(catalog: Catalog, collection_id: str) -> CollectionRecord:
-    record = catalog.get(collection_id)
+def _collection(seen: View, collection_id: str) -> CollectionRecord:
+    record = seen.get(collection_id)
     if not features.is_vector_layer(record):
         msg = f"collection {collection_id!r} is {record.kind} data and has no vector tiles"
         raise NotFoundError(msg)
     return record
 
 
-def _subsystem(catalog: Catalog, subsystem: str) -> list[CollectionRecord]:
-    records = [r for r in catalog if features.is_vector_layer(r) and subsystem in r.subsystems]
+def _subsystem(seen: View, subsystem: str) -> list[CollectionRecord]:
+    records = [r for r in seen.catalog if features.is_vector_layer(r) and subsystem in r.subsystems]
     if not records:
         msg = f"no vector collection belongs to subsystem {subsystem!r}"
         raise NotFoundError(msg)
@@ -232,14 +233,14 @@ async def _tile(
 async def collection_tilesets(collection_id: str, request: Request) -> dict[str, Any]:
     """One vector tileset per tile matrix set."""
     check_parameters(request, frozenset({"f"}))
-    record = _collection(request.app.state.catalog, collection_id)
+    record = _collection(view_of(request), collection_id)
     return _tilesets(base_url(request), f"/collections/{collection_id}/tiles", record.title)
 
 
 @router.get("/collections/{collection_id}/tiles/{tms_id}", summary="A tileset", response_model=None)
 async def collection_tileset(collection_id: str, tms_id: str, request: Request) -> Response:
     """The tileset's metadata, or TileJSON (``f=tilejson``) for MapLibre."""
-    record = _collection(request.app.state.catalog, collection_id)
+    record = _collection(view_of(request), collection_id)
     return _tileset(request, f"/collections/{collection_id}/tiles", tms_id, record.title, [record])
 
 
@@ -255,18 +256,20 @@ async def collection_tile(
 ) -> Response:  # fmt: skip
     """One tile (matrix ``z``, ``row``, ``col``) of the collection, in MVT."""
     check_parameters(request, frozenset({"f", "properties"}))
-    record = _collection(request.app.state.catalog, collection_id)
-    layer = mvt.TileLayer.of(record)
+    seen = view_of(request)
+    record = _collection(seen, collection_id)
+    layer = mvt.TileLayer.of(record, restriction=seen.rights[collection_id].read_rows)
     if properties is not None:
         layer = replace(layer, properties=features.parse_properties(layer.layer, properties))
-    return await _tile(request, collection_id, [record], [layer], tms_id, z, row, col)
+    scope = _scope(collection_id, seen, [record])
+    return await _tile(request, scope, [record], [layer], tms_id, z, row, col)
 
 
 @router.get("/maps/{subsystem}/tiles", summary="A subsystem's tilesets")
 async def subsystem_tilesets(subsystem: str, request: Request) -> dict[str, Any]:
     """Tilesets holding every vector layer of a subsystem (one MVT layer each)."""
     check_parameters(request, frozenset({"f"}))
-    _subsystem(request.app.state.catalog, subsystem)
+    _subsystem(view_of(request), subsystem)
     return _tilesets(base_url(request), f"/maps/{subsystem}/tiles", subsystem)
 
 
@@ -275,7 +278,7 @@ async def subsystem_tilesets(subsystem: str, request: Request) -> dict[str, Any]
 )
 async def subsystem_tileset(subsystem: str, tms_id: str, request: Request) -> Response:
     """The multi-layer tileset's metadata, or TileJSON (``f=tilejson``)."""
-    records = _subsystem(request.app.state.catalog, subsystem)
+    records = _subsystem(view_of(request), subsystem)
     return _tileset(request, f"/maps/{subsystem}/tiles", tms_id, subsystem, records)
 
 
@@ -290,9 +293,17 @@ async def subsystem_tile(
 ) -> Response:
     """One tile with every vector layer of the subsystem."""
     check_parameters(request, frozenset({"f"}))
-    records = _subsystem(request.app.state.catalog, subsystem)
-    layers = [mvt.TileLayer.of(r) for r in records]
-    return await _tile(request, f"maps/{subsystem}", records, layers, tms_id, z, row, col)
+    seen = view_of(request)
+    records = _subsystem(seen, subsystem)
+    layers = [mvt.TileLayer.of(r, restriction=seen.rights[r.id].read_rows) for r in records]
+    scope = _scope(f"maps/{subsystem}/" + ",".join(r.id for r in records), seen, records)
+    return await _tile(request, scope, records, layers, tms_id, z, row, col)
+
+
+def _scope(name: str, seen: View, records: list[CollectionRecord]) -> str:
+    """A cached tile's scope: callers who see the same rows of the same layers share it."""
+    restricted = seen.fingerprint(records)
+    return f"{name}|{restricted}" if restricted else name
 
 
 async def _collection_tile_fast(request: Request) -> Response:

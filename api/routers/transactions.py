@@ -1,40 +1,24 @@
 """OGC API - Features Part 4: create, replace, update and delete features.
 
-Writes need ``Authorization: Bearer <SPATIAL_SERVER_ADMIN_TOKEN>`` until users and grants
-arrive, and a collection ingested as editable. ``ETag``/``If-Match`` guard against lost
-updates: an edit naming a version that is no longer current gets 412 and changes nothing.
+Writes need a key or a token of a user granted write on the collection (only the rows of
+their grant, :mod:`spatial.access`), and a collection ingested as editable.
+``ETag``/``If-Match`` guard against lost updates: an edit naming a version that is no
+longer current gets 412 and changes nothing.
 The work, the history and the audit record are in :mod:`spatial.edits`.
 """
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from api.deps import CatalogDep, Conn
+from api.auth import actor_of
+from api.deps import Conn, ViewDep
 from api.ogc import CRS_PARAM, feature_number, read_body
 from spatial import edits, features
-from spatial.errors import UnauthorizedError
 
 router = APIRouter(tags=["Features: edits"])
 _JSON_TYPES = {"application/json", "application/geo+json"}
-_ACTOR = "api-admin"
-
-
-def _authorize(request: Request) -> str:
-    token = request.app.state.settings.server.admin_token
-    if token is None:
-        msg = "feature edits are disabled: the server has no SPATIAL_SERVER_ADMIN_TOKEN"
-        raise UnauthorizedError(msg)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.get_secret_value().encode()
-    ):
-        msg = "feature edits need Authorization: Bearer <admin token>"
-        raise UnauthorizedError(msg)
-    return _ACTOR
 
 
 async def _feature(request: Request) -> dict[str, object]:
@@ -61,13 +45,13 @@ def _done(edited: edits.Edited, status: int, location: str | None = None) -> Res
 async def create(
     collection_id: str,
     request: Request,
-    catalog: CatalogDep,
+    seen: ViewDep,
     conn: Conn,
     crs: str | None = CRS_PARAM,
 ) -> Response:
     """Add a GeoJSON Feature; 201 with its Location and ETag."""
-    actor = _authorize(request)
-    target = edits.Editable.of(catalog.get(collection_id))
+    target = edits.Editable.of(*seen.writable(collection_id))
+    actor = actor_of(request)
     feature = await _feature(request)
     edited = await edits.create(conn, target, feature, crs=_crs(request), actor=actor)
     location = str(request.url_for("item", collection_id=collection_id, feature_id=str(edited.fid)))
@@ -75,11 +59,11 @@ async def create(
 
 
 async def _replace(
-    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
     *, partial: bool,
 ) -> Response:  # fmt: skip
-    actor = _authorize(request)
-    target = edits.Editable.of(catalog.get(collection_id))
+    target = edits.Editable.of(*seen.writable(collection_id))
+    actor = actor_of(request)
     feature = await _feature(request)
     edited = await edits.replace(
         conn, target, feature_number(collection_id, feature_id), feature,
@@ -91,32 +75,32 @@ async def _replace(
 
 @router.put("/collections/{collection_id}/items/{feature_id}", summary="Replace a feature")
 async def replace(
-    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
     crs: str | None = CRS_PARAM, if_match: str | None = Header(None, alias="If-Match"),
 ) -> Response:  # fmt: skip
     """Replace a feature with a GeoJSON Feature (its key cannot change)."""
-    return await _replace(collection_id, feature_id, request, catalog, conn, partial=False)
+    return await _replace(collection_id, feature_id, request, seen, conn, partial=False)
 
 
 @router.patch("/collections/{collection_id}/items/{feature_id}", summary="Update a feature")
 async def update(
-    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
     crs: str | None = CRS_PARAM, if_match: str | None = Header(None, alias="If-Match"),
 ) -> Response:  # fmt: skip
     """Change the properties (and the geometry, if given) that the body names."""
-    return await _replace(collection_id, feature_id, request, catalog, conn, partial=True)
+    return await _replace(collection_id, feature_id, request, seen, conn, partial=True)
 
 
 @router.delete(
     "/collections/{collection_id}/items/{feature_id}", status_code=204, summary="Delete a feature"
 )
 async def delete(
-    collection_id: str, feature_id: str, request: Request, catalog: CatalogDep, conn: Conn,
+    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
     if_match: str | None = Header(None, alias="If-Match"),
 ) -> Response:  # fmt: skip
     """Remove a feature; its last version stays in the history."""
-    actor = _authorize(request)
-    target = edits.Editable.of(catalog.get(collection_id))
+    target = edits.Editable.of(*seen.writable(collection_id))
+    actor = actor_of(request)
     edited = await edits.delete(
         conn, target, feature_number(collection_id, feature_id), actor=actor,
         if_match=request.headers.get("if-match"),

@@ -60,6 +60,10 @@ def vector(
     editable: bool = typer.Option(
         False, "--editable", help="Allow feature edits through the API (needs --key)."
     ),
+    public: bool | None = typer.Option(
+        None, "--public/--private", help="Readable by everyone? [default: as it was; new: no]"
+    ),
+    department: str | None = typer.Option(None, help="The department that owns it."),
 ) -> None:
     """Load a vector file into a layer table (all or nothing) and register it in the catalog."""
     from spatial.ingest.vector import (  # noqa: PLC0415 - heavy imports, only for this command
@@ -85,6 +89,8 @@ def vector(
         on_invalid=on_invalid.value,
         valid_from=valid_from,
         editable=editable,
+        public=public,
+        department=department,
     )
     url = resolve_url(settings)
     with progress_bar() as bar:

@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import Connection
 
 from spatial import accounts
+from spatial.audit import Actor
 from spatial.cli import console, friendly
 from spatial.db import engine, resolve_url
 from spatial.errors import InvalidInputError
@@ -35,8 +36,8 @@ app.add_typer(departments, name="department")
 ROLE = typer.Option([], "--role", "-r", help="viewer, editor, steward or admin (repeatable).")
 
 
-def _actor() -> accounts.Actor:
-    return accounts.Actor(name=f"cli:{getpass.getuser()}")
+def _actor() -> Actor:
+    return Actor(name=f"cli:{getpass.getuser()}")
 
 
 @contextmanager
@@ -45,7 +46,7 @@ def _transaction() -> Iterator[Connection]:
         yield conn
 
 
-def _run(work: Callable[[Connection, accounts.Actor], T]) -> T:
+def _run(work: Callable[[Connection, Actor], T]) -> T:
     with _transaction() as conn:
         return work(conn, _actor())
 

@@ -36,7 +36,8 @@ from psycopg.types.string import BytesBinaryDumper
 from pyproj import Transformer
 from sqlalchemy import Connection
 
-from spatial import changes
+from spatial import audit, changes
+from spatial.audit import Actor
 from spatial.catalog import LAYERS, CollectionRecord, upsert_collection
 from spatial.errors import InvalidInputError
 from spatial.ingest import history
@@ -198,7 +199,7 @@ def publish(
     layer: Layer,
     *,
     job_id: str,
-    actor: str,
+    actor: Actor,
     valid_from: dt.datetime,
     quarantine: Sequence[tuple[int, list[dict[str, str]]]] = (),
     preload: Preload | None = None,
@@ -210,7 +211,7 @@ def publish(
         conn: an open SQLAlchemy connection inside a transaction the caller commits.
         layer: the checked layer.
         job_id: the ingest job (recorded with the edition and the quarantine).
-        actor: who ingests (for the audit log).
+        actor: who ingests (for the editions and the audit log).
         valid_from: when the new edition becomes valid.
         quarantine: (row, reasons) of features kept aside instead of loaded.
         preload: the layer's background staging on ``conn``, if one was started.
@@ -261,7 +262,7 @@ def publish(
                 edition,
                 valid_from,
                 job_id,
-                actor,
+                actor.name,
                 layer.record.properties.get("source"),
                 layer.record.properties.get("checksum"),
                 layer.key,
@@ -296,10 +297,12 @@ def publish(
         else:
             cur.execute(*changes.everything(cid))
         cur.execute(
-            "INSERT INTO platform.audit_log (actor, action, collection_id, feature_ids, "
-            "version_before, version_after, details) VALUES (%s, 'ingest', %s, %s, %s, %s, %s)",
+            audit.INSERT,
             (
-                actor,
+                actor.name,
+                actor.user_id,
+                actor.address,
+                "ingest",
                 cid,
                 list(diff.keys) if diff else None,
                 record.version - 1 if record.version > 1 else None,

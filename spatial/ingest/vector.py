@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from sqlalchemy import Connection, text
 
 from spatial import crs as crs_mod
+from spatial.audit import Actor
 from spatial.catalog import CollectionRecord
 from spatial.db import engine
 from spatial.errors import InvalidInputError
@@ -73,6 +75,10 @@ class VectorSource:
     """The name to record for the file (uploads are stored under a private name)."""
     editable: bool = False
     """Whether the features may be edited through the API (needs a key)."""
+    public: bool | None = None
+    """Whether everyone may read the collection [default: as it was; a new one is not]."""
+    department: str | None = None
+    """The department that owns the collection [default: as it was]."""
 
 
 class IngestRejectedError(InvalidInputError):
@@ -97,7 +103,7 @@ def ingest_vector(
     source: VectorSource,
     settings: Settings,
     *,
-    actor: str | None = None,
+    actor: str | Actor | None = None,
     job_id: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> Outcome:
@@ -107,7 +113,7 @@ def ingest_vector(
         url: the database.
         source: the file and options.
         settings: limits and working directories.
-        actor: who ingests [default: the OS user].
+        actor: who ingests, for the audit log [default: the OS user].
         job_id: an existing queued job to run (the API creates it first).
         on_progress: called with (fraction 0..1, what is happening).
 
@@ -118,7 +124,7 @@ def ingest_vector(
         InvalidInputError: the input was refused (``IngestRejectedError`` when features
             failed validation); the job is marked failed and nothing else changed.
     """
-    actor = actor or getpass.getuser()
+    who = Actor.of(actor, getpass.getuser())
     if job_id is None:
         validate_source(source)
         job_id = jobs.create(
@@ -127,7 +133,7 @@ def ingest_vector(
             collection_id=source.collection_id,
             source=source.source_name or source.path.name,
             options=_options(source),
-            created_by=actor,
+            created_by=who.name,
         )
     tracker = jobs.Tracker(url, job_id)
     tracker.start()
@@ -141,7 +147,7 @@ def ingest_vector(
     try:
         validate_source(source)
         published = _run(
-            url, source, settings, job_id=job_id, actor=actor, report=report, progress=progress
+            url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
         )
     except InvalidInputError as exc:
         report.setdefault("error", str(exc))
@@ -201,13 +207,33 @@ def _stage(progress: ProgressFn, name: str, done: float, message: str | None = N
     progress(start + (end - start) * done, message or name)
 
 
+def _visibility(conn: Connection, source: VectorSource) -> dict[str, Any]:
+    """Who may see the collection: as the source says, else as it was (a new one: its
+    owner's department only)."""
+    row = conn.execute(
+        text("SELECT is_public, owner_department FROM platform.collections WHERE id = :id"),
+        {"id": source.collection_id},
+    ).first()
+    public, department = (bool(row[0]), row[1]) if row else (False, None)
+    known = conn.execute(
+        text("SELECT 1 FROM platform.departments WHERE id = :id"), {"id": source.department}
+    ).first()
+    if source.department is not None and known is None:
+        msg = f"department {source.department!r} does not exist (spatial user department add)"
+        raise InvalidInputError(msg)
+    return {
+        "is_public": public if source.public is None else source.public,
+        "owner_department": source.department or department,
+    }
+
+
 def _run(
     url: str,
     source: VectorSource,
     settings: Settings,
     *,
     job_id: str,
-    actor: str,
+    actor: Actor,
     report: dict[str, Any],
     progress: ProgressFn,
 ) -> Published:
@@ -276,6 +302,7 @@ def _run(
                 kind="vector",
                 description=source.description,
                 subsystems=source.subsystems,
+                **_visibility(conn, source),
                 properties={
                     "source": source.source_name or source.path.name,
                     "checksum": checksum.result(),

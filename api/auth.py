@@ -1,0 +1,358 @@
+"""Who each request is, how much they may ask, and signing in.
+
+:class:`Guard` runs before any route: it reads ``Authorization: Bearer <token or key>``
+or ``X-API-Key``, finds the principal in the worker's access snapshot
+(:class:`spatial.access.Directory`, kept current by :mod:`api.catalog`), refuses bad
+credentials with 401, callers over their rate with 429, and anonymous callers with 401
+when anonymous access is off. It puts the principal on the request's state; every route
+then reads through the principal's view of the catalog (:func:`view_of`), the one place
+where access is decided (:mod:`spatial.access`). It also adds security headers.
+
+``POST /auth/token`` signs in with a user name and password (the OAuth 2 password grant)
+and answers a bearer token. Failed sign-ins and unknown keys are counted in the database,
+so every worker sees them, and an address or user name with too many in the window is
+answered 429 with ``Retry-After`` without a password being checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import OrderedDict
+from typing import Any
+
+import jwt
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+from layers import View, view
+from spatial import accounts
+from spatial.access import ANONYMOUS, Account, Directory, Principal
+from spatial.audit import Actor
+from spatial.errors import (
+    InvalidInputError,
+    SpatialError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+from spatial.settings import Settings
+
+router = APIRouter(tags=["Sign in"])
+OPEN_PATHS = frozenset({"/auth/token"})
+"""Paths anonymous callers reach even when anonymous access is off."""
+_VIEWS = 256
+
+
+class Guard:
+    """ASGI middleware: the principal of each request, rate limits, security headers."""
+
+    def __init__(self, app: ASGIApp, platform: Any) -> None:
+        """Guard ``app`` (the routes) of ``platform`` (its ``state`` holds the snapshots)."""
+        self.app = app
+        self.platform = platform
+        self.windows: dict[str, tuple[int, int]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Identify the caller, or answer the refusal."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await identify(self.platform.state, Headers(scope=scope), _address(scope))
+            settings: Settings = self.platform.state.settings
+            closed = principal.anonymous and not settings.auth.anonymous
+            if closed and scope["path"] not in OPEN_PATHS:
+                msg = "this platform needs a key or a token (anonymous access is off)"
+                raise UnauthorizedError(msg)
+            self._count(principal, _address(scope), settings.auth.rate_per_minute)
+        except SpatialError as exc:
+            await _secured(error_response(exc))(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, _with_headers(send, self.platform.state.settings))
+
+    def _count(self, principal: Principal, address: str | None, rate: int) -> None:
+        """A fixed one-minute window per user (or address) in this worker."""
+        if rate <= 0:
+            return
+        who = f"user:{principal.user_id}" if not principal.anonymous else f"addr:{address}"
+        minute = int(time.time() // 60)
+        start, count = self.windows.get(who, (minute, 0))
+        if start != minute:
+            start, count = minute, 0
+        if count >= rate:
+            wait = 60 - int(time.time() % 60)
+            msg = f"more than {rate} requests a minute; slow down"
+            raise TooManyRequestsError(msg, wait)
+        self.windows[who] = (start, count + 1)
+        if len(self.windows) > 100_000:
+            self.windows = {k: v for k, v in self.windows.items() if v[0] == minute}
+
+
+async def identify(state: Any, headers: Headers, address: str | None) -> Principal:
+    """The principal the request's credentials name (anonymous without any).
+
+    Raises:
+        UnauthorizedError: credentials that are not valid.
+        TooManyRequestsError: the address failed too often lately.
+    """
+    directory: Directory = state.directory
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    value = value.strip()
+    key = headers.get("x-api-key")
+    if scheme.lower() == "bearer" and value.startswith(f"{accounts.KEY_PREFIX}_"):
+        key = value
+    if key is not None:
+        try:
+            return accounts.key_account(directory, key).principal()
+        except UnauthorizedError:
+            # Guessing is answered 429 once the address failed too often (a valid key is
+            # never slowed down: its secret is 256 random bits).
+            await _failed(state, "key", key.strip()[:12], address)
+            await _not_locked(state, None, address)
+            raise
+    if scheme.lower() == "bearer" and value:
+        settings: Settings = state.settings
+        account: Account
+        if settings.auth.oidc_issuer and _algorithm(value) != "HS256":
+            account = await run_in_threadpool(_external_account, state, value)
+        else:
+            secret = settings.secret_key.get_secret_value()
+            account = accounts.token_account(directory, value, secret)
+        return account.principal()
+    if scheme:
+        msg = "use Authorization: Bearer <token or key>, or X-API-Key: <key>"
+        raise UnauthorizedError(msg)
+    return ANONYMOUS
+
+
+def _algorithm(token: str) -> str | None:
+    try:
+        return str(jwt.get_unverified_header(token).get("alg"))
+    except jwt.InvalidTokenError:
+        return None
+
+
+def _external_account(state: Any, token: str) -> Account:
+    """The platform account an external issuer's token names (its username claim).
+
+    Raises:
+        UnauthorizedError: a token the issuer did not sign, for another audience,
+            expired, or naming no active platform user.
+    """
+    auth = state.settings.auth
+    if not auth.oidc_jwks_url:
+        msg = "external tokens are not configured (SPATIAL_AUTH_OIDC_JWKS_URL)"
+        raise UnauthorizedError(msg)
+    keys = state.jwks
+    try:
+        signing = keys.get_signing_key_from_jwt(token)
+        claims = jwt.decode(token, signing.key, algorithms=["RS256", "ES256", "PS256"],
+                            audience=auth.oidc_audience, issuer=auth.oidc_issuer,
+                            options={"require": ["exp", "iss"]})  # fmt: skip
+    except jwt.ExpiredSignatureError as exc:
+        msg = "the bearer token has expired; sign in again"
+        raise UnauthorizedError(msg) from exc
+    except jwt.InvalidAudienceError as exc:
+        msg = "the bearer token is for another audience"
+        raise UnauthorizedError(msg) from exc
+    except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
+        msg = f"the bearer token is not valid ({exc})"
+        raise UnauthorizedError(msg) from exc
+    name = str(claims.get(auth.oidc_username_claim, ""))
+    directory: Directory = state.directory
+    account = directory.by_username(name)
+    if account is None or not account.active:
+        msg = f"{name or 'the token'} is not an active user of this platform"
+        raise UnauthorizedError(msg)
+    return account
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+async def _failed(state: Any, kind: str, subject: str, address: str | None) -> None:
+    """Record a failure (seen by every worker)."""
+
+    def write() -> None:
+        with state.sync_pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO platform.auth_failures (kind, subject, remote_addr) "
+                "VALUES (%s, %s, %s)",
+                (kind, subject, address),
+            )
+
+    await run_in_threadpool(write)
+
+
+async def _not_locked(state: Any, subject: str | None, address: str | None) -> None:
+    """Raise TooManyRequestsError while the user name or the address has failed too often
+    within the window; ``Retry-After`` says when its oldest counted failure expires."""
+    auth = state.settings.auth
+
+    def counts() -> tuple[int, int, float, float]:
+        with state.sync_pool.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE subject = %(s)s), "
+                "count(*) FILTER (WHERE remote_addr = %(a)s::inet), "
+                "coalesce(extract(epoch FROM now() - min(at) FILTER (WHERE subject = %(s)s)), 0),"
+                "coalesce(extract(epoch FROM now() - min(at) FILTER "
+                "(WHERE remote_addr = %(a)s::inet)), 0) "
+                "FROM platform.auth_failures WHERE at > now() - make_interval(secs => %(w)s) "
+                "AND (subject = %(s)s OR remote_addr = %(a)s::inet)",
+                {"s": subject, "a": address, "w": auth.failure_window_s},
+            ).fetchone()
+        return (int(row[0]), int(row[1]), float(row[2]), float(row[3])) if row else (0, 0, 0, 0)
+
+    by_subject, by_address, age_subject, age_address = await run_in_threadpool(counts)
+    if subject is not None and by_subject >= auth.failures:
+        wait = max(1, math.ceil(auth.failure_window_s - age_subject))
+        msg = f"too many failed sign-ins for {subject!r}; try again in {wait} s"
+        raise TooManyRequestsError(msg, wait)
+    if address is not None and by_address >= auth.address_failures:
+        wait = max(1, math.ceil(auth.failure_window_s - age_address))
+        msg = f"too many failed sign-ins or keys from {address}; try again in {wait} s"
+        raise TooManyRequestsError(msg, wait)
+
+
+# -- views ------------------------------------------------------------------------------------
+
+
+def view_of(request: Request) -> View:
+    """The caller's view of the catalog (cached per principal and snapshots)."""
+    state = request.app.state
+    principal: Principal = request.scope.get("state", {}).get("principal", ANONYMOUS)
+    catalog, directory = state.catalog, state.directory
+    cache: OrderedDict[Principal, tuple[Any, Any, View]] = state.views
+    found = cache.get(principal)
+    if found is not None and found[0] is catalog and found[1] is directory:
+        cache.move_to_end(principal)
+        return found[2]
+    made = view(principal, catalog, directory)
+    cache[principal] = (catalog, directory, made)
+    while len(cache) > _VIEWS:
+        cache.popitem(last=False)
+    return made
+
+
+def actor_of(request: Request) -> Actor:
+    """Who is acting, for the audit log."""
+    principal = view_of(request).principal
+    return Actor(principal.username, principal.user_id, _address(request.scope))
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+@router.post("/auth/token", summary="Sign in: a bearer token for a user name and password")
+async def token(request: Request) -> JSONResponse:
+    """The OAuth 2 password grant (``application/x-www-form-urlencoded`` or JSON with
+    ``username`` and ``password``): ``{"access_token", "token_type", "expires_in"}``."""
+    username, password = await _credentials(request)
+    address = _address(request.scope)
+    state = request.app.state
+    await _not_locked(state, username, address)
+    account = state.directory.by_username(username)
+    if not await run_in_threadpool(accounts.check_password, account, password):
+        await _failed(state, "password", username, address)
+        msg = "wrong user name or password"
+        raise UnauthorizedError(msg)
+    settings: Settings = state.settings
+    minutes = settings.auth.token_minutes
+    issued = accounts.issue_token(account, settings.secret_key.get_secret_value(), minutes)
+    return JSONResponse(
+        {"access_token": issued, "token_type": "Bearer", "expires_in": minutes * 60},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/auth/me", summary="Who the credentials name, and what they may read")
+async def me(request: Request) -> dict[str, Any]:
+    """The principal, with each collection they may read and their level there."""
+    seen = view_of(request)
+    p = seen.principal
+    levels = {1: "read", 2: "write", 3: "admin"}
+    return {
+        "username": p.username, "anonymous": p.anonymous, "department": p.department,
+        "roles": sorted(p.roles), "service": p.service,
+        "collections": {cid: {"privilege": levels[a.level], "rows": "some" if a.read_rows
+                              else "all"} for cid, a in seen.rights.items()},
+    }  # fmt: skip
+
+
+async def _credentials(request: Request) -> tuple[str, str]:
+    body = await request.body()
+    if len(body) > 16_384:
+        msg = "a sign-in request is a user name and a password, not more"
+        raise InvalidInputError(msg)
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    values: dict[str, Any]
+    if kind == "application/json":
+        try:
+            values = json.loads(body)
+        except ValueError as exc:
+            msg = f"the body is not JSON ({exc})"
+            raise InvalidInputError(msg) from exc
+        if not isinstance(values, dict):
+            msg = "the body is a JSON object with username and password"
+            raise InvalidInputError(msg)
+    else:
+        form = await request.form()
+        values = {k: form.get(k) for k in ("username", "password", "grant_type")}
+    grant = values.get("grant_type")
+    if grant not in {None, "password"}:
+        msg = f"grant_type {grant!r} is not offered; use password"
+        raise InvalidInputError(msg)
+    username, password = values.get("username"), values.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username:
+        msg = "give username and password"
+        raise InvalidInputError(msg)
+    return username, password
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+# -- headers ----------------------------------------------------------------------------------
+
+
+def _secured(response: Any) -> Any:
+    for name, value in _COMMON.items():
+        response.headers[name] = value
+    return response
+
+
+_COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+
+
+def _csp(settings: Settings) -> str:
+    basemap = settings.server.basemap_url
+    origin = ""
+    if basemap.startswith(("http://", "https://")):
+        origin = " " + "/".join(basemap.split("/")[:3]).replace("{s}.", "*.")
+    return (
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+        f"'unsafe-inline'; img-src 'self' data: blob:{origin}; connect-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
+
+
+def _with_headers(send: Send, settings: Settings) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for name, value in _COMMON.items():
+                headers.setdefault(name, value)
+            if headers.get("content-type", "").startswith("text/html"):
+                headers.setdefault("Content-Security-Policy", _csp(settings))
+                headers.setdefault("X-Frame-Options", "DENY")
+        await send(message)
+
+    return wrapped

@@ -1,0 +1,355 @@
+"""The authorization matrix over real HTTP: every endpoint family x five callers (anonymous,
+a viewer and an editor of department A, a viewer of B, an admin) x three collections (public,
+A-restricted, A-row-filtered). Reads must hold exactly the allowed features, decoded from
+each format; a collection a caller cannot read is a 404 everywhere and in no listing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import httpx
+import mapbox_vector_tile
+import morecantile
+import psycopg
+import pytest
+import shapely
+from support import TESTS, LiveServer
+
+from api import create_app
+from spatial import accounts
+from spatial.db import engine
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.settings import AuthSettings, Settings
+
+PUBLIC, SECRET, FILTERED = "mx_public", "mx_secret", "mx_filtered"
+COLLECTIONS = (PUBLIC, SECRET, FILTERED)
+CALLERS = ("anonymous", "viewer_a", "editor_a", "viewer_b", "admin")
+SUBSYSTEM = "planning"
+TMS = morecantile.tms.get("WebMercatorQuad")
+TILE = TMS.tile(112.1, 23.0, 14)
+WEST, SOUTH, EAST, NORTH = TMS.bounds(TILE)
+CODES = [f"F{i}" for i in range(6)] + [f"P{i}" for i in range(6)]
+"""F: forest (the rows department A's filter leaves), P: farmland."""
+
+
+def _cell(i: int) -> shapely.Polygon:
+    x, y = WEST + 0.002 + (i % 4) * 0.0015, SOUTH + 0.002 + (i // 4) * 0.0015
+    return shapely.box(x, y, x + 0.001, y + 0.001)
+
+
+def _sees(caller: str, collection: str) -> set[str] | None:
+    """The codes a caller may read in a collection (None: it does not exist for them)."""
+    if collection == PUBLIC or caller == "admin":
+        return set(CODES)
+    if caller not in {"viewer_a", "editor_a"}:
+        return None
+    return set(CODES) if collection == SECRET else {c for c in CODES if c.startswith("F")}
+
+
+def _may_write(caller: str, collection: str) -> bool:
+    return caller == "admin" or (caller == "editor_a" and collection != PUBLIC)
+
+
+@pytest.fixture(scope="module")
+def callers(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The three collections and a key per caller."""
+    folder = tmp_path_factory.mktemp("matrix")
+    gpd.GeoDataFrame(
+        {"code": CODES, "use": ["forest"] * 6 + ["farm"] * 6},
+        geometry=[_cell(i) for i in range(len(CODES))], crs="EPSG:4490",
+    ).to_file(folder / "cells.gpkg")  # fmt: skip
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    for cid in COLLECTIONS:
+        source = VectorSource(path=folder / "cells.gpkg", collection_id=cid, title=cid,
+                              key="code", editable=True, subsystems=(SUBSYSTEM,),
+                              public=cid == PUBLIC)  # fmt: skip
+        ingest_vector(url, source, settings, actor="pytest")
+    headers: dict[str, Any] = {"anonymous": {}}
+    with engine(url) as eng, eng.begin() as conn:
+        accounts.add_department(conn, TESTS, "mx_a", "Department A")
+        accounts.add_department(conn, TESTS, "mx_b", "Department B")
+        people = (("viewer_a", "viewer", "mx_a"), ("editor_a", "editor", "mx_a"),
+                  ("viewer_b", "viewer", "mx_b"), ("admin", "admin", None))  # fmt: skip
+        for name, role, dept in people:
+            accounts.add_user(conn, TESTS, f"mx_{name}", roles=(role,), department=dept,
+                              service=True)  # fmt: skip
+            key = accounts.create_key(conn, TESTS, f"mx_{name}")
+            headers[name] = {"X-API-Key": key}
+        for cid, row_filter in ((SECRET, None), (FILTERED, "use = 'forest'")):
+            accounts.add_grant(conn, TESTS, cid, "department:mx_a", "write", row_filter=row_filter)
+    return headers
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, callers: dict[str, Any]) -> Iterator[httpx.Client]:
+    with LiveServer(create_app(settings)) as live, httpx.Client(base_url=live.url,
+                                                                timeout=60) as client:  # fmt: skip
+        yield client
+
+
+def _codes_of_items(response: httpx.Response) -> set[str]:
+    return {f["properties"]["code"] for f in response.json()["features"]}
+
+
+def _codes_of_tile(response: httpx.Response, layer: str) -> set[str]:
+    if response.status_code == 204:
+        return set()
+    decoded = mapbox_vector_tile.decode(response.content)
+    return {f["properties"]["code"] for f in decoded.get(layer, {}).get("features", [])}
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_reads_hold_exactly_what_the_caller_may_read(
+    api: httpx.Client, callers: dict[str, Any], caller: str
+) -> None:
+    h = callers[caller]
+    listed = {c["id"] for c in api.get("/collections", headers=h).json()["collections"]}
+    records = api.get("/collections/catalog/items", params={"limit": 100}, headers=h).json()
+    recorded = {r["id"] for r in records["features"]}
+    subsystem = api.get(f"/maps/{SUBSYSTEM}/tiles/WebMercatorQuad/{TILE.z}/{TILE.y}/{TILE.x}",
+                        headers=h)  # fmt: skip
+    tilejson = api.get(f"/maps/{SUBSYSTEM}/tiles/WebMercatorQuad", params={"f": "tilejson"},
+                       headers=h).json()  # fmt: skip
+    layers = {v["id"] for v in tilejson["vector_layers"]}
+    for cid in COLLECTIONS:
+        allowed = _sees(caller, cid)
+        where = f"{caller} on {cid}"
+        assert (cid in listed) == (allowed is not None), where
+        assert (cid in recorded) == (allowed is not None), where
+        assert (cid in layers) == (allowed is not None), where
+        pages = {
+            "metadata": api.get(f"/collections/{cid}", headers=h),
+            "items": api.get(f"/collections/{cid}/items", params={"limit": 100}, headers=h),
+            "html": api.get(f"/collections/{cid}/items", params={"f": "html"}, headers=h),
+            "csv": api.get(f"/collections/{cid}/items", params={"f": "csv", "limit": 100},
+                           headers=h),
+            "tile": api.get(f"/collections/{cid}/tiles/WebMercatorQuad/{TILE.z}/{TILE.y}/"
+                            f"{TILE.x}", headers=h),
+            "tilejson": api.get(f"/collections/{cid}/tiles/WebMercatorQuad",
+                                params={"f": "tilejson"}, headers=h),
+            "queryables": api.get(f"/collections/{cid}/queryables", headers=h),
+            "editions": api.get(f"/collections/{cid}/editions", headers=h),
+        }  # fmt: skip
+        if allowed is None:
+            for name, response in pages.items():
+                assert response.status_code == 404, (where, name, response.text)
+            assert cid not in _codes_of_tile(subsystem, cid)
+            continue
+        for name, response in pages.items():
+            assert response.status_code in {200, 204}, (where, name, response.text)
+        assert _codes_of_items(pages["items"]) == allowed, where
+        assert pages["items"].json()["numberMatched"] == len(allowed), where
+        rows = list(csv.DictReader(io.StringIO(pages["csv"].text)))
+        assert {r["code"] for r in rows} == allowed, where
+        assert _codes_of_tile(pages["tile"], cid) == allowed, where
+        assert _codes_of_tile(subsystem, cid) == allowed, where
+        hidden = sorted(set(CODES) - allowed)
+        if hidden:  # a feature outside the caller's rows is not there, by id either
+            fid = 1 + CODES.index(hidden[0])
+            assert api.get(f"/collections/{cid}/items/{fid}", headers=h).status_code == 404
+        summary = api.post("/processes/intersect-summarise/execution", headers=h, json={
+            "inputs": {"collection": cid, "group_by": "use",
+                       "geometry": shapely.geometry.mapping(shapely.box(WEST, SOUTH, EAST, NORTH))},
+        })  # fmt: skip
+        assert summary.status_code == 200, (where, summary.text)
+        counts = {s["value"]: s["count"] for s in summary.json()["summary"]}
+        assert sum(counts.values()) == len(allowed), where
+        assert ("farm" in counts) == any(c.startswith("P") for c in allowed), where
+
+
+def _feature(code: str, use: str, i: int) -> dict[str, Any]:
+    return {"type": "Feature", "properties": {"code": code, "use": use},
+            "geometry": shapely.geometry.mapping(_cell(i))}  # fmt: skip
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_writes_need_the_grant_and_stay_in_its_rows(
+    api: httpx.Client, callers: dict[str, Any], caller: str, database_url: str
+) -> None:
+    h = {**callers[caller], "Content-Type": "application/geo+json"}
+    for n, cid in enumerate(COLLECTIONS):
+        where = f"{caller} on {cid}"
+        created = api.post(f"/collections/{cid}/items", headers=h,
+                           json=_feature(f"N{caller}{n}", "forest", 12 + n))  # fmt: skip
+        if _sees(caller, cid) is None:
+            expected = 404
+        elif caller == "anonymous":
+            expected = 401
+        else:
+            expected = 201 if _may_write(caller, cid) else 403
+        assert created.status_code == expected, (where, created.text)
+        if expected != 201:
+            continue
+        location = created.headers["location"]
+        # Editing a feature out of the rows one may write is refused, and changes nothing.
+        moved = api.patch(location, headers=h, json={"type": "Feature",
+                                                     "properties": {"use": "farm"}})  # fmt: skip
+        outside = caller == "editor_a" and cid == FILTERED
+        assert moved.status_code == (403 if outside else 200), (where, moved.text)
+        assert api.delete(location, headers=callers[caller]).status_code == 204, where
+    with psycopg.connect(database_url) as conn:
+        audited = conn.execute(
+            "SELECT DISTINCT actor FROM platform.audit_log WHERE action LIKE 'feature.%%' "
+            "AND collection_id = ANY(%s)", (list(COLLECTIONS),),
+        ).fetchall()  # fmt: skip
+    if caller in {"editor_a", "admin"}:
+        assert (f"mx_{caller}",) in audited
+
+
+def test_every_edit_is_audited_with_user_address_and_features(
+    api: httpx.Client, callers: dict[str, Any], database_url: str
+) -> None:
+    h = {**callers["editor_a"], "Content-Type": "application/geo+json"}
+    created = api.post(f"/collections/{SECRET}/items", headers=h,
+                       json=_feature("AUDIT1", "forest", 20))  # fmt: skip
+    assert created.status_code == 201, created.text
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT actor, user_id, host(remote_addr), feature_ids, version_before, "
+            "version_after FROM platform.audit_log WHERE action = 'feature.create' "
+            "AND collection_id = %s ORDER BY id DESC LIMIT 1", (SECRET,),
+        ).fetchone()  # fmt: skip
+        user = conn.execute(
+            "SELECT id FROM platform.users WHERE username = 'mx_editor_a'"
+        ).fetchone()  # fmt: skip
+    assert row is not None and user is not None
+    assert row[:4] == ("mx_editor_a", user[0], "127.0.0.1", ["AUDIT1"])
+    assert row[5] == row[4] + 1
+
+
+def test_uploads_need_a_steward_or_an_admin(
+    api: httpx.Client, callers: dict[str, Any], tmp_path: Path, database_url: str
+) -> None:
+    path = tmp_path / "one.geojson"
+    gpd.GeoDataFrame({"code": ["U1"]}, geometry=[_cell(0)], crs="EPSG:4490").to_file(path)
+    for caller, expected in (("anonymous", 401), ("viewer_a", 403), ("editor_a", 403),
+                             ("admin", 202)):  # fmt: skip
+        with path.open("rb") as f:
+            response = api.post("/ingest/vector", headers=callers[caller],
+                                files={"file": (path.name, f)},
+                                data={"collection": "mx_uploaded"})  # fmt: skip
+        assert response.status_code == expected, (caller, response.text)
+    job = response.json()
+    deadline = time.monotonic() + 60
+    while job["state"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        job = api.get(f"/ingest/jobs/{job['id']}", headers=callers["admin"]).json()
+    assert job["state"] == "succeeded", job
+    # Someone else's job does not exist for them.
+    assert api.get(f"/ingest/jobs/{job['id']}", headers=callers["viewer_a"]).status_code == 404
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT actor, user_id IS NOT NULL FROM platform.audit_log WHERE action = 'ingest' "
+            "AND collection_id = 'mx_uploaded'"
+        ).fetchone()
+    assert row == ("mx_admin", True)
+
+
+def test_bad_credentials_are_401_and_say_why(
+    api: httpx.Client, callers: dict[str, Any], settings: Settings
+) -> None:
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    with engine(url) as eng, eng.begin() as conn:
+        revoked = accounts.create_key(conn, TESTS, "mx_viewer_a", name="revoked")
+        accounts.revoke_key(conn, TESTS, revoked.split("_")[1])
+    time.sleep(0.5)  # the workers reload their accounts on the notification
+    for headers, says in (
+        ({"Authorization": "Bearer not.a.token"}, "not valid"),
+        ({"Authorization": f"Bearer {revoked}"}, "revoked"),
+        ({"X-API-Key": "s3s_00000000_" + "x" * 43}, "not valid"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),
+    ):
+        response = api.get("/collections", headers=headers)
+        assert response.status_code == 401, (headers, response.text)
+        assert says in response.json()["description"]
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_sign_in_tokens_and_brute_force(
+    settings: Settings, callers: dict[str, Any], database_url: str
+) -> None:
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    with engine(url) as eng, eng.begin() as conn:
+        accounts.add_user(conn, TESTS, "mx_person", roles=("viewer",), department="mx_a",
+                          password="a long enough password")  # fmt: skip
+    strict = settings.model_copy(update={"auth": AuthSettings(failures=3, address_failures=50)})
+    with LiveServer(create_app(strict)) as live, httpx.Client(base_url=live.url,
+                                                              timeout=60) as client:  # fmt: skip
+        right = {"username": "mx_person", "password": "a long enough password"}
+        signed = client.post("/auth/token", data=right)
+        assert signed.status_code == 200, signed.text
+        token = signed.json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        me = client.get("/auth/me", headers=bearer).json()
+        assert me["username"] == "mx_person" and me["collections"][FILTERED]["rows"] == "some"
+        listed = {c["id"] for c in client.get("/collections", headers=bearer).json()["collections"]}
+        assert {SECRET, FILTERED} <= listed
+        for _ in range(3):
+            wrong = client.post("/auth/token", data={"username": "mx_person", "password": "nope"})
+            assert wrong.status_code == 401
+            assert "wrong user name or password" in wrong.json()["description"]
+        locked = client.post("/auth/token", data=right)
+        assert locked.status_code == 429, locked.text
+        assert 0 < int(locked.headers["retry-after"]) <= strict.auth.failure_window_s
+        # Changing the password revokes the token.
+        with engine(url) as eng, eng.begin() as conn:
+            accounts.set_password(conn, TESTS, "mx_person", "another long password")
+        deadline = time.monotonic() + 10
+        while client.get("/auth/me", headers=bearer).status_code != 401:
+            assert time.monotonic() < deadline, "the token still works"
+            time.sleep(0.1)
+    # Guessing keys from one address is limited too.
+    keys = settings.model_copy(update={"auth": AuthSettings(address_failures=3)})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM platform.auth_failures")
+    with LiveServer(create_app(keys)) as live, httpx.Client(base_url=live.url,
+                                                            timeout=60) as client:  # fmt: skip
+        statuses = [client.get("/collections", headers={"X-API-Key": f"s3s_0000000{i}_" + "y" * 43})
+                    .status_code for i in range(5)]  # fmt: skip
+        assert statuses[:2] == [401, 401] and statuses[-1] == 429
+        ok = client.get("/collections", headers=callers["admin"])
+        assert ok.status_code == 200  # a valid key is never slowed down
+
+
+def test_anonymous_access_can_be_switched_off(settings: Settings, callers: dict[str, Any]) -> None:
+    closed = settings.model_copy(update={"auth": AuthSettings(anonymous=False)})
+    with LiveServer(create_app(closed)) as live, httpx.Client(base_url=live.url,
+                                                              timeout=60) as client:  # fmt: skip
+        for path in ("/collections", f"/collections/{PUBLIC}/items", "/conformance"):
+            assert client.get(path).status_code == 401, path
+        assert client.get(f"/collections/{PUBLIC}/items", headers=callers["viewer_b"]).is_success
+        # Signing in stays open.
+        refused = client.post("/auth/token", data={"username": "nobody", "password": "x"})
+        assert refused.status_code == 401
+
+
+def test_a_caller_over_the_rate_is_429_with_retry_after(
+    settings: Settings, callers: dict[str, Any]
+) -> None:
+    limited = settings.model_copy(update={"auth": AuthSettings(rate_per_minute=5)})
+    if 60 - time.time() % 60 < 5:  # the windows are calendar minutes: not across one
+        time.sleep(6)
+    with LiveServer(create_app(limited)) as live, httpx.Client(base_url=live.url,
+                                                               timeout=60) as client:  # fmt: skip
+        statuses = [client.get("/conformance", headers=callers["viewer_a"]).status_code
+                    for _ in range(7)]  # fmt: skip
+        over = client.get("/conformance", headers=callers["viewer_a"])
+        other = client.get("/conformance", headers=callers["viewer_b"])
+    assert statuses[:5] == [200] * 5 and over.status_code == 429
+    assert 0 < int(over.headers["retry-after"]) <= 60
+    assert other.status_code == 200  # the limit is per caller
+
+
+def test_security_headers(api: httpx.Client) -> None:
+    page = api.get("/collections", params={"f": "html"})
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "https:" not in page.headers["content-security-policy"]  # nothing from elsewhere
