@@ -20,6 +20,7 @@ import spatial
 from api import auth, catalog, errors, web
 from api.engine import Engine
 from api.routers import (
+    admin,
     editions,
     features,
     ingest,
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes[0:0] = tiles.FAST_ROUTES
     app.include_router(tiles.router)
     app.include_router(auth.router)
+    app.include_router(admin.router)
     app.include_router(landing.router)
     app.include_router(features.router)
     app.include_router(transactions.router)

@@ -221,6 +221,8 @@ def test_every_edit_is_audited_with_user_address_and_features(
     assert row is not None and user is not None
     assert row[:4] == ("mx_editor_a", user[0], "127.0.0.1", ["AUDIT1"])
     assert row[5] == row[4] + 1
+    deleted = api.delete(created.headers["location"], headers=callers["editor_a"])
+    assert deleted.status_code == 204
 
 
 def test_uploads_need_a_steward_or_an_admin(
@@ -353,3 +355,127 @@ def test_security_headers(api: httpx.Client) -> None:
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert "https:" not in page.headers["content-security-policy"]  # nothing from elsewhere
+
+
+def test_the_admin_api(api: httpx.Client, callers: dict[str, Any], settings: Settings) -> None:
+    admin, viewer = callers["admin"], callers["viewer_a"]
+    assert api.get("/admin/users").status_code == 401
+    assert api.get("/admin/users", headers=viewer).status_code == 403
+    made = api.post("/admin/users", headers=admin, json={
+        "username": "mx_steward_a", "roles": ["steward"], "department": "mx_a", "service": True,
+    })  # fmt: skip
+    assert made.status_code == 201, made.text
+    bad = api.post("/admin/users", headers=admin, json={"username": "mx_x", "roles": ["king"]})
+    assert bad.status_code == 400 and "unknown role" in bad.json()["description"]
+    key = api.post("/admin/users/mx_steward_a/keys", headers=admin, json={"name": "t"}).json()
+    steward = {"X-API-Key": key["key"]}
+    # The admin gives mx_secret to department A: its steward administers it now.
+    given = api.patch(f"/admin/collections/{SECRET}", headers=admin, json={"department": "mx_a"})
+    assert given.status_code == 200, given.text
+    deadline = time.monotonic() + 10
+    while (
+        api.get("/admin/grants", params={"collection": SECRET}, headers=steward).status_code != 200
+    ):
+        assert time.monotonic() < deadline, "the steward never got to administer mx_secret"
+        time.sleep(0.1)
+    assert (
+        api.get("/admin/grants", params={"collection": PUBLIC}, headers=steward).status_code == 403
+    )
+    # The steward shares it with department B, read only, forest rows only.
+    granted = api.post("/admin/grants", headers=steward, json={
+        "collection": SECRET, "grantee": "department:mx_b", "filter": "use = 'forest'",
+    })  # fmt: skip
+    assert granted.status_code == 201, granted.text
+    deadline = time.monotonic() + 10
+    while True:
+        page = api.get(f"/collections/{SECRET}/items", headers=callers["viewer_b"])
+        if page.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "department B never saw the grant"
+        time.sleep(0.1)
+    assert _codes_of_items(page) == {c for c in CODES if c.startswith("F")}
+    refused = api.post("/admin/grants", headers=steward, json={
+        "collection": SECRET, "grantee": "department:mx_b", "filter": "nosuch = 1",
+    })  # fmt: skip
+    assert refused.status_code == 400 and "nosuch" in refused.json()["description"]
+    revoked = api.delete(f"/admin/grants/{granted.json()['id']}", headers=steward)
+    assert revoked.status_code == 200, revoked.text
+    # Stewards read the audit log of what they administer; admins all of it.
+    log = api.get("/admin/audit", headers=steward).json()["entries"]
+    assert log and {e["collection_id"] for e in log} == {SECRET}
+    assert {"grant.add", "grant.revoke"} <= {e["action"] for e in log}
+    assert any(e["actor"] == "mx_steward_a" and e["address"] == "127.0.0.1" for e in log)
+    everything = api.get("/admin/audit", headers=admin, params={"action": "user.add"}).json()
+    assert any(e["details"]["user"] == "mx_steward_a" for e in everything["entries"])
+    assert api.get("/admin/audit", headers=viewer).status_code == 403
+
+
+class _Issuer:
+    """An OpenID Connect issuer's key set, served on loopback."""
+
+    def __init__(self) -> None:
+        import json  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+        import jwt  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        body = json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]})
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/certs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, key: Any = None, **claims: Any) -> str:
+        import jwt  # noqa: PLC0415
+
+        now = int(time.time())
+        body = {"iss": "https://sso.city.test", "aud": "spatial-platform", "iat": now,
+                "exp": now + 300, "preferred_username": "mx_viewer_a", **claims}  # fmt: skip
+        return jwt.encode(body, key or self.key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def test_tokens_of_an_external_issuer(settings: Settings) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    issuer = _Issuer()
+    auth = AuthSettings(oidc_issuer="https://sso.city.test", oidc_jwks_url=issuer.url,
+                        oidc_audience="spatial-platform")  # fmt: skip
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    try:
+        with LiveServer(create_app(settings.model_copy(update={"auth": auth}))) as live, \
+                httpx.Client(base_url=live.url, timeout=60) as client:  # fmt: skip
+
+            def me(token: str) -> httpx.Response:
+                return client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+
+            good = me(issuer.token())
+            assert good.status_code == 200, good.text
+            assert good.json()["username"] == "mx_viewer_a"
+            assert FILTERED in good.json()["collections"]
+            for token, says in (
+                (issuer.token(aud="elsewhere"), "audience"),
+                (issuer.token(exp=int(time.time()) - 10), "expired"),
+                (issuer.token(key=other), "not valid"),
+                (issuer.token(iss="https://evil.test"), "not valid"),
+                (issuer.token(preferred_username="nobody"), "not an active user"),
+            ):
+                refused = me(token)
+                assert refused.status_code == 401, (says, refused.text)
+                assert says in refused.json()["description"]
+    finally:
+        issuer.server.shutdown()
+        issuer.server.server_close()
