@@ -33,7 +33,7 @@ def _cell(i: int, size: float = 50) -> shapely.Polygon:
 
 @pytest.fixture(scope="module")
 def client(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A server with an admin token, over an editable layer and a read-only one."""
+    """A server over an editable layer and a read-only one, and an editor's key."""
     folder = tmp_path_factory.mktemp("edits")
     frame = gpd.GeoDataFrame(
         {"code": ["A1", "A2", "A3"], "name": ["甲", "乙", "丙"], "area": [2500.0] * 3},

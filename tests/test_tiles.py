@@ -181,7 +181,7 @@ def _cell(x0: float, y0: float, size: float = 40) -> shapely.Polygon:
 def editable(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[httpx.Client]:
-    """A server with an admin token over an editable layer in two clusters 20 km apart,
+    """A server over an editable layer in two clusters 20 km apart,
     both in the subsystem ``emergency`` with a second layer."""
     folder = tmp_path_factory.mktemp("tile_edits")
     near = [_cell(600_000 + 50 * i, 2_540_000) for i in range(4)]
