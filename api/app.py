@@ -130,8 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     errors.register(app)
     _guard(app, settings)
-    # Tiles first: a map view asks for dozens of them, and routes are matched in order.
-    app.router.routes[0:0] = tiles.FAST_ROUTES
+    # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
+    app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES]
     app.include_router(tiles.router)
     app.include_router(auth.router)
     app.include_router(admin.router)

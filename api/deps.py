@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import psycopg
@@ -14,7 +15,10 @@ from layers import View
 from spatial.errors import DatabaseUnavailableError
 
 
-async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+@asynccontextmanager
+async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection; a database that cannot be reached is a DatabaseUnavailableError
+    (503), whether the pool waited in vain or the connection broke."""
     try:
         async with request.app.state.pool.connection(
             timeout=request.app.state.settings.database.pool_timeout_s
@@ -23,6 +27,11 @@ async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     except (psycopg.OperationalError, PoolTimeout) as exc:
         msg = "the database is not reachable; try again shortly"
         raise DatabaseUnavailableError(msg) from exc
+
+
+async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    async with connection(request) as conn:
+        yield conn
 
 
 def _view(request: Request) -> View:

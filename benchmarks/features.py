@@ -120,6 +120,7 @@ def load_reference(size: int) -> tuple[str, Target]:
     _say(f"loading {source.name} into {DATABASE} with spatial ingest vector")
     _spatial(
         "ingest", "vector", str(source), "--collection", COLLECTION, "--key", "parcel_id",
+        "--public",
         env=_env(SPATIAL_DATABASE_URL=target.url),
     )  # fmt: skip
     with psycopg.connect(target.url, autocommit=True) as conn:

@@ -14,9 +14,11 @@ import pygeoapi.api as core
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pygeoapi.api import itemtypes
+from starlette.routing import Route
 
 from api import provider
-from api.deps import Conn, ViewDep
+from api.auth import view_of
+from api.deps import Conn, ViewDep, connection
 from api.engine import CATALOG_ID, Engine
 from api.ogc import (
     CRS_PARAM,
@@ -345,3 +347,15 @@ async def item(
     headers = {"Content-Crs": f"<{q.crs.uri}>", "ETag": f'"{row[1]}"'}
     body = row[0][:-1] + ',"links":' + json.dumps(links) + "}"
     return Response(body.encode(), media_type=GEOJSON, headers=headers)
+
+
+async def _items_fast(request: Request) -> Response:
+    async with connection(request) as conn:
+        return await items(request.path_params["collection_id"], request, view_of(request), conn)
+
+
+FAST_ROUTES = [Route("/collections/{collection_id}/items", _items_fast, methods=["GET"])]
+"""The items endpoint as a plain Starlette route, matched before FastAPI's: it reads its
+parameters itself (:func:`items_query`), and FastAPI's validation of the fifteen it declares
+for the OpenAPI document was a third of a bbox page's CPU. The FastAPI route stays for the
+document."""
