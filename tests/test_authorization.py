@@ -136,13 +136,17 @@ def test_reads_hold_exactly_what_the_caller_may_read(
             "queryables": api.get(f"/collections/{cid}/queryables", headers=h),
             "editions": api.get(f"/collections/{cid}/editions", headers=h),
         }  # fmt: skip
+        changes = api.get(f"/collections/{cid}/changes", headers=h)
         if allowed is None:
+            pages["changes"] = changes
             for name, response in pages.items():
                 assert response.status_code == 404, (where, name, response.text)
             assert cid not in _codes_of_tile(subsystem, cid)
             continue
         for name, response in pages.items():
             assert response.status_code in {200, 204}, (where, name, response.text)
+        # The change list names features of every row: not for callers with some rows only.
+        assert changes.status_code == (200 if allowed == set(CODES) else 403), where
         assert _codes_of_items(pages["items"]) == allowed, where
         assert pages["items"].json()["numberMatched"] == len(allowed), where
         rows = list(csv.DictReader(io.StringIO(pages["csv"].text)))
@@ -479,3 +483,20 @@ def test_tokens_of_an_external_issuer(settings: Settings) -> None:
     finally:
         issuer.server.shutdown()
         issuer.server.server_close()
+
+
+def test_cors_for_the_configured_origins_only(settings: Settings) -> None:
+    from spatial.settings import ServerSettings  # noqa: PLC0415
+
+    server = ServerSettings(cors_origins=["https://maps.city.test"])
+    with LiveServer(create_app(settings.model_copy(update={"server": server}))) as live, \
+            httpx.Client(base_url=live.url, timeout=60) as client:  # fmt: skip
+        ask = {"Access-Control-Request-Method": "GET",
+               "Access-Control-Request-Headers": "X-API-Key"}  # fmt: skip
+        allowed = client.options("/collections", headers={"Origin": "https://maps.city.test",
+                                                          **ask})  # fmt: skip
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://maps.city.test"
+        assert "X-API-Key" in allowed.headers["access-control-allow-headers"]
+        other = client.get("/collections", headers={"Origin": "https://elsewhere.test"})
+        assert "access-control-allow-origin" not in other.headers
