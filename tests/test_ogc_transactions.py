@@ -256,3 +256,23 @@ def test_an_oversized_edit_is_413_and_writes_nothing(
     wrong_type = client.post(ITEMS, content=b"<xml/>", headers={**AUTH, "Content-Type": "text/xml"})
     assert wrong_type.status_code == 415
     assert _rows(database_url, "SELECT count(*) FROM layers.edit_parcels") == before
+
+
+def test_every_edit_left_an_audit_row_naming_the_user_and_the_feature(
+    client: httpx.Client, database_url: str
+) -> None:
+    rows = _rows(
+        database_url,
+        "SELECT a.actor, u.username, a.feature_ids, a.remote_addr IS NOT NULL "
+        "FROM platform.audit_log a LEFT JOIN platform.users u ON u.id = a.user_id "
+        "WHERE a.collection_id = 'edit_parcels' AND a.action LIKE 'feature.%%'",
+    )
+    editions = _rows(
+        database_url,
+        "SELECT count(*) FROM platform.editions WHERE collection_id = 'edit_parcels' "
+        "AND source = 'api'",
+    )
+    assert rows and len(rows) == editions[0][0]  # one row per edit
+    for actor, username, keys, addressed in rows:
+        assert actor == username == "edit_editor" and addressed
+        assert keys and all(keys)
