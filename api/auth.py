@@ -149,21 +149,14 @@ def _external_account(state: Any, token: str) -> Account:
     if not auth.oidc_jwks_url:
         msg = "external tokens are not configured (SPATIAL_AUTH_OIDC_JWKS_URL)"
         raise UnauthorizedError(msg)
-    keys = state.jwks
     try:
-        signing = keys.get_signing_key_from_jwt(token)
-        claims = jwt.decode(token, signing.key, algorithms=["RS256", "ES256", "PS256"],
-                            audience=auth.oidc_audience, issuer=auth.oidc_issuer,
-                            options={"require": ["exp", "iss"]})  # fmt: skip
-    except jwt.ExpiredSignatureError as exc:
-        msg = "the bearer token has expired; sign in again"
-        raise UnauthorizedError(msg) from exc
-    except jwt.InvalidAudienceError as exc:
-        msg = "the bearer token is for another audience"
-        raise UnauthorizedError(msg) from exc
+        signing = state.jwks.get_signing_key_from_jwt(token)
     except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
         msg = f"the bearer token is not valid ({exc})"
         raise UnauthorizedError(msg) from exc
+    claims = accounts.claims_of(token, signing.key, algorithms=("RS256", "ES256", "PS256"),
+                                audience=auth.oidc_audience, issuer=auth.oidc_issuer,
+                                require=("exp", "iss"))  # fmt: skip
     name = str(claims.get(auth.oidc_username_claim, ""))
     directory: Directory = state.directory
     account = directory.by_username(name)

@@ -244,9 +244,29 @@ def token_account(directory: Directory, token: str, secret: str) -> Account:
         UnauthorizedError: a token that is malformed, signed with another key, for another
             audience, expired, or revoked (its account disabled or its password changed).
     """
+    claims = claims_of(token, secret, algorithms=("HS256",), audience=AUDIENCE,
+                       require=("exp", "sub", "aud"))  # fmt: skip
+    account = _active(directory, int(claims["sub"]) if str(claims["sub"]).isdigit() else -1)
+    if claims.get("ver") != account.token_version:
+        msg = "the bearer token was revoked; sign in again"
+        raise UnauthorizedError(msg)
+    return account
+
+
+def claims_of(
+    token: str, key: Any, *, algorithms: tuple[str, ...], audience: str | None,
+    issuer: str | None = None, require: tuple[str, ...] = ("exp",),
+) -> dict[str, Any]:  # fmt: skip
+    """A JWT's claims once its signature, audience, issuer and expiry are checked.
+
+    Raises:
+        UnauthorizedError: saying which check failed.
+    """
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE,
-                            options={"require": ["exp", "sub", "aud"]})  # fmt: skip
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=list(algorithms), audience=audience, issuer=issuer,
+            options={"require": list(require)},
+        )  # fmt: skip
     except jwt.ExpiredSignatureError as exc:
         msg = "the bearer token has expired; sign in again"
         raise UnauthorizedError(msg) from exc
@@ -256,11 +276,7 @@ def token_account(directory: Directory, token: str, secret: str) -> Account:
     except jwt.InvalidTokenError as exc:
         msg = f"the bearer token is not valid ({exc})"
         raise UnauthorizedError(msg) from exc
-    account = _active(directory, int(claims["sub"]) if str(claims["sub"]).isdigit() else -1)
-    if claims.get("ver") != account.token_version:
-        msg = "the bearer token was revoked; sign in again"
-        raise UnauthorizedError(msg)
-    return account
+    return claims
 
 
 def _active(directory: Directory, user_id: int) -> Account:
