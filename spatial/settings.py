@@ -72,6 +72,9 @@ class ServerSettings(BaseSettings):
     browser; none by default (``*``: any)."""
     max_edit_mb: int = Field(default=16, ge=1)
     """Largest request body of a feature edit, in MiB."""
+    max_body_mb: int = Field(default=16, ge=1)
+    """Largest request body the API reads (uploads excepted: SPATIAL_INGEST_MAX_UPLOAD_MB),
+    in MiB; a larger one is refused with 413 before it is read."""
     basemap_url: str = ""
     """XYZ tile URL template of the HTML pages' basemap (``{z}/{x}/{y}``); none by
     default, since users are offline. Set it to a tile server on the government network."""

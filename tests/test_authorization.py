@@ -500,3 +500,21 @@ def test_cors_for_the_configured_origins_only(settings: Settings) -> None:
         assert "X-API-Key" in allowed.headers["access-control-allow-headers"]
         other = client.get("/collections", headers={"Origin": "https://elsewhere.test"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_request_bodies_are_limited(
+    api: httpx.Client, callers: dict[str, Any], tmp_path: Path
+) -> None:
+    big_sign_in = api.post("/auth/token", data={"username": "x", "password": "y" * 100_000})
+    assert big_sign_in.status_code == 413
+    huge = b'{"id": "x", "name": "' + b"y" * (17 * 2**20) + b'"}'
+    as_json = {**callers["admin"], "Content-Type": "application/json"}
+    refused = api.post("/admin/departments", content=huge, headers=as_json)
+    assert refused.status_code == 413
+    # Uploads have their own, larger limit.
+    junk = tmp_path / "big.geojson"
+    junk.write_bytes(b'{"type":"FeatureCollection","features":[' + b" " * (17 * 2**20) + b"]}")
+    with junk.open("rb") as f:
+        form = {"files": {"file": (junk.name, f)}, "data": {"collection": "mx_big"}}
+        upload = api.post("/ingest/vector", headers=callers["admin"], **form)
+    assert upload.status_code != 413, upload.text
