@@ -125,8 +125,6 @@ def create_app(settings: Settings) -> FastAPI:
         # The interactive docs pages load their scripts from a CDN; users are offline.
         docs_url=None,
         redoc_url=None,
-        # No request body is read past this (413); uploads set their own limit.
-        max_body_size=settings.server.max_body_mb * 2**20,
     )
     app.state.settings = settings
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)

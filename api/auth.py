@@ -37,6 +37,7 @@ from spatial.audit import Actor
 from spatial.errors import (
     InvalidInputError,
     SpatialError,
+    TooLargeError,
     TooManyRequestsError,
     UnauthorizedError,
 )
@@ -76,6 +77,13 @@ class Guard:
             await _secured(error_response(exc))(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        limit = _body_limit(scope, self.platform.state.settings)
+        if limit is not None:
+            declared = Headers(scope=scope).get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                await _secured(error_response(_too_large(limit)))(scope, receive, send)
+                return
+            receive = _counted(receive, limit)
         await self.app(scope, receive, _with_headers(send, self.platform.state.settings))
 
     def _count(self, principal: Principal, address: str | None, rate: int) -> None:
@@ -94,6 +102,39 @@ class Guard:
         self.windows[who] = (start, count + 1)
         if len(self.windows) > 100_000:
             self.windows = {k: v for k, v in self.windows.items() if v[0] == minute}
+
+
+def _body_limit(scope: Scope, settings: Settings) -> int | None:
+    """The most bytes of body the request may send: uploads count their own (their limit
+    is SPATIAL_INGEST_MAX_UPLOAD_MB), a sign-in is small, everything else has
+    SPATIAL_SERVER_MAX_BODY_MB."""
+    path: str = scope["path"]
+    if path.startswith("/ingest/"):
+        return None
+    if path in OPEN_PATHS:
+        return _SIGN_IN_BYTES
+    return int(settings.server.max_body_mb * 2**20)
+
+
+def _too_large(limit: int) -> TooLargeError:
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+    return TooLargeError(f"the request body is larger than the limit of {size}")
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses a body growing past ``limit`` (one sent without a length)."""
+    total = 0
+
+    async def counted() -> Message:
+        nonlocal total
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > limit:
+                raise _too_large(limit)
+        return message
+
+    return counted
 
 
 async def identify(state: Any, headers: Headers, address: str | None) -> Principal:
@@ -244,10 +285,7 @@ def actor_of(request: Request) -> Actor:
 # -- routes -----------------------------------------------------------------------------------
 
 
-@router.post(
-    "/auth/token", summary="Sign in: a bearer token for a user name and password",
-    max_body_size=_SIGN_IN_BYTES,
-)  # fmt: skip
+@router.post("/auth/token", summary="Sign in: a bearer token for a user name and password")
 async def token(request: Request) -> JSONResponse:
     """The OAuth 2 password grant (``application/x-www-form-urlencoded`` or JSON with
     ``username`` and ``password``): ``{"access_token", "token_type", "expires_in"}``."""

@@ -48,12 +48,7 @@ def executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
 
 
-@router.post(
-    "/vector", status_code=202, summary="Upload a vector file and start its ingest",
-    # Not the app's limit on request bodies: uploads have their own, SPATIAL_INGEST_MAX_UPLOAD_MB,
-    # counted while the file is written.
-    max_body_size=2**50,
-)  # fmt: skip
+@router.post("/vector", status_code=202, summary="Upload a vector file and start its ingest")
 async def upload_vector(
     request: Request,
     file: Annotated[list[UploadFile], File(description="The file, a .zip, or a Shapefile's parts")],
