@@ -26,7 +26,7 @@ import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -47,6 +47,7 @@ router = APIRouter(tags=["Sign in"])
 OPEN_PATHS = frozenset({"/auth/token"})
 """Paths anonymous callers reach even when anonymous access is off."""
 _VIEWS = 256
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIGN_IN_BYTES = 16_384
 """A sign-in is a user name and a password: a larger body is refused unread (413)."""
 
@@ -65,8 +66,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
         try:
-            principal = await identify(self.platform.state, Headers(scope=scope), _address(scope))
+            principal = await identify(self.platform.state, headers, _address(scope))
             settings: Settings = self.platform.state.settings
             closed = principal.anonymous and not settings.auth.anonymous
             if closed and scope["path"] not in OPEN_PATHS:
@@ -77,13 +79,14 @@ class Guard:
             await _secured(error_response(exc))(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        limit = _body_limit(scope, self.platform.state.settings)
-        if limit is not None:
-            declared = Headers(scope=scope).get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                await _secured(error_response(_too_large(limit)))(scope, receive, send)
-                return
-            receive = _counted(receive, limit)
+        if scope["method"] not in _BODILESS:
+            limit = _body_limit(scope, self.platform.state.settings)
+            if limit is not None:
+                declared = headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    await _secured(error_response(_too_large(limit)))(scope, receive, send)
+                    return
+                receive = _counted(receive, limit)
         await self.app(scope, receive, _with_headers(send, self.platform.state.settings))
 
     def _count(self, principal: Principal, address: str | None, rate: int) -> None:
@@ -377,15 +380,22 @@ def _csp(settings: Settings) -> str:
     )
 
 
+_COMMON_RAW = [(k.lower().encode(), v.encode()) for k, v in _COMMON.items()]
+
+
 def _with_headers(send: Send, settings: Settings) -> Send:
+    """``send`` adding the security headers to the response (raw header pairs: this runs
+    for every tile, so it does not parse the headers it extends)."""
+
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            for name, value in _COMMON.items():
-                headers.setdefault(name, value)
-            if headers.get("content-type", "").startswith("text/html"):
-                headers.setdefault("Content-Security-Policy", _csp(settings))
-                headers.setdefault("X-Frame-Options", "DENY")
+            raw: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+            raw += _COMMON_RAW
+            kind = next((v for k, v in raw if k == b"content-type"), b"")
+            if kind.startswith(b"text/html"):
+                raw += [(b"content-security-policy", _csp(settings).encode()),
+                        (b"x-frame-options", b"DENY")]  # fmt: skip
+            message = {**message, "headers": raw}
         await send(message)
 
     return wrapped
