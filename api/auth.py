@@ -67,16 +67,18 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        secured = _with_headers(send, self.platform.state.settings)
         try:
-            principal = await identify(self.platform.state, headers, _address(scope))
+            address = _address(scope)
+            principal = await identify(self.platform.state, headers, address)
             settings: Settings = self.platform.state.settings
             closed = principal.anonymous and not settings.auth.anonymous
             if closed and scope["path"] not in OPEN_PATHS:
                 msg = "this platform needs a key or a token (anonymous access is off)"
                 raise UnauthorizedError(msg)
-            self._count(principal, _address(scope), settings.auth.rate_per_minute)
+            self._count(principal, address, settings.auth.rate_per_minute)
         except SpatialError as exc:
-            await _secured(error_response(exc))(scope, receive, send)
+            await error_response(exc)(scope, receive, secured)
             return
         scope.setdefault("state", {})["principal"] = principal
         if scope["method"] not in _BODILESS:
@@ -84,10 +86,10 @@ class Guard:
             if limit is not None:
                 declared = headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
-                    await _secured(error_response(_too_large(limit)))(scope, receive, send)
+                    await error_response(_too_large(limit))(scope, receive, secured)
                     return
                 receive = _counted(receive, limit)
-        await self.app(scope, receive, _with_headers(send, self.platform.state.settings))
+        await self.app(scope, receive, secured)
 
     def _count(self, principal: Principal, address: str | None, rate: int) -> None:
         """A fixed one-minute window per user (or address) in this worker."""
@@ -357,12 +359,6 @@ def _address(scope: Scope) -> str | None:
 
 
 # -- headers ----------------------------------------------------------------------------------
-
-
-def _secured(response: Any) -> Any:
-    for name, value in _COMMON.items():
-        response.headers[name] = value
-    return response
 
 
 _COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}

@@ -366,7 +366,11 @@ def _agree(sides: list[Side], ports: dict[str, int], windows: list[tuple[float, 
 
 def _wrk_script(side: Side, port: int, windows: list[tuple[float, float, float, float]]) -> Path:
     paths = [side.items.format(port=port, bbox=_bbox(w)).split(f":{port}", 1)[1] for w in windows]
-    lua = WORK / f"{side.name}.lua"
+    return wrk_script(WORK / f"{side.name}.lua", paths)
+
+
+def wrk_script(lua: Path, paths: list[str]) -> Path:
+    """A wrk Lua script cycling over ``paths`` (GET each in turn)."""
     lua.write_text(
         "local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
         "local i = 0\n"

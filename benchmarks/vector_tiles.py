@@ -26,7 +26,6 @@ Usage: ``.venv/bin/python benchmarks/vector_tiles.py [--size 200000] [--duration
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -55,6 +54,7 @@ from features import (
     pygeoapi_env,
     run_pgbench,
     tipg_url,
+    wrk_script,
 )
 from ingest import (
     RESULTS,
@@ -180,17 +180,8 @@ def _check(side: Side, port: int, sample: list[tuple[int, int, int]]) -> None:
 
 
 def _script(side: Side, tiles: list[tuple[int, int, int]]) -> Path:
-    lua = TILES_WORK / f"{side.name.replace(' ', '_')}.lua"
     paths = [_path(_key(side), *t) for t in tiles]
-    lua.write_text(
-        "local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
-        "local i = 0\n"
-        "request = function()\n"
-        "  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\n'
-        "end\n"
-    )
-    return lua
+    return wrk_script(TILES_WORK / f"{side.name.replace(' ', '_')}.lua", paths)
 
 
 def _fill(side: Side, port: int, tiles: list[tuple[int, int, int]]) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from functools import cache
 from typing import Any
 
 import jwt
@@ -154,13 +155,17 @@ def check_password(account: Account | None, password: str) -> bool:
     stored = account.password_hash if account is not None else None
     ok: bool = False
     try:
-        ok = _HASHER.verify(stored or _DUMMY, password)
+        ok = _HASHER.verify(stored or _dummy_hash(), password)
     except (VerifyMismatchError, InvalidHashError):
         ok = False
     return ok and account is not None and account.active and stored is not None
 
 
-_DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
+@cache
+def _dummy_hash() -> str:
+    """A hash to spend a check's time on when the user does not exist (made on first use:
+    at import it cost every ``spatial`` command a hash)."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 # -- API keys ---------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def _admin(request: Request) -> View:
     return seen
 
 
-async def _write(request: Request, work: Callable[[Connection, Actor], T]) -> T:
+async def _in_transaction(request: Request, work: Callable[[Connection, Actor], T]) -> T:
     actor = actor_of(request)
 
     def run() -> T:
@@ -110,14 +110,14 @@ async def departments(request: Request) -> list[dict[str, Any]]:
         rows = conn.execute(text("SELECT id, name FROM platform.departments ORDER BY id"))
         return [dict(r) for r in rows.mappings()]
 
-    return await _write(request, read)
+    return await _in_transaction(request, read)
 
 
 @router.post("/departments", status_code=201, summary="Create a department")
 async def add_department(request: Request, body: NewDepartment) -> dict[str, str]:
     """A new department."""
     _admin(request)
-    await _write(request, lambda c, a: accounts.add_department(c, a, body.id, body.name))
+    await _in_transaction(request, lambda c, a: accounts.add_department(c, a, body.id, body.name))
     return {"id": body.id, "name": body.name}
 
 
@@ -125,14 +125,14 @@ async def add_department(request: Request, body: NewDepartment) -> dict[str, str
 async def users(request: Request) -> list[dict[str, Any]]:
     """Every user with department and roles (never a password)."""
     _admin(request)
-    return await _write(request, lambda c, _: accounts.list_users(c))
+    return await _in_transaction(request, lambda c, _: accounts.list_users(c))
 
 
 @router.post("/users", status_code=201, summary="Create a user or service account")
 async def add_user(request: Request, body: NewUser) -> dict[str, Any]:
     """A new user; a person has a password, a service account (``service``) keys only."""
     _admin(request)
-    user_id = await _write(request, lambda c, a: accounts.add_user(
+    user_id = await _in_transaction(request, lambda c, a: accounts.add_user(
         c, a, body.username, roles=tuple(body.roles), department=body.department,
         password=body.password, service=body.service, display_name=body.display_name,
     ))  # fmt: skip
@@ -152,7 +152,7 @@ async def change_user(request: Request, username: str, body: UserChange) -> dict
         if body.active is not None:
             accounts.set_active(conn, actor, username, active=body.active)
 
-    await _write(request, change)
+    await _in_transaction(request, change)
     return {"username": username}
 
 
@@ -166,7 +166,7 @@ async def add_key(request: Request, username: str, body: NewKey) -> dict[str, An
         msg = "creating a key needs a key or a token"
         raise UnauthorizedError(msg)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=body.days) if body.days else None
-    key = await _write(request, lambda c, a: accounts.create_key(
+    key = await _in_transaction(request, lambda c, a: accounts.create_key(
         c, a, username, name=body.name, expires=expires
     ))  # fmt: skip
     return {"key": key, "prefix": key.split("_")[1], "expires": expires}
@@ -179,7 +179,7 @@ async def revoke_key(request: Request, prefix: str) -> dict[str, str]:
     key = request.app.state.directory.keys.get(prefix)
     if key is None or key.user_id != seen.principal.user_id:
         _admin(request)
-    await _write(request, lambda c, a: accounts.revoke_key(c, a, prefix))
+    await _in_transaction(request, lambda c, a: accounts.revoke_key(c, a, prefix))
     return {"prefix": prefix, "state": "revoked"}
 
 
@@ -190,7 +190,7 @@ async def grants(request: Request, collection: str | None = None) -> list[dict[s
         _admin(request)
     else:
         view_of(request).administrable(collection)
-    return await _write(request, lambda c, _: accounts.list_grants(c, collection))
+    return await _in_transaction(request, lambda c, _: accounts.list_grants(c, collection))
 
 
 @router.post("/grants", status_code=201, summary="Grant a privilege on a collection")
@@ -198,7 +198,7 @@ async def add_grant(request: Request, body: NewGrant) -> dict[str, Any]:
     """Read, write or admin on a collection, optionally on the rows of a CQL2 filter and a
     lon/lat polygon only."""
     view_of(request).administrable(body.collection)
-    grant_id = await _write(request, lambda c, a: accounts.add_grant(
+    grant_id = await _in_transaction(request, lambda c, a: accounts.add_grant(
         c, a, body.collection, body.grantee, body.privilege, row_filter=body.filter,
         area_wkt=body.area,
     ))  # fmt: skip
@@ -214,7 +214,7 @@ async def revoke_grant(request: Request, grant_id: int) -> dict[str, Any]:
         _admin(request)
     else:
         view_of(request).administrable(found.collection_id)
-    await _write(request, lambda c, a: accounts.revoke_grant(c, a, grant_id))
+    await _in_transaction(request, lambda c, a: accounts.revoke_grant(c, a, grant_id))
     return {"id": grant_id, "state": "revoked"}
 
 
@@ -222,7 +222,7 @@ async def revoke_grant(request: Request, grant_id: int) -> dict[str, Any]:
 async def visibility(request: Request, collection_id: str, body: Visibility) -> dict[str, Any]:
     """Make a collection public or private, or give it to a department."""
     view_of(request).administrable(collection_id)
-    await _write(request, lambda c, a: accounts.set_visibility(
+    await _in_transaction(request, lambda c, a: accounts.set_visibility(
         c, a, collection_id, public=body.public, department=body.department
     ))  # fmt: skip
     return {"id": collection_id, **body.model_dump()}
@@ -266,5 +266,5 @@ async def audit_log(
         )  # fmt: skip
         return [dict(r) for r in rows.mappings()]
 
-    entries = await _write(request, read)
+    entries = await _in_transaction(request, read)
     return {"entries": entries, "numberReturned": len(entries)}
