@@ -346,3 +346,38 @@ class QuarantinedFeature(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     geom: Mapped[Any] = mapped_column(Geometry(spatial_index=False), nullable=True)
     created_at: Mapped[dt.datetime] = _now()
+
+
+class RasterItem(Base):
+    """One scene of a raster collection (a STAC Item): footprint, time, bands, COG assets."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        CheckConstraint("id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$'", name="id_format"),
+        Index("items_geom_idx", "geom", postgresql_using="gist"),
+        Index("items_datetime_idx", "datetime", "collection_id", "id"),
+        {"schema": RS},
+    )
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("platform.collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    datetime: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+    )
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    """STAC Item properties: ``eo:bands``, ``proj:*``, ``platform``, ``gsd``..."""
+    assets: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    """STAC assets; ``href`` relative to the data directory."""
+    data_path: Mapped[str] = mapped_column(Text, nullable=False)
+    """What the values are read from: the COG, or a VRT stacking per-band COGs."""
+    web_path: Mapped[str] = mapped_column(Text, nullable=False)
+    """The display COG on the WebMercatorQuad grid (map tiles)."""
+    created_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

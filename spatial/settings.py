@@ -92,6 +92,10 @@ class IngestSettings(BaseSettings):
     """Most entries an archive may hold (a File Geodatabase has tens per layer)."""
     max_uncompressed_mb: int = Field(default=2048, ge=1)
     """Most bytes an archive may expand to, counted while extracting (zip bombs)."""
+    max_raster_bands: int = Field(default=200, ge=1)
+    """Most bands a raster file may declare."""
+    max_raster_gb: float = Field(default=64.0, gt=0)
+    """Largest declared uncompressed size of a raster file, in GiB (decompression bombs)."""
 
 
 class TilesSettings(BaseSettings):

@@ -17,7 +17,7 @@ from spatial.db import resolve_url
 from spatial.settings import Settings
 
 app = typer.Typer(
-    help="Load vector files (and, later, rasters and GPS logs).", no_args_is_help=True
+    help="Load vector files and rasters (and, later, GPS logs).", no_args_is_help=True
 )
 
 
@@ -139,3 +139,63 @@ def _print_findings(report: dict[str, Any]) -> None:
         shown[f["kind"]] += 1
         who = f"key {f['key']}" if f.get("key") is not None else f"feature {f['fid']}"
         err_console.print(f"    {who}: {f['kind']}: {f['detail']}", highlight=False)
+
+
+@app.command()
+@friendly
+def raster(
+    paths: list[Path] = typer.Argument(
+        ..., exists=True, help="Scenes: raster files, or folders of one scene's band files."
+    ),
+    collection: str = typer.Option(..., "--collection", help="Collection id (a-z, 0-9, _)."),
+    datetime_: dt.datetime | None = typer.Option(
+        None, "--datetime", help="Acquisition time [default: from the files' metadata]."
+    ),
+    sensor: str | None = typer.Option(
+        None, help="Sensor of the band table: landsat8, landsat7, sentinel2, demo-4band."
+    ),
+    bands: str | None = typer.Option(None, help="Band names in order, e.g. red,green,blue,nir."),
+    item: str | None = typer.Option(None, help="Item id of a single scene [default: its name]."),
+    title: str | None = typer.Option(None, help="Human title of the collection."),
+    subsystem: list[Subsystem] = typer.Option([], help="Subsystem(s) that show it (repeatable)."),
+    public: bool | None = typer.Option(
+        None, "--public/--private", help="Readable by everyone? [default: as it was; new: no]"
+    ),
+    department: str | None = typer.Option(None, help="The department that owns it."),
+) -> None:
+    """Convert rasters to COGs and catalog them as STAC items of a raster collection."""
+    from spatial.ingest.raster import (  # noqa: PLC0415 - heavy imports, only for this command
+        RasterSource,
+        ingest_raster,
+    )
+
+    settings = Settings()
+    source = RasterSource(
+        paths=tuple(paths),
+        collection_id=collection,
+        title=title,
+        item_id=item,
+        datetime=datetime_,
+        sensor=sensor,
+        bands=tuple(b.strip() for b in bands.split(",")) if bands else (),
+        subsystems=tuple(s.value for s in subsystem),
+        public=public,
+        department=department,
+    )
+    url = resolve_url(settings)
+    with progress_bar() as bar:
+        task = bar.add_task("ingest rasters", total=100)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=round(fraction * 100), description=message)
+
+        outcome = ingest_raster(url, source, settings, on_progress=progress)
+    for entry in outcome.report["scenes"]:
+        console.print(
+            f"[green]loaded[/] scene [bold]{entry['id']}[/] ({entry['datetime']}, bands "
+            f"{', '.join(entry['bands'])}) into [bold]{outcome.record.id}[/]"
+        )
+    console.print(
+        f"{outcome.record.id}: {outcome.record.feature_count} scene(s), version "
+        f"{outcome.record.version}; job {outcome.job_id}"
+    )

@@ -207,9 +207,9 @@ def _stage(progress: ProgressFn, name: str, done: float, message: str | None = N
     progress(start + (end - start) * done, message or name)
 
 
-def _visibility(conn: Connection, source: VectorSource) -> dict[str, Any]:
-    """Who may see the collection: as the source says, else as it was (a new one: its
-    owner's department only)."""
+def visibility(conn: Connection, source: Any) -> dict[str, Any]:
+    """Who may see the collection: as the source says (its ``collection_id``, ``public``
+    and ``department``), else as it was (a new one: its owner's department only)."""
     row = conn.execute(
         text("SELECT is_public, owner_department FROM platform.collections WHERE id = :id"),
         {"id": source.collection_id},
@@ -302,7 +302,7 @@ def _run(
                 kind="vector",
                 description=source.description,
                 subsystems=source.subsystems,
-                **_visibility(conn, source),
+                **visibility(conn, source),
                 properties={
                     "source": source.source_name or source.path.name,
                     "checksum": checksum.result(),

@@ -1,0 +1,500 @@
+"""Raster ingest: files to COGs and STAC items of a raster collection, all or nothing.
+
+For each scene (a file, or a folder of band files, :mod:`spatial.ingest.scenes`):
+
+1. every file is checked (:mod:`spatial.ingest.raster_checks`) before anything is written;
+2. the files become COGs in a new folder of the raster store,
+   ``<data_dir>/rasters/<collection>/<item>/<version>/``: the native COG (one per band
+   file of a multi-file scene, stacked by a VRT), and the WebMercatorQuad display COG
+   for map tiles (:mod:`spatial.ingest.cog`); every output passes ``rio cogeo validate``;
+3. one transaction writes the items (``rs.items``), the collection's catalog entry
+   (extent, time span, bands) and the audit row.
+
+A failure at any step removes the new folders and leaves the catalog as it was; a
+replaced item's old folder is removed only after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from spatial.audit import Actor, audit
+from spatial.catalog import CollectionRecord, upsert_collection
+from spatial.db import engine
+from spatial.errors import InvalidInputError
+from spatial.ingest import cog, jobs
+from spatial.ingest.publish import check_collection_id
+from spatial.ingest.raster_checks import FileInfo, Limits, check_file
+from spatial.ingest.scenes import SENSORS, Scene, describe, scene_files
+from spatial.ingest.vector import SUBSYSTEMS, visibility
+from spatial.settings import Settings
+
+ProgressFn = Callable[[float, str], None]
+STORE = "rasters"
+"""The raster store: ``<data_dir>/rasters``."""
+COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
+_ITEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class RasterSource:
+    """What to ingest: scene paths (each a file or a folder of band files) and options."""
+
+    paths: tuple[Path, ...]
+    collection_id: str
+    title: str | None = None
+    item_id: str | None = None
+    """The item id of a single scene [default: from the product or file name]."""
+    datetime: dt.datetime | None = None
+    """Acquisition time [default: from the files' metadata]."""
+    sensor: str | None = None
+    """A sensor of :data:`spatial.ingest.scenes.SENSORS` (band names and wavelengths)."""
+    bands: tuple[str, ...] = ()
+    """Band names in order, overriding the files' own."""
+    subsystems: tuple[str, ...] = ()
+    description: str | None = None
+    public: bool | None = None
+    department: str | None = None
+    source_name: str | None = None
+
+
+@dataclass(frozen=True)
+class RasterOutcome:
+    """A finished raster ingest."""
+
+    job_id: str
+    record: CollectionRecord
+    items: list[dict[str, Any]]
+    report: dict[str, Any]
+
+
+def store_root(settings: Settings) -> Path:
+    """The folder raster files are stored under."""
+    return settings.data_dir / STORE
+
+
+def validate_source(source: RasterSource) -> None:
+    """Check the options that need no file.
+
+    Raises:
+        InvalidInputError: a bad collection or item id, sensor or subsystem.
+    """
+    check_collection_id(source.collection_id)
+    if not source.paths:
+        raise InvalidInputError("give at least one raster file or scene folder")
+    if source.item_id is not None:
+        if len(source.paths) != 1:
+            raise InvalidInputError("--item names one scene; give one path with it")
+        if not _ITEM.match(source.item_id):
+            msg = f"item id {source.item_id!r}: use letters, digits, _ . - (at most 128)"
+            raise InvalidInputError(msg)
+    if source.sensor is not None and source.sensor not in SENSORS:
+        msg = f"unknown sensor {source.sensor!r}; known: {', '.join(SENSORS)}"
+        raise InvalidInputError(msg)
+    unknown = sorted(set(source.subsystems) - set(SUBSYSTEMS))
+    if unknown:
+        msg = f"unknown subsystem {', '.join(unknown)}; use {', '.join(SUBSYSTEMS)}"
+        raise InvalidInputError(msg)
+
+
+def ingest_raster(
+    url: str,
+    source: RasterSource,
+    settings: Settings,
+    *,
+    actor: str | Actor | None = None,
+    job_id: str | None = None,
+    on_progress: ProgressFn | None = None,
+) -> RasterOutcome:
+    """Ingest raster scenes into a collection as a job, all or nothing.
+
+    Raises:
+        InvalidInputError: a file or option was refused; the job is marked failed and
+            nothing else changed.
+    """
+    who = Actor.of(actor, f"cli:{getpass.getuser()}")
+    if job_id is None:
+        validate_source(source)
+        job_id = jobs.create(
+            url,
+            kind="raster",
+            collection_id=source.collection_id,
+            source=source.source_name or ", ".join(p.name for p in source.paths),
+            options=_options(source),
+            created_by=who.name,
+        )
+    tracker = jobs.Tracker(url, job_id)
+    tracker.start()
+
+    def progress(fraction: float, message: str) -> None:
+        tracker.progress(fraction, message)
+        if on_progress:
+            on_progress(fraction, message)
+
+    report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
+    try:
+        validate_source(source)
+        record, items = _run(url, source, settings, job_id, who, report, progress)
+    except InvalidInputError as exc:
+        report["error"] = str(exc)
+        tracker.finish(ok=False, message=str(exc), report=report)
+        raise
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {exc!r}"
+        report["error"] = reason
+        tracker.finish(ok=False, message=reason, report=report)
+        raise
+    message = f"loaded {len(items)} scene(s) into {record.id}"
+    tracker.finish(ok=True, message=message, report=report)
+    if on_progress:
+        on_progress(1.0, "done")
+    return RasterOutcome(job_id=job_id, record=record, items=items, report=report)
+
+
+def _options(source: RasterSource) -> dict[str, Any]:
+    return {
+        "item": source.item_id,
+        "datetime": source.datetime.isoformat() if source.datetime else None,
+        "sensor": source.sensor,
+        "bands": list(source.bands),
+        "subsystems": list(source.subsystems),
+        "public": source.public,
+        "department": source.department,
+    }
+
+
+def _run(
+    url: str,
+    source: RasterSource,
+    settings: Settings,
+    job_id: str,
+    actor: Actor,
+    report: dict[str, Any],
+    progress: ProgressFn,
+) -> tuple[CollectionRecord, list[dict[str, Any]]]:
+    clock = time.perf_counter()
+    limits = Limits(
+        max_bands=settings.ingest.max_raster_bands,
+        max_gigabytes=settings.ingest.max_raster_gb,
+    )
+    scenes: list[Scene] = []
+    for n, path in enumerate(source.paths):
+        progress(0.2 * n / len(source.paths), f"checking {path.name}")
+        files = [check_file(f, limits) for f in scene_files(path)]
+        if len({d for f in files for d in f.dtypes}) > 1:
+            msg = f"{path.name}: the bands have different data types; convert them to one first"
+            raise InvalidInputError(msg)
+        scenes.append(
+            describe(path, files, item_id=source.item_id, when=source.datetime,
+                     sensor=source.sensor, band_names=source.bands)  # fmt: skip
+        )
+    ids = [s.item_id for s in scenes]
+    if len(set(ids)) != len(ids):
+        msg = f"two scenes would get the same item id ({', '.join(ids)}); ingest them separately"
+        raise InvalidInputError(msg)
+    checked = time.perf_counter() - clock
+    root = store_root(settings)
+    version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.UUID(job_id).hex[:8]}"
+    made: list[Path] = []
+    try:
+        items = []
+        for n, scene in enumerate(scenes):
+            folder = root / source.collection_id / scene.item_id / version
+            made.append(folder)
+            share = 0.2 + 0.7 * n / len(scenes)
+            items.append(_convert(scene, folder, root, settings, progress, share, 0.7 / len(scenes)))
+        progress(0.92, "writing the catalog")
+        with engine(url) as eng, eng.begin() as conn:
+            old = _publish(conn, source, items, actor, job_id)
+            record = _collection(conn, source)
+    except BaseException:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+            _prune(folder.parent, root)
+        raise
+    for path in old:
+        if root / path.parent not in made:
+            shutil.rmtree(root / path.parent, ignore_errors=True)
+    report.update(
+        {
+            "items": [item["id"] for item in items],
+            "timings_s": {"check": round(checked, 3),
+                          "total": round(time.perf_counter() - clock, 3)},
+            "scenes": [
+                {"id": item["id"], "datetime": item["properties"]["datetime"],
+                 "bands": [b["name"] for b in item["properties"]["eo:bands"]],
+                 "files": item["_files"]}
+                for item in items
+            ],
+        }
+    )  # fmt: skip
+    for item in items:
+        item.pop("_files", None)
+    return record, items
+
+
+def _prune(folder: Path, root: Path) -> None:
+    """Remove empty folders from ``folder`` up to (not including) ``root``."""
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _convert(
+    scene: Scene,
+    folder: Path,
+    root: Path,
+    settings: Settings,
+    progress: ProgressFn,
+    start: float,
+    share: float,
+) -> dict[str, Any]:
+    """Write the COGs of one scene into ``folder``; return its STAC item (hrefs relative
+    to the store)."""
+    folder.mkdir(parents=True)
+    first = scene.files[0]
+    dtype, nodata = first.dtypes[0], first.nodata
+    categorical = any(f.has_colormap for f in scene.files)
+    assets: dict[str, dict[str, Any]] = {}
+    steps = len(scene.files) + 1
+    if len(scene.files) == 1:
+        progress(start, f"{scene.item_id}: converting to COG")
+        data = folder / f"{scene.item_id}.tif"
+        _cog_of(scene, 0, first, data, folder, dtype, nodata, categorical)
+        assets["data"] = _asset(data, root, "data", scene, [b.name for b in scene.bands])
+    else:
+        parts = []
+        for i, info in enumerate(scene.files):
+            progress(start + share * i / steps, f"{scene.item_id}: converting {info.path.name}")
+            names = [b.name for b in scene.bands if b.file == i]
+            target = folder / f"{names[0] if len(names) == 1 else info.path.stem}.tif"
+            _cog_of(scene, i, info, target, folder, dtype, nodata, categorical)
+            parts.append((i, target))
+            assets[target.stem] = _asset(target, root, "data", scene, names)
+        bands = [cog.VrtBand(dict(parts)[b.file], b.index, b.name, b.common_name, b.wavelength)
+                 for b in scene.bands]  # fmt: skip
+        data = folder / f"{scene.item_id}.vrt"
+        data.write_text(
+            cog.band_vrt(bands, crs_wkt=first.crs_wkt, dtype=dtype, nodata=nodata,
+                         relative_to=folder)  # fmt: skip
+        )
+    progress(start + share * (steps - 1) / steps, f"{scene.item_id}: display COG")
+    web = folder / f"{scene.item_id}.web.tif"
+    cog.to_web_cog(data, web, categorical=categorical)
+    assets["display"] = _asset(web, root, "visual", scene, [b.name for b in scene.bands])
+    assets["display"]["title"] = "Display copy on the WebMercatorQuad grid (map tiles)"
+    for asset in assets.values():
+        problems = cog.validate(root / asset["href"])
+        if problems:
+            msg = f"{scene.item_id}: the COG written is not valid: {'; '.join(problems)}"
+            raise InvalidInputError(msg)
+    return _item(scene, data, web, root, assets)
+
+
+def _cog_of(
+    scene: Scene, i: int, info: FileInfo, target: Path, folder: Path, dtype: str,
+    nodata: float | None, categorical: bool,
+) -> None:  # fmt: skip
+    """The native COG of file ``i`` of a scene, its bands named (through a VRT)."""
+    bands = [cog.VrtBand(info.path, b.index, b.name, b.common_name, b.wavelength)
+             for b in scene.bands if b.file == i]  # fmt: skip
+    wrapper = folder / f".{target.stem}.source.vrt"
+    tags = {k: v for k, v in info.tags.items() if k not in {"AREA_OR_POINT", "OVERVIEW_RESAMPLING"}}
+    tags["ACQUISITION_DATETIME"] = scene.datetime.astimezone(dt.UTC).isoformat()
+    if scene.sensor:
+        tags["SENSOR"] = scene.sensor
+    wrapper.write_text(
+        cog.band_vrt(bands, crs_wkt=info.crs_wkt, dtype=dtype, nodata=nodata, metadata=tags)
+    )
+    try:
+        cog.to_cog(wrapper, target, categorical=categorical)
+    finally:
+        wrapper.unlink(missing_ok=True)
+
+
+def _asset(path: Path, root: Path, role: str, scene: Scene, names: list[str]) -> dict[str, Any]:
+    return {
+        "href": path.relative_to(root).as_posix(),
+        "type": COG_MEDIA,
+        "roles": [role],
+        "eo:bands": [_eo(b) for b in scene.bands if b.name in names],
+        "file:size": path.stat().st_size,
+    }
+
+
+def _eo(band: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": band.name}
+    if band.common_name:
+        entry["common_name"] = band.common_name
+    if band.wavelength is not None:
+        entry["center_wavelength"] = band.wavelength
+    return entry
+
+
+def _item(
+    scene: Scene, data: Path, web: Path, root: Path, assets: dict[str, Any]
+) -> dict[str, Any]:
+    first = scene.files[0]
+    finest = min(scene.files, key=lambda f: f.resolution[0])
+    crs = pyproj.CRS.from_wkt(first.crs_wkt)
+    footprint = _footprint(scene, crs)
+    gsd = finest.resolution[0] if crs.is_projected else None
+    properties: dict[str, Any] = {
+        "datetime": scene.datetime.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        **scene.properties,
+        "eo:bands": [_eo(b) for b in scene.bands],
+        "raster:bands": [
+            {"data_type": first.dtypes[0], "nodata": first.nodata,
+             "spatial_resolution": scene.files[b.file].resolution[0],
+             **({"scale": s} if (s := scene.files[b.file].scales[b.index - 1]) != 1 else {}),
+             **({"offset": o} if (o := scene.files[b.file].offsets[b.index - 1]) != 0 else {})}
+            for b in scene.bands
+        ],
+        "proj:code": first.crs_code,
+        "proj:shape": [finest.height, finest.width],
+        "proj:transform": list(finest.transform),
+        "proj:bbox": list(finest.bounds),
+    }  # fmt: skip
+    if first.crs_code is None:
+        properties["proj:wkt2"] = first.crs_wkt
+    if gsd is not None:
+        properties["gsd"] = round(gsd, 3)
+    if scene.sensor:
+        properties["sensor"] = scene.sensor
+    return {
+        "id": scene.item_id,
+        "geometry": shapely.geometry.mapping(footprint),
+        "bbox": list(footprint.bounds),
+        "properties": properties,
+        "assets": assets,
+        "_data": data.relative_to(root).as_posix(),
+        "_web": web.relative_to(root).as_posix(),
+        "_files": [f.path.name for f in scene.files],
+    }
+
+
+def _footprint(scene: Scene, crs: pyproj.CRS) -> shapely.Polygon:
+    """The scene's outline in lon/lat (the union of its files' bounds, edges densified)."""
+    to_lonlat = pyproj.Transformer.from_crs(crs, "OGC:CRS84", always_xy=True)
+    w = min(f.bounds[0] for f in scene.files)
+    s = min(f.bounds[1] for f in scene.files)
+    e = max(f.bounds[2] for f in scene.files)
+    n = max(f.bounds[3] for f in scene.files)
+    steps = np.linspace(0.0, 1.0, 21)
+    xs = np.concatenate([w + (e - w) * steps, np.full(21, e), e - (e - w) * steps, np.full(21, w)])
+    ys = np.concatenate([np.full(21, s), s + (n - s) * steps, np.full(21, n), n - (n - s) * steps])
+    lon, lat = to_lonlat.transform(xs, ys)
+    ring = shapely.Polygon(np.column_stack([np.clip(lon, -180, 180), np.clip(lat, -90, 90)]))
+    return shapely.simplify(shapely.make_valid(ring), 1e-7)
+
+
+_UPSERT_ITEM = text(
+    "INSERT INTO rs.items (collection_id, id, datetime, geom, properties, assets, data_path, "
+    "web_path) VALUES (:cid, :id, :datetime, "
+    "ST_Multi(ST_CollectionExtract(ST_GeomFromGeoJSON(:geometry), 3)), :properties, "
+    ":assets, :data, :web) "
+    "ON CONFLICT (collection_id, id) DO UPDATE SET datetime = excluded.datetime, "
+    "geom = excluded.geom, properties = excluded.properties, assets = excluded.assets, "
+    "data_path = excluded.data_path, web_path = excluded.web_path, updated_at = now()"
+).bindparams(bindparam("properties", type_=JSONB), bindparam("assets", type_=JSONB))
+
+
+def _publish(
+    conn: Connection,
+    source: RasterSource,
+    items: list[dict[str, Any]],
+    actor: Actor,
+    job_id: str,
+) -> list[Path]:
+    """Write the items (and a first catalog entry); return the data paths they replace."""
+    existing = conn.execute(
+        text("SELECT kind FROM platform.collections WHERE id = :id FOR UPDATE"),
+        {"id": source.collection_id},
+    ).first()
+    if existing is not None and existing[0] != "raster":
+        msg = f"collection {source.collection_id!r} holds {existing[0]} data, not rasters"
+        raise InvalidInputError(msg)
+    if existing is None:
+        _collection(conn, source)
+    old = conn.execute(
+        text("SELECT data_path FROM rs.items WHERE collection_id = :cid AND id = ANY(:ids)"),
+        {"cid": source.collection_id, "ids": [i["id"] for i in items]},
+    ).all()
+    for item in items:
+        conn.execute(
+            _UPSERT_ITEM,
+            {"cid": source.collection_id, "id": item["id"],
+             "datetime": dt.datetime.fromisoformat(item["properties"]["datetime"]),
+             "geometry": json.dumps(item["geometry"]), "properties": item["properties"],
+             "assets": item["assets"], "data": item.pop("_data"), "web": item.pop("_web")},
+        )  # fmt: skip
+    audit(
+        conn, actor, "ingest", collection_id=source.collection_id,
+        details={"job_id": job_id, "kind": "raster", "items": [i["id"] for i in items],
+                 "replaced": len(old)},
+    )  # fmt: skip
+    return [Path(row[0]) for row in old]
+
+
+def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
+    """(Re)write the collection's catalog entry from its items."""
+    row = conn.execute(
+        text(
+            "SELECT count(*), min(datetime), max(datetime), "
+            "ST_AsText(ST_Multi(ST_Union(geom))), "
+            "(SELECT properties FROM rs.items WHERE collection_id = :cid "
+            " ORDER BY datetime DESC, id LIMIT 1), "
+            "array_agg(DISTINCT properties->>'proj:code') "
+            "FROM rs.items WHERE collection_id = :cid"
+        ),
+        {"cid": source.collection_id},
+    ).one()
+    count, first, last, footprint, latest, codes = row
+    current = conn.execute(
+        text("SELECT title, description, subsystems FROM platform.collections WHERE id = :id"),
+        {"id": source.collection_id},
+    ).first()
+    latest = latest or {}
+    codes = [c for c in (codes or []) if c]
+    record = CollectionRecord(
+        id=source.collection_id,
+        title=source.title or (current[0] if current else source.collection_id),
+        kind="raster",
+        description=source.description or (current[1] if current else None),
+        subsystems=source.subsystems or (tuple(current[2]) if current else ()),
+        keywords=("imagery", "raster"),
+        storage_schema="rs",
+        storage_table="items",
+        storage_path=f"{STORE}/{source.collection_id}",
+        crs=codes[0] if len(codes) == 1 else None,
+        temporal_start=first,
+        temporal_end=last,
+        feature_count=count,
+        properties={
+            "bands": latest.get("eo:bands", []),
+            "raster:bands": latest.get("raster:bands", []),
+            "sensor": latest.get("sensor"),
+            "gsd": latest.get("gsd"),
+        },
+        **visibility(conn, source),
+    )
+    return upsert_collection(conn, record, footprint)
