@@ -26,6 +26,7 @@ from api.routers import (
     ingest,
     landing,
     processes,
+    rasters,
     tiles,
     transactions,
 )
@@ -131,8 +132,9 @@ def create_app(settings: Settings) -> FastAPI:
     errors.register(app)
     _guard(app, settings)
     # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
-    app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES]
+    app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
     app.include_router(tiles.router)
+    app.include_router(rasters.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
     app.include_router(landing.router)

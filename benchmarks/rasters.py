@@ -94,7 +94,7 @@ from rasterio.transform import from_origin
 
 # --- the reference scene -------------------------------------------------------------
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump whenever the generated content changes, so cached scenes are rebuilt."""
 
 SEED = 20_261_129
@@ -107,6 +107,8 @@ ORIGIN = (602_600.0, 2_574_760.0)
 22.90°N."""
 CELL = 10.0
 BANDS = ("blue", "green", "red", "nir")
+ACQUIRED = "2026:03:15 03:05:00"
+"""The acquisition time, in the file's TIFFTAG_DATETIME (the platform catalogs it)."""
 NOISE = 0.035
 """Standard deviation of the multiplicative noise on every cell."""
 PATCH_MIN, PATCH_MAX = 32, 64
@@ -238,6 +240,7 @@ def build_scene(size: int = DEFAULT_SIZE) -> Path:
     }  # fmt: skip
     with rasterio.open(partial, "w", **profile) as dst:
         dst.write(data)
+        dst.update_tags(TIFFTAG_DATETIME=ACQUIRED)
         for band, name in enumerate(BANDS, start=1):
             dst.set_band_description(band, name)
     partial.replace(path)

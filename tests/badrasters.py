@@ -7,34 +7,34 @@ network, no files from elsewhere), and returns one :class:`BadRaster` per case. 
 
 ``expect`` is a lower-case fragment that the refusal message must contain:
 
-=========================  ==========================================================  ===================
-case                       how it is made                                              expect
-=========================  ==========================================================  ===================
-empty_file                 ``scene.tif`` of 0 bytes                                    ``empty``
-text_as_tif                UTF-8 prose named ``notes.tif``                             ``plain text``
-zip_as_tif                 a zip holding a valid GeoTIFF, named ``scene.tif``          ``zip archive``
-png_no_georef              16 x 16 grey PNG from raw bytes, no world file, no .aux     ``not georeferenced``
-tif_no_crs                 GeoTIFF with a north-up geotransform and no CRS             ``no crs``
-engineering_crs            GeoTIFF in a LOCAL_CS (site grid, no datum, no authority)   ``unknown crs``
-unknown_projection         GeoTIFF whose custom WKT uses a made-up projection method   ``unknown crs``
-truncated_tif              first half of a 512 x 512 tiled DEFLATE GeoTIFF (IFD first) ``truncated``
-corrupt_tile               64 bytes of 0xA5 in the middle of tile (1, 0)'s DEFLATE     ``corrupt``
-corrupt_tile_among_many    the same damage in tile (0, 1) of 1,024 16 x 16 tiles       ``corrupt``
-huge_declared              1,000,000 x 1,000,000 sparse tiled BigTIFF of 47 KB (bomb)  ``too large``
-too_many_bands             2,000 bands of 1 x 1 pixel                                  ``bands``
-rotated                    geotransform with rotation/shear terms                      ``rotated``
-zero_pixel_size            geotransform with pixel width and height 0                  ``pixel size``
-nan_pixel_size             geotransform with a NaN pixel width                         ``pixel size``
-outside_area_of_use        EPSG:4326 with longitudes 500..600                          ``outside``
-nodata_out_of_range        uint8 whose GDAL_NODATA tag is patched to -9999 (**)        ``nodata``
-nodata_fractional          uint8 with nodata 0.5                                       ``nodata``
-vrt_file                   a ``.vrt`` whose source is ``/etc/passwd``                  ``vrt``
-folder_mixed_crs           scene folder: B01 in EPSG:32649, B02 in EPSG:4326           ``crs``
-folder_mixed_nodata        scene folder: B01 nodata 0, B02 nodata 255                  ``nodata``
-folder_no_rasters          scene folder with only a .txt and a .md5                    ``no raster``
-empty_folder               an empty scene folder                                       ``no raster``
-truncated_jp2              first half of a 256 x 256 JPEG 2000 in two tiles (*)        ``truncated``
-=========================  ==========================================================  ===================
+=======================  =================  ================================================
+case                     expect             how it is made
+=======================  =================  ================================================
+empty_file               empty              scene.tif of 0 bytes
+text_as_tif              plain text         UTF-8 prose named notes.tif
+zip_as_tif               zip archive        a zip holding a valid GeoTIFF, named scene.tif
+png_no_georef            not georeferenced  16 x 16 grey PNG from raw bytes, no world file
+tif_no_crs               no crs             GeoTIFF with a north-up geotransform, no CRS
+engineering_crs          unknown crs        GeoTIFF in a LOCAL_CS site grid (no authority)
+unknown_projection       unknown crs        custom WKT with a made-up projection method
+truncated_tif            truncated          first half of a 512 x 512 tiled DEFLATE GeoTIFF
+corrupt_tile             corrupt            0xA5 over the middle of tile (1, 0) of four
+corrupt_tile_among_many  corrupt            the same in tile (0, 1) of 1,024 16 x 16 tiles
+huge_declared            too large          10^6 x 10^6 sparse tiled BigTIFF of 47 KB (bomb)
+too_many_bands           bands              2,000 bands of 1 x 1 pixel
+rotated                  rotated            geotransform with rotation and shear terms
+zero_pixel_size          pixel size         geotransform with pixel width and height 0
+nan_pixel_size           pixel size         geotransform with a NaN pixel width
+outside_area_of_use      outside            EPSG:4326 with longitudes 500..600
+nodata_out_of_range      nodata             uint8, GDAL_NODATA tag patched to -9999 (**)
+nodata_fractional        nodata             uint8 with nodata 0.5
+vrt_file                 vrt                a .vrt whose source is /etc/passwd
+folder_mixed_crs         crs                folder: B01 in EPSG:32649, B02 in EPSG:4326
+folder_mixed_nodata      nodata             folder: B01 nodata 0, B02 nodata 255
+folder_no_rasters        no raster          folder with only a .txt and a .md5
+empty_folder             no raster          an empty folder
+truncated_jp2            truncated          first half of a four-tile JPEG 2000 (*)
+=======================  =================  ================================================
 
 (*) only when the rasterio wheel has the JP2OpenJPEG driver; otherwise it is left out.
 (**) rasterio reports no nodata at all for it (``nodatavals`` hides values outside the
@@ -74,6 +74,8 @@ UTM49 = "EPSG:32649"  # WGS 84 / UTM zone 49N, which holds 112E
 STEP = 0.001  # degrees, about 100 m
 NORTH_UP = Affine(STEP, 0.0, 112.0, 0.0, -STEP, 23.0)
 """A north-up grid with its top-left corner at 112E 23N (Guangdong)."""
+SITE_GRID = Affine(1.0, 0.0, 1000.0, 0.0, -1.0, 2000.0)
+"""Metres on a local grid (its origin is not 0: an origin of 0 is valid, but not the point)."""
 HAS_JP2 = "JP2OpenJPEG" in raster_driver_extensions().values()
 
 LOCAL_CS = (
@@ -168,7 +170,7 @@ def damage_tile(path: Path, row: int, col: int) -> Path:
     """Overwrite the middle quarter (64 bytes at most) of one compressed tile with 0xA5;
     the TIFF header and the other tiles stay valid."""
     offset, length = tile_span(path, row, col)
-    if length < 64:  # noqa: PLR2004
+    if length < 64:
         msg = f"tile ({row}, {col}) of {path} is only {length} bytes; nothing to damage"
         raise RuntimeError(msg)
     data = bytearray(path.read_bytes())
@@ -195,7 +197,7 @@ def patch_ascii_tag(path: Path, tag: int, value: str) -> Path:
         entry = ifd + 2 + 12 * i
         found, kind = struct.unpack_from("<HH", data, entry)
         if found == tag:
-            if kind != 2:  # ASCII  # noqa: PLR2004
+            if kind != 2:  # ASCII
                 msg = f"tag {tag} of {path} is of type {kind}, not ASCII"
                 raise RuntimeError(msg)
             encoded = value.encode("ascii") + b"\x00"
@@ -214,7 +216,9 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     height, width = pixels.shape
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     raw = b"".join(b"\x00" + row.astype(np.uint8).tobytes() for row in pixels)
@@ -267,11 +271,11 @@ def b_tif_no_crs(d: Path) -> Path:
 
 
 def b_engineering_crs(d: Path) -> Path:
-    return geotiff(d / "scene.tif", crs=LOCAL_CS, transform=Affine(1.0, 0, 0, 0, -1.0, 100.0))
+    return geotiff(d / "scene.tif", crs=LOCAL_CS, transform=SITE_GRID)
 
 
 def b_unknown_projection(d: Path) -> Path:
-    return geotiff(d / "scene.tif", crs=MYSTERY_WKT, transform=Affine(1.0, 0, 0, 0, -1.0, 100.0))
+    return geotiff(d / "scene.tif", crs=MYSTERY_WKT, transform=SITE_GRID)
 
 
 def b_truncated_tif(d: Path) -> Path:

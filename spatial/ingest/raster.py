@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pyproj
+import rasterio
 import shapely
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -307,7 +308,29 @@ def _convert(
         if problems:
             msg = f"{scene.item_id}: the COG written is not valid: {'; '.join(problems)}"
             raise InvalidInputError(msg)
-    return _item(scene, data, web, root, assets)
+    return _item(scene, data, web, root, assets, _statistics(data))
+
+
+def _statistics(data: Path) -> list[dict[str, float]]:
+    """Per band: minimum, maximum, mean, standard deviation, share of valid pixels and the
+    2nd and 98th percentiles (the default stretch of map tiles), from an overview of at
+    most 1024 pixels a side."""
+    with rasterio.open(data) as src:
+        shrink = max(1.0, max(src.width, src.height) / 1024)
+        shape = (src.count, max(1, round(src.height / shrink)), max(1, round(src.width / shrink)))
+        values = src.read(out_shape=shape, masked=True)
+    out = []
+    for band in values:
+        valid = band.compressed().astype("float64")
+        if valid.size == 0:
+            out.append({"valid_percent": 0.0})
+            continue
+        p2, p98 = np.percentile(valid, [2, 98])
+        out.append({"minimum": float(valid.min()), "maximum": float(valid.max()),
+                    "mean": round(float(valid.mean()), 4), "stddev": round(float(valid.std()), 4),
+                    "valid_percent": round(100.0 * valid.size / band.size, 3),
+                    "percentile_2": float(p2), "percentile_98": float(p98)})  # fmt: skip
+    return out
 
 
 def _cog_of(
@@ -351,8 +374,9 @@ def _eo(band: Any) -> dict[str, Any]:
 
 
 def _item(
-    scene: Scene, data: Path, web: Path, root: Path, assets: dict[str, Any]
-) -> dict[str, Any]:
+    scene: Scene, data: Path, web: Path, root: Path, assets: dict[str, Any],
+    statistics: list[dict[str, float]],
+) -> dict[str, Any]:  # fmt: skip
     first = scene.files[0]
     finest = min(scene.files, key=lambda f: f.resolution[0])
     crs = pyproj.CRS.from_wkt(first.crs_wkt)
@@ -366,8 +390,9 @@ def _item(
             {"data_type": first.dtypes[0], "nodata": first.nodata,
              "spatial_resolution": scene.files[b.file].resolution[0],
              **({"scale": s} if (s := scene.files[b.file].scales[b.index - 1]) != 1 else {}),
-             **({"offset": o} if (o := scene.files[b.file].offsets[b.index - 1]) != 0 else {})}
-            for b in scene.bands
+             **({"offset": o} if (o := scene.files[b.file].offsets[b.index - 1]) != 0 else {}),
+             "statistics": stats}
+            for b, stats in zip(scene.bands, statistics, strict=True)
         ],
         "proj:code": first.crs_code,
         "proj:shape": [finest.height, finest.width],
