@@ -27,6 +27,7 @@ from api.routers import (
     landing,
     processes,
     rasters,
+    stac,
     tiles,
     transactions,
 )
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
     app.include_router(tiles.router)
     app.include_router(rasters.router)
+    app.include_router(stac.router)
     app.include_router(auth.router)
     app.include_router(admin.router)
     app.include_router(landing.router)

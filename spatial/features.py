@@ -136,6 +136,9 @@ class LayerSchema:
     restriction: str | None = None
     """The rows the caller may see, as an SQL condition over ``t`` (from the access
     policy, :mod:`spatial.access`), or None for every row. :func:`source` applies it."""
+    key_kind: str = "numeric"
+    """What ``id`` (the column ``fid``) holds: ``numeric`` feature numbers, or ``text``
+    (STAC item ids)."""
 
     @classmethod
     def of(cls, record: CollectionRecord, restriction: str | None = None) -> LayerSchema:

@@ -274,7 +274,7 @@ class _Compiler:
 
     def _property(self, name: Any) -> Scalar:
         if name == "id":
-            return sql.SQL("t.fid"), "numeric"
+            return sql.SQL("t.fid"), self.layer.key_kind
         if name in GEOMETRY_NAMES:
             return sql.SQL("t.geom"), "geometry"
         column = self.layer.column(str(name))

@@ -1,0 +1,194 @@
+"""The STAC API under ``/stac``: landing page, conformance, collections, items, search
+(GET and POST), queryables and asset downloads (:mod:`spatial.stac`).
+
+Only the raster collections the caller may read exist here; asset downloads go through
+the same check and honour HTTP range requests, so GDAL reads the COGs over
+``/vsicurl/`` as it would from an object store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse
+from psycopg.rows import dict_row
+
+from api.auth import view_of
+from api.ogc import base_url
+from api.routers.rasters import raster_collection
+from spatial import stac
+from spatial.errors import InvalidInputError, NotFoundError
+
+router = APIRouter(prefix="/stac", tags=["STAC"])
+GEOJSON = "application/geo+json"
+
+
+def _readable(request: Request) -> list[str]:
+    return [r.id for r in view_of(request).catalog if r.kind == "raster"]
+
+
+@router.get("", summary="The STAC API landing page")
+async def landing(request: Request) -> dict[str, Any]:
+    base = base_url(request)
+    return {
+        "type": "Catalog",
+        "stac_version": stac.STAC_VERSION,
+        "id": "3s-imagery",
+        "title": "Imagery of the city",
+        "description": "Every scene of the platform's raster collections.",
+        "conformsTo": stac.CONFORMANCE,
+        "links": [
+            {"rel": "self", "type": "application/json", "href": f"{base}/stac"},
+            {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
+            {"rel": "conformance", "type": "application/json", "href": f"{base}/stac/conformance"},
+            {"rel": "data", "type": "application/json", "href": f"{base}/stac/collections"},
+            {"rel": "search", "type": GEOJSON, "method": "GET", "href": f"{base}/stac/search"},
+            {"rel": "search", "type": GEOJSON, "method": "POST", "href": f"{base}/stac/search"},
+            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+             "type": "application/schema+json", "href": f"{base}/stac/queryables"},
+            {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0",
+             "href": f"{base}/openapi"},
+        ]
+        + [
+            {"rel": "child", "type": "application/json", "title": r,
+             "href": f"{base}/stac/collections/{r}"}
+            for r in _readable(request)
+        ],
+    }  # fmt: skip
+
+
+@router.get("/conformance", summary="STAC API conformance classes")
+async def conformance() -> dict[str, Any]:
+    return {"conformsTo": stac.CONFORMANCE}
+
+
+@router.get("/queryables", summary="What a search filter may name")
+async def queryables(request: Request) -> JSONResponse:
+    return JSONResponse(stac.queryables(base_url(request)), media_type="application/schema+json")
+
+
+@router.get("/collections", summary="The imagery collections")
+async def collections(request: Request) -> dict[str, Any]:
+    base = base_url(request)
+    seen = view_of(request)
+    docs = [stac.collection_document(r, base) for r in seen.catalog if r.kind == "raster"]
+    return {"collections": docs,
+            "links": [{"rel": "self", "type": "application/json", "href": f"{base}/stac/collections"},
+                      {"rel": "root", "type": "application/json", "href": f"{base}/stac"}]}  # fmt: skip
+
+
+@router.get("/collections/{collection_id}", summary="One imagery collection")
+async def collection(collection_id: str, request: Request) -> dict[str, Any]:
+    record = raster_collection(view_of(request), collection_id)
+    return stac.collection_document(record, base_url(request))
+
+
+@router.get("/collections/{collection_id}/items", summary="A collection's scenes")
+async def items(collection_id: str, request: Request) -> JSONResponse:
+    raster_collection(view_of(request), collection_id)
+    values: dict[str, Any] = dict(request.query_params)
+    _only(values, {"bbox", "datetime", "limit", "token", "filter", "filter-lang"})
+    values["collections"] = collection_id
+    return await _search(request, stac.Search.parse(values), values, "GET",
+                         f"/stac/collections/{collection_id}/items")  # fmt: skip
+
+
+@router.get("/collections/{collection_id}/items/{item_id}", summary="One scene")
+async def item(collection_id: str, item_id: str, request: Request) -> JSONResponse:
+    raster_collection(view_of(request), collection_id)
+    found = await _rows(request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1),
+                        [collection_id])  # fmt: skip
+    if not found:
+        msg = f"collection {collection_id!r} has no item {item_id!r}"
+        raise NotFoundError(msg)
+    return JSONResponse(stac.item_document(found[0], base_url(request)), media_type=GEOJSON)
+
+
+@router.get("/collections/{collection_id}/items/{item_id}/assets/{key}",
+            summary="An asset's file (COG; range requests)", response_model=None)  # fmt: skip
+async def asset(collection_id: str, item_id: str, key: str, request: Request) -> FileResponse:
+    raster_collection(view_of(request), collection_id)
+    found = await _rows(request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1),
+                        [collection_id])  # fmt: skip
+    if not found or key not in found[0]["assets"]:
+        msg = f"item {item_id!r} of {collection_id!r} has no asset {key!r}"
+        raise NotFoundError(msg)
+    entry = found[0]["assets"][key]
+    root = (request.app.state.settings.data_dir / "rasters").resolve()
+    path = (root / entry["href"]).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        msg = f"the file of asset {key!r} is missing from the raster store"
+        raise NotFoundError(msg)
+    return FileResponse(path, media_type="image/tiff", filename=path.name)
+
+
+@router.get("/search", summary="Search scenes (GET)")
+async def search_get(request: Request) -> JSONResponse:
+    values: dict[str, Any] = dict(request.query_params)
+    _only(values, {"bbox", "datetime", "limit", "token", "filter", "filter-lang", "collections",
+                   "ids", "intersects"})  # fmt: skip
+    if "intersects" in values:
+        try:
+            values["intersects"] = json.loads(values["intersects"])
+        except json.JSONDecodeError:
+            raise InvalidInputError("intersects must be a GeoJSON geometry") from None
+    return await _search(request, stac.Search.parse(values), values, "GET", "/stac/search")
+
+
+@router.post("/search", summary="Search scenes (POST)")
+async def search_post(request: Request) -> JSONResponse:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInputError("the search body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("the search body must be a JSON object")
+    _only(body, {"bbox", "datetime", "limit", "token", "filter", "filter-lang", "collections",
+                 "ids", "intersects"})  # fmt: skip
+    return await _search(request, stac.Search.parse(body), body, "POST", "/stac/search")
+
+
+def _only(values: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        msg = f"unknown search parameter {unknown[0]!r}; use {', '.join(sorted(allowed))}"
+        raise InvalidInputError(msg)
+
+
+async def _rows(request: Request, search: stac.Search, readable: list[str]) -> list[dict[str, Any]]:
+    statement, params = stac.search_statement(search, readable)
+    async with request.app.state.pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(statement, params)
+        return await cur.fetchall()
+
+
+async def _search(
+    request: Request, search: stac.Search, values: dict[str, Any], method: str, path: str
+) -> JSONResponse:
+    rows = await _rows(request, search, _readable(request))
+    base = base_url(request)
+    page = rows[: search.limit]
+    links: list[dict[str, Any]] = [
+        {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
+    ]
+    if len(rows) > search.limit:
+        token = stac.token_of(page[-1])
+        if method == "GET":
+            query = {k: v for k, v in request.query_params.items() if k != "token"}
+            query["token"] = token
+            links.append({"rel": "next", "type": GEOJSON,
+                          "href": f"{base}{path}?{urlencode(query)}"})  # fmt: skip
+        else:
+            links.append({"rel": "next", "type": GEOJSON, "method": "POST", "merge": True,
+                          "href": f"{base}{path}", "body": {**values, "token": token}})  # fmt: skip
+    body = {
+        "type": "FeatureCollection",
+        "features": [stac.item_document(r, base) for r in page],
+        "numberReturned": len(page),
+        "links": links,
+    }
+    return JSONResponse(body, media_type=GEOJSON)
