@@ -98,6 +98,14 @@ DEMO_LAYERS: tuple[DemoLayer, ...] = (
 )
 
 
+DEMO_IMAGERY = ("scene_2025.tif", "scene_2026.tif")
+"""The demo scenes, one collection (``imagery``) of two items."""
+IMAGERY = DemoLayer(
+    "scene_2025.tif, scene_2026.tif", "imagery", "遥感影像 Imagery (4-band, 10 m)",
+    ("land", "environment", "water", "planning"),
+)
+
+
 def load_demo(
     url: str,
     settings: Settings,
@@ -154,4 +162,39 @@ def load_demo(
             settings,
         )
         loaded.append(item.collection_id)
+    if _load_imagery(url, settings, samples_dir, on_step):
+        loaded.append(IMAGERY.collection_id)
     return loaded
+
+
+def _load_imagery(
+    url: str, settings: Settings, samples_dir: Path,
+    on_step: Callable[[DemoLayer, bool], None] | None,
+) -> bool:  # fmt: skip
+    """Ingest the demo scenes whose files changed (each item records its file's sha256)."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from spatial.ingest.raster import RasterSource, ingest_raster  # noqa: PLC0415 - heavy
+
+    paths = [samples_dir / name for name in DEMO_IMAGERY]
+    for path in paths:
+        if not path.is_file():
+            msg = f"{path} is missing; run 'spatial samples build' first"
+            raise InvalidInputError(msg)
+    with engine(url) as eng, eng.connect() as conn:
+        known = dict(conn.execute(text(
+            "SELECT id, properties->>'spatial:source_sha256' FROM rs.items "
+            "WHERE collection_id = :c"), {"c": IMAGERY.collection_id}).all())  # fmt: skip
+    stale = tuple(p for p in paths if known.get(p.stem) != sha256(p))
+    if on_step:
+        on_step(IMAGERY, bool(stale))
+    if not stale:
+        return False
+    ingest_raster(
+        url,
+        RasterSource(paths=stale, collection_id=IMAGERY.collection_id, title=IMAGERY.title,
+                     subsystems=IMAGERY.subsystems, description="Demo data: two 4-band scenes",
+                     public=True),
+        settings,
+    )  # fmt: skip
+    return True

@@ -14,6 +14,9 @@ spheroid (``geography``) when it is geographic.
   property: count and intersected area (e.g. parcel area by land use in a planning zone);
 - ``area-by-zone``: a layer's area within each zone of another layer (e.g. by district);
 - ``nearest``: the k features nearest a point, optionally within a distance.
+
+With imagery (:mod:`spatial.analysis`): ``zonal-statistics``, ``change-detection`` and
+``water-extraction``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import shapely.geometry
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from spatial import analysis
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
 
@@ -37,7 +41,10 @@ _GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
             "description": "A GeoJSON geometry in CRS84 (lon/lat)."}  # fmt: skip
 
 Lookup = Callable[[str], LayerSchema]
-"""The catalog: a collection by id (raises NotFoundError)."""
+"""The catalog: a vector collection by id (raises NotFoundError). The object passed to a
+process is also its context: ``.raster(id)`` (an imagery collection, checked against the
+caller's view), ``.data_dir`` (the raster store's parent) and ``await .publish(frame,
+collection_id, title)`` (a result written back as a new vector collection)."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +254,11 @@ async def _nearest(
     }  # fmt: skip
 
 
+def _optional(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}, "minOccurs": 0,
+            "maxOccurs": 1}  # fmt: skip
+
+
 def _collection_input(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"},
             "minOccurs": 1, "maxOccurs": 1}  # fmt: skip
@@ -300,6 +312,60 @@ PROCESSES: dict[str, Process] = {
                               "minOccurs": 0}},
             {"features": {"schema": {"type": "array"}}},
             _nearest,
+        ),
+        Process(
+            "zonal-statistics", "Zonal statistics of imagery",
+            "Statistics (exact pixel coverage) of a band or an index of a scene over each "
+            "feature of a vector layer, e.g. mean NDVI per parcel or per district; "
+            "optionally written back as a new collection.",
+            {"raster": _collection_input("The imagery collection."),
+             "item": _optional("The scene [default: the newest, or at datetime]."),
+             "datetime": _optional("The newest scene at or before this time."),
+             "expression": _optional("Band math or ndvi/ndwi [default: ndvi]."),
+             "band": _optional("A band name, instead of an expression."),
+             "zones": _collection_input("The vector layer of zones (parcels, districts)."),
+             "stats": {"schema": {"type": "array", "items": {"enum": list(analysis.STATS)}},
+                       "minOccurs": 0},
+             "properties": {"schema": {"type": "array", "items": {"type": "string"}},
+                            "minOccurs": 0, "description": "Zone properties to return."},
+             "output_collection": _optional("Write the result as this new collection.")},
+            {"zones": {"schema": {"type": "array"}}},
+            analysis.run_zonal,
+        ),
+        Process(
+            "change-detection", "Change detection between two scenes",
+            "An index (default NDVI) of two scenes differenced; changes beyond a threshold "
+            "as polygons, and the parcels they cover with their changed area.",
+            {"raster": _collection_input("The imagery collection."),
+             "before": _collection_input("The earlier scene (item id)."),
+             "after": _collection_input("The later scene (item id)."),
+             "index": _optional("Band math or ndvi/ndwi [default: ndvi]."),
+             "threshold": {"schema": {"type": "number", "default": 0.3}, "minOccurs": 0},
+             "direction": {"schema": {"enum": ["decrease", "increase", "both"]},
+                           "minOccurs": 0},
+             "min_area": {"schema": {"type": "number", "default": 300}, "minOccurs": 0,
+                          "description": "Smallest change kept (m²)."},
+             "parcels": _optional("A polygon layer to report the changed features of."),
+             "min_parcel_share": {"schema": {"type": "number", "default": 0.25},
+                                  "minOccurs": 0},
+             "properties": {"schema": {"type": "array", "items": {"type": "string"}},
+                            "minOccurs": 0}},
+            {"changes": {"schema": _GEOJSON}, "parcels": {"schema": {"type": "array"}}},
+            analysis.run_change,
+        ),
+        Process(
+            "water-extraction", "Water extraction",
+            "Water polygons where an index (default NDWI) is above a threshold, e.g. a "
+            "flood extent; optionally written back as a new collection.",
+            {"raster": _collection_input("The imagery collection."),
+             "item": _optional("The scene [default: the newest, or at datetime]."),
+             "datetime": _optional("The newest scene at or before this time."),
+             "index": _optional("Band math [default: ndwi]."),
+             "threshold": {"schema": {"type": "number", "default": 0}, "minOccurs": 0},
+             "min_area": {"schema": {"type": "number", "default": 500}, "minOccurs": 0},
+             "output_collection": _optional("Write the result as this new collection.")},
+            {"water": {"schema": _GEOJSON}},
+            analysis.run_water,
         ),
     )
 }  # fmt: skip

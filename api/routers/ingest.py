@@ -1,4 +1,5 @@
-"""Uploads: ``POST /ingest/vector`` starts an ingest job; ``GET /ingest/jobs/{id}`` follows it.
+"""Uploads: ``POST /ingest/vector`` and ``POST /ingest/raster`` start an ingest job;
+``GET /ingest/jobs/{id}`` follows it.
 
 The upload is written to a private directory under ``var/ingest/uploads`` while its
 size is counted (the request is refused as soon as it passes the limit), a job row is
@@ -34,6 +35,8 @@ from spatial.errors import (
     UnauthorizedError,
 )
 from spatial.ingest import jobs
+from spatial.ingest.raster import RasterSource, check_scene, ingest_raster
+from spatial.ingest.raster import validate_source as validate_raster
 from spatial.ingest.vector import VectorSource, ingest_vector, validate_source
 from spatial.settings import Settings
 
@@ -68,7 +71,7 @@ async def upload_vector(
 
     A steward ingests into their department's collections (a new one becomes theirs), an
     admin into any; nobody else may."""
-    department = _may_ingest(request, collection)
+    department = may_ingest(request, collection)
     actor = actor_of(request)
     settings: Settings = request.app.state.settings
     limit = settings.ingest.max_upload_mb * 1024 * 1024
@@ -114,6 +117,79 @@ async def upload_vector(
     return JSONResponse(job, status_code=202, headers={"Location": location})
 
 
+@router.post("/raster", status_code=202, summary="Upload a raster scene and start its ingest")
+async def upload_raster(
+    request: Request,
+    file: Annotated[list[UploadFile], File(description="One raster file, or one scene's band "
+                                                      "files (and a Landsat *_MTL.txt)")],
+    collection: Annotated[str, Form(description="Collection id (a-z, 0-9, _)")],
+    title: Annotated[str | None, Form()] = None,
+    item: Annotated[str | None, Form(description="Item id [default: from the files]")] = None,
+    datetime: Annotated[dt.datetime | None, Form(description="Acquisition time")] = None,
+    sensor: Annotated[str | None, Form()] = None,
+    bands: Annotated[str | None, Form(description="Band names in order, comma-separated")] = None,
+    subsystem: Annotated[list[str] | None, Form()] = None,
+    public: Annotated[bool | None, Form(description="Readable by everyone?")] = None,
+) -> JSONResponse:
+    """Store the upload, check every file (a refusal is a 400 with the reason, and
+    nothing is kept), then convert and catalog it as a job; answer 202 with the job."""
+    department = may_ingest(request, collection)
+    actor = actor_of(request)
+    settings: Settings = request.app.state.settings
+    limit = settings.ingest.max_upload_mb * 1024 * 1024
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(_too_large(settings))
+    folder = settings.var_dir / "ingest" / "uploads" / uuid.uuid4().hex
+    try:
+        scene_dir = folder / _safe_name(Path(item or (file[0].filename or "scene")).stem)
+        names = await _store_all(file, scene_dir, limit, settings)
+        path = scene_dir / names[0] if len(names) == 1 else scene_dir
+        source = RasterSource(
+            paths=(path,), collection_id=collection, title=title, item_id=item,
+            datetime=datetime, sensor=sensor,
+            bands=tuple(b.strip() for b in bands.split(",")) if bands else (),
+            subsystems=tuple(subsystem or ()), public=public, department=department,
+            source_name=", ".join(names),
+        )  # fmt: skip
+        validate_raster(source)
+        await run_in_threadpool(check_scene, path, settings)
+        job_id = await run_in_threadpool(
+            jobs.create, request.app.state.url, kind="raster", collection_id=collection,
+            source=source.source_name or path.name, options={"collection": collection},
+            created_by=actor.name,
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    request.app.state.ingest_executor.submit(_run_job, request.app, source, job_id, folder, actor)
+    async with request.app.state.pool.connection() as conn:
+        job = await _job(request, conn, job_id)
+    location = str(request.url_for("get_job", job_id=job_id))
+    return JSONResponse(job, status_code=202, headers={"Location": location})
+
+
+async def _store_all(
+    uploads: list[UploadFile], folder: Path, limit: int, settings: Settings
+) -> list[str]:
+    """Write every part to ``folder`` counting bytes; return their names."""
+    if not uploads:
+        raise InvalidInputError("no file in the upload")
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    names = []
+    for upload in uploads:
+        target = folder / _safe_name(upload.filename or "upload")
+        with target.open("wb") as out:
+            while chunk := await upload.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise TooLargeError(_too_large(settings))
+                out.write(chunk)
+        names.append(target.name)
+    return names
+
+
 async def _store(
     uploads: list[UploadFile], folder: Path, limit: int, settings: Settings
 ) -> tuple[Path, str]:
@@ -157,7 +233,7 @@ def _too_large(settings: Settings) -> str:
     return f"the upload is larger than the limit of {settings.ingest.max_upload_mb:,} MiB"
 
 
-def _may_ingest(request: Request, collection: str) -> str | None:
+def may_ingest(request: Request, collection: str) -> str | None:
     """The department a new collection will belong to (None: keep the owner).
 
     Raises:
@@ -182,12 +258,17 @@ def _may_ingest(request: Request, collection: str) -> str | None:
     return who.department
 
 
-def _run_job(app: Any, source: VectorSource, job_id: str, folder: Path, actor: Actor) -> None:
+def _run_job(
+    app: Any, source: VectorSource | RasterSource, job_id: str, folder: Path, actor: Actor
+) -> None:
     """Run one ingest on the worker thread; errors are recorded on the job, not raised."""
     from api.app import load_catalog  # noqa: PLC0415 - avoids an import cycle
 
     try:
-        ingest_vector(app.state.url, source, app.state.settings, actor=actor, job_id=job_id)
+        if isinstance(source, RasterSource):
+            ingest_raster(app.state.url, source, app.state.settings, actor=actor, job_id=job_id)
+        else:
+            ingest_vector(app.state.url, source, app.state.settings, actor=actor, job_id=job_id)
         app.state.catalog = load_catalog(app.state.url)
     except SpatialError:
         pass  # the job row holds the message and the report

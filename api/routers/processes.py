@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,12 +25,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import view_of
+from api.auth import actor_of, view_of
+from api.routers.ingest import may_ingest
+from api.routers.rasters import raster_collection
 from api.deps import Conn, ViewDep
 from api.engine import Engine
 from api.ogc import F_PARAM, base_url, check_parameters, read_body, response_format
 from layers import View
-from spatial import processes
+from spatial import analysis, processes
+from spatial.catalog import CollectionRecord
+from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.errors import (
     InvalidInputError,
     NotFoundError,
@@ -135,8 +140,7 @@ async def execute(process_id: str, request: Request, seen: ViewDep, conn: Conn) 
     process = _process(process_id)
     inputs = await _inputs(request)
 
-    def lookup(collection_id: str) -> LayerSchema:
-        return seen.layer(seen.get(collection_id))
+    lookup = Context(request, seen)
 
     if "respond-async" not in request.headers.get("prefer", ""):
         outputs = await process.run(conn, lookup, inputs)
@@ -151,6 +155,41 @@ async def execute(process_id: str, request: Request, seen: ViewDep, conn: Conn) 
     tasks[job_id].add_done_callback(lambda _: tasks.pop(job_id, None))
     body = await _status(request, conn, job_id)
     return JSONResponse(body, status_code=201, headers={"Location": body["links"][0]["href"]})
+
+
+class Context:
+    """What a process may reach, as the caller sees it (:data:`spatial.processes.Lookup`)."""
+
+    def __init__(self, request: Request, seen: View) -> None:
+        self.request = request
+        self.seen = seen
+        self.data_dir = request.app.state.settings.data_dir
+
+    def __call__(self, collection_id: str) -> LayerSchema:
+        return self.seen.layer(self.seen.get(collection_id))
+
+    def raster(self, collection_id: str) -> CollectionRecord:
+        return raster_collection(self.seen, collection_id)
+
+    async def publish(self, frame: Any, collection_id: str, title: str) -> str:
+        """Write a result back as a new vector collection (stewards and admins)."""
+        department = may_ingest(self.request, collection_id)
+        app = self.request.app
+        source_actor = actor_of(self.request)
+
+        def work() -> str:
+            from api.app import load_catalog  # noqa: PLC0415 - avoids an import cycle
+
+            with analysis.temp_folder() as folder:
+                path = analysis.write_gpkg(frame, Path(folder), collection_id)
+                source = VectorSource(path=path, collection_id=collection_id, title=title,
+                                      department=department, source_name=f"{title}.gpkg")  # fmt: skip
+                outcome = ingest_vector(app.state.url, source, app.state.settings,
+                                        actor=source_actor)  # fmt: skip
+            app.state.catalog = load_catalog(app.state.url)
+            return outcome.record.id
+
+        return str(await run_in_threadpool(work))
 
 
 _JOB_LOCK = "SELECT {}(hashtext('spatial.process'), hashtext(%s))"

@@ -51,7 +51,7 @@ def load(
     folder = source or settings.samples_dir
     url = resolve_url(settings)
     with progress_bar() as bar:
-        task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS))
+        task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS) + 1)
 
         def step(item: DemoLayer, fresh: bool) -> None:
             state = "loading" if fresh else "unchanged"

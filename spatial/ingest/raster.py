@@ -43,7 +43,7 @@ from spatial.ingest import cog, jobs
 from spatial.ingest.publish import check_collection_id
 from spatial.ingest.raster_checks import FileInfo, Limits, check_file
 from spatial.ingest.scenes import SENSORS, Scene, describe, scene_files
-from spatial.ingest.vector import SUBSYSTEMS, visibility
+from spatial.ingest.vector import SUBSYSTEMS, sha256, visibility
 from spatial.settings import Settings
 
 ProgressFn = Callable[[float, str], None]
@@ -112,6 +112,18 @@ def validate_source(source: RasterSource) -> None:
     if unknown:
         msg = f"unknown subsystem {', '.join(unknown)}; use {', '.join(SUBSYSTEMS)}"
         raise InvalidInputError(msg)
+
+
+def check_scene(path: Path, settings: Settings) -> None:
+    """Check the files of one scene path (what the ingest checks first), writing nothing.
+
+    Raises:
+        InvalidInputError: a file is refused.
+    """
+    limits = Limits(max_bands=settings.ingest.max_raster_bands,
+                    max_gigabytes=settings.ingest.max_raster_gb)  # fmt: skip
+    for f in scene_files(path):
+        check_file(f, limits)
 
 
 def ingest_raster(
@@ -405,6 +417,8 @@ def _item(
         properties["gsd"] = round(gsd, 3)
     if scene.sensor:
         properties["sensor"] = scene.sensor
+    if len(scene.files) == 1:
+        properties["spatial:source_sha256"] = sha256(scene.files[0].path)
     return {
         "id": scene.item_id,
         "geometry": shapely.geometry.mapping(footprint),

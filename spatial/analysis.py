@@ -1,0 +1,374 @@
+"""Imagery x vector processes, the 3S link (OGC API - Processes):
+
+- ``zonal-statistics``: statistics of a band or an index (``ndvi``, any band math) of a
+  scene over each feature of a vector layer (exactextract: exact pixel coverage
+  fractions), returned, and optionally written back as a new vector collection;
+- ``change-detection``: the index of two scenes differenced on one grid, changes beyond a
+  threshold polygonised (small blobs sieved out), and the parcels they touch with their
+  changed area: "which parcels were built on this year";
+- ``water-extraction``: NDWI above a threshold as water polygons (a flood extent),
+  optionally written back.
+
+Scenes are read from their native COGs; a second scene on another grid is warped onto
+the first's. Areas are in square metres in the scene's CRS when it is projected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import rasterio
+import shapely
+from exactextract import exact_extract
+from psycopg import sql
+from psycopg.rows import dict_row
+from rasterio.features import shapes, sieve
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import from_bounds
+
+from spatial import imagery
+from spatial.errors import InvalidInputError, NotFoundError
+from spatial.features import LayerSchema, source
+
+STATS = ("mean", "min", "max", "median", "stdev", "sum", "count", "majority")
+MAX_ZONES = 250_000
+MAX_PIXELS = 200_000_000
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A raster item to read: its native data path and bands."""
+
+    collection: str
+    id: str
+    datetime: dt.datetime
+    path: Path
+    bands: tuple[dict[str, Any], ...]
+
+
+async def scene(
+    conn: Any, root: Path, collection: str, item: str | None, when: str | None
+) -> Scene:
+    """An item by id, or the newest at or before ``when`` (or the newest of all).
+
+    Raises:
+        NotFoundError: no such item.
+    """
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT id, datetime, data_path, properties->'eo:bands' AS bands FROM rs.items "
+        "WHERE collection_id = %(c)s AND (%(i)s::text IS NULL OR id = %(i)s) "
+        "AND (%(w)s::timestamptz IS NULL OR datetime <= %(w)s::timestamptz) "
+        "ORDER BY datetime DESC, id LIMIT 1",
+        {"c": collection, "i": item, "w": when},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        what = f"item {item!r}" if item else f"scene at or before {when}" if when else "scene"
+        msg = f"collection {collection!r} has no {what}"
+        raise NotFoundError(msg)
+    return Scene(collection, row["id"], row["datetime"], root / row["data_path"],
+                 tuple(row["bands"] or ()))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where values are computed: CRS, transform and size."""
+
+    crs: Any
+    transform: Any
+    width: int
+    height: int
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        west, north = self.transform.c, self.transform.f
+        return (west, north + self.transform.e * self.height,
+                west + self.transform.a * self.width, north)  # fmt: skip
+
+    @property
+    def pixel_area(self) -> float:
+        return abs(self.transform.a * self.transform.e)
+
+
+def grid_of(path: Path, bounds: tuple[float, float, float, float] | None = None) -> Grid:
+    """The native grid of a scene, cut to ``bounds`` (in its CRS) when given.
+
+    Raises:
+        InvalidInputError: the bounds miss the scene, or too many pixels.
+    """
+    with rasterio.open(path) as src:
+        window = from_bounds(*bounds, transform=src.transform) if bounds else None
+        if window is not None:
+            window = window.round_offsets().round_lengths().intersection(
+                rasterio.windows.Window(0, 0, src.width, src.height))  # fmt: skip
+        transform = src.window_transform(window) if window else src.transform
+        width = int(window.width) if window else src.width
+        height = int(window.height) if window else src.height
+        grid = Grid(src.crs, transform, width, height)
+    if width * height > MAX_PIXELS:
+        msg = f"the area is {width} x {height} pixels, more than {MAX_PIXELS:,}; use a smaller one"
+        raise InvalidInputError(msg)
+    return grid
+
+
+def index_values(item: Scene, expression: str, grid: Grid) -> np.ma.MaskedArray:
+    """An expression of an item's bands on ``grid`` (warped there when the item's own grid
+    differs), masked where any band used is nodata."""
+    parsed = imagery.Expression.parse(expression, item.bands)
+    if len(parsed.trees) != 1:
+        raise InvalidInputError("the expression must give one band")
+    with rasterio.open(item.path) as src:
+        same = src.crs == grid.crs and src.transform.a == grid.transform.a
+        if same:
+            window = from_bounds(*grid.bounds, transform=src.transform).round_offsets()
+            window = rasterio.windows.Window(window.col_off, window.row_off, grid.width,
+                                             grid.height)  # fmt: skip
+            data = src.read(list(parsed.bands), window=window, masked=True, boundless=True)
+        else:
+            with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                           height=grid.height) as vrt:  # fmt: skip
+                data = vrt.read(list(parsed.bands), masked=True)
+    values = parsed.evaluate({n: data[i] for i, n in enumerate(parsed.bands)})
+    return values[0]
+
+
+def polygons(mask: np.ndarray, grid: Grid, min_area: float) -> list[shapely.Geometry]:
+    """The true areas of a boolean raster as polygons in the grid's CRS, blobs smaller
+    than ``min_area`` (m²) removed before polygonising."""
+    pixels = max(1, int(round(min_area / grid.pixel_area)))
+    cleaned = sieve(mask.astype("uint8"), size=pixels, connectivity=8) if pixels > 1 else \
+        mask.astype("uint8")  # fmt: skip
+    found = [shapely.geometry.shape(g) for g, v in
+             shapes(cleaned, mask=cleaned.astype(bool), transform=grid.transform) if v == 1]  # fmt: skip
+    return [p for p in found if p.area >= min_area]
+
+
+async def zones_frame(conn: Any, layer: LayerSchema, crs: Any, bounds: tuple[float, ...] | None,
+                      columns: list[str]) -> gpd.GeoDataFrame:  # fmt: skip
+    """The features of a vector layer (as the caller may see them) in ``crs``, within
+    ``bounds`` (in ``crs``) when given.
+
+    Raises:
+        InvalidInputError: more than :data:`MAX_ZONES` features.
+    """
+    missing = [c for c in columns if c not in layer.fields]
+    if missing:
+        msg = f"collection {layer.id!r} has no property {missing[0]!r}"
+        raise InvalidInputError(msg)
+    where = sql.SQL("TRUE")
+    params: dict[str, Any] = {}
+    if bounds is not None:
+        srid = pyproj.CRS.from_user_input(crs.to_wkt()).to_epsg()
+        if srid is not None:
+            where = sql.SQL("t.geom && ST_Transform(ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, "
+                            "%(srid)s), {})").format(sql.Literal(layer.srid))  # fmt: skip
+            params = dict(zip(("w", "s", "e", "n"), bounds, strict=True)) | {"srid": srid}
+    select = sql.SQL(", ").join([sql.SQL("t.fid"), sql.SQL("ST_AsBinary(t.geom)")]
+                                + [sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns])  # fmt: skip
+    statement = sql.SQL("SELECT {} FROM {} t WHERE {} LIMIT {}").format(
+        select, source(layer), where, sql.Literal(MAX_ZONES + 1))  # fmt: skip
+    cur = await conn.execute(statement, params)
+    rows = await cur.fetchall()
+    if len(rows) > MAX_ZONES:
+        msg = f"more than {MAX_ZONES:,} features; filter the layer or use a smaller area"
+        raise InvalidInputError(msg)
+    frame = gpd.GeoDataFrame(
+        {"id": [r[0] for r in rows], **{c: [r[i + 2] for r in rows] for i, c in enumerate(columns)}},
+        geometry=gpd.GeoSeries.from_wkb([bytes(r[1]) for r in rows], crs=f"EPSG:{layer.srid}"),
+    )  # fmt: skip
+    return frame.to_crs(crs.to_wkt())
+
+
+def zonal(values: np.ma.MaskedArray, grid: Grid, zones: gpd.GeoDataFrame,
+          stats: list[str]) -> pd.DataFrame:  # fmt: skip
+    """``stats`` of ``values`` over each zone (exact coverage fractions)."""
+    if zones.empty:
+        return pd.DataFrame(columns=["id", *stats])
+    filled = np.ma.filled(values.astype("float64"), np.nan)
+    west, south, east, north = grid.bounds
+    from exactextract.raster import NumPyRasterSource  # noqa: PLC0415 - only here
+
+    raster = NumPyRasterSource(filled, west, south, east, north, nodata=np.nan,
+                               srs_wkt=grid.crs.to_wkt())  # fmt: skip
+    result = exact_extract(raster, zones[["id", "geometry"]], stats, include_cols=["id"],
+                           output="pandas", strategy="feature-sequential")  # fmt: skip
+    result["id"] = result["id"].astype(zones["id"].dtype)
+    return result
+
+
+def lonlat_features(geoms: list[shapely.Geometry], crs: Any,
+                    props: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """GeoJSON features in CRS84 from geometries in ``crs``."""
+    if not geoms:
+        return []
+    series = gpd.GeoSeries(geoms, crs=crs.to_wkt()).to_crs("OGC:CRS84")
+    return [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(shapely.set_precision(g, 1e-7))),
+             "properties": p} for g, p in zip(series, props, strict=True)]  # fmt: skip
+
+
+def write_gpkg(frame: gpd.GeoDataFrame, folder: Path, name: str) -> Path:
+    """A GeoPackage of ``frame`` to ingest as a new collection."""
+    path = folder / f"{name}.gpkg"
+    frame.to_file(path, layer=name, driver="GPKG")
+    return path
+
+
+async def threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run CPU work off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def stats_input(inputs: Mapping[str, Any]) -> list[str]:
+    """The ``stats`` input: names of :data:`STATS` (default mean)."""
+    asked = inputs.get("stats") or ["mean"]
+    if isinstance(asked, str):
+        asked = [asked]
+    if not isinstance(asked, list) or not asked or any(s not in STATS for s in asked):
+        msg = f"input 'stats' must be a list of {', '.join(STATS)}"
+        raise InvalidInputError(msg)
+    return list(dict.fromkeys(asked))
+
+
+def temp_folder() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="spatial-process-")
+
+
+def _text(inputs: Mapping[str, Any], name: str, default: str | None = None) -> str | None:
+    value = inputs.get(name, default)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        msg = f"input {name!r} must be a non-empty string"
+        raise InvalidInputError(msg)
+    return value
+
+
+def _number(inputs: Mapping[str, Any], name: str, low: float, high: float, default: float) -> float:
+    value = inputs.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        msg = f"input {name!r} must be a number from {low:g} to {high:g}, not {json.dumps(value)}"
+        raise InvalidInputError(msg)
+    return float(value)
+
+
+async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key: str) -> Scene:
+    collection = _text(inputs, "raster")
+    if collection is None:
+        raise InvalidInputError("input 'raster' (an imagery collection id) is required")
+    ctx.raster(collection)
+    return await scene(conn, ctx.data_dir / "rasters", collection, _text(inputs, item_key),
+                       _text(inputs, "datetime") if item_key == "item" else None)  # fmt: skip
+
+
+async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """zonal-statistics: ``stats`` of ``expression`` (or ``band``) of a scene per zone."""
+    item = await _scene_input(conn, ctx, inputs, "item")
+    expression = _text(inputs, "expression") or _text(inputs, "band") or "ndvi"
+    stats = stats_input(inputs)
+    zones_id = _text(inputs, "zones")
+    if zones_id is None:
+        raise InvalidInputError("input 'zones' (a vector collection id) is required")
+    layer = ctx(zones_id)
+    keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
+    grid = await threaded(grid_of, item.path)
+    zones = await zones_frame(conn, layer, grid.crs, grid.bounds, keep)
+    values = await threaded(index_values, item, expression, grid)
+    table = await threaded(zonal, values, grid, zones, stats)
+    merged = zones.drop(columns="geometry").merge(table, on="id", how="left")
+    records = json.loads(merged.to_json(orient="records", date_format="iso"))
+    out: dict[str, Any] = {"item": item.id, "datetime": item.datetime.isoformat(),
+                           "expression": expression, "zones": records}  # fmt: skip
+    target = _text(inputs, "output_collection")
+    if target is not None:
+        frame = zones.merge(table, on="id", how="left").rename(columns={"id": "zone_id"})
+        out["collection"] = await ctx.publish(frame, target, f"{expression} by {zones_id}")
+    return out
+
+
+async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """change-detection: ``index`` of ``before`` minus ``after`` beyond ``threshold``."""
+    before = await _scene_input(conn, ctx, inputs, "before")
+    after = await _scene_input(conn, ctx, inputs, "after")
+    if before.id == after.id:
+        raise InvalidInputError("inputs 'before' and 'after' must be two different scenes")
+    expression = _text(inputs, "index") or "ndvi"
+    threshold = _number(inputs, "threshold", 0.0, 1000.0, 0.3)
+    direction = _text(inputs, "direction") or "decrease"
+    if direction not in {"decrease", "increase", "both"}:
+        raise InvalidInputError("input 'direction' must be decrease, increase or both")
+    min_area = _number(inputs, "min_area", 0.0, 1e7, 300.0)
+    min_share = _number(inputs, "min_parcel_share", 0.0, 1.0, 0.25)
+    grid = await threaded(grid_of, after.path)
+    old = await threaded(index_values, before, expression, grid)
+    new = await threaded(index_values, after, expression, grid)
+    delta = np.ma.filled(old - new, 0.0) if direction != "increase" else np.ma.filled(new - old, 0.0)
+    changed = np.abs(delta) >= threshold if direction == "both" else delta >= threshold
+    found = await threaded(polygons, changed, grid, min_area)
+    areas = [round(p.area, 1) for p in found]
+    out: dict[str, Any] = {
+        "before": before.id, "after": after.id, "index": expression, "threshold": threshold,
+        "changed_area_m2": round(sum(areas), 1),
+        "changes": {"type": "FeatureCollection", "features": lonlat_features(
+            found, grid.crs, [{"area_m2": a} for a in areas])},
+    }  # fmt: skip
+    parcels_id = _text(inputs, "parcels")
+    if parcels_id is not None and found:
+        layer = ctx(parcels_id)
+        keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
+        parcels = await zones_frame(conn, layer, grid.crs, grid.bounds, keep)
+        out["parcels"] = await threaded(_affected, parcels, found, min_share)
+    elif parcels_id is not None:
+        out["parcels"] = []
+    return out
+
+
+def _affected(parcels: gpd.GeoDataFrame, found: list[shapely.Geometry],
+              min_share: float) -> list[dict[str, Any]]:  # fmt: skip
+    """Parcels with at least ``min_share`` of their area changed."""
+    changes = gpd.GeoDataFrame(geometry=found, crs=parcels.crs)
+    hits = gpd.overlay(parcels, changes, how="intersection", keep_geom_type=True)
+    if hits.empty:
+        return []
+    hits["changed"] = hits.geometry.area
+    per = hits.groupby("id")["changed"].sum()
+    total = parcels.set_index("id").geometry.area
+    share = per / total.loc[per.index]
+    rows = parcels.set_index("id").loc[per.index].drop(columns="geometry")
+    rows["changed_area_m2"] = per.round(1)
+    rows["changed_share"] = share.round(4)
+    rows = rows[rows["changed_share"] >= min_share].sort_values("changed_area_m2", ascending=False)
+    return json.loads(rows.reset_index().to_json(orient="records", date_format="iso"))
+
+
+async def run_water(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """water-extraction: ``index`` (NDWI) above ``threshold`` as polygons."""
+    item = await _scene_input(conn, ctx, inputs, "item")
+    expression = _text(inputs, "index") or "ndwi"
+    threshold = _number(inputs, "threshold", -1000.0, 1000.0, 0.0)
+    min_area = _number(inputs, "min_area", 0.0, 1e7, 500.0)
+    grid = await threaded(grid_of, item.path)
+    values = await threaded(index_values, item, expression, grid)
+    water = np.ma.filled(values > threshold, False)
+    found = await threaded(polygons, water, grid, min_area)
+    areas = [round(p.area, 1) for p in found]
+    out: dict[str, Any] = {
+        "item": item.id, "index": expression, "threshold": threshold,
+        "water_area_m2": round(sum(areas), 1),
+        "water": {"type": "FeatureCollection", "features": lonlat_features(
+            found, grid.crs, [{"area_m2": a} for a in areas])},
+    }  # fmt: skip
+    target = _text(inputs, "output_collection")
+    if target is not None and found:
+        frame = gpd.GeoDataFrame({"area_m2": areas}, geometry=found, crs=grid.crs.to_wkt())
+        out["collection"] = await ctx.publish(frame, target, f"Water from {item.id}")
+    return out
