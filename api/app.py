@@ -134,17 +134,9 @@ def create_app(settings: Settings) -> FastAPI:
     _guard(app, settings)
     # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
     app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
-    app.include_router(tiles.router)
-    app.include_router(rasters.router)
-    app.include_router(stac.router)
-    app.include_router(auth.router)
-    app.include_router(admin.router)
-    app.include_router(landing.router)
-    app.include_router(features.router)
-    app.include_router(transactions.router)
-    app.include_router(processes.router)
-    app.include_router(ingest.router)
-    app.include_router(editions.router)
+    for module in (tiles, rasters, stac, auth, admin, landing, features, transactions,
+                   processes, ingest, editions):  # fmt: skip
+        app.include_router(module.router)
     # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=web.vendor_dir(), check_dir=False), name="vendor")

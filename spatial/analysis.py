@@ -78,8 +78,9 @@ async def scene(
         what = f"item {item!r}" if item else f"scene at or before {when}" if when else "scene"
         msg = f"collection {collection!r} has no {what}"
         raise NotFoundError(msg)
-    return Scene(collection, row["id"], row["datetime"], root / row["data_path"],
-                 tuple(row["bands"] or ()))  # fmt: skip
+    return Scene(
+        collection, row["id"], row["datetime"], root / row["data_path"], tuple(row["bands"] or ())
+    )
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,16 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         west, north = self.transform.c, self.transform.f
-        return (west, north + self.transform.e * self.height,
-                west + self.transform.a * self.width, north)  # fmt: skip
+        return (
+            west,
+            north + self.transform.e * self.height,
+            west + self.transform.a * self.width,
+            north,
+        )
 
     @property
     def pixel_area(self) -> float:
-        return abs(self.transform.a * self.transform.e)
+        return float(abs(self.transform.a * self.transform.e))
 
 
 def grid_of(path: Path, bounds: tuple[float, float, float, float] | None = None) -> Grid:
@@ -111,8 +116,11 @@ def grid_of(path: Path, bounds: tuple[float, float, float, float] | None = None)
     with rasterio.open(path) as src:
         window = from_bounds(*bounds, transform=src.transform) if bounds else None
         if window is not None:
-            window = window.round_offsets().round_lengths().intersection(
-                rasterio.windows.Window(0, 0, src.width, src.height))  # fmt: skip
+            window = (
+                window.round_offsets()
+                .round_lengths()
+                .intersection(rasterio.windows.Window(0, 0, src.width, src.height))
+            )
         transform = src.window_transform(window) if window else src.transform
         width = int(window.width) if window else src.width
         height = int(window.height) if window else src.height
@@ -133,30 +141,39 @@ def index_values(item: Scene, expression: str, grid: Grid) -> np.ma.MaskedArray:
         same = src.crs == grid.crs and src.transform.a == grid.transform.a
         if same:
             window = from_bounds(*grid.bounds, transform=src.transform).round_offsets()
-            window = rasterio.windows.Window(window.col_off, window.row_off, grid.width,
-                                             grid.height)  # fmt: skip
+            window = rasterio.windows.Window(
+                window.col_off, window.row_off, grid.width, grid.height
+            )
             data = src.read(list(parsed.bands), window=window, masked=True, boundless=True)
         else:
-            with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                           height=grid.height) as vrt:  # fmt: skip
+            with WarpedVRT(
+                src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height
+            ) as vrt:
                 data = vrt.read(list(parsed.bands), masked=True)
     values = parsed.evaluate({n: data[i] for i, n in enumerate(parsed.bands)})
-    return values[0]
+    return np.ma.asarray(values[0])
 
 
 def polygons(mask: np.ndarray, grid: Grid, min_area: float) -> list[shapely.Geometry]:
     """The true areas of a boolean raster as polygons in the grid's CRS, blobs smaller
     than ``min_area`` (m²) removed before polygonising."""
-    pixels = max(1, int(round(min_area / grid.pixel_area)))
-    cleaned = sieve(mask.astype("uint8"), size=pixels, connectivity=8) if pixels > 1 else \
-        mask.astype("uint8")  # fmt: skip
-    found = [shapely.geometry.shape(g) for g, v in
-             shapes(cleaned, mask=cleaned.astype(bool), transform=grid.transform) if v == 1]  # fmt: skip
+    pixels = max(1, round(min_area / grid.pixel_area))
+    cleaned = (
+        sieve(mask.astype("uint8"), size=pixels, connectivity=8)
+        if pixels > 1
+        else mask.astype("uint8")
+    )
+    found = [
+        shapely.geometry.shape(g)
+        for g, v in shapes(cleaned, mask=cleaned.astype(bool), transform=grid.transform)
+        if v == 1
+    ]
     return [p for p in found if p.area >= min_area]
 
 
-async def zones_frame(conn: Any, layer: LayerSchema, crs: Any, bounds: tuple[float, ...] | None,
-                      columns: list[str]) -> gpd.GeoDataFrame:  # fmt: skip
+async def zones_frame(
+    conn: Any, layer: LayerSchema, crs: Any, bounds: tuple[float, ...] | None, columns: list[str]
+) -> gpd.GeoDataFrame:
     """The features of a vector layer (as the caller may see them) in ``crs``, within
     ``bounds`` (in ``crs``) when given.
 
@@ -167,32 +184,40 @@ async def zones_frame(conn: Any, layer: LayerSchema, crs: Any, bounds: tuple[flo
     if missing:
         msg = f"collection {layer.id!r} has no property {missing[0]!r}"
         raise InvalidInputError(msg)
-    where = sql.SQL("TRUE")
+    where: sql.Composable = sql.SQL("TRUE")
     params: dict[str, Any] = {}
     if bounds is not None:
         srid = pyproj.CRS.from_user_input(crs.to_wkt()).to_epsg()
         if srid is not None:
-            where = sql.SQL("t.geom && ST_Transform(ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, "
-                            "%(srid)s), {})").format(sql.Literal(layer.srid))  # fmt: skip
+            where = sql.SQL(
+                "t.geom && ST_Transform(ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, %(srid)s), {})"
+            ).format(sql.Literal(layer.srid))
             params = dict(zip(("w", "s", "e", "n"), bounds, strict=True)) | {"srid": srid}
-    select = sql.SQL(", ").join([sql.SQL("t.fid"), sql.SQL("ST_AsBinary(t.geom)")]
-                                + [sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns])  # fmt: skip
+    select = sql.SQL(", ").join(
+        [sql.SQL("t.fid"), sql.SQL("ST_AsBinary(t.geom)")]
+        + [sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns]
+    )
     statement = sql.SQL("SELECT {} FROM {} t WHERE {} LIMIT {}").format(
-        select, source(layer), where, sql.Literal(MAX_ZONES + 1))  # fmt: skip
+        select, source(layer), where, sql.Literal(MAX_ZONES + 1)
+    )
     cur = await conn.execute(statement, params)
     rows = await cur.fetchall()
     if len(rows) > MAX_ZONES:
         msg = f"more than {MAX_ZONES:,} features; filter the layer or use a smaller area"
         raise InvalidInputError(msg)
     frame = gpd.GeoDataFrame(
-        {"id": [r[0] for r in rows], **{c: [r[i + 2] for r in rows] for i, c in enumerate(columns)}},
+        {
+            "id": [r[0] for r in rows],
+            **{c: [r[i + 2] for r in rows] for i, c in enumerate(columns)},
+        },
         geometry=gpd.GeoSeries.from_wkb([bytes(r[1]) for r in rows], crs=f"EPSG:{layer.srid}"),
-    )  # fmt: skip
+    )
     return frame.to_crs(crs.to_wkt())
 
 
-def zonal(values: np.ma.MaskedArray, grid: Grid, zones: gpd.GeoDataFrame,
-          stats: list[str]) -> pd.DataFrame:  # fmt: skip
+def zonal(
+    values: np.ma.MaskedArray, grid: Grid, zones: gpd.GeoDataFrame, stats: list[str]
+) -> pd.DataFrame:
     """``stats`` of ``values`` over each zone (exact coverage fractions)."""
     if zones.empty:
         return pd.DataFrame(columns=["id", *stats])
@@ -200,22 +225,36 @@ def zonal(values: np.ma.MaskedArray, grid: Grid, zones: gpd.GeoDataFrame,
     west, south, east, north = grid.bounds
     from exactextract.raster import NumPyRasterSource  # noqa: PLC0415 - only here
 
-    raster = NumPyRasterSource(filled, west, south, east, north, nodata=np.nan,
-                               srs_wkt=grid.crs.to_wkt())  # fmt: skip
-    result = exact_extract(raster, zones[["id", "geometry"]], stats, include_cols=["id"],
-                           output="pandas", strategy="feature-sequential")  # fmt: skip
+    raster = NumPyRasterSource(
+        filled, west, south, east, north, nodata=np.nan, srs_wkt=grid.crs.to_wkt()
+    )
+    result = exact_extract(
+        raster,
+        zones[["id", "geometry"]],
+        stats,
+        include_cols=["id"],
+        output="pandas",
+        strategy="feature-sequential",
+    )
     result["id"] = result["id"].astype(zones["id"].dtype)
     return result
 
 
-def lonlat_features(geoms: list[shapely.Geometry], crs: Any,
-                    props: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+def lonlat_features(
+    geoms: list[shapely.Geometry], crs: Any, props: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """GeoJSON features in CRS84 from geometries in ``crs``."""
     if not geoms:
         return []
     series = gpd.GeoSeries(geoms, crs=crs.to_wkt()).to_crs("OGC:CRS84")
-    return [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(shapely.set_precision(g, 1e-7))),
-             "properties": p} for g, p in zip(series, props, strict=True)]  # fmt: skip
+    return [
+        {
+            "type": "Feature",
+            "geometry": json.loads(shapely.to_geojson(shapely.set_precision(g, 1e-7))),
+            "properties": p,
+        }
+        for g, p in zip(series, props, strict=True)
+    ]
 
 
 def write_gpkg(frame: gpd.GeoDataFrame, folder: Path, name: str) -> Path:
@@ -266,8 +305,13 @@ async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key:
     if collection is None:
         raise InvalidInputError("input 'raster' (an imagery collection id) is required")
     ctx.raster(collection)
-    return await scene(conn, ctx.data_dir / "rasters", collection, _text(inputs, item_key),
-                       _text(inputs, "datetime") if item_key == "item" else None)  # fmt: skip
+    return await scene(
+        conn,
+        ctx.data_dir / "rasters",
+        collection,
+        _text(inputs, item_key),
+        _text(inputs, "datetime") if item_key == "item" else None,
+    )
 
 
 async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -286,8 +330,12 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
     table = await threaded(zonal, values, grid, zones, stats)
     merged = zones.drop(columns="geometry").merge(table, on="id", how="left")
     records = json.loads(merged.to_json(orient="records", date_format="iso"))
-    out: dict[str, Any] = {"item": item.id, "datetime": item.datetime.isoformat(),
-                           "expression": expression, "zones": records}  # fmt: skip
+    out: dict[str, Any] = {
+        "item": item.id,
+        "datetime": item.datetime.isoformat(),
+        "expression": expression,
+        "zones": records,
+    }
     target = _text(inputs, "output_collection")
     if target is not None:
         frame = zones.merge(table, on="id", how="left").rename(columns={"id": "zone_id"})
@@ -311,16 +359,23 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
     grid = await threaded(grid_of, after.path)
     old = await threaded(index_values, before, expression, grid)
     new = await threaded(index_values, after, expression, grid)
-    delta = np.ma.filled(old - new, 0.0) if direction != "increase" else np.ma.filled(new - old, 0.0)
+    delta = (
+        np.ma.filled(old - new, 0.0) if direction != "increase" else np.ma.filled(new - old, 0.0)
+    )
     changed = np.abs(delta) >= threshold if direction == "both" else delta >= threshold
     found = await threaded(polygons, changed, grid, min_area)
     areas = [round(p.area, 1) for p in found]
     out: dict[str, Any] = {
-        "before": before.id, "after": after.id, "index": expression, "threshold": threshold,
+        "before": before.id,
+        "after": after.id,
+        "index": expression,
+        "threshold": threshold,
         "changed_area_m2": round(sum(areas), 1),
-        "changes": {"type": "FeatureCollection", "features": lonlat_features(
-            found, grid.crs, [{"area_m2": a} for a in areas])},
-    }  # fmt: skip
+        "changes": {
+            "type": "FeatureCollection",
+            "features": lonlat_features(found, grid.crs, [{"area_m2": a} for a in areas]),
+        },
+    }
     parcels_id = _text(inputs, "parcels")
     if parcels_id is not None and found:
         layer = ctx(parcels_id)
@@ -332,8 +387,9 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
     return out
 
 
-def _affected(parcels: gpd.GeoDataFrame, found: list[shapely.Geometry],
-              min_share: float) -> list[dict[str, Any]]:  # fmt: skip
+def _affected(
+    parcels: gpd.GeoDataFrame, found: list[shapely.Geometry], min_share: float
+) -> list[dict[str, Any]]:
     """Parcels with at least ``min_share`` of their area changed."""
     changes = gpd.GeoDataFrame(geometry=found, crs=parcels.crs)
     hits = gpd.overlay(parcels, changes, how="intersection", keep_geom_type=True)
@@ -347,7 +403,10 @@ def _affected(parcels: gpd.GeoDataFrame, found: list[shapely.Geometry],
     rows["changed_area_m2"] = per.round(1)
     rows["changed_share"] = share.round(4)
     rows = rows[rows["changed_share"] >= min_share].sort_values("changed_area_m2", ascending=False)
-    return json.loads(rows.reset_index().to_json(orient="records", date_format="iso"))
+    listed: list[dict[str, Any]] = json.loads(
+        rows.reset_index().to_json(orient="records", date_format="iso")
+    )
+    return listed
 
 
 async def run_water(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -362,11 +421,15 @@ async def run_water(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
     found = await threaded(polygons, water, grid, min_area)
     areas = [round(p.area, 1) for p in found]
     out: dict[str, Any] = {
-        "item": item.id, "index": expression, "threshold": threshold,
+        "item": item.id,
+        "index": expression,
+        "threshold": threshold,
         "water_area_m2": round(sum(areas), 1),
-        "water": {"type": "FeatureCollection", "features": lonlat_features(
-            found, grid.crs, [{"area_m2": a} for a in areas])},
-    }  # fmt: skip
+        "water": {
+            "type": "FeatureCollection",
+            "features": lonlat_features(found, grid.crs, [{"area_m2": a} for a in areas]),
+        },
+    }
     target = _text(inputs, "output_collection")
     if target is not None and found:
         frame = gpd.GeoDataFrame({"area_m2": areas}, geometry=found, crs=grid.crs.to_wkt())

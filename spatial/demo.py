@@ -101,7 +101,9 @@ DEMO_LAYERS: tuple[DemoLayer, ...] = (
 DEMO_IMAGERY = ("scene_2025.tif", "scene_2026.tif")
 """The demo scenes, one collection (``imagery``) of two items."""
 IMAGERY = DemoLayer(
-    "scene_2025.tif, scene_2026.tif", "imagery", "遥感影像 Imagery (4-band, 10 m)",
+    "scene_2025.tif, scene_2026.tif",
+    "imagery",
+    "遥感影像 Imagery (4-band, 10 m)",
     ("land", "environment", "water", "planning"),
 )
 
@@ -182,7 +184,7 @@ def _load_imagery(
             msg = f"{path} is missing; run 'spatial samples build' first"
             raise InvalidInputError(msg)
     with engine(url) as eng, eng.connect() as conn:
-        known = dict(conn.execute(text(
+        known: dict[str, str | None] = dict(conn.execute(text(
             "SELECT id, properties->>'spatial:source_sha256' FROM rs.items "
             "WHERE collection_id = :c"), {"c": IMAGERY.collection_id}).all())  # fmt: skip
     stale = tuple(p for p in paths if known.get(p.stem) != sha256(p))

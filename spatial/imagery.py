@@ -28,17 +28,28 @@ from spatial.errors import InvalidInputError
 
 Masked = np.ma.MaskedArray
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "sqrt": np.ma.sqrt, "abs": np.ma.abs, "log": np.ma.log, "log10": np.ma.log10,
-    "exp": np.ma.exp, "where": np.ma.where, "minimum": np.ma.minimum, "maximum": np.ma.maximum,
-}  # fmt: skip
+    "sqrt": np.ma.sqrt,
+    "abs": np.ma.abs,
+    "log": np.ma.log,
+    "log10": np.ma.log10,
+    "exp": np.ma.exp,
+    "where": np.ma.where,
+    "minimum": np.ma.minimum,
+    "maximum": np.ma.maximum,
+}
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: np.ma.add, ast.Sub: np.ma.subtract, ast.Mult: np.ma.multiply,
-    ast.Div: np.ma.true_divide, ast.Pow: np.ma.power,
-}  # fmt: skip
+    ast.Add: np.ma.add,
+    ast.Sub: np.ma.subtract,
+    ast.Mult: np.ma.multiply,
+    ast.Div: np.ma.true_divide,
+    ast.Pow: np.ma.power,
+}
 _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Gt: np.ma.greater, ast.GtE: np.ma.greater_equal, ast.Lt: np.ma.less,
+    ast.Gt: np.ma.greater,
+    ast.GtE: np.ma.greater_equal,
+    ast.Lt: np.ma.less,
     ast.LtE: np.ma.less_equal,
-}  # fmt: skip
+}
 MAX_EXPRESSION = 500
 """Longest expression accepted, in characters."""
 INDICES = {
@@ -96,8 +107,10 @@ class Expression:
         """The expression's bands as a float32 masked array (bands, rows, cols)."""
         arrays = {k: np.ma.asarray(v, dtype="float64") for k, v in arrays.items()}
         with np.errstate(all="ignore"):
-            out = [np.ma.masked_invalid(np.ma.asarray(_eval(t, arrays, self.names), "float64"))
-                   for t in self.trees]  # fmt: skip
+            out: list[Masked] = [
+                np.ma.masked_invalid(np.ma.asarray(_eval(t, arrays, self.names), "float64"))
+                for t in self.trees
+            ]
         stacked = np.ma.stack([np.ma.array(o, copy=False) for o in out]).astype("float32")
         return np.ma.masked_invalid(stacked)
 
@@ -118,9 +131,12 @@ def _check(node: ast.AST, names: Mapping[str, int]) -> set[int]:
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
         return _check(node.left, names) | _check(node.comparators[0], names)
     if (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        and node.func.id in _FUNCTIONS and not node.keywords and 1 <= len(node.args) <= 3
-    ):  # fmt: skip
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+        and 1 <= len(node.args) <= 3
+    ):
         return set().union(*(_check(a, names) for a in node.args))
     shown = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
     msg = (
@@ -132,12 +148,13 @@ def _check(node: ast.AST, names: Mapping[str, int]) -> set[int]:
 
 def _eval(node: ast.AST, arrays: Mapping[int, Masked], names: Mapping[str, int]) -> Any:
     if isinstance(node, ast.Constant):
-        return float(node.value)
+        return float(node.value)  # type: ignore[arg-type]
     if isinstance(node, ast.Name):
         return arrays[names[node.id]]
     if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_eval(node.left, arrays, names),
-                                      _eval(node.right, arrays, names))  # fmt: skip
+        return _BINARY[type(node.op)](
+            _eval(node.left, arrays, names), _eval(node.right, arrays, names)
+        )
     if isinstance(node, ast.UnaryOp):
         value = _eval(node.operand, arrays, names)
         return -value if isinstance(node.op, ast.USub) else value
@@ -186,13 +203,13 @@ def colormap(name: str) -> npt.NDArray[np.uint8]:
     if name.lower() not in cmap.list():
         msg = f"colormap {name!r} is unknown; use e.g. rdylgn, viridis, greys, blues, terrain"
         raise InvalidInputError(msg)
-    table = cmap.get(name.lower())
+    table: dict[int, tuple[int, int, int, int]] = dict(cmap.get(name.lower()))  # type: ignore[arg-type]
     return np.array([table.get(i, (0, 0, 0, 0)) for i in range(256)], dtype=np.uint8)
 
 
 def to_bytes(data: Masked, ranges: list[tuple[float, float]] | None) -> Masked:
     """Scale each band to 0..255 (by ``ranges``, else as is) as uint8, keeping the mask."""
-    values = np.ma.asarray(data, dtype="float32")
+    values: Masked = np.ma.asarray(data, dtype="float32")
     if ranges is not None:
         low = np.array([r[0] for r in ranges], "float32")[:, None, None]
         high = np.array([r[1] for r in ranges], "float32")[:, None, None]
@@ -214,7 +231,7 @@ def rgba(data: Masked, lut: npt.NDArray[np.uint8] | None) -> npt.NDArray[np.uint
         out[..., :3] = np.moveaxis(picked, 0, -1)
         out[..., 3] = 255
     out[mask, 3] = 0
-    return out
+    return np.asarray(out, dtype=np.uint8)
 
 
 def png(pixels: npt.NDArray[np.uint8], level: int = 2) -> bytes:
@@ -226,8 +243,16 @@ def png(pixels: npt.NDArray[np.uint8], level: int = 2) -> bytes:
     raw[:, 1:] = pixels.reshape(height, width * 4)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"".join((b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header),
-                     chunk(b"IDAT", zlib.compress(raw.tobytes(), level)), chunk(b"IEND", b"")))  # fmt: skip
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(raw.tobytes(), level)),
+            chunk(b"IEND", b""),
+        )
+    )

@@ -53,18 +53,23 @@ QUERYABLES: dict[str, tuple[str, str, str]] = {
     "platform": ("text", "t.properties->>'platform'", "Satellite or aircraft"),
     "sensor": ("text", "t.properties->>'sensor'", "Sensor band table"),
     "gsd": ("double precision", "(t.properties->>'gsd')::float8", "Ground sample distance (m)"),
-    "eo:cloud_cover": ("double precision", "(t.properties->>'eo:cloud_cover')::float8",
-                       "Cloud cover (%)"),
+    "eo:cloud_cover": (
+        "double precision",
+        "(t.properties->>'eo:cloud_cover')::float8",
+        "Cloud cover (%)",
+    ),
     "proj:code": ("text", "t.properties->>'proj:code'", "CRS of the data"),
-}  # fmt: skip
+}
 """What a ``filter`` may name (besides ``id`` and ``geometry``): type, SQL, title."""
 MAX_LIMIT = 1000
 
 
 def _items_table() -> sql.Composable:
-    columns = [sql.SQL("{} AS {}").format(sql.SQL(expr.replace("t.", "i.")), sql.Identifier(name))
-               for name, (_t, expr, _d) in QUERYABLES.items() if name not in {"collection",
-                                                                               "datetime"}]  # fmt: skip
+    columns = [
+        sql.SQL("{} AS {}").format(sql.SQL(expr.replace("t.", "i.")), sql.Identifier(name))
+        for name, (_t, expr, _d) in QUERYABLES.items()
+        if name not in {"collection", "datetime"}
+    ]
     return sql.SQL(
         "(SELECT i.collection_id AS collection, i.id AS fid, i.datetime, i.geom, "
         "i.properties, i.assets, {} FROM rs.items i)"
@@ -117,7 +122,9 @@ class Search:
                 raise InvalidInputError(f"bbox {bbox!r} must be 4 numbers: west,south,east,north")
             box = (numbers[0], numbers[1], numbers[2], numbers[3])
         intersects = values.get("intersects")
-        if intersects is not None and (not isinstance(intersects, dict) or "type" not in intersects):
+        if intersects is not None and (
+            not isinstance(intersects, dict) or "type" not in intersects
+        ):
             raise InvalidInputError("intersects must be a GeoJSON geometry object")
         if box is not None and intersects is not None:
             raise InvalidInputError("give bbox or intersects, not both")
@@ -156,7 +163,9 @@ def _limit(value: Any) -> int:
     except (TypeError, ValueError):
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInputError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+        raise InvalidInputError(
+            f"limit must be a whole number from 1 to {MAX_LIMIT}, not {value!r}"
+        )
     return limit
 
 
@@ -175,7 +184,9 @@ def _token(value: Any) -> tuple[str, str, str] | None:
         dt.datetime.fromisoformat(key[0])
         return (str(key[0]), str(key[1]), str(key[2]))
     except (ValueError, TypeError, IndexError, KeyError):
-        raise InvalidInputError(f"token {str(value)[:40]!r} is not a token this server gave") from None
+        raise InvalidInputError(
+            f"token {str(value)[:40]!r} is not a token this server gave"
+        ) from None
 
 
 def search_statement(search: Search, readable: list[str]) -> tuple[sql.Composed, Params]:
@@ -190,11 +201,17 @@ def search_statement(search: Search, readable: list[str]) -> tuple[sql.Composed,
         where.append(sql.SQL("t.fid = ANY({})").format(params.bind(list(search.ids))))
     if search.bbox is not None:
         w, s, e, n = search.bbox
-        where.append(sql.SQL("t.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326)").format(
-            params.bind(w), params.bind(s), params.bind(e), params.bind(n)))  # fmt: skip
+        where.append(
+            sql.SQL("t.geom && ST_MakeEnvelope({}, {}, {}, {}, 4326)").format(
+                params.bind(w), params.bind(s), params.bind(e), params.bind(n)
+            )
+        )
     if search.intersects is not None:
-        where.append(sql.SQL("ST_Intersects(t.geom, ST_SetSRID(ST_GeomFromGeoJSON({}), 4326))")
-                     .format(params.bind(json.dumps(search.intersects))))  # fmt: skip
+        where.append(
+            sql.SQL("ST_Intersects(t.geom, ST_SetSRID(ST_GeomFromGeoJSON({}), 4326))").format(
+                params.bind(json.dumps(search.intersects))
+            )
+        )
     if search.datetime is not None:
         start, end = search.datetime
         if start is not None:
@@ -206,8 +223,11 @@ def search_statement(search: Search, readable: list[str]) -> tuple[sql.Composed,
         where.append(filters.compile_filter(search.filter, SCHEMA, params))
     if search.token is not None:
         at, collection, fid = search.token
-        where.append(sql.SQL("(t.datetime, t.collection, t.fid) < ({}::timestamptz, {}, {})")
-                     .format(params.bind(at), params.bind(collection), params.bind(fid)))  # fmt: skip
+        where.append(
+            sql.SQL("(t.datetime, t.collection, t.fid) < ({}::timestamptz, {}, {})").format(
+                params.bind(at), params.bind(collection), params.bind(fid)
+            )
+        )
     statement = sql.SQL(
         "SELECT t.collection, t.fid AS id, t.datetime, ST_AsGeoJSON(t.geom, 9)::json AS geometry, "
         "t.properties, t.assets, ARRAY[ST_XMin(t.geom), ST_YMin(t.geom), ST_XMax(t.geom), "
@@ -238,24 +258,36 @@ def item_document(row: dict[str, Any], base: str) -> dict[str, Any]:
         "links": [
             {"rel": "self", "type": "application/geo+json", "href": href},
             {"rel": "parent", "type": "application/json", "href": f"{base}/stac/collections/{cid}"},
-            {"rel": "collection", "type": "application/json",
-             "href": f"{base}/stac/collections/{cid}"},
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "href": f"{base}/stac/collections/{cid}",
+            },
             {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
-            {"rel": "xyz", "type": "image/png", "title": "Map tiles (WebMercatorQuad)",
-             "href": f"{tiles}/{{z}}/{{y}}/{{x}}"},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage", "type": "image/tiff",
-             "href": f"{base}/collections/{cid}/items/{iid}/coverage"},
+            {
+                "rel": "xyz",
+                "type": "image/png",
+                "title": "Map tiles (WebMercatorQuad)",
+                "href": f"{tiles}/{{z}}/{{y}}/{{x}}",
+            },
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage",
+                "type": "image/tiff",
+                "href": f"{base}/collections/{cid}/items/{iid}/coverage",
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def collection_document(record: CollectionRecord, base: str) -> dict[str, Any]:
     """A STAC Collection from a raster collection's catalog entry."""
     props = record.properties
-    interval = [[
-        record.temporal_start.isoformat() if record.temporal_start else None,
-        record.temporal_end.isoformat() if record.temporal_end else None,
-    ]]  # fmt: skip
+    interval = [
+        [
+            record.temporal_start.isoformat() if record.temporal_start else None,
+            record.temporal_end.isoformat() if record.temporal_end else None,
+        ]
+    ]
     summaries: dict[str, Any] = {"eo:bands": props.get("bands", [])}
     if props.get("gsd"):
         summaries["gsd"] = [props["gsd"]]
@@ -281,18 +313,27 @@ def collection_document(record: CollectionRecord, base: str) -> dict[str, Any]:
             {"rel": "items", "type": "application/geo+json", "href": f"{href}/items"},
             {"rel": "parent", "type": "application/json", "href": f"{base}/stac"},
             {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
-             "type": "application/json", "href": f"{base}/collections/{record.id}/map/tiles"},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage", "type": "image/tiff",
-             "href": f"{base}/collections/{record.id}/coverage"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
+                "type": "application/json",
+                "href": f"{base}/collections/{record.id}/map/tiles",
+            },
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage",
+                "type": "image/tiff",
+                "href": f"{base}/collections/{record.id}/coverage",
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def queryables(base: str) -> dict[str, Any]:
     """The JSON Schema of what a filter may name."""
-    kinds = {"text": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"},
-             "double precision": {"type": "number"}}  # fmt: skip
+    kinds = {
+        "text": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "double precision": {"type": "number"},
+    }
     properties: dict[str, Any] = {
         "id": {"type": "string", "title": "Item id"},
         "geometry": {"$ref": "https://geojson.org/schema/Geometry.json", "title": "Footprint"},

@@ -80,7 +80,9 @@ def test_models_match_the_migrated_schema(database_url: str) -> None:
                 conn,
                 opts={
                     "include_schemas": True,
-                    "include_name": lambda name, type_, _p: type_ != "schema" or name in {"platform", "rs"},
+                    "include_name": lambda name, type_, _p: (
+                        type_ != "schema" or name in {"platform", "rs"}
+                    ),
                     "compare_type": True,
                 },
             )

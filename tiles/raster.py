@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import morecantile
 import numpy as np
 import numpy.typing as npt
 import rasterio
@@ -36,8 +37,7 @@ from spatial import imagery
 from spatial.errors import InvalidInputError, NotFoundError
 from tiles.tms import tile_matrix_set
 
-MAP_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg",
-               "jpg": "image/jpeg"}  # fmt: skip
+MAP_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 TIFF = "image/tiff; application=geotiff"
 MAX_PIXELS = 64_000_000
 """Largest coverage subset (pixels per band); larger asks get a 400 with the size."""
@@ -77,15 +77,19 @@ class Style:
         2nd-98th percentiles (recorded at ingest) for non-byte data."""
         asked = imagery.rescale_ranges(self.rescale, count)
         if asked is not None or self.expression is not None:
-            if asked is None and self.expression.strip().lower() in imagery.INDICES:
+            if asked is None and (self.expression or "").strip().lower() in imagery.INDICES:
                 return [(-1.0, 1.0)] * count
             return asked
         indexes, _ = self.plan(item)
-        stats = [item.raster_bands[i - 1].get("statistics") if i <= len(item.raster_bands)
-                 else None for i in indexes]  # fmt: skip
+        stats = [
+            item.raster_bands[i - 1].get("statistics") if i <= len(item.raster_bands) else None
+            for i in indexes
+        ]
         if all(s and "percentile_2" in s for s in stats):
-            return [(float(s["percentile_2"]), float(s["percentile_98"]) + 1e-6)  # type: ignore[index]
-                    for s in stats]  # fmt: skip
+            return [
+                (float(s["percentile_2"]), float(s["percentile_98"]) + 1e-6)  # type: ignore[index]
+                for s in stats
+            ]
         return None
 
 
@@ -104,7 +108,8 @@ def _plan_cached(
         return tuple(chosen), None
     missing = [w for w in wanted if w not in names]
     if missing:
-        msg = f"no band named {', '.join(missing)}; bands are {', '.join(b['name'] for b in described)}"
+        known = ", ".join(str(b["name"]) for b in described)
+        msg = f"no band named {', '.join(missing)}; bands are {known}"
         raise InvalidInputError(msg)
     return tuple(names[w] for w in wanted), None
 
@@ -112,13 +117,17 @@ def _plan_cached(
 def _plan(
     expression: str | None, wanted: tuple[str, ...], bands: Sequence[dict[str, Any]]
 ) -> tuple[tuple[int, ...], imagery.Expression | None]:
-    frozen = tuple(tuple(sorted((k, v) for k, v in b.items() if isinstance(v, str | float | int)))
-                   for b in bands)  # fmt: skip
+    frozen = tuple(
+        tuple(sorted((k, v) for k, v in b.items() if isinstance(v, str | float | int)))
+        for b in bands
+    )
     return _plan_cached(expression, wanted, frozen)
 
 
-def _values(img: Any, indexes: tuple[int, ...], expr: imagery.Expression | None) -> np.ma.MaskedArray:
-    data = img.array
+def _values(
+    img: Any, indexes: tuple[int, ...], expr: imagery.Expression | None
+) -> np.ma.MaskedArray:
+    data: np.ma.MaskedArray = np.ma.asarray(img.array)
     if expr is None:
         return data
     return expr.evaluate({number: data[i] for i, number in enumerate(indexes)})
@@ -127,7 +136,7 @@ def _values(img: Any, indexes: tuple[int, ...], expr: imagery.Expression | None)
 def _merge(result: np.ma.MaskedArray | None, layer: np.ma.MaskedArray) -> np.ma.MaskedArray:
     """Fill the masked pixels of ``result`` from ``layer`` (the mosaic, latest first)."""
     if result is None:
-        return layer.astype("float32") if layer.dtype.kind == "f" else layer.copy()
+        return np.ma.asarray(layer.astype("float32") if layer.dtype.kind == "f" else layer.copy())
     holes = np.ma.getmaskarray(result).all(axis=0) & ~np.ma.getmaskarray(layer).any(axis=0)
     if holes.any():
         result[:, holes] = layer[:, holes]
@@ -135,8 +144,9 @@ def _merge(result: np.ma.MaskedArray | None, layer: np.ma.MaskedArray) -> np.ma.
 
 
 def _read_tile(
-    items: Iterable[Item], style: Style, tms_id: str, z: int, x: int, y: int, *, web: bool
+    items: Iterable[Item], style: Style, tile: tuple[str, int, int, int], *, web: bool
 ) -> tuple[np.ma.MaskedArray, Item] | None:
+    tms_id, z, x, y = tile
     tms = tile_matrix_set(tms_id)
     result: np.ma.MaskedArray | None = None
     first: Item | None = None
@@ -159,7 +169,7 @@ def _read_tile(
 
 
 def map_tile(
-    items: Sequence[Item], style: Style, tms_id: str, z: int, x: int, y: int, fmt: str
+    items: Sequence[Item], style: Style, tile: tuple[str, int, int, int], fmt: str
 ) -> bytes | None:
     """A map tile (``png``, ``webp``, ``jpeg``) of the mosaic of ``items`` (latest first);
     None when no item covers the tile."""
@@ -167,9 +177,11 @@ def map_tile(
         indexes, expr = style.plan(items[0])
         count = len(expr.trees) if expr is not None else len(indexes)
         if count not in {1, 3}:
-            msg = f"a map tile shows 1 band (grey or a colormap) or 3 (red, green, blue), not {count}"
+            msg = (
+                f"a map tile shows 1 band (grey or a colormap) or 3 (red, green, blue), not {count}"
+            )
             raise InvalidInputError(msg)
-    read = _read_tile(items, style, tms_id, z, x, y, web=True)
+    read = _read_tile(items, style, tile, web=True)
     if read is None:
         return None
     values, first = read
@@ -183,14 +195,17 @@ def map_tile(
     return bytes(render(channels, pixels[..., 3], img_format=driver))
 
 
-def value_tile(items: Sequence[Item], style: Style, tms_id: str, z: int, x: int, y: int) -> bytes | None:
+def value_tile(
+    items: Sequence[Item], style: Style, tile: tuple[str, int, int, int]
+) -> bytes | None:
     """A float32 GeoTIFF tile of the values (bands or expression) from the native COGs."""
-    read = _read_tile(items, style, tms_id, z, x, y, web=False)
+    read = _read_tile(items, style, tile, web=False)
     if read is None:
         return None
     values, _first = read
+    tms_id, z, x, y = tile
     tms = tile_matrix_set(tms_id)
-    bounds = tms.xy_bounds(x, y, z)
+    bounds = tms.xy_bounds(morecantile.Tile(x, y, z))
     return geotiff(values, tuple(bounds), CRS.from_user_input(tms.crs.to_wkt()))
 
 
@@ -228,22 +243,30 @@ def coverage(
         height = max(1, math.ceil((out_bounds[3] - out_bounds[1]) / res_y))
     elif width is None or height is None:
         aspect = (out_bounds[2] - out_bounds[0]) / max(out_bounds[3] - out_bounds[1], 1e-12)
-        width = width or max(1, round(height * aspect))  # type: ignore[operator]
+        width = width or max(1, round((height or 1) * aspect))
         height = height or max(1, round(width / aspect))
     if width * height > MAX_PIXELS:
-        msg = (f"the subset would be {width} x {height} pixels, more than {MAX_PIXELS:,}; "
-               "ask for a smaller bbox or give width/height (scale-size)")  # fmt: skip
+        msg = (
+            f"the subset would be {width} x {height} pixels, more than {MAX_PIXELS:,}; "
+            "ask for a smaller bbox or give width/height (scale-size)"
+        )
         raise InvalidInputError(msg)
     result: np.ma.MaskedArray | None = None
     for item in items:
         indexes, expr = style.plan(item)
         with Reader(str(item.data)) as reader:
             try:
-                img = reader.part(out_bounds, dst_crs=crs, bounds_crs=crs, width=width,
-                                  height=height, indexes=indexes)  # fmt: skip
+                img = reader.part(
+                    out_bounds,
+                    dst_crs=crs,
+                    bounds_crs=crs,
+                    width=width,
+                    height=height,
+                    indexes=indexes,
+                )
             except TileOutsideBounds:
                 continue
-        result = _merge(result, _values(img, indexes, expr).astype("float32"))
+        result = _merge(result, np.ma.asarray(_values(img, indexes, expr).astype("float32")))
         if not np.ma.getmaskarray(result).all(axis=0).any():
             break
     if result is None:
@@ -254,8 +277,11 @@ def coverage(
 def _output_names(style: Style, item: Item) -> list[str]:
     indexes, expr = style.plan(item)
     if expr is not None:
-        return [f"expression{i + 1}" for i in range(len(expr.trees))] if len(expr.trees) > 1 \
+        return (
+            [f"expression{i + 1}" for i in range(len(expr.trees))]
+            if len(expr.trees) > 1
             else [expr.text]
+        )
     return [str(item.bands[i - 1].get("name")) for i in indexes]
 
 
@@ -268,10 +294,19 @@ def geotiff(
     """A float32 GeoTIFF (nodata NaN) of masked values on ``bounds``."""
     data: npt.NDArray[np.float32] = np.ma.filled(values.astype("float32"), np.nan)
     count, height, width = data.shape
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": count,
-               "dtype": "float32", "crs": crs, "nodata": float("nan"), "compress": "deflate",
-               "predictor": 3, "tiled": width >= 256 and height >= 256,
-               "transform": from_bounds(*bounds, width, height)}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": "float32",
+        "crs": crs,
+        "nodata": float("nan"),
+        "compress": "deflate",
+        "predictor": 3,
+        "tiled": width >= 256 and height >= 256,
+        "transform": from_bounds(*bounds, width, height),
+    }
     with MemoryFile() as memory:
         with memory.open(**profile) as dst:
             dst.write(data)

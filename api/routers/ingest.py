@@ -120,8 +120,10 @@ async def upload_vector(
 @router.post("/raster", status_code=202, summary="Upload a raster scene and start its ingest")
 async def upload_raster(
     request: Request,
-    file: Annotated[list[UploadFile], File(description="One raster file, or one scene's band "
-                                                      "files (and a Landsat *_MTL.txt)")],
+    file: Annotated[
+        list[UploadFile],
+        File(description="One raster file, or one scene's band files (and a Landsat *_MTL.txt)"),
+    ],
     collection: Annotated[str, Form(description="Collection id (a-z, 0-9, _)")],
     title: Annotated[str | None, Form()] = None,
     item: Annotated[str | None, Form(description="Item id [default: from the files]")] = None,

@@ -26,15 +26,14 @@ from psycopg.types.json import Jsonb
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import actor_of, view_of
-from api.routers.ingest import may_ingest
-from api.routers.rasters import raster_collection
 from api.deps import Conn, ViewDep
 from api.engine import Engine
 from api.ogc import F_PARAM, base_url, check_parameters, read_body, response_format
+from api.routers.ingest import may_ingest
+from api.routers.rasters import raster_collection
 from layers import View
 from spatial import analysis, processes
 from spatial.catalog import CollectionRecord
-from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.errors import (
     InvalidInputError,
     NotFoundError,
@@ -42,6 +41,7 @@ from spatial.errors import (
 )
 from spatial.features import LayerSchema
 from spatial.ingest import jobs
+from spatial.ingest.vector import VectorSource, ingest_vector
 
 router = APIRouter(tags=["Processes"])
 CONFORMANCE = [
@@ -182,8 +182,13 @@ class Context:
 
             with analysis.temp_folder() as folder:
                 path = analysis.write_gpkg(frame, Path(folder), collection_id)
-                source = VectorSource(path=path, collection_id=collection_id, title=title,
-                                      department=department, source_name=f"{title}.gpkg")  # fmt: skip
+                source = VectorSource(
+                    path=path,
+                    collection_id=collection_id,
+                    title=title,
+                    department=department,
+                    source_name=f"{title}.gpkg",
+                )
                 outcome = ingest_vector(app.state.url, source, app.state.settings,
                                         actor=source_actor)  # fmt: skip
             app.state.catalog = load_catalog(app.state.url)

@@ -39,8 +39,9 @@ from tiles.tms import TILE_MATRIX_SETS, address
 
 router = APIRouter(tags=["Imagery"])
 STYLE_PARAMS = frozenset({"bands", "expression", "rescale", "colormap", "datetime", "f"})
-COVERAGE_PARAMS = frozenset({"bbox", "bbox-crs", "datetime", "properties", "expression",
-                             "width", "height", "subset", "f"})  # fmt: skip
+COVERAGE_PARAMS = frozenset(
+    {"bbox", "bbox-crs", "datetime", "properties", "expression", "width", "height", "subset", "f"}
+)
 MAX_ITEMS = 32
 """Most scenes stacked in one mosaic tile or subset."""
 
@@ -101,9 +102,18 @@ async def items_of(
     async with request.app.state.pool.connection() as conn:
         cur = await conn.execute(
             _ITEMS,
-            {"cid": collection_id, "item": item_id, "w": w, "s": s, "e": e, "n": n,
-             "start": window[0], "end": window[1], "limit": MAX_ITEMS},
-        )  # fmt: skip
+            {
+                "cid": collection_id,
+                "item": item_id,
+                "w": w,
+                "s": s,
+                "e": e,
+                "n": n,
+                "start": window[0],
+                "end": window[1],
+                "limit": MAX_ITEMS,
+            },
+        )
         rows = await cur.fetchall()
     if item_id is not None and not rows:
         async with request.app.state.pool.connection() as conn:
@@ -115,10 +125,17 @@ async def items_of(
                 msg = f"collection {collection_id!r} has no item {item_id!r}"
                 raise NotFoundError(msg)
     return [
-        raster.Item(collection_id, r[0], r[1], root / r[2], root / r[3], tuple(r[4] or ()),
-                    tuple(r[5] or ()))
+        raster.Item(
+            collection_id,
+            r[0],
+            r[1],
+            root / r[2],
+            root / r[3],
+            tuple(r[4] or ()),
+            tuple(r[5] or ()),
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 def _style(request: Request) -> raster.Style:
@@ -149,19 +166,31 @@ async def _tile(request: Request, *, values: bool) -> Response:
     style = _style(request)
     query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.items()))
     cache: TileCache = request.app.state.tiles
-    key: Key = (f"raster|{collection_id}|{record.version}|{item_id or ''}|{values}|{query}",
-                tile.tms, tile.z, tile.row, tile.col, "")  # fmt: skip
+    key: Key = (
+        f"raster|{collection_id}|{record.version}|{item_id or ''}|{values}|{query}",
+        tile.tms,
+        tile.z,
+        tile.row,
+        tile.col,
+        "",
+    )
     cached = cache.get(key)
     state = "hit"
     if cached is None:
         state = "miss"
         generation = cache.generation([collection_id])
-        items = await items_of(request, collection_id, item_id, tile.lonlat,
-                               _window(request.query_params.get("datetime")))  # fmt: skip
-        render = raster.value_tile if values else raster.map_tile
-        args: tuple[Any, ...] = (items, style, tile.tms, tile.z, tile.col, tile.row)
-        data = await run_in_threadpool(render, *args) if values else \
-            await run_in_threadpool(render, *args, fmt)  # fmt: skip
+        items = await items_of(
+            request,
+            collection_id,
+            item_id,
+            tile.lonlat,
+            _window(request.query_params.get("datetime")),
+        )
+        where = (tile.tms, tile.z, tile.col, tile.row)
+        if values:
+            data = await run_in_threadpool(raster.value_tile, items, style, where)
+        else:
+            data = await run_in_threadpool(raster.map_tile, items, style, where, fmt)
         cached = CachedTile.of(data or b"", tile.lonlat, {collection_id: record.version})
         cache.put(key, cached, generation)
     headers = {"ETag": f'"{cached.etag}"', "Cache-Control": "no-cache", "X-Tile-Cache": state}
@@ -181,13 +210,20 @@ async def _value_tile(request: Request) -> Response:
 TILE_PATH = "{tms_id}/{z:int}/{row:int}/{col:int}"
 FAST_ROUTES = [
     Route(f"/collections/{{collection_id}}/map/tiles/{TILE_PATH}", _map_tile, methods=["GET"]),
-    Route(f"/collections/{{collection_id}}/items/{{item_id}}/map/tiles/{TILE_PATH}", _map_tile,
-          methods=["GET"]),
-    Route(f"/collections/{{collection_id}}/coverage/tiles/{TILE_PATH}", _value_tile,
-          methods=["GET"]),
-    Route(f"/collections/{{collection_id}}/items/{{item_id}}/coverage/tiles/{TILE_PATH}",
-          _value_tile, methods=["GET"]),
-]  # fmt: skip
+    Route(
+        f"/collections/{{collection_id}}/items/{{item_id}}/map/tiles/{TILE_PATH}",
+        _map_tile,
+        methods=["GET"],
+    ),
+    Route(
+        f"/collections/{{collection_id}}/coverage/tiles/{TILE_PATH}", _value_tile, methods=["GET"]
+    ),
+    Route(
+        f"/collections/{{collection_id}}/items/{{item_id}}/coverage/tiles/{TILE_PATH}",
+        _value_tile,
+        methods=["GET"],
+    ),
+]
 """The raster tile endpoints (plain Starlette routes, like the vector tiles')."""
 
 
@@ -195,14 +231,25 @@ FAST_ROUTES = [
     "/collections/{collection_id}/map/tiles/{tms_id}/{z}/{row}/{col}",
     summary="A map tile of imagery (mosaic, latest on top)",
     response_model=None,
-    responses={200: {"content": {m: {} for m in raster.MAP_FORMATS.values()}},
-               204: {"description": "No scene covers the tile"}},
-)  # fmt: skip
+    responses={
+        200: {"content": {m: {} for m in raster.MAP_FORMATS.values()}},
+        204: {"description": "No scene covers the tile"},
+    },
+)
 async def map_tile(
-    collection_id: str, tms_id: str, z: int, row: int, col: int, request: Request,
-    bands: str | None = None, expression: str | None = None, rescale: str | None = None,
-    colormap: str | None = None, datetime: str | None = None, f: str | None = None,
-) -> Response:  # fmt: skip
+    collection_id: str,
+    tms_id: str,
+    z: int,
+    row: int,
+    col: int,
+    request: Request,
+    bands: str | None = None,
+    expression: str | None = None,
+    rescale: str | None = None,
+    colormap: str | None = None,
+    datetime: str | None = None,
+    f: str | None = None,
+) -> Response:
     """PNG (default), WebP or JPEG; nodata transparent (PNG, WebP)."""
     return await _tile(request, values=False)
 
@@ -214,10 +261,17 @@ async def map_tile(
     responses={200: {"content": {raster.TIFF: {}}}, 204: {"description": "No scene"}},
 )
 async def value_tile(
-    collection_id: str, tms_id: str, z: int, row: int, col: int, request: Request,
-    bands: str | None = None, expression: str | None = None, datetime: str | None = None,
+    collection_id: str,
+    tms_id: str,
+    z: int,
+    row: int,
+    col: int,
+    request: Request,
+    bands: str | None = None,
+    expression: str | None = None,
+    datetime: str | None = None,
     f: str | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     """The bands or the expression's values on the tile grid; nodata is NaN."""
     return await _tile(request, values=True)
 
@@ -227,9 +281,16 @@ async def map_tilesets(collection_id: str, request: Request) -> dict[str, Any]:
     """One map tileset per tile matrix set."""
     check_parameters(request, frozenset({"f"}))
     record = raster_collection(view_of(request), collection_id)
-    return {"links": [{"rel": "self", "type": "application/json",
-                       "href": f"{base_url(request)}/collections/{collection_id}/map/tiles"}],
-            "tilesets": [_tileset(request, record, tms, "map") for tms in TILE_MATRIX_SETS]}  # fmt: skip
+    return {
+        "links": [
+            {
+                "rel": "self",
+                "type": "application/json",
+                "href": f"{base_url(request)}/collections/{collection_id}/map/tiles",
+            }
+        ],
+        "tilesets": [_tileset(request, record, tms, "map") for tms in TILE_MATRIX_SETS],
+    }
 
 
 @router.get("/collections/{collection_id}/map/tiles/{tms_id}", summary="An imagery tileset")
@@ -249,20 +310,30 @@ def _tileset(request: Request, record: CollectionRecord, tms_id: str, kind: str)
     return {
         "title": f"{record.title} ({tms_id})",
         "dataType": "map" if kind == "map" else "coverage",
-        "crs": TILE_MATRIX_SETS[tms_id].crs.srs if hasattr(TILE_MATRIX_SETS[tms_id].crs, "srs")
+        "crs": TILE_MATRIX_SETS[tms_id].crs.srs
+        if hasattr(TILE_MATRIX_SETS[tms_id].crs, "srs")
         else str(TILE_MATRIX_SETS[tms_id].crs),
         "tileMatrixSetURI": f"http://www.opengis.net/def/tilematrixset/OGC/1.0/{tms_id}",
-        "boundingBox": {"lowerLeft": list(record.bbox[:2]) if record.bbox else None,
-                        "upperRight": list(record.bbox[2:]) if record.bbox else None,
-                        "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"},
+        "boundingBox": {
+            "lowerLeft": list(record.bbox[:2]) if record.bbox else None,
+            "upperRight": list(record.bbox[2:]) if record.bbox else None,
+            "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        },
         "links": [
             {"rel": "self", "type": "application/json", "href": path},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
-             "type": "application/json", "href": f"{base}/tileMatrixSets/{tms_id}"},
-            {"rel": "item", "type": "image/png", "templated": True,
-             "href": f"{path}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
+                "type": "application/json",
+                "href": f"{base}/tileMatrixSets/{tms_id}",
+            },
+            {
+                "rel": "item",
+                "type": "image/png",
+                "templated": True,
+                "href": f"{path}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 @router.get(
@@ -272,10 +343,16 @@ def _tileset(request: Request, record: CollectionRecord, tms_id: str, kind: str)
     responses={200: {"content": {raster.TIFF: {}}}},
 )
 async def coverage(
-    collection_id: str, request: Request, bbox: str | None = None,
-    datetime: str | None = None, properties: str | None = None, expression: str | None = None,
-    width: int | None = None, height: int | None = None, f: str | None = None,
-) -> Response:  # fmt: skip
+    collection_id: str,
+    request: Request,
+    bbox: str | None = None,
+    datetime: str | None = None,
+    properties: str | None = None,
+    expression: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    f: str | None = None,
+) -> Response:
     """The mosaic of the scenes (latest on top) over ``bbox`` (``bbox-crs``, default
     CRS84), as a float32 GeoTIFF in the newest scene's CRS and resolution (or
     ``width`` x ``height``); ``properties`` picks bands by name."""
@@ -289,10 +366,16 @@ async def coverage(
     responses={200: {"content": {raster.TIFF: {}}}},
 )
 async def item_coverage(
-    collection_id: str, item_id: str, request: Request, bbox: str | None = None,
-    properties: str | None = None, expression: str | None = None, width: int | None = None,
-    height: int | None = None, f: str | None = None,
-) -> Response:  # fmt: skip
+    collection_id: str,
+    item_id: str,
+    request: Request,
+    bbox: str | None = None,
+    properties: str | None = None,
+    expression: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    f: str | None = None,
+) -> Response:
     """One scene over ``bbox``, as :func:`coverage`."""
     return await _coverage(request, collection_id, item_id)
 
@@ -324,8 +407,11 @@ async def _coverage(request: Request, collection_id: str, item_id: str | None) -
         msg = f"bbox-crs {crs!r} is not a CRS this server knows: {exc}"
         raise InvalidInputError(msg) from None
     name = Path(item_id or collection_id).name
-    return Response(data, media_type=raster.TIFF,
-                    headers={"Content-Disposition": f'attachment; filename="{name}.tif"'})  # fmt: skip
+    return Response(
+        data,
+        media_type=raster.TIFF,
+        headers={"Content-Disposition": f'attachment; filename="{name}.tif"'},
+    )
 
 
 def _positive(text: str | None, name: str) -> int | None:

@@ -47,17 +47,27 @@ async def landing(request: Request) -> dict[str, Any]:
             {"rel": "data", "type": "application/json", "href": f"{base}/stac/collections"},
             {"rel": "search", "type": GEOJSON, "method": "GET", "href": f"{base}/stac/search"},
             {"rel": "search", "type": GEOJSON, "method": "POST", "href": f"{base}/stac/search"},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
-             "type": "application/schema+json", "href": f"{base}/stac/queryables"},
-            {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0",
-             "href": f"{base}/openapi"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "type": "application/schema+json",
+                "href": f"{base}/stac/queryables",
+            },
+            {
+                "rel": "service-desc",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "href": f"{base}/openapi",
+            },
         ]
         + [
-            {"rel": "child", "type": "application/json", "title": r,
-             "href": f"{base}/stac/collections/{r}"}
+            {
+                "rel": "child",
+                "type": "application/json",
+                "title": r,
+                "href": f"{base}/stac/collections/{r}",
+            }
             for r in _readable(request)
         ],
-    }  # fmt: skip
+    }
 
 
 @router.get("/conformance", summary="STAC API conformance classes")
@@ -75,9 +85,13 @@ async def collections(request: Request) -> dict[str, Any]:
     base = base_url(request)
     seen = view_of(request)
     docs = [stac.collection_document(r, base) for r in seen.catalog if r.kind == "raster"]
-    return {"collections": docs,
-            "links": [{"rel": "self", "type": "application/json", "href": f"{base}/stac/collections"},
-                      {"rel": "root", "type": "application/json", "href": f"{base}/stac"}]}  # fmt: skip
+    return {
+        "collections": docs,
+        "links": [
+            {"rel": "self", "type": "application/json", "href": f"{base}/stac/collections"},
+            {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
+        ],
+    }
 
 
 @router.get("/collections/{collection_id}", summary="One imagery collection")
@@ -92,27 +106,37 @@ async def items(collection_id: str, request: Request) -> JSONResponse:
     values: dict[str, Any] = dict(request.query_params)
     _only(values, {"bbox", "datetime", "limit", "token", "filter", "filter-lang"})
     values["collections"] = collection_id
-    return await _search(request, stac.Search.parse(values), values, "GET",
-                         f"/stac/collections/{collection_id}/items")  # fmt: skip
+    return await _search(
+        request,
+        stac.Search.parse(values),
+        values,
+        "GET",
+        f"/stac/collections/{collection_id}/items",
+    )
 
 
 @router.get("/collections/{collection_id}/items/{item_id}", summary="One scene")
 async def item(collection_id: str, item_id: str, request: Request) -> JSONResponse:
     raster_collection(view_of(request), collection_id)
-    found = await _rows(request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1),
-                        [collection_id])  # fmt: skip
+    found = await _rows(
+        request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1), [collection_id]
+    )
     if not found:
         msg = f"collection {collection_id!r} has no item {item_id!r}"
         raise NotFoundError(msg)
     return JSONResponse(stac.item_document(found[0], base_url(request)), media_type=GEOJSON)
 
 
-@router.get("/collections/{collection_id}/items/{item_id}/assets/{key}",
-            summary="An asset's file (COG; range requests)", response_model=None)  # fmt: skip
+@router.get(
+    "/collections/{collection_id}/items/{item_id}/assets/{key}",
+    summary="An asset's file (COG; range requests)",
+    response_model=None,
+)
 async def asset(collection_id: str, item_id: str, key: str, request: Request) -> FileResponse:
     raster_collection(view_of(request), collection_id)
-    found = await _rows(request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1),
-                        [collection_id])  # fmt: skip
+    found = await _rows(
+        request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1), [collection_id]
+    )
     if not found or key not in found[0]["assets"]:
         msg = f"item {item_id!r} of {collection_id!r} has no asset {key!r}"
         raise NotFoundError(msg)
@@ -128,8 +152,20 @@ async def asset(collection_id: str, item_id: str, key: str, request: Request) ->
 @router.get("/search", summary="Search scenes (GET)")
 async def search_get(request: Request) -> JSONResponse:
     values: dict[str, Any] = dict(request.query_params)
-    _only(values, {"bbox", "datetime", "limit", "token", "filter", "filter-lang", "collections",
-                   "ids", "intersects"})  # fmt: skip
+    _only(
+        values,
+        {
+            "bbox",
+            "datetime",
+            "limit",
+            "token",
+            "filter",
+            "filter-lang",
+            "collections",
+            "ids",
+            "intersects",
+        },
+    )
     if "intersects" in values:
         try:
             values["intersects"] = json.loads(values["intersects"])
@@ -146,8 +182,20 @@ async def search_post(request: Request) -> JSONResponse:
         raise InvalidInputError("the search body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidInputError("the search body must be a JSON object")
-    _only(body, {"bbox", "datetime", "limit", "token", "filter", "filter-lang", "collections",
-                 "ids", "intersects"})  # fmt: skip
+    _only(
+        body,
+        {
+            "bbox",
+            "datetime",
+            "limit",
+            "token",
+            "filter",
+            "filter-lang",
+            "collections",
+            "ids",
+            "intersects",
+        },
+    )
     return await _search(request, stac.Search.parse(body), body, "POST", "/stac/search")
 
 
@@ -163,7 +211,8 @@ async def _rows(request: Request, search: stac.Search, readable: list[str]) -> l
     async with request.app.state.pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(statement, params)
-        return await cur.fetchall()
+        rows: list[dict[str, Any]] = await cur.fetchall()
+        return rows
 
 
 async def _search(
@@ -180,11 +229,20 @@ async def _search(
         if method == "GET":
             query = {k: v for k, v in request.query_params.items() if k != "token"}
             query["token"] = token
-            links.append({"rel": "next", "type": GEOJSON,
-                          "href": f"{base}{path}?{urlencode(query)}"})  # fmt: skip
+            links.append(
+                {"rel": "next", "type": GEOJSON, "href": f"{base}{path}?{urlencode(query)}"}
+            )
         else:
-            links.append({"rel": "next", "type": GEOJSON, "method": "POST", "merge": True,
-                          "href": f"{base}{path}", "body": {**values, "token": token}})  # fmt: skip
+            links.append(
+                {
+                    "rel": "next",
+                    "type": GEOJSON,
+                    "method": "POST",
+                    "merge": True,
+                    "href": f"{base}{path}",
+                    "body": {**values, "token": token},
+                }
+            )
     body = {
         "type": "FeatureCollection",
         "features": [stac.item_document(r, base) for r in page],

@@ -16,10 +16,12 @@ WebMercatorQuad grid.
 from __future__ import annotations
 
 import math
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import morecantile
 import numpy as np
@@ -30,11 +32,21 @@ from rio_cogeo.profiles import cog_profiles
 from spatial.errors import InvalidInputError
 
 GDAL_TYPES = {
-    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-    "uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64",
-}  # fmt: skip
-_CONFIG = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_INTERNAL_MASK": "TRUE",
-           "GDAL_TIFF_OVR_BLOCKSIZE": "512", "GDAL_PAM_ENABLED": "NO"}  # fmt: skip
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+_CONFIG = {
+    "GDAL_NUM_THREADS": "ALL_CPUS",
+    "GDAL_TIFF_INTERNAL_MASK": "TRUE",
+    "GDAL_TIFF_OVR_BLOCKSIZE": "512",
+    "GDAL_PAM_ENABLED": "NO",
+}
 
 
 @dataclass(frozen=True)
@@ -117,9 +129,14 @@ def band_vrt(
         ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(src_w), ySize=str(src_h))
         x_off = (transform.c - west) / step_x
         y_off = (transform.f - north) / step_y
-        ET.SubElement(source, "DstRect", xOff=_num(x_off), yOff=_num(y_off),
-                      xSize=_num(src_w * transform.a / step_x),
-                      ySize=_num(src_h * transform.e / step_y))  # fmt: skip
+        ET.SubElement(
+            source,
+            "DstRect",
+            xOff=_num(x_off),
+            yOff=_num(y_off),
+            xSize=_num(src_w * transform.a / step_x),
+            ySize=_num(src_h * transform.e / step_y),
+        )
     return ET.tostring(root, encoding="unicode")
 
 
@@ -128,7 +145,7 @@ def _num(value: float) -> str:
 
 
 def _profile(dtype: str, *, web: bool) -> dict[str, object]:
-    profile = dict(cog_profiles.get("deflate"))
+    profile = dict(cog_profiles.get("deflate"))  # type: ignore[no-untyped-call]
     floating = np.dtype(dtype).kind == "f"
     profile.update(
         predictor=3 if floating else 2,
@@ -140,43 +157,53 @@ def _profile(dtype: str, *, web: bool) -> dict[str, object]:
     return profile
 
 
-def to_cog(source: Path, target: Path, *, categorical: bool = False) -> None:
+def to_cog(
+    source: Path, target: Path, *, categorical: bool = False, name: str | None = None
+) -> None:
     """Write the native-grid COG of ``source`` (a raster file or a VRT) to ``target``.
 
     Raises:
         InvalidInputError: a block of the source does not decode (nothing is left at
-            ``target``).
+            ``target``); the message names ``name`` (default: the source's file name).
     """
-    _translate(source, target, web=False, categorical=categorical)
+    _translate(source, target, web=False, categorical=categorical, name=name)
 
 
-def to_web_cog(source: Path, target: Path, *, categorical: bool = False) -> None:
+def to_web_cog(
+    source: Path, target: Path, *, categorical: bool = False, name: str | None = None
+) -> None:
     """Write the WebMercatorQuad display COG of ``source`` to ``target``."""
-    _translate(source, target, web=True, categorical=categorical)
+    _translate(source, target, web=True, categorical=categorical, name=name)
 
 
-def _translate(source: Path, target: Path, *, web: bool, categorical: bool) -> None:
+def _translate(
+    source: Path, target: Path, *, web: bool, categorical: bool, name: str | None
+) -> None:
     with rasterio.open(source) as src:
         dtype, has_nodata = src.dtypes[0], src.nodata is not None
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if web:
         options["tms"] = morecantile.tms.get("WebMercatorQuad")
         options["resampling"] = "nearest" if categorical else "bilinear"
     try:
-        cog_translate(
-            source,
-            target,
-            _profile(dtype, web=web),
-            add_mask=not has_nodata and web,
-            overview_resampling="nearest" if categorical else "average",
-            forward_band_tags=True,
-            config=_CONFIG,
-            quiet=True,
-            **options,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)  # affine, via rio-cogeo
+            cog_translate(
+                source,
+                target,
+                _profile(dtype, web=web),
+                add_mask=not has_nodata and web,
+                overview_resampling="nearest" if categorical else "average",
+                forward_band_tags=True,
+                config=_CONFIG,
+                quiet=True,
+                **options,
+            )
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
         target.unlink(missing_ok=True)
-        msg = f"{source.name}: converting to a COG failed (a block does not decode?): {exc}"
+        reason = str(exc).replace(str(source), name or source.name)
+        what = name or source.name
+        msg = f"{what}: a block does not decode, the file is truncated or corrupt: {reason}"
         raise InvalidInputError(msg[:600]) from None
 
 

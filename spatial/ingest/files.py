@@ -102,7 +102,7 @@ def prepare(
     notes: list[str] = []
     if path.suffix.lower() in ARCHIVE_SUFFIXES or head.startswith(b"PK\x03\x04"):
         if not head.startswith(b"PK"):
-            msg = f"{path.name} is not a zip archive{_what(head)}"
+            msg = f"{path.name} is not a zip archive{what(head)}"
             raise InvalidInputError(msg)
         extract(path, workdir, limits)
         path, layer = _choose(workdir, layer, path.name)
@@ -237,7 +237,8 @@ def _head(path: Path) -> bytes:
         return f.read(_SAMPLE)
 
 
-def _what(head: bytes) -> str:
+def what(head: bytes) -> str:
+    """What a file looks like from its first bytes, as " (it is a zip archive)"."""
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return f" (it is {kind})"
@@ -258,17 +259,17 @@ def _check_kind(path: Path, head: bytes) -> None:
     }.get(suffix)
     if expected is not None and not head.startswith(expected):
         kind = {".gpkg": "GeoPackage", ".fgb": "FlatGeobuf", ".shp": "Shapefile"}[suffix]
-        msg = f"{path.name} is not a {kind}{_what(head)}"
+        msg = f"{path.name} is not a {kind}{what(head)}"
         raise InvalidInputError(msg)
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n\x1e")
     if suffix in {".geojson", ".json", ".geojsonl", ".geojsons"}:
         if not text.startswith((b"{", b"[")):
-            msg = f"{path.name} is not GeoJSON{_what(head)}"
+            msg = f"{path.name} is not GeoJSON{what(head)}"
             raise InvalidInputError(msg)
         _check_geojson_crs(path, head)
     if suffix in XML_SUFFIXES:
         if not text.startswith(b"<") or _HTML.match(text):
-            msg = f"{path.name} is not {suffix[1:].upper()}{_what(head)}"
+            msg = f"{path.name} is not {suffix[1:].upper()}{what(head)}"
             raise InvalidInputError(msg)
         if _ENTITY.search(head):
             msg = (
@@ -277,7 +278,7 @@ def _check_kind(path: Path, head: bytes) -> None:
             )
             raise InvalidInputError(msg)
     if suffix == ".csv" and (b"\x00" in head[:4096] or _HTML.match(head)):
-        msg = f"{path.name} is not a CSV text file{_what(head)}"
+        msg = f"{path.name} is not a CSV text file{what(head)}"
         raise InvalidInputError(msg)
 
 

@@ -41,7 +41,7 @@ from spatial.db import engine
 from spatial.errors import InvalidInputError
 from spatial.ingest import cog, jobs
 from spatial.ingest.publish import check_collection_id
-from spatial.ingest.raster_checks import FileInfo, Limits, check_file
+from spatial.ingest.raster_checks import Limits, check_file
 from spatial.ingest.scenes import SENSORS, Scene, describe, scene_files
 from spatial.ingest.vector import SUBSYSTEMS, sha256, visibility
 from spatial.settings import Settings
@@ -120,8 +120,9 @@ def check_scene(path: Path, settings: Settings) -> None:
     Raises:
         InvalidInputError: a file is refused.
     """
-    limits = Limits(max_bands=settings.ingest.max_raster_bands,
-                    max_gigabytes=settings.ingest.max_raster_gb)  # fmt: skip
+    limits = Limits(
+        max_bands=settings.ingest.max_raster_bands, max_gigabytes=settings.ingest.max_raster_gb
+    )
     for f in scene_files(path):
         check_file(f, limits)
 
@@ -163,7 +164,9 @@ def ingest_raster(
     report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
     try:
         validate_source(source)
-        record, items = _run(url, source, settings, job_id, who, report, progress)
+        record, items = _run(
+            url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
+        )
     except InvalidInputError as exc:
         report["error"] = str(exc)
         tracker.finish(ok=False, message=str(exc), report=report)
@@ -196,6 +199,7 @@ def _run(
     url: str,
     source: RasterSource,
     settings: Settings,
+    *,
     job_id: str,
     actor: Actor,
     report: dict[str, Any],
@@ -214,8 +218,14 @@ def _run(
             msg = f"{path.name}: the bands have different data types; convert them to one first"
             raise InvalidInputError(msg)
         scenes.append(
-            describe(path, files, item_id=source.item_id, when=source.datetime,
-                     sensor=source.sensor, band_names=source.bands)  # fmt: skip
+            describe(
+                path,
+                files,
+                item_id=source.item_id,
+                when=source.datetime,
+                sensor=source.sensor,
+                band_names=source.bands,
+            )
         )
     ids = [s.item_id for s in scenes]
     if len(set(ids)) != len(ids):
@@ -231,7 +241,11 @@ def _run(
             folder = root / source.collection_id / scene.item_id / version
             made.append(folder)
             share = 0.2 + 0.7 * n / len(scenes)
-            items.append(_convert(scene, folder, root, settings, progress, share, 0.7 / len(scenes)))
+            items.append(
+                _convert(
+                    scene, folder, root, progress=progress, start=share, share=0.7 / len(scenes)
+                )
+            )
         progress(0.92, "writing the catalog")
         with engine(url) as eng, eng.begin() as conn:
             old = _publish(conn, source, items, actor, job_id)
@@ -247,16 +261,21 @@ def _run(
     report.update(
         {
             "items": [item["id"] for item in items],
-            "timings_s": {"check": round(checked, 3),
-                          "total": round(time.perf_counter() - clock, 3)},
+            "timings_s": {
+                "check": round(checked, 3),
+                "total": round(time.perf_counter() - clock, 3),
+            },
             "scenes": [
-                {"id": item["id"], "datetime": item["properties"]["datetime"],
-                 "bands": [b["name"] for b in item["properties"]["eo:bands"]],
-                 "files": item["_files"]}
+                {
+                    "id": item["id"],
+                    "datetime": item["properties"]["datetime"],
+                    "bands": [b["name"] for b in item["properties"]["eo:bands"]],
+                    "files": item["_files"],
+                }
                 for item in items
             ],
         }
-    )  # fmt: skip
+    )
     for item in items:
         item.pop("_files", None)
     return record, items
@@ -276,7 +295,7 @@ def _convert(
     scene: Scene,
     folder: Path,
     root: Path,
-    settings: Settings,
+    *,
     progress: ProgressFn,
     start: float,
     share: float,
@@ -292,7 +311,7 @@ def _convert(
     if len(scene.files) == 1:
         progress(start, f"{scene.item_id}: converting to COG")
         data = folder / f"{scene.item_id}.tif"
-        _cog_of(scene, 0, first, data, folder, dtype, nodata, categorical)
+        _cog_of(scene, 0, data, categorical=categorical)
         assets["data"] = _asset(data, root, "data", scene, [b.name for b in scene.bands])
     else:
         parts = []
@@ -300,19 +319,22 @@ def _convert(
             progress(start + share * i / steps, f"{scene.item_id}: converting {info.path.name}")
             names = [b.name for b in scene.bands if b.file == i]
             target = folder / f"{names[0] if len(names) == 1 else info.path.stem}.tif"
-            _cog_of(scene, i, info, target, folder, dtype, nodata, categorical)
+            _cog_of(scene, i, target, categorical=categorical)
             parts.append((i, target))
             assets[target.stem] = _asset(target, root, "data", scene, names)
-        bands = [cog.VrtBand(dict(parts)[b.file], b.index, b.name, b.common_name, b.wavelength)
-                 for b in scene.bands]  # fmt: skip
+        bands = [
+            cog.VrtBand(dict(parts)[b.file], b.index, b.name, b.common_name, b.wavelength)
+            for b in scene.bands
+        ]
         data = folder / f"{scene.item_id}.vrt"
         data.write_text(
-            cog.band_vrt(bands, crs_wkt=first.crs_wkt, dtype=dtype, nodata=nodata,
-                         relative_to=folder)  # fmt: skip
+            cog.band_vrt(
+                bands, crs_wkt=first.crs_wkt, dtype=dtype, nodata=nodata, relative_to=folder
+            )
         )
     progress(start + share * (steps - 1) / steps, f"{scene.item_id}: display COG")
     web = folder / f"{scene.item_id}.web.tif"
-    cog.to_web_cog(data, web, categorical=categorical)
+    cog.to_web_cog(data, web, categorical=categorical, name=scene.item_id)
     assets["display"] = _asset(web, root, "visual", scene, [b.name for b in scene.bands])
     assets["display"]["title"] = "Display copy on the WebMercatorQuad grid (map tiles)"
     for asset in assets.values():
@@ -320,7 +342,7 @@ def _convert(
         if problems:
             msg = f"{scene.item_id}: the COG written is not valid: {'; '.join(problems)}"
             raise InvalidInputError(msg)
-    return _item(scene, data, web, root, assets, _statistics(data))
+    return _item(scene, data=data, web=web, root=root, assets=assets, statistics=_statistics(data))
 
 
 def _statistics(data: Path) -> list[dict[str, float]]:
@@ -338,20 +360,29 @@ def _statistics(data: Path) -> list[dict[str, float]]:
             out.append({"valid_percent": 0.0})
             continue
         p2, p98 = np.percentile(valid, [2, 98])
-        out.append({"minimum": float(valid.min()), "maximum": float(valid.max()),
-                    "mean": round(float(valid.mean()), 4), "stddev": round(float(valid.std()), 4),
-                    "valid_percent": round(100.0 * valid.size / band.size, 3),
-                    "percentile_2": float(p2), "percentile_98": float(p98)})  # fmt: skip
+        out.append(
+            {
+                "minimum": float(valid.min()),
+                "maximum": float(valid.max()),
+                "mean": round(float(valid.mean()), 4),
+                "stddev": round(float(valid.std()), 4),
+                "valid_percent": round(100.0 * valid.size / band.size, 3),
+                "percentile_2": float(p2),
+                "percentile_98": float(p98),
+            }
+        )
     return out
 
 
-def _cog_of(
-    scene: Scene, i: int, info: FileInfo, target: Path, folder: Path, dtype: str,
-    nodata: float | None, categorical: bool,
-) -> None:  # fmt: skip
+def _cog_of(scene: Scene, i: int, target: Path, *, categorical: bool) -> None:
     """The native COG of file ``i`` of a scene, its bands named (through a VRT)."""
-    bands = [cog.VrtBand(info.path, b.index, b.name, b.common_name, b.wavelength)
-             for b in scene.bands if b.file == i]  # fmt: skip
+    info = scene.files[i]
+    dtype, nodata, folder = info.dtypes[0], info.nodata, target.parent
+    bands = [
+        cog.VrtBand(info.path, b.index, b.name, b.common_name, b.wavelength)
+        for b in scene.bands
+        if b.file == i
+    ]
     wrapper = folder / f".{target.stem}.source.vrt"
     tags = {k: v for k, v in info.tags.items() if k not in {"AREA_OR_POINT", "OVERVIEW_RESAMPLING"}}
     tags["ACQUISITION_DATETIME"] = scene.datetime.astimezone(dt.UTC).isoformat()
@@ -361,7 +392,7 @@ def _cog_of(
         cog.band_vrt(bands, crs_wkt=info.crs_wkt, dtype=dtype, nodata=nodata, metadata=tags)
     )
     try:
-        cog.to_cog(wrapper, target, categorical=categorical)
+        cog.to_cog(wrapper, target, categorical=categorical, name=info.path.name)
     finally:
         wrapper.unlink(missing_ok=True)
 
@@ -386,9 +417,14 @@ def _eo(band: Any) -> dict[str, Any]:
 
 
 def _item(
-    scene: Scene, data: Path, web: Path, root: Path, assets: dict[str, Any],
+    scene: Scene,
+    *,
+    data: Path,
+    web: Path,
+    root: Path,
+    assets: dict[str, Any],
     statistics: list[dict[str, float]],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     first = scene.files[0]
     finest = min(scene.files, key=lambda f: f.resolution[0])
     crs = pyproj.CRS.from_wkt(first.crs_wkt)
@@ -399,18 +435,21 @@ def _item(
         **scene.properties,
         "eo:bands": [_eo(b) for b in scene.bands],
         "raster:bands": [
-            {"data_type": first.dtypes[0], "nodata": first.nodata,
-             "spatial_resolution": scene.files[b.file].resolution[0],
-             **({"scale": s} if (s := scene.files[b.file].scales[b.index - 1]) != 1 else {}),
-             **({"offset": o} if (o := scene.files[b.file].offsets[b.index - 1]) != 0 else {}),
-             "statistics": stats}
+            {
+                "data_type": first.dtypes[0],
+                "nodata": first.nodata,
+                "spatial_resolution": scene.files[b.file].resolution[0],
+                **({"scale": s} if (s := scene.files[b.file].scales[b.index - 1]) != 1 else {}),
+                **({"offset": o} if (o := scene.files[b.file].offsets[b.index - 1]) != 0 else {}),
+                "statistics": stats,
+            }
             for b, stats in zip(scene.bands, statistics, strict=True)
         ],
         "proj:code": first.crs_code,
         "proj:shape": [finest.height, finest.width],
         "proj:transform": list(finest.transform),
         "proj:bbox": list(finest.bounds),
-    }  # fmt: skip
+    }
     if first.crs_code is None:
         properties["proj:wkt2"] = first.crs_wkt
     if gsd is not None:
@@ -481,16 +520,29 @@ def _publish(
     for item in items:
         conn.execute(
             _UPSERT_ITEM,
-            {"cid": source.collection_id, "id": item["id"],
-             "datetime": dt.datetime.fromisoformat(item["properties"]["datetime"]),
-             "geometry": json.dumps(item["geometry"]), "properties": item["properties"],
-             "assets": item["assets"], "data": item.pop("_data"), "web": item.pop("_web")},
-        )  # fmt: skip
+            {
+                "cid": source.collection_id,
+                "id": item["id"],
+                "datetime": dt.datetime.fromisoformat(item["properties"]["datetime"]),
+                "geometry": json.dumps(item["geometry"]),
+                "properties": item["properties"],
+                "assets": item["assets"],
+                "data": item.pop("_data"),
+                "web": item.pop("_web"),
+            },
+        )
     audit(
-        conn, actor, "ingest", collection_id=source.collection_id,
-        details={"job_id": job_id, "kind": "raster", "items": [i["id"] for i in items],
-                 "replaced": len(old)},
-    )  # fmt: skip
+        conn,
+        actor,
+        "ingest",
+        collection_id=source.collection_id,
+        details={
+            "job_id": job_id,
+            "kind": "raster",
+            "items": [i["id"] for i in items],
+            "replaced": len(old),
+        },
+    )
     return [Path(row[0]) for row in old]
 
 

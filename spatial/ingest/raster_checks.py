@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,20 +20,35 @@ from typing import Any
 import numpy as np
 import pyproj
 import rasterio
-from rasterio.errors import RasterioError
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from spatial.errors import InvalidInputError
+from spatial.ingest.files import what
 
 DRIVERS = frozenset(
-    {"GTiff", "COG", "JP2OpenJPEG", "JPEG", "PNG", "HFA", "ENVI", "EHdr", "AAIGrid", "NITF",
-     "ERS", "RST", "SAGA", "PCIDSK"}
-)  # fmt: skip
+    {
+        "GTiff",
+        "COG",
+        "JP2OpenJPEG",
+        "JPEG",
+        "PNG",
+        "HFA",
+        "ENVI",
+        "EHdr",
+        "AAIGrid",
+        "NITF",
+        "ERS",
+        "RST",
+        "SAGA",
+        "PCIDSK",
+    }
+)
 """Raster formats accepted. Formats that point at other files (VRT and the like) are not:
 a VRT could read any file on the server."""
-DTYPES = frozenset(
-    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
-)
+DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"})
 SAMPLE_BLOCKS = 12
 """Blocks read per band and level (corners, centre, and a spread between)."""
 
@@ -97,13 +114,21 @@ def check_file(path: Path, limits: Limits) -> FileInfo:
             "send the rasters they reference"
         )
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as src:
+        with (
+            warnings.catch_warnings(),
+            rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+            rasterio.open(path) as src,
+        ):
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
             info = _describe(src, path, size, limits)
-            _decode_sample(src, name)
+            _decode_sample(src, name, path)
     except InvalidInputError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
-        raise InvalidInputError(f"{name}: cannot be read as a raster: {_reason(exc)}") from None
+        reason = _reason(exc, path)
+        if "not recognized as being in a supported file format" in reason:
+            reason = "not a raster format GDAL reads" + what(_head(path))
+        raise InvalidInputError(f"{name}: cannot be read as a raster: {reason}") from None
     return info
 
 
@@ -112,9 +137,12 @@ def _head(path: Path) -> bytes:
         return f.read(64)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, path: Path) -> str:
+    """GDAL's message, without the server's paths."""
     text = str(exc).strip() or type(exc).__name__
-    return text.replace(os.fspath(Path.cwd()) + "/", "")[:300]
+    for full in (str(path), str(path.resolve()), os.fspath(Path.cwd()) + "/"):
+        text = text.replace(full, path.name if full != os.fspath(Path.cwd()) + "/" else "")
+    return text[:300]
 
 
 def _describe(src: Any, path: Path, size: int, limits: Limits) -> FileInfo:
@@ -147,10 +175,13 @@ def _describe(src: Any, path: Path, size: int, limits: Limits) -> FileInfo:
             f"{name}: the grid is rotated or sheared; warp it to a north-up grid first (gdalwarp)"
         )
     steps = (transform.a, transform.e)
-    if not all(math.isfinite(v) and v != 0 for v in (*steps, transform.c, transform.f)):
+    if not all(math.isfinite(v) and v != 0 for v in steps):
         raise InvalidInputError(f"{name}: the geotransform has a zero or invalid pixel size")
+    if not (math.isfinite(transform.c) and math.isfinite(transform.f)):
+        raise InvalidInputError(f"{name}: the geotransform has an invalid origin")
     crs_wkt, code, lonlat = _crs(src, name)
     nodata = _nodata(src, name)
+    _declared_nodata(src, name)
     return FileInfo(
         path=path,
         driver=src.driver,
@@ -217,9 +248,14 @@ def _crs(src: Any, name: str) -> tuple[str, str | None, tuple[float, float, floa
     code = f"{authority[0]}:{authority[1]}" if authority else None
     try:
         to_lonlat = pyproj.Transformer.from_crs(crs, "OGC:CRS84", always_xy=True)
-        west, south, east, north = to_lonlat.transform_bounds(*src.bounds, densify_pts=21)
+        left, bottom, right, top = src.bounds
+        west, south, east, north = to_lonlat.transform_bounds(
+            left, bottom, right, top, densify_pts=21
+        )
     except pyproj.exceptions.ProjError as exc:
-        raise InvalidInputError(f"{name}: unknown CRS: cannot transform to lon/lat ({exc})") from None
+        raise InvalidInputError(
+            f"{name}: unknown CRS: cannot transform to lon/lat ({exc})"
+        ) from None
     box = (west, south, east, north)
     if not all(math.isfinite(v) for v in box) or not (
         -180.5 <= west < east <= 180.5 and -90.5 <= south < north <= 90.5
@@ -230,15 +266,20 @@ def _crs(src: Any, name: str) -> tuple[str, str | None, tuple[float, float, floa
         )
     area = crs.area_of_use
     if area is not None and (
-        east < area.west - 1 or west > area.east + 1 or north < area.south - 1
+        east < area.west - 1
+        or west > area.east + 1
+        or north < area.south - 1
         or south > area.north + 1
-    ):  # fmt: skip
+    ):
         raise InvalidInputError(
             f"{name}: the raster lies outside the area of use of its CRS {code or crs.name} "
             f"(lon {west:.2f}..{east:.2f}, lat {south:.2f}..{north:.2f})"
         )
-    return crs.to_wkt(), code, (max(west, -180.0), max(south, -90.0), min(east, 180.0),
-                                min(north, 90.0))  # fmt: skip
+    return (
+        crs.to_wkt(),
+        code,
+        (max(west, -180.0), max(south, -90.0), min(east, 180.0), min(north, 90.0)),
+    )
 
 
 def _nodata(src: Any, name: str) -> float | None:
@@ -263,6 +304,27 @@ def _nodata(src: Any, name: str) -> float | None:
     return value
 
 
+def _declared_nodata(src: Any, name: str) -> None:
+    """Refuse a nodata value the data type cannot hold (rasterio reports those as no
+    nodata; GDAL, which writes them into a VRT description, does not)."""
+    with MemoryFile(ext=".vrt") as memory:
+        rasterio.shutil.copy(src, memory.name, driver="VRT")
+        text = memory.read().decode("utf-8", "replace")
+    for value in re.findall(r"<NoDataValue>([^<]*)</NoDataValue>", text):
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        for dtype in set(src.dtypes):
+            if np.dtype(dtype).kind in "iu" and not math.isnan(number):
+                info = np.iinfo(dtype)
+                if not (info.min <= number <= info.max) or number != int(number):
+                    raise InvalidInputError(
+                        f"{name}: the nodata value {number:g} is outside the range of {dtype} "
+                        f"({info.min}..{info.max})"
+                    )
+
+
 def _has_colormap(src: Any) -> bool:
     try:
         src.colormap(1)
@@ -271,7 +333,7 @@ def _has_colormap(src: Any) -> bool:
     return True
 
 
-def _decode_sample(src: Any, name: str) -> None:
+def _decode_sample(src: Any, name: str, path: Path) -> None:
     """Read a sample of blocks at full resolution and at each overview."""
     height, width = src.block_shapes[0]
     factors = [1, *src.overviews(1)]
@@ -280,18 +342,24 @@ def _decode_sample(src: Any, name: str) -> None:
         cols, rows = math.ceil(level_w / width), math.ceil(level_h / height)
         for index in _spread(cols * rows):
             row, col = divmod(index, cols)
-            window = Window(col * width * factor, row * height * factor,
-                            min(width * factor, src.width - col * width * factor),
-                            min(height * factor, src.height - row * height * factor))  # fmt: skip
-            shape = (src.count, max(1, round(window.height / factor)),
-                     max(1, round(window.width / factor)))  # fmt: skip
+            window = Window(
+                col * width * factor,
+                row * height * factor,
+                min(width * factor, src.width - col * width * factor),
+                min(height * factor, src.height - row * height * factor),
+            )
+            shape = (
+                src.count,
+                max(1, round(window.height / factor)),
+                max(1, round(window.width / factor)),
+            )
             try:
                 src.read(window=window, out_shape=shape)
             except RasterioError as exc:
                 level = "full resolution" if factor == 1 else f"overview 1:{factor}"
                 raise InvalidInputError(
                     f"{name}: a block at {level} (row {row}, column {col}) does not decode; "
-                    f"the file is truncated or corrupted: {_reason(exc)}"
+                    f"the file is truncated or corrupt: {_reason(exc, path)}"
                 ) from None
 
 

@@ -27,32 +27,50 @@ BandSpec = tuple[str, str | None, float | None]
 
 SENSORS: dict[str, dict[str, BandSpec]] = {
     "landsat8": {
-        "B1": ("B1", "coastal", 0.443), "B2": ("B2", "blue", 0.482),
-        "B3": ("B3", "green", 0.561), "B4": ("B4", "red", 0.655),
-        "B5": ("B5", "nir08", 0.865), "B6": ("B6", "swir16", 1.609),
-        "B7": ("B7", "swir22", 2.201), "B8": ("B8", "pan", 0.59),
-        "B9": ("B9", "cirrus", 1.373), "B10": ("B10", "lwir11", 10.895),
+        "B1": ("B1", "coastal", 0.443),
+        "B2": ("B2", "blue", 0.482),
+        "B3": ("B3", "green", 0.561),
+        "B4": ("B4", "red", 0.655),
+        "B5": ("B5", "nir08", 0.865),
+        "B6": ("B6", "swir16", 1.609),
+        "B7": ("B7", "swir22", 2.201),
+        "B8": ("B8", "pan", 0.59),
+        "B9": ("B9", "cirrus", 1.373),
+        "B10": ("B10", "lwir11", 10.895),
         "B11": ("B11", "lwir12", 12.005),
     },
     "landsat7": {
-        "B1": ("B1", "blue", 0.485), "B2": ("B2", "green", 0.56), "B3": ("B3", "red", 0.66),
-        "B4": ("B4", "nir08", 0.835), "B5": ("B5", "swir16", 1.65),
-        "B6": ("B6", "lwir", 11.45), "B7": ("B7", "swir22", 2.22), "B8": ("B8", "pan", 0.71),
+        "B1": ("B1", "blue", 0.485),
+        "B2": ("B2", "green", 0.56),
+        "B3": ("B3", "red", 0.66),
+        "B4": ("B4", "nir08", 0.835),
+        "B5": ("B5", "swir16", 1.65),
+        "B6": ("B6", "lwir", 11.45),
+        "B7": ("B7", "swir22", 2.22),
+        "B8": ("B8", "pan", 0.71),
     },
     "sentinel2": {
-        "B01": ("B01", "coastal", 0.443), "B02": ("B02", "blue", 0.49),
-        "B03": ("B03", "green", 0.56), "B04": ("B04", "red", 0.665),
-        "B05": ("B05", "rededge", 0.705), "B06": ("B06", "rededge", 0.74),
-        "B07": ("B07", "rededge", 0.783), "B08": ("B08", "nir", 0.842),
-        "B8A": ("B8A", "nir08", 0.865), "B09": ("B09", "nir09", 0.945),
-        "B10": ("B10", "cirrus", 1.375), "B11": ("B11", "swir16", 1.61),
+        "B01": ("B01", "coastal", 0.443),
+        "B02": ("B02", "blue", 0.49),
+        "B03": ("B03", "green", 0.56),
+        "B04": ("B04", "red", 0.665),
+        "B05": ("B05", "rededge", 0.705),
+        "B06": ("B06", "rededge", 0.74),
+        "B07": ("B07", "rededge", 0.783),
+        "B08": ("B08", "nir", 0.842),
+        "B8A": ("B8A", "nir08", 0.865),
+        "B09": ("B09", "nir09", 0.945),
+        "B10": ("B10", "cirrus", 1.375),
+        "B11": ("B11", "swir16", 1.61),
         "B12": ("B12", "swir22", 2.19),
     },
     "demo-4band": {
-        "blue": ("blue", "blue", 0.49), "green": ("green", "green", 0.56),
-        "red": ("red", "red", 0.665), "nir": ("nir", "nir", 0.842),
+        "blue": ("blue", "blue", 0.49),
+        "green": ("green", "green", 0.56),
+        "red": ("red", "red", 0.665),
+        "nir": ("nir", "nir", 0.842),
     },
-}  # fmt: skip
+}
 """Band tables of the sensors the platform knows (``--sensor``)."""
 ORDER = {
     "landsat7": ("B1", "B2", "B3", "B4", "B5", "B7"),
@@ -62,9 +80,27 @@ ORDER = {
 PLATFORMS = {"landsat8": "landsat-8", "landsat7": "landsat-7", "sentinel2": "sentinel-2"}
 COMMON = {name: (name, wl) for name, wl in (("red", 0.665), ("green", 0.56), ("blue", 0.49))}
 RASTER_SUFFIXES = frozenset(
-    {".tif", ".tiff", ".jp2", ".j2k", ".img", ".png", ".jpg", ".jpeg", ".bil", ".asc", ".ntf",
-     ".ers", ".rst", ".sdat", ".pix", ".dat", ".vrt", ".xml"}
-)  # fmt: skip
+    {
+        ".tif",
+        ".tiff",
+        ".jp2",
+        ".j2k",
+        ".img",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bil",
+        ".asc",
+        ".ntf",
+        ".ers",
+        ".rst",
+        ".sdat",
+        ".pix",
+        ".dat",
+        ".vrt",
+        ".xml",
+    }
+)
 """Files of a scene folder that are read as bands (``.vrt`` only to be refused clearly)."""
 _BAND_SUFFIX = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?)$", re.IGNORECASE)
 _ITEM_ID = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -106,7 +142,9 @@ def scene_files(path: Path) -> list[Path]:
         return [path]
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
     if not files:
-        msg = f"{path.name}: the folder holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})"
+        msg = (
+            f"{path.name}: the folder holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})"
+        )
         raise InvalidInputError(msg)
     return files
 

@@ -35,9 +35,7 @@ def upgrade() -> None:
         ),
         sa.Column("id", sa.Text, nullable=False),
         sa.Column("datetime", sa.DateTime(timezone=True), nullable=False),
-        sa.Column(
-            "geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
-        ),
+        sa.Column("geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False),
         sa.Column("properties", JSONB, nullable=False, server_default="{}"),
         sa.Column("assets", JSONB, nullable=False, server_default="{}"),
         sa.Column("data_path", sa.Text, nullable=False),
@@ -49,9 +47,7 @@ def upgrade() -> None:
         schema="rs",
     )
     op.create_index("items_geom_idx", "items", ["geom"], schema="rs", postgresql_using="gist")
-    op.create_index(
-        "items_datetime_idx", "items", ["datetime", "collection_id", "id"], schema="rs"
-    )
+    op.create_index("items_datetime_idx", "items", ["datetime", "collection_id", "id"], schema="rs")
 
 
 def downgrade() -> None:
