@@ -63,6 +63,35 @@ class Shared:
         return self
 
 
+def _raster_resource(record: Any, settings: Settings, base: str) -> dict[str, Any]:
+    """An imagery collection in pygeoapi's documents: described by its newest scene
+    (pygeoapi's rasterio provider reads its bands), served by the platform's own
+    coverage, tiles and STAC routes (:mod:`api.routers.rasters`)."""
+    href = f"{base}/collections/{record.id}"
+    latest = record.properties.get("latest_data")
+    return {
+        "type": "collection",
+        "title": record.title,
+        "description": record.description or record.title,
+        "keywords": [*record.keywords, *record.subsystems],
+        "links": [
+            {"type": "application/json", "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
+             "title": "Map tiles", "href": f"{href}/map/tiles"},
+            {"type": "image/tiff; application=geotiff",
+             "rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage", "title": "Coverage",
+             "href": f"{href}/coverage"},
+            {"type": "application/json", "rel": "items", "title": "Scenes (STAC)",
+             "href": f"{base}/stac/collections/{record.id}/items"},
+        ],
+        "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),
+        "providers": [
+            {"type": "coverage", "name": "rasterio",
+             "data": str(settings.data_dir / "rasters" / latest) if latest else "",
+             "format": {"name": "GTiff", "mimetype": "image/tiff"}}
+        ],
+    }  # fmt: skip
+
+
 def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> dict[str, Any]:
     """pygeoapi's configuration for the catalog as one caller sees it now: only the
     collections they may read, each through their row restriction.
@@ -123,6 +152,8 @@ def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> d
                 }
             ],
         }
+    for record in catalog.of_kind("raster"):
+        resources[record.id] = _raster_resource(record, settings, base)
     resources[CATALOG_ID] = {
         "type": "collection",
         "title": "Catalog",

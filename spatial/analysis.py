@@ -228,14 +228,17 @@ def zonal(
     raster = NumPyRasterSource(
         filled, west, south, east, north, nodata=np.nan, srs_wkt=grid.crs.to_wkt()
     )
+    # exactextract takes a column named "id" for its own numbering: pass another name.
+    keyed = zones[["id", "geometry"]].rename(columns={"id": "zone_key"})
     result = exact_extract(
         raster,
-        zones[["id", "geometry"]],
+        keyed,
         stats,
-        include_cols=["id"],
+        include_cols=["zone_key"],
         output="pandas",
         strategy="feature-sequential",
     )
+    result = result.rename(columns={"zone_key": "id"})
     result["id"] = result["id"].astype(zones["id"].dtype)
     return result
 

@@ -74,8 +74,9 @@ def open_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def live_api(settings: Settings) -> Iterator[LiveServer]:
-    """The platform API on a real HTTP port, against the session database."""
+def live_api(settings: Settings, admin_auth: dict[str, str]) -> Iterator[LiveServer]:
+    """The platform API on a real HTTP port, against the session database (the admin's
+    key exists before it starts, so no test waits for the key to reach the server)."""
     from api import create_app  # noqa: PLC0415
 
     with LiveServer(create_app(settings)) as server:

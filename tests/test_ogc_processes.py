@@ -60,7 +60,10 @@ def _run(api: httpx.Client, process: str, inputs: dict[str, Any], **headers: str
 
 def test_the_process_list_and_descriptions(api: httpx.Client) -> None:
     ids = [p["id"] for p in api.get("/processes").json()["processes"]]
-    assert ids == ["buffer", "intersect-summarise", "area-by-zone", "nearest"]
+    assert ids == [
+        "buffer", "intersect-summarise", "area-by-zone", "nearest",
+        "zonal-statistics", "change-detection", "water-extraction",
+    ]  # fmt: skip
     described = api.get("/processes/nearest").json()
     assert {"collection", "point", "k", "max_distance"} == set(described["inputs"])
     assert (

@@ -114,14 +114,14 @@ def check_file(path: Path, limits: Limits) -> FileInfo:
             "send the rasters they reference"
         )
     try:
-        with (
-            warnings.catch_warnings(),
-            rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
-            rasterio.open(path) as src,
-        ):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            info = _describe(src, path, size, limits)
-            _decode_sample(src, name, path)
+            with (
+                rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+                rasterio.open(path) as src,
+            ):
+                info = _describe(src, path, size, limits)
+                _decode_sample(src, name, path)
     except InvalidInputError:
         raise
     except (RasterioError, OSError, ValueError) as exc:
