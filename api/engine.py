@@ -49,6 +49,7 @@ Handler = Callable[..., tuple[dict[str, str], int, Any]]
 """A pygeoapi handler: (api, request, *args) to (headers, status, content)."""
 PROVIDER = "api.provider.PlatformProvider"
 RECORDS_PROVIDER = "api.provider.CatalogProvider"
+SCENES_PROVIDER = "api.provider.SceneProvider"
 CATALOG_ID = "catalog"
 
 
@@ -63,12 +64,12 @@ class Shared:
         return self
 
 
-def _raster_resource(record: Any, settings: Settings, base: str) -> dict[str, Any]:
-    """An imagery collection in pygeoapi's documents: described by its newest scene
-    (pygeoapi's rasterio provider reads its bands), served by the platform's own
-    coverage, tiles and STAC routes (:mod:`api.routers.rasters`)."""
+def _raster_resource(record: Any, base: str) -> dict[str, Any]:
+    """An imagery collection in pygeoapi's documents (its grid from the catalog entry,
+    :class:`api.provider.SceneProvider`), served by the platform's own coverage, tiles
+    and STAC routes (:mod:`api.routers.rasters`)."""
     href = f"{base}/collections/{record.id}"
-    latest = record.properties.get("latest_data")
+    props = record.properties
     return {
         "type": "collection",
         "title": record.title,
@@ -85,8 +86,8 @@ def _raster_resource(record: Any, settings: Settings, base: str) -> dict[str, An
         ],
         "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),
         "providers": [
-            {"type": "coverage", "name": "rasterio",
-             "data": str(settings.data_dir / "rasters" / latest) if latest else "",
+            {"type": "coverage", "name": SCENES_PROVIDER, "data": record.id,
+             "shape": props.get("proj:shape"), "resolution": props.get("resolution"),
              "format": {"name": "GTiff", "mimetype": "image/tiff"}}
         ],
     }  # fmt: skip
@@ -153,7 +154,7 @@ def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> d
             ],
         }
     for record in catalog.of_kind("raster"):
-        resources[record.id] = _raster_resource(record, settings, base)
+        resources[record.id] = _raster_resource(record, base)
     resources[CATALOG_ID] = {
         "type": "collection",
         "title": "Catalog",

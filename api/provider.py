@@ -175,6 +175,19 @@ RECORD_FIELDS: dict[str, dict[str, Any]] = {
 and ``subsystems`` match when the record has the value)."""
 
 
+class SceneProvider(BaseProvider):  # type: ignore[misc]
+    """pygeoapi's view of an imagery collection: the grid its documents show, from the
+    catalog entry (the newest scene's shape and resolution). It reads no file: the
+    platform serves the pixels itself (:mod:`api.routers.rasters`)."""
+
+    def __init__(self, provider_def: dict[str, Any]) -> None:
+        super().__init__(provider_def)
+        height, width = provider_def.get("shape") or (0, 0)
+        step = provider_def.get("resolution") or 0
+        self._coverage_properties = {"width": width, "height": height, "resx": step,
+                                     "resy": step}  # fmt: skip
+
+
 class CatalogProvider(BaseProvider):  # type: ignore[misc]
     """The catalog as pygeoapi's ``record`` provider: one record per collection.
 

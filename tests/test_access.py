@@ -169,7 +169,8 @@ def test_keys_and_tokens(url: str, people: dict[str, int]) -> None:
     assert accounts.key_account(directory, key).username == "acc_viewer_a"
     prefix = key.split("_")[1]
     assert directory.keys[prefix].secret_sha256 != key.encode()  # only a hash is stored
-    for bad, reason in ((old, "revoked"), (expired, "expired"), (key[:-1] + "A", "not valid"),
+    altered = key[:-1] + ("A" if key[-1] != "A" else "B")  # one character off
+    for bad, reason in ((old, "revoked"), (expired, "expired"), (altered, "not valid"),
                         ("s3s_nope", "not valid")):  # fmt: skip
         with pytest.raises(UnauthorizedError, match=reason):
             accounts.key_account(directory, bad)

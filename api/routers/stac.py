@@ -102,17 +102,19 @@ async def collection(collection_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/collections/{collection_id}/items", summary="A collection's scenes")
 async def items(collection_id: str, request: Request) -> JSONResponse:
+    return await scenes(request, collection_id)
+
+
+async def scenes(request: Request, collection_id: str) -> JSONResponse:
+    """A page of a collection's scenes (also ``/collections/{id}/items``: OGC API -
+    Features over the footprints)."""
     raster_collection(view_of(request), collection_id)
-    values: dict[str, Any] = dict(request.query_params)
+    values: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "f"}
     _only(values, {"bbox", "datetime", "limit", "token", "filter", "filter-lang"})
+    if request.query_params.get("f", "json") not in {"json", "geojson"}:
+        raise InvalidInputError("f: scenes are served as GeoJSON (f=json)")
     values["collections"] = collection_id
-    return await _search(
-        request,
-        stac.Search.parse(values),
-        values,
-        "GET",
-        f"/stac/collections/{collection_id}/items",
-    )
+    return await _search(request, stac.Search.parse(values), values, "GET", request.url.path)
 
 
 @router.get("/collections/{collection_id}/items/{item_id}", summary="One scene")
@@ -222,6 +224,7 @@ async def _search(
     base = base_url(request)
     page = rows[: search.limit]
     links: list[dict[str, Any]] = [
+        {"rel": "self", "type": GEOJSON, "href": str(request.url)},
         {"rel": "root", "type": "application/json", "href": f"{base}/stac"},
     ]
     if len(rows) > search.limit:

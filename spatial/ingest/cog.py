@@ -16,6 +16,7 @@ WebMercatorQuad grid.
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -26,8 +27,12 @@ from typing import Any
 import morecantile
 import numpy as np
 import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
+from rio_cogeo.utils import get_web_optimized_params
 
 from spatial.errors import InvalidInputError
 
@@ -186,10 +191,13 @@ def _translate(
         options["tms"] = morecantile.tms.get("WebMercatorQuad")
         options["resampling"] = "nearest" if categorical else "bilinear"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rasterio.open(source) as src:
             warnings.simplefilter("ignore", PendingDeprecationWarning)  # affine, via rio-cogeo
+            if web and not has_nodata:
+                _web_masked(src, target, categorical=categorical)
+                return
             cog_translate(
-                source,
+                src,
                 target,
                 _profile(dtype, web=web),
                 add_mask=not has_nodata and web,
@@ -205,6 +213,47 @@ def _translate(
         what = name or source.name
         msg = f"{what}: a block does not decode, the file is truncated or corrupt: {reason}"
         raise InvalidInputError(msg[:600]) from None
+
+
+def _web_masked(src: Any, target: Path, *, categorical: bool) -> None:
+    """The display COG of a source without nodata: the bands warped onto the
+    WebMercatorQuad grid into a temporary GeoTIFF whose internal mask marks the scene,
+    then GDAL's COG driver (which keeps that mask; rio-cogeo's warp would mark the padding
+    around the scene valid, so it would draw black)."""
+    tms = morecantile.tms.get("WebMercatorQuad")
+    grid = get_web_optimized_params(src, zoom_level_strategy="auto", tms=tms)
+    step = grid["transform"].a
+    zoom = tms.zoom_for_res(step, max_z=30, zoom_level_strategy="auto")  # fmt: skip
+    resampling = Resampling.nearest if categorical else Resampling.bilinear
+    temporary = target.parent / f".{uuid.uuid4().hex}.warped.tif"
+    profile = {"driver": "GTiff", "count": src.count, "dtype": src.dtypes[0], "tiled": True,
+               "blockxsize": 512, "blockysize": 512, "compress": "zstd", "bigtiff": "IF_SAFER",
+               "crs": grid["crs"], "transform": grid["transform"], "width": grid["width"],
+               "height": grid["height"]}  # fmt: skip
+    floating = np.dtype(src.dtypes[0]).kind == "f"
+    try:
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_NUM_THREADS="ALL_CPUS"):
+            with (
+                WarpedVRT(src, **grid, resampling=resampling, add_alpha=True) as vrt,
+                rasterio.open(temporary, "w", **profile) as out,
+            ):
+                out.descriptions = src.descriptions
+                for i in range(1, src.count + 1):
+                    out.update_tags(i, **src.tags(i))
+                # The tags rio-cogeo writes on the display COGs it makes itself.
+                out.update_tags(**src.tags(), TILING_SCHEME_NAME=tms.id,
+                                TILING_SCHEME_ZOOM_LEVEL=str(zoom))  # fmt: skip
+                for _, window in out.block_windows(1):
+                    data = vrt.read(window=window)
+                    out.write(data[:-1], window=window)
+                    out.write_mask(data[-1] > 0, window=window)
+            rasterio.shutil.copy(
+                temporary, target, driver="COG", COMPRESS="DEFLATE",
+                PREDICTOR="3" if floating else "2", BLOCKSIZE="256", INTERLEAVE="BAND",
+                OVERVIEW_RESAMPLING="NEAREST" if categorical else "AVERAGE", BIGTIFF="IF_SAFER",
+            )  # fmt: skip
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def validate(path: Path) -> list[str]:

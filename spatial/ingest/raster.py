@@ -552,8 +552,8 @@ def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
         text(
             "SELECT count(*), min(datetime), max(datetime), "
             "ST_AsText(ST_Multi(ST_Union(geom))), "
-            "(SELECT properties || jsonb_build_object('latest_data', data_path) FROM rs.items "
-            " WHERE collection_id = :cid ORDER BY datetime DESC, id LIMIT 1), "
+            "(SELECT properties FROM rs.items WHERE collection_id = :cid "
+            " ORDER BY datetime DESC, id LIMIT 1), "
             "array_agg(DISTINCT properties->>'proj:code') "
             "FROM rs.items WHERE collection_id = :cid"
         ),
@@ -585,7 +585,8 @@ def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
             "raster:bands": latest.get("raster:bands", []),
             "sensor": latest.get("sensor"),
             "gsd": latest.get("gsd"),
-            "latest_data": latest.get("latest_data"),
+            "proj:shape": latest.get("proj:shape"),
+            "resolution": abs((latest.get("proj:transform") or [0.0])[0]),
         },
         **visibility(conn, source),
     )
