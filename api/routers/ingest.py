@@ -71,14 +71,7 @@ async def upload_vector(
 
     A steward ingests into their department's collections (a new one becomes theirs), an
     admin into any; nobody else may."""
-    department = may_ingest(request, collection)
-    actor = actor_of(request)
-    settings: Settings = request.app.state.settings
-    limit = settings.ingest.max_upload_mb * 1024 * 1024
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLargeError(_too_large(settings))
-    folder = settings.var_dir / "ingest" / "uploads" / uuid.uuid4().hex
+    department, actor, settings, limit, folder = _upload(request, collection)
     try:
         main, name = await _store(file, folder, limit, settings)
         source = VectorSource(
@@ -135,14 +128,7 @@ async def upload_raster(
 ) -> JSONResponse:
     """Store the upload, check every file (a refusal is a 400 with the reason, and
     nothing is kept), then convert and catalog it as a job; answer 202 with the job."""
-    department = may_ingest(request, collection)
-    actor = actor_of(request)
-    settings: Settings = request.app.state.settings
-    limit = settings.ingest.max_upload_mb * 1024 * 1024
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLargeError(_too_large(settings))
-    folder = settings.var_dir / "ingest" / "uploads" / uuid.uuid4().hex
+    department, actor, settings, limit, folder = _upload(request, collection)
     try:
         scene_dir = folder / _safe_name(Path(item or (file[0].filename or "scene")).stem)
         names = await _store_all(file, scene_dir, limit, settings)
@@ -196,21 +182,7 @@ async def _store(
     uploads: list[UploadFile], folder: Path, limit: int, settings: Settings
 ) -> tuple[Path, str]:
     """Write the parts to ``folder`` counting bytes; return the file to read and its name."""
-    if not uploads:
-        msg = "no file in the upload"
-        raise InvalidInputError(msg)
-    folder.mkdir(parents=True, exist_ok=True)
-    total = 0
-    stored: list[Path] = []
-    for upload in uploads:
-        target = folder / _safe_name(upload.filename or "upload")
-        with target.open("wb") as out:
-            while chunk := await upload.read(_CHUNK):
-                total += len(chunk)
-                if total > limit:
-                    raise TooLargeError(_too_large(settings))
-                out.write(chunk)
-        stored.append(target)
+    stored = [folder / name for name in await _store_all(uploads, folder, limit, settings)]
     if len(stored) == 1:
         return stored[0], stored[0].name
     mains = [p for p in stored if p.suffix.lower() not in _SIDECARS]
@@ -229,6 +201,19 @@ def _safe_name(name: str) -> str:
     base = re.split(r"[\\/]", name)[-1]
     base = re.sub(r"[^\w.\-]", "_", base).lstrip(".") or "upload"
     return base[:200]
+
+
+def _upload(request: Request, collection: str) -> tuple[str | None, Actor, Settings, int, Path]:
+    """Who may upload into ``collection`` (:func:`may_ingest`), the size limit (a declared
+    length over it is refused at once) and a new private folder for the parts."""
+    department = may_ingest(request, collection)
+    settings: Settings = request.app.state.settings
+    limit = settings.ingest.max_upload_mb * 1024 * 1024
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(_too_large(settings))
+    folder = settings.var_dir / "ingest" / "uploads" / uuid.uuid4().hex
+    return department, actor_of(request), settings, limit, folder
 
 
 def _too_large(settings: Settings) -> str:

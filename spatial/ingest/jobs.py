@@ -10,14 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from spatial.errors import NotFoundError
+from spatial.errors import InvalidInputError, NotFoundError
+
+T = TypeVar("T")
 
 _MIN_INTERVAL_S = 0.5
 """Progress is written at most this often (a 200k-row load would otherwise write 100s)."""
@@ -156,3 +159,45 @@ class Tracker:
             "WHERE id = %s::uuid",
             ("succeeded" if ok else "failed", ok, message, Jsonb(report), self.job_id),
         )
+
+
+def run(
+    url: str,
+    job_id: str,
+    report: dict[str, Any],
+    work: Callable[[Callable[[float, str], None]], tuple[T, str]],
+    on_progress: Callable[[float, str], None] | None = None,
+) -> T:
+    """Run an ingest as job ``job_id``: mark it running, pass ``work`` a progress callback
+    (recorded on the job and forwarded to ``on_progress``), and record how it ended with
+    ``report``. ``work`` returns its result and the job's closing message.
+
+    Raises:
+        Whatever ``work`` raised, after marking the job failed with the reason (a refused
+        input's message, "interrupted", or the internal error).
+    """
+    tracker = Tracker(url, job_id)
+    tracker.start()
+
+    def progress(fraction: float, message: str) -> None:
+        tracker.progress(fraction, message)
+        if on_progress:
+            on_progress(fraction, message)
+
+    try:
+        result, message = work(progress)
+    except InvalidInputError as exc:
+        report.setdefault("error", str(exc))
+        report.update(getattr(exc, "report", {}))
+        tracker.finish(ok=False, message=str(exc), report=report)
+        raise
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {exc!r}"
+        report["error"] = reason
+        tracker.finish(ok=False, message=reason, report=report)
+        raise
+    tracker.finish(ok=True, message=message, report=report)
+    if on_progress:
+        on_progress(1.0, "done")
+    return result
+

@@ -153,33 +153,16 @@ def ingest_raster(
             options=_options(source),
             created_by=who.name,
         )
-    tracker = jobs.Tracker(url, job_id)
-    tracker.start()
-
-    def progress(fraction: float, message: str) -> None:
-        tracker.progress(fraction, message)
-        if on_progress:
-            on_progress(fraction, message)
-
     report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
-    try:
+
+    def work(progress: ProgressFn) -> tuple[tuple[CollectionRecord, list[dict[str, Any]]], str]:
         validate_source(source)
-        record, items = _run(
+        done = _run(
             url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
         )
-    except InvalidInputError as exc:
-        report["error"] = str(exc)
-        tracker.finish(ok=False, message=str(exc), report=report)
-        raise
-    except BaseException as exc:
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {exc!r}"
-        report["error"] = reason
-        tracker.finish(ok=False, message=reason, report=report)
-        raise
-    message = f"loaded {len(items)} scene(s) into {record.id}"
-    tracker.finish(ok=True, message=message, report=report)
-    if on_progress:
-        on_progress(1.0, "done")
+        return done, f"loaded {len(done[1])} scene(s) into {done[0].id}"
+
+    record, items = jobs.run(url, job_id, report, work, on_progress)
     return RasterOutcome(job_id=job_id, record=record, items=items, report=report)
 
 

@@ -135,34 +135,16 @@ def ingest_vector(
             options=_options(source),
             created_by=who.name,
         )
-    tracker = jobs.Tracker(url, job_id)
-    tracker.start()
-
-    def progress(fraction: float, message: str) -> None:
-        tracker.progress(fraction, message)
-        if on_progress:
-            on_progress(fraction, message)
-
     report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
-    try:
+
+    def work(progress: ProgressFn) -> tuple[Published, str]:
         validate_source(source)
-        published = _run(
+        done = _run(
             url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
         )
-    except InvalidInputError as exc:
-        report.setdefault("error", str(exc))
-        report.update(getattr(exc, "report", {}))
-        tracker.finish(ok=False, message=str(exc), report=report)
-        raise
-    except BaseException as exc:
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"internal error: {exc!r}"
-        report["error"] = reason
-        tracker.finish(ok=False, message=reason, report=report)
-        raise
-    message = f"loaded {published.record.feature_count} features (edition {published.edition})"
-    tracker.finish(ok=True, message=message, report=report)
-    if on_progress:
-        on_progress(1.0, "done")
+        return done, f"loaded {done.record.feature_count} features (edition {done.edition})"
+
+    published = jobs.run(url, job_id, report, work, on_progress)
     return Outcome(job_id=job_id, record=published.record, report=report)
 
 
