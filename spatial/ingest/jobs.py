@@ -200,4 +200,3 @@ def run(
     if on_progress:
         on_progress(1.0, "done")
     return result
-
