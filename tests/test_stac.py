@@ -198,6 +198,9 @@ def test_assets_download_with_ranges_and_gdal_reads_them(
     assert part.status_code == 206
     assert part.content == path.read_bytes()[100:1124]
     assert part.headers["content-range"] == f"bytes 100-1123/{path.stat().st_size}"
+    head = api.head(href)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == path.stat().st_size
     with (
         rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
         rasterio.open(f"/vsicurl/{href}") as remote,
@@ -264,6 +267,22 @@ def test_a_private_collection_is_hidden_from_anonymous_callers(
         assert (cid in listed) is visible
         children = [link.get("title") for link in api.get("/stac", headers=headers).json()["links"]]
         assert (cid in children) is visible
+
+
+def test_imagery_grants_are_whole_collections(
+    scenes: dict[str, Ingested], api: httpx.Client, admin_auth: dict[str, str]
+) -> None:
+    cid = scene_of(scenes, "demo").case.collection
+    for extra in ({"filter": "sensor = 'x'"}, {"area": "POLYGON((0 0,1 0,1 1,0 1,0 0))"}):
+        answer = api.post("/admin/grants", headers=admin_auth, json={
+            "collection": cid, "grantee": "role:viewer", "privilege": "read", **extra})  # fmt: skip
+        assert answer.status_code == 400, answer.text
+        assert "not a vector layer" in answer.json()["description"]
+    whole = api.post("/admin/grants", headers=admin_auth, json={
+        "collection": cid, "grantee": "role:viewer", "privilege": "read"})  # fmt: skip
+    assert whole.status_code == 201, whole.text
+    assert api.delete(f"/admin/grants/{whole.json()['id']}", headers=admin_auth).status_code in {
+        200, 204}  # fmt: skip
 
 
 # -- 9. the command line -----------------------------------------------------------------------

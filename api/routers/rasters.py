@@ -31,7 +31,7 @@ from api.auth import view_of
 from api.ogc import base_url, check_parameters
 from layers import View
 from spatial.catalog import CollectionRecord
-from spatial.errors import InvalidInputError, NotFoundError
+from spatial.errors import ForbiddenError, InvalidInputError, NotFoundError
 from spatial.features import parse_bbox, parse_datetime
 from tiles import raster
 from tiles.cache import CachedTile, Key, TileCache
@@ -56,6 +56,11 @@ def raster_collection(seen: View, collection_id: str) -> CollectionRecord:
     if record.kind != "raster":
         msg = f"collection {collection_id!r} is {record.kind} data, not imagery"
         raise NotFoundError(msg)
+    if seen.rights[collection_id].read_rows is not None:
+        # Grants on imagery are whole collections (a row filter is refused when granted);
+        # a restricted grant left from a vector collection of the same id reads nothing.
+        msg = f"your access to {collection_id!r} is restricted to rows; imagery needs a full grant"
+        raise ForbiddenError(msg)
     return record
 
 

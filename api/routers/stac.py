@@ -27,7 +27,11 @@ GEOJSON = "application/geo+json"
 
 
 def _readable(request: Request) -> list[str]:
-    return [r.id for r in view_of(request).catalog if r.kind == "raster"]
+    """The imagery collections the caller may read whole (see ``raster_collection``)."""
+    seen = view_of(request)
+    return [
+        r.id for r in seen.catalog if r.kind == "raster" and seen.rights[r.id].read_rows is None
+    ]
 
 
 @router.get("", summary="The STAC API landing page")
@@ -129,8 +133,9 @@ async def item(collection_id: str, item_id: str, request: Request) -> JSONRespon
     return JSONResponse(stac.item_document(found[0], base_url(request)), media_type=GEOJSON)
 
 
-@router.get(
+@router.api_route(
     "/collections/{collection_id}/items/{item_id}/assets/{key}",
+    methods=["GET", "HEAD"],
     summary="An asset's file (COG; range requests)",
     response_model=None,
 )
