@@ -133,9 +133,18 @@ async def item(collection_id: str, item_id: str, request: Request) -> JSONRespon
     return JSONResponse(stac.item_document(found[0], base_url(request)), media_type=GEOJSON)
 
 
-@router.api_route(
+@router.head(
     "/collections/{collection_id}/items/{item_id}/assets/{key}",
-    methods=["GET", "HEAD"],
+    include_in_schema=False,
+    response_model=None,
+)
+async def asset_head(collection_id: str, item_id: str, key: str, request: Request) -> FileResponse:
+    """The asset's headers (GDAL asks for the size first)."""
+    return await asset(collection_id, item_id, key, request)
+
+
+@router.get(
+    "/collections/{collection_id}/items/{item_id}/assets/{key}",
     summary="An asset's file (COG; range requests)",
     response_model=None,
 )
