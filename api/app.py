@@ -23,6 +23,7 @@ from api.routers import (
     admin,
     editions,
     features,
+    gps,
     ingest,
     landing,
     processes,
@@ -135,7 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
     app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
     for module in (tiles, rasters, stac, auth, admin, landing, features, transactions,
-                   processes, ingest, editions):  # fmt: skip
+                   processes, ingest, editions, gps):  # fmt: skip
         app.include_router(module.router)
     # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")

@@ -146,6 +146,22 @@ class AuthSettings(BaseSettings):
     """The claim naming the platform user an external token acts as."""
 
 
+class GpsSettings(BaseSettings):
+    """How GPS fixes are checked before they are stored."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_GPS_", extra="ignore")
+
+    auto_register: bool = False
+    """Register unknown devices on their first fix (else their fixes are refused and
+    counted)."""
+    max_speed_kmh: float = Field(default=300.0, gt=0)
+    """A fix implying a faster move from the device's previous one is a jump (refused)."""
+    max_future_s: int = Field(default=300, ge=0)
+    """How far a fix's time may run ahead of the server's clock."""
+    max_hdop: float = Field(default=20.0, gt=0)
+    """Fixes with a larger horizontal dilution of precision are refused as low quality."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -165,6 +181,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    gps: GpsSettings = Field(default_factory=GpsSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

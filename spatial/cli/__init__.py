@@ -65,20 +65,18 @@ def friendly(func: F) -> F:
 
 
 def _register() -> None:
-    from spatial.cli import db, ingest, samples, serve, users  # noqa: PLC0415
+    from spatial.cli import db, gps, ingest, samples, serve, users  # noqa: PLC0415
 
     app.add_typer(db.app, name="db")
     app.add_typer(samples.app, name="samples")
     app.add_typer(ingest.app, name="ingest")
     app.add_typer(users.app, name="user")
+    app.add_typer(gps.app, name="gps")
     app.command("serve")(serve.serve)
     # Command groups of the other packages (``tiles``), found through their entry points so
     # that ``spatial`` imports none of them.
     for entry in entry_points(group="spatial.commands"):
         app.add_typer(entry.load(), name=entry.name)
-    # Groups that later work fills; they exist now so the command tree is stable.
-    for name, text in (("gps", "GPS devices, receivers and tracks."),):
-        app.add_typer(typer.Typer(help=text, no_args_is_help=True), name=name)
 
 
 def main() -> None:

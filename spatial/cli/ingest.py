@@ -16,9 +16,7 @@ from spatial.cli import console, err_console, friendly, progress_bar
 from spatial.db import resolve_url
 from spatial.settings import Settings
 
-app = typer.Typer(
-    help="Load vector files and rasters (and, later, GPS logs).", no_args_is_help=True
-)
+app = typer.Typer(help="Load vector files, rasters and GPS logs.", no_args_is_help=True)
 
 
 class OnInvalid(StrEnum):
@@ -199,3 +197,28 @@ def raster(
         f"{outcome.record.id}: {outcome.record.feature_count} scene(s), version "
         f"{outcome.record.version}; job {outcome.job_id}"
     )
+
+
+@app.command()
+@friendly
+def gps(
+    path: Path = typer.Argument(..., exists=True, help="An NMEA log, GPX, CSV or GeoJSON file."),
+    device: str | None = typer.Option(
+        None, "--device", help="The device of every fix (needed for NMEA logs)."
+    ),
+) -> None:
+    """Import a GPS file: decode, check (counted rejects) and store its fixes."""
+    import psycopg  # noqa: PLC0415
+
+    from spatial.gps.imports import import_file  # noqa: PLC0415
+
+    settings = Settings()
+    with psycopg.connect(resolve_url(settings), autocommit=True) as conn:
+        done = import_file(conn, path, device=device, settings=settings.gps)
+    console.print(
+        f"[green]stored[/] {done.stored} fixes of {', '.join(sorted(done.devices)) or 'no device'}"
+        f" from {path.name}; {done.duplicates} already stored"
+    )
+    for reason, n in sorted(done.counts().items()):
+        if reason != "duplicate":
+            err_console.print(f"  rejected: {n} x {reason.replace('_', ' ')}", highlight=False)

@@ -1,0 +1,104 @@
+"""GPS receivers on the API port: OsmAnd / Traccar Client (``/gps/osmand``) and OwnTracks
+HTTP (``/gps/owntracks``).
+
+A request is decoded (:mod:`spatial.gps.osmand`, :mod:`spatial.gps.owntracks`), checked
+and stored in one transaction (:mod:`spatial.gps.store`) before the answer, so a 200
+means the fix is stored (or was already: a client that resends after a lost answer does
+no harm). The answers are what the clients act on:
+
+- 200: stored, already stored, or refused as junk the client should not send again (a
+  jump, (0, 0), no fix...; counted per device);
+- 400: a request the platform cannot use (no device id, a malformed request, an unknown
+  device), with the reason, as Traccar answers;
+- 503 with ``Retry-After``: the database is unavailable; the client keeps the fix and
+  sends it again, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from psycopg_pool import PoolTimeout
+from starlette.concurrency import run_in_threadpool
+
+from spatial.gps import osmand, owntracks
+from spatial.gps.fix import Decoded
+from spatial.gps.store import Stored, store
+
+router = APIRouter(prefix="/gps", tags=["GPS receivers"])
+UNUSABLE = frozenset({"malformed", "unknown_device", "no_time"})
+"""Reasons that make a request a 400 when nothing in it was stored."""
+
+
+async def _keep(request: Request, decoded: Decoded, source: str) -> Stored | Response:
+    """Store a decoded request; a 503 when the database cannot be reached."""
+    app = request.app
+
+    def work() -> Stored:
+        with app.state.sync_pool.connection() as conn:
+            return store(conn, decoded.fixes, source=source, settings=app.state.settings.gps,
+                         rejects=decoded.rejects)  # fmt: skip
+
+    try:
+        return await run_in_threadpool(work)
+    except (psycopg.OperationalError, PoolTimeout):
+        why = "the database is unavailable; send the fix again later"
+        body = {"code": "ServiceUnavailable", "description": why}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+def _unusable(done: Stored) -> str | None:
+    """Why nothing could be used, when a request stored nothing for a reason of its own."""
+    if done.stored or done.duplicates:
+        return None
+    reasons = [r for r in done.rejects if r.reason in UNUSABLE]
+    return "; ".join(f"{r.reason.replace('_', ' ')}: {r.detail}" for r in reasons) or None
+
+
+async def _osmand(request: Request) -> Response:
+    body = await request.body()
+    target = request.url.path + ("?" + request.url.query if request.url.query else "")
+    decoded = osmand.decode_request(target, body, content_type=request.headers.get("content-type"),
+                                    received=dt.datetime.now(dt.UTC))  # fmt: skip
+    done = await _keep(request, decoded, "osmand")
+    if isinstance(done, Response):
+        return done
+    problem = _unusable(done)
+    if problem:
+        return PlainTextResponse(problem, status_code=400)
+    return PlainTextResponse("OK")
+
+
+@router.get("/osmand", summary="OsmAnd / Traccar Client position (query string)")
+async def osmand_get(request: Request) -> Response:
+    """``?id=DEVICE&lat=..&lon=..&timestamp=..&speed=(knots)&bearing=..&altitude=..``."""
+    return await _osmand(request)
+
+
+@router.post("/osmand", summary="OsmAnd / Traccar Client position (form or JSON body)")
+async def osmand_post(request: Request) -> Response:
+    """The same as a form body, or Traccar Client 9's JSON body."""
+    return await _osmand(request)
+
+
+@router.post("/owntracks", summary="OwnTracks HTTP mode")
+async def owntracks_post(request: Request) -> Response:
+    """An OwnTracks message; the user and device come from ``X-Limit-U`` / ``X-Limit-D``
+    (or the payload's ``topic``/``tid``). Answers ``[]`` (no commands) as OwnTracks expects."""
+    body = await request.body()
+    decoded = owntracks.decode_owntracks(
+        body, user=request.headers.get("x-limit-u"), device=request.headers.get("x-limit-d")
+    )
+    done = await _keep(request, decoded, "owntracks")
+    if isinstance(done, Response):
+        return done
+    problem = _unusable(done)
+    if problem:
+        return JSONResponse({"code": "InvalidParameterValue", "description": problem},
+                            status_code=400)  # fmt: skip
+    answer: list[Any] = []
+    return JSONResponse(answer)

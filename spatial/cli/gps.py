@@ -1,0 +1,96 @@
+"""``spatial gps``: the device registry and retention of old positions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import psycopg
+import typer
+from rich.table import Table
+
+from spatial.cli import console, friendly
+from spatial.db import resolve_url
+from spatial.errors import InvalidInputError
+from spatial.settings import Settings
+
+app = typer.Typer(help="GPS devices, receivers and tracks.", no_args_is_help=True)
+devices = typer.Typer(help="The device registry.", no_args_is_help=True)
+app.add_typer(devices, name="device")
+
+
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(resolve_url(Settings()), autocommit=True)
+
+
+@devices.command("add")
+@friendly
+def device_add(
+    device_id: str = typer.Argument(..., help="The id the device reports (OsmAnd id, ...)."),
+    name: str | None = typer.Option(None, help="A human name [default: the id]."),
+    department: str | None = typer.Option(None, help="The department that owns it."),
+    kind: str = typer.Option("vehicle", help="vehicle, person, boat, drone or sensor."),
+) -> None:
+    """Register a device; prints its token once (receivers that sign in use it)."""
+    from spatial.gps.store import add_device  # noqa: PLC0415
+
+    with _connect() as conn:
+        token = add_device(conn, device_id, name=name, department=department, kind=kind)
+    console.print(f"[green]registered[/] {device_id}; token (shown once): {token}")
+
+
+@devices.command("list")
+@friendly
+def device_list() -> None:
+    """The registered devices."""
+    from spatial.gps.store import list_devices  # noqa: PLC0415
+
+    with _connect() as conn:
+        found = list_devices(conn)
+    table = Table("id", "name", "department", "kind", "active")
+    for d in found:
+        table.add_row(d.id, d.name, d.department or "", d.kind, "yes" if d.active else "no")
+    console.print(table)
+
+
+@devices.command("remove")
+@friendly
+def device_remove(device_id: str = typer.Argument(...)) -> None:
+    """Unregister a device (its positions stay)."""
+    from spatial.gps.store import remove_device  # noqa: PLC0415
+
+    with _connect() as conn:
+        remove_device(conn, device_id)
+    console.print(f"removed {device_id}")
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """``400d``, ``12w``, ``36h``: an age.
+
+    Raises:
+        InvalidInputError: not a number with d, w or h.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*([dwh])\s*", text)
+    if match is None:
+        msg = f"--older-than {text!r}: give a number of days, weeks or hours, e.g. 400d"
+        raise InvalidInputError(msg)
+    units = {"d": "days", "w": "weeks", "h": "hours"}
+    return dt.timedelta(**{units[match.group(2)]: int(match.group(1))})
+
+
+@app.command()
+@friendly
+def retention(
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Age of positions to drop, e.g. 400d."
+    ),
+) -> None:
+    """Drop whole month partitions of positions older than the age."""
+    from spatial.gps.store import retention as drop  # noqa: PLC0415
+
+    age = parse_age(older_than)
+    with _connect() as conn:
+        dropped = drop(conn, age)
+    console.print(
+        f"dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}"
+    )

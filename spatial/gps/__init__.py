@@ -1,0 +1,1 @@
+"""GPS: device fixes decoded from real protocols and files, validated, stored and served."""

@@ -1,0 +1,741 @@
+"""GPS batch files: GPX 1.0/1.1, CSV and GeoJSON, read into :class:`~spatial.gps.fix.Decoded`.
+
+:func:`read` picks the reader by extension (``.gpx``, ``.csv``, ``.geojson``/``.json``) or,
+for other names, by the first byte of the content. Each reader takes the file's bytes and
+returns the fixes it could read and a :class:`~spatial.gps.fix.Reject` for each point,
+row or feature it could not, in input order. Bad content never raises; only a file that
+is unreadable as a whole (not XML, not JSON, no header, no latitude column, over the size
+limit, or hostile XML) raises :class:`~spatial.errors.InvalidInputError`.
+
+Rules shared by every format:
+
+* A position needs finite latitude and longitude (``malformed`` otherwise), within ±90/±180
+  (``out_of_range``), and not exactly (0, 0) (``zero_position``).
+* Optional numbers (altitude, speed in m/s, course in degrees, HDOP, satellites, accuracy)
+  that are present but do not parse make the record ``malformed``.
+* A missing or empty time is ``no_time``; a time that does not parse is ``malformed``.
+  Times without an offset are UTC (the GPX specification says so; CSV follows it). CSV and
+  GeoJSON also take Unix seconds.
+* The ``device`` argument, when given, replaces the device of every fix and reject.
+
+XML is parsed with the standard library's expat, never with external entities: any
+``<!DOCTYPE`` (and so any entity declaration) refuses the whole document before anything
+is expanded, which stops entity-expansion bombs and external-entity reads. The check sits
+in expat's doctype handler rather than in a byte search, so it holds for every encoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+from spatial.errors import InvalidInputError, TooLargeError
+from spatial.gps.fix import Decoded, Fix, Reject
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "read",
+    "read_csv",
+    "read_geojson",
+    "read_gpx",
+]
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""The largest file :func:`read` accepts unless told otherwise (64 MiB)."""
+
+Reader = Callable[..., Decoded]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_UNIX_SECONDS = re.compile(r"[+-]?\d+(\.\d*)?")
+_SUFFIXES = {".gpx": "gpx", ".csv": "csv", ".geojson": "geojson", ".json": "geojson"}
+
+# Column (CSV) and property (GeoJSON) names, compared lower-cased, and the field they fill.
+_ALIASES = {
+    "device": "device",
+    "device_id": "device",
+    "id": "device",
+    "time": "time",
+    "timestamp": "time",
+    "datetime": "time",
+    "lat": "lat",
+    "latitude": "lat",
+    "lon": "lon",
+    "lng": "lon",
+    "longitude": "lon",
+    "altitude": "altitude",
+    "alt": "altitude",
+    "ele": "altitude",
+    "elevation": "altitude",
+    "speed": "speed",
+    "course": "course",
+    "bearing": "course",
+    "hdop": "hdop",
+    "satellites": "satellites",
+    "sat": "satellites",
+    "accuracy": "accuracy",
+}
+
+
+class _RecordError(ValueError):
+    """A record that becomes a :class:`Reject` (internal; never leaves this module)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def read(path: Path, *, device: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Decoded:
+    """Read a GPS batch file (GPX, CSV or GeoJSON).
+
+    Args:
+        path: the file. ``.gpx``, ``.csv``, ``.geojson`` and ``.json`` choose the format;
+            any other name is sniffed (``<`` GPX, ``{`` GeoJSON, anything else CSV).
+        device: when given, the device of every fix and reject, replacing what the file
+            says (a GPX track name, a CSV ``device`` column).
+        max_bytes: refuse files larger than this; never more than ``max_bytes + 1`` bytes
+            are read, so a special or growing file cannot exhaust memory.
+
+    Returns:
+        The fixes and the rejects, in file order.
+
+    Raises:
+        InvalidInputError: the file cannot be read, or is unreadable as a whole.
+        TooLargeError: the file is larger than ``max_bytes``.
+    """
+    path = Path(path)
+    data = _read_limited(path, max_bytes)
+    kind = _SUFFIXES.get(path.suffix.lower()) or _sniff(data)
+    readers: dict[str, Reader] = {"gpx": read_gpx, "csv": read_csv, "geojson": read_geojson}
+    try:
+        return readers[kind](data, device=device, max_bytes=max_bytes)
+    except TooLargeError:
+        raise
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path.name}: {exc}") from exc
+
+
+def _read_limited(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if path.is_file() and size > max_bytes:
+            raise TooLargeError(
+                f"{path.name} has {size:,} bytes, more than the limit of {max_bytes:,}"
+            )
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    _check_size(len(data), max_bytes, path.name)
+    return data
+
+
+def _check_size(size: int, max_bytes: int, what: str = "the input") -> None:
+    if size > max_bytes:
+        raise TooLargeError(f"{what} is larger than the limit of {max_bytes:,} bytes")
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith((b"<", b"\xff\xfe", b"\xfe\xff")):
+        return "gpx"
+    if head.startswith(b"{"):
+        return "geojson"
+    return "csv"
+
+
+# --- values shared by every format ------------------------------------------------------
+
+
+def _number(value: object, name: str) -> float:
+    """A finite float from a JSON number or a text; ``_RecordError('malformed')`` otherwise."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    elif isinstance(value, str) and "_" not in value:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise _RecordError("malformed", f"{name} {value!r} is not a number")
+    return number
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _optional(value: object, name: str) -> float | None:
+    return None if _blank(value) else _number(value, name)
+
+
+def _count(value: object, name: str) -> int | None:
+    number = _optional(value, name)
+    if number is None:
+        return None
+    if number < 0 or not number.is_integer():
+        raise _RecordError("malformed", f"{name} {value!r} is not a count")
+    return int(number)
+
+
+def _position(lat_value: object, lon_value: object) -> tuple[float, float]:
+    """(lon, lat), checked: ``malformed``, ``out_of_range`` or ``zero_position``."""
+    if _blank(lat_value) or _blank(lon_value):
+        raise _RecordError("malformed", "no latitude/longitude")
+    lat = _number(lat_value, "latitude")
+    lon = _number(lon_value, "longitude")
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        raise _RecordError("out_of_range", f"latitude {lat} / longitude {lon} out of range")
+    if lat == 0.0 and lon == 0.0:
+        raise _RecordError("zero_position", "position (0, 0)")
+    return lon, lat
+
+
+def _time(value: object, *, unix: bool) -> dt.datetime:
+    """A UTC time from ISO 8601 text or (when ``unix``) Unix seconds."""
+    if _blank(value):
+        raise _RecordError("no_time", "no time")
+    if unix and isinstance(value, int | float) and not isinstance(value, bool):
+        return _unix_time(_number(value, "time"))
+    if not isinstance(value, str):
+        raise _RecordError("malformed", f"time {value!r} is not a text or a number")
+    text = value.strip()
+    if unix and _UNIX_SECONDS.fullmatch(text):
+        return _unix_time(_number(text, "time"))
+    # A date alone is not the instant of a fix.
+    if "T" not in text.upper() and " " not in text:
+        raise _RecordError("malformed", f"time {value!r} is not an ISO 8601 date and time")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        expected = "ISO 8601 or Unix seconds" if unix else "ISO 8601"
+        raise _RecordError("malformed", f"time {value!r} is not {expected}") from None
+
+
+def _unix_time(seconds: float) -> dt.datetime:
+    try:
+        return _EPOCH + dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise _RecordError("malformed", f"Unix time {seconds!r} is out of range") from None
+
+
+def _device_name(value: object) -> str | None:
+    if _blank(value) or isinstance(value, bool | dict | list):
+        return None
+    return str(value).strip()
+
+
+def _make_fix(
+    values: Mapping[str, object],
+    *,
+    device: str | None,
+    attributes: dict[str, Any],
+    unix: bool,
+) -> Fix:
+    """A fix from raw field values (keys as in :data:`_ALIASES` values), or ``_RecordError``."""
+    lon, lat = _position(values.get("lat"), values.get("lon"))
+    altitude = _optional(values.get("altitude"), "altitude")
+    speed = _optional(values.get("speed"), "speed")
+    course = _optional(values.get("course"), "course")
+    hdop = _optional(values.get("hdop"), "hdop")
+    accuracy = _optional(values.get("accuracy"), "accuracy")
+    satellites = _count(values.get("satellites"), "satellites")
+    time = _time(values.get("time"), unix=unix)
+    return Fix(
+        time=time,
+        lon=lon,
+        lat=lat,
+        device=device,
+        altitude=altitude,
+        speed=speed,
+        course=course,
+        hdop=hdop,
+        satellites=satellites,
+        accuracy=accuracy,
+        attributes=attributes,
+    )
+
+
+def _split_fields(
+    items: Iterable[tuple[str, object]], *, skip: frozenset[str] = frozenset()
+) -> tuple[dict[str, object], dict[str, Any]]:
+    """Known fields (by alias, first one wins) and everything else as attributes."""
+    values: dict[str, object] = {}
+    attributes: dict[str, Any] = {}
+    for key, value in items:
+        name = _ALIASES.get(key.strip().lower().replace(" ", "_").replace("-", "_"))
+        if name is not None and name not in skip and name not in values:
+            values[name] = value
+        elif not _blank(value):
+            attributes.setdefault(key.strip(), value)
+    return values, attributes
+
+
+# --- CSV --------------------------------------------------------------------------------
+
+
+def read_csv(
+    data: bytes, *, device: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Decoded:
+    """Read a CSV batch: a header row, then one fix per row.
+
+    Columns are recognised case-insensitively (see the module docstring for the names);
+    the delimiter is the most frequent of ``,``, ``;`` and tab in the header. Other
+    columns go into ``attributes`` as text (empty cells are left out). Blank lines are
+    skipped. A row whose field count differs from the header's is ``malformed``.
+
+    Args:
+        data: the file, UTF-8 (a byte-order mark is fine).
+        device: replaces the device of every row.
+        max_bytes: refuse larger input.
+
+    Returns:
+        Fixes, and rejects whose ``line`` is the row's first physical line (1-based).
+
+    Raises:
+        InvalidInputError: not UTF-8, no header, or no latitude/longitude column.
+    """
+    _check_size(len(data), max_bytes)
+    text = _utf8(data)
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = _csv_header(reader)
+    names = {_ALIASES.get(h.strip().lower().replace(" ", "_").replace("-", "_")) for h in header}
+    for needed, label in (("lat", "latitude (lat/latitude)"), ("lon", "longitude (lon/lng)")):
+        if needed not in names:
+            raise InvalidInputError(f"the CSV header has no {label} column: {header}")
+    out = Decoded()
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            out.rejects.append(Reject("malformed", f"CSV: {exc}", line=line, device=device))
+            if reader.line_num < line:  # no progress: stop rather than loop
+                break
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        _csv_row(out, header, row, line, device)
+    return out
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInputError(
+            f"not UTF-8: byte {exc.start} (line {line}) cannot be decoded"
+        ) from exc
+
+
+def _csv_header(reader: Any) -> list[str]:
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                return [str(cell) for cell in row]
+    except csv.Error as exc:
+        raise InvalidInputError(f"the CSV header cannot be read: {exc}") from exc
+    raise InvalidInputError("the CSV file is empty: no header row")
+
+
+def _csv_row(
+    out: Decoded, header: list[str], row: list[str], line: int, device: str | None
+) -> None:
+    values, attributes = _split_fields(zip(header, row, strict=False))
+    name = device or _device_name(values.get("device"))
+    if len(row) != len(header):
+        detail = f"row has {len(row)} fields, the header {len(header)}"
+        out.rejects.append(Reject("malformed", detail, line=line, device=name))
+        return
+    try:
+        out.fixes.append(_make_fix(values, device=name, attributes=attributes, unix=True))
+    except _RecordError as bad:
+        out.rejects.append(Reject(bad.reason, bad.detail, line=line, device=name))
+
+
+# --- GeoJSON ----------------------------------------------------------------------------
+
+_GEOJSON_CRS = re.compile(r"(CRS84|EPSG:[\d.]*:?(4326|4490))$", re.IGNORECASE)
+
+
+def read_geojson(
+    data: bytes, *, device: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Decoded:
+    """Read a GeoJSON batch: a FeatureCollection of Points, or one Feature.
+
+    Coordinates are ``[lon, lat]`` or ``[lon, lat, altitude]`` (the third value wins over
+    an ``altitude`` property). Properties are recognised as CSV columns are; the rest
+    keep their JSON values in ``attributes``. A legacy ``crs`` member is refused unless
+    it names CRS84, EPSG:4326 or EPSG:4490 (CGCS2000, the same axes within centimetres).
+
+    Args:
+        data: the file, UTF-8.
+        device: replaces the device of every feature.
+        max_bytes: refuse larger input.
+
+    Returns:
+        Fixes, and rejects whose ``line`` is the feature's 1-based position.
+
+    Raises:
+        InvalidInputError: not JSON, not a FeatureCollection or Feature, or another CRS.
+    """
+    _check_size(len(data), max_bytes)
+    try:
+        doc = json.loads(_utf8(data))
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInputError("JSON nested too deeply") from exc
+    kind = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+    if kind == "FeatureCollection":
+        features: list[Any] = doc.get("features")
+        if not isinstance(features, list):
+            raise InvalidInputError("the FeatureCollection has no 'features' array")
+    elif kind == "Feature":
+        features = [doc]
+    else:
+        raise InvalidInputError(f"GeoJSON must be a FeatureCollection or a Feature, not {kind}")
+    _check_crs(doc.get("crs"))
+    out = Decoded()
+    for number, feature in enumerate(features, start=1):
+        properties = feature.get("properties") if isinstance(feature, dict) else None
+        values, attributes = _split_fields(
+            properties.items() if isinstance(properties, dict) else (),
+            skip=frozenset({"lat", "lon"}),
+        )
+        name = device or _device_name(values.get("device"))
+        try:
+            values.update(_point_coordinates(feature))
+            out.fixes.append(_make_fix(values, device=name, attributes=attributes, unix=True))
+        except _RecordError as bad:
+            detail = f"feature {number}: {bad.detail}"
+            out.rejects.append(Reject(bad.reason, detail, line=number, device=name))
+    return out
+
+
+def _check_crs(crs: object) -> None:
+    if crs is None:
+        return
+    properties = crs.get("properties") if isinstance(crs, dict) else None
+    name = properties.get("name") if isinstance(properties, dict) else None
+    if not isinstance(name, str) or not _GEOJSON_CRS.search(name):
+        raise InvalidInputError(f"GeoJSON crs {name or crs!r} is not lon/lat (CRS84)")
+
+
+def _point_coordinates(feature: object) -> dict[str, object]:
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise _RecordError("malformed", "not a Feature")
+    geometry = feature.get("geometry")
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    if kind != "Point":
+        raise _RecordError("malformed", f"geometry is {kind or 'missing'}, not a Point")
+    coordinates = geometry.get("coordinates") if isinstance(geometry, dict) else None
+    if not isinstance(coordinates, list) or not 2 <= len(coordinates) <= 4:
+        raise _RecordError(
+            "malformed", f"Point coordinates {coordinates!r} are not [lon, lat(, alt)]"
+        )
+    values: dict[str, object] = {"lon": coordinates[0], "lat": coordinates[1]}
+    if len(coordinates) > 2 and coordinates[2] is not None:
+        values["altitude"] = coordinates[2]
+    return values
+
+
+# --- GPX --------------------------------------------------------------------------------
+
+# Point children read into Fix fields; everything else simple becomes an attribute.
+_GPX_USED = frozenset({"ele", "time", "sat", "hdop", "speed", "course", "extensions"})
+_GPX_NUMERIC = frozenset({"vdop", "pdop", "magvar", "geoidheight", "ageofdgpsdata"})
+_EXTENSION_USED = frozenset({"speed", "course", "bearing"})
+
+
+@dataclass(slots=True)
+class _Node:
+    ns: str
+    tag: str
+    text: list[str] = field(default_factory=list)
+    has_children: bool = False
+
+
+@dataclass(slots=True)
+class _Point:
+    element: str  # wpt, rtept, trkpt
+    kind: str  # waypoint, route, track
+    line: int
+    depth: int
+    lat: str | None
+    lon: str | None
+    core: dict[str, str] = field(default_factory=dict)
+    extension: dict[str, str] = field(default_factory=dict)
+    index: int = 0
+
+
+@dataclass(slots=True)
+class _Container:
+    """A ``<trk>`` or ``<rte>``: its header and its points, emitted when it closes
+    (so a ``<name>`` written after the points, as some tools do, still names them)."""
+
+    kind: str  # track, route
+    index: int
+    name: str | None = None
+    type: str | None = None
+    segment: int = 0
+    points: list[tuple[_Point, int]] = field(default_factory=list)
+
+
+def read_gpx(
+    data: bytes, *, device: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Decoded:
+    """Read a GPX 1.0 or 1.1 document (or one without a namespace).
+
+    Reads track points (``trk/trkseg/trkpt``), route points (``rte/rtept``) and waypoints
+    (``wpt``), in document order. Each fix takes ``<ele>``, ``<time>``, ``<sat>``,
+    ``<hdop>``, speed and course from GPX 1.0 ``<speed>``/``<course>`` or from any
+    extension leaf named ``speed``/``course`` (Garmin ``TrackPointExtension`` v2; a
+    ``bearing`` stands in for a missing course). Its device is the track's or route's
+    ``<name>``; ``attributes`` hold ``kind`` (``track``/``route``/``waypoint``), the
+    1-based ``track``/``route`` number and ``track_name``/``route_name``, the 1-based
+    ``segment`` of a track point, ``type`` (the track's/route's ``<type>``, or a waypoint's
+    own), the point's other simple children (``name``, ``sym``, ``fix``, ``vdop``, ...;
+    a track/route point's own ``<type>`` as ``point_type``) and other extension leaves
+    (e.g. ``hr``, ``cad``) as text.
+
+    Reject details start with the element name (``trkpt: no time``). A document that
+    breaks off (truncated, not well-formed) keeps the points completed before the
+    break and adds one ``malformed`` reject at the line of the error.
+
+    Args:
+        data: the document, in any encoding it declares.
+        device: replaces the device of every point.
+        max_bytes: refuse larger input.
+
+    Returns:
+        Fixes, and rejects whose ``line`` is the line of the point's start tag.
+
+    Raises:
+        InvalidInputError: a DOCTYPE or entity declaration (refused before expansion),
+            not XML, or a root element other than ``<gpx>``.
+    """
+    _check_size(len(data), max_bytes)
+    return _GpxReader(device).parse(data)
+
+
+class _GpxReader:
+    """Streams expat events into fixes; holds only the current track's points."""
+
+    def __init__(self, device: str | None) -> None:
+        self.device = device
+        self.out = Decoded()
+        self.stack: list[_Node] = []
+        self.gpx_ns = ""
+        self.point: _Point | None = None
+        self.container: _Container | None = None
+        self.root_seen = False
+        self.containers = {"route": 0, "track": 0}  # <rte>/<trk> seen, to number them
+        self.elements = {"wpt": 0, "rtept": 0, "trkpt": 0}  # points seen, for details
+        self.parser = expat.ParserCreate(namespace_separator=" ")
+
+    def parse(self, data: bytes) -> Decoded:
+        parser = self.parser
+        parser.buffer_text = True
+        # Never read external DTDs or parameter entities; the doctype handler refuses the
+        # rest before expat reads the internal subset.
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = self._refuse_doctype
+        parser.EntityDeclHandler = self._refuse_entity
+        parser.ExternalEntityRefHandler = self._refuse_external
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._text
+        try:
+            parser.Parse(data, True)
+        except expat.ExpatError as exc:
+            message = expat.ErrorString(exc.code) if exc.code else str(exc)
+            if not self.root_seen:
+                raise InvalidInputError(
+                    f"not an XML document: {message} (line {exc.lineno}, column {exc.offset})"
+                ) from exc
+            self._break_off(f"XML ends or breaks at line {exc.lineno}: {message}", exc.lineno)
+        return self.out
+
+    # -- refusals ------------------------------------------------------------------------
+
+    def _refuse_doctype(self, name: str, *_: object) -> None:
+        raise InvalidInputError(
+            f"refused: the XML declares a DOCTYPE <!DOCTYPE {name} ...> "
+            f"(line {self.parser.CurrentLineNumber}); DTDs and entities are not accepted"
+        )
+
+    def _refuse_entity(self, name: str, *_: object) -> None:
+        raise InvalidInputError(f"refused: the XML declares the entity {name!r}")
+
+    def _refuse_external(self, *_: object) -> int:
+        raise InvalidInputError("refused: the XML refers to an external entity")
+
+    # -- events --------------------------------------------------------------------------
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        ns, _, tag = name.rpartition(" ")
+        depth = len(self.stack)
+        if depth == 0:
+            if tag != "gpx":
+                raise InvalidInputError(f"the root element is <{tag}>, not <gpx>")
+            self.gpx_ns = ns
+            self.root_seen = True
+        else:
+            parent = self.stack[-1]
+            parent.has_children = True
+            parent.text.clear()
+        self.stack.append(_Node(ns, tag))
+        if self.point is not None or ns != self.gpx_ns:
+            return
+        container = self.container
+        if depth == 1 and tag == "wpt":
+            self._open_point(tag, "waypoint", depth, attrs)
+        elif depth == 1 and tag in ("trk", "rte"):
+            kind = "track" if tag == "trk" else "route"
+            self.containers[kind] += 1
+            self.container = _Container(kind, self.containers[kind])
+        elif container is None:
+            return
+        elif container.kind == "track" and depth == 2 and tag == "trkseg":
+            container.segment += 1
+        elif (container.kind, depth, tag) in (("track", 3, "trkpt"), ("route", 2, "rtept")):
+            self._open_point(tag, container.kind, depth, attrs)
+
+    def _text(self, data: str) -> None:
+        node = self.stack[-1]
+        if not node.has_children:
+            node.text.append(data)
+
+    def _end(self, name: str) -> None:
+        node = self.stack.pop()
+        depth = len(self.stack)
+        text = "".join(node.text).strip()
+        point, container = self.point, self.container
+        if point is not None:
+            if depth == point.depth:
+                self._close_point(point)
+            elif text and not node.has_children:
+                self._point_child(point, node, depth, text)
+        elif container is not None and node.ns == self.gpx_ns:
+            if depth == 1:
+                self.container = None
+                for queued, segment in container.points:
+                    self._emit(queued, container, segment)
+            elif depth == 2 and text and node.tag in ("name", "type"):
+                setattr(container, node.tag, text)
+
+    def _point_child(self, point: _Point, node: _Node, depth: int, text: str) -> None:
+        if depth == point.depth + 1 and node.ns == self.gpx_ns:
+            point.core.setdefault(node.tag, text)
+            return
+        # Below <extensions> (GPX 1.1), or an element of another namespace straight under
+        # the point (GPX 1.0's way of extending); <link> children and the like are not.
+        top = self.stack[point.depth + 1] if depth > point.depth + 1 else node
+        if top.tag == "extensions" or top.ns != self.gpx_ns:
+            point.extension.setdefault(node.tag, text)
+
+    # -- points --------------------------------------------------------------------------
+
+    def _open_point(self, element: str, kind: str, depth: int, attrs: dict[str, str]) -> None:
+        self.elements[element] += 1
+        self.point = _Point(
+            element=element,
+            kind=kind,
+            line=self.parser.CurrentLineNumber,
+            depth=depth,
+            lat=attrs.get("lat"),
+            lon=attrs.get("lon"),
+            index=self.elements[element],
+        )
+
+    def _close_point(self, point: _Point) -> None:
+        self.point = None
+        if self.container is None:
+            self._emit(point, None, 0)
+        else:
+            self.container.points.append((point, self.container.segment))
+
+    def _emit(self, point: _Point, container: _Container | None, segment: int) -> None:
+        core, extension = point.core, point.extension
+        name = self.device or (container.name if container else None)
+        attributes: dict[str, Any] = {"kind": point.kind}
+        if container is not None:
+            attributes[container.kind] = container.index
+            if container.name:
+                attributes[f"{container.kind}_name"] = container.name
+            if container.kind == "track":
+                attributes["segment"] = segment
+            if container.type:
+                attributes["type"] = container.type
+        for key, value in core.items():
+            if key not in _GPX_USED:
+                key_out = "point_type" if key == "type" and container else key
+                attributes.setdefault(key_out, _gpx_extra(key, value))
+        for key, value in extension.items():
+            if key not in _EXTENSION_USED:
+                attributes.setdefault(key, value)
+        values = {
+            "lat": point.lat,
+            "lon": point.lon,
+            "time": core.get("time"),
+            "altitude": core.get("ele"),
+            "speed": core.get("speed") or extension.get("speed"),
+            "course": core.get("course") or extension.get("course") or extension.get("bearing"),
+            "hdop": core.get("hdop"),
+            "satellites": core.get("sat"),
+        }
+        try:
+            fix = _make_fix(values, device=name, attributes=attributes, unix=False)
+        except _RecordError as bad:
+            where = f"{point.element} {point.index}"
+            if container is not None and container.name:
+                where += f" of {container.kind} {container.name!r}"
+            detail = f"{point.element}: {bad.detail} ({where})"
+            self.out.rejects.append(Reject(bad.reason, detail, line=point.line, device=name))
+        else:
+            self.out.fixes.append(fix)
+
+    def _break_off(self, detail: str, line: int) -> None:
+        """Keep the points completed before a well-formedness error, then say where."""
+        container = self.container
+        if container is not None:
+            self.container = None
+            for queued, segment in container.points:
+                self._emit(queued, container, segment)
+        name = self.device or (container.name if container else None)
+        self.out.rejects.append(Reject("malformed", detail, line=line, device=name))
+
+
+def _gpx_extra(key: str, value: str) -> Any:
+    """Numeric GPX point children as numbers when they parse, other children as text."""
+    try:
+        if key in _GPX_NUMERIC:
+            return _number(value, key)
+        if key == "dgpsid":
+            return int(value)
+    except (_RecordError, ValueError):
+        return value
+    return value
