@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import auth, catalog, errors, web
+from api import auth, catalog, errors, live, web
 from api.engine import Engine
 from api.routers import (
     admin,
@@ -100,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.process_tasks = {}
         await processes.recover(pool)
         follower = asyncio.create_task(catalog.follow(app, url, load_catalog, load_directory))
+        app.state.live = live.Hub()
+        streamer = asyncio.create_task(live.follow(app, url))
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one
         # request in a hundred by 150 ms.
@@ -109,10 +111,13 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             follower.cancel()
+            streamer.cancel()
             for task in list(app.state.process_tasks.values()):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            with contextlib.suppress(asyncio.CancelledError):
+                await streamer
             # A running ingest finishes (its transaction commits or rolls back whole);
             # queued ones are dropped and stay "queued" in the jobs table.
             await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)

@@ -21,6 +21,7 @@ import math
 import time
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 from fastapi import APIRouter, Request
@@ -63,6 +64,9 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Identify the caller, or answer the refusal."""
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -90,6 +94,26 @@ class Guard:
                     return
                 receive = _counted(receive, limit)
         await self.app(scope, receive, secured)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Identify a WebSocket caller by its headers, or by ``access_token`` in the query
+        (browsers cannot set headers on a WebSocket); a refusal closes it (HTTP 403)."""
+        raw = list(scope.get("headers", []))
+        token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token")
+        if token:
+            raw = [(k, v) for k, v in raw if k.lower() != b"authorization"]
+            raw.append((b"authorization", f"Bearer {token[0]}".encode("latin-1")))
+        try:
+            principal = await identify(self.platform.state, Headers(raw=raw), _address(scope))
+            settings: Settings = self.platform.state.settings
+            if principal.anonymous and not settings.auth.anonymous:
+                msg = "this platform needs a key or a token (anonymous access is off)"
+                raise UnauthorizedError(msg)
+        except SpatialError as exc:
+            await send({"type": "websocket.close", "code": 1008, "reason": str(exc)[:120]})
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
 
     def _count(self, principal: Principal, address: str | None, rate: int) -> None:
         """A fixed one-minute window per user (or address) in this worker."""

@@ -101,9 +101,13 @@ def storage_crs_uri(srid: int) -> str:
     return _EPSG_URI.format(srid)
 
 
+FEATURE_KINDS = ("vector", "gps")
+"""Collections served as features: vector layers, and the GPS views (read only)."""
+
+
 def is_vector_layer(record: CollectionRecord) -> bool:
     """Whether a catalog entry is a vector layer with a table (features and tiles)."""
-    return record.kind == "vector" and bool(record.storage_table) and record.srid is not None
+    return record.kind in FEATURE_KINDS and bool(record.storage_table) and record.srid is not None
 
 
 JSON_TYPES = {

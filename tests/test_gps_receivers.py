@@ -4,27 +4,37 @@ tests answered as Traccar answers it, the demo fleet's OsmAnd log replayed into 
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
+import mapbox_vector_tile
+import morecantile
 import psycopg
 import pytest
 from conftest import SHARED_DATA
 from support import LiveServer
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from spatial import samples
+from spatial.gps import fences
 from spatial.gps.store import add_device
 
 SAMPLES = SHARED_DATA / "gps" / "traccar_osmand_requests.txt"
 TRACCAR_DEVICES = ("123456", "902064", "353861053849681", "861001000719969",
                    "123456789012345", "48241179", "658765", "8737767034")  # fmt: skip
 FLEET = ("YF-AMB-01", "YF-FIRE-01", "YF-AMB-02", "YF-FIRE-02", "YF-WATER-01", "YF-ENV-01")
+SYNTHETIC = ("rx-zero", "rx-boat", "rx-fire", "rx-far")
+"""Devices of the hand-made fixes below (the fleet's own tracks stay untouched)."""
 
 
 @pytest.fixture(scope="module")
 def api(live_api: LiveServer, database_url: str) -> Iterator[httpx.Client]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for device in (*TRACCAR_DEVICES, *FLEET, "owner/phone"):
+        for device in (*TRACCAR_DEVICES, *FLEET, *SYNTHETIC, "owner/phone"):
             if (
                 conn.execute("SELECT 1 FROM gps.devices WHERE id = %s", (device,)).fetchone()
                 is None
@@ -139,10 +149,119 @@ def test_junk_requests_are_400_and_the_receiver_stays_up(api: httpx.Client, path
 
 
 def test_a_refused_fix_is_acknowledged_and_counted(api: httpx.Client, database_url: str) -> None:
-    zero = api.get("/gps/osmand", params={"id": "YF-ENV-01", "lat": 0, "lon": 0,
+    zero = api.get("/gps/osmand", params={"id": "rx-zero", "lat": 0, "lon": 0,
                                          "timestamp": 1772323300})  # fmt: skip
     assert zero.status_code == 200  # junk the client should not send again
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count FROM gps.rejects WHERE device_id = 'YF-ENV-01' "
+        row = conn.execute("SELECT count FROM gps.rejects WHERE device_id = 'rx-zero' "
                            "AND reason = 'zero_position'").fetchone()  # fmt: skip
     assert row is not None and row[0] >= 1
+
+
+def test_gps_collections_are_features_and_tiles(
+    api: httpx.Client, admin_auth: dict[str, str], database_url: str
+) -> None:
+    assert api.post("/gps/osmand", params={"id": "rx-boat", "lat": 22.915, "lon": 112.035,
+                                          "timestamp": 1772323500}).status_code == 200  # fmt: skip
+    assert api.get("/collections/gps_latest/items").status_code == 404  # private until granted
+    latest = api.get("/collections/gps_latest/items", headers=admin_auth,
+                     params={"device_id": "rx-boat"}).json()  # fmt: skip
+    assert [f["properties"]["device_id"] for f in latest["features"]] == ["rx-boat"]
+    assert latest["features"][0]["geometry"]["coordinates"] == pytest.approx([112.035, 22.915])
+    window = api.get("/collections/gps_positions/items", headers=admin_auth, params={
+        "bbox": "112.03,22.91,112.04,22.92", "datetime": "2026-03-01T00:05:00Z",
+        "device_id": "rx-boat"}).json()  # fmt: skip
+    assert [f["properties"]["time"][:19] for f in window["features"]] == ["2026-03-01T00:05:00"]
+    one = window["features"][0]["id"]
+    assert api.get(f"/collections/gps_positions/items/{one}", headers=admin_auth).status_code == 200
+    where = morecantile.tms.get("WebMercatorQuad").tile(112.035, 22.915, 14)
+    tile = api.get(f"/collections/gps_positions/tiles/WebMercatorQuad/14/{where.y}/{where.x}",
+                   headers=admin_auth)  # fmt: skip
+    assert tile.status_code == 200, tile.text
+    decoded = mapbox_vector_tile.decode(tile.content)
+    devices = {f["properties"]["device_id"] for f in decoded["gps_positions"]["features"]}
+    assert "rx-boat" in devices
+    empty = (
+        b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+        b'{"a": 1}, "geometry": {"type": "Point", "coordinates": [112.0, 22.9]}}]}'
+    )
+    job = api.post("/ingest/vector", headers=admin_auth, data={"collection": "gps_latest"},
+                   files={"file": ("x.geojson", empty, "application/geo+json")})  # fmt: skip
+    assert job.status_code == 202, job.text
+    deadline = time.monotonic() + 30
+    while (state := api.get(job.headers["location"], headers=admin_auth).json())["state"] in {
+        "queued", "running"}:  # fmt: skip
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert state["state"] == "failed" and "holds gps data" in state["message"]
+
+
+def _ws(url: str, path: str, headers: dict[str, str] | None = None) -> Any:
+    return connect("ws" + url.removeprefix("http") + path, additional_headers=headers,
+                   open_timeout=10)  # fmt: skip
+
+
+def _next_position(ws: Any, device: str, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no position of {device} on the stream"
+        message = json.loads(ws.recv(timeout=left))
+        if message.get("type") == "position" and message["device"] == device:
+            return message
+
+
+def test_the_live_stream_pushes_positions_to_whom_may_see_them(
+    live_api: LiveServer, api: httpx.Client, admin_auth: dict[str, str]
+) -> None:
+    with pytest.raises(InvalidStatus):  # anonymous callers may not read gps_latest
+        _ws(live_api.url, "/gps/live").close()
+    key = admin_auth["Authorization"].removeprefix("Bearer ")
+    with (
+        _ws(live_api.url, "/gps/live?device=rx-fire", admin_auth) as fire,
+        _ws(live_api.url, f"/gps/live?bbox=112.0,22.9,112.01,22.91&access_token={key}") as box,
+    ):
+        # The latest position first, if any; then what arrives.
+        for t, lon in ((1772323600, 112.005), (1772323610, 112.0052)):
+            answer = api.get("/gps/osmand", params={"id": "rx-fire", "lat": 22.905,
+                                                   "lon": lon, "timestamp": t})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+        api.get("/gps/osmand", params={"id": "rx-far", "lat": 22.95, "lon": 112.2,
+                                       "timestamp": 1772323620})  # fmt: skip
+        seen = [_next_position(fire, "rx-fire")["lon"] for _ in range(2)]
+        assert seen[-1] == pytest.approx(112.0052)
+        inside = _next_position(box, "rx-fire")
+        assert 112.0 <= inside["lon"] <= 112.01
+        with pytest.raises(TimeoutError):  # rx-far is outside the box
+            _next_position(box, "rx-far", timeout=1.5)
+
+
+def test_geofence_events_reach_the_live_stream(
+    live_api: LiveServer, api: httpx.Client, admin_auth: dict[str, str], database_url: str
+) -> None:
+    square = {"type": "Polygon", "coordinates": [[[112.05, 22.95], [112.06, 22.95],
+                                                  [112.06, 22.96], [112.05, 22.96],
+                                                  [112.05, 22.95]]]}  # fmt: skip
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        fence = fences.add_fence(conn, "rx-flood-zone", square)
+    try:
+        with _ws(live_api.url, "/gps/live?device=rx-boat", admin_auth) as ws:
+            for t, lon in ((1772330000, 112.045), (1772330030, 112.055), (1772330060, 112.065)):
+                answer = api.get("/gps/osmand", params={"id": "rx-boat", "lat": 22.955,
+                                                       "lon": lon, "timestamp": t})  # fmt: skip
+                assert answer.status_code == 200, answer.text
+            kinds = []
+            deadline = time.monotonic() + 10
+            while len(kinds) < 2:
+                assert time.monotonic() < deadline, f"events seen: {kinds}"
+                said = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+                if said["type"] == "event":
+                    assert said["fence"] == fence and said["device"] == "rx-boat"
+                    kinds.append(said["kind"])
+            assert kinds == ["enter", "exit"]
+        events = api.get("/collections/gps_events/items", headers=admin_auth,
+                         params={"device_id": "rx-boat"}).json()  # fmt: skip
+        assert sorted(f["properties"]["kind"] for f in events["features"]) == ["enter", "exit"]
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            fences.remove_fence(conn, fence)

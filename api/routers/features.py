@@ -147,7 +147,7 @@ async def collection(collection_id: str, request: Request, f: str | None = F_PAR
 
 def _layer(seen: View, collection_id: str) -> features.LayerSchema:
     record = seen.get(collection_id)
-    if record.kind != "vector":
+    if record.kind not in features.FEATURE_KINDS:
         msg = f"collection {collection_id!r} is {record.kind} data and has no features"
         raise NotFoundError(msg)
     return seen.layer(record)

@@ -1,5 +1,6 @@
 """GPS receivers on the API port: OsmAnd / Traccar Client (``/gps/osmand``) and OwnTracks
-HTTP (``/gps/owntracks``).
+HTTP (``/gps/owntracks``), and the live stream of positions (``/gps/live``, a WebSocket:
+:mod:`api.live`).
 
 A request is decoded (:mod:`spatial.gps.osmand`, :mod:`spatial.gps.owntracks`), checked
 and stored in one transaction (:mod:`spatial.gps.store`) before the answer, so a 200
@@ -20,11 +21,15 @@ import datetime as dt
 from typing import Any
 
 import psycopg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
+from api import live as live_stream
+from api.auth import view_of
+from spatial.errors import InvalidInputError
+from spatial.features import parse_bbox
 from spatial.gps import osmand, owntracks
 from spatial.gps.fix import Decoded
 from spatial.gps.store import Stored, store
@@ -102,3 +107,46 @@ async def owntracks_post(request: Request) -> Response:
                             status_code=400)  # fmt: skip
     answer: list[Any] = []
     return JSONResponse(answer)
+
+
+@router.websocket("/live")
+async def live(websocket: WebSocket) -> None:
+    """Positions as they arrive (JSON messages ``{"type": "position", ...}``), first the
+    latest of every device, filtered by ``device`` and ``department`` (comma-separated)
+    and ``bbox`` (west,south,east,north in lon/lat). Only for callers who may read
+    ``gps_latest``, and only the devices their grants show."""
+    seen = view_of(websocket)  # type: ignore[arg-type]
+    if live_stream.COLLECTION not in seen.rights:
+        await websocket.close(code=1008, reason="you may not read gps_latest")
+        return
+    q = websocket.query_params
+    try:
+        bbox = parse_bbox(q["bbox"]) if q.get("bbox") else None
+    except InvalidInputError as exc:
+        await websocket.close(code=1003, reason=str(exc)[:120])
+        return
+
+    def names(key: str) -> frozenset[str] | None:
+        found = frozenset(v.strip() for v in (q.get(key) or "").split(",") if v.strip())
+        return found or None
+
+    subscriber = live_stream.Subscriber(
+        seen.layer(seen.get(live_stream.COLLECTION)), names("device"), names("department"), bbox
+    )
+    await websocket.accept()
+    hub: live_stream.Hub = websocket.app.state.live
+    hub.subscribers.add(subscriber)
+    try:
+        for row in await live_stream.positions(websocket.app.state.pool, subscriber.layer, None):
+            if subscriber.wants(row):
+                subscriber.offer(live_stream.message(row))
+        while True:
+            text = await subscriber.queue.get()
+            if subscriber.dropped:
+                await websocket.send_json({"type": "dropped", "count": subscriber.dropped})
+                subscriber.dropped = 0
+            await websocket.send_text(text)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        hub.subscribers.discard(subscriber)

@@ -94,3 +94,43 @@ def retention(
     console.print(
         f"dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}"
     )
+
+
+fences_app = typer.Typer(help="Geofences.", no_args_is_help=True)
+app.add_typer(fences_app, name="fence")
+
+
+@fences_app.command("import")
+@friendly
+def fence_import(
+    collection: str = typer.Argument(..., help="A polygon collection (flood zones, districts)."),
+    name_field: str | None = typer.Option(None, "--name-field", help="The property naming each."),
+    dwell: int | None = typer.Option(None, "--dwell", help="Seconds inside before a dwell event."),
+) -> None:
+    """Make (or refresh) a fence of every polygon of a collection."""
+    from spatial.catalog import get_collection  # noqa: PLC0415
+    from spatial.db import engine  # noqa: PLC0415
+    from spatial.features import LayerSchema  # noqa: PLC0415
+    from spatial.gps.fences import import_fences  # noqa: PLC0415
+
+    url = resolve_url(Settings())
+    with engine(url) as eng, eng.connect() as conn:
+        layer = LayerSchema.of(get_collection(conn, collection))
+    with _connect() as conn:
+        count = import_fences(conn, layer, name_field=name_field, dwell_s=dwell)
+    console.print(f"{count} fence(s) from {collection}")
+
+
+@fences_app.command("list")
+@friendly
+def fence_list() -> None:
+    """The fences."""
+    with _connect() as conn:
+        rows = conn.execute(
+            "SELECT id, name, coalesce(source_collection, 'drawn'), dwell_s, active "
+            "FROM gps.fences ORDER BY id"
+        ).fetchall()
+    table = Table("id", "name", "from", "dwell (s)", "active")
+    for fence_id, name, origin, dwell, active in rows:
+        table.add_row(str(fence_id), name, origin, str(dwell or ""), "yes" if active else "no")
+    console.print(table)

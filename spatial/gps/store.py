@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from spatial.errors import InvalidInputError, NotFoundError
+from spatial.gps import fences
 from spatial.gps.fix import Fix, Reject
 from spatial.settings import GpsSettings
 
@@ -57,6 +58,7 @@ class Stored:
     duplicates: int = 0
     rejects: list[Reject] = field(default_factory=list)
     devices: set[str] = field(default_factory=set)
+    events: list[fences.Event] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Rejects by reason (duplicates included)."""
@@ -242,11 +244,27 @@ def store(
         if kept:
             outcome.stored = _insert(conn, kept, source)
             outcome.duplicates = len(kept) - outcome.stored
+            moving = [f for f in kept if str(f.device) not in latest
+                      or f.time > latest[str(f.device)][0]]  # fmt: skip
+            outcome.events = fences.evaluate(conn, moving)
         _count(conn, outcome.rejects)
         if outcome.stored:
-            conn.execute("SELECT pg_notify('spatial_gps', %s)",
-                         (json.dumps({"devices": sorted(outcome.devices)}),))  # fmt: skip
+            _notify(conn, sorted(outcome.devices), outcome.events)
     return outcome
+
+
+def _notify(conn: psycopg.Connection[Any], devices: list[str], events: list[fences.Event]) -> None:
+    """Tell the live streams (every worker) which devices moved and what happened, in as
+    many notifications as needed (each must stay under PostgreSQL's 8,000 bytes)."""
+    moved = [{"devices": devices[i : i + 100]} for i in range(0, len(devices), 100)]
+    happened = [
+        {"events": [{"device": e.device, "fence": e.fence, "kind": e.kind,
+                     "time": e.time.isoformat(), "lon": e.lon, "lat": e.lat}
+                    for e in events[i : i + 25]]}
+        for i in range(0, len(events), 25)
+    ]  # fmt: skip
+    for payload in (*moved, *happened):
+        conn.execute("SELECT pg_notify('spatial_gps', %s)", (json.dumps(payload),))
 
 
 _COLUMNS = ("device_id", "time", "lon", "lat", "altitude", "speed", "course", "hdop",

@@ -571,6 +571,6 @@ def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
             "proj:shape": latest.get("proj:shape"),
             "resolution": abs((latest.get("proj:transform") or [0.0])[0]),
         },
-        **visibility(conn, source),
+        **visibility(conn, source, "raster"),
     )
     return upsert_collection(conn, record, footprint)

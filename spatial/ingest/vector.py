@@ -189,13 +189,21 @@ def _stage(progress: ProgressFn, name: str, done: float, message: str | None = N
     progress(start + (end - start) * done, message or name)
 
 
-def visibility(conn: Connection, source: Any) -> dict[str, Any]:
+def visibility(conn: Connection, source: Any, kind: str = "vector") -> dict[str, Any]:
     """Who may see the collection: as the source says (its ``collection_id``, ``public``
-    and ``department``), else as it was (a new one: its owner's department only)."""
+    and ``department``), else as it was (a new one: its owner's department only).
+
+    Raises:
+        InvalidInputError: the collection exists with data of another ``kind``, or an
+            unknown department.
+    """
     row = conn.execute(
-        text("SELECT is_public, owner_department FROM platform.collections WHERE id = :id"),
+        text("SELECT is_public, owner_department, kind FROM platform.collections WHERE id = :id"),
         {"id": source.collection_id},
     ).first()
+    if row is not None and row[2] != kind:
+        msg = f"collection {source.collection_id!r} holds {row[2]} data, not {kind} data"
+        raise InvalidInputError(msg)
     public, department = (bool(row[0]), row[1]) if row else (False, None)
     known = conn.execute(
         text("SELECT 1 FROM platform.departments WHERE id = :id"), {"id": source.department}

@@ -7,7 +7,11 @@ reject counters.
   GiST on the point, BRIN on the time; ``gps.ensure_month(ts)`` creates a month's
   partition (the store calls it before writing);
 - ``gps.latest``: the newest position of each device;
-- ``gps.rejects``: how much input was refused, per device (``''`` when unknown) and reason.
+- ``gps.rejects``: how much input was refused, per device (``''`` when unknown) and reason;
+- the catalog entries ``gps_latest`` and ``gps_positions`` (kind ``gps``, private until
+  granted), served as features and vector tiles through the views
+  ``gps.latest_features`` and ``gps.positions_features`` (``fid`` is the device's number,
+  or the position's id; ``department`` comes from the device, for row grants).
 
 Revision ID: 0007
 Revises: 0006
@@ -29,6 +33,7 @@ def upgrade() -> None:
         """
         CREATE TABLE gps.devices (
             id text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,63}$'),
+            num bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
             name text NOT NULL,
             department text REFERENCES platform.departments(id) ON DELETE SET NULL,
             kind text NOT NULL DEFAULT 'vehicle',
@@ -38,6 +43,7 @@ def upgrade() -> None:
             created_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE TABLE gps.positions (
+            id bigserial NOT NULL,
             device_id text NOT NULL,
             time timestamptz NOT NULL,
             geom geometry(Point, 4326) NOT NULL,
@@ -54,6 +60,7 @@ def upgrade() -> None:
         ) PARTITION BY RANGE (time);
         CREATE INDEX positions_geom_idx ON gps.positions USING gist (geom);
         CREATE INDEX positions_time_brin ON gps.positions USING brin (time);
+        CREATE INDEX positions_id_idx ON gps.positions (id);
         CREATE TABLE gps.latest (
             device_id text PRIMARY KEY,
             time timestamptz NOT NULL,
@@ -73,6 +80,30 @@ def upgrade() -> None:
             last_detail text,
             PRIMARY KEY (device_id, reason)
         );
+        CREATE VIEW gps.latest_features AS
+            SELECT d.num AS fid, l.device_id, d.name, d.kind, d.department, l.time, l.speed,
+                   l.course, l.altitude, l.geom
+            FROM gps.latest l JOIN gps.devices d ON d.id = l.device_id;
+        CREATE VIEW gps.positions_features AS
+            SELECT p.id AS fid, p.device_id, d.department, p.time, p.speed, p.course,
+                   p.altitude, p.hdop, p.satellites, p.source, p.geom
+            FROM gps.positions p LEFT JOIN gps.devices d ON d.id = p.device_id;
+        INSERT INTO platform.collections (id, title, description, kind, subsystems, keywords,
+                storage_schema, storage_table, crs, srid, properties)
+        VALUES
+            ('gps_latest', 'GPS latest positions', 'The newest position of every device.',
+             'gps', '{emergency}', '{gps,vehicles}', 'gps', 'latest_features', 'EPSG:4326',
+             4326, '{"fields": {"device_id": "text", "name": "text", "kind": "text",
+               "department": "text", "time": "timestamp", "speed": "double precision",
+               "course": "double precision", "altitude": "double precision"},
+               "geometry_type": "Point", "temporal_field": "time"}'),
+            ('gps_positions', 'GPS positions', 'Every stored position of every device.',
+             'gps', '{emergency}', '{gps,tracks}', 'gps', 'positions_features', 'EPSG:4326',
+             4326, '{"fields": {"device_id": "text", "department": "text",
+               "time": "timestamp", "speed": "double precision", "course": "double precision",
+               "altitude": "double precision", "hdop": "double precision",
+               "satellites": "integer", "source": "text"},
+               "geometry_type": "Point", "temporal_field": "time"}');
         CREATE FUNCTION gps.ensure_month(ts timestamptz) RETURNS text
         LANGUAGE plpgsql AS $$
         DECLARE
@@ -98,6 +129,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
+        "DELETE FROM platform.collections WHERE id IN ('gps_latest', 'gps_positions'); "
+        "DROP VIEW gps.positions_features; DROP VIEW gps.latest_features; "
         "DROP FUNCTION gps.ensure_month(timestamptz); DROP TABLE gps.rejects; "
         "DROP TABLE gps.latest; DROP TABLE gps.positions; DROP TABLE gps.devices;"
     )

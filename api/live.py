@@ -1,0 +1,152 @@
+"""The live stream of GPS positions: ``/gps/live`` (WebSocket).
+
+Every store of fixes sends ``NOTIFY spatial_gps`` with the devices it moved and the
+geofence events it found (:mod:`spatial.gps.store`), whichever worker or process stored
+them. Each API worker
+LISTENs (:func:`follow`), reads those devices' latest positions once per distinct row
+restriction of its subscribers (the access policy, applied in SQL as everywhere), and puts
+a message in the queue of every subscriber whose filters (devices, departments, a bbox)
+match. Each subscriber has its own bounded queue: a slow client loses its oldest messages
+(counted, and told), it never stalls the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from spatial.features import LayerSchema, source
+
+LOG = logging.getLogger(__name__)
+COLLECTION = "gps_latest"
+QUEUE = 1000
+"""Messages a subscriber may have waiting before the oldest are dropped."""
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One WebSocket client: what it may see and what it asked for."""
+
+    layer: LayerSchema
+    devices: frozenset[str] | None = None
+    departments: frozenset[str] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    dropped: int = 0
+
+    def wants(self, row: dict[str, Any]) -> bool:
+        """Whether a position passes the client's filters."""
+        if self.devices is not None and row["device_id"] not in self.devices:
+            return False
+        if self.departments is not None and row["department"] not in self.departments:
+            return False
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            return bool(w <= row["lon"] <= e and s <= row["lat"] <= n)
+        return True
+
+    def offer(self, message: str) -> None:
+        """Queue a message; when full, drop the oldest (the client is too slow)."""
+        if self.queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(message)
+
+
+@dataclass
+class Hub:
+    """The subscribers of one worker."""
+
+    subscribers: set[Subscriber] = field(default_factory=set)
+
+
+def positions_statement(layer: LayerSchema) -> sql.Composed:
+    """The latest positions of some devices (``%(devices)s``, None for all) as the layer's
+    restriction lets its reader see them."""
+    return sql.SQL(
+        "SELECT t.device_id, t.name, t.kind, t.department, t.time, ST_X(t.geom) AS lon, "
+        "ST_Y(t.geom) AS lat, t.speed, t.course FROM {} t "
+        "WHERE %(devices)s::text[] IS NULL OR t.device_id = ANY(%(devices)s)"
+    ).format(source(layer))
+
+
+def message(row: dict[str, Any]) -> str:
+    """A position as the stream sends it (JSON)."""
+    return json.dumps({
+        "type": "position", "device": row["device_id"], "name": row["name"],
+        "kind": row["kind"], "department": row["department"], "time": row["time"].isoformat(),
+        "lon": row["lon"], "lat": row["lat"], "speed": row["speed"], "course": row["course"],
+    })  # fmt: skip
+
+
+async def positions(
+    pool: Any, layer: LayerSchema, devices: list[str] | None
+) -> list[dict[str, Any]]:
+    """The latest positions of ``devices`` (all when None) that ``layer`` shows."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+        await cur.execute(positions_statement(layer), {"devices": devices})
+        rows: list[dict[str, Any]] = await cur.fetchall()
+        return rows
+
+
+async def broadcast(
+    hub: Hub, pool: Any, devices: list[str], events: list[dict[str, Any]] | None = None
+) -> None:
+    """Send the new positions of ``devices``, and geofence ``events``, to every subscriber
+    that may see the device and wants it."""
+    events = events or []
+    moved = sorted({*devices, *(e["device"] for e in events)})
+    groups: dict[str | None, list[Subscriber]] = {}
+    for subscriber in list(hub.subscribers):
+        groups.setdefault(subscriber.layer.restriction, []).append(subscriber)
+    for members in groups.values():
+        rows = {r["device_id"]: r for r in await positions(pool, members[0].layer, moved)}
+        for device in devices:
+            if device in rows:
+                text = message(rows[device])
+                for subscriber in members:
+                    if subscriber.wants(rows[device]):
+                        subscriber.offer(text)
+        for event in events:
+            row = rows.get(event["device"])
+            if row is None:
+                continue  # a device this group may not see
+            where = {**row, "lon": event["lon"], "lat": event["lat"]}
+            text = json.dumps({"type": "event", **event})
+            for subscriber in members:
+                if subscriber.wants(where):
+                    subscriber.offer(text)
+
+
+async def follow(app: Any, url: str) -> None:
+    """LISTEN for stored fixes and broadcast them, reconnecting after a lost connection."""
+    delay = 0.5
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute("LISTEN spatial_gps")
+                delay = 0.5
+                async for note in conn.notifies():
+                    if not app.state.live.subscribers:
+                        continue
+                    try:
+                        said = json.loads(note.payload)
+                        devices, events = list(said.get("devices", [])), said.get("events", [])
+                    except (ValueError, AttributeError):
+                        continue
+                    await broadcast(app.state.live, app.state.pool, devices, events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOG.warning("the live GPS stream lost its connection; reconnecting", exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
