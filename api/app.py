@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         follower = asyncio.create_task(catalog.follow(app, url, load_catalog, load_directory))
         app.state.live = live.Hub()
         streamer = asyncio.create_task(live.follow(app, url))
+        deriver = asyncio.create_task(live.derive_tracks(app))
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one
         # request in a hundred by 150 ms.
@@ -112,12 +113,14 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             follower.cancel()
             streamer.cancel()
+            deriver.cancel()
             for task in list(app.state.process_tasks.values()):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-            with contextlib.suppress(asyncio.CancelledError):
-                await streamer
+            for task in (streamer, deriver):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # A running ingest finishes (its transaction commits or rolls back whole);
             # queued ones are dropped and stay "queued" in the jobs table.
             await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)

@@ -150,3 +150,26 @@ async def follow(app: Any, url: str) -> None:
             LOG.warning("the live GPS stream lost its connection; reconnecting", exc_info=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+async def derive_tracks(app: Any, every_s: float = 10.0) -> None:
+    """Derive the tracks, trips and stops of changed device-days every ``every_s`` seconds,
+    and then the GPS collections' extents (:mod:`spatial.gps.tracks`; several workers
+    share the work)."""
+    from spatial.gps.tracks import rebuild_all, refresh_extents  # noqa: PLC0415
+
+    def work() -> int:
+        with app.state.sync_pool.connection() as conn:
+            done = rebuild_all(conn)
+            if done:
+                refresh_extents(conn)
+            return done
+
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(work)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOG.warning("deriving GPS tracks failed; retrying", exc_info=True)

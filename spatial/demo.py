@@ -166,7 +166,50 @@ def load_demo(
         loaded.append(item.collection_id)
     if _load_imagery(url, settings, samples_dir, on_step):
         loaded.append(IMAGERY.collection_id)
+    if _load_fleet(url, settings, samples_dir):
+        loaded.append("gps_positions")
     return loaded
+
+
+FLEET = ("YF-AMB-01", "YF-FIRE-01", "YF-AMB-02", "YF-FIRE-02", "YF-WATER-01", "YF-ENV-01")
+"""The demo fleet's devices (their tracks: ``gps/fleet.gpx``)."""
+
+
+def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
+    """Register the fleet, make fences of the districts, import the fleet's tracks (again:
+    nothing new, fixes are idempotent), derive tracks, and open the GPS collections that
+    hold data to everyone, as the rest of the demo city."""
+    import psycopg  # noqa: PLC0415
+    from psycopg import sql  # noqa: PLC0415
+
+    from spatial.features import LayerSchema  # noqa: PLC0415
+    from spatial.gps.fences import import_fences  # noqa: PLC0415
+    from spatial.gps.imports import import_file  # noqa: PLC0415
+    from spatial.gps.store import add_device  # noqa: PLC0415
+    from spatial.gps.tracks import rebuild_all, refresh_extents  # noqa: PLC0415
+
+    with engine(url) as eng, eng.connect() as sconn:
+        districts = LayerSchema.of(get_collection(sconn, "districts"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        known = {r[0] for r in conn.execute("SELECT id FROM gps.devices")}
+        for device in FLEET:
+            if device not in known:
+                add_device(conn, device, name=device)
+        # The districts as fences: the fleet driving from one to another makes events.
+        import_fences(conn, districts, name_field="name")
+        done = import_file(conn, samples_dir / "gps" / "fleet.gpx", device=None,
+                           settings=settings.gps)  # fmt: skip
+        rebuild_all(conn)
+        refresh_extents(conn)
+        views = conn.execute("SELECT id, storage_table FROM platform.collections "
+                             "WHERE kind = 'gps' AND NOT is_public").fetchall()  # fmt: skip
+        for collection_id, table in views:
+            filled = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+                sql.Identifier("gps", table))).fetchone()  # fmt: skip
+            if filled and filled[0]:  # an empty collection would only puzzle the demo's users
+                conn.execute("UPDATE platform.collections SET is_public = true WHERE id = %s",
+                             (collection_id,))  # fmt: skip
+    return done.stored > 0
 
 
 def _load_imagery(

@@ -115,3 +115,17 @@ def test_the_api_lists_the_demo_collections(loaded: str, settings: Settings) -> 
     assert {"land", "planning"} <= set(parcels["keywords"])
     assert record["properties"]["subsystems"] == ["land", "planning"]
     assert "宗地" in page
+
+
+def test_the_demo_fleet_drives_through_the_districts(loaded: str) -> None:
+    """The fleet's tracks are stored, derived into tracks and trips, and crossing from one
+    district (a fence) to another made enter and exit events; the GPS collections holding
+    data are open, as the rest of the demo city."""
+    assert _one(loaded, "SELECT count(DISTINCT device_id) FROM gps.latest") == (6,)
+    assert _one(loaded, "SELECT count(*) FROM gps.positions") >= (4_766,)
+    kinds = {k for (k,) in _rows(loaded, "SELECT DISTINCT kind FROM gps.events")}
+    assert kinds == {"enter", "exit"}
+    assert _one(loaded, "SELECT count(*) FROM gps.tracks") >= (6,)
+    public = {c for (c,) in _rows(loaded, "SELECT id FROM platform.collections "
+                                  "WHERE kind = 'gps' AND is_public")}  # fmt: skip
+    assert {"gps_latest", "gps_positions", "gps_events", "gps_tracks", "gps_trips"} <= public

@@ -70,7 +70,8 @@ class TileLayer:
         kind = str(record.properties.get("geometry_type", "")).lower()
         return cls(
             layer=LayerSchema.of(record, restriction),
-            bbox=record.bbox,
+            # GPS views move all the time: their catalog extent may lag behind the data.
+            bbox=record.bbox if record.kind != "gps" else None,
             points="point" in kind,
             properties=properties,
         )

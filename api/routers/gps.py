@@ -28,9 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api import live as live_stream
 from api.auth import view_of
+from api.routers.ingest import may_ingest
 from spatial.errors import InvalidInputError
 from spatial.features import parse_bbox
-from spatial.gps import osmand, owntracks
+from spatial.gps import files, osmand, owntracks
 from spatial.gps.fix import Decoded
 from spatial.gps.store import Stored, store
 
@@ -107,6 +108,30 @@ async def owntracks_post(request: Request) -> Response:
                             status_code=400)  # fmt: skip
     answer: list[Any] = []
     return JSONResponse(answer)
+
+
+@router.post("/batch", summary="A batch of fixes (CSV or GeoJSON), for systems that collect them")
+async def batch(request: Request) -> Response:
+    """Fixes of many devices at once: CSV (``text/csv``: device, time, lat, lon, ...) or a
+    GeoJSON FeatureCollection of points (``application/geo+json``), checked and stored in
+    one transaction. For stewards and admins of ``gps_positions`` (a system, not a device,
+    sends batches). Answers what was stored and the rejects by reason."""
+    may_ingest(request, "gps_positions")
+    body = await request.body()
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if kind == "text/csv":
+        decoded = files.read_csv(body)
+    elif kind in {"application/geo+json", "application/json"}:
+        decoded = files.read_geojson(body)
+    else:
+        msg = f"send text/csv or application/geo+json, not {kind or 'no content type'!r}"
+        raise InvalidInputError(msg)
+    done = await _keep(request, decoded, "batch")
+    if isinstance(done, Response):
+        return done
+    return JSONResponse({"stored": done.stored, "duplicates": done.duplicates,
+                         "rejected": {k: v for k, v in done.counts().items() if k != "duplicate"},
+                         "events": len(done.events)})  # fmt: skip
 
 
 @router.websocket("/live")

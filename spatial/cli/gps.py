@@ -134,3 +134,15 @@ def fence_list() -> None:
     for fence_id, name, origin, dwell, active in rows:
         table.add_row(str(fence_id), name, origin, str(dwell or ""), "yes" if active else "no")
     console.print(table)
+
+
+@app.command()
+@friendly
+def tracks() -> None:
+    """Derive the tracks, trips and stops of every device-day whose positions changed (the
+    API does it every few seconds)."""
+    from spatial.gps.tracks import rebuild_all  # noqa: PLC0415
+
+    with _connect() as conn:
+        done = rebuild_all(conn)
+    console.print(f"derived {done} device-day(s)")

@@ -292,6 +292,12 @@ def _insert(conn: psycopg.Connection[Any], fixes: list[Fix], source: str) -> int
         "ST_SetSRID(ST_MakePoint(lon, lat), 4326), altitude, speed, course, hdop, satellites, "
         "accuracy, attributes, source FROM gps_incoming ON CONFLICT DO NOTHING"
     ).rowcount
+    # The device-days whose tracks, trips and stops must be derived again
+    # (:mod:`spatial.gps.tracks`).
+    conn.execute(
+        "INSERT INTO gps.tracks_dirty (device_id, day) SELECT DISTINCT device_id, "
+        "(time AT TIME ZONE 'UTC')::date FROM gps_incoming ON CONFLICT DO NOTHING"
+    )
     conn.execute(
         "INSERT INTO gps.latest (device_id, time, geom, altitude, speed, course, attributes) "
         "SELECT DISTINCT ON (device_id) device_id, time, ST_SetSRID(ST_MakePoint(lon, lat), "
