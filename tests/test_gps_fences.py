@@ -66,7 +66,8 @@ def test_enter_dwell_and_exit(conn: psycopg.Connection[Any]) -> None:
     assert [e.kind for e in _mine(done.events, fence)] == ["dwell", "exit"]
     assert _events(conn, "gf-car") == [("enter", "gf-square"), ("dwell", "gf-square"),
                                        ("exit", "gf-square")]  # fmt: skip
-    state = conn.execute("SELECT inside FROM gps.fence_state WHERE device_id = 'gf-car'").fetchone()
+    state = conn.execute("SELECT inside FROM gps.fence_state WHERE device_id = 'gf-car' "
+                         "AND fence_id = %s", (fence,)).fetchone()  # fmt: skip
     assert state == (False,)
 
 
