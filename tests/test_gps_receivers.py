@@ -297,3 +297,25 @@ def test_batches_of_many_devices(api: httpx.Client, admin_auth: dict[str, str]) 
                     headers={"Content-Type": "text/csv"}).status_code == 401  # fmt: skip
     wrong = api.post("/gps/batch", content=b"x", headers={**admin_auth, "Content-Type": "text/xml"})
     assert wrong.status_code == 400 and "text/csv" in wrong.json()["description"]
+
+
+def test_the_device_registry_api(api: httpx.Client, admin_auth: dict[str, str],
+                                 database_url: str) -> None:  # fmt: skip
+    assert api.get("/gps/devices").status_code == 401
+    made = api.post("/gps/devices", headers=admin_auth, json={"id": "rx-api-1", "name": "Boat"})
+    assert made.status_code == 201, made.text
+    assert len(made.json()["token"]) >= 32
+    again = api.post("/gps/devices", headers=admin_auth, json={"id": "rx-api-1"})
+    assert again.status_code == 400 and "already registered" in again.json()["description"]
+    bad = api.post("/gps/devices", headers=admin_auth, json={"id": "no spaces!"})
+    assert bad.status_code == 400 and "device id" in bad.json()["description"]
+    listed = api.get("/gps/devices", headers=admin_auth).json()
+    assert {"id": "rx-api-1", "name": "Boat", "department": None, "kind": "vehicle",
+            "active": True} in listed  # fmt: skip
+    assert api.delete("/gps/devices/rx-api-1", headers=admin_auth).status_code == 200
+    assert api.delete("/gps/devices/rx-api-1", headers=admin_auth).status_code == 404
+    with psycopg.connect(database_url) as conn:
+        actions = [r[0] for r in conn.execute(
+            "SELECT action FROM platform.audit_log WHERE 'rx-api-1' = ANY(feature_ids) "
+            "ORDER BY id").fetchall()]  # fmt: skip
+    assert actions == ["device-add", "device-remove"]

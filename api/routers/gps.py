@@ -23,17 +23,21 @@ from typing import Any
 import psycopg
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api import live as live_stream
-from api.auth import view_of
+from api.auth import actor_of, view_of
 from api.routers.ingest import may_ingest
-from spatial.errors import InvalidInputError
+from spatial import audit
+from spatial.access import Principal
+from spatial.errors import ForbiddenError, InvalidInputError, UnauthorizedError
 from spatial.features import parse_bbox
 from spatial.gps import files, osmand, owntracks
 from spatial.gps.fix import Decoded
-from spatial.gps.store import Stored, store
+from spatial.gps.store import Device, Stored, add_device, list_devices, remove_device, store
 
 router = APIRouter(prefix="/gps", tags=["GPS receivers"])
 UNUSABLE = frozenset({"malformed", "unknown_device", "no_time"})
@@ -132,6 +136,84 @@ async def batch(request: Request) -> Response:
     return JSONResponse({"stored": done.stored, "duplicates": done.duplicates,
                          "rejected": {k: v for k, v in done.counts().items() if k != "duplicate"},
                          "events": len(done.events)})  # fmt: skip
+
+
+class DeviceIn(BaseModel):
+    """A device to register."""
+
+    id: str
+    name: str | None = None
+    department: str | None = None
+    kind: str = "vehicle"
+
+
+def _registrar(request: Request) -> Principal:
+    """Admins register any device, stewards those of their department.
+
+    Raises:
+        UnauthorizedError: an anonymous caller. ForbiddenError: anyone else.
+    """
+    who = view_of(request).principal
+    if who.anonymous:
+        raise UnauthorizedError("the device registry needs a key or a token")
+    if not who.admin and "steward" not in who.roles:
+        raise ForbiddenError(f"{who.username} may not manage devices (stewards and admins may)")
+    return who
+
+
+@router.get("/devices", summary="The device registry")
+async def devices(request: Request) -> list[dict[str, Any]]:
+    """Every device (for a steward: their department's)."""
+    who = _registrar(request)
+
+    def work() -> list[Device]:
+        with request.app.state.sync_pool.connection() as conn:
+            return list_devices(conn)
+
+    found = await run_in_threadpool(work)
+    return [vars(d) for d in found if who.admin or d.department == who.department]
+
+
+@router.post("/devices", status_code=201, summary="Register a device")
+async def register(request: Request, body: DeviceIn) -> dict[str, Any]:
+    """Register a device; the answer holds its token, shown this once."""
+    who = _registrar(request)
+    department = body.department if who.admin else who.department
+    actor = actor_of(request)
+
+    def work() -> str:
+        with request.app.state.sync_pool.connection() as conn, conn.transaction():
+            token = add_device(conn, body.id, name=body.name, department=department,
+                               kind=body.kind)  # fmt: skip
+            details = Jsonb({"department": department, "kind": body.kind})
+            row = (actor.name, actor.user_id, actor.address, "device-add", None, [body.id],
+                   None, None, details)  # fmt: skip
+            conn.execute(audit.INSERT, row)
+            return token
+
+    token = await run_in_threadpool(work)
+    return {"id": body.id, "department": department, "token": token}
+
+
+@router.delete("/devices/{device_id}", summary="Unregister a device (its positions stay)")
+async def unregister(device_id: str, request: Request) -> dict[str, Any]:
+    who = _registrar(request)
+    actor = actor_of(request)
+
+    def work() -> None:
+        with request.app.state.sync_pool.connection() as conn, conn.transaction():
+            row = conn.execute("SELECT department FROM gps.devices WHERE id = %s",
+                               (device_id,)).fetchone()  # fmt: skip
+            if row is not None and not who.admin and row[0] != who.department:
+                msg = f"{who.username} may not manage device {device_id!r}"
+                raise ForbiddenError(msg)
+            remove_device(conn, device_id)
+            conn.execute(audit.INSERT, (actor.name, actor.user_id, actor.address,
+                                        "device-remove", None, [device_id], None, None,
+                                        Jsonb({})))  # fmt: skip
+
+    await run_in_threadpool(work)
+    return {"id": device_id, "removed": True}
 
 
 @router.websocket("/live")
