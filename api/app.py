@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -152,6 +154,21 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+class _Redacted(logging.Filter):
+    """Hide bearer tokens passed in URLs (``access_token=``, WebSockets from browsers) in
+    the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+_TOKEN = re.compile(r"(access_token=)[^&\s]+")
+
+
 def _guard(app: FastAPI, settings: Settings) -> None:
     """Every request is identified before any route (:mod:`api.auth`); browsers of the
     configured origins may call the API."""
@@ -163,6 +180,9 @@ def _guard(app: FastAPI, settings: Settings) -> None:
         else None
     )
     app.add_middleware(auth.Guard, platform=app)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _Redacted) for f in access_log.filters):
+        access_log.addFilter(_Redacted())
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["*"],

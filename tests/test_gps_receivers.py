@@ -319,3 +319,17 @@ def test_the_device_registry_api(api: httpx.Client, admin_auth: dict[str, str],
             "SELECT action FROM platform.audit_log WHERE 'rx-api-1' = ANY(feature_ids) "
             "ORDER BY id").fetchall()]  # fmt: skip
     assert actions == ["device-add", "device-remove"]
+
+
+def test_tokens_in_urls_stay_out_of_the_access_log(live_api: LiveServer) -> None:
+    import logging  # noqa: PLC0415
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/gps/live?device=a&access_token=s3s_1234_secret", "1.1", 101),
+        None,
+    )  # fmt: skip
+    for log_filter in logging.getLogger("uvicorn.access").filters:
+        log_filter.filter(record)
+    said = record.getMessage()
+    assert "secret" not in said and "access_token=***" in said

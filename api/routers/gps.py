@@ -17,6 +17,8 @@ no harm). The answers are what the clients act on:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -243,7 +245,8 @@ async def live(websocket: WebSocket) -> None:
     await websocket.accept()
     hub: live_stream.Hub = websocket.app.state.live
     hub.subscribers.add(subscriber)
-    try:
+
+    async def pump() -> None:
         for row in await live_stream.positions(websocket.app.state.pool, subscriber.layer, None):
             if subscriber.wants(row):
                 subscriber.offer(live_stream.message(row))
@@ -253,7 +256,20 @@ async def live(websocket: WebSocket) -> None:
                 await websocket.send_json({"type": "dropped", "count": subscriber.dropped})
                 subscriber.dropped = 0
             await websocket.send_text(text)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
+
+    async def watch() -> None:
+        """Read the socket (clients send nothing) so that a close is seen at once, not at
+        the next message: a handler left waiting would hold up the server's shutdown."""
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    tasks = {asyncio.create_task(pump()), asyncio.create_task(watch())}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                task.result()
     finally:
+        for task in tasks:
+            task.cancel()
         hub.subscribers.discard(subscriber)
