@@ -48,7 +48,7 @@ typecheck:
 	$(BIN)/mypy spatial layers tiles api
 
 pytest:
-	$(BIN)/pytest
+	PYTHONFAULTHANDLER=1 $(BIN)/pytest
 
 stop:
 	-$(BIN)/spatial serve --stop

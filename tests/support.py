@@ -84,6 +84,10 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        if self.thread.is_alive():  # a connection that would not end: close them all
+            self.server.force_exit = True
+            self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the test server did not stop"
 
 
 def cli_env(**overrides: str) -> dict[str, str]:
