@@ -1,0 +1,834 @@
+"""GPS benchmark: positions into the platform (CSV batches, single OsmAnd fixes, the live
+WebSocket) against COPY into the same partitioned table (the limit).
+
+The reference fleet (built here, seeded): 500 devices, 400 positions each at 5 s intervals
+(200,000 positions), driving around the demo city (112.0-112.27°E, 22.85-23.12°N) at up to
+90 km/h, with stops of 30 s to 5 min; each device reports on its own second of the 5 s
+cycle. Every step is checked to stay under 100 km/h with the store's own distance. The
+scratch database ``spatial_bench_gps`` (recreated at every run) gets the 500 devices
+(``spatial.gps.store.add_device``), 20 square geofences of 2-4 km (``spatial.gps.fences.
+add_fence``, half of them with a 2 min dwell), and an admin API key.
+
+One run, the same PostGIS, the same table ``gps.positions`` (partitioned by month; primary
+key, GiST and BRIN), every measure starting from empty position tables (``gps.positions``,
+``gps.latest``, ``gps.fence_state``, ``gps.events``, the reject counters and the tracks
+derived from positions are truncated, then the server is checkpointed):
+
+- the platform: ``api.main:app_factory`` under uvicorn, 2 workers; the 200,000 positions
+  POSTed to ``/gps/batch`` as CSV (``device,time,lat,lon,speed,course``), 2,000 rows per
+  request (4 fixes of each of the 500 devices, as a fleet server forwarding every 20 s),
+  by 4 concurrent httpx clients in a separate process, with the admin key; validation,
+  dedup, latest position and geofence evaluation as configured by default. Every position
+  must be stored (none refused), every device must have a latest position, and the
+  geofences must have produced events;
+- the limit: the same rows (device_id, time, geom as EWKB, speed, course, source) sent by
+  one ``COPY`` straight into ``gps.positions`` (after ``gps.ensure_month``) on one
+  connection; for information also as COPYs of 2,000 rows, each its own transaction, on 4
+  connections (the platform's batches and concurrency without the platform);
+- single fixes: ``wrk -t2 -c8`` on ``GET /gps/osmand?id=&lat=&lon=&timestamp=``, every
+  request a distinct fix of the fleet (each wrk thread drives its own half of the devices
+  in time order), a 3 s warm-up first (its fixes removed again); the positions stored must
+  match the requests wrk completed;
+- live latency: a loader (in a separate process) sends single fixes of the fleet at 200/s
+  (``--live-rate``) to ``/gps/osmand`` while a WebSocket client subscribed to
+  ``/gps/live`` in the same process records when each position arrives (matched by
+  device and time); the latency is the arrival time minus the send time, p50/p95/p99 in
+  ms.
+
+The platform's batches and the two COPY limits are measured in turn (the order reversed
+every other round), then the single fixes, for 3 rounds, and their medians compared; the
+live latency is measured once at the end. The last lines are positions per second, single
+fixes per second, the latency percentiles and the ratio platform/limit against the goal
+(at least 0.4); ``benchmarks/RESULTS.md`` gets the same figures.
+
+Usage: ``.venv/bin/python benchmarks/gps.py [--devices 500] [--steps 400] [--duration 15]
+[--rounds 3] [--live-rate 200] [--no-record] [--smoke]``; ``--smoke`` is 100 devices x 100
+steps, 3 s of load, one round, nothing recorded. Needs ``wrk`` (Debian: ``apt-get install wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from features import EXTENT, Side, _quiet, _serving, wrk_script
+from ingest import (
+    RESULTS,
+    ROOT,
+    BenchmarkError,
+    Target,
+    _env,
+    _git_revision,
+    _prepare_database,
+    _say,
+    _server_versions,
+)
+from websockets.asyncio.client import connect as ws_connect
+
+from spatial import accounts
+from spatial.audit import Actor
+from spatial.db import engine
+from spatial.gps import fences, store
+
+# --- the reference fleet -------------------------------------------------------------
+
+SEED = 20_261_201
+DEVICES, STEPS = 500, 400
+SMOKE_DEVICES, SMOKE_STEPS = 100, 100
+INTERVAL_S = 5
+START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+"""The first fix's time (every fix must be in the past for the store's checks)."""
+MAX_MS = 25.0
+"""Top speed: 90 km/h."""
+LIMIT_KMH = 100.0
+"""No step of the fleet may imply more (checked after rounding the coordinates)."""
+MARGIN = 0.004
+"""Degrees kept from the extent's edges (devices turn back there)."""
+M_PER_DEG = 111_320.0
+STOP_CHANCE = 0.01
+"""Chance per step that a moving device stops (for 6-60 steps)."""
+FENCES = 20
+DWELL_S = 120
+
+# --- the benchmark -------------------------------------------------------------------
+
+DATABASE = "spatial_bench_gps"
+GPS_WORK = ROOT / "var" / "bench" / "gps"
+BATCH_STEPS = 4
+"""Fixes of each device per batch request: 4 x 500 devices = 2,000 rows."""
+CLIENTS = 4
+"""Concurrent batch clients, and the connections of the batched COPY limit."""
+ROUNDS = 3
+LIVE_RATE = 200
+"""Single fixes per second sent while the WebSocket latency is measured (default)."""
+WARM_UP = 3
+GOAL_LIMIT = 0.4
+CSV_HEADER = "device,time,lat,lon,speed,course"
+COPY_SQL = "COPY gps.positions (device_id, time, geom, speed, course, source) FROM STDIN"
+EMPTIED = ("gps.positions", "gps.latest", "gps.fence_state", "gps.events", "gps.rejects",
+           "gps.tracks_dirty", "gps.tracks", "gps.trips", "gps.stops")  # fmt: skip
+"""Truncated before every measure (those that exist: the derived tracks are newer)."""
+ACTOR = Actor(name="benchmark")
+ADMIN = "bench_admin"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every device's fix at every step: arrays of shape (steps, devices)."""
+
+    devices: list[str]
+    seconds: npt.NDArray[np.int64]
+    """Unix seconds."""
+    lon: npt.NDArray[np.float64]
+    lat: npt.NDArray[np.float64]
+    speed: npt.NDArray[np.float64]
+    """m/s."""
+    course: npt.NDArray[np.float64]
+
+    @property
+    def count(self) -> int:
+        """The number of positions."""
+        return int(self.seconds.size)
+
+    @property
+    def steps(self) -> int:
+        """Fixes per device."""
+        return int(self.seconds.shape[0])
+
+
+@dataclass
+class Batches:
+    """What the batch clients report: their seconds, every answer, each request's time."""
+
+    seconds: float
+    answers: list[tuple[int, str]]
+    requests: list[float]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 1 when something fails or disagrees."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--devices", type=int, default=None, help=f"devices [{DEVICES}]")
+    parser.add_argument("--steps", type=int, default=None, help=f"fixes per device [{STEPS}]")
+    parser.add_argument("--duration", type=int, default=None, help="seconds of load [15]")
+    parser.add_argument("--rounds", type=int, default=None, help=f"rounds [{ROUNDS}]")
+    parser.add_argument(
+        "--live-rate",
+        type=int,
+        default=LIVE_RATE,
+        help=f"fixes/s of the live measure [{LIVE_RATE}]",
+    )
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--smoke", action="store_true", help="100 devices x 100 steps, 3 s, 1 round, not recorded"
+    )
+    args = parser.parse_args(argv)
+    devices = args.devices or (SMOKE_DEVICES if args.smoke else DEVICES)
+    steps = args.steps or (SMOKE_STEPS if args.smoke else STEPS)
+    duration = args.duration or (3 if args.smoke else 15)
+    rounds = args.rounds or (1 if args.smoke else ROUNDS)
+    if devices < 2 or steps < BATCH_STEPS or rounds < 1 or duration < 1:
+        parser.error("at least 2 devices, 4 steps, 1 round and 1 s")
+    if args.live_rate < 1:
+        parser.error("--live-rate must be at least 1")
+    if args.live_rate * duration >= devices * steps:
+        needed = args.live_rate * duration
+        parser.error(f"the live measure needs {needed:,} fixes: more devices or steps")
+    try:
+        return _run(
+            devices=devices, steps=steps, duration=duration, rounds=rounds,
+            live_rate=args.live_rate, record=not (args.no_record or args.smoke),
+        )  # fmt: skip
+    except BenchmarkError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+
+
+# --- the reference fleet -------------------------------------------------------------
+
+
+def build_fleet(devices: int = DEVICES, steps: int = STEPS) -> Fleet:
+    """The seeded fleet; every step is checked to stay under LIMIT_KMH."""
+    rng = np.random.default_rng(SEED)
+    west, south = EXTENT[0] + MARGIN, EXTENT[1] + MARGIN
+    east, north = EXTENT[2] - MARGIN, EXTENT[3] - MARGIN
+    lon, lat = rng.uniform(west, east, devices), rng.uniform(south, north, devices)
+    heading = rng.uniform(0, 360, devices)
+    cruise = rng.uniform(6, 20, devices)  # each device's usual speed, 22-72 km/h
+    speed = cruise * rng.uniform(0.5, 1.0, devices)
+    stopped = np.zeros(devices, dtype=np.int64)
+    offset = rng.integers(0, INTERVAL_S, devices)
+    shape = (steps, devices)
+    out = {name: np.empty(shape) for name in ("lon", "lat", "speed", "course")}
+    for step in range(steps):
+        out["lon"][step], out["lat"][step] = lon, lat
+        out["speed"][step], out["course"][step] = speed, heading % 360
+        starting = (stopped == 0) & (rng.random(devices) < STOP_CHANCE)
+        stopped = np.where(starting, rng.integers(6, 61, devices), np.maximum(stopped - 1, 0))
+        speed = np.clip(speed + 0.15 * (cruise - speed) + rng.normal(0, 1.2, devices), 0, MAX_MS)
+        speed = np.where(stopped > 0, 0.0, speed)
+        heading = heading + rng.normal(0, 10, devices)
+        metres, angle = speed * INTERVAL_S, np.radians(heading)
+        lat_next = lat + metres * np.cos(angle) / M_PER_DEG
+        lon_next = lon + metres * np.sin(angle) / (M_PER_DEG * np.cos(np.radians(lat)))
+        # Turn back at the edges: mirror the position and the heading.
+        for low, high, axis in ((west, east, "x"), (south, north, "y")):
+            value = lon_next if axis == "x" else lat_next
+            out_low, out_high = value < low, value > high
+            value = np.where(out_low, 2 * low - value, np.where(out_high, 2 * high - value, value))
+            flipped = -heading if axis == "x" else 180 - heading
+            heading = np.where(out_low | out_high, flipped, heading)
+            if axis == "x":
+                lon_next = value
+            else:
+                lat_next = value
+        lon, lat = lon_next, lat_next
+    seconds = (
+        int(START.timestamp()) + offset[np.newaxis, :] + INTERVAL_S * np.arange(steps)[:, None]
+    )
+    fleet = Fleet(
+        devices=[f"bench-{i:04d}" for i in range(devices)], seconds=seconds.astype(np.int64),
+        lon=np.round(out["lon"], 6), lat=np.round(out["lat"], 6),
+        speed=np.round(out["speed"], 2), course=np.round(out["course"], 1),
+    )  # fmt: skip
+    fastest = _fastest_kmh(fleet)
+    if fastest >= LIMIT_KMH:
+        msg = f"the fleet moves at {fastest:.0f} km/h somewhere (limit {LIMIT_KMH:g})"
+        raise BenchmarkError(msg)
+    return fleet
+
+
+def _fastest_kmh(fleet: Fleet) -> float:
+    """The highest speed between consecutive fixes, by the store's haversine."""
+    p1, p2 = np.radians(fleet.lat[:-1]), np.radians(fleet.lat[1:])
+    dl = np.radians(fleet.lon[1:] - fleet.lon[:-1])
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    metres = 2 * store.EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    return float((metres / INTERVAL_S).max() * 3.6) if metres.size else 0.0
+
+
+def fence_squares(count: int = FENCES) -> list[dict[str, Any]]:
+    """Seeded squares of 0.02-0.04° inside the extent, as GeoJSON polygons."""
+    rng = np.random.default_rng(SEED + 1)
+    squares = []
+    for _ in range(count):
+        side = float(rng.uniform(0.02, 0.04))
+        x = float(rng.uniform(EXTENT[0], EXTENT[2] - side))
+        y = float(rng.uniform(EXTENT[1], EXTENT[3] - side))
+        ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
+        squares.append({"type": "Polygon", "coordinates": [[[round(a, 6), round(b, 6)]
+                                                             for a, b in ring]]})  # fmt: skip
+    return squares
+
+
+def _rows(fleet: Fleet, steps: range, devices: range | None = None) -> Iterator[tuple[Any, ...]]:
+    """(device, seconds, lon, lat, speed, course) of the steps, each step's devices in turn."""
+    for step in steps:
+        for d in devices if devices is not None else range(len(fleet.devices)):
+            yield (fleet.devices[d], int(fleet.seconds[step, d]), float(fleet.lon[step, d]),
+                   float(fleet.lat[step, d]), float(fleet.speed[step, d]),
+                   float(fleet.course[step, d]))  # fmt: skip
+
+
+def _chunks(fleet: Fleet) -> list[range]:
+    return [range(s, min(s + BATCH_STEPS, fleet.steps)) for s in range(0, fleet.steps, BATCH_STEPS)]
+
+
+def csv_batches(fleet: Fleet) -> list[bytes]:
+    """The fleet as CSV request bodies, BATCH_STEPS fixes of every device each."""
+    stamp = _stamps("%Y-%m-%dT%H:%M:%SZ")
+    bodies = []
+    for steps in _chunks(fleet):
+        lines = [CSV_HEADER]
+        lines.extend(
+            f"{device},{stamp(s)},{lat:.6f},{lon:.6f},{speed:.2f},{course:.1f}"
+            for device, s, lon, lat, speed, course in _rows(fleet, steps)
+        )
+        bodies.append(("\n".join(lines) + "\n").encode())
+    return bodies
+
+
+def copy_chunks(fleet: Fleet) -> list[bytes]:
+    """The same rows as COPY text, one chunk per batch (geometry as hex EWKB)."""
+    stamp = _stamps("%Y-%m-%d %H:%M:%S+00")
+    point = struct.Struct("<BIIdd")
+    chunks = []
+    for steps in _chunks(fleet):
+        chunks.append("".join(
+            f"{device}\t{stamp(s)}\t{point.pack(1, 0x20000001, 4326, lon, lat).hex()}\t"
+            f"{speed:.2f}\t{course:.1f}\tbatch\n"
+            for device, s, lon, lat, speed, course in _rows(fleet, steps)
+        ).encode())  # fmt: skip
+    return chunks
+
+
+def _stamps(pattern: str) -> Any:
+    cache: dict[int, str] = {}
+
+    def stamp(seconds: int) -> str:
+        if seconds not in cache:
+            cache[seconds] = time.strftime(pattern, time.gmtime(seconds))
+        return cache[seconds]
+
+    return stamp
+
+
+def _osmand_path(device: str, seconds: int, lon: float, lat: float) -> str:
+    return f"/gps/osmand?id={device}&lat={lat:.6f}&lon={lon:.6f}&timestamp={seconds}"
+
+
+def osmand_paths(fleet: Fleet) -> tuple[list[str], int]:
+    """Every fix as an OsmAnd URL: the first half of the devices in time order, then the
+    second half; and where the second half starts (wrk's second thread starts there)."""
+    half = len(fleet.devices) // 2
+    paths = []
+    for group in (range(half), range(half, len(fleet.devices))):
+        rows = _rows(fleet, range(fleet.steps), group)
+        paths.extend(_osmand_path(d, s, lon, lat) for d, s, lon, lat, _, _ in rows)
+    return paths, half * fleet.steps
+
+
+# --- the run -------------------------------------------------------------------------
+
+
+def _run(
+    *, devices: int, steps: int, duration: int, rounds: int, live_rate: int, record: bool
+) -> int:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        msg = "wrk is not installed (Debian: apt-get install wrk)"
+        raise BenchmarkError(msg)
+    GPS_WORK.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    fleet = build_fleet(devices, steps)
+    bodies, chunks = csv_batches(fleet), copy_chunks(fleet)
+    paths, shift = osmand_paths(fleet)
+    mib = sum(map(len, bodies)) / 2**20
+    seconds = time.perf_counter() - started
+    _say(
+        f"fleet: {devices} devices x {steps} fixes = {fleet.count:,} positions, "
+        f"{len(bodies)} CSV batches ({mib:.1f} MiB), fastest step "
+        f"{_fastest_kmh(fleet):.0f} km/h, ready in {seconds:.1f} s"
+    )
+    target, key = _prepare(fleet)
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        server = _server_versions(conn)
+    script = _wrk_script(paths, shift)
+    side = Side(
+        "gps-platform",
+        [str(ROOT / ".venv" / "bin" / "uvicorn"), "api.main:app_factory", "--factory",
+         "--workers", "2", "--log-level", "warning"],
+        _env(SPATIAL_DATABASE_URL=target.url),
+        "http://127.0.0.1:{port}/conformance",
+    )  # fmt: skip
+    measured: dict[str, list[float]] = {"platform": [], "limit": [], "limit, batches": [],
+                                        "single fixes": []}  # fmt: skip
+    details: dict[str, list[float]] = {"request s": [], "events": []}
+    spawn = get_context("spawn")
+    with (
+        ProcessPoolExecutor(1, mp_context=spawn, initializer=_client_init,
+                            initargs=(bodies, key)) as clients,
+        _serving(side) as port,
+    ):  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        _warm_up(clients, url, target)
+        for number in range(1, rounds + 1):
+            order = ["platform", "limit", "limit, batches"]
+            for name in order if number % 2 else order[::-1]:
+                if name == "platform":
+                    rate, seconds, events = _platform(clients, url, target, fleet)
+                    details["request s"].append(seconds)
+                    details["events"].append(events)
+                elif name == "limit":
+                    rate = _copy(target, fleet, chunks)
+                else:
+                    rate = _copy_batches(target, fleet, chunks)
+                measured[name].append(rate)
+            measured["single fixes"].append(_single(wrk, url, target, script, duration))
+            _say(f"round {number}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in measured.items())
+                 + f" (median batch request {details['request s'][-1]:.2f} s, "
+                 f"{details['events'][-1]:,.0f} geofence events)")  # fmt: skip
+        live = _live(clients, port, key, target, fleet=fleet, duration=duration, rate=live_rate)
+    rates = {name: statistics.median(values) for name, values in measured.items()}
+    if record:
+        _record(fleet=fleet, duration=duration, rounds=rounds, rates=rates, measured=measured,
+                details=details, live=live, server=server)  # fmt: skip
+        _say(f"appended to {RESULTS.relative_to(ROOT)}")
+    _verdict(rates, live, details)
+    return 0
+
+
+def _prepare(fleet: Fleet) -> tuple[Target, str]:
+    """The scratch database with the devices, the fences, the month's partition and an
+    admin key (returned)."""
+    target = _prepare_database(DATABASE)
+    with psycopg.connect(target.url) as conn:
+        for device in fleet.devices:
+            store.add_device(conn, device)
+        for number, square in enumerate(fence_squares(), start=1):
+            dwell = DWELL_S if number % 2 else None
+            fences.add_fence(conn, f"bench fence {number}", square, dwell_s=dwell)
+        for month in _months(fleet):
+            conn.execute("SELECT gps.ensure_month(%s)", (month,))
+    with engine(target.url) as eng, eng.begin() as conn:
+        accounts.add_user(conn, ACTOR, ADMIN, roles=("admin",), service=True)
+        key = accounts.create_key(conn, ACTOR, ADMIN, name="gps benchmark")
+    _say(f"{DATABASE}: {len(fleet.devices)} devices, {FENCES} geofences, an admin key")
+    return target, key
+
+
+def _months(fleet: Fleet) -> list[dt.datetime]:
+    times = (dt.datetime.fromtimestamp(int(s), dt.UTC) for s in (fleet.seconds.min(),
+                                                                  fleet.seconds.max()))  # fmt: skip
+    return sorted({t.replace(day=1, hour=0, minute=0, second=0) for t in times})
+
+
+def _empty(target: Target) -> None:
+    """Truncate the position tables (and what is derived from them), then checkpoint.
+
+    The server may still be finishing a request, or deriving tracks in the background:
+    wait for it, and try again when the TRUNCATE deadlocks with it."""
+    _quiet(target)
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        present = [name for name in EMPTIED
+                   if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone())
+                   and row[0] is not None]  # fmt: skip
+        for attempt in range(1, 11):
+            try:
+                conn.execute(f"TRUNCATE {', '.join(present)}")
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 10:
+                    raise
+                time.sleep(0.5)
+        conn.execute("CHECKPOINT")
+    _quiet(target)
+
+
+def _counts(target: Target) -> tuple[int, int, int]:
+    """Positions, latest positions and geofence events stored."""
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM gps.positions), (SELECT count(*) FROM gps.latest), "
+            "(SELECT count(*) FROM gps.events)"
+        ).fetchone()
+    assert row is not None  # noqa: S101 - a SELECT of counts returns a row
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+# --- the platform's batches (a separate process) -------------------------------------
+
+_CLIENT: dict[str, Any] = {}
+"""The batch clients' process state: the request bodies and the key."""
+
+
+def _client_init(bodies: list[bytes], key: str) -> None:
+    _CLIENT["bodies"], _CLIENT["key"] = bodies, key
+
+
+def _post_batches(url: str, count: int | None = None) -> Batches:
+    """POST the bodies (the first ``count``) to /gps/batch on CLIENTS connections."""
+    return asyncio.run(_batches(url, _CLIENT["bodies"][:count], _CLIENT["key"]))
+
+
+async def _batches(url: str, bodies: list[bytes], key: str) -> Batches:
+    answers: list[tuple[int, str]] = [(0, "")] * len(bodies)
+    requests: list[float] = []
+    pending = iter(enumerate(bodies))
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/csv"}
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600,
+                                 limits=limits) as client:  # fmt: skip
+
+        async def one_client() -> None:
+            for i, body in pending:
+                sent = time.perf_counter()
+                response = await client.post("/gps/batch", content=body)
+                requests.append(time.perf_counter() - sent)
+                answers[i] = (response.status_code, response.text)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
+        seconds = time.perf_counter() - started
+    return Batches(seconds, answers, requests)
+
+
+def _warm_up(clients: ProcessPoolExecutor, url: str, target: Target) -> None:
+    """A few batches (both workers start their pools, load their modules), then nothing
+    of them is kept."""
+    _empty(target)
+    done = clients.submit(_post_batches, url, 2 * CLIENTS).result()
+    bad = [a for a in done.answers if a[0] != 200]
+    if bad:
+        msg = f"/gps/batch answered {bad[0][0]}: {bad[0][1][:500]}"
+        raise BenchmarkError(msg)
+    _say(f"warm-up: {len(done.answers)} batches in {done.seconds:.2f} s")
+
+
+def _platform(
+    clients: ProcessPoolExecutor, url: str, target: Target, fleet: Fleet
+) -> tuple[float, float, int]:
+    """Positions per second through /gps/batch, the median request's seconds, and the
+    geofence events; every position must be stored."""
+    _empty(target)
+    done = clients.submit(_post_batches, url).result()
+    bad = [a for a in done.answers if a[0] != 200]
+    if bad:
+        msg = f"/gps/batch answered {bad[0][0]} ({len(bad)} requests): {bad[0][1][:500]}"
+        raise BenchmarkError(msg)
+    said = [json.loads(text) for _, text in done.answers]
+    stored = sum(a["stored"] for a in said)
+    rejected: Counter[str] = Counter()
+    for answer in said:
+        rejected.update(answer["rejected"])
+    positions, latest, events = _counts(target)
+    if stored != fleet.count or positions != fleet.count or rejected:
+        msg = (f"the platform stored {stored:,} positions ({positions:,} in gps.positions) of "
+               f"{fleet.count:,}; rejected {dict(rejected)}")  # fmt: skip
+        raise BenchmarkError(msg)
+    if latest != len(fleet.devices) or events == 0:
+        msg = f"{latest} latest positions for {len(fleet.devices)} devices, {events} events"
+        raise BenchmarkError(msg)
+    return fleet.count / done.seconds, statistics.median(done.requests), events
+
+
+# --- the limit: COPY -----------------------------------------------------------------
+
+
+def _copy(target: Target, fleet: Fleet, chunks: list[bytes]) -> float:
+    """Positions per second of one COPY of every row on one connection."""
+    _empty(target)
+    with psycopg.connect(target.url) as conn:
+        for month in _months(fleet):
+            conn.execute("SELECT gps.ensure_month(%s)", (month,))
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor().copy(COPY_SQL) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        conn.commit()
+        seconds = time.perf_counter() - started
+    _check_copied(target, fleet)
+    return fleet.count / seconds
+
+
+def _copy_batches(target: Target, fleet: Fleet, chunks: list[bytes]) -> float:
+    """Positions per second of one COPY per batch, each its own transaction, on CLIENTS
+    connections."""
+    _empty(target)
+    pending = iter(chunks)
+    lock = threading.Lock()
+    connections = [psycopg.connect(target.url) for _ in range(CLIENTS)]
+
+    def load(conn: psycopg.Connection[Any]) -> None:
+        while True:
+            with lock:
+                chunk = next(pending, None)
+            if chunk is None:
+                return
+            with conn.cursor().copy(COPY_SQL) as copy:
+                copy.write(chunk)
+            conn.commit()
+
+    try:
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            started = time.perf_counter()
+            list(pool.map(load, connections))
+            seconds = time.perf_counter() - started
+    finally:
+        for conn in connections:
+            conn.close()
+    _check_copied(target, fleet)
+    return fleet.count / seconds
+
+
+def _check_copied(target: Target, fleet: Fleet) -> None:
+    positions = _counts(target)[0]
+    if positions != fleet.count:
+        msg = f"COPY left {positions:,} rows in gps.positions, not {fleet.count:,}"
+        raise BenchmarkError(msg)
+
+
+# --- single fixes: wrk -----------------------------------------------------------------
+
+
+def _wrk_script(paths: list[str], shift: int) -> Path:
+    """``features.wrk_script`` over every fix, each wrk thread starting at its own half."""
+    script = wrk_script(GPS_WORK / "osmand.lua", paths)
+    with script.open("a", encoding="utf-8") as out:
+        out.write(
+            "local threads = 0\n"
+            "function setup(thread)\n"
+            f'  thread:set("first", threads * {shift})\n'
+            "  threads = threads + 1\n"
+            "end\n"
+            "function init(args)\n"
+            "  i = first or 0\n"
+            "end\n"
+        )
+    return script
+
+
+def _single(wrk: str, url: str, target: Target, script: Path, duration: int) -> float:
+    """Requests per second of single OsmAnd fixes (wrk -t2 -c8), every one stored."""
+    _empty(target)
+    subprocess.run([wrk, "-t2", "-c8", f"-d{WARM_UP}s", "-s", str(script), url],
+                   capture_output=True, check=False)  # fmt: skip
+    _empty(target)
+    done = subprocess.run(
+        [wrk, "-t2", "-c8", f"-d{duration}s", "--timeout", "60s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (GPS_WORK / "osmand.wrk.txt").write_text(done.stdout)
+    if "Non-2xx" in done.stdout:
+        msg = f"/gps/osmand answered errors under load:\n{done.stdout}"
+        raise BenchmarkError(msg)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    completed = re.search(r"(\d+) requests in", done.stdout)
+    if rate is None or completed is None:
+        msg = f"no rate in wrk's output:\n{done.stdout}"
+        raise BenchmarkError(msg)
+    _quiet(target)
+    positions = _counts(target)[0]
+    if positions < 0.99 * int(completed[1]):
+        msg = (f"wrk completed {int(completed[1]):,} requests but {positions:,} positions were "
+               "stored (did wrk cycle through its fixes? use more --steps)")  # fmt: skip
+        raise BenchmarkError(msg)
+    return float(rate[1])
+
+
+# --- live latency (a separate process) -------------------------------------------------
+
+
+def _live(
+    clients: ProcessPoolExecutor, port: int, key: str, target: Target, *, fleet: Fleet,
+    duration: int, rate: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Send ``rate`` fixes a second for ``duration`` s; the WebSocket latencies."""
+    _empty(target)
+    steps = min(math.ceil((rate * duration + 1) / len(fleet.devices)), fleet.steps)
+    rows = _rows(fleet, range(steps))
+    fixes = [(_osmand_path(d, s, lon, lat), d, s) for d, s, lon, lat, _, _ in rows]
+    fixes, after = fixes[: rate * duration], fixes[rate * duration :]
+    live: dict[str, Any] = clients.submit(_live_client, port, key, fixes, rate).result()
+    # The closed WebSocket's handler waits on its queue without reading the socket, so it
+    # only ends when it is sent something, and the server's shutdown waits for it: one
+    # more fix wakes it up.
+    if after:
+        httpx.get(f"http://127.0.0.1:{port}{after[0][0]}", timeout=60)
+    bad = {k: v for k, v in live["statuses"].items() if k != 200}
+    if bad or not live["latencies"]:
+        msg = f"live: answers {live['statuses']}, {len(live['latencies'])} positions received"
+        raise BenchmarkError(msg)
+    live["ms"] = dict(zip((50, 95, 99), np.percentile(live["latencies"], [50, 95, 99]),
+                          strict=True))  # fmt: skip
+    ms = live["ms"]
+    _say(
+        f"live: {len(live['latencies']):,} of {live['sent']:,} positions received at "
+        f"{live['rate']:.0f} fixes/s; p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, p99 "
+        f"{ms[99]:.1f} ms; median answer to a fix {live['answer_ms']:.1f} ms"
+    )
+    return live
+
+
+def _live_client(
+    port: int, key: str, fixes: list[tuple[str, str, int]], rate: int
+) -> dict[str, Any]:
+    return asyncio.run(_live_load(port, key, fixes, rate))
+
+
+async def _live_load(
+    port: int, key: str, fixes: list[tuple[str, str, int]], asked: int
+) -> dict[str, Any]:
+    sent: dict[tuple[str, int], float] = {}
+    received: dict[tuple[str, int], float] = {}
+    statuses: Counter[int] = Counter()
+    answers: list[float] = []
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    uri = f"ws://127.0.0.1:{port}/gps/live?access_token={key}"
+    async with (
+        ws_connect(uri, max_queue=None) as socket,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
+                          timeout=60) as client,
+    ):  # fmt: skip
+
+        async def listen() -> None:
+            async for text in socket:
+                now = time.perf_counter()
+                said = json.loads(text)
+                if said.get("type") == "position":
+                    stamp = int(dt.datetime.fromisoformat(said["time"]).timestamp())
+                    received.setdefault((said["device"], stamp), now)
+
+        async def send(path: str, fix: tuple[str, int]) -> None:
+            sent[fix] = time.perf_counter()
+            response = await client.get(path)
+            answers.append(time.perf_counter() - sent[fix])
+            statuses[response.status_code] += 1
+
+        listener = asyncio.create_task(listen())
+        await client.get("/conformance")  # open a connection before the clock
+        await asyncio.sleep(1.0)  # the subscription is in place
+        tasks = []
+        started = time.perf_counter()
+        for number, (path, device, seconds) in enumerate(fixes):
+            delay = started + number / asked - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(path, (device, seconds))))
+        rate = (len(fixes) - 1) / max(time.perf_counter() - started, 1e-9)
+        await asyncio.gather(*tasks)
+        deadline = time.perf_counter() + 5
+        while len(received.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        listener.cancel()
+    latencies = [(received[k] - sent[k]) * 1000 for k in sent if k in received]
+    return {"latencies": latencies, "sent": len(sent), "statuses": dict(statuses),
+            "rate": rate, "asked": asked,
+            "answer_ms": statistics.median(answers) * 1000}  # fmt: skip
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def _verdict(
+    rates: dict[str, float], live: dict[str, Any], details: dict[str, list[float]]
+) -> None:
+    met = {True: "met", False: "NOT met"}
+    _say(f"platform /gps/batch   {rates['platform']:9,.0f} positions/s ({CLIENTS} clients, "
+         f"median request {statistics.median(details['request s']):.2f} s)")  # fmt: skip
+    _say(f"limit COPY            {rates['limit']:9,.0f} positions/s (one COPY, 1 connection)")
+    _say(f"limit COPY batches    {rates['limit, batches']:9,.0f} positions/s "
+         f"({BATCH_STEPS} fixes x every device per COPY, {CLIENTS} connections)")  # fmt: skip
+    _say(f"single fixes osmand   {rates['single fixes']:9,.0f} requests/s (wrk -t2 -c8)")
+    ms = live["ms"]
+    received = f"{len(live['latencies']):,}/{live['sent']:,} received at {live['rate']:.0f}/s"
+    _say(
+        f"live latency          p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, "
+        f"p99 {ms[99]:.1f} ms ({received})"
+    )
+    ratio = rates["platform"] / rates["limit"]
+    _say(f"ratio single fixes/batch positions {rates['single fixes'] / rates['platform']:.3f}")
+    _say(f"ratio platform/limit batches {rates['platform'] / rates['limit, batches']:.2f}")
+    _say(f"ratio platform/limit {ratio:.2f} (goal >= {GOAL_LIMIT}: {met[ratio >= GOAL_LIMIT]})")
+
+
+def _record(
+    *, fleet: Fleet, duration: int, rounds: int, rates: dict[str, float],
+    measured: dict[str, list[float]], details: dict[str, list[float]], live: dict[str, Any],
+    server: str,
+) -> None:  # fmt: skip
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    ms = live["ms"]
+    ratio = rates["platform"] / rates["limit"]
+    rows = len(fleet.devices) * BATCH_STEPS
+    lines = [
+        (
+            f"## {now} · GPS positions, {len(fleet.devices)} devices x {fleet.steps} fixes "
+            f"({fleet.count:,})"
+        ),
+        "",
+        f"- machine: `{platform.node()}`, {os.cpu_count()} CPUs; {server}",
+        (
+            f"- seeded fleet at {INTERVAL_S} s intervals, {FENCES} geofences; platform: "
+            f"POST /gps/batch, CSV of {rows:,} rows, {CLIENTS} concurrent httpx clients in a "
+            f"separate process, 2 uvicorn workers; the limit: one COPY into gps.positions "
+            f"(partitioned, primary key + GiST + BRIN), and COPYs of {rows:,} rows on "
+            f"{CLIENTS} connections; single fixes: wrk -t2 -c8 -d{duration}s on "
+            f"GET /gps/osmand, distinct fixes; {rounds} rounds (medians); live: "
+            f"{live['asked']} fixes/s for {duration} s to /gps/osmand, WebSocket /gps/live"
+        ),
+        f"- platform at {_git_revision()}",
+        "",
+        "| side | per second | rounds |",
+        "|---|---:|---|",
+        *(
+            f"| {name} | {rates[name]:,.0f} | {', '.join(f'{v:,.0f}' for v in values)} |"
+            for name, values in measured.items()
+        ),
+        "",
+        (
+            f"- median batch request {statistics.median(details['request s']):.2f} s; "
+            f"{statistics.median(details['events']):,.0f} geofence events per platform round"
+        ),
+        (
+            f"- live latency p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, p99 {ms[99]:.1f} ms "
+            f"({len(live['latencies']):,}/{live['sent']:,} positions received; median answer "
+            f"{live['answer_ms']:.1f} ms)"
+        ),
+        (
+            f"- **platform/limit {ratio:.2f}** (goal ≥ {GOAL_LIMIT}), platform/limit batches "
+            f"{rates['platform'] / rates['limit, batches']:.2f}"
+        ),
+        "",
+    ]
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
