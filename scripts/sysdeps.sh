@@ -23,6 +23,8 @@ python3 -c "import ensurepip, venv" 2>/dev/null || missing+=("python3-venv")
 command -v npm >/dev/null || missing+=("npm")
 command -v chromium >/dev/null || missing+=("chromium")
 command -v chromedriver >/dev/null || missing+=("chromium-driver")
+# The MQTT broker the OwnTracks subscriber's tests start on a port of their own.
+[ -x /usr/sbin/mosquitto ] || missing+=("mosquitto")
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -48,5 +50,6 @@ if printf '%s\n' "${missing[@]}" | grep -qx postgresql-postgis; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -vx -e postgresql -e postgresql-postgis; echo "postgresql-$pg_ver-postgis-3")
 fi
 apt-get install -y -qq "${missing[@]}" >/dev/null
-# The Debian package starts its own cluster on 5432; the platform never uses it.
+# The Debian packages start their own cluster on 5432 (and broker on 1883, where systemd
+# runs); the platform never uses them.
 echo "System packages installed."
