@@ -160,6 +160,10 @@ def test_the_gps_commands(database_url: str, conn: psycopg.Connection[Any]) -> N
     assert bad.returncode != 0 and "400d" in bad.stderr
     kept = run_cli("gps", "retention", "--older-than", "36500d", **env)
     assert kept.returncode == 0 and "dropped 0 partition" in kept.stdout
+    idle = run_cli("gps", "receive", **env)
+    assert idle.returncode != 0 and "--nmea-port" in idle.stderr
+    wrong = run_cli("gps", "receive", "--mqtt", "nope", **env)
+    assert wrong.returncode != 0 and "HOST:PORT" in wrong.stderr
 
 
 def test_importing_the_demo_fleet_files(

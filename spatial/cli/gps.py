@@ -146,3 +146,46 @@ def tracks() -> None:
     with _connect() as conn:
         done = rebuild_all(conn)
     console.print(f"derived {done} device-day(s)")
+
+
+@app.command()
+@friendly
+def receive(
+    nmea_port: int | None = typer.Option(
+        None, "--nmea-port", help="Listen for NMEA 0183 over TCP on this port (first line #ID)."
+    ),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address the NMEA listener binds."),  # noqa: S104
+    mqtt: str | None = typer.Option(
+        None, "--mqtt", help="Follow OwnTracks on this MQTT broker, HOST:PORT."
+    ),
+    topic: str = typer.Option("owntracks/#", "--topic", help="The MQTT topic filter."),
+) -> None:
+    """Run the stream receivers (the HTTP ones are part of ``spatial serve``) until stopped."""
+    import asyncio  # noqa: PLC0415
+
+    from spatial.gps.mqtt import follow_owntracks  # noqa: PLC0415
+    from spatial.gps.tcp import serve_nmea  # noqa: PLC0415
+
+    if nmea_port is None and mqtt is None:
+        raise InvalidInputError("give --nmea-port, --mqtt HOST:PORT, or both")
+    settings = Settings()
+    url = resolve_url(settings)
+    jobs = []
+    if nmea_port is not None:
+        jobs.append(serve_nmea(host, nmea_port, url=url, settings=settings.gps))
+        console.print(f"NMEA over TCP on {host}:{nmea_port}")
+    if mqtt is not None:
+        broker, _, port = mqtt.rpartition(":")
+        if not broker or not port.isdigit():
+            raise InvalidInputError(f"--mqtt {mqtt!r}: give HOST:PORT, e.g. localhost:1883")
+        jobs.append(follow_owntracks(broker, int(port), url=url, settings=settings.gps,
+                                     topic=topic))  # fmt: skip
+        console.print(f"OwnTracks from mqtt://{mqtt} ({topic})")
+
+    async def run() -> None:
+        await asyncio.gather(*jobs)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        console.print("stopped")
