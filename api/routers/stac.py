@@ -24,6 +24,9 @@ from spatial.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/stac", tags=["STAC"])
 GEOJSON = "application/geo+json"
+SEARCH = frozenset({"bbox", "datetime", "limit", "token", "filter", "filter-lang",
+                    "collections", "ids", "intersects"})  # fmt: skip
+"""The parameters of a search (GET) or the members of its body (POST)."""
 
 
 def _readable(request: Request) -> list[str]:
@@ -114,7 +117,7 @@ async def scenes(request: Request, collection_id: str) -> JSONResponse:
     Features over the footprints)."""
     raster_collection(view_of(request), collection_id)
     values: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "f"}
-    _only(values, {"bbox", "datetime", "limit", "token", "filter", "filter-lang"})
+    _only(values, SEARCH - {"collections", "ids", "intersects"})
     if request.query_params.get("f", "json") not in {"json", "geojson"}:
         raise InvalidInputError("f: scenes are served as GeoJSON (f=json)")
     values["collections"] = collection_id
@@ -123,14 +126,11 @@ async def scenes(request: Request, collection_id: str) -> JSONResponse:
 
 @router.get("/collections/{collection_id}/items/{item_id}", summary="One scene")
 async def item(collection_id: str, item_id: str, request: Request) -> JSONResponse:
-    raster_collection(view_of(request), collection_id)
-    found = await _rows(
-        request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1), [collection_id]
-    )
-    if not found:
+    found = await _item(request, collection_id, item_id)
+    if found is None:
         msg = f"collection {collection_id!r} has no item {item_id!r}"
         raise NotFoundError(msg)
-    return JSONResponse(stac.item_document(found[0], base_url(request)), media_type=GEOJSON)
+    return JSONResponse(stac.item_document(found, base_url(request)), media_type=GEOJSON)
 
 
 @router.head(
@@ -149,14 +149,11 @@ async def asset_head(collection_id: str, item_id: str, key: str, request: Reques
     response_model=None,
 )
 async def asset(collection_id: str, item_id: str, key: str, request: Request) -> FileResponse:
-    raster_collection(view_of(request), collection_id)
-    found = await _rows(
-        request, stac.Search(collections=(collection_id,), ids=(item_id,), limit=1), [collection_id]
-    )
-    if not found or key not in found[0]["assets"]:
+    found = await _item(request, collection_id, item_id)
+    if found is None or key not in found["assets"]:
         msg = f"item {item_id!r} of {collection_id!r} has no asset {key!r}"
         raise NotFoundError(msg)
-    entry = found[0]["assets"][key]
+    entry = found["assets"][key]
     root = (request.app.state.settings.data_dir / "rasters").resolve()
     path = (root / entry["href"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
@@ -168,20 +165,7 @@ async def asset(collection_id: str, item_id: str, key: str, request: Request) ->
 @router.get("/search", summary="Search scenes (GET)")
 async def search_get(request: Request) -> JSONResponse:
     values: dict[str, Any] = dict(request.query_params)
-    _only(
-        values,
-        {
-            "bbox",
-            "datetime",
-            "limit",
-            "token",
-            "filter",
-            "filter-lang",
-            "collections",
-            "ids",
-            "intersects",
-        },
-    )
+    _only(values, SEARCH)
     if "intersects" in values:
         try:
             values["intersects"] = json.loads(values["intersects"])
@@ -198,28 +182,23 @@ async def search_post(request: Request) -> JSONResponse:
         raise InvalidInputError("the search body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidInputError("the search body must be a JSON object")
-    _only(
-        body,
-        {
-            "bbox",
-            "datetime",
-            "limit",
-            "token",
-            "filter",
-            "filter-lang",
-            "collections",
-            "ids",
-            "intersects",
-        },
-    )
+    _only(body, SEARCH)
     return await _search(request, stac.Search.parse(body), body, "POST", "/stac/search")
 
 
-def _only(values: dict[str, Any], allowed: set[str]) -> None:
+def _only(values: dict[str, Any], allowed: frozenset[str]) -> None:
     unknown = sorted(set(values) - allowed)
     if unknown:
         msg = f"unknown search parameter {unknown[0]!r}; use {', '.join(sorted(allowed))}"
         raise InvalidInputError(msg)
+
+
+async def _item(request: Request, collection_id: str, item_id: str) -> dict[str, Any] | None:
+    """One item of a collection the caller may read (404 for a collection they may not)."""
+    raster_collection(view_of(request), collection_id)
+    search = stac.Search(collections=(collection_id,), ids=(item_id,), limit=1)
+    found = await _rows(request, search, [collection_id])
+    return found[0] if found else None
 
 
 async def _rows(request: Request, search: stac.Search, readable: list[str]) -> list[dict[str, Any]]:
