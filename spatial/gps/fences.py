@@ -1,5 +1,7 @@
 """Geofences: polygons from a collection or drawn, and the enter / exit / dwell events of
-devices, evaluated as fixes are stored (in the same transaction, :func:`evaluate`).
+devices, evaluated as fixes are stored (in the same transaction, by
+:func:`spatial.gps.store.store`: :func:`locate`, then :func:`advance` and :func:`save`
+while the devices are locked).
 
 Only fixes newer than a device's previous latest position move it through fences: a late
 fix is stored but does not rewrite its history of events. A device's state in each fence
@@ -104,60 +106,138 @@ def remove_fence(conn: psycopg.Connection[Any], fence_id: int) -> None:
         raise NotFoundError(msg)
 
 
-_CANDIDATES = """
-WITH pts AS (
-    SELECT * FROM unnest(%(devices)s::text[], %(times)s::timestamptz[], %(lons)s::float8[],
-                         %(lats)s::float8[]) AS u(d, t, x, y)
-), env AS (
-    SELECT d, ST_SetSRID(ST_Extent(ST_MakePoint(x, y))::geometry, 4326) AS e FROM pts GROUP BY d
-), cand AS (
-    SELECT env.d, f.id, f.geom, f.dwell_s FROM env JOIN gps.fences f ON f.active AND f.geom && env.e
-    UNION
-    SELECT s.device_id, f.id, f.geom, f.dwell_s FROM gps.fence_state s
-    JOIN gps.fences f ON f.id = s.fence_id
-    WHERE s.inside AND s.device_id = ANY(%(devices)s)
-)
-SELECT p.d, c.id, c.dwell_s, p.t, p.x, p.y,
-       ST_Intersects(c.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
-FROM pts p JOIN cand c ON c.d = p.d ORDER BY p.d, c.id, p.t
+@dataclass(frozen=True)
+class _Fences:
+    """The active fences of one database at one version, ready for point queries."""
+
+    version: int
+    ids: list[int]
+    dwell: list[int | None]
+    tree: shapely.STRtree
+
+
+_LOADED: dict[tuple[str | None, int | None, str], _Fences] = {}
+"""Each database's fences, as this process last loaded them."""
+
+
+def _fences(conn: psycopg.Connection[Any]) -> _Fences:
+    """The active fences, from memory unless ``gps.fences_version`` moved on (the version
+    and the fences are read by one statement, so they agree)."""
+    key = (conn.info.host, conn.info.port, conn.info.dbname)
+    row = conn.execute("SELECT version FROM gps.fences_version").fetchone()
+    known = _LOADED.get(key)
+    if row is not None and known is not None and known.version == row[0]:
+        return known
+    rows = conn.execute(
+        "SELECT v.version, f.id, f.dwell_s, ST_AsBinary(f.geom) FROM gps.fences_version v "
+        "LEFT JOIN gps.fences f ON f.active ORDER BY f.id"
+    ).fetchall()
+    present = [r for r in rows if r[1] is not None]
+    shapes = shapely.from_wkb([bytes(r[3]) for r in present])
+    shapely.prepare(shapes)
+    loaded = _Fences(int(rows[0][0]), [int(r[1]) for r in present], [r[2] for r in present],
+                     shapely.STRtree(shapes))  # fmt: skip
+    _LOADED[key] = loaded
+    return loaded
+
+
+@dataclass
+class Located:
+    """Which fences the fixes of a batch are inside (found before any lock is taken)."""
+
+    dwell: dict[int, int | None]
+    """Every active fence's dwell time (None: no dwell events)."""
+    inside: set[tuple[int, int]]
+    """(index of the fix, fence) for each fix inside a fence."""
+    hit: dict[str, set[int]]
+    """The fences each device has a fix inside."""
+
+
+def locate(conn: psycopg.Connection[Any], fixes: Sequence[Fix]) -> Located:
+    """Find the fences each fix is inside, in memory (an R-tree of the prepared polygons,
+    :func:`_fences`)."""
+    fences = _fences(conn)
+    located = Located(dict(zip(fences.ids, fences.dwell, strict=True)), set(), {})
+    if fences.ids and fixes:
+        points = shapely.points([f.lon for f in fixes], [f.lat for f in fixes])
+        found = fences.tree.query(points, predicate="intersects")
+        for i, j in zip(found[0].tolist(), found[1].tolist(), strict=True):
+            fence = fences.ids[j]
+            located.inside.add((i, fence))
+            located.hit.setdefault(str(fixes[i].device), set()).add(fence)
+    return located
+
+
+STATES = """
+SELECT device_id, fence_id, inside, since, dwelt FROM gps.fence_state WHERE device_id = ANY(%s)
 """
+"""The devices' state in each fence (run after the devices are locked)."""
+
+ALIVE = """
+SELECT id FROM gps.fences
+WHERE id = ANY(%(hit)b)
+   OR id IN (SELECT fence_id FROM gps.fence_state WHERE device_id = ANY(%(devices)s) AND inside)
+ORDER BY id FOR KEY SHARE
+"""
+"""The fences that may get events, locked so that none is deleted before they are written
+(a fence deleted meanwhile is not returned)."""
+
+State = list[Any]
+"""[inside, since, dwelt]."""
 
 
-def evaluate(conn: psycopg.Connection[Any], moving: Sequence[Fix]) -> list[Event]:
-    """Move devices through the fences with their new fixes (in the caller's transaction);
-    returns the events, already stored."""
-    if not moving:
-        return []
-    rows = conn.execute(_CANDIDATES, {
-        "devices": [f.device for f in moving], "times": [f.time for f in moving],
-        "lons": [f.lon for f in moving], "lats": [f.lat for f in moving]}).fetchall()  # fmt: skip
-    if not rows:
-        return []
-    states = {(r[0], r[1]): [r[2], r[3], r[4]] for r in conn.execute(
-        "SELECT device_id, fence_id, inside, since, dwelt FROM gps.fence_state "
-        "WHERE device_id = ANY(%s)", (sorted({r[0] for r in rows}),))}  # fmt: skip
+def advance(
+    located: Located,
+    fixes: Sequence[Fix],
+    moving: Sequence[int],
+    states: dict[tuple[str, int], State],
+    alive: set[int],
+) -> tuple[list[Event], dict[tuple[str, int], State]]:
+    """Move devices through the fences with the fixes at the indexes ``moving`` (those newer
+    than their device's latest position); returns the events and the changed states.
+
+    Args:
+        states: each device's state in each fence, as read (changed in place).
+        alive: the fences that still exist (:data:`ALIVE`).
+    """
+    hit = {device: {f for f in fences if f in alive} for device, fences in located.hit.items()}
+    for device, fence in [k for k, v in states.items() if v[0] and k[1] in alive]:
+        hit.setdefault(device, set()).add(fence)  # inside: a fix outside is an exit
     events: list[Event] = []
     touched: set[tuple[str, int]] = set()
-    for device, fence, dwell_s, time, lon, lat, inside in rows:
-        state = states.setdefault((device, fence), [False, time, False])
-        if bool(inside) != state[0]:
-            events.append(Event(device, fence, "enter" if inside else "exit", time, lon, lat))
-            state[:] = [bool(inside), time, False]
-            touched.add((device, fence))
-        elif inside and dwell_s and not state[2] and (time - state[1]).total_seconds() >= dwell_s:
-            events.append(Event(device, fence, "dwell", time, lon, lat))
-            state[2] = True
-            touched.add((device, fence))
-    with conn.cursor() as cur:
-        cur.executemany(
+    for i in sorted(moving, key=lambda i: (str(fixes[i].device), fixes[i].time)):
+        fix = fixes[i]
+        device = str(fix.device)
+        for fence in sorted(hit.get(device, ())):
+            now_inside = (i, fence) in located.inside
+            state = states.setdefault((device, fence), [False, fix.time, False])
+            if now_inside != state[0]:
+                kind = "enter" if now_inside else "exit"
+                events.append(Event(device, fence, kind, fix.time, fix.lon, fix.lat))
+                state[:] = [now_inside, fix.time, False]
+                touched.add((device, fence))
+            elif now_inside and not state[2] and (limit := located.dwell.get(fence)) \
+                    and (fix.time - state[1]).total_seconds() >= limit:  # fmt: skip
+                events.append(Event(device, fence, "dwell", fix.time, fix.lon, fix.lat))
+                state[2] = True
+                touched.add((device, fence))
+    return events, {k: states[k] for k in sorted(touched)}
+
+
+def save(conn: psycopg.Connection[Any], events: list[Event],
+         states: dict[tuple[str, int], State]) -> None:  # fmt: skip
+    """Write the changed states and the events (in the caller's transaction; it may be
+    in pipeline mode)."""
+    if states:
+        conn.cursor().executemany(
             "INSERT INTO gps.fence_state (device_id, fence_id, inside, since, dwelt) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id, fence_id) DO UPDATE SET "
             "inside = excluded.inside, since = excluded.since, dwelt = excluded.dwelt",
-            [(d, f, *states[(d, f)]) for d, f in sorted(touched)],
+            [(d, f, *state) for (d, f), state in states.items()],
         )
-        cur.executemany(
+    if events:
+        conn.cursor().executemany(
             "INSERT INTO gps.events (device_id, fence_id, kind, time, geom) VALUES "
             "(%s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
             [(e.device, e.fence, e.kind, e.time, e.lon, e.lat) for e in events],
         )
-    return events

@@ -162,15 +162,16 @@ def _sniff(data: bytes) -> str:
 def _number(value: object, name: str) -> float:
     """A finite float from a JSON number or a text; ``_RecordError('malformed')`` otherwise."""
     number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, str):
+        if "_" not in value:
+            try:
+                number = float(value)  # surrounding blanks are fine
+            except ValueError:
+                number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         try:
             number = float(value)
         except OverflowError:
-            number = None
-    elif isinstance(value, str) and "_" not in value:
-        try:
-            number = float(value.strip())
-        except ValueError:
             number = None
     if number is None or not math.isfinite(number):
         raise _RecordError("malformed", f"{name} {value!r} is not a number")
@@ -178,7 +179,7 @@ def _number(value: object, name: str) -> float:
 
 
 def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or value == "" or (isinstance(value, str) and not value.strip())
 
 
 def _optional(value: object, name: str) -> float | None:
@@ -273,6 +274,11 @@ def _make_fix(
     )
 
 
+def _field_name(key: str) -> str | None:
+    """The field a column or property name fills (by :data:`_ALIASES`), or None."""
+    return _ALIASES.get(key.strip().lower().replace(" ", "_").replace("-", "_"))
+
+
 def _split_fields(
     items: Iterable[tuple[str, object]], *, skip: frozenset[str] = frozenset()
 ) -> tuple[dict[str, object], dict[str, Any]]:
@@ -280,7 +286,7 @@ def _split_fields(
     values: dict[str, object] = {}
     attributes: dict[str, Any] = {}
     for key, value in items:
-        name = _ALIASES.get(key.strip().lower().replace(" ", "_").replace("-", "_"))
+        name = _field_name(key)
         if name is not None and name not in skip and name not in values:
             values[name] = value
         elif not _blank(value):
@@ -318,10 +324,11 @@ def read_csv(
     delimiter = max(",;\t", key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = _csv_header(reader)
-    names = {_ALIASES.get(h.strip().lower().replace(" ", "_").replace("-", "_")) for h in header}
+    names = {_field_name(h) for h in header}
     for needed, label in (("lat", "latitude (lat/latitude)"), ("lon", "longitude (lon/lng)")):
         if needed not in names:
             raise InvalidInputError(f"the CSV header has no {label} column: {header}")
+    columns = _Columns.of(header)
     out = Decoded()
     while True:
         line = reader.line_num + 1
@@ -336,7 +343,7 @@ def read_csv(
             continue
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        _csv_row(out, header, row, line, device)
+        _csv_row(out, columns, row, line, device)
     return out
 
 
@@ -360,15 +367,39 @@ def _csv_header(reader: Any) -> list[str]:
     raise InvalidInputError("the CSV file is empty: no header row")
 
 
-def _csv_row(
-    out: Decoded, header: list[str], row: list[str], line: int, device: str | None
-) -> None:
-    values, attributes = _split_fields(zip(header, row, strict=False))
+@dataclass(frozen=True)
+class _Columns:
+    """What each CSV column holds, worked out once from the header."""
+
+    count: int
+    fields: tuple[tuple[str, int], ...]
+    """(field, column) of the known fields, the first column of a field winning."""
+    extras: tuple[tuple[str, int], ...]
+    """(attribute name, column) of the other columns, the first of a name winning."""
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Columns:
+        fields: dict[str, int] = {}
+        extras: dict[str, int] = {}
+        for i, key in enumerate(header):
+            name = _field_name(key)
+            if name is not None and name not in fields:
+                fields[name] = i
+            else:
+                extras.setdefault(key.strip(), i)
+        return cls(len(header), tuple(fields.items()), tuple(extras.items()))
+
+
+def _csv_row(out: Decoded, columns: _Columns, row: list[str], line: int,
+             device: str | None) -> None:  # fmt: skip
+    n = len(row)
+    values = {name: row[i] for name, i in columns.fields if i < n}
     name = device or _device_name(values.get("device"))
-    if len(row) != len(header):
-        detail = f"row has {len(row)} fields, the header {len(header)}"
+    if n != columns.count:
+        detail = f"row has {n} fields, the header {columns.count}"
         out.rejects.append(Reject("malformed", detail, line=line, device=name))
         return
+    attributes = {key: row[i] for key, i in columns.extras if not _blank(row[i])}
     try:
         out.fixes.append(_make_fix(values, device=name, attributes=attributes, unix=True))
     except _RecordError as bad:

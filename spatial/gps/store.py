@@ -6,10 +6,12 @@ Every source (receivers, file imports) goes through :func:`store`:
    auto-registration is on), at (0, 0), out of range, too far in the future, of poor
    quality (HDOP), or implying an impossible jump from the device's previous fix; a
    repeated device and time inside a batch is a duplicate. Fixes out of order are kept.
-2. One transaction: the month partitions are made, the fixes are copied into a temporary
-   table and inserted into ``gps.positions`` (a fix already stored is skipped: sending it
-   again is harmless), ``gps.latest`` moves forward, the reject counters grow. A caller
-   acknowledges a fix only after this commits, so an acknowledged fix is never lost.
+2. One transaction: the month partitions are made; one statement inserts the fixes into
+   ``gps.positions`` (a fix already stored is skipped: sending it again is harmless),
+   marks their device-days for the tracks and moves ``gps.latest`` forward; the devices
+   are moved through the geofences (:mod:`spatial.gps.fences`), the reject counters grow,
+   and the live streams are notified. A caller acknowledges a fix only after this
+   commits, so an acknowledged fix is never lost.
 """
 
 from __future__ import annotations
@@ -21,16 +23,15 @@ import math
 import re
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from spatial.errors import InvalidInputError, NotFoundError
-from spatial.gps import fences
+from spatial.gps import fences, pgarrays
 from spatial.gps.fix import Fix, Reject
 from spatial.settings import GpsSettings
 
@@ -186,29 +187,28 @@ def check(
     return kept, rejects
 
 
-def _reason(
+def _reason(  # noqa: PLR0911 - one return per check, in order
     fix: Fix, known: set[str] | None, horizon: dt.datetime, settings: GpsSettings
 ) -> tuple[str, str] | None:
-    """The first check a fix fails, as (reason, detail), or None."""
-    checks: tuple[tuple[Callable[[], bool], str, Callable[[], str]], ...] = (
-        (lambda: not fix.device, "unknown_device", lambda: "the fix names no device"),
-        (lambda: known is not None and fix.device not in known, "unknown_device",
-         lambda: f"device {fix.device!r} is not registered"),
-        (lambda: not (math.isfinite(fix.lat) and math.isfinite(fix.lon)), "out_of_range",
-         lambda: "a coordinate is not a number"),
-        (lambda: fix.lat == 0 and fix.lon == 0, "zero_position",
-         lambda: "the position is (0, 0)"),
-        (lambda: not (-90 <= fix.lat <= 90 and -180 <= fix.lon <= 180), "out_of_range",
-         lambda: f"lat {fix.lat}, lon {fix.lon} is not a place"),
-        (lambda: fix.time.tzinfo is None, "no_time", lambda: "the time has no time zone"),
-        (lambda: fix.time > horizon, "future",
-         lambda: f"{fix.time.isoformat()} is ahead of the server's clock"),
-        (lambda: fix.hdop is not None and fix.hdop > settings.max_hdop, "low_quality",
-         lambda: f"HDOP {fix.hdop:g} > {settings.max_hdop:g}"),
-    )  # fmt: skip
-    for failed, reason, detail in checks:
-        if failed():
-            return reason, detail()
+    """The first check a fix fails, as (reason, detail), or None (in the order of the
+    module's docstring; written out plainly, since every fix of a batch passes here)."""
+    lat, lon = fix.lat, fix.lon
+    if not fix.device:
+        return "unknown_device", "the fix names no device"
+    if known is not None and fix.device not in known:
+        return "unknown_device", f"device {fix.device!r} is not registered"
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        return "out_of_range", "a coordinate is not a number"
+    if lat == 0 and lon == 0:
+        return "zero_position", "the position is (0, 0)"
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return "out_of_range", f"lat {lat}, lon {lon} is not a place"
+    if fix.time.tzinfo is None:
+        return "no_time", "the time has no time zone"
+    if fix.time > horizon:
+        return "future", f"{fix.time.isoformat()} is ahead of the server's clock"
+    if fix.hdop is not None and fix.hdop > settings.max_hdop:
+        return "low_quality", f"HDOP {fix.hdop:g} > {settings.max_hdop:g}"
     return None
 
 
@@ -224,32 +224,36 @@ def store(
     """Check and store a batch in one transaction (the caller's connection must not be in
     one; it commits here). ``rejects`` from the decoder are counted with the checks'."""
     now = now or dt.datetime.now(dt.UTC)
+    pgarrays.register(conn)
     with conn.transaction():
         devices = {f.device for f in fixes if f.device}
         found = conn.execute(
-            "SELECT id FROM gps.devices WHERE id = ANY(%s) AND active", (list(devices),)
-        )
+            "SELECT d.id, l.time, ST_X(l.geom), ST_Y(l.geom) FROM gps.devices d "
+            "LEFT JOIN gps.latest l ON l.device_id = d.id WHERE d.id = ANY(%s) AND d.active",
+            (pgarrays.text(list(devices)),),
+        ).fetchall()
         registered = {r[0] for r in found}
+        latest = {r[0]: (r[1], r[2], r[3]) for r in found if r[1] is not None}
         if settings.auto_register:
             for device in sorted(devices - registered):
                 conn.execute(
                     "INSERT INTO gps.devices (id, name, auto_registered) VALUES (%s, %s, true) "
                     "ON CONFLICT (id) DO NOTHING", (device, device))  # fmt: skip
             registered |= devices
-        latest = {row[0]: (row[1], row[2], row[3]) for row in conn.execute(
-            "SELECT device_id, time, ST_X(geom), ST_Y(geom) FROM gps.latest "
-            "WHERE device_id = ANY(%s)", (list(registered),))}  # fmt: skip
         kept, refused = check(fixes, known=registered, latest=latest, settings=settings, now=now)
         outcome = Stored(rejects=[*rejects, *refused], devices={str(f.device) for f in kept})
         if kept:
-            outcome.stored = _insert(conn, kept, source)
+            days = _insert(conn, kept, source)
+            outcome.stored = sum(days.values())
             outcome.duplicates = len(kept) - outcome.stored
-            moving = [f for f in kept if str(f.device) not in latest
-                      or f.time > latest[str(f.device)][0]]  # fmt: skip
-            outcome.events = fences.evaluate(conn, moving)
-        _count(conn, outcome.rejects)
-        if outcome.stored:
-            _notify(conn, sorted(outcome.devices), outcome.events)
+            located = fences.locate(conn, kept)
+            # From here to the commit the devices are locked (their rows of gps.devices, in
+            # id order, so concurrent batches wait for each other rather than deadlock):
+            # their fences and latest positions move one batch at a time. It is two round
+            # trips (pipelines) and the commit; keep it so.
+            outcome.events = _advance(conn, kept, days, located, outcome)
+        else:
+            _count(conn, outcome.rejects)
     return outcome
 
 
@@ -263,52 +267,123 @@ def _notify(conn: psycopg.Connection[Any], devices: list[str], events: list[fenc
                     for e in events[i : i + 25]]}
         for i in range(0, len(events), 25)
     ]  # fmt: skip
-    for payload in (*moved, *happened):
-        conn.execute("SELECT pg_notify('spatial_gps', %s)", (json.dumps(payload),))
-
-
-_COLUMNS = ("device_id", "time", "lon", "lat", "altitude", "speed", "course", "hdop",
-            "satellites", "accuracy", "attributes", "source")  # fmt: skip
-
-
-def _insert(conn: psycopg.Connection[Any], fixes: list[Fix], source: str) -> int:
-    months = sorted({f.time.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0,
-                                                      microsecond=0) for f in fixes})  # fmt: skip
-    for month in months:
-        conn.execute("SELECT gps.ensure_month(%s)", (month,))
     conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS gps_incoming (device_id text, time timestamptz, "
-        "lon float8, lat float8, altitude float8, speed float8, course float8, hdop float8, "
-        "satellites int, accuracy float8, attributes jsonb, source text) ON COMMIT DELETE ROWS"
+        "SELECT pg_notify('spatial_gps', p) FROM unnest(%s::text[]) AS p",
+        (pgarrays.text([json.dumps(payload) for payload in (*moved, *happened)]),),
     )
-    with conn.cursor().copy(f"COPY gps_incoming ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-        for f in fixes:
-            copy.write_row((f.device, f.time, f.lon, f.lat, f.altitude, f.speed, f.course,
-                            f.hdop, f.satellites, f.accuracy, Jsonb(dict(f.attributes)),
-                            source))  # fmt: skip
-    inserted = conn.execute(
-        "INSERT INTO gps.positions (device_id, time, geom, altitude, speed, course, hdop, "
-        "satellites, accuracy, attributes, source) SELECT device_id, time, "
-        "ST_SetSRID(ST_MakePoint(lon, lat), 4326), altitude, speed, course, hdop, satellites, "
-        "accuracy, attributes, source FROM gps_incoming ON CONFLICT DO NOTHING"
-    ).rowcount
-    # The device-days whose tracks, trips and stops must be derived again
-    # (:mod:`spatial.gps.tracks`).
-    conn.execute(
-        "INSERT INTO gps.tracks_dirty (device_id, day) SELECT DISTINCT device_id, "
-        "(time AT TIME ZONE 'UTC')::date FROM gps_incoming ON CONFLICT DO NOTHING"
-    )
-    conn.execute(
-        "INSERT INTO gps.latest (device_id, time, geom, altitude, speed, course, attributes) "
-        "SELECT DISTINCT ON (device_id) device_id, time, ST_SetSRID(ST_MakePoint(lon, lat), "
-        "4326), altitude, speed, course, attributes FROM gps_incoming "
-        "ORDER BY device_id, time DESC "
-        "ON CONFLICT (device_id) DO UPDATE SET time = excluded.time, geom = excluded.geom, "
-        "altitude = excluded.altitude, speed = excluded.speed, course = excluded.course, "
-        "attributes = excluded.attributes, updated_at = now() "
-        "WHERE excluded.time > gps.latest.time"
-    )
-    return int(inserted)
+
+
+_INSERT = """
+WITH inserted AS (
+    INSERT INTO gps.positions (device_id, time, geom, altitude, speed, course, hdop,
+                               satellites, accuracy, attributes, source)
+    SELECT device_id, time, ST_SetSRID(ST_MakePoint(lon, lat), 4326), altitude, speed, course,
+           hdop, satellites, accuracy, coalesce(attributes, '{}'), %(source)s
+    FROM unnest(%(device)s::text[], %(time)s::timestamptz[], %(lon)s::float8[],
+        %(lat)s::float8[], %(altitude)s::float8[], %(speed)s::float8[], %(course)s::float8[],
+        %(hdop)s::float8[], %(satellites)s::int[], %(accuracy)s::float8[],
+        %(attributes)s::jsonb[])
+        AS u(device_id, time, lon, lat, altitude, speed, course, hdop, satellites, accuracy,
+             attributes)
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, time
+)
+SELECT device_id, (time AT TIME ZONE 'UTC')::date, count(*) FROM inserted GROUP BY 1, 2
+"""
+"""The fixes, sent as binary arrays (:mod:`spatial.gps.pgarrays`), into ``gps.positions``;
+a fix stored before is skipped. Returns the number stored per device and UTC day."""
+
+DeviceDay = tuple[str, dt.date]
+
+
+def _insert(conn: psycopg.Connection[Any], fixes: list[Fix], source: str) -> dict[DeviceDay, int]:
+    utc = [f.time if f.time.tzinfo is dt.UTC else f.time.astimezone(dt.UTC) for f in fixes]
+    months = sorted({(t.year, t.month) for t in utc})
+    conn.execute("SELECT gps.ensure_month(m) FROM unnest(%s) AS m",
+                 (pgarrays.timestamptz([dt.datetime(y, m, 1, tzinfo=dt.UTC)
+                                        for y, m in months]),))  # fmt: skip
+    rows = conn.execute(_INSERT, {**_columns(fixes, utc), "source": source}).fetchall()
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def _columns(fixes: Sequence[Fix], utc: Sequence[dt.datetime] | None = None) -> dict[str, Any]:
+    """The fixes as binary arrays, one per column (:mod:`spatial.gps.pgarrays`)."""
+    return {
+        "device": pgarrays.text([f.device for f in fixes]),
+        "time": pgarrays.timestamptz(utc if utc is not None else [f.time for f in fixes]),
+        "lon": pgarrays.float8([f.lon for f in fixes]),
+        "lat": pgarrays.float8([f.lat for f in fixes]),
+        "altitude": pgarrays.float8([f.altitude for f in fixes]),
+        "speed": pgarrays.float8([f.speed for f in fixes]),
+        "course": pgarrays.float8([f.course for f in fixes]),
+        "hdop": pgarrays.float8([f.hdop for f in fixes]),
+        "satellites": pgarrays.int4([f.satellites for f in fixes]),
+        "accuracy": pgarrays.float8([f.accuracy for f in fixes]),
+        "attributes": pgarrays.jsonb([json.dumps(dict(f.attributes)) if f.attributes else None
+                                      for f in fixes]),
+    }  # fmt: skip
+
+
+_LATEST = """
+WITH dirty AS (
+    -- The device-days whose tracks, trips and stops are derived again (spatial.gps.tracks).
+    INSERT INTO gps.tracks_dirty (device_id, day)
+    SELECT * FROM unnest(%(dirty_device)s::text[], %(dirty_day)b::date[])
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO gps.latest (device_id, time, geom, altitude, speed, course, attributes)
+SELECT device_id, time, ST_SetSRID(ST_MakePoint(lon, lat), 4326), altitude, speed, course,
+       coalesce(attributes, '{}')
+FROM unnest(%(device)s::text[], %(time)s::timestamptz[], %(lon)s::float8[], %(lat)s::float8[],
+            %(altitude)s::float8[], %(speed)s::float8[], %(course)s::float8[],
+            %(attributes)s::jsonb[])
+    AS u(device_id, time, lon, lat, altitude, speed, course, attributes)
+ON CONFLICT (device_id) DO UPDATE SET time = excluded.time, geom = excluded.geom,
+    altitude = excluded.altitude, speed = excluded.speed, course = excluded.course,
+    attributes = excluded.attributes, updated_at = now()
+WHERE excluded.time > gps.latest.time
+"""
+
+
+def _advance(conn: psycopg.Connection[Any], fixes: list[Fix], days: dict[DeviceDay, int],
+             located: fences.Located, outcome: Stored) -> list[fences.Event]:  # fmt: skip
+    """Lock the devices, move them through the fences with their fixes newer than their
+    latest positions, move the latest positions forward, mark the device-days stored to
+    for the tracks, count the rejects and notify the live streams; returns the events."""
+    devices = sorted({str(f.device) for f in fixes})
+    with conn.pipeline():
+        locking = conn.execute(
+            "SELECT d.id, l.time FROM gps.devices d LEFT JOIN gps.latest l "
+            "ON l.device_id = d.id WHERE d.id = ANY(%s) ORDER BY d.id FOR NO KEY UPDATE OF d",
+            (pgarrays.text(devices),),
+        )
+        reading = conn.execute(fences.STATES, (pgarrays.text(devices),))
+        alive = conn.execute(fences.ALIVE, {
+            "hit": sorted({f for hit in located.hit.values() for f in hit}),
+            "devices": pgarrays.text(devices)})  # fmt: skip
+    latest = dict(locking.fetchall())
+    states = {(r[0], r[1]): [r[2], r[3], r[4]] for r in reading.fetchall()}
+    moving = [i for i, f in enumerate(fixes)
+              if latest.get(str(f.device)) is None or f.time > latest[str(f.device)]]  # fmt: skip
+    events, changed = fences.advance(located, fixes, moving, states, {r[0] for r in alive})
+    newest: dict[str, Fix] = {}
+    for fix in (fixes[i] for i in moving):
+        device = str(fix.device)
+        if device not in newest or fix.time > newest[device].time:
+            newest[device] = fix
+    ahead = [newest[d] for d in sorted(newest)]
+    dirty = sorted(days)
+    with conn.pipeline():
+        fences.save(conn, events, changed)
+        conn.execute(_LATEST, {
+            **_columns(ahead),
+            "dirty_device": pgarrays.text([d for d, _ in dirty]),
+            "dirty_day": [day for _, day in dirty],
+        })  # fmt: skip
+        _count(conn, outcome.rejects)
+        if outcome.stored:
+            _notify(conn, sorted(outcome.devices), events)
+    return events
 
 
 def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
@@ -323,7 +398,7 @@ def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
             "count = gps.rejects.count + excluded.count, last_at = now(), "
             "last_detail = excluded.last_detail",
             [(device, reason, n, details[(device, reason)])
-             for (device, reason), n in counted.items()],
+             for (device, reason), n in sorted(counted.items())],
         )  # fmt: skip
 
 
