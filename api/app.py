@@ -19,13 +19,14 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import auth, catalog, errors, live, web
+from api import auth, catalog, errors, live, web, webhooks
 from api.engine import Engine
 from api.routers import (
     admin,
     editions,
     features,
     gps,
+    gps_webhooks,
     ingest,
     landing,
     processes,
@@ -105,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.live = live.Hub()
         streamer = asyncio.create_task(live.follow(app, url))
         deriver = asyncio.create_task(live.derive_tracks(app))
+        deliverer = asyncio.create_task(webhooks.run_webhooks(app))
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one
         # request in a hundred by 150 ms.
@@ -116,11 +118,12 @@ def create_app(settings: Settings) -> FastAPI:
             follower.cancel()
             streamer.cancel()
             deriver.cancel()
+            deliverer.cancel()
             for task in list(app.state.process_tasks.values()):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-            for task in (streamer, deriver):
+            for task in (streamer, deriver, deliverer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             # A running ingest finishes (its transaction commits or rolls back whole);
@@ -146,7 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
     app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
     for module in (tiles, rasters, stac, auth, admin, landing, features, transactions,
-                   processes, ingest, editions, gps):  # fmt: skip
+                   processes, ingest, editions, gps, gps_webhooks):  # fmt: skip
         app.include_router(module.router)
     # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")

@@ -136,6 +136,66 @@ def fence_list() -> None:
     console.print(table)
 
 
+webhooks_app = typer.Typer(help="Webhooks: geofence events POSTed to other systems.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(webhooks_app, name="webhook")
+
+
+@webhooks_app.command("add")
+@friendly
+def webhook_add(
+    url: str = typer.Argument(..., help="Where events are POSTed (http:// or https://)."),
+    secret: str | None = typer.Option(
+        None, "--secret", help="Signs each delivery (16+ characters) [default: generated]."
+    ),
+    fence: list[int] = typer.Option([], "--fence", help="Only this fence's events (repeat)."),
+    kind: list[str] = typer.Option([], "--kind", help="Only enter, exit or dwell (repeat)."),
+    department: str | None = typer.Option(
+        None, "--department", help="Only events of this department's devices."
+    ),
+) -> None:
+    """Register a webhook; it gets the events recorded from now on."""
+    from spatial.gps.webhooks import add_webhook  # noqa: PLC0415
+
+    with _connect() as conn:
+        webhook_id, made = add_webhook(conn, url, secret=secret, fence_ids=fence, kinds=kind,
+                                       department=department)  # fmt: skip
+    console.print(f"[green]webhook {webhook_id}[/] → {url}", highlight=False)
+    if secret is None:
+        console.print(f"secret (shown once): {made}", highlight=False)
+
+
+@webhooks_app.command("list")
+@friendly
+def webhook_list() -> None:
+    """The webhooks and how their deliveries go."""
+    from spatial.gps.webhooks import list_webhooks  # noqa: PLC0415
+
+    with _connect() as conn:
+        found = list_webhooks(conn)
+    table = Table("id", "url", "only", "delivered to", "state")
+    for w in found:
+        only = [f"fence {','.join(map(str, w.fence_ids))}" if w.fence_ids else "",
+                ",".join(w.kinds or ()), w.department or ""]  # fmt: skip
+        state = "inactive" if not w.active else "ok"
+        if w.failures:
+            state = f"{w.failures} failure(s): {w.last_error}"
+        table.add_row(str(w.id), w.url, "; ".join(o for o in only if o) or "-",
+                      f"event {w.last_event_id}", state)  # fmt: skip
+    console.print(table)
+
+
+@webhooks_app.command("remove")
+@friendly
+def webhook_remove(webhook_id: int = typer.Argument(...)) -> None:
+    """Remove a webhook."""
+    from spatial.gps.webhooks import remove_webhook  # noqa: PLC0415
+
+    with _connect() as conn:
+        remove_webhook(conn, webhook_id)
+    console.print(f"removed webhook {webhook_id}")
+
+
 @app.command()
 @friendly
 def tracks() -> None:
