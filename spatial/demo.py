@@ -65,6 +65,13 @@ DEMO_LAYERS: tuple[DemoLayer, ...] = (
         key="river_id",
     ),
     DemoLayer(
+        "flood_zones.geojson",
+        "flood_zones",
+        "洪水风险区 Flood-risk zones",
+        ("water", "emergency"),
+        key="zone_id",
+    ),
+    DemoLayer(
         "water_gauges.csv",
         "water_gauges",
         "水位站 Water gauges",
@@ -173,12 +180,14 @@ def load_demo(
 
 FLEET = ("YF-AMB-01", "YF-FIRE-01", "YF-AMB-02", "YF-FIRE-02", "YF-WATER-01", "YF-ENV-01")
 """The demo fleet's devices (their tracks: ``gps/fleet.gpx``)."""
+FENCE_LAYERS = ("districts", "flood_zones")
+"""The demo collections whose polygons become geofences (named by their ``name``)."""
 
 
 def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
-    """Register the fleet, make fences of the districts, import the fleet's tracks (again:
-    nothing new, fixes are idempotent), derive tracks, and open the GPS collections that
-    hold data to everyone, as the rest of the demo city."""
+    """Register the fleet, make fences of the districts and the flood-risk zones, import
+    the fleet's tracks (again: nothing new, fixes are idempotent), derive tracks, and open
+    the GPS collections that hold data to everyone, as the rest of the demo city."""
     import psycopg  # noqa: PLC0415
     from psycopg import sql  # noqa: PLC0415
 
@@ -189,14 +198,16 @@ def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
     from spatial.gps.tracks import rebuild_all, refresh_extents  # noqa: PLC0415
 
     with engine(url) as eng, eng.connect() as sconn:
-        districts = LayerSchema.of(get_collection(sconn, "districts"))
+        fenced = [LayerSchema.of(get_collection(sconn, c)) for c in FENCE_LAYERS]
     with psycopg.connect(url, autocommit=True) as conn:
         known = {r[0] for r in conn.execute("SELECT id FROM gps.devices")}
         for device in FLEET:
             if device not in known:
                 add_device(conn, device, name=device)
-        # The districts as fences: the fleet driving from one to another makes events.
-        import_fences(conn, districts, name_field="name")
+        # Fences before the tracks, so that the fleet driving from one district to another
+        # and across the rivers' flood zones makes enter and exit events.
+        for layer in fenced:
+            import_fences(conn, layer, name_field="name")
         done = import_file(conn, samples_dir / "gps" / "fleet.gpx", device=None,
                            settings=settings.gps)  # fmt: skip
         rebuild_all(conn)

@@ -14,7 +14,7 @@ from support import LiveServer, run_cli
 
 from api import create_app
 from spatial import samples
-from spatial.demo import DEMO_LAYERS
+from spatial.demo import DEMO_LAYERS, FLEET
 from spatial.settings import Settings
 
 
@@ -130,3 +130,30 @@ def test_the_demo_fleet_drives_through_the_districts(loaded: str) -> None:
     public = {c for (c,) in _rows(loaded, "SELECT id FROM platform.collections "
                                   "WHERE kind = 'gps' AND is_public")}  # fmt: skip
     assert {"gps_latest", "gps_positions", "gps_events", "gps_tracks", "gps_trips"} <= public
+
+
+def test_the_demo_fleet_crosses_the_flood_zones(loaded: str) -> None:
+    """The water department's flood-risk zones are a collection and geofences too (made
+    before the fleet's tracks were imported), and the fleet crossing the rivers drove into
+    and out of them."""
+    kind, srid, subsystems, count = _one(
+        loaded, "SELECT kind, srid, subsystems, feature_count FROM platform.collections "
+        "WHERE id = 'flood_zones'")  # fmt: skip
+    assert (kind, srid) == ("vector", 4326)
+    assert "water" in subsystems  # type: ignore[operator]
+    zones = {r[0]: r[1] for r in _rows(loaded, "SELECT fid, name FROM layers.flood_zones")}
+    assert len(zones) == count == 13
+    assert "南山河高风险洪泛区" in zones.values()
+    fenced = "SELECT source_feature, name FROM gps.fences WHERE source_collection = 'flood_zones'"
+    fences = {r[0]: r[1] for r in _rows(loaded, fenced + " AND active")}
+    assert fences == zones
+    crossings = _rows(
+        loaded,
+        "SELECT e.device_id, e.fence_id, array_agg(DISTINCT e.kind ORDER BY e.kind) "
+        "FROM gps.events e JOIN gps.fences f ON f.id = e.fence_id "
+        "WHERE f.source_collection = 'flood_zones' AND e.device_id = ANY(%s) "
+        "GROUP BY e.device_id, e.fence_id",
+        list(FLEET),
+    )
+    crossed = {device for device, _, kinds in crossings if kinds == ["enter", "exit"]}
+    assert len(crossed) >= 1

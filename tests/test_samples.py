@@ -23,7 +23,7 @@ import rasterio
 import shapely
 from pyproj import CRS
 
-from spatial.samples import GENERATOR_VERSION, MANIFEST, OUTPUTS, SEED, BuildResult, build
+from spatial.samples import GENERATOR_VERSION, MANIFEST, OUTPUTS, SEED, BuildResult, build, floods
 from spatial.samples import gps as gps_module
 
 GPX_NS = {
@@ -367,6 +367,42 @@ def test_network(out: Path) -> None:
     assert 111.9 < xmin < 112.0 < xmax < 112.1 and 22.8 < ymin < 22.9 < ymax < 23.0
 
 
+def test_flood_zones(out: Path) -> None:
+    """Bands of flood risk along the rivers: lon/lat, valid, never overlapping, each within
+    its band width of its river, the high-risk zones on the river itself."""
+    df = pyogrio.read_dataframe(out / "flood_zones.geojson")
+    assert df.crs.to_epsg() == 4326  # RFC 7946: lon/lat
+    assert list(df.columns) == [
+        "zone_id", "name", "river_id", "risk", "return_period_years", "area_ha", "geometry",
+    ]  # fmt: skip
+    assert len(df) == 13
+    assert df["zone_id"].is_unique and df["name"].is_unique
+    assert all(n.endswith("风险洪泛区") for n in df["name"])
+    assert Counter(df["risk"]) == {"high": 4, "medium": 4, "low": 5}
+    assert {r: int(p) for r, p in zip(df["risk"], df["return_period_years"], strict=True)} == {
+        "high": 10, "medium": 50, "low": 100,
+    }  # fmt: skip
+    zones = df.geometry.values
+    assert set(df.geometry.geom_type) == {"MultiPolygon"}
+    assert bool(shapely.is_valid(zones).all())
+    union = shapely.union_all(zones)
+    assert abs(union.area - float(shapely.area(zones).sum())) < 1e-6 * union.area
+    extent = shapely.box(*_extent(out))
+    assert bool(shapely.covers(extent.buffer(1e-6), zones).all())
+    # In metres (the file's numbers are CGCS2000 lon/lat, as the rivers' are).
+    metric = df.set_crs(4490, allow_override=True).to_crs(4546)
+    assert np.allclose(metric.geometry.area / 10_000, df["area_ha"], rtol=1e-3)
+    rivers = pyogrio.read_dataframe(out / "network.gpkg", layer="rivers").to_crs(4546)
+    classes = dict(zip(rivers["river_id"], rivers["class"], strict=True))
+    lines = dict(zip(rivers["river_id"], rivers.geometry, strict=True))
+    for river_id, risk, zone in zip(df["river_id"], df["risk"], metric.geometry, strict=True):
+        width = floods.BAND_WIDTHS_M[classes[river_id]][risk]
+        corners = shapely.points(shapely.get_coordinates(zone))
+        assert float(shapely.distance(lines[river_id], corners).max()) < width + 2.0
+        if risk == "high":
+            assert lines[river_id].intersects(zone)
+
+
 def test_points(out: Path) -> None:
     extent = _extent(out)
     rivers = pyogrio.read_dataframe(out / "network.gpkg", layer="rivers").set_index("river_id")
@@ -459,6 +495,25 @@ def test_gpx(out: Path) -> None:
                 p.findtext("g:extensions/x:TrackPointExtension/x:speed", namespaces=GPX_NS)
             )
             assert 30.0 <= speed * 3.6 <= 70.0
+
+
+def test_the_fleet_crosses_the_flood_zones(out: Path) -> None:
+    """Every vehicle drives into some flood zone and out of it again (roads cross the
+    rivers), so the demo's flood-zone fences see enter and exit events."""
+    zones = pyogrio.read_dataframe(out / "flood_zones.geojson")
+    root = ET.parse(out / "gps" / "fleet.gpx").getroot()  # noqa: S314  (our own file)
+    crossed: dict[str, set[str]] = {}
+    for track in root.findall("g:trk", GPX_NS):
+        points = track.findall("g:trkseg/g:trkpt", GPX_NS)
+        fixes = shapely.points([(float(p.get("lon", "")), float(p.get("lat", ""))) for p in points])
+        device = str(track.findtext("g:name", namespaces=GPX_NS))
+        for zone_id, zone in zip(zones["zone_id"], zones.geometry, strict=True):
+            inside = shapely.intersects(zone, fixes)
+            into = np.flatnonzero(inside)
+            if into.size and into[0] > 0 and not inside[into[0] :].all():
+                crossed.setdefault(device, set()).add(zone_id)
+    assert len(crossed) == 6
+    assert all(len(zone_ids) >= 2 for zone_ids in crossed.values())
 
 
 def test_osmand_log(out: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from spatial.samples import gps, rasters, themes, vectors
+from spatial.samples import floods, gps, rasters, themes, vectors
 from spatial.samples.city import City, Parcels, build_city
 from spatial.samples.editions import CHANGE_FIELDS, Change, build_2026
 from spatial.samples.grid import FloatArray, Grid
@@ -194,6 +194,9 @@ STEPS: dict[str, Step] = {
         lambda c: c.geojson("planning_zones", themes.planning_zones(c.city))
     ),
     "network.gpkg": _network,
+    "flood_zones.geojson": _text(
+        lambda c: c.geojson("flood_zones", floods.flood_zones(c.grid, c.rivers))
+    ),
     "water_gauges.csv": _gauges,
     "env_stations.geojson": _text(
         lambda c: c.geojson("env_stations", themes.env_stations(c.city, c.rivers, c.roads))

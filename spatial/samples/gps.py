@@ -23,7 +23,7 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import LineString
 
-from spatial.samples.constants import GENERATOR_VERSION, GPS_START
+from spatial.samples.constants import GPS_START
 from spatial.samples.grid import BLOCK_SIZE, BLOCKS_X, BLOCKS_Y, Grid
 from spatial.samples.network import grid_road_class
 from spatial.samples.streams import STREAM_GPS, rng
@@ -37,6 +37,10 @@ GEOID_SEPARATION_M = -4.8
 CLASS_SPEED_KMH = {"arterial": 58.0, "secondary": 48.0, "local": 38.0}
 TURN_SPEED_KMH = 31.0
 MIN_SPEED_KMH, MAX_SPEED_KMH = 30.0, 70.0
+GPX_CREATOR = "spatial.samples 1.0.0"
+"""The GPX ``creator``: the generator version that first wrote this fleet. Fixed, not
+``GENERATOR_VERSION``, so a version bump for another file leaves fleet.gpx byte-identical;
+change it together with the tracks."""
 REPORTED_SPEED_MS = (8.34, 19.44)
 """Reported speeds stay within 30-70 km/h after rounding to 0.01 m/s."""
 
@@ -329,7 +333,7 @@ def gpx_text(tracks: list[Track]) -> str:
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         (
-            f'<gpx version="1.1" creator="spatial.samples {GENERATOR_VERSION}" '
+            f'<gpx version="1.1" creator="{GPX_CREATOR}" '
             'xmlns="http://www.topografix.com/GPX/1/1" '
             'xmlns:gpxtpx="http://www.garmin.com/xmlschemas/TrackPointExtension/v2" '
             'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '

@@ -22,6 +22,7 @@ OUTPUTS = (
     "districts.geojson",
     "planning_zones.geojson",
     "network.gpkg",
+    "flood_zones.geojson",
     "water_gauges.csv",
     "env_stations.geojson",
     "facilities.gpkg",
