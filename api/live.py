@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,10 +153,12 @@ async def follow(app: Any, url: str) -> None:
             delay = min(delay * 2, 10.0)
 
 
-async def derive_tracks(app: Any, every_s: float = 10.0) -> None:
-    """Derive the tracks, trips and stops of changed device-days every ``every_s`` seconds,
-    and then the GPS collections' extents (:mod:`spatial.gps.tracks`; several workers
-    share the work)."""
+async def derive_tracks(app: Any, every_s: float = 10.0, share: float = 0.25) -> None:
+    """Derive the tracks, trips and stops of changed device-days, and then the GPS
+    collections' extents (:mod:`spatial.gps.tracks`; several workers share the work):
+    every ``every_s`` seconds, or less often when a pass takes long, so that deriving
+    takes at most about ``share`` of the time (a large fleet streaming hard gets its
+    tracks a little later rather than slower ingest)."""
     from spatial.gps.tracks import rebuild_all, refresh_extents  # noqa: PLC0415
 
     def work() -> int:
@@ -165,11 +168,14 @@ async def derive_tracks(app: Any, every_s: float = 10.0) -> None:
                 refresh_extents(conn)
             return done
 
+    took = 0.0
     while True:
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(max(every_s, took / share - took))
+        started = time.monotonic()
         try:
             await asyncio.to_thread(work)
         except asyncio.CancelledError:
             raise
         except Exception:
             LOG.warning("deriving GPS tracks failed; retrying", exc_info=True)
+        took = time.monotonic() - started

@@ -21,8 +21,9 @@ import pytest
 from conftest import SHARED_DATA
 
 from spatial.errors import InvalidInputError, TooLargeError
-from spatial.gps.files import read, read_csv, read_geojson, read_gpx
+from spatial.gps.files import read, read_csv, read_geojson
 from spatial.gps.fix import Decoded, Fix
+from spatial.gps.gpx import read_gpx
 from spatial.samples import build
 
 GPX_DIR = SHARED_DATA / "gps" / "gpx"
@@ -555,3 +556,43 @@ def test_unreadable_path(tmp_path: Path) -> None:
         read(tmp_path / "missing.gpx")
     with pytest.raises(InvalidInputError, match="cannot read"):
         read(tmp_path)
+
+
+def test_the_quick_csv_path_reads_as_the_careful_one() -> None:
+    """Every row the quick path takes gives the fix the careful path gives; rows it leaves
+    include every shape it does not know (and those go the careful way)."""
+    import random  # noqa: PLC0415
+
+    from spatial.gps import files  # noqa: PLC0415
+
+    cells = {
+        "lat": ["22.9", " 22.9", "22.9 ", "-90", "90.0001", "0", "nan", "inf", "1_0", "", "x",
+                "2.29e1", "  "],
+        "lon": ["112.1", "0", "-180", "180.5", "1e400", "112,1", "", "+112.1"],
+        "time": ["2026-03-02T08:00:00Z", "2026-03-02T08:00:00+08:00", "2026-03-02T08:00:00",
+                 "2026-03-02t08:00:00", " 2026-03-02T08:00:00Z", "2026-03-02 08:00:00",
+                 "1772438400", "2026-03-02", "2026-02-30T08:00:00Z", "", "T"],
+        "speed": ["", "3.5", " ", "-1", "1_0", "nan", "abc"],
+        "sat": ["", "7", "007", "7.0", "-1", "²", "٣", " 7"],
+        "device": ["", "  ", "car-1", " car-2 "],
+        "note": ["", " ", "hello"],
+    }  # fmt: skip
+    header = list(cells)
+    columns = files._Columns.of(header)
+    rng = random.Random(20261129)  # noqa: S311 - a repeatable sample, not a secret
+    quick = careful_only = 0
+    for _ in range(20000):
+        row = [rng.choice(cells[name]) for name in header]
+        fix = files._plain_row(columns, row, None)
+        values, attributes = files._split_fields(zip(header, row, strict=True))
+        try:
+            expected = files._make_fix(values, device=files._device_name(values.get("device")),
+                                       attributes=attributes, unix=True)  # fmt: skip
+        except files._RecordError:
+            expected = None
+        if fix is None:
+            careful_only += 1
+            continue
+        quick += 1
+        assert fix == expected, row
+    assert quick > 100 and careful_only > 100

@@ -120,13 +120,12 @@ _LOADED: dict[tuple[str | None, int | None, str], _Fences] = {}
 """Each database's fences, as this process last loaded them."""
 
 
-def _fences(conn: psycopg.Connection[Any]) -> _Fences:
-    """The active fences, from memory unless ``gps.fences_version`` moved on (the version
-    and the fences are read by one statement, so they agree)."""
+def _fences(conn: psycopg.Connection[Any], version: int | None) -> _Fences:
+    """The active fences, from memory unless ``gps.fences_version`` (read by the caller)
+    moved on (a new version and its fences are read by one statement, so they agree)."""
     key = (conn.info.host, conn.info.port, conn.info.dbname)
-    row = conn.execute("SELECT version FROM gps.fences_version").fetchone()
     known = _LOADED.get(key)
-    if row is not None and known is not None and known.version == row[0]:
+    if known is not None and known.version == version:
         return known
     rows = conn.execute(
         "SELECT v.version, f.id, f.dwell_s, ST_AsBinary(f.geom) FROM gps.fences_version v "
@@ -153,10 +152,10 @@ class Located:
     """The fences each device has a fix inside."""
 
 
-def locate(conn: psycopg.Connection[Any], fixes: Sequence[Fix]) -> Located:
+def locate(conn: psycopg.Connection[Any], fixes: Sequence[Fix], *, version: int | None) -> Located:
     """Find the fences each fix is inside, in memory (an R-tree of the prepared polygons,
-    :func:`_fences`)."""
-    fences = _fences(conn)
+    :func:`_fences`); ``version`` is ``gps.fences_version`` as the caller read it."""
+    fences = _fences(conn, version)
     located = Located(dict(zip(fences.ids, fences.dwell, strict=True)), set(), {})
     if fences.ids and fixes:
         points = shapely.points([f.lon for f in fixes], [f.lat for f in fixes])

@@ -212,6 +212,18 @@ def _reason(  # noqa: PLR0911 - one return per check, in order
     return None
 
 
+_DEVICES = (
+    "SELECT d.id, l.time, ST_X(l.geom), ST_Y(l.geom) FROM gps.devices d "
+    "LEFT JOIN gps.latest l ON l.device_id = d.id WHERE d.id = ANY(%s) AND d.active"
+)
+_LOCK = (
+    "SELECT d.id, l.time FROM gps.devices d LEFT JOIN gps.latest l ON l.device_id = d.id "
+    "WHERE d.id = ANY(%s) ORDER BY d.id FOR NO KEY UPDATE OF d"
+)
+"""Lock the devices (in id order, so concurrent batches wait rather than deadlock) and read
+their latest times as they are once locked."""
+
+
 def store(
     conn: psycopg.Connection[Any],
     fixes: Sequence[Fix],
@@ -222,39 +234,59 @@ def store(
     now: dt.datetime | None = None,
 ) -> Stored:
     """Check and store a batch in one transaction (the caller's connection must not be in
-    one; it commits here). ``rejects`` from the decoder are counted with the checks'."""
+    one; it commits here). ``rejects`` from the decoder are counted with the checks'.
+
+    Three round trips to the database and the commit, whatever the batch's size (psycopg's
+    pipeline mode): the devices and their latest positions; the fixes inserted and the
+    devices locked with their fence states; the fence events, latest positions, reject
+    counters and notifications written. The devices stay locked from the second to the
+    commit, so their fences and latest positions move one batch at a time."""
     now = now or dt.datetime.now(dt.UTC)
     pgarrays.register(conn)
-    with conn.transaction():
-        devices = {f.device for f in fixes if f.device}
-        found = conn.execute(
-            "SELECT d.id, l.time, ST_X(l.geom), ST_Y(l.geom) FROM gps.devices d "
-            "LEFT JOIN gps.latest l ON l.device_id = d.id WHERE d.id = ANY(%s) AND d.active",
-            (pgarrays.text(list(devices)),),
-        ).fetchall()
-        registered = {r[0] for r in found}
-        latest = {r[0]: (r[1], r[2], r[3]) for r in found if r[1] is not None}
-        if settings.auto_register:
-            for device in sorted(devices - registered):
-                conn.execute(
-                    "INSERT INTO gps.devices (id, name, auto_registered) VALUES (%s, %s, true) "
-                    "ON CONFLICT (id) DO NOTHING", (device, device))  # fmt: skip
-            registered |= devices
+    devices = sorted({f.device for f in fixes if f.device})
+    with conn.pipeline(), conn.transaction():
+        found = conn.execute(_DEVICES, (pgarrays.text(devices),))
+        version = conn.execute("SELECT version FROM gps.fences_version")
+        rows = found.fetchall()
+        registered = {r[0] for r in rows}
+        latest = {r[0]: (r[1], r[2], r[3]) for r in rows if r[1] is not None}
+        if settings.auto_register and (new := sorted(set(devices) - registered)):
+            conn.cursor().executemany(
+                "INSERT INTO gps.devices (id, name, auto_registered) VALUES (%s, %s, true) "
+                "ON CONFLICT (id) DO NOTHING", [(d, d) for d in new])  # fmt: skip
+            registered |= set(new)
         kept, refused = check(fixes, known=registered, latest=latest, settings=settings, now=now)
         outcome = Stored(rejects=[*rejects, *refused], devices={str(f.device) for f in kept})
-        if kept:
-            days = _insert(conn, kept, source)
-            outcome.stored = sum(days.values())
-            outcome.duplicates = len(kept) - outcome.stored
-            located = fences.locate(conn, kept)
-            # From here to the commit the devices are locked (their rows of gps.devices, in
-            # id order, so concurrent batches wait for each other rather than deadlock):
-            # their fences and latest positions move one batch at a time. It is two round
-            # trips (pipelines) and the commit; keep it so.
-            outcome.events = _advance(conn, kept, days, located, outcome)
-        else:
+        if not kept:
             _count(conn, outcome.rejects)
+            return outcome
+        located = fences.locate(conn, kept, version=_one(version))
+        inserting = _insert(conn, kept, source)
+        moved = pgarrays.text(sorted(outcome.devices))
+        locking = conn.execute(_LOCK, (moved,))
+        reading = conn.execute(fences.STATES, (moved,))
+        hit = sorted({f for fences_hit in located.hit.values() for f in fences_hit})
+        alive = conn.execute(fences.ALIVE, {"hit": hit, "devices": moved})
+        days = {(r[0], r[1]): int(r[2]) for r in inserting.fetchall()}
+        outcome.stored = sum(days.values())
+        outcome.duplicates = len(kept) - outcome.stored
+        latest_times = dict(locking.fetchall())
+        states = {(r[0], r[1]): [r[2], r[3], r[4]] for r in reading.fetchall()}
+        moving = [i for i, f in enumerate(kept) if latest_times.get(str(f.device)) is None
+                  or f.time > latest_times[str(f.device)]]  # fmt: skip
+        outcome.events, changed = fences.advance(located, kept, moving, states,
+                                                 {r[0] for r in alive.fetchall()})  # fmt: skip
+        fences.save(conn, outcome.events, changed)
+        _move_latest(conn, [kept[i] for i in moving], days)
+        _count(conn, outcome.rejects)
+        if outcome.stored:
+            _notify(conn, sorted(outcome.devices), outcome.events)
     return outcome
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    row = cursor.fetchone()
+    return row[0] if row is not None else None
 
 
 def _notify(conn: psycopg.Connection[Any], devices: list[str], events: list[fences.Event]) -> None:
@@ -296,14 +328,14 @@ a fix stored before is skipped. Returns the number stored per device and UTC day
 DeviceDay = tuple[str, dt.date]
 
 
-def _insert(conn: psycopg.Connection[Any], fixes: list[Fix], source: str) -> dict[DeviceDay, int]:
+def _insert(conn: psycopg.Connection[Any], fixes: list[Fix], source: str) -> psycopg.Cursor[Any]:
+    """Queue the month partitions and :data:`_INSERT`; returns the insert's cursor."""
     utc = [f.time if f.time.tzinfo is dt.UTC else f.time.astimezone(dt.UTC) for f in fixes]
     months = sorted({(t.year, t.month) for t in utc})
     conn.execute("SELECT gps.ensure_month(m) FROM unnest(%s) AS m",
                  (pgarrays.timestamptz([dt.datetime(y, m, 1, tzinfo=dt.UTC)
                                         for y, m in months]),))  # fmt: skip
-    rows = conn.execute(_INSERT, {**_columns(fixes, utc), "source": source}).fetchall()
-    return {(r[0], r[1]): int(r[2]) for r in rows}
+    return conn.execute(_INSERT, {**_columns(fixes, utc), "source": source})
 
 
 def _columns(fixes: Sequence[Fix], utc: Sequence[dt.datetime] | None = None) -> dict[str, Any]:
@@ -345,45 +377,21 @@ WHERE excluded.time > gps.latest.time
 """
 
 
-def _advance(conn: psycopg.Connection[Any], fixes: list[Fix], days: dict[DeviceDay, int],
-             located: fences.Located, outcome: Stored) -> list[fences.Event]:  # fmt: skip
-    """Lock the devices, move them through the fences with their fixes newer than their
-    latest positions, move the latest positions forward, mark the device-days stored to
-    for the tracks, count the rejects and notify the live streams; returns the events."""
-    devices = sorted({str(f.device) for f in fixes})
-    with conn.pipeline():
-        locking = conn.execute(
-            "SELECT d.id, l.time FROM gps.devices d LEFT JOIN gps.latest l "
-            "ON l.device_id = d.id WHERE d.id = ANY(%s) ORDER BY d.id FOR NO KEY UPDATE OF d",
-            (pgarrays.text(devices),),
-        )
-        reading = conn.execute(fences.STATES, (pgarrays.text(devices),))
-        alive = conn.execute(fences.ALIVE, {
-            "hit": sorted({f for hit in located.hit.values() for f in hit}),
-            "devices": pgarrays.text(devices)})  # fmt: skip
-    latest = dict(locking.fetchall())
-    states = {(r[0], r[1]): [r[2], r[3], r[4]] for r in reading.fetchall()}
-    moving = [i for i, f in enumerate(fixes)
-              if latest.get(str(f.device)) is None or f.time > latest[str(f.device)]]  # fmt: skip
-    events, changed = fences.advance(located, fixes, moving, states, {r[0] for r in alive})
+def _move_latest(conn: psycopg.Connection[Any], moving: list[Fix],
+                 days: dict[DeviceDay, int]) -> None:  # fmt: skip
+    """Queue :data:`_LATEST`: each device's newest fix, and the device-days stored to."""
     newest: dict[str, Fix] = {}
-    for fix in (fixes[i] for i in moving):
+    for fix in moving:
         device = str(fix.device)
         if device not in newest or fix.time > newest[device].time:
             newest[device] = fix
     ahead = [newest[d] for d in sorted(newest)]
     dirty = sorted(days)
-    with conn.pipeline():
-        fences.save(conn, events, changed)
-        conn.execute(_LATEST, {
-            **_columns(ahead),
-            "dirty_device": pgarrays.text([d for d, _ in dirty]),
-            "dirty_day": [day for _, day in dirty],
-        })  # fmt: skip
-        _count(conn, outcome.rejects)
-        if outcome.stored:
-            _notify(conn, sorted(outcome.devices), events)
-    return events
+    conn.execute(_LATEST, {
+        **_columns(ahead),
+        "dirty_device": pgarrays.text([d for d, _ in dirty]),
+        "dirty_day": [day for _, day in dirty],
+    })  # fmt: skip
 
 
 def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
