@@ -29,15 +29,18 @@ derived from positions are truncated, then the server is checkpointed):
   request a distinct fix of the fleet (each wrk thread drives its own half of the devices
   in time order), a 3 s warm-up first (its fixes removed again); the positions stored must
   match the requests wrk completed;
-- live latency: a loader (in a separate process) sends single fixes of the fleet at 200/s
-  (``--live-rate``) to ``/gps/osmand`` while a WebSocket client subscribed to
-  ``/gps/live`` in the same process records when each position arrives (matched by
-  device and time); the latency is the arrival time minus the send time, p50/p95/p99 in
-  ms.
+- live latency (``benchmarks/gps_live.py``), twice: under the batch load (one more round
+  of the platform's batches with a WebSocket client subscribed to ``/gps/live`` in the
+  clients' process; each position received is matched to its batch, its latency counted
+  from the start of that request; under such a load the stream sends each moved device's
+  newest position, about one per device and batch), and steady (a loader in a separate
+  process sends single fixes of the fleet at 200/s (``--live-rate``) to ``/gps/osmand``
+  while a WebSocket client in the same process records when each position arrives,
+  matched by device and time); p50/p95/p99 in ms.
 
 The platform's batches and the two COPY limits are measured in turn (the order reversed
 every other round), then the single fixes, for 3 rounds, and their medians compared; the
-live latency is measured once at the end. The last lines are positions per second, single
+live latencies are measured once at the end. The last lines are positions per second, single
 fixes per second, the latency percentiles and the ratio platform/limit against the goal
 (at least 0.4); ``benchmarks/RESULTS.md`` gets the same figures.
 
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import math
@@ -66,11 +70,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import gps_live
 import httpx
 import numpy as np
 import numpy.typing as npt
@@ -87,7 +92,6 @@ from ingest import (
     _say,
     _server_versions,
 )
-from websockets.asyncio.client import connect as ws_connect
 
 from spatial import accounts
 from spatial.audit import Actor
@@ -162,11 +166,13 @@ class Fleet:
 
 @dataclass
 class Batches:
-    """What the batch clients report: their seconds, every answer, each request's time."""
+    """What the batch clients report: their seconds, every answer, each request's time,
+    and (when watched) the WebSocket latencies of the positions received, in ms."""
 
     seconds: float
     answers: list[tuple[int, str]]
     requests: list[float]
+    latencies: list[float] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +418,11 @@ def _run(
             _say(f"round {number}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in measured.items())
                  + f" (median batch request {details['request s'][-1]:.2f} s, "
                  f"{details['events'][-1]:,.0f} geofence events)")  # fmt: skip
-        live = _live(clients, port, key, target, fleet=fleet, duration=duration, rate=live_rate)
+        watched = _watched(clients, url, target, fleet)
+        _empty(target)
+        live = gps_live.steady(clients, port, key, _live_fixes(fleet, duration, live_rate),
+                               live_rate)  # fmt: skip
+        live["under load"] = watched
     rates = {name: statistics.median(values) for name, values in measured.items()}
     if record:
         _record(fleet=fleet, duration=duration, rounds=rounds, rates=rates, measured=measured,
@@ -490,23 +500,29 @@ def _client_init(bodies: list[bytes], key: str) -> None:
     _CLIENT["bodies"], _CLIENT["key"] = bodies, key
 
 
-def _post_batches(url: str, count: int | None = None) -> Batches:
-    """POST the bodies (the first ``count``) to /gps/batch on CLIENTS connections."""
-    return asyncio.run(_batches(url, _CLIENT["bodies"][:count], _CLIENT["key"]))
+def _post_batches(url: str, count: int | None = None,
+                  first: dict[str, int] | None = None) -> Batches:  # fmt: skip
+    """POST the bodies (the first ``count``) to /gps/batch on CLIENTS connections; with
+    ``first`` (each device's first Unix time), a WebSocket client watches the positions."""
+    return asyncio.run(_batches(url, _CLIENT["bodies"][:count], _CLIENT["key"], first))
 
 
-async def _batches(url: str, bodies: list[bytes], key: str) -> Batches:
+async def _batches(url: str, bodies: list[bytes], key: str,
+                   first: dict[str, int] | None) -> Batches:  # fmt: skip
     answers: list[tuple[int, str]] = [(0, "")] * len(bodies)
     requests: list[float] = []
+    starts = [0.0] * len(bodies)
     pending = iter(enumerate(bodies))
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/csv"}
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600,
-                                 limits=limits) as client:  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=600, limits=limits))  # fmt: skip
+        watch = await stack.enter_async_context(gps_live.watch(url, key)) if first else None
 
         async def one_client() -> None:
             for i, body in pending:
-                sent = time.perf_counter()
+                starts[i] = sent = time.perf_counter()
                 response = await client.post("/gps/batch", content=body)
                 requests.append(time.perf_counter() - sent)
                 answers[i] = (response.status_code, response.text)
@@ -514,7 +530,14 @@ async def _batches(url: str, bodies: list[bytes], key: str) -> Batches:
         started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
         seconds = time.perf_counter() - started
-    return Batches(seconds, answers, requests)
+        if watch is not None:
+            await watch.settle()
+    done = Batches(seconds, answers, requests)
+    if watch is not None and first is not None:
+        step = INTERVAL_S * BATCH_STEPS
+        done.latencies = [(at - starts[(stamp - first[device]) // step]) * 1000
+                          for device, stamp, at in watch.seen]  # fmt: skip
+    return done
 
 
 def _warm_up(clients: ProcessPoolExecutor, url: str, target: Target) -> None:
@@ -554,6 +577,37 @@ def _platform(
         msg = f"{latest} latest positions for {len(fleet.devices)} devices, {events} events"
         raise BenchmarkError(msg)
     return fleet.count / done.seconds, statistics.median(done.requests), events
+
+
+def _watched(
+    clients: ProcessPoolExecutor, url: str, target: Target, fleet: Fleet
+) -> dict[str, Any]:
+    """The platform's batches again, with a WebSocket client subscribed: the positions'
+    latencies from their batch's request to the stream, and the rate meanwhile."""
+    _empty(target)
+    first = {d: int(fleet.seconds[0, i]) for i, d in enumerate(fleet.devices)}
+    done = clients.submit(_post_batches, url, None, first).result()
+    bad = [a for a in done.answers if a[0] != 200]
+    if bad or not done.latencies:
+        msg = f"watched batches: {len(bad)} failed, {len(done.latencies)} positions received"
+        raise BenchmarkError(msg)
+    ms = gps_live.percentiles(done.latencies)
+    watched = {"ms": ms, "received": len(done.latencies), "rate": fleet.count / done.seconds,
+               "batches": len(done.answers)}  # fmt: skip
+    _say(
+        f"live under the batch load: {watched['received']:,} positions received "
+        f"({watched['batches']} batches of {len(fleet.devices)} devices), p50 {ms[50]:.0f} ms, "
+        f"p95 {ms[95]:.0f} ms, p99 {ms[99]:.0f} ms; {watched['rate']:,.0f} positions/s"
+    )
+    return watched
+
+
+def _live_fixes(fleet: Fleet, duration: int, rate: int) -> list[gps_live.Fix]:
+    """The fleet's first ``rate * duration + 1`` fixes as OsmAnd requests, in time order."""
+    steps = min(math.ceil((rate * duration + 1) / len(fleet.devices)), fleet.steps)
+    rows = _rows(fleet, range(steps))
+    fixes = [(_osmand_path(d, s, lon, lat), d, s) for d, s, lon, lat, _, _ in rows]
+    return fixes[: rate * duration + 1]
 
 
 # --- the limit: COPY -----------------------------------------------------------------
@@ -661,97 +715,6 @@ def _single(wrk: str, url: str, target: Target, script: Path, duration: int) -> 
     return float(rate[1])
 
 
-# --- live latency (a separate process) -------------------------------------------------
-
-
-def _live(
-    clients: ProcessPoolExecutor, port: int, key: str, target: Target, *, fleet: Fleet,
-    duration: int, rate: int,
-) -> dict[str, Any]:  # fmt: skip
-    """Send ``rate`` fixes a second for ``duration`` s; the WebSocket latencies."""
-    _empty(target)
-    steps = min(math.ceil((rate * duration + 1) / len(fleet.devices)), fleet.steps)
-    rows = _rows(fleet, range(steps))
-    fixes = [(_osmand_path(d, s, lon, lat), d, s) for d, s, lon, lat, _, _ in rows]
-    fixes, after = fixes[: rate * duration], fixes[rate * duration :]
-    live: dict[str, Any] = clients.submit(_live_client, port, key, fixes, rate).result()
-    # The closed WebSocket's handler waits on its queue without reading the socket, so it
-    # only ends when it is sent something, and the server's shutdown waits for it: one
-    # more fix wakes it up.
-    if after:
-        httpx.get(f"http://127.0.0.1:{port}{after[0][0]}", timeout=60)
-    bad = {k: v for k, v in live["statuses"].items() if k != 200}
-    if bad or not live["latencies"]:
-        msg = f"live: answers {live['statuses']}, {len(live['latencies'])} positions received"
-        raise BenchmarkError(msg)
-    live["ms"] = dict(zip((50, 95, 99), np.percentile(live["latencies"], [50, 95, 99]),
-                          strict=True))  # fmt: skip
-    ms = live["ms"]
-    _say(
-        f"live: {len(live['latencies']):,} of {live['sent']:,} positions received at "
-        f"{live['rate']:.0f} fixes/s; p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, p99 "
-        f"{ms[99]:.1f} ms; median answer to a fix {live['answer_ms']:.1f} ms"
-    )
-    return live
-
-
-def _live_client(
-    port: int, key: str, fixes: list[tuple[str, str, int]], rate: int
-) -> dict[str, Any]:
-    return asyncio.run(_live_load(port, key, fixes, rate))
-
-
-async def _live_load(
-    port: int, key: str, fixes: list[tuple[str, str, int]], asked: int
-) -> dict[str, Any]:
-    sent: dict[tuple[str, int], float] = {}
-    received: dict[tuple[str, int], float] = {}
-    statuses: Counter[int] = Counter()
-    answers: list[float] = []
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    uri = f"ws://127.0.0.1:{port}/gps/live?access_token={key}"
-    async with (
-        ws_connect(uri, max_queue=None) as socket,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                          timeout=60) as client,
-    ):  # fmt: skip
-
-        async def listen() -> None:
-            async for text in socket:
-                now = time.perf_counter()
-                said = json.loads(text)
-                if said.get("type") == "position":
-                    stamp = int(dt.datetime.fromisoformat(said["time"]).timestamp())
-                    received.setdefault((said["device"], stamp), now)
-
-        async def send(path: str, fix: tuple[str, int]) -> None:
-            sent[fix] = time.perf_counter()
-            response = await client.get(path)
-            answers.append(time.perf_counter() - sent[fix])
-            statuses[response.status_code] += 1
-
-        listener = asyncio.create_task(listen())
-        await client.get("/conformance")  # open a connection before the clock
-        await asyncio.sleep(1.0)  # the subscription is in place
-        tasks = []
-        started = time.perf_counter()
-        for number, (path, device, seconds) in enumerate(fixes):
-            delay = started + number / asked - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(path, (device, seconds))))
-        rate = (len(fixes) - 1) / max(time.perf_counter() - started, 1e-9)
-        await asyncio.gather(*tasks)
-        deadline = time.perf_counter() + 5
-        while len(received.keys() & sent.keys()) < len(sent) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-        listener.cancel()
-    latencies = [(received[k] - sent[k]) * 1000 for k in sent if k in received]
-    return {"latencies": latencies, "sent": len(sent), "statuses": dict(statuses),
-            "rate": rate, "asked": asked,
-            "answer_ms": statistics.median(answers) * 1000}  # fmt: skip
-
-
 # --- report ----------------------------------------------------------------------------
 
 
@@ -770,6 +733,12 @@ def _verdict(
     _say(
         f"live latency          p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, "
         f"p99 {ms[99]:.1f} ms ({received})"
+    )
+    under = live["under load"]
+    _say(
+        f"live under batch load p50 {under['ms'][50]:.0f} ms, p95 {under['ms'][95]:.0f} ms, "
+        f"p99 {under['ms'][99]:.0f} ms ({under['received']:,} positions received, "
+        f"{under['rate']:,.0f} positions/s meanwhile)"
     )
     ratio = rates["platform"] / rates["limit"]
     _say(f"ratio single fixes/batch positions {rates['single fixes'] / rates['platform']:.3f}")
@@ -819,6 +788,14 @@ def _record(
             f"- live latency p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, p99 {ms[99]:.1f} ms "
             f"({len(live['latencies']):,}/{live['sent']:,} positions received; median answer "
             f"{live['answer_ms']:.1f} ms)"
+        ),
+        (
+            f"- live under the batch load (a WebSocket client subscribed during one more "
+            f"platform round; each position from the start of its batch's request): p50 "
+            f"{live['under load']['ms'][50]:.0f} ms, p95 {live['under load']['ms'][95]:.0f} "
+            f"ms, p99 {live['under load']['ms'][99]:.0f} ms "
+            f"({live['under load']['received']:,} positions received, "
+            f"{live['under load']['rate']:,.0f} positions/s meanwhile)"
         ),
         (
             f"- **platform/limit {ratio:.2f}** (goal ≥ {GOAL_LIMIT}), platform/limit batches "
