@@ -7,11 +7,14 @@ import contextlib
 import gc
 import logging
 import re
+import select
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import jwt
+import psycopg
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -54,6 +57,28 @@ def load_directory(url: str) -> Directory:
         return Directory.load(conn)
 
 
+def _spoken_to(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server sent something to an idle pooled connection: its goodbye when it
+    restarted or ended the session (a healthy idle connection receives nothing)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pools' check before lending a connection. Without it a connection the server
+    closed in a restart was lent, and its request answered 503 with the database back.
+    A round trip only when the socket has news: one for every request cost 30 us."""
+    if _spoken_to(conn):
+        ConnectionPool.check_connection(conn)
+
+
+async def _acheck(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`_check` for the asynchronous pool."""
+    if _spoken_to(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the platform's ASGI app.
 
@@ -82,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.database.pool_max,
             kwargs=connection_options,
             open=False,
+            check=_acheck,
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
@@ -93,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             timeout=settings.database.pool_timeout_s,
             kwargs={**connection_options, "application_name": "spatial-api-sync"},
             open=False,
+            check=_check,
         )
         await run_in_threadpool(sync_pool.open, True, 30)
         app.state.sync_pool = sync_pool

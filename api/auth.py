@@ -24,8 +24,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
+import psycopg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +38,7 @@ from spatial import accounts
 from spatial.access import ANONYMOUS, Account, Directory, Principal
 from spatial.audit import Actor
 from spatial.errors import (
+    DatabaseUnavailableError,
     InvalidInputError,
     SpatialError,
     TooLargeError,
@@ -185,8 +188,14 @@ async def identify(state: Any, headers: Headers, address: str | None) -> Princip
         except UnauthorizedError:
             # Guessing is answered 429 once the address failed too often (a valid key is
             # never slowed down: its secret is 256 random bits).
-            await _failed(state, "key", key.strip()[:12], address)
-            await _not_locked(state, None, address)
+            try:
+                await _failed(state, "key", key.strip()[:12], address)
+                await _not_locked(state, None, address)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                # Raised in the middleware, past the app's handlers: a 503 here, or the
+                # client's connection is reset. Without counting, no answer but "later".
+                msg = "the database is not reachable to count failed keys; try again shortly"
+                raise DatabaseUnavailableError(msg) from exc
             raise
     if scheme.lower() == "bearer" and value:
         settings: Settings = state.settings

@@ -15,38 +15,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import getpass
-import json
 import random
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from gpsnet import QUICK_MQTT, Broker, Publisher, broker_in, query, running, until
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from support import free_port
 
-from spatial.gps.mqtt import MqttOptions, follow_owntracks
+from spatial.gps.mqtt import follow_owntracks
 from spatial.gps.nmea import decode
 from spatial.gps.store import add_device
 from spatial.gps.tcp import Backoff, TcpOptions, serve_nmea
 from spatial.samples import build
 from spatial.settings import GpsSettings
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SETTINGS = GpsSettings()
 FAST = TcpOptions(batch_interval=0.1, idle_timeout=3.0, pool_timeout=0.5,
                   backoff=Backoff(0.1, 0.5))  # fmt: skip
-QUICK_MQTT = MqttOptions(batch_interval=0.05, reconnect_min=1, reconnect_max=2, pool_timeout=0.5,
-                         backoff=Backoff(0.1, 0.5))  # fmt: skip
 T0 = int(dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp())
 DEVICES = ("nmea-tcp-1", "nmea-tcp-2", "nmea-tcp-3", "nmea-tcp-4", "mqtt/alice", "mqtt/bob")
 
@@ -71,48 +61,14 @@ def vehicle(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     return [line for line in lines if line.startswith(b"$GN")]
 
 
-def _query(url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query, args).fetchall()
-
-
 def _times(url: str, device: str) -> list[dt.datetime]:
-    rows = _query(url, "SELECT time FROM gps.positions WHERE device_id = %s ORDER BY time", device)
+    rows = query(url, "SELECT time FROM gps.positions WHERE device_id = %s ORDER BY time", device)
     return [row[0] for row in rows]
 
 
 def _rejects(url: str, device: str) -> dict[str, int]:
-    rows = _query(url, "SELECT reason, count FROM gps.rejects WHERE device_id = %s", device)
+    rows = query(url, "SELECT reason, count FROM gps.rejects WHERE device_id = %s", device)
     return {reason: int(count) for reason, count in rows}
-
-
-async def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
-    """Wait until ``check()`` (run on a thread: it may query the database) is true."""
-    deadline = time.monotonic() + seconds
-    while not await asyncio.to_thread(check):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {seconds} s")
-        await asyncio.sleep(0.1)
-
-
-async def _running(
-    start: Callable[[asyncio.Event], Awaitable[None]], body: Callable[[], Awaitable[None]]
-) -> None:
-    """Run a receiver (``start(ready)``) in a task while ``body`` runs, then cancel it."""
-    ready = asyncio.Event()
-    task = asyncio.create_task(start(ready))
-    waiting = asyncio.create_task(ready.wait())
-    try:
-        async with asyncio.timeout(10):
-            await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # raises what made it stop
-        await body()
-    finally:
-        waiting.cancel()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _send(port: int, chunks: list[bytes], *, local_port: int | None = None) -> bytes:
@@ -156,16 +112,16 @@ def test_nmea_stream_with_junk(url: str, vehicle: list[bytes]) -> None:
 
     async def body() -> None:
         assert await _send(port, stream) == b""
-        await _until(lambda: len(_times(url, device)) == len(wanted))
+        await until(lambda: len(_times(url, device)) == len(wanted))
         # another device afterwards, the same server
         assert await _send(port, [b"#nmea-tcp-2\n", *vehicle[:40]]) == b""
-        await _until(lambda: len(_times(url, "nmea-tcp-2")) > 0)
+        await until(lambda: len(_times(url, "nmea-tcp-2")) > 0)
 
-    asyncio.run(_running(lambda ready: serve_nmea("127.0.0.1", port, url=url, settings=SETTINGS,
-                                                  ready=ready, options=FAST), body))  # fmt: skip
+    asyncio.run(running(lambda ready: serve_nmea("127.0.0.1", port, url=url, settings=SETTINGS,
+                                                 ready=ready, options=FAST), body))  # fmt: skip
     assert set(_times(url, device)) == wanted
-    latest = _query(url, "SELECT time, ST_X(geom), ST_Y(geom) FROM gps.latest "
-                    "WHERE device_id = %s", device)  # fmt: skip
+    latest = query(url, "SELECT time, ST_X(geom), ST_Y(geom) FROM gps.latest "
+                   "WHERE device_id = %s", device)  # fmt: skip
     last = max(expected.fixes, key=lambda fix: fix.time)
     assert latest == [(last.time, pytest.approx(last.lon), pytest.approx(last.lat))]
     counts = expected.counts()
@@ -187,7 +143,7 @@ def test_nmea_login_refusal_and_idle(url: str, vehicle: list[bytes]) -> None:
         assert answer.startswith(b"ERROR no device")
         assert (await _send(port, [b"#not a device id\n"])).startswith(b"ERROR")
         assert await _send(port, vehicle[:40], local_port=bridge) == b""
-        await _until(lambda: len(_times(url, "nmea-tcp-3")) > 0)
+        await until(lambda: len(_times(url, "nmea-tcp-3")) > 0)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"#nmea-tcp-3\r\n$GNRMC,0000")  # then nothing: closed after 3 s
         started = time.monotonic()
@@ -196,7 +152,7 @@ def test_nmea_login_refusal_and_idle(url: str, vehicle: list[bytes]) -> None:
         assert 2.5 < time.monotonic() - started < 6
         writer.close()
 
-    asyncio.run(_running(lambda ready: serve_nmea(
+    asyncio.run(running(lambda ready: serve_nmea(
         "127.0.0.1", port, url=url, settings=SETTINGS, device_of=device_of, ready=ready,
         options=FAST), body))  # fmt: skip
 
@@ -255,19 +211,19 @@ def test_nmea_database_down_mid_stream(url: str, vehicle: list[bytes]) -> None:
 
     async def body() -> None:
         await _send(port, [*login, *first])
-        await _until(lambda: len(_times(url, device)) > 0)
+        await until(lambda: len(_times(url, device)) > 0)
         await proxy.stop()
         await _send(port, [*login, *second])  # read now, stored later
         await asyncio.sleep(1.0)
         before = len(_times(url, device))
         await proxy.start()
-        await _until(lambda: set(_times(url, device)) == wanted, 30)
+        await until(lambda: set(_times(url, device)) == wanted, 30)
         assert before < len(wanted)
 
     async def main() -> None:
         await proxy.start()
         try:
-            await _running(lambda ready: serve_nmea("127.0.0.1", port, url=proxy.url,
+            await running(lambda ready: serve_nmea("127.0.0.1", port, url=proxy.url,
                            settings=SETTINGS, ready=ready, options=FAST), body)  # fmt: skip
         finally:
             await proxy.stop()
@@ -278,97 +234,14 @@ def test_nmea_database_down_mid_stream(url: str, vehicle: list[bytes]) -> None:
 # -- OwnTracks over MQTT -----------------------------------------------------------------
 
 
-class _Broker:
-    """A Mosquitto on a free port of loopback, with persistence in ``folder``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.log = folder / "mosquitto.log"
-        self.config = folder / "mosquitto.conf"
-        (folder / "data").mkdir()
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder / 'data'}/\nlog_dest stderr\n"
-            f"user {getpass.getuser()}\n"  # as root it would switch to 'mosquitto'
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=out,
-                                            stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as probe, contextlib.suppress(OSError):
-                probe.connect(("127.0.0.1", self.port))
-                return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # mosquitto saves its persistence file on SIGTERM
-            self.process.wait(10)
-
-
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Broker]:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (scripts/sysdeps.sh installs it)")
-    server = _Broker(tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    try:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    with broker_in(tmp_path_factory.mktemp("mosquitto")) as server:
         yield server
-    finally:
-        server.stop()
-
-
-class _Publisher:
-    """A paho client publishing OwnTracks locations at QoS 1, noting what was acknowledged."""
-
-    def __init__(self, port: int, name: str) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
-        self.client.reconnect_delay_set(1, 2)
-        self.sent: list[tuple[int, int]] = []  # (tst, mid)
-        self.puback: list[int] = []  # mids; list.append needs no lock (paho's thread)
-        self.client.on_publish = self._on_publish
-        self.client.connect_async("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_publish(self, _: Any, __: Any, mid: int, code: Any, ___: Any) -> None:
-        if not code.is_failure:
-            self.puback.append(mid)
-
-    @property
-    def acked(self) -> list[int]:
-        """The ``tst`` of every message the broker acknowledged (a mid is not reused
-        within 65,535 messages)."""
-        mids = set(self.puback)
-        return [tst for tst, mid in self.sent if mid in mids]
-
-    def location(self, topic: str, tst: int, **extra: Any) -> None:
-        message = {"_type": "location", "lat": 22.91 + tst % 1000 * 1e-5, "lon": 112.03,
-                   "tst": tst, "acc": 5, "batt": 80, "tid": "ph", **extra}  # fmt: skip
-        self.publish(topic, json.dumps(message).encode(), tst)
-
-    def publish(self, topic: str, payload: bytes, tst: int = 0) -> None:
-        # queued by paho even while disconnected, and sent (again) once connected
-        self.sent.append((tst, self.client.publish(topic, payload, qos=1).mid))
-
-    def wait(self, seconds: float = 20) -> None:
-        """Until every message is acknowledged, or ``seconds`` have passed."""
-        deadline = time.monotonic() + seconds
-        while len(self.acked) < len(self.sent) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def _follow(
-    broker: _Broker, url: str, client_id: str, **options: Any
+    broker: Broker, url: str, client_id: str, **options: Any
 ) -> Callable[[asyncio.Event], Awaitable[None]]:
     """Starts the subscriber (for :func:`_running`), with quick retries and ``options``."""
     chosen = replace(QUICK_MQTT, **options)
@@ -380,11 +253,11 @@ def _follow(
     return start
 
 
-def test_owntracks_over_mqtt(broker: _Broker, url: str) -> None:
+def test_owntracks_over_mqtt(broker: Broker, url: str) -> None:
     """Locations stored once; junk counted; acknowledged (nothing comes back on
     reconnect); messages sent while the subscriber is away delivered when it returns."""
     device, topic = "mqtt/alice", "owntracks/mqtt/alice"
-    publisher = _Publisher(broker.port, "test-phone-alice")
+    publisher = Publisher(broker.port, "test-phone-alice")
     follow = _follow(broker, url, "spatial-gps-test-alice")
     stamps = [T0 + 10 * n for n in range(10)]
 
@@ -395,19 +268,19 @@ def test_owntracks_over_mqtt(broker: _Broker, url: str) -> None:
         publisher.publish(topic, b'{"_type": "encrypted", "data": "xyz"}')  # malformed
         publisher.publish(topic + "/event", b'{"_type": "transition", "event": "enter"}')
         await asyncio.to_thread(publisher.wait)
-        await _until(lambda: len(_times(url, device)) == 10)
-        await _until(lambda: _rejects(url, device) == {"zero_position": 1, "malformed": 1})
+        await until(lambda: len(_times(url, device)) == 10)
+        await until(lambda: _rejects(url, device) == {"zero_position": 1, "malformed": 1})
 
     async def later() -> None:
-        await _until(lambda: len(_times(url, device)) == 15)
+        await until(lambda: len(_times(url, device)) == 15)
         await asyncio.sleep(1.0)  # time for anything unacknowledged to come back
 
     try:
-        asyncio.run(_running(follow, first))
+        asyncio.run(running(follow, first))
         for n in range(5):  # while nobody is subscribed: kept in the session
             publisher.location(topic, T0 + 1000 + n)
         publisher.wait()
-        asyncio.run(_running(follow, later))
+        asyncio.run(running(follow, later))
     finally:
         publisher.close()
     times = _times(url, device)
@@ -416,7 +289,7 @@ def test_owntracks_over_mqtt(broker: _Broker, url: str) -> None:
     assert _rejects(url, device) == {"zero_position": 1, "malformed": 1}
 
 
-def test_owntracks_broker_restart_loses_nothing(broker: _Broker, url: str) -> None:
+def test_owntracks_broker_restart_loses_nothing(broker: Broker, url: str) -> None:
     """200 messages at QoS 1, the broker restarted in the middle while it still holds
     messages for the subscriber: every message the publisher had acknowledged is stored,
     once.
@@ -425,7 +298,7 @@ def test_owntracks_broker_restart_loses_nothing(broker: _Broker, url: str) -> No
     0.4 s, so that the broker is still holding some of the first 80 when it stops.
     """
     device, topic = "mqtt/bob", "owntracks/mqtt/bob"
-    publisher = _Publisher(broker.port, "test-phone-bob")
+    publisher = Publisher(broker.port, "test-phone-bob")
     stamps = [T0 + 100_000 + n for n in range(200)]
     follow = _follow(broker, url, "spatial-gps-test-bob", receive_maximum=20,
                      batch_interval=0.4)  # fmt: skip
@@ -447,16 +320,15 @@ def test_owntracks_broker_restart_loses_nothing(broker: _Broker, url: str) -> No
         acked = {dt.datetime.fromtimestamp(tst, dt.UTC) for tst in publisher.acked}
         assert received < acked_at_stop == 80, "the broker held nothing when it stopped"
         assert len(acked) >= 120, f"only {len(acked)} of 200 acknowledged to the publisher"
-        await _until(lambda: acked <= set(_times(url, device)), 30)
+        await until(lambda: acked <= set(_times(url, device)), 30)
 
     try:
-        asyncio.run(_running(follow, body))
+        asyncio.run(running(follow, body))
     finally:
         publisher.close()
-        if broker.process is None or broker.process.poll() is not None:
-            broker.start()  # for the tests after this one, had it failed in the outage
-    rows = _query(url, "SELECT time, count(*) FROM gps.positions WHERE device_id = %s "
-                  "GROUP BY time", device)  # fmt: skip
+        broker.ensure_running()  # for the tests after this one, had it failed in the outage
+    rows = query(url, "SELECT time, count(*) FROM gps.positions WHERE device_id = %s "
+                 "GROUP BY time", device)  # fmt: skip
     assert all(count == 1 for _, count in rows)
     published = {dt.datetime.fromtimestamp(tst, dt.UTC) for tst in stamps}
     assert {time_ for time_, _ in rows} <= published
