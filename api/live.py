@@ -129,28 +129,57 @@ async def broadcast(
 
 
 async def follow(app: Any, url: str) -> None:
-    """LISTEN for stored fixes and broadcast them, reconnecting after a lost connection."""
+    """LISTEN for stored fixes and broadcast them, reconnecting after a lost connection.
+
+    Notifications are queued as they come and broadcast by :func:`_send`, which takes
+    everything queued at once: one read of the latest positions serves every
+    notification that came meanwhile, so a worker keeps up with any rate of fixes (a
+    device that moved several times is sent once, at its newest position; every event is
+    sent)."""
+    queued: asyncio.Queue[str] = asyncio.Queue()
+    sender = asyncio.create_task(_send(app, queued))
     delay = 0.5
+    try:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute("LISTEN spatial_gps")
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        if app.state.live.subscribers:
+                            queued.put_nowait(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOG.warning("the live GPS stream lost its connection; reconnecting",
+                            exc_info=True)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+    finally:
+        sender.cancel()
+
+
+async def _send(app: Any, queued: asyncio.Queue[str]) -> None:
+    """Broadcast what is queued, all of it at a time."""
     while True:
+        payloads = [await queued.get()]
+        while not queued.empty():
+            payloads.append(queued.get_nowait())
+        devices: set[str] = set()
+        events: list[dict[str, Any]] = []
+        for payload in payloads:
+            try:
+                said = json.loads(payload)
+                devices.update(said.get("devices", []))
+                events.extend(said.get("events", []))
+            except (ValueError, AttributeError, TypeError):
+                continue
         try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute("LISTEN spatial_gps")
-                delay = 0.5
-                async for note in conn.notifies():
-                    if not app.state.live.subscribers:
-                        continue
-                    try:
-                        said = json.loads(note.payload)
-                        devices, events = list(said.get("devices", [])), said.get("events", [])
-                    except (ValueError, AttributeError):
-                        continue
-                    await broadcast(app.state.live, app.state.pool, devices, events)
+            await broadcast(app.state.live, app.state.pool, sorted(devices), events)
         except asyncio.CancelledError:
             raise
         except Exception:
-            LOG.warning("the live GPS stream lost its connection; reconnecting", exc_info=True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            LOG.warning("the live GPS stream could not read positions", exc_info=True)
 
 
 async def derive_tracks(app: Any, every_s: float = 10.0, share: float = 0.25) -> None:
@@ -163,7 +192,7 @@ async def derive_tracks(app: Any, every_s: float = 10.0, share: float = 0.25) ->
 
     def work() -> int:
         with app.state.sync_pool.connection() as conn:
-            done = rebuild_all(conn)
+            done = rebuild_all(conn, wait=False)
             if done:
                 refresh_extents(conn)
             return done

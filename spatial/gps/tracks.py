@@ -10,6 +10,7 @@ every few seconds; ``spatial gps tracks`` runs it now. Derived data never delays
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ STOP_S = 180.0
 SIMPLIFY_M = 5.0
 BATCH = 200
 """Device-days derived per transaction."""
+_DERIVING = 0x5A7_0001
+"""The advisory lock held while deriving (``pg_try_advisory_lock``)."""
 
 Point = tuple[dt.datetime, float, float]
 
@@ -87,26 +90,46 @@ ON CONFLICT (device_id, day) DO UPDATE SET geom = excluded.geom, simple = exclud
 
 
 def rebuild(conn: psycopg.Connection[Any], *, limit: int = BATCH) -> int:
-    """Derive the tracks, trips and stops of up to ``limit`` dirty device-days (several
-    workers may run it at once: each takes other days); returns how many were done."""
+    """Derive the tracks, trips and stops of up to ``limit`` dirty device-days; returns
+    how many were done (:func:`rebuild_all` lets one process at a time do it).
+
+    The days are taken off ``gps.tracks_dirty`` in a short transaction of their own, so a
+    store marking them dirty again never waits for the derivation; when the derivation
+    fails they are put back."""
     with conn.transaction():
         dirty = conn.execute(
             "DELETE FROM gps.tracks_dirty WHERE (device_id, day) IN (SELECT device_id, day "
             "FROM gps.tracks_dirty ORDER BY day, device_id LIMIT %s FOR UPDATE SKIP LOCKED) "
             "RETURNING device_id, day", (limit,)).fetchall()  # fmt: skip
-        for device, day in dirty:
-            start = dt.datetime.combine(day, dt.time(), dt.UTC)
-            end = start + dt.timedelta(days=1)
-            span = {"device": device, "day": day, "start": start, "end": end,
-                    "tolerance": SIMPLIFY_M / 111_320}  # fmt: skip
-            if conn.execute(_TRACK, span).rowcount == 0:
-                conn.execute("DELETE FROM gps.tracks WHERE device_id = %s AND day = %s",
-                             (device, day))  # fmt: skip
-            points = [(r[0], r[1], r[2]) for r in conn.execute(
-                "SELECT time, ST_X(geom), ST_Y(geom) FROM gps.positions WHERE device_id = %s "
-                "AND time >= %s AND time < %s ORDER BY time", (device, start, end))]  # fmt: skip
-            _write_segments(conn, device, day, segment(points))
+    try:
+        with conn.transaction():
+            for device, day in dirty:
+                _derive(conn, device, day)
+    except BaseException:
+        with contextlib.suppress(psycopg.Error), conn.transaction():
+            conn.cursor().executemany(
+                "INSERT INTO gps.tracks_dirty (device_id, day) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING", dirty)  # fmt: skip
+        raise
     return len(dirty)
+
+
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    row = cursor.fetchone()
+    return row[0] if row is not None else None
+
+
+def _derive(conn: psycopg.Connection[Any], device: str, day: dt.date) -> None:
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    end = start + dt.timedelta(days=1)
+    span = {"device": device, "day": day, "start": start, "end": end,
+            "tolerance": SIMPLIFY_M / 111_320}  # fmt: skip
+    if conn.execute(_TRACK, span).rowcount == 0:
+        conn.execute("DELETE FROM gps.tracks WHERE device_id = %s AND day = %s", (device, day))
+    points = [(r[0], r[1], r[2]) for r in conn.execute(
+        "SELECT time, ST_X(geom), ST_Y(geom) FROM gps.positions WHERE device_id = %s "
+        "AND time >= %s AND time < %s ORDER BY time", (device, start, end))]  # fmt: skip
+    _write_segments(conn, device, day, segment(points))
 
 
 def _write_segments(
@@ -133,12 +156,22 @@ def _write_segments(
         )  # fmt: skip
 
 
-def rebuild_all(conn: psycopg.Connection[Any]) -> int:
-    """Derive every dirty device-day; returns how many."""
-    total = 0
-    while done := rebuild(conn):
-        total += done
-    return total
+def rebuild_all(conn: psycopg.Connection[Any], *, wait: bool = True) -> int:
+    """Derive every dirty device-day; returns how many. One process at a time derives (so
+    no two derive the same day): the others wait, or return 0 at once unless ``wait``."""
+    with conn.transaction():
+        if wait:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_DERIVING,))
+        elif not _one(conn.execute("SELECT pg_try_advisory_lock(%s)", (_DERIVING,))):
+            return 0
+    try:
+        total = 0
+        while done := rebuild(conn):
+            total += done
+        return total
+    finally:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_DERIVING,))
 
 
 def refresh_extents(conn: psycopg.Connection[Any]) -> int:
