@@ -121,3 +121,63 @@ def test_fences_from_a_polygon_collection(
     assert "gf-north" in listed.stdout and "gf_zones" in listed.stdout
     bad = run_cli("gps", "fence", "import", "gf_zones", "--name-field", "nosuch", **env)
     assert bad.returncode != 0 and "nosuch" in bad.stderr
+
+
+def test_fence_changes_reach_the_next_batch(conn: psycopg.Connection[Any]) -> None:
+    """Each process keeps the fences in memory: a fence drawn, moved or deleted counts from
+    the next batch on (``gps.fences_version``), and a deleted one gets no events."""
+    store.add_device(conn, "gf-bus")
+    store.store(conn, [_at("gf-bus", 0, 112.005)], source="test", settings=SETTINGS, now=NOW)
+    fence = fences.add_fence(conn, "gf-late", SQUARE)
+    done = store.store(conn, [_at("gf-bus", 10, 112.006)], source="test", settings=SETTINGS,
+                       now=NOW)  # fmt: skip
+    assert [e.kind for e in _mine(done.events, fence)] == ["enter"]
+    # Moved 1 km east: the bus is now outside it.
+    conn.execute("UPDATE gps.fences SET geom = ST_Translate(geom, 0.02, 0) WHERE id = %s",
+                 (fence,))  # fmt: skip
+    done = store.store(conn, [_at("gf-bus", 20, 112.007)], source="test", settings=SETTINGS,
+                       now=NOW)  # fmt: skip
+    assert [e.kind for e in _mine(done.events, fence)] == ["exit"]
+    fences.remove_fence(conn, fence)
+    done = store.store(conn, [_at("gf-bus", 300, 112.025)], source="test", settings=SETTINGS,
+                       now=NOW)  # fmt: skip
+    assert done.stored == 1 and _mine(done.events, fence) == []
+
+
+def test_concurrent_batches_of_the_same_devices(database_url: str,
+                                                conn: psycopg.Connection[Any]) -> None:  # fmt: skip
+    """Four connections storing batches of the same eight devices at once: nothing fails
+    (the devices are locked in one order), every fix is stored, and each device's events
+    in the fence alternate enter / exit as its state says (no enter twice)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    devices = [f"gf-c{i}" for i in range(8)]
+    for device in devices:
+        store.add_device(conn, device)
+    fence = fences.add_fence(conn, "gf-busy", SQUARE)
+    # Every 20 s all devices step; four steps inside the square, four outside (each
+    # connection gets every fourth batch, so its own batches go in and out too).
+    batches = [[_at(d, 20 * step, 112.005 if step // 4 % 2 == 0 else 111.99, 22.905 + i * 1e-4)
+                for i, d in enumerate(devices)] for step in range(40)]  # fmt: skip
+
+    def run(mine: list[list[Fix]]) -> int:
+        with psycopg.connect(database_url, autocommit=True) as own:
+            return sum(store.store(own, batch, source="test", settings=SETTINGS,
+                                   now=NOW).stored for batch in mine)  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        stored = sum(pool.map(run, [batches[k::4] for k in range(4)]))
+    assert stored == 8 * 40
+    # Fixes older than a device's latest move nothing (late, not history), so how many
+    # events there are depends on the order the batches went in; their sequence must not.
+    total = 0
+    for device in devices:
+        kinds = [r[0] for r in conn.execute(
+            "SELECT kind FROM gps.events WHERE device_id = %s AND fence_id = %s "
+            "ORDER BY time, id", (device, fence))]  # fmt: skip
+        total += len(kinds)
+        assert kinds == ["enter", "exit"] * (len(kinds) // 2) + ["enter"] * (len(kinds) % 2)
+        state = conn.execute("SELECT inside FROM gps.fence_state WHERE device_id = %s "
+                             "AND fence_id = %s", (device, fence)).fetchone()  # fmt: skip
+        assert state == ((kinds[-1] == "enter",) if kinds else None)
+    assert total >= 8

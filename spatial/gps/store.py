@@ -216,12 +216,10 @@ _DEVICES = (
     "SELECT d.id, l.time, ST_X(l.geom), ST_Y(l.geom) FROM gps.devices d "
     "LEFT JOIN gps.latest l ON l.device_id = d.id WHERE d.id = ANY(%s) AND d.active"
 )
-_LOCK = (
-    "SELECT d.id, l.time FROM gps.devices d LEFT JOIN gps.latest l ON l.device_id = d.id "
-    "WHERE d.id = ANY(%s) ORDER BY d.id FOR NO KEY UPDATE OF d"
-)
-"""Lock the devices (in id order, so concurrent batches wait rather than deadlock) and read
-their latest times as they are once locked."""
+_LOCK = "SELECT id FROM gps.devices WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+"""Lock the devices (in id order, so concurrent batches wait rather than deadlock). What
+they guard is read by the statements after it: a statement that waited for a lock still
+reads other tables as they were when it started."""
 
 
 def store(
@@ -263,14 +261,16 @@ def store(
         located = fences.locate(conn, kept, version=_one(version))
         inserting = _insert(conn, kept, source)
         moved = pgarrays.text(sorted(outcome.devices))
-        locking = conn.execute(_LOCK, (moved,))
+        conn.execute(_LOCK, (moved,))
+        locked = conn.execute("SELECT device_id, time FROM gps.latest WHERE device_id = ANY(%s)",
+                              (moved,))  # fmt: skip
         reading = conn.execute(fences.STATES, (moved,))
         hit = sorted({f for fences_hit in located.hit.values() for f in fences_hit})
         alive = conn.execute(fences.ALIVE, {"hit": hit, "devices": moved})
         days = {(r[0], r[1]): int(r[2]) for r in inserting.fetchall()}
         outcome.stored = sum(days.values())
         outcome.duplicates = len(kept) - outcome.stored
-        latest_times = dict(locking.fetchall())
+        latest_times = dict(locked.fetchall())
         states = {(r[0], r[1]): [r[2], r[3], r[4]] for r in reading.fetchall()}
         moving = [i for i, f in enumerate(kept) if latest_times.get(str(f.device)) is None
                   or f.time > latest_times[str(f.device)]]  # fmt: skip
