@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def running(
-    start: Callable[[asyncio.Event], Awaitable[None]], body: Callable[[], Awaitable[None]]
-) -> None:
-    """Run a receiver (``start(ready)``) in a task while ``body`` runs, then cancel it."""
+@contextlib.asynccontextmanager
+async def started(
+    start: Callable[[asyncio.Event], Awaitable[None]],
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A receiver (``start(ready)``) running in a task once it is ready; cancelled at the end.
+    The task is given, so that a test can check the receiver is still running."""
     ready = asyncio.Event()
     task = asyncio.create_task(start(ready))
     waiting = asyncio.create_task(ready.wait())
@@ -58,12 +60,20 @@ async def running(
             await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()  # raises what made it stop
-        await body()
+        yield task
     finally:
         waiting.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def running(
+    start: Callable[[asyncio.Event], Awaitable[None]], body: Callable[[], Awaitable[None]]
+) -> None:
+    """Run a receiver (``start(ready)``) in a task while ``body`` runs, then cancel it."""
+    async with started(start):
+        await body()
 
 
 class Broker:

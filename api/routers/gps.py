@@ -40,6 +40,7 @@ from spatial.features import parse_bbox
 from spatial.gps import files, osmand, owntracks
 from spatial.gps.fix import Decoded
 from spatial.gps.store import Device, Stored, add_device, list_devices, remove_device, store
+from spatial.gps.tcp import INPUT_LIMITS
 
 router = APIRouter(prefix="/gps", tags=["GPS receivers"])
 UNUSABLE = frozenset({"malformed", "unknown_device", "no_time"})
@@ -57,6 +58,9 @@ async def _keep(request: Request, decoded: Decoded, source: str) -> Stored | Res
 
     try:
         return await run_in_threadpool(work)
+    except INPUT_LIMITS as exc:
+        msg = f"the request holds a value beyond what the database can store: {exc}"
+        raise InvalidInputError(msg[:500]) from None
     except (psycopg.OperationalError, PoolTimeout):
         why = "the database is unavailable; send the fix again later"
         body = {"code": "ServiceUnavailable", "description": why}

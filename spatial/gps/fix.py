@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+DEVICE_ID = "[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,63}"
+"""What a device id may be, whole (``re.fullmatch``): the registry refuses anything else,
+and a fix naming another id is ``malformed``."""
+
 REASONS = (
     "malformed",  # not a sentence/record of the protocol, or a field that does not parse
     "checksum",  # an NMEA checksum that does not match

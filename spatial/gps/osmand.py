@@ -45,6 +45,11 @@ Where this decoder differs from Traccar, on purpose:
   absent (Traccar requires them); ``location`` may also be an array of location objects
   (the library's batch upload), each becoming one fix or reject numbered from 1 in
   ``Reject.line``; the battery level is rounded, not truncated, to a percentage.
+* A device id that no device may have (:data:`spatial.gps.fix.DEVICE_ID`) makes the
+  request ``malformed``: it can never be registered, and some (with NUL, lone
+  surrogates, or thousands of characters) the database could not even count.
+* Text PostgreSQL cannot store, NUL and the lone surrogates a JSON ``\\u`` escape makes,
+  is replaced in the query form (as invalid UTF-8 is) and dropped from JSON attributes.
 
 Nothing here raises on bad input; the functions only read their arguments.
 """
@@ -60,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from spatial.gps.fix import Decoded, Fix, Reject
+from spatial.gps.fix import DEVICE_ID, Decoded, Fix, Reject
 
 __all__ = ["KNOT", "decode_json", "decode_query", "decode_request", "parse_query"]
 
@@ -74,6 +79,9 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INT32 = 2**31
+_DEVICE = re.compile(DEVICE_ID)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""What PostgreSQL text cannot hold: NUL, and lone surrogates (from JSON ``\\u`` escapes)."""
 
 
 class _MalformedError(ValueError):
@@ -287,8 +295,9 @@ _DEVICE_KEYS = ("id", "deviceid")
 def parse_query(text: str) -> list[tuple[str, str]]:
     """Split a query string or ``application/x-www-form-urlencoded`` body into pairs.
 
-    ``+`` is a space and percent escapes are decoded (invalid UTF-8 is replaced); blank
-    values are kept, so ``lat=`` reaches the decoder as an empty (absent) value.
+    ``+`` is a space and percent escapes are decoded (invalid UTF-8 and NUL are replaced
+    by U+FFFD); blank values are kept, so ``lat=`` reaches the decoder as an empty
+    (absent) value.
 
     Args:
         text: the part after ``?``, or a form body.
@@ -296,7 +305,8 @@ def parse_query(text: str) -> list[tuple[str, str]]:
     Returns:
         The pairs in order, repeated names included.
     """
-    return parse_qsl(text, keep_blank_values=True, errors="replace")
+    pairs = parse_qsl(text, keep_blank_values=True, errors="replace")
+    return [(_UNSTORABLE.sub("\ufffd", k), _UNSTORABLE.sub("\ufffd", v)) for k, v in pairs]
 
 
 def _read(pairs: list[tuple[str, str]]) -> _Report:
@@ -380,9 +390,17 @@ def _finish(report: _Report, received: dt.datetime | None) -> Fix | Reject:
     )
 
 
+def _named(result: Fix | Reject) -> Fix | Reject:
+    """The result, or a reject when its device id is not one a device may have."""
+    if result.device is None or _DEVICE.fullmatch(result.device):
+        return result
+    why = f"device id {result.device[:40]!r} is not one a device may have"
+    return Reject("malformed", why, getattr(result, "line", None))
+
+
 def _decoded(*results: Fix | Reject) -> Decoded:
     decoded = Decoded()
-    for result in results:
+    for result in map(_named, results):
         if isinstance(result, Fix):
             decoded.fixes.append(result)
         else:
@@ -490,7 +508,8 @@ def _json_attributes(location: Mapping[str, Any]) -> dict[str, Any]:
             attributes["battery"] = round(level * 100)
         if battery.get("is_charging") is True:
             attributes["charging"] = True
-    return attributes
+    return {k: v for k, v in attributes.items()
+            if not _UNSTORABLE.search(k) and not _UNSTORABLE.search(str(v))}  # fmt: skip
 
 
 def _json_fix(

@@ -25,7 +25,10 @@ The device id is ``user/device``, taken from, in order: the MQTT ``topic``
 (``owntracks/{user}/{device}``: its second and third levels), the HTTP-mode ``user`` and
 ``device`` (headers ``X-Limit-U`` and ``X-Limit-D``; ``tid`` stands in for a missing
 device), the ``topic`` element the apps put in HTTP payloads, and finally ``tid`` alone,
-as Traccar's OwnTracks decoder uses. A message that names no device is ``malformed``.
+as Traccar's OwnTracks decoder uses. A message that names no device, or a device id that
+no device may have (:data:`spatial.gps.fix.DEVICE_ID`: it can never be registered, and
+the database could not even count some), is ``malformed``. Text PostgreSQL cannot store
+(NUL, the lone surrogates a JSON ``\\u`` escape makes) is dropped from the attributes.
 
 Nothing here raises on bad input.
 """
@@ -35,10 +38,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from spatial.gps.fix import Decoded, Fix, Reject
+from spatial.gps.fix import DEVICE_ID, Decoded, Fix, Reject
 
 __all__ = ["decode_owntracks"]
 
@@ -50,6 +54,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAPPED = frozenset({"_type", "lat", "lon", "tst", "acc", "alt", "vel", "cog", "topic"})
 _RENAMED = {"batt": "battery", "bs": "battery_status", "t": "trigger", "conn": "connection"}
 _DROPPED = frozenset({"image", "imagename", "face"})
+_DEVICE = re.compile(DEVICE_ID)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""What PostgreSQL text cannot hold: NUL, and lone surrogates (from JSON ``\\u`` escapes)."""
 
 
 class _MalformedError(ValueError):
@@ -81,14 +88,16 @@ def _known(value: float | None) -> float | None:
 
 
 def _plain(value: Any) -> bool:
-    """Text, a boolean, a finite number, or a list of those."""
+    """Text PostgreSQL can store, a boolean, a finite number, or a list of those."""
     if isinstance(value, list):
         return all(_plain(item) and not isinstance(item, list) for item in value)
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return abs(value) < 2**63
-    return isinstance(value, str | bool)
+    if isinstance(value, str):
+        return not _UNSTORABLE.search(value)
+    return isinstance(value, bool)
 
 
 def _text(value: Any) -> str | None:
@@ -131,7 +140,8 @@ def _time(message: Mapping[str, Any]) -> dt.datetime | None:
 def _attributes(message: Mapping[str, Any]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for key, value in message.items():
-        if not isinstance(key, str) or key in _MAPPED or key in _DROPPED or not _plain(value):
+        named = isinstance(key, str) and not _UNSTORABLE.search(key)
+        if not named or key in _MAPPED or key in _DROPPED or not _plain(value):
             continue
         attributes[_RENAMED.get(key, key)] = value
     if isinstance(attributes.get("battery_status"), int):
@@ -219,6 +229,9 @@ def decode_owntracks(
         result = Reject("malformed", "no device id (topic, user or tid)")
     else:
         result = _location(message, name)
+    if result.device is not None and not _DEVICE.fullmatch(result.device):
+        why = f"device id {result.device[:40]!r} is not one a device may have"
+        result = Reject("malformed", why)
     if isinstance(result, Fix):
         return Decoded(fixes=[result])
     return Decoded(rejects=[result])

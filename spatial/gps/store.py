@@ -32,11 +32,10 @@ from psycopg import sql
 
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.gps import fences, pgarrays
-from spatial.gps.fix import Fix, Reject
+from spatial.gps.fix import DEVICE_ID, Fix, Reject
 from spatial.settings import GpsSettings
 
 EARTH_RADIUS_M = 6_371_008.8
-DEVICE_ID = "^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,63}$"
 KINDS = ("vehicle", "person", "boat", "drone", "sensor")
 
 
@@ -82,7 +81,7 @@ def add_device(
     Raises:
         InvalidInputError: a bad id or kind, an unknown department, or an id in use.
     """
-    if not re.match(DEVICE_ID, device_id):
+    if not re.fullmatch(DEVICE_ID, device_id):
         msg = f"device id {device_id!r}: use letters, digits and _ . : @ / - (at most 64)"
         raise InvalidInputError(msg)
     if kind not in KINDS:
@@ -248,7 +247,8 @@ def store(
         rows = found.fetchall()
         registered = {r[0] for r in rows}
         latest = {r[0]: (r[1], r[2], r[3]) for r in rows if r[1] is not None}
-        if settings.auto_register and (new := sorted(set(devices) - registered)):
+        if settings.auto_register and (new := sorted(
+            d for d in set(devices) - registered if re.fullmatch(DEVICE_ID, d))):  # fmt: skip
             conn.cursor().executemany(
                 "INSERT INTO gps.devices (id, name, auto_registered) VALUES (%s, %s, true) "
                 "ON CONFLICT (id) DO NOTHING", [(d, d) for d in new])  # fmt: skip
@@ -397,8 +397,12 @@ def _move_latest(conn: psycopg.Connection[Any], moving: list[Fix],
 def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
     if not rejects:
         return
-    counted: Counter[tuple[str, str]] = Counter((r.device or "", r.reason) for r in rejects)
-    details = {(r.device or "", r.reason): r.detail[:300] for r in rejects}
+
+    def who(reject: Reject) -> str:  # an id no device may have is counted as no device
+        return reject.device if reject.device and re.fullmatch(DEVICE_ID, reject.device) else ""
+
+    counted: Counter[tuple[str, str]] = Counter((who(r), r.reason) for r in rejects)
+    details = {(who(r), r.reason): r.detail[:300].replace("\x00", "\ufffd") for r in rejects}
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO gps.rejects (device_id, reason, count, last_detail) "

@@ -46,12 +46,13 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from spatial.gps.fix import Decoded, Fix, Reject
+from spatial.gps.fix import DEVICE_ID, Decoded, Fix, Reject
 from spatial.gps.nmea import Decoder
-from spatial.gps.store import DEVICE_ID, Stored, store
+from spatial.gps.store import Stored, store
 from spatial.settings import GpsSettings
 
 __all__ = [
+    "INPUT_LIMITS",
     "QUIET_S",
     "TRANSIENT",
     "Backoff",
@@ -67,11 +68,15 @@ SOURCE = "nmea-tcp"
 """``gps.positions.source`` of the fixes received here."""
 QUIET_S = 2.0
 """Seconds without a line after which a connection's pending epoch is complete."""
-LOGIN = re.compile("#(" + DEVICE_ID.strip("^$") + ")")
+LOGIN = re.compile("#(" + DEVICE_ID + ")")
 """The login line: ``#`` and a device id, alone on the first line."""
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 """Errors that pass with time: the server is down or restarting, a connection broke, the
-pool has no connection to give (``PoolTimeout`` is an ``OperationalError``)."""
+pool has no connection to give (``PoolTimeout`` is an ``OperationalError``); except
+:data:`INPUT_LIMITS`."""
+INPUT_LIMITS = (psycopg.errors.ProgramLimitExceeded,)
+"""Operational errors the input causes (a value beyond a limit of the database): trying
+again cannot cure them."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ async def _retrying(
         try:
             return await asyncio.to_thread(_store_now, pool, parts, source, settings)
         except TRANSIENT as error:
+            if isinstance(error, INPUT_LIMITS):
+                raise
             count = sum(len(part.fixes) for part in parts)
             log.warning("%s: cannot store %d fixes (%s); trying again in %.1f s",
                         source, count, str(error).strip()[:200], delay)  # fmt: skip
