@@ -33,8 +33,19 @@ PACKAGES = {
     "leaflet": "1.9.4",
     "leaflet.markercluster": "1.5.3",
     "swagger-ui-dist": "5.35.0",
+    # What folium's maps load (spatial.viz points them here): jQuery, Font Awesome and
+    # awesome-markers at folium's own versions; Bootstrap 3 only for its Glyphicons font,
+    # folium's default marker icon set (see GLYPHICONS).
+    "jquery": "3.7.1",
+    "@fortawesome/fontawesome-free": "6.2.0",
+    "leaflet.awesome-markers": "2.0.5",
+    "bootstrap3": "npm:bootstrap@3.4.1",
 }
-"""The npm packages the served pages use, at the versions vendored."""
+"""The npm packages the served pages use, at the versions vendored (an ``npm:`` alias
+vendors a second major version under its own name)."""
+GLYPHICONS = "bootstrap3/dist/css/glyphicons.css"
+"""The Glyphicons rules cut out of Bootstrap 3 (its full CSS would fight Bootstrap 5)."""
+_GLYPHICON_RULE = re.compile(r"(?:@font-face\s*|\.glyphicon\b[^{}]*)\{[^{}]*\}")
 
 _CDN = re.compile(
     r"https://(?:unpkg\.com|cdn\.jsdelivr\.net/npm)/(?P<pkg>@?[\w.\-]+)(?:@[\w.\-]+)?/"
@@ -110,10 +121,25 @@ def vendor(web_dir: Path = WEB_DIR) -> None:
         for name, tarball in zip(PACKAGES, tarballs, strict=True):
             with tarfile.open(tarball) as tar:
                 tar.extractall(Path(tmp) / "unpacked" / name, filter="data")
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)  # @scope/
             (Path(tmp) / "unpacked" / name / "package").rename(staged / name)
+        _write_glyphicons(staged)
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staged, target)
+
+
+def _write_glyphicons(vendored: Path) -> None:
+    source = (vendored / GLYPHICONS).with_name("bootstrap.css").read_text(encoding="utf-8")
+    rules = [
+        m.group(0)
+        for m in _GLYPHICON_RULE.finditer(source)
+        if not m.group(0).startswith("@font-face") or "Glyphicons Halflings" in m.group(0)
+    ]
+    if len(rules) < 100:
+        msg = f"found only {len(rules)} Glyphicons rules in Bootstrap 3's CSS"
+        raise RuntimeError(msg)
+    (vendored / GLYPHICONS).write_text("\n".join(rules) + "\n", encoding="utf-8")
 
 
 def build(web_dir: Path = WEB_DIR) -> None:
