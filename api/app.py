@@ -32,13 +32,14 @@ from api.routers import (
     gps_webhooks,
     ingest,
     landing,
+    maps,
     processes,
     rasters,
     stac,
     tiles,
     transactions,
 )
-from layers import Catalog
+from layers import Catalog, subsystems
 from spatial.access import Directory
 from spatial.db import engine, resolve_url
 from spatial.settings import Settings
@@ -169,19 +170,26 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
+    _state(app, settings)
     errors.register(app)
     _guard(app, settings)
     # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
     app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
     for module in (tiles, rasters, stac, auth, admin, landing, features, transactions,
-                   processes, ingest, editions, gps, gps_webhooks):  # fmt: skip
+                   processes, ingest, editions, gps, gps_webhooks, maps):  # fmt: skip
         app.include_router(module.router)
     # pygeoapi's pages: its own static files, and the npm packages they use (api.web).
     app.mount("/static", StaticFiles(directory=web.PYGEOAPI_STATIC), name="static")
     app.mount("/vendor", StaticFiles(directory=web.vendor_dir(), check_dir=False), name="vendor")
     return app
+
+
+def _state(app: FastAPI, settings: Settings) -> None:
+    """What the app holds from the start: settings, the tile cache, the maps (read now: a
+    bad map definition stops the app before it serves anything)."""
+    app.state.settings = settings
+    app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
+    app.state.subsystems = subsystems.load(settings.maps.subsystems_dir)
 
 
 class _Redacted(logging.Filter):

@@ -162,6 +162,16 @@ class GpsSettings(BaseSettings):
     """Fixes with a larger horizontal dilution of precision are refused as low quality."""
 
 
+class MapsSettings(BaseSettings):
+    """The web maps (``/maps``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_MAPS_", extra="ignore")
+
+    subsystems_dir: Path | None = None
+    """Where the subsystem definitions (``*.yaml``) are; the shipped ``layers/subsystems``
+    by default. (The basemap is the server's: ``SPATIAL_SERVER_BASEMAP_URL``.)"""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -182,6 +192,7 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gps: GpsSettings = Field(default_factory=GpsSettings)
+    maps: MapsSettings = Field(default_factory=MapsSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
