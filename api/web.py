@@ -33,6 +33,9 @@ PACKAGES = {
     "leaflet": "1.9.4",
     "leaflet.markercluster": "1.5.3",
     "swagger-ui-dist": "5.35.0",
+    # The web maps (/maps/{subsystem}): ES modules only since v6 (maplibre-gl.mjs, whose
+    # worker, maplibre-gl-worker.mjs, loads from its own URL: no blob: worker for the CSP).
+    "maplibre-gl": "6.17.0",
     # What folium's maps load (spatial.viz points them here): jQuery, Font Awesome and
     # awesome-markers at folium's own versions; Bootstrap 3 only for its Glyphicons font,
     # folium's default marker icon set (see GLYPHICONS).

@@ -26,6 +26,10 @@ CHROMIUM_ARGS = (
     "--no-sandbox",  # tests run as root in the sandbox, where Chromium's own sandbox cannot
     "--disable-dev-shm-usage",
     "--disable-gpu",
+    # WebGL for MapLibre's pages, on the CPU: ANGLE over SwiftShader (Debian ships its
+    # Vulkan ICD), asked for here rather than left to Playwright's and Chromium's defaults.
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
 )
 
 

@@ -5,21 +5,37 @@
 basemap (none unless ``SPATIAL_SERVER_BASEMAP_URL`` is set), the MapLibre sources and style
 layers of the layers the caller may read (the others are left out, so their tiles are never
 asked for), legend, popup and search attributes, the processes offered and the live stream.
+
+The pages: ``/maps/`` lists the maps the caller may open and ``/maps/{subsystem}`` is the
+MapLibre page, a shell (``api/templates/maps-*.html``) whose one module
+(``api/static/maps/maps.js``, served under ``/maps/_static/``) reads the configuration with
+the user's token and draws the map. MapLibre comes from the platform's ``/vendor``
+(:mod:`api.web`); nothing loads from another host. These routes come after the JSON ones:
+``/maps/{subsystem}`` would otherwise take ``/maps/subsystems``.
 """
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
+from string import Template
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
 from api.auth import view_of
 from api.ogc import base_url, check_parameters
 from layers import subsystems
-from spatial.errors import InvalidInputError
+from spatial.errors import InvalidInputError, NotFoundError
 from spatial.settings import Settings
 
 router = APIRouter(tags=["Maps"])
+_API = Path(__file__).resolve().parent.parent
+TEMPLATES = _API / "templates"
+STATIC = _API / "static" / "maps"
+ASSETS = {"maps.js": "text/javascript", "maps.css": "text/css"}
+"""The pages' own files (by name: nothing else under the folder is served)."""
 
 
 def _json_only(request: Request) -> None:
@@ -67,4 +83,54 @@ async def subsystem_config(subsystem: str, request: Request) -> dict[str, Any]:
     return subsystems.resolve(
         definition, view_of(request), base_url(request), basemap=basemap,
         max_zoom=settings.tiles.max_zoom,
+    )  # fmt: skip
+
+
+# -- the pages ------------------------------------------------------------------------------
+
+
+def _page(name: str, raw: str = "", **values: str) -> HTMLResponse:
+    """A page template filled in: ``values`` escaped, ``raw`` (HTML we built) as is."""
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    page = Template(text).substitute({k: html.escape(v) for k, v in values.items()}, raw=raw)
+    # Pages are per caller (the index lists what they may open): never shared by a cache.
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/maps/", summary="The web maps (HTML)", include_in_schema=False)
+async def index_page(request: Request) -> HTMLResponse:
+    """The maps the caller may open, as links; the page lists them again with the token the
+    user signed in with (a browser's address bar sends none)."""
+    check_parameters(request, frozenset())
+    base = base_url(request)
+    who = view_of(request).principal
+    items = "".join(
+        f'<li><a href="{html.escape(base)}/maps/{html.escape(s.id)}">{html.escape(s.title)}</a>'
+        f"<p>{html.escape(s.description)}</p></li>"
+        for s in _maps(request).openable(who)
+    )
+    return _page("maps-index.html", raw=items, base=base)
+
+
+@router.get("/maps/_static/{name}", include_in_schema=False)
+async def asset(name: str) -> FileResponse:
+    """The pages' script and style sheet."""
+    if name not in ASSETS:
+        msg = f"no map page asset {name!r}"
+        raise NotFoundError(msg)
+    headers = {"Cache-Control": "no-cache"}  # revalidated (ETag): a new release shows at once
+    return FileResponse(STATIC / name, media_type=ASSETS[name], headers=headers)
+
+
+@router.get("/maps/{subsystem}", summary="A web map (HTML)", include_in_schema=False)
+async def map_page(subsystem: str, request: Request) -> HTMLResponse:
+    """The MapLibre page of a map (404 for an unknown one). Whether the caller may open it
+    is the configuration's answer: the page asks for it with the user's token, and offers
+    signing in on a 401."""
+    check_parameters(request, frozenset())
+    definition = _maps(request).get(subsystem)
+    base = base_url(request)
+    return _page(
+        "maps-page.html", base=base, id=definition.id,
+        config=f"{base}/maps/{definition.id}/config",
     )  # fmt: skip
