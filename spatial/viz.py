@@ -56,11 +56,13 @@ VENDORED = frozenset({
 })  # fmt: skip
 """npm packages the platform serves under ``/vendor/`` (``api.web.PACKAGES``)."""
 _FIXED = {
-    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/dist/jquery.min.js",
-    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css": (
+    ("code.jquery.com", "/jquery-3.7.1.min.js"): "jquery/dist/jquery.min.js",
+    ("netdna.bootstrapcdn.com", "/bootstrap/3.0.0/css/bootstrap-glyphicons.css"): (
         "bootstrap3/dist/css/glyphicons.css"
     ),
 }
+"""folium's links that no pattern below covers, by (host, path), and their vendored copy:
+the map never loads them, :func:`local_asset` swaps them for the copy."""
 _JSDELIVR = re.compile(
     r"https://cdn\.jsdelivr\.net/npm/(?P<pkg>(?:@[\w.\-]+/)?[\w.\-]+)@[\w.\-]+/(?P<path>.+)"
 )
@@ -82,8 +84,9 @@ class OfflineAssetError(SpatialError):
 def local_asset(url: str) -> str | None:
     """The ``/vendor/``-relative path of a CDN asset folium uses, or ``None`` when the
     platform has no copy (``leaflet/dist/leaflet.js`` for jsDelivr's Leaflet)."""
-    if url in _FIXED:
-        return _FIXED[url]
+    parts = urlsplit(url)
+    if (parts.netloc, parts.path) in _FIXED:
+        return _FIXED[(parts.netloc, parts.path)]
     if m := _JSDELIVR.fullmatch(url):
         return f"{m['pkg']}/{m['path']}" if m["pkg"] in VENDORED else None
     if m := _CDNJS.fullmatch(url):

@@ -64,6 +64,19 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
     )
 
 
+@pytest.fixture(scope="session")
+def demo_url(database_url: str, settings: Settings,
+             tmp_path_factory: pytest.TempPathFactory) -> str:  # fmt: skip
+    """The session database with the demo city loaded (a no-op when a module loaded it
+    already), its scenes in the session's data folder."""
+    from spatial import samples  # noqa: PLC0415
+    from spatial.demo import load_demo  # noqa: PLC0415
+
+    folder = samples.build(tmp_path_factory.mktemp("demo-samples")).out_dir
+    load_demo(database_url, settings, folder)
+    return database_url
+
+
 @pytest.fixture
 def open_tmp() -> Iterator[Path]:
     """A temporary directory that an unprivileged account can reach (for clusters)."""

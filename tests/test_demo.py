@@ -27,9 +27,10 @@ def samples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loaded(samples_dir: Path, database_url: str) -> Iterator[str]:
-    """The session database with the demo layers loaded through ``spatial samples load``."""
-    env = {"SPATIAL_DATABASE_URL": database_url}
+def loaded(samples_dir: Path, database_url: str, settings: Settings) -> Iterator[str]:
+    """The session database with the demo layers loaded through ``spatial samples load``
+    (its scenes in the session's data folder, where the session's API reads them)."""
+    env = {"SPATIAL_DATABASE_URL": database_url, "SPATIAL_DATA_DIR": str(settings.data_dir)}
     out = run_cli("samples", "load", "--source", str(samples_dir), **env)
     assert out.returncode == 0, out.stderr
     assert "loaded" in out.stdout

@@ -22,10 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from support import LiveServer
 from websockets.sync.client import connect
 
-from spatial import samples
-from spatial.demo import load_demo
 from spatial.gps.store import add_device
-from spatial.settings import Settings
 
 DEVICE = "flood-probe-1"
 ZONE = "YF-FZ-01"
@@ -40,10 +37,9 @@ is then beyond doubt."""
 
 
 @pytest.fixture(scope="module")
-def demo(database_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The session database with the demo city loaded (again: a no-op if loaded)."""
-    folder = samples.build(tmp_path_factory.mktemp("flood-samples")).out_dir
-    load_demo(database_url, settings, folder)
+def demo(demo_url: str) -> str:
+    """The session database with the demo city loaded, and the probe device."""
+    database_url = demo_url
     with psycopg.connect(database_url, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM gps.devices WHERE id = %s", (DEVICE,)).fetchone() is None:
             add_device(conn, DEVICE, name="Flood probe")

@@ -20,7 +20,6 @@ from typing import Any
 import geopandas as gpd
 import httpx
 import numpy as np
-import psycopg
 import pytest
 import shapely
 from browser import BrowserPage, browser_page, requires_chromium
@@ -30,10 +29,8 @@ from support import TESTS, LiveServer
 from api import create_app
 from api.web import PACKAGES, vendor_dir
 from layers import subsystems
-from spatial import accounts, samples
+from spatial import accounts
 from spatial.db import engine
-from spatial.demo import DEMO_IMAGERY, IMAGERY, load_demo
-from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import MapsSettings, Settings
 
@@ -69,28 +66,7 @@ WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
-def demo(database_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The session database with the demo city loaded (a no-op if loaded already), its
-    scenes where this session's API reads them."""
-    folder = samples.build(tmp_path_factory.mktemp("pages-samples")).out_dir
-    load_demo(database_url, settings, folder)
-    with psycopg.connect(database_url) as conn:
-        paths = [
-            r[0]
-            for r in conn.execute(
-                "SELECT web_path FROM rs.items WHERE collection_id = %s", (IMAGERY.collection_id,)
-            )
-        ]
-    if not all((settings.data_dir / p).is_file() for p in paths):
-        scenes = tuple(folder / name for name in DEMO_IMAGERY)
-        ingest_raster(database_url, RasterSource(
-            paths=scenes, collection_id=IMAGERY.collection_id, title=IMAGERY.title,
-            subsystems=IMAGERY.subsystems, public=True), settings)  # fmt: skip
-    return database_url
-
-
-@pytest.fixture(scope="module")
-def keys(demo: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def keys(demo_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``mpp_secret`` (department mpp_a only) and API keys of a viewer of mpp_a and of mpp_b."""
     path = tmp_path_factory.mktemp("pages-secret") / "secret.gpkg"
     gpd.GeoDataFrame(
@@ -99,10 +75,10 @@ def keys(demo: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory
                   shapely.box(112.02, 22.89, 112.04, 22.91)],
         crs="EPSG:4490",
     ).to_file(path)  # fmt: skip
-    ingest_vector(demo, VectorSource(path=path, collection_id=SECRET, title=SECRET, key="code"),
+    ingest_vector(demo_url, VectorSource(path=path, collection_id=SECRET, title=SECRET, key="code"),
                   settings, actor="pytest")  # fmt: skip
     found: dict[str, str] = {}
-    with engine(demo) as eng, eng.begin() as conn:
+    with engine(demo_url) as eng, eng.begin() as conn:
         accounts.add_department(conn, TESTS, "mpp_a", "Department A (pages)")
         accounts.add_department(conn, TESTS, "mpp_b", "Department B (pages)")
         for name, dept in (("viewer_a", "mpp_a"), ("viewer_b", "mpp_b")):

@@ -29,11 +29,9 @@ from support import TESTS, LiveServer
 
 from api import create_app
 from layers import Catalog, subsystems
-from spatial import accounts, features, samples
+from spatial import accounts, features
 from spatial.db import engine
-from spatial.demo import DEMO_IMAGERY, IMAGERY, load_demo
 from spatial.errors import ConfigurationError
-from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.processes import PROCESSES
 from spatial.settings import MapsSettings, Settings
@@ -68,36 +66,13 @@ layers:
 
 
 @pytest.fixture(scope="module")
-def demo(database_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The session database with the demo city loaded (a no-op if loaded already)."""
-    folder = samples.build(tmp_path_factory.mktemp("maps-samples")).out_dir
-    load_demo(database_url, settings, folder)
-    # The scenes may have been loaded by a ``spatial samples load`` subprocess (test_demo),
-    # whose COGs went to the checkout's var/data, not to this session's data dir: load them
-    # again where the session's API reads them.
-    with psycopg.connect(database_url) as conn:
-        paths = [
-            r[0]
-            for r in conn.execute(
-                "SELECT web_path FROM rs.items WHERE collection_id = %s", (IMAGERY.collection_id,)
-            )
-        ]
-    if not all((settings.data_dir / p).is_file() for p in paths):
-        scenes = tuple(folder / name for name in DEMO_IMAGERY)
-        ingest_raster(database_url, RasterSource(
-            paths=scenes, collection_id=IMAGERY.collection_id, title=IMAGERY.title,
-            subsystems=IMAGERY.subsystems, public=True), settings)  # fmt: skip
-    return database_url
-
-
-@pytest.fixture(scope="module")
-def catalog(demo: str) -> Catalog:
-    with engine(demo) as eng, eng.connect() as conn:
+def catalog(demo_url: str) -> Catalog:
+    with engine(demo_url) as eng, eng.connect() as conn:
         return Catalog.load(conn)
 
 
 @pytest.fixture(scope="module")
-def callers(demo: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def callers(demo_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``mp_secret`` (readable by department mp_a only) and keys of a viewer of mp_a, a
     viewer of mp_b and an admin."""
     path = tmp_path_factory.mktemp("maps-secret") / "secret.gpkg"
@@ -107,10 +82,10 @@ def callers(demo: str, settings: Settings, tmp_path_factory: pytest.TempPathFact
                   shapely.box(112.01, 22.9, 112.012, 22.902)],
         crs="EPSG:4490",
     ).to_file(path)  # fmt: skip
-    ingest_vector(demo, VectorSource(path=path, collection_id=SECRET, title=SECRET, key="code"),
+    ingest_vector(demo_url, VectorSource(path=path, collection_id=SECRET, title=SECRET, key="code"),
                   settings, actor="pytest")  # fmt: skip
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
-    with engine(demo) as eng, eng.begin() as conn:
+    with engine(demo_url) as eng, eng.begin() as conn:
         accounts.add_department(conn, TESTS, "mp_a", "Department A")
         accounts.add_department(conn, TESTS, "mp_b", "Department B")
         for name, role, dept in (("viewer_a", "viewer", "mp_a"), ("viewer_b", "viewer", "mp_b"),
@@ -150,8 +125,8 @@ def test_the_five_definitions_load() -> None:
     assert maps.get("emergency").live
 
 
-def test_every_collection_attribute_and_process_exists(catalog: Catalog, demo: str) -> None:
-    with psycopg.connect(demo) as conn:
+def test_every_collection_attribute_and_process_exists(catalog: Catalog, demo_url: str) -> None:
+    with psycopg.connect(demo_url) as conn:
         scenes = {
             r[0] for r in conn.execute("SELECT id FROM rs.items WHERE collection_id = 'imagery'")
         }
@@ -185,7 +160,7 @@ def test_style_fragments_fit_their_layer_types() -> None:
                 assert entry.symbol == "raster" or entry.color in text, (layer.id, entry)
 
 
-def test_land_use_colours_cover_every_first_level_class_in_the_demo(demo: str) -> None:
+def test_land_use_colours_cover_every_first_level_class_in_the_demo(demo_url: str) -> None:
     """Parcels are coloured by the GB/T 21010 first-level class (DLBM's first two digits):
     every class of the demo cadastre has its own colour, distinct from the fallback."""
     parcels = next(x for x in subsystems.load().get("land").layers if x.collection == "parcels")
@@ -194,7 +169,7 @@ def test_land_use_colours_cover_every_first_level_class_in_the_demo(demo: str) -
     classes = dict(zip(colour[2:-1:2], colour[3:-1:2], strict=True))
     assert sorted(classes) == [f"{i:02d}" for i in range(1, 13)]
     assert len(set(classes.values())) == 12 and colour[-1] not in classes.values()
-    with psycopg.connect(demo) as conn:
+    with psycopg.connect(demo_url) as conn:
         present = {r[0] for r in conn.execute("SELECT DISTINCT left(dlbm, 2) FROM layers.parcels")}
     assert present <= set(classes) and len(present) >= 11
 

@@ -20,9 +20,7 @@ import pytest
 from browser import browser_page, requires_chromium
 from support import LiveServer
 
-from spatial import samples, viz
-from spatial.demo import load_demo
-from spatial.settings import Settings
+from spatial import viz
 
 VECTORS = ["flood_zones", "districts"]
 RASTER = "imagery"
@@ -30,15 +28,7 @@ _EXTERNAL_TAG = re.compile(r"""<(?:script|link)\b[^>]*\b(?:src|href)=["'](?:http
 
 
 @pytest.fixture(scope="module")
-def demo(database_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The session database with the demo city loaded (a no-op when already loaded)."""
-    folder = samples.build(tmp_path_factory.mktemp("viz-samples")).out_dir
-    load_demo(database_url, settings, folder)
-    return database_url
-
-
-@pytest.fixture(scope="module")
-def base(demo: str, live_api: LiveServer) -> Iterator[str]:
+def base(demo_url: str, live_api: LiveServer) -> Iterator[str]:
     with httpx.Client(base_url=live_api.url, timeout=30) as client:
         ids = {c["id"] for c in client.get("/collections").json()["collections"]}
         assert {*VECTORS, RASTER} <= ids
