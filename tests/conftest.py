@@ -77,6 +77,16 @@ def demo_url(database_url: str, settings: Settings,
     return database_url
 
 
+@pytest.fixture(scope="session")
+def demo_api(demo_url: str, settings: Settings) -> Iterator[LiveServer]:
+    """The platform API on a real HTTP port, started after the demo city is loaded, with the
+    shipped maps (the map tools' browser tests share it)."""
+    from api import create_app  # noqa: PLC0415
+
+    with LiveServer(create_app(settings)) as server:
+        yield server
+
+
 @pytest.fixture
 def open_tmp() -> Iterator[Path]:
     """A temporary directory that an unprivileged account can reach (for clusters)."""

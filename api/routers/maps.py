@@ -34,8 +34,10 @@ router = APIRouter(tags=["Maps"])
 _API = Path(__file__).resolve().parent.parent
 TEMPLATES = _API / "templates"
 STATIC = _API / "static" / "maps"
-ASSETS = {"maps.js": "text/javascript", "maps.css": "text/css"}
-"""The pages' own files (by name: nothing else under the folder is served)."""
+_TYPES = {".js": "text/javascript", ".css": "text/css"}
+ASSETS = {p.name: _TYPES[p.suffix] for p in sorted(STATIC.iterdir()) if p.suffix in _TYPES}
+"""The pages' own modules and style sheets (by name: nothing else under the folder is
+served)."""
 
 
 def _json_only(request: Request) -> None:

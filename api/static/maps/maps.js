@@ -1,17 +1,23 @@
 // The web maps' pages (api/routers/maps.py): /maps/ lists the maps the user may open,
 // /maps/{subsystem} draws one with MapLibre from its configuration (/maps/{id}/config).
-// A plain ES module, no build step. MapLibre (ES modules only since v6) is imported from the
+// Plain ES modules, no build step. MapLibre (ES modules only since v6) is imported from the
 // platform's /vendor, and only on a map page. Nothing is loaded from another host: the
 // basemap is drawn only when the server configures one.
 //
-// Credentials: the token the user signed in with (POST /auth/token, kept in this tab's
-// sessionStorage) goes as "Authorization: Bearer" on every request to the platform (the
-// configuration, tiles through MapLibre's transformRequest, feature lookups), never to a
-// basemap's host.
+// This module draws the map (layers, switcher with opacity and dates, legend, popups, scale,
+// coordinates); the tools are modules of their own, each given the map to work on:
+// search.js (attribute and place search), measure.js (distance and area), analyse.js
+// (draw a shape, run a process, show and download the result), live.js (vehicles and
+// geofence events on the live stream).
 
-const body = document.body;
-const base = body.dataset.base;
-const TOKEN = 'spatial.token';
+import {
+  authorization, base, body, element, getJSON, say, TOKEN, token,
+} from './common.js';
+
+const TOOLS = ['search', 'measure', 'analyse', 'live'];
+/** The tool modules, in the panel's order; each exports ``install({map, maplibregl,
+ * config})``, called once the map has loaded its style. */
+
 const OPACITY = {
   fill: ['fill-opacity'],
   line: ['line-opacity'],
@@ -22,51 +28,6 @@ const OPACITY = {
   symbol: ['icon-opacity', 'text-opacity'],
 };
 const BACKGROUND = '#f4f3ef';
-
-// -- credentials and requests ---------------------------------------------------------------
-
-function token() {
-  try {
-    return sessionStorage.getItem(TOKEN);
-  } catch {
-    return null; // storage switched off: anonymous
-  }
-}
-
-/** The platform's own URLs get the token; a basemap's host does not. */
-function ours(url) {
-  return url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`);
-}
-
-function authorization(url) {
-  const value = token();
-  return value && ours(url) ? { Authorization: `Bearer ${value}` } : {};
-}
-
-async function getJSON(url) {
-  const response = await fetch(url, {
-    headers: { Accept: 'application/json', ...authorization(url) },
-  });
-  if (!response.ok) {
-    const problem = await response.json().catch(() => ({}));
-    const error = new Error(problem.description || `${response.status} ${response.statusText}`);
-    error.status = response.status;
-    throw error;
-  }
-  return response.json();
-}
-
-function say(text, problem = false) {
-  const line = document.getElementById('status');
-  line.textContent = text;
-  line.classList.toggle('problem', problem);
-}
-
-function element(tag, props = {}, ...children) {
-  const made = Object.assign(document.createElement(tag), props);
-  made.append(...children);
-  return made;
-}
 
 /** Show the sign-in form; on success keep the token and call ``then``. */
 function offerSignIn(then) {
@@ -147,6 +108,24 @@ function setOpacity(map, layer, opacity) {
   }
 }
 
+/** An imagery layer's date picker: the mosaic as seen at the chosen date (the newest scene
+ * at or before it, per place). The first choice is the configuration's tile URL. */
+function datePicker(map, config, layer) {
+  const picker = element('select', { className: 'dates', title: '影像日期 Imagery date' });
+  picker.setAttribute('aria-label', `${layer.title}: 影像日期 date`);
+  for (const choice of layer.datetimes) {
+    picker.append(element('option', { value: choice.datetime, textContent: choice.label }));
+  }
+  picker.addEventListener('change', () => {
+    const url = new URL(config.sources[layer.source].tiles[0].replaceAll('{', '%7B').replaceAll('}', '%7D'));
+    url.searchParams.set('datetime', picker.value);
+    const tiles = url.toString().replaceAll('%7B', '{').replaceAll('%7D', '}');
+    map.getSource(layer.source).setTiles([tiles]);
+    picker.dataset.tiles = tiles;
+  });
+  return picker;
+}
+
 /** A row per layer, top layer first: a visibility box and an opacity slider. */
 function layerSwitcher(map, config, legendBlocks) {
   const list = document.querySelector('#layers ul');
@@ -163,6 +142,7 @@ function layerSwitcher(map, config, legendBlocks) {
     });
     slider.addEventListener('input', () => setOpacity(map, layer, slider.value / 100));
     const row = element('li', {}, element('label', {}, box, ' ', layer.title), slider);
+    if (layer.datetimes?.length) row.append(datePicker(map, config, layer));
     row.dataset.layer = layer.id;
     list.append(row);
   }
@@ -242,6 +222,7 @@ function popups(maplibregl, map, config) {
     map.on('mouseleave', id, () => { map.getCanvas().style.cursor = ''; });
   }
   map.on('click', async (event) => {
+    if (body.dataset.tool) return; // a tool is drawing: clicks are its points
     const shown = ids.filter((id) => map.getLayoutProperty(id, 'visibility') !== 'none');
     if (!shown.length) return;
     const hit = map.queryRenderedFeatures(event.point, { layers: shown })[0];
@@ -301,7 +282,21 @@ async function mapPage() {
   });
   layerSwitcher(map, config, legend(config));
   popups(maplibregl, map, config);
-  map.once('idle', () => { body.dataset.state = 'drawn'; });
+  const tools = await Promise.all(TOOLS.map((name) => import(`./${name}.js`)));
+  const context = { map, maplibregl, config };
+  const ready = () => {
+    for (const [n, tool] of tools.entries()) {
+      try {
+        tool.install(context);
+      } catch (error) {
+        say(`${TOOLS[n]}: ${error.message}`, true);
+        console.error(`${TOOLS[n]}: ${error.message}`);
+      }
+    }
+    map.once('idle', () => { body.dataset.state = 'drawn'; });
+  };
+  if (map.loaded()) ready();
+  else map.once('load', ready);
 }
 
 if (document.getElementById('map')) mapPage();
