@@ -172,10 +172,12 @@ def polygons(mask: np.ndarray, grid: Grid, min_area: float) -> list[shapely.Geom
 
 
 async def zones_frame(
-    conn: Any, layer: LayerSchema, crs: Any, bounds: tuple[float, ...] | None, columns: list[str]
-) -> gpd.GeoDataFrame:
+    conn: Any, layer: LayerSchema, crs: Any, bounds: tuple[float, ...] | None, columns: list[str],
+    *, within: str | None = None,
+) -> gpd.GeoDataFrame:  # fmt: skip
     """The features of a vector layer (as the caller may see them) in ``crs``, within
-    ``bounds`` (in ``crs``) when given.
+    ``bounds`` (in ``crs``) when given, and meeting the polygon ``within`` (WKT in CRS84)
+    when given.
 
     Raises:
         InvalidInputError: more than :data:`MAX_ZONES` features.
@@ -193,6 +195,10 @@ async def zones_frame(
                 "t.geom && ST_Transform(ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, %(srid)s), {})"
             ).format(sql.Literal(layer.srid))
             params = dict(zip(("w", "s", "e", "n"), bounds, strict=True)) | {"srid": srid}
+    if within is not None:
+        meets = "{} AND ST_Intersects(t.geom, ST_Transform(ST_GeomFromText(%(within)s, 4326), {}))"
+        where = sql.SQL(meets).format(where, sql.Literal(layer.srid))
+        params["within"] = within
     select = sql.SQL(", ").join(
         [sql.SQL("t.fid"), sql.SQL("ST_AsBinary(t.geom)")]
         + [sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns]
@@ -303,6 +309,31 @@ def _number(inputs: Mapping[str, Any], name: str, low: float, high: float, defau
     return float(value)
 
 
+def geometry_input(inputs: Mapping[str, Any], name: str, *, polygonal: bool = False) -> str:
+    """A GeoJSON geometry input, checked, as WKT (CRS84)."""
+    value = inputs.get(name)
+    if value is None:
+        msg = f"input {name!r} is required"
+        raise InvalidInputError(msg)
+    try:
+        shape = shapely.geometry.shape(value)
+    except (ValueError, TypeError, AttributeError, KeyError, shapely.errors.GEOSException) as exc:
+        msg = f"input {name!r} is not a GeoJSON geometry: {exc}"
+        raise InvalidInputError(msg) from exc
+    if shape.is_empty or not shape.is_valid:
+        reason = "it is empty" if shape.is_empty else shapely.is_valid_reason(shape)
+        msg = f"input {name!r} is not a valid geometry: {reason}"
+        raise InvalidInputError(msg)
+    if polygonal and shape.geom_type not in {"Polygon", "MultiPolygon"}:
+        msg = f"input {name!r} must be a polygon, not a {shape.geom_type}"
+        raise InvalidInputError(msg)
+    west, south, east, north = shape.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        msg = f"input {name!r} must be in lon/lat degrees (CRS84)"
+        raise InvalidInputError(msg)
+    return str(shape.wkt)
+
+
 async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key: str) -> Scene:
     collection = _text(inputs, "raster")
     if collection is None:
@@ -323,12 +354,22 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
     expression = _text(inputs, "expression") or _text(inputs, "band") or "ndvi"
     stats = stats_input(inputs)
     zones_id = _text(inputs, "zones")
-    if zones_id is None:
-        raise InvalidInputError("input 'zones' (a vector collection id) is required")
-    layer = ctx(zones_id)
+    drawn = None
+    if inputs.get("geometry") is not None:
+        drawn = geometry_input(inputs, "geometry", polygonal=True)
+    elif zones_id is None:
+        msg = "input 'zones' (a vector collection id) or 'geometry' (a polygon) is required"
+        raise InvalidInputError(msg)
     keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
     grid = await threaded(grid_of, item.path)
-    zones = await zones_frame(conn, layer, grid.crs, grid.bounds, keep)
+    if zones_id is None:  # the drawn polygon is the one zone
+        shape = shapely.from_wkt(drawn)
+        zones = gpd.GeoDataFrame({"id": [1]}, geometry=[shape], crs="OGC:CRS84")
+        zones = zones.to_crs(grid.crs.to_wkt())
+        zones_id = "the drawn area"
+    else:
+        layer = ctx(zones_id)
+        zones = await zones_frame(conn, layer, grid.crs, grid.bounds, keep, within=drawn)
     values = await threaded(index_values, item, expression, grid)
     table = await threaded(zonal, values, grid, zones, stats)
     merged = zones.drop(columns="geometry").merge(table, on="id", how="left")

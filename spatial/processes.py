@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import shapely
-import shapely.geometry
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -110,28 +108,6 @@ def _number(
     return float(value)
 
 
-def _geometry(inputs: dict[str, Any], name: str, *, polygonal: bool = False) -> str:
-    """A GeoJSON geometry input, checked, as WKT (CRS84)."""
-    value = _required(inputs, name)
-    try:
-        shape = shapely.geometry.shape(value)
-    except (ValueError, TypeError, AttributeError, KeyError, shapely.errors.GEOSException) as exc:
-        msg = f"input {name!r} is not a GeoJSON geometry: {exc}"
-        raise InvalidInputError(msg) from exc
-    if shape.is_empty or not shape.is_valid:
-        reason = "it is empty" if shape.is_empty else shapely.is_valid_reason(shape)
-        msg = f"input {name!r} is not a valid geometry: {reason}"
-        raise InvalidInputError(msg)
-    if polygonal and shape.geom_type not in {"Polygon", "MultiPolygon"}:
-        msg = f"input {name!r} must be a polygon, not a {shape.geom_type}"
-        raise InvalidInputError(msg)
-    west, south, east, north = shape.bounds
-    if west < -180 or east > 180 or south < -90 or north > 90:
-        msg = f"input {name!r} must be in lon/lat degrees (CRS84)"
-        raise InvalidInputError(msg)
-    return str(shape.wkt)
-
-
 def _projected(layer: LayerSchema) -> bool:
     from pyproj import CRS  # noqa: PLC0415 - only to tell projected from geographic
 
@@ -160,7 +136,7 @@ async def _rows(
 async def _buffer(
     conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
 ) -> dict[str, Any]:
-    wkt = _geometry(inputs, "geometry")
+    wkt = analysis.geometry_input(inputs, "geometry")
     distance = _number(inputs, "distance", 0, 100_000)
     rows = await _rows(
         conn,
@@ -176,7 +152,7 @@ async def _intersect_summarise(
 ) -> dict[str, Any]:
     layer = _layer(lookup, inputs, "collection")
     group = layer.column(str(_required(inputs, "group_by")))
-    wkt = _geometry(inputs, "geometry", polygonal=True)
+    wkt = analysis.geometry_input(inputs, "geometry", polygonal=True)
     statement = sql.SQL(
         "WITH g AS (SELECT {g} AS geom) "
         "SELECT t.{group} AS value, count(*) AS count, "
@@ -224,7 +200,7 @@ async def _nearest(
     if not numbers or len(point) != 2:
         msg = "input 'point' must be [lon, lat]"
         raise InvalidInputError(msg)
-    _geometry({"p": {"type": "Point", "coordinates": point}}, "p")
+    analysis.geometry_input({"p": {"type": "Point", "coordinates": point}}, "p")
     k = int(_number(inputs, "k", 1, MAX_NEAREST, default=5))
     within = inputs.get("max_distance")
     if within is not None:
@@ -316,14 +292,17 @@ PROCESSES: dict[str, Process] = {
         Process(
             "zonal-statistics", "Zonal statistics of imagery",
             "Statistics (exact pixel coverage) of a band or an index of a scene over each "
-            "feature of a vector layer, e.g. mean NDVI per parcel or per district; "
-            "optionally written back as a new collection.",
+            "feature of a vector layer, e.g. mean NDVI per parcel or per district, or over a "
+            "drawn polygon; optionally written back as a new collection.",
             {"raster": _collection_input("The imagery collection."),
              "item": _optional("The scene [default: the newest, or at datetime]."),
              "datetime": _optional("The newest scene at or before this time."),
              "expression": _optional("Band math or ndvi/ndwi [default: ndvi]."),
              "band": _optional("A band name, instead of an expression."),
-             "zones": _collection_input("The vector layer of zones (parcels, districts)."),
+             "zones": _optional("The vector layer of zones (parcels, districts); with "
+                                "'geometry', only the zones meeting the polygon."),
+             "geometry": {"schema": _GEOJSON, "minOccurs": 0,
+                          "description": "A polygon (CRS84): without 'zones', the one zone."},
              "stats": {"schema": {"type": "array", "items": {"enum": list(analysis.STATS)}},
                        "minOccurs": 0},
              "properties": {"schema": {"type": "array", "items": {"type": "string"}},

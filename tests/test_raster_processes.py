@@ -125,6 +125,48 @@ def test_zonal_ndvi_per_district_matches_numpy(api: httpx.Client, folder: Path) 
             assert zone["count"] == pytest.approx(inside.sum(), rel=0.01)
 
 
+def test_zonal_ndvi_of_a_drawn_polygon(api: httpx.Client) -> None:
+    """A drawn polygon is the zone (the web maps' "NDVI inside a drawn area"), or picks
+    the zones it meets."""
+    districts = api.get("/collections/rp_districts/items", params={"limit": 10}).json()
+    first = districts["features"][0]
+    by_layer = _run(api, "zonal-statistics", {
+        "raster": "rp_imagery", "item": "scene_2026", "zones": "rp_districts",
+        "stats": ["mean", "count"], "properties": ["code"],
+    }).json()["zones"]  # fmt: skip
+    expected = next(z for z in by_layer if z["code"] == first["properties"]["code"])
+    drawn = _run(api, "zonal-statistics", {
+        "raster": "rp_imagery", "item": "scene_2026", "geometry": first["geometry"],
+        "stats": ["mean", "count"],
+    })  # fmt: skip
+    assert drawn.status_code == 200, drawn.text
+    [zone] = drawn.json()["zones"]
+    assert -1 <= zone["mean"] <= 1
+    # The same pixels, but the served outline is rounded (7 decimals).
+    assert zone["mean"] == pytest.approx(expected["mean"], abs=1e-3)
+    assert zone["count"] == pytest.approx(expected["count"], rel=1e-3)
+
+    # With zones: only those the polygon meets (a small box inside the first district).
+    inside = shapely.geometry.shape(first["geometry"]).representative_point().buffer(0.001, 1)
+    met = _run(api, "zonal-statistics", {
+        "raster": "rp_imagery", "zones": "rp_districts", "properties": ["code"],
+        "geometry": shapely.geometry.mapping(inside),
+    })  # fmt: skip
+    assert met.status_code == 200, met.text
+    assert [z["code"] for z in met.json()["zones"]] == [first["properties"]["code"]]
+
+    for inputs, words in (
+        ({"raster": "rp_imagery"}, "'zones'"),
+        ({"raster": "rp_imagery", "geometry": {"type": "Point", "coordinates": [112, 22.9]}},
+         "must be a polygon"),
+        ({"raster": "rp_imagery", "geometry": {"type": "Polygon", "coordinates": [[[0, 0]]]}},
+         "not a GeoJSON geometry"),
+    ):  # fmt: skip
+        refused = _run(api, "zonal-statistics", inputs)
+        assert refused.status_code == 400, refused.text
+        assert words in refused.json()["description"], refused.text
+
+
 def test_water_extraction_follows_the_rivers(api: httpx.Client, admin_auth: dict[str, str]) -> None:
     inputs = {"raster": "rp_imagery", "min_area": 500, "output_collection": "rp_water"}
     answer = _run(api, "water-extraction", inputs, **admin_auth)
