@@ -50,6 +50,21 @@ from spatial.settings import Settings
 router = APIRouter(tags=["Sign in"])
 OPEN_PATHS = frozenset({"/auth/token"})
 """Paths anonymous callers reach even when anonymous access is off."""
+SHELL_PREFIXES = ("/vendor/", "/maps/_static/")
+"""The web pages' own files (scripts, styles, fonts), which hold no data: reachable by
+anonymous callers when anonymous access is off, so a page can offer signing in."""
+
+
+def is_shell(path: str) -> bool:
+    """Whether ``path`` is a web page's shell or file rather than data: ``/maps/`` and
+    ``/maps/{subsystem}`` (their data comes from routes that check the caller), and the
+    files under :data:`SHELL_PREFIXES`."""
+    if path.startswith(SHELL_PREFIXES) or path == "/maps/":
+        return True
+    rest = path.removeprefix("/maps/")
+    return rest not in {path, "subsystems"} and "/" not in rest
+
+
 _VIEWS = 256
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIGN_IN_BYTES = 16_384
@@ -80,7 +95,7 @@ class Guard:
             principal = await identify(self.platform.state, headers, address)
             settings: Settings = self.platform.state.settings
             closed = principal.anonymous and not settings.auth.anonymous
-            if closed and scope["path"] not in OPEN_PATHS:
+            if closed and scope["path"] not in OPEN_PATHS and not is_shell(scope["path"]):
                 msg = "this platform needs a key or a token (anonymous access is off)"
                 raise UnauthorizedError(msg)
             self._count(principal, address, settings.auth.rate_per_minute)

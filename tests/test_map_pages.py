@@ -32,7 +32,7 @@ from layers import subsystems
 from spatial import accounts
 from spatial.db import engine
 from spatial.ingest.vector import VectorSource, ingest_vector
-from spatial.settings import MapsSettings, Settings
+from spatial.settings import AuthSettings, MapsSettings, Settings
 
 SHIPPED = ("emergency", "environment", "land", "planning", "water")
 SECRET = "mpp_secret"
@@ -301,4 +301,51 @@ def test_a_closed_map_offers_signing_in_and_then_opens(base: str) -> None:
         assert not seen.blocked
     # The only error: the browser's note of the configuration refused before signing in.
     # (No wrong password here: failed sign-ins count against 127.0.0.1 for other tests.)
+    assert len(seen.console_errors) == 1 and "401" in seen.console_errors[0], seen.console_errors
+
+
+@requires_chromium
+def test_with_anonymous_access_off_only_the_shell_is_open_and_signing_in_draws_the_map(
+    settings: Settings, keys: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("pages-closed")
+    shutil.copy(subsystems.SUBSYSTEMS_DIR / "land.yaml", folder / "land.yaml")
+    closed = settings.model_copy(update={"auth": AuthSettings(anonymous=False),
+                                         "maps": MapsSettings(subsystems_dir=folder)})  # fmt: skip
+    with LiveServer(create_app(closed)) as live:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            for shell in (
+                "/maps/",
+                "/maps/land",
+                "/maps/_static/maps.js",
+                "/maps/_static/common.js",
+                "/vendor/maplibre-gl/dist/maplibre-gl.mjs",
+            ):
+                assert client.get(shell).status_code == 200, shell  # fmt: skip
+            assert "/maps/land" not in client.get("/maps/").text  # nothing listed unsigned
+            for data in (
+                "/maps/subsystems",
+                "/maps/land/config",
+                "/collections",
+                "/collections/parcels/tiles/WebMercatorQuad/12/1785/3325",
+                "/maps/land/extra",
+                "/vendorx/anything",
+            ):
+                assert client.get(data).status_code == 401, data  # fmt: skip
+        with browser_page() as seen:
+            page: Any = seen.page
+            page.goto(f"{live.url}/maps/land")
+            page.locator("#signin").wait_for(state="visible", timeout=WAIT_MS)
+            page.fill("#signin input[name=username]", "mpp_person")
+            page.fill("#signin input[name=password]", PASSWORD)
+            page.click("#signin button")
+            page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
+            page.wait_for_load_state("networkidle")
+            assert "parcels-landuse" in _switcher(page)
+            pixels = _drawn(page)
+            assert not seen.blocked
+    tiles = [r for r in seen.responses if "/collections/parcels/tiles/" in r.url]
+    assert tiles and all(r.status in {200, 204} for r in tiles), tiles
+    assert (np.abs(pixels - np.array(BACKGROUND)).max(axis=-1) > TOLERANCE).mean() > 0.02
+    # The only error: the browser's note of the configuration refused before signing in.
     assert len(seen.console_errors) == 1 and "401" in seen.console_errors[0], seen.console_errors

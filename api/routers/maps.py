@@ -106,10 +106,13 @@ async def index_page(request: Request) -> HTMLResponse:
     check_parameters(request, frozenset())
     base = base_url(request)
     who = view_of(request).principal
+    settings: Settings = request.app.state.settings
+    closed = who.anonymous and not settings.auth.anonymous  # the shell only: sign in first
+    listed = [] if closed else _maps(request).openable(who)
     items = "".join(
         f'<li><a href="{html.escape(base)}/maps/{html.escape(s.id)}">{html.escape(s.title)}</a>'
         f"<p>{html.escape(s.description)}</p></li>"
-        for s in _maps(request).openable(who)
+        for s in listed
     )
     return _page("maps-index.html", raw=items, base=base)
 
