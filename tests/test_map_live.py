@@ -1,0 +1,303 @@
+"""The emergency map's live tool (api/static/maps/live.js) in a real browser, on the demo city.
+
+A headless Chromium opens the emergency map signed in (the token goes to ``/gps/live`` as
+``access_token``). A test vehicle reports OsmAnd fixes over HTTP along a north-south line
+across the main river's high-risk flood zone YF-FZ-01 (a demo geofence), as
+tests/test_gps_flood.py does: the vehicle appears on the map, its point in the ``vehicles``
+GeoJSON source follows the fixes, and the ``enter`` and ``exit`` events of the zone are
+listed (newest first, with the fence's name); clicking one flies there and pulses. Then the
+connection is lost: a short loss is retried by itself; during a longer one the vehicle
+crosses the zone again, and on reconnecting the page catches up with the position and the
+events it missed. Screenshot: ``var/test-screenshots/map-emergency-live.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import shapely
+from browser import BrowserPage, browser_page, is_local, requires_chromium
+from shapely.geometry.base import BaseGeometry
+from support import LiveServer
+
+from spatial.gps.store import add_device
+
+DEVICE = "YF-AMB-LIVE"
+"""A test ambulance (``-AMB-``: drawn in the ambulances' red)."""
+ZONE = "YF-FZ-01"
+"""南山河高风险洪泛区: the main river's high-risk zone (10-year flood)."""
+STEP_DEG = 0.0004
+"""Latitude between fixes (about 44 m; STEP_S apart that is 40 km/h, far below a jump)."""
+STEP_S = 4
+CLEAR_DEG = 0.0006
+"""The line runs on this far (about 65 m) beyond the zone at either end."""
+EDGE_DEG = 0.00002
+"""Fixes closer than this (about 2 m) to the zone's edge are left out."""
+SPEED_KNOTS = 21.6
+"""40 km/h, as OsmAnd sends it."""
+NEAR_DEG = 1e-5
+WAIT_MS = 90_000
+WAIT_S = 30.0
+
+
+@dataclass
+class Probe:
+    """The test vehicle: sends fixes with increasing times (never older than the last sent,
+    so a later test's fixes are newer than an earlier one's)."""
+
+    client: httpx.Client
+    last: int = 0
+
+    def send(self, fixes: list[tuple[float, float]]) -> None:
+        now = int(time.time())
+        start = max(self.last + STEP_S, now - STEP_S * (len(fixes) - 1))
+        for n, (lon, lat) in enumerate(fixes):
+            self.last = start + STEP_S * n
+            answer = self.client.get("/gps/osmand", params={
+                "id": DEVICE, "lat": f"{lat:.7f}", "lon": f"{lon:.7f}", "timestamp": self.last,
+                "speed": SPEED_KNOTS})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+
+
+@dataclass(frozen=True)
+class Zone:
+    fence: int
+    name: str
+    fixes: list[tuple[float, float, bool]]
+    """South to north across the zone: lon, lat, inside."""
+
+
+@pytest.fixture(scope="module")
+def zone(demo_url: str) -> Zone:
+    """The fence made of flood zone ZONE, a straight crossing of it, and the test vehicle."""
+    with psycopg.connect(demo_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM gps.devices WHERE id = %s", (DEVICE,)).fetchone() is None:
+            add_device(conn, DEVICE, name="应急测试车 Live probe", kind="vehicle")
+        row = conn.execute(
+            "SELECT f.id, f.name, ST_AsBinary(f.geom) FROM gps.fences f "
+            "JOIN layers.flood_zones z ON z.fid = f.source_feature "
+            "WHERE f.source_collection = 'flood_zones' AND z.zone_id = %s",
+            (ZONE,),
+        ).fetchone()
+    assert row is not None, f"no fence was made of flood zone {ZONE}"
+    return Zone(int(row[0]), str(row[1]), _crossing(shapely.from_wkb(bytes(row[2]))))
+
+
+@pytest.fixture(scope="module")
+def probe(demo_api: LiveServer) -> Iterator[Probe]:
+    with httpx.Client(base_url=demo_api.url, timeout=30) as client:
+        yield Probe(client)
+
+
+@pytest.fixture(scope="module")
+def token(admin_auth: dict[str, str]) -> str:
+    """The admin's key, used as the page's token (a bearer key signs in as a token does)."""
+    return admin_auth["Authorization"].removeprefix("Bearer ")
+
+
+def _crossing(zone: BaseGeometry) -> list[tuple[float, float, bool]]:
+    """Fixes on a north-south line that starts clearly outside the zone, is inside it for
+    one stretch, and ends clearly outside it."""
+    west, _, east, _ = zone.bounds
+    for k in range(1, 50):
+        lon = round(west + (east - west) * k / 50, 7)
+        meridian = shapely.LineString([(lon, -90.0), (lon, 90.0)])
+        pieces = shapely.get_parts(shapely.intersection(meridian, zone))
+        if len(pieces) != 1 or pieces[0].geom_type != "LineString":
+            continue  # the zone bends back across this meridian: try the next
+        _, south, _, north = pieces[0].bounds
+        fixes = []
+        lat = south - CLEAR_DEG
+        while lat < north + CLEAR_DEG + STEP_DEG:
+            point = shapely.Point(lon, round(lat, 7))
+            if zone.boundary.distance(point) > EDGE_DEG:
+                fixes.append((lon, round(lat, 7), bool(zone.contains(point))))
+            lat += STEP_DEG
+        inside = [n for n, (*_, into) in enumerate(fixes) if into]
+        if inside and inside == list(range(inside[0], inside[-1] + 1)) and not fixes[-1][2]:
+            return fixes
+    raise AssertionError(f"no straight crossing of {ZONE} found")
+
+
+def _open(seen: BrowserPage, url: str, token: str, sockets: list[str] | None = None) -> Any:
+    """The emergency map, drawn and following the live stream (the URLs of the WebSockets
+    it opens added to ``sockets``: Playwright reports them apart from requests)."""
+    page: Any = seen.page
+    if sockets is not None:
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.add_init_script(f"sessionStorage.setItem('spatial.token', {token!r})")
+    page.goto(f"{url}/maps/emergency")
+    # (no wait_for_function: its predicate is eval'd, which the pages' CSP forbids)
+    page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
+    page.locator("#live[data-state='live']").wait_for(state="attached", timeout=WAIT_MS)
+    return page
+
+
+def _until(read: Callable[[], Any], ok: Callable[[Any], bool], what: str) -> Any:
+    """Read until ``ok`` holds (WAIT_S at most); the last reading."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        value = read()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: last seen {value!r}"
+        time.sleep(0.1)
+
+
+def _in_source(page: Any) -> list[list[float]]:
+    """The test vehicle's points in the map's ``vehicles`` source."""
+    found: list[list[float]] = page.evaluate(
+        """async (device) => (await spatialMap.getSource('vehicles').getData()).features
+            .filter((f) => f.properties.device_id === device)
+            .map((f) => f.geometry.coordinates)""",
+        DEVICE,
+    )
+    return found
+
+
+def _at(lon: float, lat: float) -> Callable[[list[list[float]]], bool]:
+    def near(points: list[list[float]]) -> bool:
+        return len(points) == 1 and (
+            abs(points[0][0] - lon) <= NEAR_DEG and abs(points[0][1] - lat) <= NEAR_DEG
+        )
+
+    return near
+
+
+def _drawn(page: Any) -> bool:
+    """Whether the map draws the test vehicle."""
+    shown: bool = page.evaluate(
+        """(device) => spatialMap.queryRenderedFeatures({ layers: ['vehicles'] })
+            .some((f) => f.properties.device_id === device)""",
+        DEVICE,
+    )
+    return shown
+
+
+def _in_view(page: Any) -> bool:
+    """Whether the test vehicle's newest place is inside the map's view, away from its edges."""
+    inside: bool = page.evaluate(
+        """(device) => {
+            const { x, y } = spatialMap.project(spatialLive.vehicle(device).to);
+            const { width, height } = spatialMap.getCanvas().getBoundingClientRect();
+            return x > width * 0.1 && x < width * 0.9 && y > height * 0.1 && y < height * 0.9;
+        }""",
+        DEVICE,
+    )
+    return inside
+
+
+def _data(page: Any, name: str) -> int:
+    return int(page.locator("#live").get_attribute(f"data-{name}") or 0)
+
+
+def _events(page: Any, fence: int, after: int = 0) -> list[tuple[str, str | None]]:
+    """The listed events of the test vehicle in ``fence`` later than ``after`` (Unix time),
+    top first: kind, fence name."""
+    found: list[list[Any]] = page.eval_on_selector_all(
+        f"#live li[data-device='{DEVICE}'][data-fence='{fence}']",
+        "items => items.map((li) => [li.dataset.kind, li.dataset.fenceName || null,"
+        " Number(li.dataset.time)])",
+    )
+    return [(kind, name) for kind, name, ms in found if ms > after * 1000]
+
+
+@requires_chromium
+def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_listed(
+    demo_api: LiveServer, probe: Probe, zone: Zone, token: str
+) -> None:
+    fixes = [(lon, lat) for lon, lat, _ in zone.fixes]
+    with browser_page(width=1200, height=850) as seen:
+        sockets: list[str] = []
+        page = _open(seen, demo_api.url, token, sockets)
+        assert "实时 live" in page.locator("#live .live-status").inner_text()
+        assert sockets and all(is_local(u) and "access_token=" in u for u in sockets), sockets
+        page.locator("#live .live-vehicles li").first.wait_for(timeout=WAIT_MS)
+        applied = _data(page, "positions")
+
+        probe.send(fixes[:1])
+        _until(lambda: _in_source(page), _at(*fixes[0]), "the first fix in the source")
+        _until(lambda: _drawn(page), bool, "the vehicle drawn on the map")
+        row = page.locator(f"#live .live-vehicles li[data-device='{DEVICE}']")
+        row.wait_for(timeout=WAIT_MS)
+        assert "40 km/h" in row.inner_text() and "Live probe" in row.inner_text()
+        row.locator("button.follow").click()
+        page.locator(f"#live[data-follow='{DEVICE}']").wait_for(state="attached")
+        # close in (about 0.5 m a pixel): the crossing runs far beyond the view
+        page.evaluate("(c) => spatialMap.jumpTo({ center: c, zoom: 18 })", fixes[0])
+
+        probe.send(fixes[1:])
+        _until(lambda: _in_source(page), _at(*fixes[-1]), "the last fix in the source")
+        _until(lambda: _in_view(page), bool, "the followed vehicle in view")
+        assert _data(page, "positions") >= applied + 2
+        events = _until(
+            lambda: _events(page, zone.fence),
+            lambda found: found == [("exit", zone.name), ("enter", zone.name)],
+            "the zone's enter and exit events, newest first, named",
+        )
+        assert events and _data(page, "events") >= 2
+        assert page.locator("#live h3 .count").last.inner_text() == str(_data(page, "events"))
+
+        first_in = next(n for n, (*_, inside) in enumerate(zone.fixes) if inside)
+        enter = page.locator(
+            f"#live li[data-device='{DEVICE}'][data-kind='enter'][data-fence='{zone.fence}']"
+        )
+        enter.locator("button").click()
+        page.locator(".live-pulse.enter").first.wait_for(state="attached", timeout=WAIT_MS)
+        page.locator("#live[data-follow='']").wait_for(state="attached")  # looking elsewhere
+        lon, lat = fixes[first_in]
+        _until(
+            lambda: page.evaluate("() => spatialMap.getCenter().toArray()"),
+            lambda centre: abs(centre[0] - lon) < 1e-4 and abs(centre[1] - lat) < 1e-4,
+            "the map flown to the enter event",
+        )
+        assert "实时 live" in page.locator("#live .live-status").inner_text()
+        seen.screenshot("map-emergency-live")
+        seen.assert_clean()
+
+
+@requires_chromium
+def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
+    demo_api: LiveServer, probe: Probe, zone: Zone, token: str
+) -> None:
+    there = [(lon, lat) for lon, lat, _ in zone.fixes]
+    back = there[::-1]
+    with browser_page() as seen:
+        page = _open(seen, demo_api.url, token)
+        probe.send(there[-1:])  # (north of the zone, wherever an earlier test left it)
+        _until(lambda: _in_source(page), _at(*there[-1]), "the vehicle north of the zone")
+        fetched = _data(page, "refetches")
+
+        page.evaluate("() => spatialLive.interrupt()")  # a short loss: retried by itself
+        page.locator("#live[data-reconnects='1'][data-state='live']").wait_for(
+            state="attached", timeout=WAIT_MS
+        )
+        _until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch")
+        probe.send(back[:1])
+        _until(lambda: _in_source(page), _at(*back[0]), "a fix after the reconnection")
+
+        page.evaluate("() => spatialLive.hold()")  # a longer loss: the vehicle crosses back
+        page.locator("#live[data-state='reconnecting']").wait_for(state="attached", timeout=WAIT_MS)
+        since = probe.last
+        probe.send(back[1:])
+        time.sleep(1.0)
+        assert _at(*back[0])(_in_source(page)), "a position arrived while disconnected"
+        assert not _events(page, zone.fence, since), "an event arrived while disconnected"
+
+        page.evaluate("() => spatialLive.release()")
+        page.locator("#live[data-reconnects='2'][data-state='live']").wait_for(
+            state="attached", timeout=WAIT_MS
+        )
+        _until(lambda: _in_source(page), _at(*back[-1]), "the position missed, caught up")
+        _until(
+            lambda: _events(page, zone.fence, since),
+            lambda found: found == [("exit", zone.name), ("enter", zone.name)],
+            "the events missed, caught up, newest first",
+        )
+        seen.assert_clean()
