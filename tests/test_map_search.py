@@ -13,6 +13,7 @@ per key; a refused search shows the server's message. Screenshots go to
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ import httpx
 import pytest
 import shapely
 from browser import BrowserPage, browser_page, requires_chromium
-from support import LiveServer
+from support import LiveServer, admin_key
 
 WAIT_MS = 90_000
 MAP = "emergency"
@@ -41,8 +42,23 @@ def district(base: str) -> dict[str, Any]:
     return features[0]
 
 
-def _open(seen: BrowserPage, url: str) -> Any:
+@pytest.fixture(scope="module")
+def token(base: str, demo_url: str) -> str:
+    """An admin's API key, once the running server knows it (accounts reach it by NOTIFY)."""
+    key = admin_key(demo_url)
+    deadline = time.monotonic() + 30
+    while (
+        httpx.get(f"{base}/auth/me", headers={"Authorization": f"Bearer {key}"}).status_code != 200
+    ):
+        assert time.monotonic() < deadline, "the server never learnt the key"
+        time.sleep(0.2)
+    return key
+
+
+def _open(seen: BrowserPage, url: str, token: str | None = None) -> Any:
     page: Any = seen.page
+    if token is not None:
+        page.add_init_script(f"sessionStorage.setItem('spatial.token', {token!r})")
     page.goto(url)
     # (no wait_for_function: its predicate is eval'd, which the pages' CSP forbids)
     page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
@@ -221,8 +237,12 @@ def test_quotes_and_wildcards_are_plain_characters(
 
 
 @requires_chromium
-def test_a_hidden_layers_result_shows_the_layer(base: str, seen: BrowserPage) -> None:
-    page = _open(seen, f"{base}/maps/{MAP}")
+def test_a_hidden_layers_result_shows_the_layer(base: str, token: str, seen: BrowserPage) -> None:
+    sent: list[tuple[str, str | None]] = []
+    seen.page.on(  # type: ignore[attr-defined]
+        "request", lambda r: sent.append((r.url, r.headers.get("authorization")))
+    )
+    page = _open(seen, f"{base}/maps/{MAP}", token)
     switch = page.locator("#layers li[data-layer='gps-events'] input[type=checkbox]")
     assert not switch.is_checked()
     assert page.evaluate("spatialMap.getLayoutProperty('gps-events', 'visibility')") == "none"
@@ -240,6 +260,8 @@ def test_a_hidden_layers_result_shows_the_layer(base: str, seen: BrowserPage) ->
     assert popup.get_attribute("data-layer") == "gps-events"
     assert "fence" in popup.text_content() and "YF-AMB-01" in popup.text_content()
     seen.screenshot("map-search-hidden-layer")
+    searched = [(url, auth) for url, auth in sent if "filter=" in url or "/queryables" in url]
+    assert searched and all(auth == f"Bearer {token}" for _, auth in searched), searched
     assert not _failures(seen), _failures(seen)
     seen.assert_clean()
 

@@ -73,8 +73,10 @@ function literal(text) {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
-/** The text as a LIKE pattern matching itself only: CQL2's (and PostgreSQL's) escape
- * character is the backslash, so escape it first, then the wildcards. */
+/** The text as a LIKE pattern matching itself only. The platform's filters (spatial/
+ * filters.py) become PostgreSQL's LIKE, whose escape character is the backslash (the cql2
+ * parser passes it through): escape it first, then the wildcards. The browser tests check
+ * that a typed ``_`` matches no other character. */
 function escapeLike(text) {
   return text.replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_');
 }
@@ -104,11 +106,11 @@ function kindsOf(queryables, names) {
 /** The CQL2 text filter of a search on a layer, or null when no attribute can match. */
 export function searchFilter(kinds, text) {
   const pattern = literal(`%${escapeLike(text)}%`);
-  const number = /^[+-]?\d+(\.\d+)?$/.test(text) ? Number(text) : null;
+  const number = /^[+-]?\d{1,15}(\.\d{1,15})?$/.test(text) ? Number(text) : null;
   const terms = [];
   for (const [name, kind] of Object.entries(kinds)) {
     if (kind === 'text') terms.push(`CASEI(${property(name)}) LIKE CASEI(${pattern})`);
-    else if (number !== null && Number.isFinite(number) && (kind === 'number' || Number.isInteger(number))) {
+    else if (number !== null && (kind === 'number' || Number.isInteger(number))) {
       terms.push(`${property(name)} = ${number}`);
     }
   }
@@ -296,7 +298,7 @@ function popupContent(layer, properties) {
   return content;
 }
 
-// -- the list (an ARIA listbox under the combobox) ----------------------------------------
+// -- the list (an ARIA listbox under the combobox) --------------------------------------------
 
 /** The listbox's options: each an ``li`` and what choosing it does; one is active. */
 class Listbox {
@@ -366,7 +368,9 @@ class Listbox {
 
   group(title, layerId, ...items) {
     this.groups += 1;
-    const heading = element('div', { className: 'search-group-title', id: `search-group-${this.groups}`, textContent: title });
+    const heading = element('div', {
+      className: 'search-group-title', id: `search-group-${this.groups}`, textContent: title,
+    });
     heading.setAttribute('role', 'presentation');
     const ul = element('ul', {}, ...items);
     ul.setAttribute('role', 'presentation');
@@ -397,7 +401,8 @@ function resultContent(layer, feature, query) {
       element('span', { className: 'search-name', textContent: `${name} ` }), ...marked(value, query)));
   }
   for (const name of layer.popup.filter((p) => !layer.search.includes(p)).slice(0, 2)) {
-    if (shown(props[name])) details.push(element('span', { className: 'search-extra', textContent: shown(props[name]) }));
+    const value = shown(props[name]);
+    if (value) details.push(element('span', { className: 'search-extra', textContent: value }));
   }
   return {
     label,
@@ -423,6 +428,7 @@ class SearchTool {
     this.complained = false;
     this.popup = null;
     this.marker = null;
+    this.arrivals = 0;
     this.build();
   }
 
@@ -444,7 +450,8 @@ class SearchTool {
     this.list.setAttribute('role', 'listbox');
     this.list.setAttribute('aria-label', '搜索结果 Search results');
     this.listbox = new Listbox(this.input, this.list);
-    this.panel.replaceChildren(element('div', { className: 'search-field' }, this.input, this.list), this.note);
+    const field = element('div', { className: 'search-field' }, this.input, this.list);
+    this.panel.replaceChildren(field, this.note);
     this.panel.dataset.state = 'idle';
     this.input.addEventListener('input', () => this.typed());
     this.input.addEventListener('keydown', (event) => this.key(event));
@@ -467,10 +474,12 @@ class SearchTool {
       this.listbox.open(false);
       this.note.textContent = '';
       this.panel.dataset.state = 'idle';
+      this.list.removeAttribute('aria-busy');
       delete this.panel.dataset.query;
       return;
     }
     this.panel.dataset.state = 'pending';
+    this.list.setAttribute('aria-busy', 'true'); // the results shown are the last text's
     this.pending = query;
     this.timer = setTimeout(() => this.run(query), DEBOUNCE_MS);
   }
@@ -508,6 +517,7 @@ class SearchTool {
     }).catch((error) => {
       if (error.name === 'AbortError') return;
       this.complain(error.message);
+      this.list.removeAttribute('aria-busy');
       this.panel.dataset.state = 'done';
     });
   }
@@ -582,7 +592,8 @@ class SearchTool {
         if (outcome.reason?.name === 'AbortError') return;
         const reason = outcome.reason?.message || String(outcome.reason);
         problems.push(`${layer.title}: ${reason}`);
-        blocks.push(listbox.group(layer.title, layer.id, message('search-error', `出错 Error: ${reason}`)));
+        const line = message('search-error', `出错 Error: ${reason}`);
+        blocks.push(listbox.group(layer.title, layer.id, line));
         return;
       }
       const { features, matched } = outcome.value;
@@ -595,7 +606,8 @@ class SearchTool {
         li.title = title;
         return li;
       });
-      const heading = matched > features.length ? `${layer.title} (${features.length}/${matched})` : layer.title;
+      const heading = matched > features.length
+        ? `${layer.title} (${features.length}/${matched})` : layer.title;
       const best = Math.min(...features.map((f) => rank(layer, f, query)));
       found.push([[best, layer.kind === 'gps' ? 1 : 0, n], listbox.group(heading, layer.id, ...items)]);
     });
@@ -605,9 +617,11 @@ class SearchTool {
     this.list.replaceChildren(...blocks);
     listbox.follow();
     this.complain(problems.join('; '));
-    this.note.textContent = count ? `${count} 条结果 results` : '无结果 No results';
+    const none = problems.length ? '搜索出错 Search failed' : '无结果 No results';
+    this.note.textContent = count ? `${count} 条结果 results` : none;
     this.panel.dataset.query = query;
     this.panel.dataset.state = 'done';
+    this.list.removeAttribute('aria-busy');
     listbox.open(document.activeElement === this.input);
   }
 
@@ -616,7 +630,7 @@ class SearchTool {
   /** Mark the section "chosen" once the camera has stopped (tests wait for it). */
   arrive(tag) {
     delete this.panel.dataset.chosen;
-    this.arrivals = (this.arrivals || 0) + 1;
+    this.arrivals += 1;
     const ticket = this.arrivals;
     const finish = () => {
       if (ticket === this.arrivals) this.panel.dataset.chosen = tag; // not an earlier choice's
@@ -640,10 +654,13 @@ class SearchTool {
     const { map } = this;
     const styles = layer.maplibre.map((s) => s.id).filter((id) => map.getLayer(id));
     if (!styles.some((id) => map.getLayoutProperty(id, 'visibility') === 'none')) return;
-    const box = document.querySelector(`#layers li[data-layer="${CSS.escape(layer.id)}"] input[type=checkbox]`);
+    const row = document.querySelector(`#layers li[data-layer="${CSS.escape(layer.id)}"]`);
+    const box = row?.querySelector('input[type=checkbox]');
     if (box && !box.checked) box.click();
     for (const id of styles) {
-      if (map.getLayoutProperty(id, 'visibility') === 'none') map.setLayoutProperty(id, 'visibility', 'visible');
+      if (map.getLayoutProperty(id, 'visibility') === 'none') {
+        map.setLayoutProperty(id, 'visibility', 'visible'); // no switcher row: still shown
+      }
     }
   }
 
