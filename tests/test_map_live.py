@@ -193,6 +193,19 @@ def _in_view(page: Any) -> bool:
     return inside
 
 
+def _stale(page: Any) -> dict[str, bool]:
+    """Each listed vehicle: whether it is greyed, checked against its last fix's time (more
+    than five minutes ago) in the list and on the map."""
+    rows: list[list[Any]] = page.eval_on_selector_all(
+        "#live .live-vehicles li",
+        """rows => rows.map((li) => [li.dataset.device, li.classList.contains('stale'),
+            Date.now() - Date.parse(li.dataset.time) > 5 * 60 * 1000,
+            spatialLive.vehicle(li.dataset.device).stale])""",
+    )
+    assert all(greyed == old == marked for _, greyed, old, marked in rows), rows
+    return {device: greyed for device, greyed, *_ in rows}
+
+
 def _data(page: Any, name: str) -> int:
     return int(page.locator("#live").get_attribute(f"data-{name}") or 0)
 
@@ -227,6 +240,11 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
         row = page.locator(f"#live .live-vehicles li[data-device='{DEVICE}']")
         row.wait_for(timeout=WAIT_MS)
         assert "40 km/h" in row.inner_text() and "Live probe" in row.inner_text()
+        # (the demo fleet's fixes are months old: greyed; the map draws them grey)
+        greyed = _stale(page)
+        assert greyed.pop(DEVICE) is False and greyed and all(greyed.values()), greyed
+        paint = page.evaluate("() => spatialMap.getPaintProperty('vehicles', 'circle-color')")
+        assert paint[:3] == ["case", ["==", ["get", "stale"], True], "#adb5bd"], paint
         row.locator("button.follow").click()
         page.locator(f"#live[data-follow='{DEVICE}']").wait_for(state="attached")
         # close in (about 0.5 m a pixel): the crossing runs far beyond the view
@@ -245,6 +263,7 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
         assert page.locator("#live h3 .count").last.inner_text() == str(_data(page, "events"))
 
         first_in = next(n for n, (*_, inside) in enumerate(zone.fixes) if inside)
+        page.evaluate("(c) => spatialMap.jumpTo({ center: c, zoom: 15 })", fixes[-1])
         enter = page.locator(
             f"#live li[data-device='{DEVICE}'][data-kind='enter'][data-fence='{zone.fence}']"
         )

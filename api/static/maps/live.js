@@ -52,7 +52,11 @@ const STATES = {
 };
 const KINDS = { enter: '进入 enter', exit: '离开 exit', dwell: '停留 dwell' };
 const REFUSALS = new Set([1003, 1008]);
-/** Close codes the server gives a request it will refuse again (no access, a bad filter). */
+/** Close codes the server gives a request it will refuse again (no access, a bad filter).
+ * A refusal before the handshake reaches a browser only as 1006, like a lost connection:
+ * that is retried, no more often than RETRY_MAX_MS. */
+const KEYS_KEPT = 5000;
+/** Events remembered (to skip one told twice, by the stream and by a catch-up). */
 
 /** A local time of day, with the date when it is not today's. */
 function clock(time) {
@@ -449,6 +453,9 @@ class Live {
     const key = `${message.device}|${fence}|${message.kind}|${when(message.time)}`;
     if (this.eventKeys.has(key)) return;
     this.eventKeys.add(key);
+    if (this.eventKeys.size > KEYS_KEPT) { // forget the oldest half (a Set keeps its order)
+      [...this.eventKeys].slice(0, KEYS_KEPT / 2).forEach((old) => this.eventKeys.delete(old));
+    }
     this.count('events');
     this.eventCount.textContent = String(this.counts.events);
     const place = [message.lon, message.lat];
