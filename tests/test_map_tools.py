@@ -6,11 +6,12 @@ geodesics (GRS 80) for the very vertices drawn; double-click, Enter, a click on 
 corner, Backspace and Escape do what the instructions say; the labels stay until cleared.
 Analysing: a polygon drawn on the land map and run through ``intersect-summarise`` gives the
 table the process gives when POSTed directly for the same polygon, and the JSON and CSV
-downloads hold that result; the emergency map's nearest hospitals are three features, drawn;
-the environment map's NDVI by district and inside a drawn area run as jobs (201, polled) and
-match direct runs; the land map's vegetation loss draws the changed areas and lists the
-parcels; a self-intersecting polygon shows the server's refusal. Screenshots ``map-measure`` and
-``map-analyse`` go to ``var/test-screenshots/``.
+downloads hold that result; the emergency map's nearest hospitals are three features, drawn,
+and its cordon around a drawn shape is the process's buffer, drawn; the environment map's
+NDVI by district and inside a drawn area run as jobs (201, polled) and match direct runs; the
+land map's vegetation loss draws the changed areas and lists the parcels; a self-intersecting
+polygon shows the server's refusal. Screenshots ``map-measure`` and ``map-analyse`` go to
+``var/test-screenshots/``.
 """
 
 from __future__ import annotations
@@ -242,7 +243,8 @@ def test_the_nearest_hospitals_to_a_clicked_point(demo_api: LiveServer) -> None:
     with browser_page(width=1100, height=800) as seen:
         page = _open(seen, f"{demo_api.url}/maps/emergency")
         button = page.locator("#analyse button[data-process='nearest']").first
-        offer = _config(demo_api, "emergency")["processes"][int(button.get_attribute("data-offer"))]
+        offers = _config(demo_api, "emergency")["processes"]
+        offer = offers[int(button.get_attribute("data-offer"))]
         assert offer["draw"] == "point"
         button.click()
         _click(page, *MIDDLE)
@@ -263,6 +265,20 @@ def test_the_nearest_hospitals_to_a_clicked_point(demo_api: LiveServer) -> None:
             page.click("#analyse [data-download='geojson']")
         collection = json.loads(Path(saved.value.path()).read_text(encoding="utf-8"))
         assert len(collection["features"]) == 3
+
+        n, cordon = next((n, p) for n, p in enumerate(offers) if p["id"] == "buffer")
+        page.click(f"#analyse button[data-offer='{n}']")  # a drawn shape grown by 300 m
+        x, y = MIDDLE
+        for corner in ((x - 0.004, y - 0.003), (x + 0.004, y - 0.003), (x, y + 0.004)):
+            _click(page, *corner)
+        page.keyboard.press("Enter")
+        assert _finished(page) == "done", page.locator("#analyse .result").text_content()
+        triangle = json.loads(page.locator("#analyse .result").get_attribute("data-geometry"))
+        direct = _execute(demo_api, "buffer", {**cordon["inputs"], "geometry": triangle})
+        drawn = page.evaluate("spatialMap.getSource('analyse-result').getData()")
+        assert [f["geometry"] for f in drawn["features"]] == [direct["geometry"]]
+        grown = shapely.geometry.shape(direct["geometry"])
+        assert grown.contains(shapely.geometry.shape(triangle))
         seen.assert_clean()
 
 
@@ -350,6 +366,19 @@ def test_a_self_intersecting_area_is_refused_with_the_servers_reason(
               (x - 0.01, y + 0.01)]  # fmt: skip
     with browser_page(width=1100, height=800) as seen:
         page = _open(seen, f"{demo_api.url}/maps/land")
+        result = page.locator("#analyse .result")
+        page.click("#analyse button[data-process='intersect-summarise']")
+        _click(page, *bowtie[0])
+        page.click("#measure button[data-mode='line']")  # measuring ends the analyse sketch
+        assert result.get_attribute("data-state") == "idle"
+        assert page.locator("body[data-tool='measure']").count() == 1
+        page.keyboard.press("Escape")
+        assert page.locator("body[data-tool]").count() == 0
+        page.click("#analyse button[data-process='intersect-summarise']")
+        page.click("#analyse button.cancel")  # so does Cancel
+        assert result.get_attribute("data-state") == "idle"
+        assert page.locator("body[data-tool]").count() == 0
+
         page.click("#analyse button[data-process='intersect-summarise']")
         for corner in bowtie:
             _click(page, *corner)
