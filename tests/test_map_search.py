@@ -118,9 +118,12 @@ def test_a_district_by_name_is_listed_chosen_fitted_and_shown(
     assert listing.locator(".search-group").first.get_attribute("data-layer") == "districts"
     seen.screenshot("map-search-list")
 
-    # an English name, case-insensitively, lists it too
-    listing = _search(page, props["name_en"].upper()[:6])
-    assert listing.locator(f"[data-layer='districts'][data-id='{district['id']}']").count() == 1
+    # its English name, case-insensitively, by parts of two words, lists it too
+    words = props["name_en"].split()
+    listing = _search(page, f"{words[0][:5].upper()}  {words[-1][:3].lower()}")
+    option = listing.locator(f"[data-layer='districts'][data-id='{district['id']}']")
+    assert option.count() == 1
+    assert option.locator("mark").all_text_contents() == [words[0][:5], words[-1][:3]]
 
     # chosen by the keyboard: down to its option, Enter
     listing = _search(page, props["name"])
@@ -163,6 +166,12 @@ def test_a_district_by_name_is_listed_chosen_fitted_and_shown(
     assert listing.is_visible()
     box.press("Escape")
     assert listing.is_hidden() and box.input_value() == props["name"]
+    box.fill("")  # a cleared box clears its marks on the map
+    assert page.locator("#search").get_attribute("data-state") == "idle"
+    assert page.locator(".maplibregl-popup").count() == 0
+    assert page.evaluate("spatialMap.getSource('search-highlight').serialize().data.type") == (
+        "FeatureCollection"
+    )
     assert not _failures(seen), _failures(seen)
     seen.assert_clean()
 

@@ -103,10 +103,15 @@ function kindsOf(queryables, names) {
   return kinds;
 }
 
-/** The CQL2 text filter of a search on a layer, or null when no attribute can match. */
-export function searchFilter(kinds, text) {
-  const pattern = literal(`%${escapeLike(text)}%`);
-  const number = /^[+-]?\d{1,15}(\.\d{1,15})?$/.test(text) ? Number(text) : null;
+/** The words of a search: each must match one of a feature's search attributes. */
+export function wordsOf(text) {
+  return text.split(/\s+/).filter(Boolean).slice(0, 8);
+}
+
+/** The CQL2 text condition of one word: any attribute holds it. */
+function wordFilter(kinds, word) {
+  const pattern = literal(`%${escapeLike(word)}%`);
+  const number = /^[+-]?\d{1,15}(\.\d{1,15})?$/.test(word) ? Number(word) : null;
   const terms = [];
   for (const [name, kind] of Object.entries(kinds)) {
     if (kind === 'text') terms.push(`CASEI(${property(name)}) LIKE CASEI(${pattern})`);
@@ -115,6 +120,14 @@ export function searchFilter(kinds, text) {
     }
   }
   return terms.length ? terms.join(' OR ') : null;
+}
+
+/** The CQL2 text filter of a search on a layer (every word, each in any attribute), or
+ * null when nothing can match. */
+export function searchFilter(kinds, text) {
+  const each = wordsOf(text).map((word) => wordFilter(kinds, word));
+  if (!each.length || each.includes(null)) return null;
+  return each.length === 1 ? each[0] : each.map((f) => `(${f})`).join(' AND ');
 }
 
 // -- coordinates ------------------------------------------------------------------------------
@@ -263,23 +276,43 @@ function shown(value) {
   return value === undefined || value === null ? '' : String(value);
 }
 
-/** The text with the first case-insensitive occurrence of ``query`` marked. */
-function marked(text, query) {
-  const at = text.toLowerCase().indexOf(query.toLowerCase());
-  if (at < 0 || text.toLowerCase().length !== text.length) return [text];
-  return [text.slice(0, at), element('mark', { textContent: text.slice(at, at + query.length) }),
-    text.slice(at + query.length)];
+function holds(value, query) {
+  const lower = value.toLowerCase();
+  return wordsOf(query).some((word) => lower.includes(word.toLowerCase()));
 }
 
-/** Best first: an exact match, then a prefix, then anywhere; shorter values first. */
+/** The text with every case-insensitive occurrence of the query's words marked. */
+function marked(text, query) {
+  const lower = text.toLowerCase();
+  if (lower.length !== text.length) return [text]; // case folding moved the offsets
+  const hit = new Array(text.length).fill(false);
+  for (const word of wordsOf(query.toLowerCase())) {
+    for (let at = lower.indexOf(word); at >= 0; at = lower.indexOf(word, at + 1)) {
+      hit.fill(true, at, at + word.length);
+    }
+  }
+  const parts = [];
+  for (let i = 0; i < text.length;) {
+    let j = i;
+    while (j < text.length && hit[j] === hit[i]) j += 1;
+    const piece = text.slice(i, j);
+    parts.push(hit[i] ? element('mark', { textContent: piece }) : piece);
+    i = j;
+  }
+  return parts;
+}
+
+/** Best first: an exact match, then a prefix, then anywhere; then shorter values. */
 function rank(layer, feature, query) {
   const q = query.toLowerCase();
-  let best = 3;
+  let best = 4;
   for (const name of layer.search) {
     const value = shown(feature.properties?.[name]).toLowerCase();
-    if (value === q) best = Math.min(best, 0);
-    else if (value.startsWith(q)) best = Math.min(best, 1);
-    else if (value.includes(q)) best = Math.min(best, 2);
+    const length = Math.min(value.length, 999) / 1000;
+    if (value === q) best = Math.min(best, 0 + length);
+    else if (value.startsWith(q)) best = Math.min(best, 1 + length);
+    else if (value.includes(q)) best = Math.min(best, 2 + length);
+    else if (value && holds(value, q)) best = Math.min(best, 3 + length);
   }
   return best;
 }
@@ -396,7 +429,7 @@ function resultContent(layer, feature, query) {
   const details = [];
   for (const name of layer.search) {
     const value = shown(props[name]);
-    if (!value || value === label || !value.toLowerCase().includes(query.toLowerCase())) continue;
+    if (!value || value === label || !holds(value, query)) continue;
     details.push(element('span', { className: 'search-attr' },
       element('span', { className: 'search-name', textContent: `${name} ` }), ...marked(value, query)));
   }
@@ -469,6 +502,7 @@ class SearchTool {
     const query = this.input.value.trim().replace(/\p{Cc}/gu, '').slice(0, MAX_CHARS);
     this.pickFirst = false;
     if ([...query].length < MIN_CHARS) {
+      if (!query) this.unmark(); // a cleared box clears the map's marks too
       this.listbox.reset();
       this.list.replaceChildren();
       this.listbox.open(false);
@@ -609,7 +643,7 @@ class SearchTool {
       const heading = matched > features.length
         ? `${layer.title} (${features.length}/${matched})` : layer.title;
       const best = Math.min(...features.map((f) => rank(layer, f, query)));
-      found.push([[best, layer.kind === 'gps' ? 1 : 0, n], listbox.group(heading, layer.id, ...items)]);
+      found.push([[Math.floor(best), layer.kind === 'gps' ? 1 : 0, n], listbox.group(heading, layer.id, ...items)]);
     });
     found.sort(([p], [q]) => p[0] - q[0] || p[1] - q[1] || p[2] - q[2]);
     blocks.push(...found.map(([, block]) => block));
@@ -669,6 +703,12 @@ class SearchTool {
     this.marker = null;
     this.popup?.remove();
     this.popup = null;
+  }
+
+  unmark() {
+    this.forget();
+    if (this.map.getSource(HIGHLIGHT)) this.highlight(null);
+    delete this.panel.dataset.chosen;
   }
 
   chooseFeature(layer, feature, label) {
