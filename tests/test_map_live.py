@@ -8,7 +8,8 @@ GeoJSON source follows the fixes, and the ``enter`` and ``exit`` events of the z
 listed (newest first, with the fence's name); clicking one flies there and pulses. Then the
 connection is lost: a short loss is retried by itself; during a longer one the vehicle
 crosses the zone again, and on reconnecting the page catches up with the position and the
-events it missed. Screenshot: ``var/test-screenshots/map-emergency-live.png``.
+events it missed; a notice of dropped messages makes it read the vehicles again.
+Screenshot: ``var/test-screenshots/map-emergency-live.png``.
 """
 
 from __future__ import annotations
@@ -319,4 +320,9 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
             lambda found: found == [("exit", zone.name), ("enter", zone.name)],
             "the events missed, caught up, newest first",
         )
+
+        fetched = _data(page, "refetches")  # the server dropped messages for a slow client:
+        page.evaluate("() => spatialLive.receive(JSON.stringify({type: 'dropped', count: 3}))")
+        _until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch on drops")
+        assert page.locator("#live[data-state='live']").count() == 1
         seen.assert_clean()

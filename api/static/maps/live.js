@@ -24,7 +24,8 @@
 // refused), data-positions (position messages applied), data-events, data-reconnects and
 // data-refetches; each event's li carries data-device, data-kind, data-fence (the fence's
 // id) and data-fence-name; window.spatialLive.interrupt() closes the socket as a lost
-// connection would, hold() closes it and reconnects only at release().
+// connection would, hold() closes it and reconnects only at release(); receive(text) takes
+// a message as if the stream sent it; vehicle(id) is what the page knows of a device.
 
 import { element, getJSON, say, section, token } from './common.js';
 
@@ -42,8 +43,9 @@ const GLIDE_FLEET = 300;
 const GLIDE_FAR_DEG = 0.05;
 /** Further than this (about 5 km) a vehicle jumps: a glide across the city says nothing. */
 const PULSE_MS = 2400;
-const CATCH_UP_MARGIN_MS = 60_000;
-/** Events are read back from this long before the connection was lost. */
+const CATCH_UP_MARGIN_MS = 10 * 60_000;
+/** Events are read back from this long before the connection was lost (an event's time is
+ * its fix's, which a device may send late; those already listed are skipped). */
 const STATES = {
   connecting: '连接中 connecting',
   live: '实时 live',
@@ -120,6 +122,7 @@ class Live {
         this.held = false;
         this.connectNow();
       },
+      receive: (text) => this.receive(text), // as if the stream said it
       vehicle: (device) => {
         const found = this.vehicles.get(device);
         return found ? { ...found.feature.properties, to: found.to,
@@ -280,7 +283,7 @@ class Live {
       for (const feature of (found.features || []).reverse()) {
         const p = feature.properties;
         const [lon, lat] = feature.geometry?.coordinates || [];
-        if (p.fence) this.fences.set(p.fence_id, p.fence);
+        if (p.fence) this.fences.set(Number(p.fence_id), p.fence);
         this.event({ device: p.device_id, fence: p.fence_id, kind: p.kind, time: p.time, lon, lat },
           false);
       }
