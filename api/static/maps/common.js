@@ -36,10 +36,12 @@ async function failure(response) {
   return error;
 }
 
-/** GET a JSON document from the platform (with the token); throws the server's message. */
-export async function getJSON(url) {
+/** GET a JSON document from the platform (with the token); throws the server's message.
+ * ``signal`` (an AbortController's) cancels it. */
+export async function getJSON(url, { signal } = {}) {
   const response = await fetch(url, {
     headers: { Accept: 'application/json', ...authorization(url) },
+    signal,
   });
   if (!response.ok) throw await failure(response);
   return response.json();
@@ -78,4 +80,19 @@ export function section(id) {
   const found = document.getElementById(id);
   found.hidden = false;
   return found;
+}
+
+/** A feature's attributes for a popup: the layer's ``popup`` list (else its ``search`` list)
+ * as a table under the layer's title. */
+export function popupContent(layer, properties) {
+  const names = layer.popup.length ? layer.popup : layer.search;
+  const rows = names.map((name) => {
+    const value = properties[name];
+    return element('tr', {}, element('th', { textContent: name }),
+      element('td', { textContent: value === undefined || value === null ? '—' : String(value) }));
+  });
+  const content = element('div', { className: 'feature' },
+    element('h3', { textContent: layer.title }), element('table', {}, element('tbody', {}, ...rows)));
+  content.dataset.layer = layer.id;
+  return content;
 }

@@ -11,7 +11,7 @@
 // geofence events on the live stream).
 
 import {
-  authorization, base, body, element, getJSON, say, TOKEN, token,
+  authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
 } from './common.js';
 
 const TOOLS = ['search', 'measure', 'analyse', 'live'];
@@ -196,18 +196,6 @@ class Coordinates {
   }
 }
 
-function popupContent(layer, properties) {
-  const rows = layer.popup.map((name) => {
-    const value = properties[name];
-    return element('tr', {}, element('th', { textContent: name }),
-      element('td', { textContent: value === undefined || value === null ? '—' : String(value) }));
-  });
-  const content = element('div', { className: 'feature' },
-    element('h3', { textContent: layer.title }), element('table', {}, element('tbody', {}, ...rows)));
-  content.dataset.layer = layer.id;
-  return content;
-}
-
 /** Click a feature of a vector layer: its popup attributes, from the tile, or from the
  * features API when the tile does not carry them all. */
 function popups(maplibregl, map, config) {
@@ -293,7 +281,10 @@ async function mapPage() {
         console.error(`${TOOLS[n]}: ${error.message}`);
       }
     }
-    map.once('idle', () => { body.dataset.state = 'drawn'; });
+    map.once('idle', () => {
+      performance.mark('spatial-map-drawn'); // benchmarks/maps.py: navigation to drawn
+      body.dataset.state = 'drawn';
+    });
   };
   if (map.loaded()) ready();
   else map.once('load', ready);

@@ -13,7 +13,9 @@
 // the results shown), and data-chosen ("layer/id" or "point") once the map has arrived;
 // each option carries data-layer and data-id (or data-lon and data-lat).
 
-import { authorization, element, say, section } from './common.js';
+import {
+  element, getJSON, popupContent, say, section,
+} from './common.js';
 
 const DEBOUNCE_MS = 250;
 const MIN_CHARS = 2;
@@ -51,22 +53,6 @@ const HIGHLIGHT_LAYERS = [
 const EMPTY = { type: 'FeatureCollection', features: [] };
 
 // -- requests ---------------------------------------------------------------------------------
-
-/** GET JSON from the platform with the token, abortable (common.js's getJSON takes no
- * signal); throws the server's problem text with its status. */
-async function fetchJSON(url, signal) {
-  const response = await fetch(url, {
-    headers: { Accept: 'application/json', ...authorization(url) },
-    signal,
-  });
-  if (!response.ok) {
-    const problem = await response.json().catch(() => ({}));
-    const error = new Error(problem.description || `${response.status} ${response.statusText}`);
-    error.status = response.status;
-    throw error;
-  }
-  return response.json();
-}
 
 /** A CQL2 text string literal: quotes doubled. */
 function literal(text) {
@@ -317,20 +303,6 @@ function rank(layer, feature, query) {
   return best;
 }
 
-function popupContent(layer, properties) {
-  const names = layer.popup.length ? layer.popup : layer.search;
-  const rows = names.map((name) => {
-    const value = properties[name];
-    return element('tr', {}, element('th', { textContent: name }),
-      element('td', { textContent: value === undefined || value === null ? '—' : String(value) }));
-  });
-  const content = element('div', { className: 'feature' },
-    element('h3', { textContent: layer.title }), element('table', {}, element('tbody', {}, ...rows)));
-  content.dataset.layer = layer.id;
-  content.dataset.source = 'search';
-  return content;
-}
-
 // -- the list (an ARIA listbox under the combobox) --------------------------------------------
 
 /** The listbox's options: each an ``li`` and what choosing it does; one is active. */
@@ -571,7 +543,7 @@ class SearchTool {
   kinds(layer) {
     if (!this.queryables.has(layer.collection)) {
       const url = `${layer.items.replace(/\/items$/, '/queryables')}?f=json`;
-      this.queryables.set(layer.collection, fetchJSON(url)
+      this.queryables.set(layer.collection, getJSON(url)
         .then((schema) => kindsOf(schema, layer.search))
         .catch(() => kindsOf(null, layer.search))); // types unknown: try them as text
     }
@@ -586,7 +558,7 @@ class SearchTool {
     url.searchParams.set('filter-lang', 'cql2-text');
     url.searchParams.set('limit', String(PER_LAYER));
     url.searchParams.set('f', 'json');
-    const found = await fetchJSON(url.toString(), signal);
+    const found = await getJSON(url.toString(), { signal });
     const features = (found.features || [])
       .map((f, i) => [rank(layer, f, query), i, f])
       .sort((p, q) => p[0] - q[0] || p[1] - q[1])
@@ -726,9 +698,11 @@ class SearchTool {
     const [west, south, east, north] = bounds(feature.geometry);
     if (west === east && south === north) map.flyTo({ center: [west, south], zoom: POINT_ZOOM });
     else map.fitBounds([[west, south], [east, north]], { padding: 60, maxZoom: 17 });
+    const content = popupContent(layer, feature.properties || {});
+    content.dataset.source = 'search';
     this.popup = new this.maplibregl.Popup({ maxWidth: '380px', focusAfterOpen: false })
       .setLngLat(anchor(feature.geometry))
-      .setDOMContent(popupContent(layer, feature.properties || {}))
+      .setDOMContent(content)
       .addTo(map);
     this.popup.on('close', () => map.getSource(HIGHLIGHT)?.setData(EMPTY)); // the highlight goes too
   }
