@@ -23,6 +23,8 @@ python3 -c "import ensurepip, venv" 2>/dev/null || missing+=("python3-venv")
 command -v npm >/dev/null || missing+=("npm")
 command -v chromium >/dev/null || missing+=("chromium")
 command -v chromedriver >/dev/null || missing+=("chromium-driver")
+# A Chinese font, so the maps' labels and the test screenshots show Hanzi, not boxes.
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=("fonts-wqy-microhei")
 # The MQTT broker the OwnTracks subscriber's tests start on a port of their own.
 [ -x /usr/sbin/mosquitto ] || missing+=("mosquitto")
 
