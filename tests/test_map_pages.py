@@ -349,3 +349,36 @@ def test_with_anonymous_access_off_only_the_shell_is_open_and_signing_in_draws_t
     assert (np.abs(pixels - np.array(BACKGROUND)).max(axis=-1) > TOLERANCE).mean() > 0.02
     # The only error: the browser's note of the configuration refused before signing in.
     assert len(seen.console_errors) == 1 and "401" in seen.console_errors[0], seen.console_errors
+
+
+@requires_chromium
+def test_the_imagery_date_picker_redraws_the_ndvi_of_the_chosen_year(base: str) -> None:
+    config = httpx.get(f"{base}/maps/environment/config", timeout=60).json()
+    ndvi = next(layer for layer in config["layers"] if layer["id"] == "imagery-ndvi")
+    assert [d["label"] for d in ndvi["datetimes"]] == ["2026", "2025"]
+    with browser_page(width=1100, height=800) as seen:
+        page = _open(seen, f"{base}/maps/environment")
+        for other in ("env-stations", "rivers", "districts"):  # the imagery alone
+            page.locator(f'#layers li[data-layer="{other}"] input[type="checkbox"]').uncheck()
+        page.evaluate("new Promise(done => { spatialMap.once('idle', done);"
+                      " spatialMap.triggerRepaint(); })")  # fmt: skip
+        before = _drawn(page)
+        picker = page.locator('#layers li[data-layer="imagery-ndvi"] select')
+        assert picker.input_value() == "2026-12-31"
+        asked = len(seen.responses)
+        page.evaluate(
+            "new Promise(done => { spatialMap.once('idle', done);"
+            " const s = document.querySelector('#layers li[data-layer=\"imagery-ndvi\"] select');"
+            " s.value = '2025-12-31'; s.dispatchEvent(new Event('change')); })"
+        )
+        after = _drawn(page)
+        seen.screenshot("map-environment-2025")
+        shown = page.evaluate("spatialMap.getSource('imagery-ndvi').tiles[0]")
+        seen.assert_clean()
+    assert "datetime=2025-12-31" in shown and "expression=ndvi" in shown
+    new = [r for r in seen.responses[asked:] if "/collections/imagery/map/tiles/" in r.url]
+    assert new and all("datetime=2025-12-31" in r.url and r.status == 200 for r in new), new
+    assert all(r.content_type == "image/png" for r in new)
+    # The vegetation changed between the scenes: a share of the drawn pixels differs.
+    changed = (np.abs(after - before).max(axis=-1) > TOLERANCE).mean()
+    assert changed > 0.01, changed
