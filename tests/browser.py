@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "var" / "test-screenshots"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 LOCAL_SCHEMES = frozenset({"data", "blob", "file", "about"})
+WAIT_MS = 90_000
+"""How long a map page may take to draw (WebGL on the CPU, 2 cores, tests beside)."""
 CHROMIUM_ARGS = (
     "--no-sandbox",  # tests run as root in the sandbox, where Chromium's own sandbox cannot
     "--disable-dev-shm-usage",
@@ -126,3 +129,16 @@ def browser_page(width: int = 1024, height: int = 768) -> Iterator[BrowserPage]:
             yield seen
         finally:
             browser.close()
+
+
+def open_map(seen: BrowserPage, url: str, token: str | None = None) -> Any:
+    """Open a web map page (``/maps/{id}``) signed in with ``token`` (kept where the page
+    keeps it), and wait until it is drawn and the network is quiet; the Playwright page."""
+    page: Any = seen.page
+    if token is not None:
+        page.add_init_script(f"sessionStorage.setItem('spatial.token', {token!r})")
+    page.goto(url)
+    # (no wait_for_function: its predicate is eval'd, which the pages' CSP forbids)
+    page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
+    page.wait_for_load_state("networkidle")
+    return page

@@ -1,6 +1,8 @@
 """Helpers shared by the GPS stream tests (``test_gps_streams``, ``test_gps_restart``):
 a Mosquitto of the test's own, an OwnTracks publisher that notes what the broker
-acknowledged, running a receiver while a test body runs, and polling with a deadline."""
+acknowledged, running a receiver while a test body runs, and polling with a deadline; and
+for the geofence tests (``test_gps_flood``, ``test_map_live``) the demo's flood-zone fence
+and a straight crossing of it."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+import shapely
 from paho.mqtt.enums import CallbackAPIVersion
+from shapely.geometry.base import BaseGeometry
 from support import free_port
 
 from spatial.gps.mqtt import MqttOptions
@@ -169,3 +173,44 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def flood_fence(url: str, zone_id: str) -> tuple[int, str, BaseGeometry]:
+    """The fence the demo made of flood zone ``zone_id``: id, name and polygon (lon/lat)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT f.id, f.name, ST_AsBinary(f.geom) FROM gps.fences f "
+            "JOIN layers.flood_zones z ON z.fid = f.source_feature "
+            "WHERE f.source_collection = 'flood_zones' AND z.zone_id = %s",
+            (zone_id,),
+        ).fetchone()
+    assert row is not None, f"no fence was made of flood zone {zone_id}"
+    return int(row[0]), str(row[1]), shapely.from_wkb(bytes(row[2]))
+
+
+def crossing(
+    zone: BaseGeometry, *, step: float, clear: float, edge: float
+) -> list[tuple[float, float, bool]]:
+    """Fixes (lon, lat, inside) ``step`` degrees apart on a north-south line that starts
+    ``clear`` degrees south of the zone, is inside it for one stretch, and ends ``clear``
+    north of it; fixes closer than ``edge`` to its outline are left out (inside or outside
+    is then beyond doubt)."""
+    west, _, east, _ = zone.bounds
+    for k in range(1, 50):
+        lon = round(west + (east - west) * k / 50, 7)
+        meridian = shapely.LineString([(lon, -90.0), (lon, 90.0)])
+        pieces = shapely.get_parts(shapely.intersection(meridian, zone))
+        if len(pieces) != 1 or pieces[0].geom_type != "LineString":
+            continue  # the zone bends back across this meridian: try the next
+        _, south, _, north = pieces[0].bounds
+        fixes = []
+        lat = south - clear
+        while lat < north + clear + step:
+            point = shapely.Point(lon, round(lat, 7))
+            if zone.boundary.distance(point) > edge:
+                fixes.append((lon, round(lat, 7), bool(zone.contains(point))))
+            lat += step
+        inside = [n for n, (*_, into) in enumerate(fixes) if into]
+        if inside and inside == list(range(inside[0], inside[-1] + 1)) and not fixes[-1][2]:
+            return fixes
+    raise AssertionError("no straight crossing of the zone found")

@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import shapely
-from shapely.geometry.base import BaseGeometry
+from gpsnet import crossing, flood_fence
 from support import LiveServer
 from websockets.sync.client import connect
 
@@ -53,43 +52,6 @@ def api(demo: str, live_api: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def _zone(url: str) -> tuple[int, str, BaseGeometry]:
-    """The fence made of the flood zone ``ZONE``: id, name and polygon (lon/lat)."""
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT f.id, f.name, ST_AsBinary(f.geom) FROM gps.fences f "
-            "JOIN layers.flood_zones z ON z.fid = f.source_feature "
-            "WHERE f.source_collection = 'flood_zones' AND z.zone_id = %s",
-            (ZONE,),
-        ).fetchone()
-    assert row is not None, f"no fence was made of flood zone {ZONE}"
-    return int(row[0]), str(row[1]), shapely.from_wkb(bytes(row[2]))
-
-
-def _crossing(zone: BaseGeometry) -> list[tuple[float, float, bool]]:
-    """Fixes (lon, lat, inside) on a north-south line that starts clearly outside the
-    zone, is inside it for one stretch, and ends clearly outside it."""
-    west, _, east, _ = zone.bounds
-    for k in range(1, 50):
-        lon = round(west + (east - west) * k / 50, 7)
-        meridian = shapely.LineString([(lon, -90.0), (lon, 90.0)])
-        pieces = shapely.get_parts(shapely.intersection(meridian, zone))
-        if len(pieces) != 1 or pieces[0].geom_type != "LineString":
-            continue  # the zone bends back across this meridian: try the next
-        _, south, _, north = pieces[0].bounds
-        fixes = []
-        lat = south - CLEAR_DEG - STEP_DEG
-        while lat < north + CLEAR_DEG + STEP_DEG:
-            point = shapely.Point(lon, round(lat, 7))
-            if zone.boundary.distance(point) > EDGE_DEG:
-                fixes.append((lon, round(lat, 7), bool(zone.contains(point))))
-            lat += STEP_DEG
-        inside = [i for i, (_, _, into) in enumerate(fixes) if into]
-        if inside and inside == list(range(inside[0], inside[-1] + 1)):
-            return fixes
-    raise AssertionError(f"no straight crossing of {ZONE} found")
-
-
 def _events(ws: Any, fence: int, count: int, seconds: float = 20.0) -> list[dict[str, Any]]:
     """The first ``count`` events of ``fence`` the stream sends (waiting ``seconds`` at most)."""
     deadline = time.monotonic() + seconds
@@ -106,9 +68,9 @@ def _events(ws: Any, fence: int, count: int, seconds: float = 20.0) -> list[dict
 def test_crossing_a_demo_flood_zone_is_pushed_to_websocket_clients(
     api: httpx.Client, live_api: LiveServer, admin_auth: dict[str, str], demo: str
 ) -> None:
-    fence, name, zone = _zone(demo)
+    fence, name, zone = flood_fence(demo, ZONE)
     assert name == "南山河高风险洪泛区"
-    fixes = _crossing(zone)
+    fixes = crossing(zone, step=STEP_DEG, clear=CLEAR_DEG, edge=EDGE_DEG)
     assert not fixes[0][2] and not fixes[-1][2] and any(into for *_, into in fixes)
     first_in = next(i for i, (*_, into) in enumerate(fixes) if into)
     first_out = next(i for i, (*_, into) in enumerate(fixes) if i > first_in and not into)

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import shapely
-from browser import BrowserPage, browser_page, requires_chromium
+from browser import WAIT_MS, browser_page, open_map, requires_chromium
 from rastercases import decode_image
 from support import TESTS, LiveServer
 
@@ -62,7 +62,6 @@ BACKGROUND = (0xF4, 0xF3, 0xEF)
 """The page's background colour under the layers (maps.js)."""
 TOLERANCE = 6
 """Per channel, between a legend colour blended over the background and a drawn pixel."""
-WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +104,6 @@ def base(settings: Settings, keys: Any, tmp_path_factory: pytest.TempPathFactory
     ours = settings.model_copy(update={"maps": MapsSettings(subsystems_dir=folder)})
     with LiveServer(create_app(ours)) as live:
         yield live.url
-
-
-def _open(seen: BrowserPage, url: str, token: str | None = None) -> Any:
-    page: Any = seen.page
-    if token is not None:
-        page.add_init_script(f"sessionStorage.setItem('spatial.token', {token!r})")
-    page.goto(url)
-    # (no wait_for_function: its predicate is eval'd, which the pages' CSP forbids)
-    page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
-    page.wait_for_load_state("networkidle")
-    return page
 
 
 def _drawn(page: Any) -> np.ndarray:
@@ -184,7 +172,7 @@ def test_the_index_page_links_each_map(base: str) -> None:
 def test_each_map_draws_its_layers_offline(base: str, subsystem: str) -> None:
     config = httpx.get(f"{base}/maps/{subsystem}/config", timeout=60).json()
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{base}/maps/{subsystem}")
+        page = open_map(seen, f"{base}/maps/{subsystem}")
         assert page.title().startswith(config["title"])
         assert _switcher(page) == [layer["id"] for layer in reversed(config["layers"])]
         legend = page.eval_on_selector_all("#legend li", "rows => rows.length")
@@ -217,7 +205,7 @@ def test_the_land_map_shows_the_land_use_classes_and_a_parcels_attributes(base: 
     biggest = max(found["features"], key=lambda f: shapely.geometry.shape(f["geometry"]).area)
     point = shapely.geometry.shape(biggest["geometry"]).representative_point()
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{base}/maps/land")
+        page = open_map(seen, f"{base}/maps/land")
         pixels = _drawn(page)
         classes = {
             entry["label"]: _count(pixels, _rgb(entry["color"]), parcels["opacity"])
@@ -264,7 +252,7 @@ def test_the_land_map_shows_the_land_use_classes_and_a_parcels_attributes(base: 
 @requires_chromium
 def test_a_viewer_sees_and_fetches_only_their_departments_layers(base: str, keys: Any) -> None:
     with browser_page() as seen:
-        page = _open(seen, f"{base}/maps/depts", token=keys["viewer_b"])
+        page = open_map(seen, f"{base}/maps/depts", token=keys["viewer_b"])
         assert _switcher(page) == ["districts"]
         assert SECRET not in page.content()
         seen.assert_clean()
@@ -272,7 +260,7 @@ def test_a_viewer_sees_and_fetches_only_their_departments_layers(base: str, keys
     assert any("/collections/districts/tiles/" in u for u in seen.requests)
 
     with browser_page() as seen:
-        page = _open(seen, f"{base}/maps/depts", token=keys["viewer_a"])
+        page = open_map(seen, f"{base}/maps/depts", token=keys["viewer_a"])
         assert _switcher(page) == ["secret", "districts"]
         pixels = _drawn(page)
         seen.screenshot("map-depts-viewer-a")
@@ -357,7 +345,7 @@ def test_the_imagery_date_picker_redraws_the_ndvi_of_the_chosen_year(base: str) 
     ndvi = next(layer for layer in config["layers"] if layer["id"] == "imagery-ndvi")
     assert [d["label"] for d in ndvi["datetimes"]] == ["2026", "2025"]
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{base}/maps/environment")
+        page = open_map(seen, f"{base}/maps/environment")
         for other in ("env-stations", "rivers", "districts"):  # the imagery alone
             page.locator(f'#layers li[data-layer="{other}"] input[type="checkbox"]').uncheck()
         page.evaluate("new Promise(done => { spatialMap.once('idle', done);"

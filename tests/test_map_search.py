@@ -20,10 +20,9 @@ from typing import Any
 import httpx
 import pytest
 import shapely
-from browser import BrowserPage, browser_page, requires_chromium
+from browser import WAIT_MS, BrowserPage, browser_page, open_map, requires_chromium
 from support import LiveServer, admin_key
 
-WAIT_MS = 90_000
 MAP = "emergency"
 """Its districts, hospitals and (hidden by default) geofence events are searchable."""
 
@@ -56,13 +55,7 @@ def token(base: str, demo_url: str) -> str:
 
 
 def _open(seen: BrowserPage, url: str, token: str | None = None) -> Any:
-    page: Any = seen.page
-    if token is not None:
-        page.add_init_script(f"sessionStorage.setItem('spatial.token', {token!r})")
-    page.goto(url)
-    # (no wait_for_function: its predicate is eval'd, which the pages' CSP forbids)
-    page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
-    page.wait_for_load_state("networkidle")
+    page = open_map(seen, url, token)
     page.locator("#search-box").wait_for(timeout=WAIT_MS)
     return page
 

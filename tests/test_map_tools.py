@@ -25,25 +25,15 @@ from typing import Any
 import httpx
 import pytest
 import shapely
-from browser import BrowserPage, browser_page, requires_chromium
+from browser import WAIT_MS, browser_page, open_map, requires_chromium
 from pyproj import Geod
 from support import LiveServer
 
-WAIT_MS = 90_000
 GEOD = Geod(ellps="GRS80")
 MIDDLE = (112.0, 22.9)
 """The middle of the demo city [111.9497, 22.8582, 112.0503, 22.9417]."""
 ROWS = """rows => rows.map(r => Object.fromEntries(
   [...r.cells].map(c => [c.dataset.column, JSON.parse(c.dataset.value)])))"""
-
-
-def _open(seen: BrowserPage, url: str) -> Any:
-    page: Any = seen.page
-    page.goto(url)
-    # (no wait_for_function: its predicate is eval'd, which the pages' CSP forbids)
-    page.locator("body[data-state='drawn']").wait_for(state="attached", timeout=WAIT_MS)
-    page.wait_for_load_state("networkidle")
-    return page
 
 
 def _at(page: Any, lon: float, lat: float) -> dict[str, float]:
@@ -108,7 +98,7 @@ def _config(api: LiveServer, subsystem: str) -> dict[str, Any]:
 def test_measuring_lengths_and_areas_on_the_ellipsoid(demo_api: LiveServer) -> None:
     a, b, c = (111.97, 22.87), (112.03, 22.93), (112.04, 22.875)
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/water")
+        page = open_map(seen, f"{demo_api.url}/maps/water")
         canvas = page.locator("#map canvas")
         page.click("#measure button[data-mode='line']")
         assert page.locator("body[data-tool='measure']").count() == 1
@@ -189,7 +179,7 @@ def test_a_drawn_area_summarised_on_the_land_map(demo_api: LiveServer) -> None:
     corners = [(x - 0.008, y - 0.006), (x + 0.008, y - 0.006), (x + 0.008, y + 0.006),
                (x - 0.008, y + 0.006)]  # fmt: skip
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/land")
+        page = open_map(seen, f"{demo_api.url}/maps/land")
         page.click("#analyse button[data-process='intersect-summarise']")
         assert page.locator("body[data-tool='analyse']").count() == 1
         assert page.locator("#analyse .result").get_attribute("data-state") == "drawing"
@@ -241,7 +231,7 @@ def test_the_planning_map_offers_land_use_in_a_drawn_area(demo_api: LiveServer) 
 @requires_chromium
 def test_the_nearest_hospitals_to_a_clicked_point(demo_api: LiveServer) -> None:
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/emergency")
+        page = open_map(seen, f"{demo_api.url}/maps/emergency")
         button = page.locator("#analyse button[data-process='nearest']").first
         offers = _config(demo_api, "emergency")["processes"]
         offer = offers[int(button.get_attribute("data-offer"))]
@@ -290,7 +280,7 @@ def test_ndvi_by_district_runs_as_a_job(demo_api: LiveServer) -> None:
         if p["id"] == "zonal-statistics" and not p["draw"]
     )  # fmt: skip
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/environment")
+        page = open_map(seen, f"{demo_api.url}/maps/environment")
         page.click(f"#analyse button[data-offer='{n}']")
         assert _finished(page) == "done", page.locator("#analyse .result").text_content()
         shown = page.eval_on_selector_all("#analyse table[data-output='zones'] tbody tr", ROWS)
@@ -314,7 +304,7 @@ def test_ndvi_inside_a_drawn_area_on_the_environment_map(demo_api: LiveServer) -
     corners = [(x - 0.02, y - 0.015), (x + 0.015, y - 0.02), (x + 0.02, y + 0.01),
                (x - 0.01, y + 0.02)]  # fmt: skip
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/environment")
+        page = open_map(seen, f"{demo_api.url}/maps/environment")
         page.click(f"#analyse button[data-offer='{n}']")
         for corner in corners:
             _click(page, *corner)
@@ -341,7 +331,7 @@ def test_vegetation_loss_drawn_with_its_parcels(demo_api: LiveServer) -> None:
     direct = _execute(demo_api, "change-detection", offer["inputs"])
     assert direct["changes"]["features"]
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/land")
+        page = open_map(seen, f"{demo_api.url}/maps/land")
         page.click(f"#analyse button[data-offer='{n}']")
         assert _finished(page) == "done", page.locator("#analyse .result").text_content()
         result = page.locator("#analyse .result")
@@ -365,7 +355,7 @@ def test_a_self_intersecting_area_is_refused_with_the_servers_reason(
     bowtie = [(x - 0.01, y - 0.01), (x + 0.01, y + 0.01), (x + 0.01, y - 0.01),
               (x - 0.01, y + 0.01)]  # fmt: skip
     with browser_page(width=1100, height=800) as seen:
-        page = _open(seen, f"{demo_api.url}/maps/land")
+        page = open_map(seen, f"{demo_api.url}/maps/land")
         result = page.locator("#analyse .result")
         page.click("#analyse button[data-process='intersect-summarise']")
         _click(page, *bowtie[0])
