@@ -11,6 +11,7 @@ broken definition file stops the app with a message naming the file and the fiel
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,10 +278,17 @@ def test_each_map_as_admin_has_sources_that_answer_with_data(
         tile = _tile_of(*_a_point_of(api, layer["collection"], h), 14)
         answer = httpx.get(_url(source["tiles"][0], tile), headers=h, timeout=60)
         assert answer.status_code == 200, (layer["id"], answer.status_code)
-        decoded = mapbox_vector_tile.decode(answer.content)
-        assert decoded[layer["collection"]]["features"], layer["id"]
-        for name in layer["popup"]:
-            assert any(name in f["properties"] for f in decoded[layer["collection"]]["features"])
+        found = mapbox_vector_tile.decode(answer.content)[layer["collection"]]["features"]
+        assert found, layer["id"]
+        # The tiles carry what the style reads (and the ids); a popup reads the features API.
+        styled = set(re.findall(r"\['get', '([^']+)'\]", str(layer["maplibre"])))
+        assert all(styled <= set(f["properties"]) for f in found), (layer["id"], styled)
+        if "?properties=" in source["tiles"][0]:
+            assert all(set(f["properties"]) <= styled for f in found), layer["id"]
+        if layer["popup"]:
+            item = httpx.get(f"{layer['items']}/{found[0]['id']}", headers=h, timeout=60)
+            assert item.status_code == 200, (layer["id"], item.text)
+            assert set(layer["popup"]) <= set(item.json()["properties"]), layer["id"]
 
 
 def test_the_listing_and_unknown_maps(api: httpx.Client, callers: Any) -> None:
