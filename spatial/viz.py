@@ -48,6 +48,8 @@ from spatial.errors import SpatialError
 
 __all__ = ["OfflineAssetError", "OfflineMap", "foreign_urls", "local_asset", "map"]
 
+PAGE = 10_000
+"""Features per items request (the server's largest page)."""
 TILE_MATRIX_SET = "WebMercatorQuad"
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 VENDORED = frozenset({
@@ -303,7 +305,8 @@ def map(  # noqa: A001 (the issue names the API spatial.viz.map)
 def _get(
     http: httpx.Client, url: str, headers: Mapping[str, str], params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    response = http.get(url, headers=dict(headers), params=dict(params))
+    # (no params at all on a next link: httpx would replace the link's query with them)
+    response = http.get(url, headers=dict(headers), params=dict(params) if params else None)
     if response.is_error:  # say what the platform said (an OGC exception body)
         try:
             said = str(response.json().get("description", ""))
@@ -325,7 +328,7 @@ def _features(
     limit: int,
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` features of ``cid`` in CRS84, following the ``next`` links."""
-    params: dict[str, Any] = {"f": "json", "limit": min(limit, 10_000)}
+    params: dict[str, Any] = {"f": "json", "limit": min(limit, PAGE)}
     if bbox:
         params["bbox"] = ",".join(str(v) for v in bbox)
     url: str | None = f"{base}/collections/{cid}/items"

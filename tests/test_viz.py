@@ -75,6 +75,16 @@ def test_a_cut_layer_and_a_missing_one_are_said_plainly(base: str) -> None:
         viz.map(base, ["nosuch"])
 
 
+def test_pages_are_followed_each_feature_once(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A layer over several pages (2 features a page here) comes whole, no page twice."""
+    monkeypatch.setattr(viz, "PAGE", 2)
+    expected = httpx.get(f"{base}/collections/districts/items", timeout=60).json()
+    m = viz.map(base, ["districts"], limit=100)
+    drawn = re.findall(r'"code": "(\d+)"', m.get_root().render())
+    codes = sorted(f["properties"]["code"] for f in expected["features"])
+    assert len(codes) == 5 and sorted(drawn) == codes
+
+
 @requires_chromium
 def test_the_map_renders_offline_in_chromium(base: str, tmp_path: Path) -> None:
     m = viz.map(base, VECTORS, raster=RASTER)
