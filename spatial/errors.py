@@ -55,3 +55,8 @@ class UnsupportedMediaTypeError(InvalidInputError):
 
 class NotAcceptableError(InvalidInputError):
     """None of the media types the client accepts can be produced (HTTP 406)."""
+
+
+class ServerError(SpatialError):
+    """The server failed to answer a valid request (HTTP 5xx other than 503), or could
+    not be reached; raised by :class:`spatial.Client`."""
