@@ -446,3 +446,16 @@ def test_a_closed_port_is_a_connection_error() -> None:
         c.collections()
     assert isinstance(caught.value, ServerError) and isinstance(caught.value, ConnectionError)
     assert url in str(caught.value) and caught.value.status is None  # type: ignore[attr-defined]
+
+
+def test_map_and_the_options_the_server_lacks(client: Client, base: str) -> None:
+    figure = client.map(["districts"], raster="imagery")
+    html = figure.get_root().render()
+    assert "Yuncheng Subdistrict" in html and "/collections/imagery/map/tiles/" in html
+    with pytest.raises(NotFoundError, match="'nosuch'"):
+        client.map(["districts", "nosuch"])
+    # No past editions on the items API yet: a clear refusal, not a bare unknown parameter.
+    with pytest.raises(InvalidInputError, match="past editions"):
+        client.read("districts", as_of=dt.datetime(2025, 1, 1))
+    with Client(base, token="", progress=True, page_size=5) as shown:
+        assert len(shown.read("env_stations")) == 20  # a drawn bar changes nothing

@@ -272,7 +272,8 @@ class Client:
                 JSON (a dict); see ``/collections/{id}/queryables`` for the properties.
             crs: The CRS of the result: an EPSG code (``4546``), ``"EPSG:4546"`` or a
                 CRS URI [default: lon/lat, EPSG:4326].
-            as_of: The layer as it was at this moment (a past edition).
+            as_of: The layer as it was at this moment (a past edition), sent as the
+                ``as-of`` parameter; a server without it refuses with InvalidInputError.
             properties: Only these properties (``id`` and the geometry always come).
             sortby: Properties to sort by, ``-`` first for descending: ``"-area"``.
             limit: At most this many features [default: all].
@@ -288,7 +289,7 @@ class Client:
 
         Example:
             >>> c.read("parcels", bbox=(112.0, 22.9, 112.05, 22.95),
-            ...        filter="dlmc = '耕地'", properties=["dkbm", "dlmc"], crs=4546)
+            ...        filter="dlmc = '水田'", properties=["dkbm", "dlmc"], crs=4546)
         """
         box = frames.check_bbox(bbox)
         if limit is not None and limit < 1:
