@@ -8,6 +8,7 @@ whatever it does, any other system can do with the same requests.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import sys
 import time
@@ -157,7 +158,11 @@ class Client:
         show = self.progress if self.progress is not None else big and _interactive()
         if not show:
             return _NoBar()
-        from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is drawn
+        # Jupyter's widget bar needs ipywidgets; without it tqdm.auto warns: a text bar then.
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is drawn
+        else:
+            from tqdm import tqdm  # noqa: PLC0415
 
         return tqdm(total=total, desc=description, unit="", leave=False)
 
