@@ -279,7 +279,7 @@ def test_without_a_grid_the_client_resamples(client: Client, scenes: Path) -> No
         ("imagery", {"expression": "  "}, InvalidInputError, "non-empty"),
         ("imagery", {"bbox": (112.01, 22.87, 111.99, 22.89)}, InvalidInputError, "wrong order"),
         ("imagery", {"bbox": (111.99, 22.89, 112.01, 22.87)}, InvalidInputError, "wrong order"),
-        ("imagery", {"bbox": (1, 2, 3)}, InvalidInputError, "4 finite numbers"),
+        ("imagery", {"bbox": (1, 2, 3)}, InvalidInputError, "must be 4 numbers"),
         ("roads", {}, InvalidInputError, "'roads' is feature data, not imagery"),
         ("imagery", {"bands": "red", "expression": "ndvi"}, InvalidInputError, "not both"),
         ("imagery", {"resolution": 1}, InvalidInputError, "more than 64,000,000"),

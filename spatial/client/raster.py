@@ -40,6 +40,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
+from spatial.client.frames import check_bbox
 from spatial.errors import InvalidInputError, NotFoundError
 
 __all__ = ["read_raster"]
@@ -152,7 +153,7 @@ def read_raster(
             malformed expression, a vector collection, a subset over the server's limit),
             with the server's message where it said why.
     """
-    box = _box(bbox)
+    box = check_bbox(bbox)
     wanted = _bands(bands)
     if wanted and expression is not None:
         raise InvalidInputError("give bands or an expression, not both")
@@ -193,26 +194,6 @@ def read_raster(
             array = _clip(array, box, box_crs)
     source = str(response.url)
     return _describe(array, collection, item, scenes=scenes, expression=expression, source=source)
-
-
-def _box(bbox: Sequence[float] | None) -> Box | None:
-    if bbox is None:
-        return None
-    try:
-        values = [float(v) for v in bbox]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        msg = f"bbox {bbox!r} must be 4 finite numbers: minx, miny, maxx, maxy"
-        raise InvalidInputError(msg)
-    minx, miny, maxx, maxy = values
-    if minx >= maxx or miny >= maxy:
-        msg = (
-            f"bbox {tuple(values)} is in the wrong order: give (minx, miny, maxx, maxy) "
-            "with minx < maxx and miny < maxy"
-        )
-        raise InvalidInputError(msg)
-    return minx, miny, maxx, maxy
 
 
 def _bands(bands: str | Sequence[str] | None) -> tuple[str, ...]:
