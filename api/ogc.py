@@ -26,6 +26,11 @@ F_PARAM = text_param("Response format: json (GeoJSON) or html; items also csv, f
 CRS_PARAM = text_param("CRS of the response geometries (a CRS URI, see the collection's crs list).")
 PROPERTIES_PARAM = text_param("Comma-separated properties to return.")
 SKIP_PARAM = text_param("true: features without geometry.", alias="skipGeometry")
+AS_OF_PARAM = text_param(
+    "The collection as it was at this moment (an RFC 3339 date-time, or a date: its first "
+    "moment, UTC): its edition then. Features replaced since have negative ids.",
+    alias="as-of",
+)
 
 
 def base_url(request: Request) -> str:
@@ -117,9 +122,10 @@ def feature_number(collection_id: str, feature_id: str) -> int:
     """A feature id from a path (a feature that cannot exist is a 404, not a 400).
 
     Raises:
-        NotFoundError: not a number of at most 18 digits.
+        NotFoundError: not an integer of at most 18 digits.
     """
-    if not feature_id.isdigit() or len(feature_id) > 18:
+    digits = feature_id.removeprefix("-")  # negative: a past version (as-of)
+    if not digits.isdigit() or len(digits) > 18:
         msg = f"collection {collection_id!r} has no feature {feature_id!r}"
         raise NotFoundError(msg)
     return int(feature_id)

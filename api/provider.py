@@ -17,6 +17,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any
 
 from psycopg import sql
@@ -36,6 +37,8 @@ PLATFORM_FILTER: ContextVar[sql.Composable | None] = ContextVar("platform_filter
 (CQL2; pygeoapi parses ``filter`` as ECQL). The routes set it; pygeoapi's handler runs in
 a copy of their context and never sees the parameters (:class:`~api.engine.Engine`)."""
 PLATFORM_PARAMS: ContextVar[features.Params | None] = ContextVar("platform_params", default=None)
+PLATFORM_EDITION: ContextVar[int | None] = ContextVar("platform_edition", default=None)
+"""The past edition the request's ``as-of`` asks for (None: the layer as it is)."""
 
 
 class PlatformProvider(BaseProvider):  # type: ignore[misc]
@@ -93,11 +96,12 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
             )  # fmt: skip
         except InvalidInputError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
-        statement, params = features.page_statement(self.layer, query)
+        layer = self._layer()
+        statement, params = features.page_statement(layer, query)
         with self.pool.connection() as conn:
             row = conn.execute(statement, params).fetchone()
         page, returned, counted, _ = row if row else ("", 0, None, None)
-        matched = counted if features.needs_count(self.layer, query) else self.layer.feature_count
+        matched = counted if features.needs_count(layer, query) else layer.feature_count
         body: dict[str, Any] = {"type": "FeatureCollection", "numberReturned": returned}
         if matched is not None:
             body["numberMatched"] = matched
@@ -113,16 +117,21 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
             ProviderItemNotFoundError: no such feature.
         """
         text = str(identifier)
-        if not text.isdigit() or len(text) > 18:
+        digits = text.removeprefix("-")
+        if not digits.isdigit() or len(digits) > 18:
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         query = features.ItemsQuery(crs=self._crs(crs_transform_spec))
-        statement, params = features.item_statement(self.layer, int(text), query)
+        statement, params = features.item_statement(self._layer(), int(text), query)
         with self.pool.connection() as conn:
             row = conn.execute(statement, params).fetchone()
         if row is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         feature: dict[str, Any] = json.loads(row[0])
         return feature
+
+    def _layer(self) -> features.LayerSchema:
+        edition = PLATFORM_EDITION.get()
+        return self.layer if edition is None else replace(self.layer, edition=edition)
 
     def _crs(self, spec: Any) -> features.ServingCrs:
         return features.serving_crs(spec.target_crs_uri if spec else self.storage_crs)

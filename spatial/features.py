@@ -143,6 +143,11 @@ class LayerSchema:
     key_kind: str = "numeric"
     """What ``id`` (the column ``fid``) holds: ``numeric`` feature numbers, or ``text``
     (STAC item ids)."""
+    key: str | None = None
+    """The attribute that keeps a feature's identity across editions (None: its content)."""
+    edition: int | None = None
+    """A past edition to read instead of the current rows (the ``as-of`` parameter), or
+    None for the layer as it is. :func:`source` applies it."""
 
     @classmethod
     def of(cls, record: CollectionRecord, restriction: str | None = None) -> LayerSchema:
@@ -168,6 +173,7 @@ class LayerSchema:
             feature_count=record.feature_count,
             temporal=temporal,
             restriction=restriction,
+            key=record.properties.get("key"),
         )
 
     def column(self, name: str) -> str:
@@ -388,10 +394,61 @@ def _feature(layer: LayerSchema, q: ItemsQuery, params: Params) -> sql.Composabl
 
 
 def source(layer: LayerSchema) -> sql.Composable:
-    """The layer's rows as a caller may read them: the table, or only its rows that
-    match the caller's restriction. Every statement that reads a layer names it through
-    this (alias it ``t``); PostgreSQL folds the subquery into the plan."""
-    return table_rows(layer.schema, layer.table, layer.restriction)
+    """The layer's rows as a caller may read them: the table (or, with an edition, the
+    rows as they were then), or only its rows that match the caller's restriction. Every
+    statement that reads a layer names it through this (alias it ``t``); PostgreSQL folds
+    the subquery into the plan."""
+    if layer.edition is None:
+        return table_rows(layer.schema, layer.table, layer.restriction)
+    rows = sql.SQL("({})").format(edition_rows(layer))
+    if layer.restriction is None:
+        return rows
+    return sql.SQL("(SELECT * FROM {} t WHERE {})").format(rows, sql.SQL(layer.restriction))
+
+
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9 ]*")
+
+
+def edition_rows(layer: LayerSchema) -> sql.Composed:
+    """The layer as it was in ``layer.edition``, with the table's columns: the current
+    rows not changed since, and the versions in ``platform.feature_history`` current then.
+
+    Past versions are numbered ``-id`` of their history row, so they never meet a current
+    feature's number; their properties are cast back to the columns' types, and a property
+    the layer did not have then is null.
+    """
+    if layer.edition is None:  # pragma: no cover - source() reads the table itself
+        msg = "edition_rows needs an edition"
+        raise ValueError(msg)
+    columns = list(layer.fields)
+    casts = []
+    for column, pgtype in layer.fields.items():
+        if not _TYPE_NAME.fullmatch(pgtype):  # types come from the catalog, never a request
+            msg = f"collection {layer.id!r}: column {column!r} has an unknown type {pgtype!r}"
+            raise InvalidInputError(msg)
+        casts.append(
+            sql.SQL("(h.properties ->> {})::{}").format(sql.Literal(column), sql.SQL(pgtype))
+        )
+    selected = sql.SQL("").join(sql.SQL(", c.{}").format(sql.Identifier(c)) for c in columns)
+    past = sql.SQL("").join(sql.SQL(", {}").format(cast) for cast in casts)
+    return sql.SQL("""
+        SELECT c.fid{selected}, c.geom FROM {table} c
+        WHERE NOT EXISTS (
+            SELECT 1 FROM platform.feature_changes fc
+            WHERE fc.collection_id = {cid} AND fc.edition > {edition} AND fc.key = {ckey})
+        UNION ALL
+        SELECT -h.id{past}, ST_Transform(h.geom, {srid})
+        FROM platform.feature_history h
+        WHERE h.collection_id = {cid} AND h.edition_from <= {edition} AND h.edition_to > {edition}
+        """).format(
+        selected=selected,
+        past=past,
+        table=sql.Identifier(layer.schema, layer.table),
+        ckey=key_expr("c", layer.key, columns),
+        cid=sql.Literal(layer.id),
+        edition=sql.Literal(layer.edition),
+        srid=sql.Literal(layer.srid),
+    )
 
 
 def table_rows(schema: str, table: str, restriction: str | None) -> sql.Composable:
@@ -421,9 +478,9 @@ def _page_where(where: sql.Composable, q: ItemsQuery, params: Params) -> tuple[s
 
 
 def needs_count(layer: LayerSchema, q: ItemsQuery) -> bool:
-    """Whether the matches must be counted: the catalog's count is of every row, so it
-    serves only an unfiltered query of an unrestricted layer."""
-    return q.filtered or layer.restriction is not None
+    """Whether the matches must be counted: the catalog's count is of every current row,
+    so it serves only an unfiltered query of an unrestricted layer as it is."""
+    return q.filtered or layer.restriction is not None or layer.edition is not None
 
 
 def page_statement(layer: LayerSchema, q: ItemsQuery) -> tuple[sql.Composed, Params]:

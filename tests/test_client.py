@@ -20,6 +20,7 @@ import geopandas as gpd
 import httpx
 import numpy as np
 import pandas as pd
+import pyogrio
 import pytest
 import shapely
 from support import TESTS, LiveServer, free_port
@@ -367,6 +368,90 @@ def _listed(client: Client, collection: str) -> list[str]:
     return ids
 
 
+# --- past editions ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def history(
+    admin: Client, demo_url: str, wells: tuple[Path, gpd.GeoDataFrame],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:  # fmt: skip
+    """``client_history``: the wells valid from 2020, then an edition valid from 2025 (W2
+    re-surveyed, W3 filled in, W4 drilled); a viewer granted only the rows but W1."""
+    path, frame = wells
+    admin.upload(path, "client_history", key="code", valid_from="2020-01-01T00:00:00Z")
+    second = frame[frame["code"] != "W3"].copy()
+    second.loc[second["code"] == "W2", "depth"] = 31.5
+    second = pd.concat([second, gpd.GeoDataFrame(
+        {"code": ["W4"], "depth": [18.0], "count": [4], "name": ["北井"],
+         "drilled": pd.to_datetime(["2024-12-01"])},
+        geometry=[shapely.Point(112.04, 22.93)], crs="EPSG:4326",
+    )], ignore_index=True)  # fmt: skip
+    later = tmp_path_factory.mktemp("client-history") / "wells_2025.gpkg"
+    second.to_file(later)
+    admin.upload(later, "client_history", key="code", valid_from="2025-01-01T00:00:00Z")
+    with engine(demo_url) as eng, eng.begin() as conn:
+        accounts.add_department(conn, TESTS, "cl_hist", "Department cl_hist (client)")
+        accounts.add_user(conn, TESTS, "cl_hist_viewer", roles=("viewer",), department="cl_hist",
+                          service=True)  # fmt: skip
+        accounts.add_grant(conn, TESTS, "client_history", "department:cl_hist", "read",
+                           row_filter="code <> 'W1'")  # fmt: skip
+        key = accounts.create_key(conn, TESTS, "cl_hist_viewer")
+    return {"first": frame, "second": second, "viewer": key}
+
+
+def test_read_as_of_a_past_edition(admin: Client, history: dict[str, Any]) -> None:
+    then = _eventually(
+        lambda: admin.read("client_history", as_of=dt.date(2022, 6, 1), sortby="code")
+    )
+    first = history["first"]
+    assert list(then["code"]) == ["W1", "W2", "W3"]
+    assert then["depth"].tolist() == first["depth"].tolist()
+    assert then["name"].tolist() == first["name"].tolist()
+    assert then.geometry.geom_equals_exact(first.geometry, tolerance=1e-9).all()
+    # W1 is unchanged, so it is the current feature; the replaced versions have their own
+    # (negative) ids.
+    ids = dict(zip(then["code"], then["id"], strict=True))
+    assert ids["W1"] > 0 and ids["W2"] < 0 and ids["W3"] < 0
+    now = admin.read("client_history", sortby="code")
+    assert list(now["code"]) == ["W1", "W2", "W4"] and now["depth"].tolist() == [12.5, 31.5, 18.0]
+    assert dict(zip(now["code"], now["id"], strict=True))["W1"] == ids["W1"]
+    later = admin.read("client_history", as_of=dt.datetime(2030, 1, 1), sortby="code")
+    pd.testing.assert_frame_equal(later, now)
+    # Filters, the CRS and paging apply to the edition.
+    deep = admin.read("client_history", as_of="2024-12-31T23:59:59Z", filter="depth > 10", crs=4546)
+    assert sorted(deep["code"]) == ["W1", "W2"] and deep.crs.to_epsg() == 4546
+    assert sorted(deep["depth"]) == [12.5, 30.0]
+    with Client(admin.url, token=admin.token, page_size=1) as small:
+        assert list(small.read("client_history", as_of="2022-06-01")["id"]) == sorted(ids.values())
+
+
+def test_as_of_keeps_to_a_viewers_rows(admin: Client, history: dict[str, Any]) -> None:
+    with Client(admin.url, token=history["viewer"]) as viewer:
+        then = _eventually(lambda: viewer.read("client_history", as_of="2022-06-01"))
+        assert sorted(then["code"]) == ["W2", "W3"]
+        assert sorted(viewer.read("client_history")["code"]) == ["W2", "W4"]
+
+
+def test_as_of_equals_gdal_reading_the_items_url(
+    admin: Client, history: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL's GeoJSON driver on the items URL with ``as-of`` (signed, GDAL fetching it)."""
+    monkeypatch.setenv("GDAL_HTTP_HEADERS", f"Authorization: Bearer {admin.token}")
+    url = f"{admin.url}/collections/client_history/items?f=json&as-of=2022-06-01&sortby=code"
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as gdal:
+        theirs = gdal.submit(pyogrio.read_dataframe, url).result(timeout=120)
+    _same_frame(admin.read("client_history", as_of="2022-06-01", sortby="code"), theirs)
+
+
+def test_as_of_before_the_first_edition_is_refused(admin: Client, history: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError, match="before collection 'client_history' began"):
+        admin.read("client_history", as_of=dt.date(2019, 1, 1))
+    with pytest.raises(InvalidInputError, match="not an RFC 3339"):
+        admin.read("client_history", as_of="last spring")
+
+
 # --- errors -----------------------------------------------------------------------------
 
 
@@ -454,8 +539,5 @@ def test_map_and_the_options_the_server_lacks(client: Client, base: str) -> None
     assert "Yuncheng Subdistrict" in html and "/collections/imagery/map/tiles/" in html
     with pytest.raises(NotFoundError, match="'nosuch'"):
         client.map(["districts", "nosuch"])
-    # No past editions on the items API yet: a clear refusal, not a bare unknown parameter.
-    with pytest.raises(InvalidInputError, match="past editions"):
-        client.read("districts", as_of=dt.datetime(2025, 1, 1))
     with Client(base, token="", progress=True, page_size=5) as shown:
         assert len(shown.read("env_stations")) == 20  # a drawn bar changes nothing

@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -18,8 +20,10 @@ import pyogrio
 import pytest
 import shapely
 from conftest import SHARED_DATA
+from psycopg import sql
 
-from spatial import samples
+from spatial import catalog, features, samples
+from spatial.db import engine
 from spatial.ingest import history
 from spatial.ingest.vector import IngestRejectedError, VectorSource, ingest_vector
 from spatial.settings import Settings
@@ -74,11 +78,7 @@ def test_first_edition_keeps_counts_chinese_text_and_projected_area(
     url = str(cadastre["url"])
     # Land-use names and holders arrive as Chinese text (GBK decoded), unchanged.
     expected = src.sort_values("DKBM")[["DKBM", "DLMC", "QLR"]].itertuples(index=False)
-    as_of_1 = {}
-    with psycopg.connect(url) as conn:
-        query = history.as_of_query("cadastre", ["dkbm", "dlmc", "qlr", "tbmj"], "dkbm", 1)
-        for key, props, _geom in conn.execute(query):
-            as_of_1[key] = props
+    as_of_1 = {key: props for key, (props, _geom) in _as_of(url, 1).items()}
     assert {k: (v["dlmc"], v["qlr"]) for k, v in as_of_1.items()} == {
         k: (n, q) for k, n, q in expected
     }
@@ -140,33 +140,39 @@ def test_second_edition_diff_matches_the_ground_truth(
 
 def test_any_past_edition_can_be_queried(cadastre: dict[str, object], sample_files: Path) -> None:
     url = str(cadastre["url"])
-    columns = ["dkbm", "dlbm", "dlmc", "qsxz", "qlr", "xzqdm", "xzqmc", "djrq", "tbmj"]
     for edition, year in ((1, 2025), (2, 2026)):
         src = _source(sample_files, year).set_index("DKBM")
-        with psycopg.connect(url) as conn:
-            rows = conn.execute(
-                history.as_of_query("cadastre", columns, "dkbm", edition)
-                .as_string(conn)
-                .replace("c.geom", "ST_AsBinary(c.geom)")
-                .replace("h.geom", "ST_AsBinary(h.geom)")
-            ).fetchall()
-        assert {r[0] for r in rows} == set(src.index)
-        sample = rows[:: max(1, len(rows) // 300)]
-        for key, props, wkb in sample:
-            geom = shapely.from_wkb(bytes(wkb))
+        rows = _as_of(url, edition)
+        assert set(rows) == set(src.index)
+        for key in list(rows)[:: max(1, len(rows) // 300)]:
+            props, geom = rows[key]
             assert shapely.equals_exact(
                 shapely.normalize(geom), shapely.normalize(src.loc[key].geometry), tolerance=0
             ) or shapely.equals(geom, src.loc[key].geometry)
             assert props["dlbm"] == src.loc[key, "DLBM"]
-    with psycopg.connect(url) as conn:
-        cur = conn.cursor()
-        valid = _rows(
+    valid = [
+        v for (v,) in _rows(
             url,
             "SELECT valid_from FROM platform.editions "
             "WHERE collection_id = 'cadastre' ORDER BY edition",
         )
-        assert history.edition_at(cur, "cadastre", valid[1][0]) == 2  # type: ignore[arg-type]
-        assert history.edition_at(cur, "cadastre", valid[0][0]) == 1  # type: ignore[arg-type]
+    ]  # fmt: skip
+    with psycopg.connect(url) as conn:
+        for when, edition in ((valid[0], 1), (valid[1], None)):  # None: the latest
+            row = conn.execute(history.EDITION_AT, {"cid": "cadastre", "when": when}).fetchone()
+            assert history.past_edition("cadastre", when, row) == edition  # type: ignore[arg-type]
+
+
+def _as_of(url: str, edition: int) -> dict[str, tuple[dict[str, Any], shapely.Geometry]]:
+    """The cadastre as of an edition, read as the items API reads it (by key)."""
+    with engine(url) as eng, eng.connect() as conn:
+        record = catalog.get_collection(conn, "cadastre")
+    layer = replace(features.LayerSchema.of(record), edition=edition)
+    query = sql.SQL("SELECT to_jsonb(t) - 'geom' - 'fid', ST_AsBinary(t.geom) FROM {} t").format(
+        features.source(layer)
+    )
+    with psycopg.connect(url) as conn:
+        return {p["dkbm"]: (p, shapely.from_wkb(bytes(g))) for p, g in conn.execute(query)}
 
 
 def test_ingest_is_registered_and_audited(cadastre: dict[str, object]) -> None:

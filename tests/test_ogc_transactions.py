@@ -3,6 +3,7 @@ update, delete; every version in the history and the audit log; bad edits refuse
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from support import TESTS, LiveServer
 from api import create_app
 from spatial import accounts
 from spatial.db import engine
+from spatial.errors import InvalidInputError
 from spatial.ingest import history
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
@@ -157,17 +159,75 @@ def test_create_read_replace_stale_update_delete(client: httpx.Client, database_
         ("feature.update", ["B1"]),
         ("feature.delete", ["B1"]),
     ]
-    # Each version can be read back as of its edition.
+    # Each version can be read back as of its edition, through the items API.
+    valid = {
+        e["edition"]: e["valid_from"]
+        for e in client.get("/collections/edit_parcels/editions").json()["editions"]
+    }
+    for edition, name in ((changes[0][0], "新"), (changes[1][0], "换"), (changes[2][0], "改")):
+        page = client.get(ITEMS, params={"as-of": valid[edition], "limit": 100}).json()
+        named = {f["properties"]["code"]: f["properties"]["name"] for f in page["features"]}
+        assert named == {"A1": "甲", "A2": "乙", "A3": "丙", "B1": name}
+        assert page["numberMatched"] == 4
+    final = client.get(ITEMS, params={"as-of": valid[changes[3][0]]}).json()
+    assert "B1" not in {f["properties"]["code"] for f in final["features"]}
+
+
+def test_as_of_serves_past_versions_with_their_own_ids(client: httpx.Client) -> None:
+    """The edits of the test above: B1 was created, replaced, updated and deleted."""
+    editions = client.get("/collections/edit_parcels/editions").json()["editions"]
+    created = editions[1]["valid_from"]  # edition 1 is the import of A1..A3
+    page = client.get(ITEMS, params={"as-of": created, "filter": "code = 'B1'", "crs": GK}).json()
+    (b1,) = page["features"]
+    assert b1["id"] < 0 and b1["properties"] == {"code": "B1", "name": "新", "area": 2500.0}
+    served = shapely.geometry.shape(b1["geometry"])
+    assert shapely.transform(served, lambda yx: yx[:, ::-1]).equals(_cell(5))
+    assert page["numberMatched"] == 1
+    # The past version has its own page, and only as of its time.
+    one = client.get(f"{ITEMS}/{b1['id']}", params={"as-of": created})
+    assert one.status_code == 200 and one.json()["properties"]["name"] == "新"
+    assert client.get(f"{ITEMS}/{b1['id']}").status_code == 404
+    page_html = client.get(f"{ITEMS}/{b1['id']}", params={"as-of": created, "f": "html"})
+    assert page_html.status_code == 200 and "新" in page_html.text
+    # Unchanged features keep their ids; paging and sorting work on the past edition.
+    paged = client.get(ITEMS, params={"as-of": created, "limit": 2}).json()
+    ids = [f["id"] for f in paged["features"]]
+    nxt = next(link["href"] for link in paged["links"] if link["rel"] == "next")
+    assert "as-of=" in nxt
+    rest = client.get(nxt).json()
+    assert sorted(ids + [f["id"] for f in rest["features"]]) == sorted([b1["id"], 1, 2, 3])
+    ordered = client.get(ITEMS, params={"as-of": created, "sortby": "-code"}).json()
+    assert [f["properties"]["code"] for f in ordered["features"]] == ["B1", "A3", "A2", "A1"]
+    # The same edition as a file and as pygeoapi's HTML page.
+    csv = client.get(ITEMS, params={"as-of": created, "f": "csv"})
+    assert csv.status_code == 200 and "新" in csv.text
+    html = client.get(ITEMS, params={"as-of": created, "f": "html"})
+    assert html.status_code == 200 and "新" in html.text
+    # A time after the last edit is the layer as it is, B1 gone.
+    now = client.get(ITEMS, params={"as-of": "2999-01-01"}).json()
+    assert {f["properties"]["code"] for f in now["features"]} == {"A1", "A2", "A3"}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("yesterday", "not an RFC 3339"),
+        ("2026-13-01", "not an RFC 3339"),
+        ("1999-01-01T00:00:00Z", "before collection 'edit_parcels' began"),
+    ],
+)
+def test_a_bad_as_of_is_refused(client: httpx.Client, value: str, message: str) -> None:
+    answer = client.get(ITEMS, params={"as-of": value})
+    assert answer.status_code == 400 and message in answer.json()["description"]
+
+
+def test_a_layer_without_editions_has_no_as_of(database_url: str) -> None:
+    """GPS views keep no editions (the items route asks the same query)."""
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with psycopg.connect(database_url) as conn:
-        for edition, name in ((changes[0][0], "新"), (changes[1][0], "换"), (changes[2][0], "改")):
-            rows = conn.execute(
-                history.as_of_query("edit_parcels", ["code", "name", "area"], "code", edition)
-            ).fetchall()
-            assert {r[0]: r[1]["name"] for r in rows}["B1"] == name
-        final = conn.execute(
-            history.as_of_query("edit_parcels", ["code", "name", "area"], "code", changes[3][0])
-        ).fetchall()
-        assert "B1" not in {r[0] for r in final}
+        row = conn.execute(history.EDITION_AT, {"cid": "gps_positions", "when": when}).fetchone()
+    with pytest.raises(InvalidInputError, match="'gps_positions' keeps no editions"):
+        history.past_edition("gps_positions", when, row)
 
 
 def test_the_catalog_follows_edits(client: httpx.Client, database_url: str) -> None:

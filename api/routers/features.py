@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from typing import Any
 
 import pygeoapi.api as core
@@ -21,6 +22,7 @@ from api.auth import view_of
 from api.deps import Conn, ViewDep, connection
 from api.engine import CATALOG_ID, Engine
 from api.ogc import (
+    AS_OF_PARAM,
     CRS_PARAM,
     F_PARAM,
     PROPERTIES_PARAM,
@@ -34,6 +36,7 @@ from api.routers import exports, stac
 from layers import View
 from spatial import features, filters
 from spatial.errors import InvalidInputError, NotFoundError
+from spatial.ingest import history
 
 router = APIRouter(tags=["Features"])
 
@@ -68,10 +71,11 @@ CONFORMANCE = [
 """What the platform's own paths implement, added to pygeoapi's declarations."""
 ITEMS_PARAMETERS = frozenset(
     {"f", "limit", "offset", "after", "bbox", "bbox-crs", "datetime", "properties",
-     "skipGeometry", "sortby", "crs", "filter", "filter-lang", "filter-crs", "lang"}
+     "skipGeometry", "sortby", "crs", "filter", "filter-lang", "filter-crs", "lang", "as-of"}
 )  # fmt: skip
-FILTER_PARAMETERS = frozenset({"filter", "filter-lang", "filter-crs"})
-ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "lang"})
+HANDLED_PARAMETERS = frozenset({"filter", "filter-lang", "filter-crs", "as-of"})
+"""Parameters the platform reads before handing a page to pygeoapi (which must not)."""
+ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "lang", "as-of"})
 RECORDS_PARAMETERS = frozenset(
     {"f", "lang", "limit", "offset", "bbox", "datetime", "q", "sortby", "properties",
      "skipGeometry", "type", "title", "keywords", "subsystems", "crs", "description"}
@@ -153,6 +157,22 @@ def _layer(seen: View, collection_id: str) -> features.LayerSchema:
     return seen.layer(record)
 
 
+async def as_of(conn: Any, layer: features.LayerSchema, request: Request) -> features.LayerSchema:
+    """The layer as the ``as-of`` parameter asks: the edition current at that moment.
+
+    Raises:
+        InvalidInputError: not a date-time, before the first edition, or a layer without
+            editions.
+    """
+    text = request.query_params.get("as-of")
+    if text is None:
+        return layer
+    when = history.parse_as_of(text)
+    cur = await conn.execute(history.EDITION_AT, {"cid": layer.id, "when": when})
+    edition = history.past_edition(layer.id, when, await cur.fetchone())
+    return layer if edition is None else replace(layer, edition=edition)
+
+
 def items_query(request: Request, layer: features.LayerSchema) -> features.ItemsQuery:
     """The validated query of an items request.
 
@@ -186,7 +206,8 @@ def items_query(request: Request, layer: features.LayerSchema) -> features.Items
         skip_geometry=_flag(request, "skipGeometry"),
         sortby=features.parse_sortby(layer, p.get("sortby")),
         crs=features.serving_crs(p.get("crs")),
-        after=_integer(request, "after", -1, 0, MAX_OFFSET) if "after" in p else None,
+        # Below zero: past versions (as-of) come first.
+        after=_integer(request, "after", 0, -MAX_OFFSET, MAX_OFFSET) if "after" in p else None,
     )
 
 
@@ -222,7 +243,7 @@ async def items(
     ),
     offset: int | None = Query(None, ge=0, description="Features to skip."),
     after: int | None = Query(
-        None, ge=0, description="Only features with a larger id (the next links use it)."
+        None, description="Only features with a larger id (the next links use it)."
     ),
     bbox: str | None = text_param("minx,miny,maxx,maxy in bbox-crs (CRS84 by default)."),
     bbox_crs: str | None = text_param("CRS of bbox.", alias="bbox-crs"),
@@ -234,6 +255,7 @@ async def items(
     filter: str | None = text_param("A CQL2 filter (see queryables)."),  # noqa: A002
     filter_lang: str | None = text_param("cql2-text (default) or cql2-json.", alias="filter-lang"),
     filter_crs: str | None = text_param("CRS of geometries in filter.", alias="filter-crs"),
+    as_of_: str | None = AS_OF_PARAM,
 ) -> Response:
     """A page of a vector collection's features, as GeoJSON built by PostGIS (HTML and
     JSON-LD pages are pygeoapi's); on ``catalog``, a search of the catalog's records."""
@@ -251,12 +273,14 @@ async def items(
     check_parameters(request, ITEMS_PARAMETERS | layer.fields.keys())
     fmt = response_format(request, (*PYGEOAPI_FORMATS, *exports.MEDIA))
     q = items_query(request, layer)
+    layer = await as_of(conn, layer, request)
     if fmt in ("html", "jsonld"):
         # pygeoapi's page, with the filter as the platform parsed it (CQL2, not ECQL).
         provider.PLATFORM_FILTER.set(q.where)
         provider.PLATFORM_PARAMS.set(features.Params(q.params))
+        provider.PLATFORM_EDITION.set(layer.edition)
         return await _engine(request).answer(
-            request, itemtypes.get_collection_items, collection_id, hidden=FILTER_PARAMETERS
+            request, itemtypes.get_collection_items, collection_id, hidden=HANDLED_PARAMETERS
         )
     if fmt in exports.MEDIA:
         return await exports.export(conn, layer, q, fmt)
@@ -326,6 +350,7 @@ async def item(
     crs: str | None = CRS_PARAM,
     properties: str | None = PROPERTIES_PARAM,
     skip_geometry: str | None = SKIP_PARAM,
+    as_of_: str | None = AS_OF_PARAM,
 ) -> Response:
     """One feature by its id (its HTML and JSON-LD pages are pygeoapi's); on
     ``catalog``, the record of one collection."""
@@ -335,11 +360,16 @@ async def item(
         return await stac.item(collection_id, feature_id, request)
     if collection_id == CATALOG_ID or fmt in ("html", "jsonld"):
         if collection_id != CATALOG_ID:
-            _layer(seen, collection_id)
+            edition = (await as_of(conn, _layer(seen, collection_id), request)).edition
+            provider.PLATFORM_EDITION.set(edition)
         return await _engine(request).answer(
-            request, itemtypes.get_collection_item, collection_id, feature_id
+            request,
+            itemtypes.get_collection_item,
+            collection_id,
+            feature_id,
+            hidden=HANDLED_PARAMETERS,
         )
-    layer = _layer(seen, collection_id)
+    layer = await as_of(conn, _layer(seen, collection_id), request)
     q = features.ItemsQuery(
         properties=features.parse_properties(layer, request.query_params.get("properties")),
         skip_geometry=_flag(request, "skipGeometry"),

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:8000"
 PAGE_SIZE = 10_000
 """Features per page of a read (the server's default maximum)."""
-AS_OF_PARAM = "as-of"
 """The items parameter naming a past moment of a layer (its edition then)."""
 _SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml")
 _FINAL_PROCESS = {"successful", "failed", "dismissed"}
@@ -277,8 +276,9 @@ class Client:
                 JSON (a dict); see ``/collections/{id}/queryables`` for the properties.
             crs: The CRS of the result: an EPSG code (``4546``), ``"EPSG:4546"`` or a
                 CRS URI [default: lon/lat, EPSG:4326].
-            as_of: The layer as it was at this moment (a past edition), sent as the
-                ``as-of`` parameter; a server without it refuses with InvalidInputError.
+            as_of: The layer as it was at this moment: the edition current then (a
+                datetime, naive meaning UTC, or a date meaning its first moment, UTC).
+                Features replaced or removed since have negative ids.
             properties: Only these properties (``id`` and the geometry always come).
             sortby: Properties to sort by, ``-`` first for descending: ``"-area"``.
             limit: At most this many features [default: all].
@@ -289,7 +289,8 @@ class Client:
             dates and UTC timestamps as ``datetime64``) and ``geometry``, with its CRS.
 
         Raises:
-            InvalidInputError: a malformed bbox (locally), filter or CRS (by the server).
+            InvalidInputError: a malformed bbox (locally), filter or CRS, or an
+                ``as_of`` before the collection began (by the server).
             NotFoundError: no such collection, or not one you may read.
 
         Example:
@@ -309,11 +310,11 @@ class Client:
             "properties": frames.names(properties),
             "sortby": frames.names(sortby),
             "datetime": frames.instant(when) if when is not None else None,
-            AS_OF_PARAM: frames.instant(as_of) if as_of is not None else None,
+            "as-of": frames.instant(as_of) if as_of is not None else None,
             **frames.cql2(filter),
         }
         # The first page before the queryables: its errors name the collection.
-        page = self._items_page(f"/collections/{collection}/items", params, as_of is not None)
+        page = self._items_page(f"/collections/{collection}/items", params)
         pages = frames.Pages(self._fields(collection), crs_uri=frames.crs_uri(crs))
         matched = page.get("numberMatched")
         total = min(matched, limit or matched) if matched is not None else limit
@@ -324,7 +325,7 @@ class Client:
                 url = _next(page)
                 if url is None or (limit is not None and len(pages.ids) >= limit):
                     break
-                page = self._items_page(url, {}, as_of is not None)  # the link has the query
+                page = self._items_page(url, {})  # the link has the query
         finally:
             bar.close()
         if limit is not None and len(pages.ids) > limit:
@@ -332,19 +333,10 @@ class Client:
         wanted = None if properties is None else frames.names(properties)
         return pages.frame(None if wanted is None else wanted.split(","))
 
-    def _items_page(self, url: str, params: dict[str, Any], as_of: bool) -> dict[str, Any]:
+    def _items_page(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
         clean = {k: v for k, v in params.items() if v is not None}
-        try:
-            page: dict[str, Any] = self.request("GET", url, params=clean).json()
-            return page
-        except InvalidInputError as exc:
-            if as_of and f"unknown query parameter {AS_OF_PARAM!r}" in str(exc):
-                msg = (
-                    f"this platform does not serve past editions of items ({AS_OF_PARAM}); "
-                    f"see {self.url}/collections/<id>/editions"
-                )
-                raise located(InvalidInputError(msg), 400, getattr(exc, "url", url)) from exc
-            raise
+        page: dict[str, Any] = self.request("GET", url, params=clean).json()
+        return page
 
     def _fields(self, collection: str) -> dict[str, dict[str, Any]]:
         """The collection's properties and their JSON Schema types, in order."""

@@ -9,7 +9,8 @@ layer without a key is diffed by content (a feature whose geometry or attributes
 changed counts as removed and added).
 
 Any past edition is then: the current rows not changed since it, plus the history rows
-that were current at it. :func:`as_of_query` builds that query.
+that were current at it: :func:`spatial.features.source` reads a layer so when it is
+asked for a past edition (the items API's ``as-of``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from psycopg import Cursor, sql
 
 from spatial.catalog import LAYERS
-from spatial.errors import InvalidInputError, NotFoundError
+from spatial.errors import InvalidInputError
 
 _FIELDS_PER_OBJECT = 45  # jsonb_build_object takes at most 100 arguments
 
@@ -189,40 +190,43 @@ def diff_and_archive(
     )
 
 
-def edition_at(cur: Cursor[Any], collection_id: str, when: dt.datetime) -> int:
-    """The edition that was current at ``when``.
+EDITION_AT = (
+    "SELECT max(edition) FILTER (WHERE valid_from <= %(when)s), max(edition), min(valid_from) "
+    "FROM platform.editions WHERE collection_id = %(cid)s"
+)
+"""The edition current at ``when``, the latest, and when the first began (one row)."""
+
+
+def parse_as_of(text: str) -> dt.datetime:
+    """An ``as-of`` value: an RFC 3339 date-time (UTC when it has no offset) or a date
+    (its first moment, UTC).
 
     Raises:
-        NotFoundError: the collection had no edition yet.
+        InvalidInputError: not a date or date-time.
     """
-    row = cur.execute(
-        "SELECT max(edition) FROM platform.editions WHERE collection_id = %s AND valid_from <= %s",
-        (collection_id, when),
-    ).fetchone()
-    if row is None or row[0] is None:
-        msg = f"collection {collection_id!r} had no edition at {when.isoformat()}"
-        raise NotFoundError(msg)
-    return int(row[0])
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        msg = f"as-of {text[:40]!r} is not an RFC 3339 date or date-time (e.g. 2025-06-01T08:00Z)"
+        raise InvalidInputError(msg) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
-def as_of_query(
-    collection_id: str, columns: list[str], key: str | None, edition: int
-) -> sql.Composed:
-    """SQL returning ``(key, properties jsonb, geom)`` of every feature as of ``edition``."""
-    return sql.SQL("""
-        SELECT {ckey} AS key, {cprops} AS properties, c.geom
-        FROM {table} c
-        WHERE NOT EXISTS (
-            SELECT 1 FROM platform.feature_changes fc
-            WHERE fc.collection_id = {cid} AND fc.edition > {edition} AND fc.key = {ckey})
-        UNION ALL
-        SELECT h.key, h.properties, h.geom
-        FROM platform.feature_history h
-        WHERE h.collection_id = {cid} AND h.edition_from <= {edition} AND h.edition_to > {edition}
-        """).format(
-        ckey=key_expr("c", key, columns),
-        cprops=props_expr("c", columns),
-        table=sql.Identifier(LAYERS, collection_id),
-        cid=sql.Literal(collection_id),
-        edition=sql.Literal(edition),
-    )
+def past_edition(collection_id: str, when: dt.datetime, row: Any) -> int | None:
+    """From :data:`EDITION_AT`'s row: the edition current at ``when``, or None when that
+    is the latest (the layer table itself).
+
+    Raises:
+        InvalidInputError: the collection has no editions, or its first began after ``when``.
+    """
+    at, latest, first = row if row is not None else (None, None, None)
+    if latest is None or first is None:
+        msg = f"collection {collection_id!r} keeps no editions, so it has no as-of"
+        raise InvalidInputError(msg)
+    if at is None:
+        msg = (
+            f"as-of {when.isoformat()} is before collection {collection_id!r} began: its first "
+            f"edition is valid from {first.isoformat()}"
+        )
+        raise InvalidInputError(msg)
+    return None if at == latest else int(at)
