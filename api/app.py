@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import auth, catalog, errors, live, web, webhooks
+from api import auth, catalog, errors, live, metrics, web, webhooks
 from api.engine import Engine
 from api.routers import (
     admin,
@@ -41,7 +41,7 @@ from api.routers import (
 )
 from layers import Catalog, subsystems
 from spatial.access import Directory
-from spatial.db import engine, resolve_url
+from spatial.db import engine, migrate, resolve_url
 from spatial.settings import Settings
 from tiles.cache import TileCache
 
@@ -173,6 +173,7 @@ def create_app(settings: Settings) -> FastAPI:
     _state(app, settings)
     errors.register(app)
     _guard(app, settings)
+    app.add_middleware(metrics.Measure, platform=app)  # outermost: refusals are timed too
     # Tiles and items first: the hot paths, as plain routes (routes are matched in order).
     app.router.routes[0:0] = [*tiles.FAST_ROUTES, *features.FAST_ROUTES, *rasters.FAST_ROUTES]
     for module in (tiles, rasters, stac, auth, admin, landing, features, transactions,
@@ -189,6 +190,8 @@ def _state(app: FastAPI, settings: Settings) -> None:
     bad map definition stops the app before it serves anything)."""
     app.state.settings = settings
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
+    app.state.metrics = metrics.Metrics()
+    app.state.schema_head = migrate.head()
     app.state.subsystems = subsystems.load(settings.maps.subsystems_dir)
 
 

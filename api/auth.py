@@ -50,6 +50,8 @@ from spatial.settings import Settings
 router = APIRouter(tags=["Sign in"])
 OPEN_PATHS = frozenset({"/auth/token"})
 """Paths anonymous callers reach even when anonymous access is off."""
+PROBES = frozenset({"/health", "/health/live", "/health/ready"})
+"""Health probes: open with anonymous access off too (load balancers carry no credentials)."""
 SHELL_PREFIXES = ("/vendor/", "/maps/_static/")
 """The web pages' own files (scripts, styles, fonts), which hold no data: reachable by
 anonymous callers when anonymous access is off, so a page can offer signing in."""
@@ -95,7 +97,8 @@ class Guard:
             principal = await identify(self.platform.state, headers, address)
             settings: Settings = self.platform.state.settings
             closed = principal.anonymous and not settings.auth.anonymous
-            if closed and scope["path"] not in OPEN_PATHS and not is_shell(scope["path"]):
+            path = scope["path"]
+            if closed and path not in OPEN_PATHS and path not in PROBES and not is_shell(path):
                 msg = "this platform needs a key or a token (anonymous access is off)"
                 raise UnauthorizedError(msg)
             self._count(principal, address, settings.auth.rate_per_minute)

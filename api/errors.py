@@ -29,6 +29,8 @@ from spatial.errors import (
 )
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
+"""What a 503 for an unreachable database tells clients to wait, in seconds."""
 
 STATUS: dict[type[SpatialError], tuple[int, str]] = {
     TooLargeError: (413, "PayloadTooLarge"),  # before its base class: the first match wins
@@ -54,6 +56,8 @@ def error_response(exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, TooManyRequestsError):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, DatabaseUnavailableError):
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(
         {"code": code, "description": str(exc)}, status_code=status, headers=headers
     )
@@ -109,7 +113,7 @@ def register(app: FastAPI) -> None:
             {"code": "ServiceUnavailable",
              "description": "the database is not reachable; try again shortly"},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )  # fmt: skip
 
     app.add_exception_handler(SpatialError, handle)

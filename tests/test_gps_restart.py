@@ -229,19 +229,31 @@ def _stored(url: str, device: str) -> dict[dt.datetime, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def _answers_without_database(base_url: str, url: str) -> dict[str, int]:
+def _answers_without_database(base_url: str, url: str) -> dict[str, Any]:
     """Statuses of requests that need the database for more than the fix: a known key (the
     accounts are in memory), an unknown one (failures are counted in the database), a
-    sign-in (so are those of passwords)."""
+    sign-in (so are those of passwords), a page of features; and the probes and metrics."""
     fix = {"id": "restart-probe", "lat": 23.0, "lon": 113.0, "timestamp": START}
     unknown = {"X-API-Key": f"{KEY_PREFIX}_00000000_{'A' * 43}"}
+    admin = admin_headers(url)
     with httpx.Client(base_url=base_url, timeout=10) as client:
-        known = client.get("/gps/osmand", params=fix, headers=admin_headers(url))
+        known = client.get("/gps/osmand", params=fix, headers=admin)
         guessed = client.get("/gps/osmand", params=fix, headers=unknown)
         signing_in = client.post("/auth/token", data={"username": "pytest_admin",
                                                       "password": "not the password"})  # fmt: skip
-    return {"a known key": known.status_code, "an unknown key": guessed.status_code,
-            "signing in": signing_in.status_code}  # fmt: skip
+        items = client.get("/collections/gps_latest/items", headers=admin)
+        ready = client.get("/health/ready")
+        live = client.get("/health/live")
+        metrics = client.get("/metrics", headers=admin)
+    return {
+        "a known key": known.status_code, "an unknown key": guessed.status_code,
+        "signing in": signing_in.status_code,
+        "items": (items.status_code, items.headers.get("retry-after")),
+        "ready": (ready.status_code, ready.headers.get("retry-after"),
+                  "not reachable" in ready.text),
+        "live": live.status_code,
+        "metrics": (metrics.status_code, "spatial_database_up 0.0" in metrics.text),
+    }  # fmt: skip
 
 
 def test_database_and_broker_restart_lose_nothing(
@@ -307,7 +319,10 @@ def test_database_and_broker_restart_lose_nothing(
         owntracks.publisher.close()
 
     # The outage was real for both receivers; nothing was answered but 200 and 503.
-    assert answers == dict.fromkeys(("a known key", "an unknown key", "signing in"), 503)
+    assert answers == {
+        **dict.fromkeys(("a known key", "an unknown key", "signing in"), 503),
+        "items": (503, "5"), "ready": (503, "5", True), "live": 200, "metrics": (200, True),
+    }  # fmt: skip
     assert osmand.unexpected == []
     assert sum(osmand.failed.values()) > 0, "no request failed: the database never went away"
     assert receiver_retried(), "the MQTT receiver never had to store again"
@@ -324,8 +339,9 @@ def test_database_and_broker_restart_lose_nothing(
         latest = query(url, "SELECT time, ST_X(geom), ST_Y(geom) FROM gps.latest "
                        "WHERE device_id = %s", device)  # fmt: skip
         assert latest == [(_time(newest), *map(pytest.approx, _position(device, newest)))]
-    # The API answers at once, writing and reading.
+    # The API answers at once, writing and reading, and says it is ready.
     with httpx.Client(base_url=api.url, timeout=10) as client:
+        assert client.get("/health/ready").json()["status"] == "ok"
         tst = max(osmand.acked) + 1
         lon, lat = _position(OSMAND, tst)
         answer = client.get("/gps/osmand", params={"id": OSMAND, "lat": lat, "lon": lon,

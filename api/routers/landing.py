@@ -1,18 +1,23 @@
-"""The landing page and the health check."""
+"""The landing page, the OpenAPI document, health probes and metrics."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import psycopg
 import pygeoapi.api as core
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from psycopg_pool import PoolTimeout
 
-from api.deps import Conn
+from api.auth import view_of
 from api.engine import Engine
+from api.errors import RETRY_AFTER_S
+from api.metrics import CONTENT_TYPE, DATABASE_FIGURES, Metrics
 from api.ogc import F_PARAM, base_url, check_parameters, response_format
 from api.openapi import as_openapi_30
+from spatial.errors import ForbiddenError, UnauthorizedError
 
 router = APIRouter(tags=["Capabilities"])
 
@@ -53,9 +58,67 @@ async def openapi(request: Request) -> Response:
     )
 
 
-@router.get("/health", summary="Service health")
-async def health(conn: Conn) -> dict[str, Any]:
-    """Whether the database answers, with its PostGIS version."""
-    cur = await conn.execute("SELECT postgis_lib_version()")
-    row = await cur.fetchone()
-    return {"status": "ok", "database": "ok", "postgis": row[0] if row else None}
+PROBE_TIMEOUT_S = 2.0
+"""How long a readiness probe waits for a connection: a probe must answer quickly."""
+
+
+@router.get("/health/live", summary="Liveness: the worker answers")
+async def live() -> dict[str, Any]:
+    """The worker's event loop answers (the database is not asked: restarting a worker
+    does not bring a database back)."""
+    return {"status": "ok"}
+
+
+@router.get("/health", summary="Readiness: the database answers, at the expected schema")
+@router.get("/health/ready", summary="Readiness: the database answers, at the expected schema")
+async def ready(request: Request) -> JSONResponse:
+    """200 when the database answers within two seconds at the schema revision this code
+    expects, with the PostGIS version; 503 with ``Retry-After`` and the reason when not.
+    Open without credentials (load balancers probe it)."""
+    expected: str = request.app.state.schema_head
+    try:
+        async with request.app.state.pool.connection(timeout=PROBE_TIMEOUT_S) as conn:
+            cur = await conn.execute(
+                "SELECT postgis_lib_version(), (SELECT version_num FROM alembic_version)"
+            )
+            postgis, revision = await cur.fetchone() or (None, None)
+    except (psycopg.Error, PoolTimeout) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return _unready(f"the database is not reachable: {reason}")
+    if revision != expected:
+        return _unready(f"the database schema is at {revision}, this code expects {expected}")
+    pool = request.app.state.pool.get_stats()
+    return JSONResponse({
+        "status": "ok", "database": "ok", "postgis": postgis, "schema": revision,
+        "pool": {"size": pool.get("pool_size", 0), "idle": pool.get("pool_available", 0),
+                 "waiting": pool.get("requests_waiting", 0)},
+    })  # fmt: skip
+
+
+def _unready(reason: str) -> JSONResponse:
+    return JSONResponse(
+        {"status": "unavailable", "code": "ServiceUnavailable", "description": reason},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics of this worker (admins)", response_model=None)
+async def metrics(request: Request) -> Response:
+    """Request counts and latency by route, the tile cache, the connection pools and the
+    database's sessions, ingest and GPS counts and rejects by reason, the worker's memory
+    (see :mod:`api.metrics`). Prometheus scrapes it with an admin's API key."""
+    who = view_of(request).principal
+    if who.anonymous:
+        raise UnauthorizedError("metrics need an admin's key or token")
+    if not who.admin:
+        raise ForbiddenError(f"{who.username} may not read the metrics (admins may)")
+    figures = None
+    try:
+        async with request.app.state.pool.connection(timeout=PROBE_TIMEOUT_S) as conn:
+            cur = await conn.execute(DATABASE_FIGURES)
+            figures = await cur.fetchone()
+    except (psycopg.Error, PoolTimeout):
+        figures = None  # the worker's own figures still, and spatial_database_up 0
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(request.app, figures), media_type=CONTENT_TYPE)
