@@ -19,6 +19,8 @@ GROUPS = [
     ["db", "migrate"],
     ["db", "psql"],
     ["serve"],
+    ["backup"],
+    ["restore"],
     ["samples"],
     ["samples", "build"],
     ["samples", "load"],

@@ -65,7 +65,7 @@ def friendly(func: F) -> F:
 
 
 def _register() -> None:
-    from spatial.cli import db, gps, ingest, samples, serve, users  # noqa: PLC0415
+    from spatial.cli import backup, db, gps, ingest, samples, serve, users  # noqa: PLC0415
 
     app.add_typer(db.app, name="db")
     app.add_typer(samples.app, name="samples")
@@ -73,6 +73,8 @@ def _register() -> None:
     app.add_typer(users.app, name="user")
     app.add_typer(gps.app, name="gps")
     app.command("serve")(serve.serve)
+    app.command("backup")(backup.backup)
+    app.command("restore")(backup.restore)
     # Command groups of the other packages (``tiles``), found through their entry points so
     # that ``spatial`` imports none of them.
     for entry in entry_points(group="spatial.commands"):
