@@ -249,3 +249,17 @@ def test_a_damaged_archive_is_refused_before_anything_is_written(
         assert database_empty(conn)
     assert not data_dir.exists()
     assert list((tmp_path / "target").iterdir()) == []  # the staging folder is gone
+
+
+def test_a_failed_backup_leaves_nothing_that_looks_like_an_archive(
+    source: str, settings: Settings, tmp_path: Path
+) -> None:
+    from spatial.backup import backup  # noqa: PLC0415
+    from spatial.errors import InvalidInputError  # noqa: PLC0415
+
+    out = tmp_path / "out" / "city.tar"
+    out.parent.mkdir()
+    elsewhere = settings.model_copy(update={"data_dir": tmp_path / "no-rasters"})
+    with pytest.raises(InvalidInputError, match="which does not exist"):
+        backup(source, elsewhere, out)  # the COGs are not in this data folder
+    assert list(out.parent.iterdir()) == []
