@@ -74,9 +74,10 @@ def serving_crs(uri: str | None) -> ServingCrs:
         raise InvalidInputError(msg)
     if match["ogc"] or match["bare"]:
         return ServingCrs(uri=CRS84, srid=4326, flip=False, digits=9)
-    epsg = int(match["epsg"] or match["short"])
+    digits = match["epsg"] or match["short"]
+    epsg = int(digits) if digits.isascii() and len(digits) <= 9 else 0
     if epsg not in SERVED_EPSG:
-        msg = f"crs EPSG:{epsg} is not served; use one of {', '.join(supported_crs())}"
+        msg = f"crs EPSG:{digits[:20]} is not served; use one of {', '.join(supported_crs())}"
         raise InvalidInputError(msg)
     try:
         crs = CRS.from_epsg(epsg)
@@ -311,17 +312,32 @@ def geographic(srid: int) -> bool:
 def iso_instant(text: str, what: str) -> str:
     """An RFC 3339 date or date-time, checked (and returned as given).
 
+    Only the forms PostgreSQL reads too (``2024-05-01``, ``2024-05-01T08:00[:00[.5]]``
+    with ``Z``, ``±hh[:mm]`` or no offset, ``T``, ``t`` or a space between), and only
+    instants between the years 1 and 9999 once in UTC (no offset is UTC).
+
     Raises:
-        InvalidInputError: not a date or date-time.
+        InvalidInputError: not a date or date-time, or out of range.
     """
     try:
-        dt.datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
+        if not _RFC3339.fullmatch(text):
+            raise ValueError
+        parsed = dt.datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+        if parsed.tzinfo is not None:
+            parsed.astimezone(dt.UTC)  # 0001-01-01T00:00+01:00 is before the year 1
+    except (ValueError, OverflowError):
         msg = (
             f"{what} {text[:40]!r} is not an RFC 3339 date or date-time (e.g. 2024-05-01T08:00:00Z)"
         )
         raise InvalidInputError(msg) from None
     return text
+
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
 
 
 def _geometry(layer: LayerSchema, crs: ServingCrs, params: Params) -> sql.Composable:

@@ -16,6 +16,8 @@ So a filter can be wrong (400, with the reason) but cannot change the statement.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +51,15 @@ OPERATORS = (
 )  # fmt: skip
 """Every operator and function a filter may use."""
 
+MAX_NESTING = 64
+"""How deeply a filter may nest (parentheses, ``NOT``, functions); deeper is refused
+before parsing, since the CQL2 parser recurses on the C stack and the compiler in Python."""
+_MAX_JSON_DEPTH = 2 * MAX_NESTING
+"""The same limit in CQL2-JSON levels (an operation is an object and its ``args`` list)."""
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""What PostgreSQL text cannot hold: NUL, and lone surrogates."""
+_TOKEN = re.compile(r"'(?:[^']|'')*'?|\"[^\"]*\"?|[A-Za-z_][A-Za-z0-9_]*|\S")
+
 Scalar = tuple[sql.Composable, str]
 """An SQL expression and its kind: numeric, text, boolean, temporal, geometry or any."""
 
@@ -60,6 +71,9 @@ def parse(text: str, lang: str | None = None) -> dict[str, Any]:
         InvalidInputError: not valid CQL2, with the parser's reason.
     """
     lang = (lang or "cql2-text").lower()
+    if lang == "cql2-text" and _text_nesting(text) > MAX_NESTING:
+        msg = f"filter is nested more than {MAX_NESTING} levels deep"
+        raise InvalidInputError(msg)
     try:
         if lang == "cql2-text":
             expr = cql2.parse_text(text)
@@ -73,7 +87,45 @@ def parse(text: str, lang: str | None = None) -> dict[str, Any]:
         reason = " ".join(str(exc).split())[:300]
         msg = f"filter is not valid {lang}: {reason}"
         raise InvalidInputError(msg) from exc
+    if _json_depth(tree) > _MAX_JSON_DEPTH:
+        msg = f"filter is nested more than {MAX_NESTING} levels deep"
+        raise InvalidInputError(msg)
     return tree
+
+
+def _text_nesting(text: str) -> int:
+    """An upper bound of how deeply CQL2 text nests: open parentheses, each with the prefix
+    operators (``NOT``, signs) before it, and the prefix operators of the innermost one."""
+    stack: list[int] = []
+    depth = run = 0
+    deepest = 0
+    for match in _TOKEN.finditer(text):
+        piece = match.group()
+        if piece == "(":
+            stack.append(run + 1)
+            depth, run = depth + run + 1, 0
+        elif piece == ")":
+            depth, run = depth - (stack.pop() if stack else 0), 0
+        elif piece.upper() == "NOT" or piece in {"-", "+"}:
+            run += 1
+        else:
+            run = 0
+        deepest = max(deepest, depth + run)
+    return deepest
+
+
+def _json_depth(tree: Any) -> int:
+    """How many objects and lists deep a parsed filter goes (without recursion)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, depth)
+        todo.extend((item, depth + 1) for item in node)
+    return deepest
 
 
 def equalities(layer: LayerSchema, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -259,8 +311,15 @@ class _Compiler:
         elif isinstance(node, bool):
             kind = "boolean"
         elif isinstance(node, (int, float)):
-            value, kind = float(node), "numeric"
+            try:
+                value, kind = float(node), "numeric"
+            except OverflowError:
+                msg = f"filter: the number {str(node)[:40]}... is out of range"
+                raise InvalidInputError(msg) from None
         elif isinstance(node, str):
+            if _UNSTORABLE.search(node):
+                msg = f"filter: text cannot contain NUL or lone surrogates: {_show(node)}"
+                raise InvalidInputError(msg)
             kind = "temporal" if like == "temporal" else "text"
             if kind == "temporal":
                 iso_instant(node, "filter:")
@@ -295,7 +354,11 @@ class _Compiler:
     def _geometry(self, node: Any) -> sql.Composable:
         if isinstance(node, dict) and "bbox" in node:
             box = node["bbox"]
-            if not isinstance(box, list) or len(box) not in {4, 6}:
+            if (
+                not isinstance(box, list)
+                or len(box) not in {4, 6}
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+            ):
                 msg = f"filter: a bbox has 4 or 6 numbers, not {_show(box)}"
                 raise InvalidInputError(msg)
             xmin, ymin, xmax, ymax = (box[0], box[1], box[3], box[4]) if len(box) == 6 else box
@@ -310,6 +373,9 @@ class _Compiler:
         except (ValueError, TypeError, AttributeError, shapely.errors.GEOSException) as exc:
             msg = f"filter: malformed geometry {_show(node)}: {exc}"
             raise InvalidInputError(msg) from exc
+        if not all(math.isfinite(v) for v in shapely.get_coordinates(geometry).flat):
+            msg = f"filter: the geometry {_show(node)} has coordinates that are not finite numbers"
+            raise InvalidInputError(msg)
         if self.crs.flip:
             geometry = shapely.transform(geometry, lambda xy: xy[:, ::-1])
         literal: sql.Composable = sql.SQL("ST_GeomFromText({}, {})").format(

@@ -206,7 +206,9 @@ def parse_as_of(text: str) -> dt.datetime:
     """
     try:
         when = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
+        if when.tzinfo is not None:
+            when.astimezone(dt.UTC)  # 0001-01-01T00:00+01:00 is before the year 1
+    except (ValueError, OverflowError):
         msg = f"as-of {text[:40]!r} is not an RFC 3339 date or date-time (e.g. 2025-06-01T08:00Z)"
         raise InvalidInputError(msg) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
