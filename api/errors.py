@@ -22,6 +22,7 @@ from spatial.errors import (
     NotFoundError,
     PreconditionFailedError,
     SpatialError,
+    StorageFullError,
     TooLargeError,
     TooManyRequestsError,
     UnauthorizedError,
@@ -44,6 +45,7 @@ STATUS: dict[type[SpatialError], tuple[int, str]] = {
     PreconditionFailedError: (412, "PreconditionFailed"),
     ConflictError: (409, "Conflict"),
     DatabaseUnavailableError: (503, "ServiceUnavailable"),
+    StorageFullError: (507, "InsufficientStorage"),
     ConfigurationError: (500, "ServerError"),
 }
 

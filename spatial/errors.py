@@ -13,6 +13,11 @@ class DatabaseUnavailableError(SpatialError):
     """The database cannot be reached or started."""
 
 
+class StorageFullError(SpatialError):
+    """A store (the raster store's disk) has no room for what is being written (HTTP 507);
+    nothing was kept of it."""
+
+
 class NotFoundError(SpatialError):
     """A named thing (collection, item, job) does not exist for the caller."""
 

@@ -18,6 +18,7 @@ from support import LiveServer
 
 from api import create_app
 from spatial import samples
+from spatial.ingest import jobs
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
 
@@ -222,7 +223,7 @@ def test_jobs_of_a_stopped_worker_are_marked_failed(
             for _ in range(2)
         )
         # Another worker runs ``alive``: it holds the job's lock.
-        conn.execute("SELECT pg_advisory_lock(hashtext('spatial.process'), hashtext(%s))", (alive,))
+        conn.execute(jobs.LOCK.format("pg_advisory_lock"), (alive,))
         with LiveServer(create_app(settings)) as server:
             state = {j: httpx.get(f"{server.url}/jobs/{j}", headers=admin_auth).json()
                      for j in (orphan, alive)}  # fmt: skip

@@ -266,6 +266,7 @@ def _run_job(
 async def _job(request: Request, conn: Any, job_id: str) -> dict[str, Any]:
     """A job of the caller's (an admin's: anyone's); others do not exist for them."""
     async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(jobs.REAP, {"id": jobs.job_uuid(job_id)})  # a dead worker's job
         await cur.execute(jobs.SELECT_JOB, (jobs.job_uuid(job_id),))
         row = await cur.fetchone()
     who = view_of(request).principal

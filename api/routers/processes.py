@@ -197,39 +197,12 @@ class Context:
         return str(await run_in_threadpool(work))
 
 
-_JOB_LOCK = "SELECT {}(hashtext('spatial.process'), hashtext(%s))"
-"""A running job holds this advisory lock on its connection: when its worker dies, the
-connection closes, the lock goes, and :func:`recover` can tell the job was interrupted."""
-
-
 async def recover(pool: Any) -> int:
-    """Mark failed the process jobs whose worker stopped; returns how many.
-
-    A job is left alone while any worker holds its lock (it is still running there).
-    """
-    count = 0
+    """Mark failed the jobs whose worker stopped (:data:`spatial.ingest.jobs.REAP`);
+    returns how many. A job is left alone while any worker holds its lock."""
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id::text FROM platform.ingest_jobs "
-            "WHERE kind = 'process' AND state IN ('queued', 'running')"
-        )
-        for (job_id,) in await cur.fetchall():
-            got = await (
-                await conn.execute(_JOB_LOCK.format("pg_try_advisory_lock"), (job_id,))
-            ).fetchone()
-            if not got or not got[0]:
-                continue
-            try:
-                await conn.execute(
-                    "UPDATE platform.ingest_jobs SET state = 'failed', finished_at = now(), "
-                    "message = 'interrupted: the worker that ran it stopped; run it again' "
-                    "WHERE id = %s::uuid AND state IN ('queued', 'running')",
-                    (job_id,),
-                )
-                count += 1
-            finally:
-                await conn.execute(_JOB_LOCK.format("pg_advisory_unlock"), (job_id,))
-    return count
+        cur = await conn.execute(jobs.REAP, {"id": None})
+        return len(await cur.fetchall())
 
 
 async def _run(
@@ -239,7 +212,7 @@ async def _run(
     tracker = jobs.Tracker(app.state.url, job_id)
     try:
         async with app.state.pool.connection() as conn:
-            await conn.execute(_JOB_LOCK.format("pg_advisory_lock"), (job_id,))
+            await conn.execute(jobs.LOCK.format("pg_advisory_lock"), (job_id,))
             try:
                 await run_in_threadpool(tracker.start)
                 outputs = await process.run(conn, lookup, inputs)
@@ -247,7 +220,7 @@ async def _run(
                 # A cancelled query can leave the connection unusable: the pool then closes
                 # it, which releases the lock as well.
                 with contextlib.suppress(psycopg.Error):
-                    await conn.execute(_JOB_LOCK.format("pg_advisory_unlock"), (job_id,))
+                    await conn.execute(jobs.LOCK.format("pg_advisory_unlock"), (job_id,))
     except asyncio.CancelledError:
         raise
     except SpatialError as exc:

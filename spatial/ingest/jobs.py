@@ -3,6 +3,11 @@
 Job rows are written on their own autocommit connection, outside the ingest's
 transaction, so progress is visible while the ingest runs and a failed ingest (whose
 transaction rolls back) still leaves its job marked failed with the reason.
+
+A running job holds an advisory lock (:data:`LOCK`) on a connection of its own. When the
+process running it dies (killed, out of memory, its machine gone), PostgreSQL closes that
+connection, rolls the ingest's transaction back and frees the lock: :data:`REAP` then
+marks the job failed, at the API's start and whenever the job is read.
 """
 
 from __future__ import annotations
@@ -18,9 +23,24 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from spatial.errors import InvalidInputError, NotFoundError
+from spatial.errors import NotFoundError, SpatialError
 
 T = TypeVar("T")
+
+LOCK = "SELECT {}(hashtext('spatial.job'), hashtext(%s))"
+"""The advisory lock a running job holds (format in ``pg_advisory_lock``, ``..._unlock``)."""
+REAP = (
+    "UPDATE platform.ingest_jobs SET state = 'failed', finished_at = now(), "
+    "message = 'interrupted: the worker that ran it stopped; run it again' "
+    "WHERE (state = 'running' OR (state = 'queued' AND kind = 'process' AND %(id)s::uuid IS NULL)) "
+    "AND (%(id)s::uuid IS NULL OR id = %(id)s::uuid) "
+    "AND pg_try_advisory_xact_lock(hashtext('spatial.job'), hashtext(id::text)) "
+    "RETURNING id::text"
+)
+"""Mark failed the jobs (``%(id)s``, or every one with None) no live worker holds: the
+running ones, and with None (a worker's start) queued process jobs too (an API worker
+runs those itself). Queued ingests wait in an API worker's queue without a lock and are
+left alone."""
 
 _MIN_INTERVAL_S = 0.5
 """Progress is written at most this often (a 200k-row load would otherwise write 100s)."""
@@ -177,8 +197,18 @@ def run(
         input's message, "interrupted", or the internal error).
     """
     tracker = Tracker(url, job_id)
-    tracker.start()
+    with psycopg.connect(url, autocommit=True) as holder:
+        holder.execute(LOCK.format("pg_advisory_lock"), (job_id,))
+        tracker.start()
+        return _work(tracker, report, work, on_progress)
 
+
+def _work(
+    tracker: Tracker,
+    report: dict[str, Any],
+    work: Callable[[Callable[[float, str], None]], tuple[T, str]],
+    on_progress: Callable[[float, str], None] | None,
+) -> T:
     def progress(fraction: float, message: str) -> None:
         tracker.progress(fraction, message)
         if on_progress:
@@ -186,7 +216,7 @@ def run(
 
     try:
         result, message = work(progress)
-    except InvalidInputError as exc:
+    except SpatialError as exc:  # refused input, a full store...: its message says why
         report.setdefault("error", str(exc))
         report.update(getattr(exc, "report", {}))
         tracker.finish(ok=False, message=str(exc), report=report)

@@ -17,6 +17,7 @@ replaced item's old folder is removed only after the commit.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import getpass
 import json
 import re
@@ -38,7 +39,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from spatial.audit import Actor, audit
 from spatial.catalog import CollectionRecord, upsert_collection
 from spatial.db import engine
-from spatial.errors import InvalidInputError
+from spatial.errors import InvalidInputError, StorageFullError
 from spatial.ingest import cog, jobs
 from spatial.ingest.publish import check_collection_id
 from spatial.ingest.raster_checks import Limits, check_file
@@ -141,6 +142,7 @@ def ingest_raster(
     Raises:
         InvalidInputError: a file or option was refused; the job is marked failed and
             nothing else changed.
+        StorageFullError: the store's disk is full (or would be); likewise.
     """
     who = Actor.of(actor, f"cli:{getpass.getuser()}")
     if job_id is None:
@@ -216,6 +218,8 @@ def _run(
         raise InvalidInputError(msg)
     checked = time.perf_counter() - clock
     root = store_root(settings)
+    needed = sum(f.stat().st_size for p in source.paths for f in scene_files(p))
+    _check_room(root, needed)
     version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.UUID(job_id).hex[:8]}"
     made: list[Path] = []
     try:
@@ -233,10 +237,20 @@ def _run(
         with engine(url) as eng, eng.begin() as conn:
             old = _publish(conn, source, items, actor, job_id)
             record = _collection(conn, source)
-    except BaseException:
+    except BaseException as exc:
+        # GDAL reports a short write on stderr and goes on: the next step then fails to
+        # read what was written. A failure with less room left than the inputs take is
+        # the disk's, not the input's.
+        full = _no_space(exc) or shutil.disk_usage(root).free < needed
         for folder in made:
             shutil.rmtree(folder, ignore_errors=True)
             _prune(folder.parent, root)
+        if full:
+            msg = (
+                f"the raster store {root} ran out of disk space while writing "
+                f"({_free(root)} free); nothing was kept: free space, then ingest again"
+            )
+            raise StorageFullError(msg) from exc
         raise
     for path in old:
         if root / path.parent not in made:
@@ -262,6 +276,37 @@ def _run(
     for item in items:
         item.pop("_files", None)
     return record, items
+
+
+def _check_room(root: Path, needed: int) -> None:
+    """Refuse before writing when the store has less room than the inputs take (the COGs
+    written take about as much again as their source; the display copy comes on top).
+
+    Raises:
+        StorageFullError: too little free space.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(root).free < needed:
+        msg = (
+            f"the raster store {root} has {_free(root)} free and this ingest needs at least "
+            f"{needed / 2**20:.1f} MiB; nothing was written: free space, then ingest again"
+        )
+        raise StorageFullError(msg)
+
+
+def _free(root: Path) -> str:
+    return f"{shutil.disk_usage(root).free / 2**20:.1f} MiB"
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether writing failed for want of disk space (Python's or GDAL's error)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in {errno.ENOSPC, errno.EDQUOT}:
+            return True
+        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def _prune(folder: Path, root: Path) -> None:
