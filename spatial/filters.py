@@ -51,9 +51,11 @@ OPERATORS = (
 )  # fmt: skip
 """Every operator and function a filter may use."""
 
-MAX_NESTING = 64
+MAX_NESTING = 12
 """How deeply a filter may nest (parentheses, ``NOT``, functions); deeper is refused
-before parsing, since the CQL2 parser recurses on the C stack and the compiler in Python."""
+before parsing, since the CQL2 parser recurses on the C stack and the compiler in Python,
+and the parser's time to refuse a wrong filter doubles with each level (benchmarks/fuzz.py
+found 24 unclosed parentheses taking minutes)."""
 _MAX_JSON_DEPTH = 2 * MAX_NESTING
 """The same limit in CQL2-JSON levels (an operation is an object and its ``args`` list)."""
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -74,6 +76,9 @@ def parse(text: str, lang: str | None = None) -> dict[str, Any]:
     if lang == "cql2-text" and _text_nesting(text) > MAX_NESTING:
         msg = f"filter is nested more than {MAX_NESTING} levels deep"
         raise InvalidInputError(msg)
+    if lang == "cql2-text" and not _balanced(text):
+        msg = "filter is not valid cql2-text: unbalanced parentheses"
+        raise InvalidInputError(msg)
     try:
         if lang == "cql2-text":
             expr = cql2.parse_text(text)
@@ -83,7 +88,11 @@ def parse(text: str, lang: str | None = None) -> dict[str, Any]:
             msg = f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json"
             raise InvalidInputError(msg)
         tree: dict[str, Any] = expr.to_json()
-    except (ValueError, cql2.ParseError, cql2.ValidationError) as exc:
+    except InvalidInputError:
+        raise
+    # cql2 raises ParseError, ValidationError, ValueError, and a bare Exception when it cannot
+    # write a geometry it read back (``POLYGON((112 23, 1 4 112 23))``: "processing geometry")
+    except Exception as exc:
         reason = " ".join(str(exc).split())[:300]
         msg = f"filter is not valid {lang}: {reason}"
         raise InvalidInputError(msg) from exc
@@ -112,6 +121,18 @@ def _text_nesting(text: str) -> int:
             run = 0
         deepest = max(deepest, depth + run)
     return deepest
+
+
+def _balanced(text: str) -> bool:
+    """Whether the parentheses outside quotes pair up (the parser takes exponential time
+    to refuse a filter that leaves some open)."""
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        piece = match.group()
+        depth += 1 if piece == "(" else -1 if piece == ")" else 0
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _json_depth(tree: Any) -> int:

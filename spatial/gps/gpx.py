@@ -123,6 +123,11 @@ class _GpxReader:
         parser.CharacterDataHandler = self._text
         try:
             parser.Parse(data, True)
+        except (LookupError, ValueError) as exc:
+            if self.root_seen:
+                raise
+            # an encoding Python does not know (UTF-4) or expat cannot take (multi-byte)
+            raise InvalidInputError(f"not an XML document: {exc}") from exc
         except expat.ExpatError as exc:
             message = expat.ErrorString(exc.code) if exc.code else str(exc)
             if not self.root_seen:

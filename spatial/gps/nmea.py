@@ -30,7 +30,8 @@ Decisions, in brief:
   midnight; with no date at all it is rejected as ``no_time``.
 * Within an epoch, each value is taken from the most specific sentence that has it
   (speed: RMC before VTG; HDOP: GGA before GNS before GSA); between equals the first
-  wins. Position checks (0, 0), ranges, jumps are validation's job, not the decoder's.
+  wins. Position checks (0, 0), jumps are validation's job, not the decoder's; a latitude
+  beyond 90 or a longitude beyond 180 degrees is not ``ddmm.mmmm`` and is ``malformed``.
 * An epoch is emitted when the next one starts, so a live stream's fix arrives one
   epoch late (or at :meth:`Decoder.flush`).
 """
@@ -100,6 +101,8 @@ def _angle(value: str, hemisphere: str, what: str) -> float | None:
     if minutes >= 60.0:
         raise _MalformedError(f"{what} {value!r} has {minutes} minutes")
     degrees = int(match.group(1) or 0) + minutes / 60.0
+    if degrees > (90.0 if what == "latitude" else 180.0):
+        raise _MalformedError(f"{what} {value[:40]!r},{hemisphere} is off the globe")
     return -degrees if negative else degrees
 
 

@@ -137,7 +137,7 @@ def _parse_time(text: str) -> dt.datetime:
 def _scalar(text: str) -> Any:
     """An unknown parameter's value: a number, a boolean or the text itself."""
     if _DECIMAL.fullmatch(text.strip()):
-        value = float(text)
+        value = float(text.strip())  # float() keeps what str.strip() drops (\x1c-\x1f)
         if math.isfinite(value):
             return value
     if text in ("true", "false"):
