@@ -394,7 +394,7 @@ def _feature(layer: LayerSchema, q: ItemsQuery, params: Params) -> sql.Composabl
             )
         )
         if columns
-        else sql.SQL("'{{}}'")
+        else sql.Literal("{}")  # ``properties=`` (none): an empty object
     )
     geometry: sql.Composable = (
         sql.SQL("'null'")

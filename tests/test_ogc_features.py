@@ -147,6 +147,17 @@ def test_bbox_crs_and_properties(api: httpx.Client, source: gpd.GeoDataFrame) ->
     assert near["numberMatched"] == 1
 
 
+def test_no_properties_is_an_empty_object(api: httpx.Client) -> None:
+    """``properties=`` (an empty list) returns features with ``"properties": {}``, as
+    valid JSON, on the list and the single feature (schemathesis found ``{{}}``)."""
+    page = api.get(f"/collections/{COLLECTION}/items", params={"properties": "", "limit": 2})
+    assert page.status_code == 200
+    features = page.json()["features"]
+    assert len(features) == 2 and all(f["properties"] == {} for f in features)
+    one = api.get(f"/collections/{COLLECTION}/items/{features[0]['id']}?properties=")
+    assert one.status_code == 200 and one.json()["properties"] == {}
+
+
 def test_sortby_and_item(api: httpx.Client, source: gpd.GeoDataFrame) -> None:
     page = api.get(
         f"/collections/{COLLECTION}/items", params={"sortby": "-tbmj", "limit": 3}
