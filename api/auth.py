@@ -16,12 +16,11 @@ answered 429 with ``Retry-After`` without a password being checked.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import OrderedDict
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 import jwt
 import psycopg
@@ -34,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 from layers import View, view
-from spatial import accounts
+from spatial import accounts, jsonbody
 from spatial.access import ANONYMOUS, Account, Directory, Principal
 from spatial.audit import Actor
 from spatial.errors import (
@@ -93,6 +92,7 @@ class Guard:
         headers = Headers(scope=scope)
         secured = _with_headers(send, self.platform.state.settings)
         try:
+            _check_utf8(scope)
             address = _address(scope)
             principal = await identify(self.platform.state, headers, address)
             settings: Settings = self.platform.state.settings
@@ -152,6 +152,23 @@ class Guard:
         self.windows[who] = (start, count + 1)
         if len(self.windows) > 100_000:
             self.windows = {k: v for k, v in self.windows.items() if v[0] == minute}
+
+
+def _check_utf8(scope: Scope) -> None:
+    """Refuse a path or query whose percent-escapes are not UTF-8 (they would be read as
+    replacement characters and silently match nothing).
+
+    Raises:
+        InvalidInputError: they are not.
+    """
+    for part, raw in (("path", scope.get("raw_path") or b""), ("query", scope["query_string"])):
+        if b"%" not in raw:
+            continue
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            msg = f"the {part} has percent-escapes that are not UTF-8 (byte {exc.start})"
+            raise InvalidInputError(msg) from None
 
 
 def _body_limit(scope: Scope, settings: Settings) -> int | None:
@@ -382,11 +399,7 @@ async def _credentials(request: Request) -> tuple[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     values: dict[str, Any]
     if kind == "application/json":
-        try:
-            values = json.loads(body)
-        except ValueError as exc:
-            msg = f"the body is not JSON ({exc})"
-            raise InvalidInputError(msg) from exc
+        values = jsonbody.loads(body, "the body")
         if not isinstance(values, dict):
             msg = "the body is a JSON object with username and password"
             raise InvalidInputError(msg)

@@ -118,7 +118,18 @@ def register(app: FastAPI) -> None:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )  # fmt: skip
 
+    async def nested(_request: Request, _exc: Exception) -> JSONResponse:
+        # Python's JSON reader (FastAPI's bodies too) and the geometry readers recurse per
+        # level of nesting: a body nested thousands deep reaches the recursion limit.
+        return JSONResponse(
+            {"code": "InvalidParameterValue",
+             "description": "the request is nested too deeply to be read (JSON arrays or "
+                            "objects, or geometries, inside each other hundreds of levels deep)"},
+            status_code=400,
+        )  # fmt: skip
+
     app.add_exception_handler(SpatialError, handle)
+    app.add_exception_handler(RecursionError, nested)
     app.add_exception_handler(psycopg.OperationalError, unavailable)
     app.add_exception_handler(PoolTimeout, unavailable)
     app.add_exception_handler(psycopg.errors.DataError, refused)

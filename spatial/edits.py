@@ -25,7 +25,7 @@ import shapely.geometry
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from spatial import audit, changes
+from spatial import audit, changes, jsonbody
 from spatial.audit import Actor
 from spatial.catalog import CollectionRecord
 from spatial.errors import (
@@ -92,11 +92,7 @@ def parse_feature(body: bytes) -> dict[str, Any]:
     Raises:
         InvalidInputError: not JSON, or not a Feature.
     """
-    try:
-        feature = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = f"the body is not JSON: {exc}"
-        raise InvalidInputError(msg) from exc
+    feature = jsonbody.loads(body, "the body")
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         msg = "the body must be a GeoJSON Feature ({'type': 'Feature', ...})"
         raise InvalidInputError(msg)
@@ -272,7 +268,7 @@ def _geometry(target: Editable, geometry: Any, crs: ServingCrs, params: Params) 
         raise InvalidInputError(msg)
     try:
         shape = shapely.geometry.shape(geometry)
-    except (ValueError, TypeError, AttributeError, KeyError, shapely.errors.GEOSException) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, shapely.errors.ShapelyError) as exc:
         msg = f"the geometry is not valid GeoJSON: {exc}"
         raise InvalidInputError(msg) from exc
     family = _FAMILY.get(target.geometry_type.rstrip("ZM"))

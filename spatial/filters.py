@@ -165,6 +165,8 @@ def equalities(layer: LayerSchema, pairs: list[tuple[str, str]]) -> list[dict[st
                 value = int(text)
             elif pgtype in {"real", "double precision"}:
                 value = float(text)
+                if not math.isfinite(value):
+                    raise ValueError(text)
         except ValueError:
             msg = f"{name} holds numbers; {text!r} is not one"
             raise InvalidInputError(msg) from None
@@ -335,8 +337,10 @@ class _Compiler:
             try:
                 value, kind = float(node), "numeric"
             except OverflowError:
-                msg = f"filter: the number {str(node)[:40]}... is out of range"
-                raise InvalidInputError(msg) from None
+                value = math.inf
+            if not math.isfinite(value):
+                msg = f"filter: the number {str(node)[:40]} is out of range (or not a number)"
+                raise InvalidInputError(msg)
         elif isinstance(node, str):
             if _UNSTORABLE.search(node):
                 msg = f"filter: text cannot contain NUL or lone surrogates: {_show(node)}"

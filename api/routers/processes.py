@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from api.ogc import F_PARAM, base_url, check_parameters, read_body, response_for
 from api.routers.ingest import may_ingest
 from api.routers.rasters import raster_collection
 from layers import View
-from spatial import analysis, processes
+from spatial import analysis, jsonbody, processes
 from spatial.catalog import CollectionRecord
 from spatial.errors import (
     InvalidInputError,
@@ -102,11 +101,7 @@ async def _answer(request: Request, body: dict[str, Any], template: str) -> Resp
 
 async def _inputs(request: Request) -> dict[str, Any]:
     body = await read_body(request, {"application/json"}, _MAX_BODY, "an execution request")
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = f"the body is not JSON: {exc}"
-        raise InvalidInputError(msg) from exc
+    document = jsonbody.loads(body, "the body")
     inputs = document.get("inputs") if isinstance(document, dict) else None
     if not isinstance(inputs, dict):
         msg = 'the body must be {"inputs": {...}}'

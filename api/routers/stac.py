@@ -8,7 +8,6 @@ the same check and honour HTTP range requests, so GDAL reads the COGs over
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +18,7 @@ from psycopg.rows import dict_row
 from api.auth import view_of
 from api.ogc import base_url
 from api.routers.rasters import raster_collection
-from spatial import stac
+from spatial import jsonbody, stac
 from spatial.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/stac", tags=["STAC"])
@@ -167,19 +166,13 @@ async def search_get(request: Request) -> JSONResponse:
     values: dict[str, Any] = dict(request.query_params)
     _only(values, SEARCH)
     if "intersects" in values:
-        try:
-            values["intersects"] = json.loads(values["intersects"])
-        except json.JSONDecodeError:
-            raise InvalidInputError("intersects must be a GeoJSON geometry") from None
+        values["intersects"] = jsonbody.loads(values["intersects"], "intersects")
     return await _search(request, stac.Search.parse(values), values, "GET", "/stac/search")
 
 
 @router.post("/search", summary="Search scenes (POST)")
 async def search_post(request: Request) -> JSONResponse:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInputError("the search body must be a JSON object") from None
+    body = jsonbody.loads(await request.body(), "the search body")
     if not isinstance(body, dict):
         raise InvalidInputError("the search body must be a JSON object")
     _only(body, SEARCH)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spatial import jsonbody
 from spatial.errors import InvalidInputError, TooLargeError
 from spatial.gps.fix import Decoded, Fix, Reject
 
@@ -485,12 +485,7 @@ def read_geojson(
         InvalidInputError: not JSON, not a FeatureCollection or Feature, or another CRS.
     """
     _check_size(len(data), max_bytes)
-    try:
-        doc = json.loads(_utf8(data))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidInputError("JSON nested too deeply") from exc
+    doc = jsonbody.loads(_utf8(data), "the batch")
     kind = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
     if kind == "FeatureCollection":
         features: list[Any] = doc.get("features")
