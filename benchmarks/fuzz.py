@@ -273,7 +273,7 @@ def fuzz(target: str, seconds: int) -> Run:
         if m := re.match(r"stat::number_of_executed_units: (\d+)", line):
             run.executions = max(run.executions, int(m[1]))
         if m := re.search(r"Test unit written to (\S+)", line):
-            run.crashes.append(m[1])
+            run.crashes.append(str(Path(m[1]).resolve().relative_to(ROOT)))
         if m := re.match(r"Done (\d+) runs in (\d+) second", line):
             run.executions = max(run.executions, int(m[1]))
     if m := re.search(r"=== Uncaught Python exception: ===\n(.*?)(?:\n==\d+==|\Z)", output, re.S):
@@ -314,8 +314,9 @@ def record(runs: list[Run], seconds: int) -> None:
         "",
         *(f"- finding in {r.target}: `{c}`" for r in runs for c in r.crashes),
     ]
+    gap = "" if RESULTS.read_text(encoding="utf-8").endswith("\n\n") else "\n"
     with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n" + "\n".join(lines).rstrip() + "\n")
+        out.write(gap + "\n".join(lines).rstrip() + "\n\n")
 
 
 def _version(name: str) -> str:

@@ -76,6 +76,9 @@ checked_junk = st.builds(
 @given(st.lists(junk_text | junk_bytes | checked_junk, max_size=12), st.none() | st.dates())
 @example(["$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"], None)
 @example([checksum("GPRMC,235959,A,0000." + "9" * 400 + ",N,1,E,,,311299,,")], None)
+# found by benchmarks/fuzz.py: a longitude of 310 degrees, a ZDA month of 100 digits
+@example([checksum("GPRMC,123519.00,A,4807.038,N,31011.000,E,022.4,084.4,230394,003.1,W,A")], None)
+@example([checksum("GPZDA,201530.00,04," + "5" * 100 + ",2002,00,00")], None)
 def test_nmea_never_raises(lines: list[str | bytes], start: dt.date | None) -> None:
     decoded = nmea.decode(lines, start_date=start)
     assert_sane(decoded)
@@ -143,6 +146,7 @@ def json_junk() -> st.SearchStrategy[bytes]:
 @given(pairs, junk_text, junk_bytes | json_junk(), st.sampled_from(CONTENT))
 @example([("id", "x"), ("timestamp", "9" * 19), ("lat", "1"), ("lon", "2")], "", b"", None)
 @example([], "/?id=a&lat=1e999&lon=2", b'{"device_id":1,"location":[1e999]}', "application/json")
+@example([("id", "a"), ("lat", "1"), ("lon", "2"), ("x", "\x1e3.05")], "", b"", None)  # fuzz.py
 def test_osmand_never_raises(
     params: list[tuple[str, str]], target: str, body: bytes, content_type: str | None
 ) -> None:
@@ -257,6 +261,8 @@ GPX_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<gpx version="1.1" creator="
 @FAST
 @given(junk_bytes, st.integers(0, 400), junk_text)
 @example(b"<gpx><trk><trkseg><trkpt lat='1e999' lon='2'><time>x</time></trkpt>", 0, "")
+@example(b'<?xml version="1.0" encoding="UTF-4"?><gpx/>', 0, "")  # found by benchmarks/fuzz.py
+@example(b'<?xml version="1.0" encoding="shift_jis"?><gpx/>', 0, "")
 def test_gpx_never_raises_but_refuses(data: bytes, cut: int, insert: str) -> None:
     valid = (GPX_HEAD + '<trk><name>a</name><trkseg><trkpt lat="1" lon="2"><ele>3</ele>'
              "<time>2026-01-01T00:00:00Z</time></trkpt></trkseg></trk></gpx>").encode()  # fmt: skip

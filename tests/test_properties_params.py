@@ -337,6 +337,10 @@ def test_equalities_are_refused_or_run(
 @given(junk, st.sampled_from((None, "cql2-text", "cql2-json", "CQL2-JSON", "xml")))
 @example("[" * 5000 + "]" * 5000, "cql2-json")
 @example('{"op":"not","args":[' * 5000 + "true" + "]}" * 5000, "cql2-json")
+# found by benchmarks/fuzz.py: a bare Exception of cql2, minutes to refuse open parentheses
+@example("S_INTERSECTS(geometry, POLYGON((112 23, 113 23, 113 24,1 22,1 4 112 23)))", None)
+@example("(" * 24 + "\x00built >" + "(" * 24 + " DATE('(", None)
+@example("(" * 12 + "n = 1 AND" + ")" * 12, None)
 def test_cql2_garbage_is_refused(text: str, lang: str | None) -> None:
     try:
         filters.parse(text, lang)

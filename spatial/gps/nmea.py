@@ -280,7 +280,7 @@ def _zda(f: list[str]) -> _Report:
     if day is not None and month is not None and year is not None:
         try:
             report.date = dt.date(year, month, day)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # 31/2, or a month of 40 digits
             raise _MalformedError(f"ZDA date: {exc}") from None
     return report
 
