@@ -82,6 +82,8 @@ _MEDIA: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("post", "/stac/search"): {"200": (_GEOJSON,)},
     ("get", "/stac/collections/{collection_id}/items"): {"200": (_GEOJSON,)},
     ("get", "/stac/collections/{collection_id}/items/{item_id}"): {"200": (_GEOJSON,)},
+    ("get", "/stac/collections/{collection_id}/items/{item_id}/assets/{key}"): {
+        "200": ("image/tiff",)},
     ("get", "/openapi"): {"200": (_OPENAPI,)},
     ("get", "/api"): {"200": (_OPENAPI,)},
     ("get", "/metrics"): {"200": ("text/plain; version=0.0.4; charset=utf-8",)},
@@ -90,6 +92,10 @@ _MEDIA: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("post", "/gps/osmand"): {"200": (_TEXT,), "400": (_TEXT,)},
 }  # fmt: skip
 """Media types of responses that FastAPI cannot see (the routes build their Response)."""
+_ASYNC_JOB = {
+    "description": "With ``Prefer: respond-async``: the job created (its URL in Location)",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
 
 
 def _declare_responses(path: str, method: str, operation: dict[str, Any]) -> None:
@@ -97,6 +103,8 @@ def _declare_responses(path: str, method: str, operation: dict[str, Any]) -> Non
     exception body, and the media types the routes really send (:data:`_MEDIA`)."""
     responses: dict[str, Any] = operation.setdefault("responses", {})
     responses.pop("422", None)  # FastAPI's validation error: api.errors answers 400 or 422
+    if path == "/processes/{process_id}/execution":
+        responses.setdefault("201", _ASYNC_JOB)
     errors = _ERRORS | (_WRITE_ERRORS if method != "get" else {})
     body = {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}
     for status, description in errors.items():

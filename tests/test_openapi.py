@@ -4,6 +4,7 @@ response (status, media type, body) as the document declares it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -44,6 +45,33 @@ def _ingest(settings: Settings, folder: Path, collection_id: str) -> None:
     ingest_vector(url, source, settings)
 
 
+def _ingest_scene(settings: Settings, folder: Path, collection_id: str) -> str:
+    """A 64 x 64 four-band scene ``noise``; the ingest job's id."""
+    import numpy as np  # noqa: PLC0415
+    import rasterio  # noqa: PLC0415
+    from rasterio.transform import from_origin  # noqa: PLC0415
+
+    from spatial.ingest.raster import RasterSource, ingest_raster  # noqa: PLC0415
+
+    path = folder / "noise.tif"
+    data = np.random.default_rng(11).integers(0, 10_000, (4, 64, 64), dtype=np.uint16)
+    profile = {
+        "driver": "GTiff",
+        "width": 64,
+        "height": 64,
+        "count": 4,
+        "dtype": "uint16",
+        "crs": "EPSG:32649",
+        "transform": from_origin(500_000, 2_540_000, 10, 10),
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    source = RasterSource(paths=(path,), collection_id=collection_id, item_id="noise",
+                          datetime=dt.datetime(2026, 5, 1, tzinfo=dt.UTC), public=True)  # fmt: skip
+    return ingest_raster(url, source, settings).job_id
+
+
 @pytest.fixture(scope="module")
 def layer(
     live_api: LiveServer, settings: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -61,9 +89,11 @@ def throwaway(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     """Objects made for the admin's fuzz run, which may change or delete them: a layer, a
-    user with a key, a grant, a device and a webhook (the demo's and the other modules'
-    objects are never named in a path)."""
-    _ingest(settings, tmp_path_factory.mktemp("openapi-fuzzed"), "fuzzed")
+    scene, a user with a key, a grant, a device, a webhook, a process job (the demo's and
+    the other modules' objects are never named in a path)."""
+    folder = tmp_path_factory.mktemp("openapi-fuzzed")
+    _ingest(settings, folder, "fuzzed")
+    ingest_job = _ingest_scene(settings, folder, "fuzzed_scenes")
     with httpx.Client(base_url=live_api.url, headers=admin_auth, timeout=30) as client:
         wait_for_collection(client, "fuzzed")
 
@@ -78,6 +108,7 @@ def throwaway(
         grant = made("/admin/grants", {"collection": "fuzzed", "grantee": "user:fuzzed_user"})
         made("/gps/devices", {"id": "fuzzed-device"})
         webhook = made("/gps/webhooks", {"url": "http://127.0.0.1:9/fuzzed"})
+        job = made_job(client)
     return {
         "path.collection_id": "fuzzed",
         "path.feature_id": 1,
@@ -87,7 +118,30 @@ def throwaway(
         "path.grant_id": grant["id"],
         "path.device_id": "fuzzed-device",
         "path.webhook_id": webhook["id"],
-    }
+        "path.tms_id": "WebMercatorQuad",
+        "path.subsystem": "emergency",
+        "path.job_id": job,
+        "operations": [
+            # Imagery operations name the scene; ingest jobs the scene's ingest.
+            {"include-path-regex": "coverage|/map/tiles|^/stac/",
+             "parameters": {"path.collection_id": "fuzzed_scenes", "path.item_id": "noise",
+                            "path.key": "data"}},
+            {"include-path-regex": "^/ingest/jobs/", "parameters": {"path.job_id": ingest_job}},
+        ],
+    }  # fmt: skip
+
+
+def made_job(client: httpx.Client) -> str:
+    """A process job (an asynchronous buffer of a point)."""
+    inputs = {"geometry": {"type": "Point", "coordinates": [112, 23]}, "distance": 10}
+    response = client.post(
+        "/processes/buffer/execution",
+        json={"inputs": inputs},
+        headers={"Prefer": "respond-async"},
+    )
+    assert response.status_code == 201, response.text
+    job: str = response.json()["jobID"]
+    return job
 
 
 def test_the_document_is_valid_openapi(live_api: LiveServer, layer: str) -> None:
@@ -118,14 +172,22 @@ def test_the_document_is_valid_openapi(live_api: LiveServer, layer: str) -> None
     }
 
 
+def _pairs(values: dict[str, Any], separator: str) -> str:
+    """TOML ``key = value`` pairs (JSON strings and numbers are TOML too)."""
+    return separator.join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in values.items())
+
+
 def _fuzz(
     url: str, folder: Path, parameters: dict[str, Any], *options: str
 ) -> subprocess.CompletedProcess[str]:
     config = folder / "schemathesis.toml"
-    config.write_text(
-        "[parameters]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n"
-                                   for k, v in parameters.items())
-    )  # fmt: skip
+    pins = {k: v for k, v in parameters.items() if k != "operations"}
+    text = "[parameters]\n" + _pairs(pins, "\n") + "\n"
+    for operation in parameters.get("operations", []):
+        regex = json.dumps(operation["include-path-regex"])
+        text += f"[[operations]]\ninclude-path-regex = {regex}\n"
+        text += f"parameters = {{ {_pairs(operation['parameters'], ', ')} }}\n"
+    config.write_text(text)
     return subprocess.run(
         [str(Path(sys.executable).parent / "st"), "--config-file", str(config), "run",
          f"{url}/api", "--checks", CHECKS, "--phases", "coverage,fuzzing",
@@ -139,8 +201,11 @@ def test_schemathesis_anonymous(live_api: LiveServer, layer: str, tmp_path: Path
     """Every operation, anonymously: collection ids pinned to the zoo layer and the process
     to ``nearest`` so requests get past 404 (writes answer 401 without a key)."""
     done = _fuzz(
-        live_api.url, tmp_path, {"path.collection_id": "zoo", "path.process_id": "nearest"}
-    )
+        live_api.url,
+        tmp_path,
+        {"path.collection_id": "zoo", "path.process_id": "nearest",
+         "path.tms_id": "WebMercatorQuad", "path.subsystem": "emergency"},
+    )  # fmt: skip
     summary = done.stdout[-4000:]
     assert done.returncode == 0, done.stdout[-20000:]
     assert "Server error" not in done.stdout and " passed" in summary

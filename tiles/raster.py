@@ -158,7 +158,14 @@ def _read_tile(
         path = item.web if web else item.data
         with Reader(str(path), tms=tms) as reader:
             try:
-                img = reader.tile(x, y, z, indexes=indexes)
+                if z >= reader.minzoom:
+                    img = reader.tile(x, y, z, indexes=indexes)
+                else:
+                    # Coarser than the data: GDAL read a subset of the bands through a
+                    # full-resolution window of the whole tile (16 s for a z6 tile of a
+                    # 10 m scene); every band, then the subset, takes 0.05 s.
+                    img = reader.tile(x, y, z)
+                    img.array = img.array[[i - 1 for i in indexes]]
             except TileOutsideBounds:
                 continue
         layer = _values(img, indexes, expr)
