@@ -156,12 +156,14 @@ class Guard:
 
 def _check_utf8(scope: Scope) -> None:
     """Refuse a path or query whose percent-escapes are not UTF-8 (they would be read as
-    replacement characters and silently match nothing).
+    replacement characters and silently match nothing). The OsmAnd receiver reads its raw
+    query itself: a device's junk attribute must not cost its fix.
 
     Raises:
         InvalidInputError: they are not.
     """
-    for part, raw in (("path", scope.get("raw_path") or b""), ("query", scope["query_string"])):
+    query = b"" if scope["path"] == "/gps/osmand" else scope["query_string"]
+    for part, raw in (("path", scope.get("raw_path") or b""), ("query", query)):
         if b"%" not in raw:
             continue
         try:
