@@ -89,19 +89,44 @@ async def _osmand(request: Request) -> Response:
     return PlainTextResponse("OK")
 
 
-@router.get("/osmand", summary="OsmAnd / Traccar Client position (query string)")
+_FIX = {"id": {"type": "string"}, "lat": {"type": "number"}, "lon": {"type": "number"},
+        "timestamp": {"type": "string"}, "speed": {"type": "number"},
+        "bearing": {"type": "number"}, "altitude": {"type": "number"}}  # fmt: skip
+"""An OsmAnd / Traccar Client fix's fields, for the OpenAPI document (the routes read the
+raw request: :mod:`spatial.gps.osmand` decodes it)."""
+_OSMAND_QUERY = {"parameters": [{"name": k, "in": "query", "schema": v} for k, v in _FIX.items()]}
+_OSMAND_FORM = {"requestBody": {"content": {"application/x-www-form-urlencoded": {
+    "schema": {"type": "object", "properties": _FIX}}}}}  # fmt: skip
+_OWNTRACKS_BODY = {"requestBody": {"content": {"application/json": {"schema": {
+    "type": "object", "properties": {"_type": {"type": "string"}, "lat": {"type": "number"},
+    "lon": {"type": "number"}, "tst": {"type": "integer"}, "tid": {"type": "string"},
+    "topic": {"type": "string"}}}}}}}  # fmt: skip
+_BATCH_BODY = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/geo+json": {"schema": {"type": "object"}}}}}  # fmt: skip
+
+
+@router.get(
+    "/osmand",
+    summary="OsmAnd / Traccar Client position (query string)",
+    openapi_extra=_OSMAND_QUERY,
+)
 async def osmand_get(request: Request) -> Response:
     """``?id=DEVICE&lat=..&lon=..&timestamp=..&speed=(knots)&bearing=..&altitude=..``."""
     return await _osmand(request)
 
 
-@router.post("/osmand", summary="OsmAnd / Traccar Client position (form or JSON body)")
+@router.post(
+    "/osmand",
+    summary="OsmAnd / Traccar Client position (form or JSON body)",
+    openapi_extra=_OSMAND_FORM,
+)
 async def osmand_post(request: Request) -> Response:
     """The same as a form body, or Traccar Client 9's JSON body."""
     return await _osmand(request)
 
 
-@router.post("/owntracks", summary="OwnTracks HTTP mode")
+@router.post("/owntracks", summary="OwnTracks HTTP mode", openapi_extra=_OWNTRACKS_BODY)
 async def owntracks_post(request: Request) -> Response:
     """An OwnTracks message; the user and device come from ``X-Limit-U`` / ``X-Limit-D``
     (or the payload's ``topic``/``tid``). Answers ``[]`` (no commands) as OwnTracks expects."""
@@ -120,7 +145,11 @@ async def owntracks_post(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-@router.post("/batch", summary="A batch of fixes (CSV or GeoJSON), for systems that collect them")
+@router.post(
+    "/batch",
+    summary="A batch of fixes (CSV or GeoJSON), for systems that collect them",
+    openapi_extra=_BATCH_BODY,
+)
 async def batch(request: Request) -> Response:
     """Fixes of many devices at once: CSV (``text/csv``: device, time, lat, lon, ...) or a
     GeoJSON FeatureCollection of points (``application/geo+json``), checked and stored in
