@@ -41,8 +41,7 @@ DATABASE = "spatial_bench_soak"
 PARCELS, EDITS = "soak_parcels", "soak_edits"
 AREA = (112.05, 22.95, 112.15, 23.05)  # where the parcels grid lies (lon/lat)
 CRS84 = "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"
-EXTRA_PER_WORKER = 4
-"""Sessions a worker holds besides its two pools (the catalog and live listeners...)."""
+EXTRA_PER_WORKER = 4  # sessions a worker holds besides its pools (2 listeners, a margin)
 Answer = httpx.Response
 EXPECTED = {"gps": {200}, "tiles": {200, 204}, "items": {200}, "create": {201},
             "patch": {200}, "delete": {204}, "metrics": {200}}  # fmt: skip
@@ -158,18 +157,17 @@ def load_data(url: str, folder: Path, cells: int) -> None:
 
 
 @contextlib.contextmanager
-def serving(url: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
-    """The platform (uvicorn) against ``url``; (base URL, pid) once it is ready."""
+def serving(url: str, workers: int, log: Path, **env: str) -> Iterator[tuple[str, int]]:
+    """The platform (uvicorn) against ``url`` with ``env``; (base URL, pid) once ready."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "uvicorn"), "api.main:app_factory", "--factory",
              "--workers", str(workers), "--log-level", "warning", "--host", "127.0.0.1",
              "--port", str(port)],
-            cwd=ROOT, env=_env(url), stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**_env(url), **env}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
@@ -224,8 +222,7 @@ async def _call(tally: Tally, workload: str, request: Awaitable[Answer]) -> Answ
     except httpx.HTTPError as exc:
         tally.note(workload, 0, f"{type(exc).__name__}: {exc}")
         return None
-    ok = tally.note(workload, response.status_code, response.text)
-    return response if ok else None
+    return response if tally.note(workload, response.status_code, response.text) else None
 
 
 async def gps_device(client: httpx.AsyncClient, tally: Tally, stop: asyncio.Event, *,
@@ -257,9 +254,8 @@ async def gps_device(client: httpx.AsyncClient, tally: Tally, stop: asyncio.Even
 
 def tile_path(lon: float, lat: float, z: int) -> str:
     """The WebMercatorQuad tile of ``parcels`` holding (lon, lat) at zoom ``z``."""
-    n = 2**z
-    col = int((lon + 180) / 360 * n)
-    row = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    col = int((lon + 180) / 360 * 2**z)
+    row = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
     return f"/collections/{PARCELS}/tiles/WebMercatorQuad/{z}/{row}/{col}"
 
 
@@ -364,16 +360,17 @@ async def run_load(base: str, db_url: str, pid: int, headers: dict[str, str], *,
         stop.set()
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
-        await asyncio.sleep(1.0)
-        final = await sample(client, tally, conn, pid=pid, headers=headers, t=elapsed)
+        for _ in range(10):  # settle: once the load is over nothing stays in use (but leaks)
+            await asyncio.sleep(1.0)
+            final = await sample(client, tally, conn, pid=pid, headers=headers, t=elapsed)
+            if not any(v for (_, state), v in final.pools.items() if state == "in_use"):
+                break
         row = await (await conn.execute(
             "SELECT count(*), count(DISTINCT (device_id, time)) FROM gps.positions "
             "WHERE device_id = ANY(%s)", (devices,))).fetchone()  # fmt: skip
     stored, distinct = (int(row[0]), int(row[1])) if row else (0, 0)
-    report = Report(seconds=elapsed, tally=tally, samples=samples, final=final, stored=stored,
-                    distinct=distinct, workers=workers)  # fmt: skip
-    judge(report)
-    return report
+    return judge(Report(seconds=elapsed, tally=tally, samples=samples, final=final,
+                        stored=stored, distinct=distinct, workers=workers))  # fmt: skip
 
 
 def slope_mb_per_hour(points: list[tuple[float, float]]) -> float:
@@ -387,8 +384,7 @@ def slope_mb_per_hour(points: list[tuple[float, float]]) -> float:
 def memory(report: Report) -> dict[int, tuple[float, float, float, float]]:
     """By server pid: RSS first- and last-quarter medians (MB), slope over the second half
     (MB/h), growth over the second half by that slope (MB)."""
-    samples, span = report.samples, report.seconds
-    out = {}
+    samples, span, out = report.samples, report.seconds, {}
     for pid in report.samples[0].rss if samples else []:
         points = [(s.t, float(s.rss[pid])) for s in samples if pid in s.rss]
         first = [v for t, v in points if t <= span / 4] or [points[0][1]]
@@ -406,8 +402,8 @@ def session_limit(report: Report) -> int:
     return int(report.workers * (pool_max + EXTRA_PER_WORKER))
 
 
-def judge(report: Report) -> None:
-    """Fill ``report.problems`` and ``report.lines`` (the summary)."""
+def judge(report: Report) -> Report:
+    """Fill ``report.problems`` and ``report.lines`` (the summary); the report."""
     tally, seconds, lines = report.tally, report.seconds, report.lines
     for workload in EXPECTED:
         n = tally.requests(workload)
@@ -424,14 +420,15 @@ def judge(report: Report) -> None:
     for pid, (first, last, slope, growth) in memory(report).items():
         lines.append(f"rss pid {pid}: first quarter {first:.1f} MB, last quarter {last:.1f} MB, "
                      f"second half {slope:+.1f} MB/h ({growth:+.1f} MB)")  # fmt: skip
-    sessions = [s.sessions for s in report.samples] or [report.final.sessions]
+    sessions = [*(s.sessions for s in report.samples), report.final.sessions]
     limit = session_limit(report)
     lines.append(f"db sessions min {min(sessions)}, max {max(sessions)}, after warm-up "
                  f"{warm_sessions(report)}, at the end {report.final.sessions} (limit {limit}); "
                  f"pool waiting at the end {waiting(report.final):g}, pools at the end "
                  f"{dict(sorted(report.final.pools.items()))}")  # fmt: skip
-    if max([*sessions, report.final.sessions]) > limit:
+    if max(sessions) > limit:
         report.problems.append(f"{max(sessions)} database sessions, over the limit {limit}")
+    return report
 
 
 def waiting(reading: Sample) -> float:
@@ -454,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                                       ("--cells", int, 200, "parcels grid side")):  # fmt: skip
         parser.add_argument(flag, type=kind, default=default, help=f"{what} [{default:g}]")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--no-tile-cache", action="store_true", help="SPATIAL_TILES_CACHE_MB=0")
     args = parser.parse_args(argv)
     from ingest import _prepare_database, _say, _server_versions  # noqa: PLC0415
 
@@ -466,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = Rates(devices=args.devices)
     with psycopg.connect(target.url, autocommit=True) as conn:
         server = _server_versions(conn)
-    with serving(target.url, 2, WORK / "platform.log") as (base, pid):
+    cache = {"SPATIAL_TILES_CACHE_MB": "0"} if args.no_tile_cache else {}
+    with serving(target.url, 2, WORK / "platform.log", **cache) as (base, pid):
         _say(f"platform at {base} (pid {pid}); {args.minutes:g} min of load, rates {rates}")
         report = asyncio.run(run_load(base, target.url, pid, headers, seconds=args.minutes * 60,
                                       every=args.sample, rates=rates))  # fmt: skip
@@ -482,8 +481,9 @@ def _record(report: Report, args: argparse.Namespace, rates: Rates, server: str)
 
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     verdict = "passed" if not report.problems else "FAILED: " + "; ".join(report.problems)
-    setup = (f"- platform at {_git_revision()}, 2 uvicorn workers; {args.cells}x{args.cells} "
-             f"parcels; {rates.devices} devices, a fix every {rates.fix_interval:g} s each; tiles "
+    setup = (f"- platform at {_git_revision()}, 2 uvicorn workers"
+             f"{', no tile cache' * args.no_tile_cache}; {args.cells}x{args.cells} parcels; "
+             f"{rates.devices} devices, a fix every {rates.fix_interval:g} s each; tiles "
              f"{rates.tiles:g}/s, items {rates.items:g}/s, {rates.edit_cycles:g} edit cycles/s; "
              f"sampled every {args.sample:g} s")  # fmt: skip
     lines = [
