@@ -25,7 +25,7 @@ CHECKS = (
 )
 
 
-def _ingest(settings: Settings, folder: Path, collection_id: str) -> None:
+def _ingest(settings: Settings, folder: Path, collection_id: str, *, public: bool) -> None:
     """A small layer with text, numeric and date properties."""
     import geopandas as gpd  # noqa: PLC0415
     import shapely  # noqa: PLC0415
@@ -41,7 +41,9 @@ def _ingest(settings: Settings, folder: Path, collection_id: str) -> None:
         crs="EPSG:4490",
     ).astype({"built": "datetime64[ms]"}).to_file(path)
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    source = VectorSource(path=path, collection_id=collection_id, title=collection_id, public=True)
+    source = VectorSource(
+        path=path, collection_id=collection_id, title=collection_id, public=public
+    )
     ingest_vector(url, source, settings)
 
 
@@ -67,8 +69,10 @@ def _ingest_scene(settings: Settings, folder: Path, collection_id: str) -> str:
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    source = RasterSource(paths=(path,), collection_id=collection_id, item_id="noise",
-                          datetime=dt.datetime(2026, 5, 1, tzinfo=dt.UTC), public=True)  # fmt: skip
+    when = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    source = RasterSource(
+        paths=(path,), collection_id=collection_id, item_id="noise", datetime=when, public=False
+    )
     return ingest_raster(url, source, settings).job_id
 
 
@@ -77,7 +81,7 @@ def layer(
     live_api: LiveServer, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
     """The ``zoo`` layer in the live API's catalog."""
-    _ingest(settings, tmp_path_factory.mktemp("openapi"), "zoo")
+    _ingest(settings, tmp_path_factory.mktemp("openapi"), "zoo", public=True)
     return live_api.url
 
 
@@ -90,9 +94,10 @@ def throwaway(
 ) -> dict[str, Any]:
     """Objects made for the admin's fuzz run, which may change or delete them: a layer, a
     scene, a user with a key, a grant, a device, a webhook, a process job (the demo's and
-    the other modules' objects are never named in a path)."""
+    the other modules' objects are never named in a path). The layer and the scene are
+    private: other modules' anonymous listings do not see them."""
     folder = tmp_path_factory.mktemp("openapi-fuzzed")
-    _ingest(settings, folder, "fuzzed")
+    _ingest(settings, folder, "fuzzed", public=False)
     ingest_job = _ingest_scene(settings, folder, "fuzzed_scenes")
     with httpx.Client(base_url=live_api.url, headers=admin_auth, timeout=30) as client:
         wait_for_collection(client, "fuzzed")
