@@ -16,6 +16,7 @@ import re
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -120,61 +121,80 @@ def prepare(
 
 
 def extract(archive: Path, dest: Path, limits: IngestSettings) -> None:
-    """Extract ``archive`` into ``dest`` under the member-count and size limits.
+    """Extract ``archive`` into ``dest`` under the member-count and size limits; a refused
+    archive leaves ``dest`` empty.
 
     Raises:
         InvalidInputError: a broken or encrypted archive, too many members, too many bytes,
-            or a member that would land outside ``dest`` (absolute, ``..``, link).
+            a member that would land outside ``dest`` (absolute, ``..``, link), or one the
+            file system cannot hold (a name too long, a file and a folder of one name).
     """
-    max_bytes = limits.max_uncompressed_mb * 1024 * 1024
     try:
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            if len(members) > limits.max_archive_members:
-                msg = (
-                    f"{archive.name} holds {len(members):,} entries; the limit is "
-                    f"{limits.max_archive_members:,}"
-                )
-                raise InvalidInputError(msg)
-            declared = sum(m.file_size for m in members)
-            if declared > max_bytes:
-                msg = (
-                    f"{archive.name} declares {declared / 2**20:,.0f} MiB of contents; the limit "
-                    f"is {limits.max_uncompressed_mb:,} MiB (zip bomb?)"
-                )
-                raise InvalidInputError(msg)
-            written = 0
-            root = dest.resolve()
-            for member in members:
-                name = _member_name(member)
-                target = _safe_target(root, name, archive.name)
-                if member.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                if stat.S_ISLNK(member.external_attr >> 16):
-                    msg = f"{archive.name}: member {name!r} is a symbolic link; links are refused"
-                    raise InvalidInputError(msg)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, target.open("wb") as out:
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            msg = (
-                                f"{archive.name} expands to more than "
-                                f"{limits.max_uncompressed_mb:,} MiB; refused (zip bomb?)"
-                            )
-                            raise InvalidInputError(msg)
-                        out.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        _extract(archive, dest, limits)
+    except InvalidInputError:
+        _empty(dest)
+        raise
+    except (
+        zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error
+    ) as exc:  # fmt: skip
+        _empty(dest)
         msg = f"{archive.name} is not a readable zip archive: {exc}"
         raise InvalidInputError(msg) from exc
     except RuntimeError as exc:  # zipfile raises it for encrypted members
+        _empty(dest)
         msg = f"{archive.name} cannot be extracted: {exc}"
         raise InvalidInputError(msg) from exc
-    except InvalidInputError:
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True, exist_ok=True)
-        raise
+    except OSError as exc:
+        _empty(dest)
+        name = Path(exc.filename).name[:60] if exc.filename else "a member"
+        msg = f"{archive.name}: {name!r} cannot be extracted ({exc.strerror or exc}); refused"
+        raise InvalidInputError(msg) from exc
+
+
+def _empty(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _extract(archive: Path, dest: Path, limits: IngestSettings) -> None:
+    max_bytes = limits.max_uncompressed_mb * 1024 * 1024
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        if len(members) > limits.max_archive_members:
+            msg = (
+                f"{archive.name} holds {len(members):,} entries; the limit is "
+                f"{limits.max_archive_members:,}"
+            )
+            raise InvalidInputError(msg)
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            msg = (
+                f"{archive.name} declares {declared / 2**20:,.0f} MiB of contents; the limit "
+                f"is {limits.max_uncompressed_mb:,} MiB (zip bomb?)"
+            )
+            raise InvalidInputError(msg)
+        written = 0
+        root = dest.resolve()
+        for member in members:
+            name = _member_name(member)
+            target = _safe_target(root, name, archive.name)
+            if name.endswith(("/", "\\")) or target == root:  # a folder (or the root)
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if stat.S_ISLNK(member.external_attr >> 16):
+                msg = f"{archive.name}: member {name!r} is a symbolic link; links are refused"
+                raise InvalidInputError(msg)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, target.open("wb") as out:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        msg = (
+                            f"{archive.name} expands to more than "
+                            f"{limits.max_uncompressed_mb:,} MiB; refused (zip bomb?)"
+                        )
+                        raise InvalidInputError(msg)
+                    out.write(chunk)
 
 
 def _member_name(member: zipfile.ZipInfo) -> str:
