@@ -37,7 +37,7 @@ from rasterio.features import shapes, sieve
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import from_bounds
 
-from spatial import imagery
+from spatial import distributed, imagery
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import LayerSchema, source
 
@@ -361,7 +361,8 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
         msg = "input 'zones' (a vector collection id) or 'geometry' (a polygon) is required"
         raise InvalidInputError(msg)
     keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
-    grid = await threaded(grid_of, item.path)
+    on_dask = await _on_dask(inputs, item)
+    grid = await threaded(distributed.full_grid if on_dask else grid_of, item.path)
     if zones_id is None:  # the drawn polygon is the one zone
         shape = shapely.from_wkt(drawn)
         zones = gpd.GeoDataFrame({"id": [1]}, geometry=[shape], crs="OGC:CRS84")
@@ -370,8 +371,13 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
     else:
         layer = ctx(zones_id)
         zones = await zones_frame(conn, layer, grid.crs, grid.bounds, keep, within=drawn)
-    values = await threaded(index_values, item, expression, grid)
-    table = await threaded(zonal, values, grid, zones, stats)
+    if on_dask:
+        conf = distributed.DaskSettings()
+        table = await threaded(distributed.zonal, item, expression, grid, zones, stats,
+                               dask=distributed.client(conf), chunk=conf.chunk)  # fmt: skip
+    else:
+        values = await threaded(index_values, item, expression, grid)
+        table = await threaded(zonal, values, grid, zones, stats)
     merged = zones.drop(columns="geometry").merge(table, on="id", how="left")
     records = json.loads(merged.to_json(orient="records", date_format="iso"))
     out: dict[str, Any] = {
@@ -387,6 +393,12 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
     return out
 
 
+async def _on_dask(inputs: Mapping[str, Any], item: Scene) -> bool:
+    """Whether a raster process runs on Dask (asked, or a scene above the threshold)."""
+    size = await threaded(lambda: (g := distributed.full_grid(item.path)).width * g.height)
+    return distributed.engine_of(dict(inputs), size, distributed.DaskSettings().threshold_pixels)
+
+
 async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """change-detection: ``index`` of ``before`` minus ``after`` beyond ``threshold``."""
     before = await _scene_input(conn, ctx, inputs, "before")
@@ -400,13 +412,22 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
         raise InvalidInputError("input 'direction' must be decrease, increase or both")
     min_area = _number(inputs, "min_area", 0.0, 1e7, 300.0)
     min_share = _number(inputs, "min_parcel_share", 0.0, 1.0, 0.25)
-    grid = await threaded(grid_of, after.path)
-    old = await threaded(index_values, before, expression, grid)
-    new = await threaded(index_values, after, expression, grid)
-    delta = (
-        np.ma.filled(old - new, 0.0) if direction != "increase" else np.ma.filled(new - old, 0.0)
-    )
-    changed = np.abs(delta) >= threshold if direction == "both" else delta >= threshold
+    on_dask = await _on_dask(inputs, after)
+    grid = await threaded(distributed.full_grid if on_dask else grid_of, after.path)
+    if on_dask:
+        conf = distributed.DaskSettings()
+        changed = await threaded(distributed.changed_mask, before, after, expression, grid,
+                                 threshold, direction, dask=distributed.client(conf),
+                                 chunk=conf.chunk)  # fmt: skip
+    else:
+        old = await threaded(index_values, before, expression, grid)
+        new = await threaded(index_values, after, expression, grid)
+        delta = (
+            np.ma.filled(old - new, 0.0)
+            if direction != "increase"
+            else np.ma.filled(new - old, 0.0)
+        )
+        changed = np.abs(delta) >= threshold if direction == "both" else delta >= threshold
     found = await threaded(polygons, changed, grid, min_area)
     areas = [round(p.area, 1) for p in found]
     out: dict[str, Any] = {
@@ -425,22 +446,34 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
         layer = ctx(parcels_id)
         keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
         parcels = await zones_frame(conn, layer, grid.crs, grid.bounds, keep)
-        out["parcels"] = await threaded(_affected, parcels, found, min_share)
+        out["parcels"] = await threaded(_affected, parcels, found, min_share, on_dask)
     elif parcels_id is not None:
         out["parcels"] = []
     return out
 
 
 def _affected(
-    parcels: gpd.GeoDataFrame, found: list[shapely.Geometry], min_share: float
-) -> list[dict[str, Any]]:
+    parcels: gpd.GeoDataFrame, found: list[shapely.Geometry], min_share: float,
+    on_dask: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Parcels with at least ``min_share`` of their area changed."""
-    changes = gpd.GeoDataFrame(geometry=found, crs=parcels.crs)
-    hits = gpd.overlay(parcels, changes, how="intersection", keep_geom_type=True)
-    if hits.empty:
-        return []
-    hits["changed"] = hits.geometry.area
-    per = hits.groupby("id")["changed"].sum()
+    if on_dask:  # the parcels in spatial partitions on the cluster
+        conf = distributed.DaskSettings()
+        parts = distributed.overlay(
+            parcels.geometry, parcels["id"], gpd.GeoSeries(found), [0] * len(found),
+            geographic=False, srid=0, dask=distributed.client(conf), partition=conf.partition,
+        )  # fmt: skip
+        parts = parts[parts["area"] > 0]
+        if parts.empty:
+            return []
+        per = parts.groupby("group")["area"].sum().rename("changed").rename_axis("id")
+    else:
+        changes = gpd.GeoDataFrame(geometry=found, crs=parcels.crs)
+        hits = gpd.overlay(parcels, changes, how="intersection", keep_geom_type=True)
+        if hits.empty:
+            return []
+        hits["changed"] = hits.geometry.area
+        per = hits.groupby("id")["changed"].sum()
     total = parcels.set_index("id").geometry.area
     share = per / total.loc[per.index]
     rows = parcels.set_index("id").loc[per.index].drop(columns="geometry")

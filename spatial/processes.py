@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from spatial import analysis
+from spatial import analysis, distributed
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
 
@@ -163,7 +163,14 @@ async def _intersect_summarise(
         area=_area(layer, sql.SQL("ST_Intersection(t.geom, g.geom)")),
         table=source(layer),
     )  # fmt: skip
-    rows = await _rows(conn, statement, {"g": wkt})
+    if await _on_dask(conn, layer, inputs):
+        zone = sql.SQL("SELECT 'zone' AS name, ST_AsBinary({}) AS wkb").format(
+            _in_layer(layer, "g")
+        )
+        rows = await _overlaid(conn, layer, group, zone, {"g": wkt})
+        rows.sort(key=lambda r: -r["area_m2"])
+    else:
+        rows = await _rows(conn, statement, {"g": wkt})
     return {"summary": [{"value": r["value"], "count": r["count"],
                          "area_m2": round(float(r["area_m2"] or 0), 3)} for r in rows]}  # fmt: skip
 
@@ -184,9 +191,66 @@ async def _area_by_zone(
         srid=sql.Literal(layer.srid), table=source(layer),
         area=_area(layer, sql.SQL("ST_Intersection(t.geom, z.geom)")),
     )  # fmt: skip
-    rows = await _rows(conn, statement, {})
+    if await _on_dask(conn, layer, inputs):
+        zone = sql.SQL("SELECT {name} AS name, ST_AsBinary(ST_Transform(geom, {srid})) AS wkb "
+                       "FROM {zones}").format(name=sql.Identifier(zone_name), zones=source(zones),
+                                              srid=sql.Literal(layer.srid))  # fmt: skip
+        rows = await _overlaid(conn, layer, None, zone, {})
+        rows = [{**r, "zone": r["value"]} for r in rows]
+        rows.sort(key=lambda r: (r["zone"] is None, r["zone"]))
+    else:
+        rows = await _rows(conn, statement, {})
     return {"zones": [{"zone": r["zone"], "count": r["count"],
                        "area_m2": round(float(r["area_m2"] or 0), 3)} for r in rows]}  # fmt: skip
+
+
+async def _on_dask(
+    conn: psycopg.AsyncConnection, layer: LayerSchema, inputs: dict[str, Any]
+) -> bool:
+    """Whether an overlay runs on Dask: asked, or more features than the threshold."""
+    threshold = distributed.DaskSettings().threshold_features
+    size = 0
+    if inputs.get("engine") is None and threshold > 0:
+        found = await _rows(conn, sql.SQL("SELECT count(*) AS n FROM {}").format(source(layer)), {})
+        size = int(found[0]["n"])
+    return distributed.engine_of(inputs, size, threshold)
+
+
+async def _overlaid(
+    conn: psycopg.AsyncConnection, layer: LayerSchema, group: str | None,
+    zones: sql.Composable, params: dict[str, Any],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The layer's features meeting ``zones`` (rows of name, wkb in the layer's CRS)
+    intersected on the Dask cluster: count and area per zone (``group`` None) or per
+    ``group`` value, as the SQL of the single-process path measures them."""
+    import shapely  # noqa: PLC0415
+
+    zone_rows = await _rows(conn, sql.SQL("SELECT * FROM ({}) z").format(zones), params)
+    shapes = shapely.from_wkb([bytes(z["wkb"]) for z in zone_rows])
+    extent = shapely.box(*shapely.total_bounds(shapes)) if len(shapes) else None
+    if extent is None or extent.is_empty:
+        return []
+    chosen = sql.SQL("t.{}").format(sql.Identifier(group)) if group else sql.SQL("NULL")
+    statement = sql.SQL(
+        "SELECT ST_AsBinary(t.geom) AS wkb, {g} AS value FROM {table} t "
+        "WHERE t.geom && ST_GeomFromText(%(extent)s, {srid})"
+    ).format(g=chosen, table=source(layer), srid=sql.Literal(layer.srid))
+    features = await _rows(conn, statement, {"extent": extent.wkt})
+    conf = distributed.DaskSettings()
+
+    def work() -> Any:
+        return distributed.overlay(
+            shapely.from_wkb([bytes(f["wkb"]) for f in features]),
+            [f["value"] for f in features], shapes, [z["name"] for z in zone_rows],
+            geographic=not _projected(layer), srid=layer.srid,
+            dask=distributed.client(conf), partition=conf.partition,
+        )  # fmt: skip
+
+    table = await analysis.threaded(work)
+    key = "group" if group else "zone"
+    table = table.groupby(key, dropna=False).agg(count=("count", "sum"), area=("area", "sum"))
+    return [{"value": None if k is None or k != k else k, "count": int(r["count"]),  # noqa: PLR0124
+             "area_m2": float(r["area"])} for k, r in table.iterrows()]  # fmt: skip
 
 
 async def _nearest(
