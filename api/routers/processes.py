@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from api.ogc import F_PARAM, base_url, check_parameters, read_body, response_for
 from api.routers.ingest import may_ingest
 from api.routers.rasters import raster_collection
 from layers import View
-from spatial import analysis, jsonbody, processes
+from spatial import analysis, jsonbody, processes, rasterstore
 from spatial.catalog import CollectionRecord
 from spatial.errors import (
     InvalidInputError,
@@ -140,14 +141,16 @@ async def execute(process_id: str, request: Request, seen: ViewDep, conn: Conn) 
     if "respond-async" not in request.headers.get("prefer", ""):
         outputs = await process.run(conn, lookup, inputs)
         return JSONResponse(outputs)
-    url = request.app.state.url
-    job_id = await run_in_threadpool(
-        jobs.create, url, kind="process", collection_id=None, source=process_id,
-        options=inputs, created_by=seen.principal.username,
-    )  # fmt: skip
+    # The task creates the job, holding its lock from before the row exists: a worker
+    # starting meanwhile (recover) never finds it queued and unlocked, so never fails it.
+    created: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        _run(request.app, process, lookup, inputs, created, seen.principal.username)
+    )
+    job_id = await created
     tasks: dict[str, asyncio.Task[None]] = request.app.state.process_tasks
-    tasks[job_id] = asyncio.create_task(_run(request.app, process, lookup, inputs, job_id))
-    tasks[job_id].add_done_callback(lambda _: tasks.pop(job_id, None))
+    tasks[job_id] = task
+    task.add_done_callback(lambda _: tasks.pop(job_id, None))
     body = await _status(request, conn, job_id)
     return JSONResponse(body, status_code=201, headers={"Location": body["links"][0]["href"]})
 
@@ -159,6 +162,7 @@ class Context:
         self.request = request
         self.seen = seen
         self.data_dir = request.app.state.settings.data_dir
+        self.rasters = rasterstore.of(request.app.state.settings)
 
     def __call__(self, collection_id: str) -> LayerSchema:
         return self.seen.layer(self.seen.get(collection_id))
@@ -202,31 +206,47 @@ async def recover(pool: Any) -> int:
 
 async def _run(
     app: Any, process: processes.Process, lookup: processes.Lookup, inputs: dict[str, Any],
-    job_id: str,
+    created: asyncio.Future[str], created_by: str,
 ) -> None:  # fmt: skip
+    """Create the job (its id set on ``created``, or the reason it could not be) and run it."""
+    job_id = str(uuid.uuid4())
     tracker = jobs.Tracker(app.state.url, job_id)
     try:
         async with app.state.pool.connection() as conn:
             await conn.execute(jobs.LOCK.format("pg_advisory_lock"), (job_id,))
+            await conn.execute(jobs.INSERT, (job_id, "process", None, process.id,
+                                             Jsonb(inputs), created_by))  # fmt: skip
+            created.set_result(job_id)
             try:
                 await run_in_threadpool(tracker.start)
-                outputs = await process.run(conn, lookup, inputs)
+                try:
+                    outputs = await process.run(conn, lookup, inputs)
+                except Exception as exc:  # noqa: BLE001 - recorded on the job, never lost
+                    message = (
+                        str(exc) if isinstance(exc, SpatialError) else f"internal error: {exc!r}"
+                    )
+                    await run_in_threadpool(tracker.finish, ok=False, message=message, report={})
+                else:
+                    # Recorded before the lock goes: unlocked and still running, a starting
+                    # worker would take it for an orphan.
+                    await run_in_threadpool(tracker.finish, ok=True, message="done",
+                                            report={"outputs": outputs})  # fmt: skip
             finally:
                 # A cancelled query can leave the connection unusable: the pool then closes
                 # it, which releases the lock as well.
                 with contextlib.suppress(psycopg.Error):
                     await conn.execute(jobs.LOCK.format("pg_advisory_unlock"), (job_id,))
     except asyncio.CancelledError:
+        if not created.done():
+            created.cancel()
         raise
-    except SpatialError as exc:
-        await run_in_threadpool(tracker.finish, ok=False, message=str(exc), report={})
-        return
     except Exception as exc:  # noqa: BLE001 - recorded on the job, never lost
+        if not created.done():  # no job yet (no connection, say): the request fails
+            created.set_exception(exc)
+            return
         await run_in_threadpool(
             tracker.finish, ok=False, message=f"internal error: {exc!r}", report={}
         )
-        return
-    await run_in_threadpool(tracker.finish, ok=True, message="done", report={"outputs": outputs})
 
 
 async def _job(conn: Any, job_id: str, seen: View) -> dict[str, Any]:

@@ -26,13 +26,23 @@ def serve(
     port: int | None = typer.Option(None, help="TCP port [default: 8000]."),
     detach: bool = typer.Option(False, help="Run in the background; return once it answers."),
     stop: bool = typer.Option(False, help="Stop a server started with --detach."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Worker processes on the one port. They share nothing that matters: the "
+        "catalog, accounts, tile invalidations and live positions reach every worker "
+        "through PostgreSQL LISTEN/NOTIFY. Rate limits, the in-memory tile cache, metrics "
+        "and queued ingests are per worker.",
+    ),
 ) -> None:
     """Serve the platform API (starts the embedded database on demand)."""
-    _serve(host, port, detach=detach, stop=stop)
+    _serve(host, port, detach=detach, stop=stop, workers=workers)
 
 
 @friendly
-def _serve(host: str | None, port: int | None, *, detach: bool, stop: bool) -> None:
+def _serve(
+    host: str | None, port: int | None, *, detach: bool, stop: bool, workers: int = 1
+) -> None:
     settings = Settings()
     host = host or settings.server.host
     port = port or settings.server.port
@@ -52,11 +62,12 @@ def _serve(host: str | None, port: int | None, *, detach: bool, stop: bool) -> N
         )
         raise DatabaseUnavailableError(msg)
     if detach:
-        _detach(host, port, base, pidfile, settings)
+        _detach(host, port, base, pidfile, settings, workers)
         return
     import uvicorn  # noqa: PLC0415 - heavy; only the serving path needs it
 
-    console.print(f"serving the 3S platform on [bold]{base}/[/] (Ctrl-C stops)")
+    plural = f", {workers} workers" if workers > 1 else ""
+    console.print(f"serving the 3S platform on [bold]{base}/[/]{plural} (Ctrl-C stops)")
     uvicorn.run(
         "api.main:app_factory",
         factory=True,
@@ -64,6 +75,7 @@ def _serve(host: str | None, port: int | None, *, detach: bool, stop: bool) -> N
         port=port,
         log_level="info",
         proxy_headers=True,
+        workers=workers,
     )
 
 
@@ -84,7 +96,9 @@ def _answers(base: str) -> bool:
         return False
 
 
-def _detach(host: str, port: int, base: str, pidfile: Path, settings: Settings) -> None:
+def _detach(
+    host: str, port: int, base: str, pidfile: Path, settings: Settings, workers: int = 1
+) -> None:
     if _alive(pidfile) and _answers(base):
         console.print(f"the platform is already serving on [bold]{base}/[/]")
         return
@@ -95,8 +109,10 @@ def _detach(host: str, port: int, base: str, pidfile: Path, settings: Settings) 
     log = settings.var_dir / "log" / f"api-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
+        command = [sys.executable, "-m", "spatial.cli", "serve", "--host", host,
+                   "--port", str(port), "--workers", str(workers)]  # fmt: skip
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spatial.cli", "serve", "--host", host, "--port", str(port)],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

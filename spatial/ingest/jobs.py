@@ -95,6 +95,14 @@ def create(
     return str(row[0])
 
 
+INSERT = (
+    "INSERT INTO platform.ingest_jobs (id, kind, collection_id, source, options, created_by) "
+    "VALUES (%s::uuid, %s, %s, %s, %s, %s)"
+)
+"""A job with an id chosen beforehand (a process job: its worker takes :data:`LOCK` first,
+so no worker's :data:`REAP` can find it queued and unlocked)."""
+
+
 SELECT_JOB = (
     "SELECT id::text AS id, kind, collection_id, state, progress, message, source, options, "
     "report, created_by, created_at, started_at, finished_at "
