@@ -347,6 +347,22 @@ async def _within(conn: psycopg.AsyncConnection, layer: LayerSchema, fid: int) -
         raise ForbiddenError(msg)
 
 
+async def _grow_footprint(conn: psycopg.AsyncConnection, layer: LayerSchema, fid: int) -> None:
+    """Take the feature into the collection's footprint when it lies outside (tiles and
+    extents read only inside it)."""
+    await conn.execute(
+        sql.SQL("""
+        UPDATE platform.collections c
+        SET footprint = ST_Multi(ST_CollectionExtract(
+            ST_Union(coalesce(c.footprint, f.box), f.box), 3))
+        FROM (SELECT ST_Expand(ST_Envelope(ST_Transform(t.geom, 4326)), 1e-7) AS box
+              FROM {} t WHERE t.fid = %s AND t.geom IS NOT NULL) f
+        WHERE c.id = %s AND (c.footprint IS NULL OR NOT ST_Covers(c.footprint, f.box))
+        """).format(sql.Identifier(layer.schema, layer.table)),
+        (fid, layer.id),
+    )
+
+
 async def _archive(
     conn: psycopg.AsyncConnection, target: Editable, edition: int, key: str, old: tuple[Any, ...]
 ) -> None:
@@ -422,6 +438,7 @@ async def _finish(
     )
     if not deleted:
         await _within(conn, layer, fid)
+        await _grow_footprint(conn, layer, fid)
     await conn.execute(
         audit.INSERT,
         (actor.name, actor.user_id, actor.address, f"feature.{action}", layer.id, [key],

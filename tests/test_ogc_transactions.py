@@ -10,7 +10,10 @@ from typing import Any
 
 import geopandas as gpd
 import httpx
+import mapbox_vector_tile
+import morecantile
 import psycopg
+import pyproj
 import pytest
 import shapely
 from support import TESTS, LiveServer
@@ -341,3 +344,26 @@ def test_every_edit_left_an_audit_row_naming_the_user_and_the_feature(
     for actor, username, keys, addressed in rows:
         assert actor == username == "edit_editor" and addressed
         assert keys and all(keys)
+
+
+def test_a_feature_added_outside_the_extent_reaches_the_extent_and_the_tiles(
+    client: httpx.Client,
+) -> None:
+    far = _send(client, "POST", ITEMS, _feature("FAR", 400, name="远", area=2500.0))  # 20 km east
+    assert far.status_code == 201, far.text
+    lon, lat = pyproj.Transformer.from_crs(4546, 4326, always_xy=True).transform(
+        *_cell(400).centroid.coords[0]
+    )
+    deadline = time.monotonic() + 10
+    while True:  # the catalog reload reaches the server
+        west, south, east, north = client.get("/collections/edit_parcels").json()["extent"][
+            "spatial"]["bbox"][0]  # fmt: skip
+        if west <= lon <= east and south <= lat <= north:
+            break
+        assert time.monotonic() < deadline, "the extent never grew to the new feature"
+        time.sleep(0.1)
+    tile = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 15)
+    answer = client.get(f"/collections/edit_parcels/tiles/WebMercatorQuad/15/{tile.y}/{tile.x}")
+    assert answer.status_code == 200
+    decoded = mapbox_vector_tile.decode(answer.content)["edit_parcels"]
+    assert "FAR" in {f["properties"]["code"] for f in decoded["features"]}
