@@ -40,6 +40,7 @@ from rasterio.windows import from_bounds
 from spatial import distributed, imagery
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import LayerSchema, source
+from spatial.rasterstore import RasterStore, reading
 
 STATS = ("mean", "min", "max", "median", "stdev", "sum", "count", "majority")
 MAX_ZONES = 250_000
@@ -58,7 +59,7 @@ class Scene:
 
 
 async def scene(
-    conn: Any, root: Path, collection: str, item: str | None, when: str | None
+    conn: Any, store: RasterStore, collection: str, item: str | None, when: str | None
 ) -> Scene:
     """An item by id, or the newest at or before ``when`` (or the newest of all).
 
@@ -79,7 +80,11 @@ async def scene(
         msg = f"collection {collection!r} has no {what}"
         raise NotFoundError(msg)
     return Scene(
-        collection, row["id"], row["datetime"], root / row["data_path"], tuple(row["bands"] or ())
+        collection,
+        row["id"],
+        row["datetime"],
+        store.gdal_path(row["data_path"]),
+        tuple(row["bands"] or ()),
     )
 
 
@@ -274,8 +279,13 @@ def write_gpkg(frame: gpd.GeoDataFrame, folder: Path, name: str) -> Path:
 
 
 async def threaded(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run CPU work off the event loop."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    """Run CPU work off the event loop (rasters opened from the raster store)."""
+
+    def work() -> Any:
+        with reading():
+            return fn(*args, **kwargs)
+
+    return await asyncio.to_thread(work)
 
 
 def stats_input(inputs: Mapping[str, Any]) -> list[str]:
@@ -341,7 +351,7 @@ async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key:
     ctx.raster(collection)
     return await scene(
         conn,
-        ctx.data_dir / "rasters",
+        ctx.rasters,
         collection,
         _text(inputs, item_key),
         _text(inputs, "datetime") if item_key == "item" else None,

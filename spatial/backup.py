@@ -38,6 +38,7 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
+from spatial import rasterstore
 from spatial.db import clients
 from spatial.errors import (
     ConflictError,
@@ -53,6 +54,23 @@ MANIFEST = "manifest.json"
 STORE = "rasters"
 _CHUNK = 1 << 20
 _SERIALIZATION_RETRIES = 3
+
+
+def _local_store(settings: Settings) -> Path:
+    """The raster store's folder; an object store is refused (backups cover a local one).
+
+    Raises:
+        InvalidInputError: ``SPATIAL_RASTER_STORE`` is an ``s3://`` bucket.
+    """
+    store = rasterstore.of(settings)
+    if store.is_s3:
+        msg = (
+            f"the raster store is the object store {store.describe()}; spatial backup covers "
+            "a local raster store only: back up the bucket with its own tools (versioning, "
+            "replication or a sync) together with this command's database dump"
+        )
+        raise InvalidInputError(msg)
+    return store.root or settings.data_dir / STORE
 
 
 class RestoreMismatchError(SpatialError):
@@ -122,6 +140,7 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
         DatabaseUnavailableError: pg_dump failed (its message is quoted).
     """
     clock = time.perf_counter()
+    _local_store(settings)
     out = Path(out)
     if out.exists():
         msg = f"{out} already exists; choose another name"
@@ -138,7 +157,7 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
             with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
                 manifest.database = {"path": DUMP, **_add_file(tar, dump_tmp, DUMP)}
                 dump_tmp.unlink()
-                root = settings.data_dir / STORE
+                root = _local_store(settings)
                 for rel in _raster_paths(conn):
                     source = root / rel
                     if not source.is_file():
@@ -335,12 +354,11 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
         RestoreMismatchError: the restored data do not match the manifest.
     """
     clock = time.perf_counter()
+    store = _local_store(settings)
     archive = Path(archive)
     if not archive.is_file():
         msg = f"{archive} does not exist or is not a file"
         raise InvalidInputError(msg)
-    data_dir = Path(settings.data_dir)
-    store = data_dir / STORE
     if not force:
         with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
             if not database_empty(conn):
@@ -349,9 +367,9 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
         if store.is_dir() and any(store.iterdir()):
             msg = f"the raster store {store} is not empty (restore with --force to replace it)"
             raise ConflictError(msg)
-    parent = data_dir.parent
+    parent = store.parent.parent  # beside the data folder, as a refused restore leaves none
     parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / f".{data_dir.name}.restore-{secrets.token_hex(4)}"
+    staging = parent / f".{store.parent.name}.restore-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o700)
     try:
         manifest = _unpack(archive, staging)

@@ -41,7 +41,8 @@ _GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
 Lookup = Callable[[str], LayerSchema]
 """The catalog: a vector collection by id (raises NotFoundError). The object passed to a
 process is also its context: ``.raster(id)`` (an imagery collection, checked against the
-caller's view), ``.data_dir`` (the raster store's parent) and ``await .publish(frame,
+caller's view), ``.data_dir``, ``.rasters`` (the raster store,
+:mod:`spatial.rasterstore`) and ``await .publish(frame,
 collection_id, title)`` (a result written back as a new vector collection)."""
 
 

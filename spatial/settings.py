@@ -183,6 +183,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: project_root() / "var" / "data")
     """The store of raster files (COGs) and uploads."""
     samples_dir: Path = Field(default_factory=lambda: project_root() / "data-samples")
+    raster_store: str | None = None
+    """Where raster files (COGs) are stored: a folder (default ``<data_dir>/rasters``) or
+    ``s3://bucket/prefix`` on an S3-compatible object store (AWS_* credentials)."""
+    s3_endpoint_url: str | None = None
+    """The S3-compatible server of an ``s3://`` raster store (MinIO, Ceph); AWS if unset."""
     secret_key: SecretStr = SecretStr(DEV_SECRET)
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

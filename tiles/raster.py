@@ -33,7 +33,7 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
-from spatial import imagery
+from spatial import imagery, rasterstore
 from spatial.errors import InvalidInputError, NotFoundError
 from tiles.tms import tile_matrix_set
 
@@ -191,7 +191,8 @@ def map_tile(
                 f"a map tile shows 1 band (grey or a colormap) or 3 (red, green, blue), not {count}"
             )
             raise InvalidInputError(msg)
-    read = _read_tile(items, style, tile, web=True)
+    with rasterstore.reading():
+        read = _read_tile(items, style, tile, web=True)
     if read is None:
         return None
     values, first = read
@@ -209,7 +210,8 @@ def value_tile(
     items: Sequence[Item], style: Style, tile: tuple[str, int, int, int]
 ) -> bytes | None:
     """A float32 GeoTIFF tile of the values (bands or expression) from the native COGs."""
-    read = _read_tile(items, style, tile, web=False)
+    with rasterstore.reading():
+        read = _read_tile(items, style, tile, web=False)
     if read is None:
         return None
     values, _first = read
@@ -238,6 +240,19 @@ def coverage(
     """
     if not items:
         raise NotFoundError("no scene matches the request")
+    with rasterstore.reading():
+        return _coverage(items, style, bbox, bbox_crs, width=width, height=height)
+
+
+def _coverage(
+    items: Sequence[Item],
+    style: Style,
+    bbox: tuple[float, float, float, float] | None,
+    bbox_crs: str,
+    *,
+    width: int | None,
+    height: int | None,
+) -> bytes:
     first = items[0]
     with rasterio.open(first.data) as src:
         crs, native = src.crs, src.bounds

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from api.auth import view_of
 from api.ogc import base_url, check_parameters
 from layers import View
+from spatial import rasterstore
 from spatial.catalog import CollectionRecord
 from spatial.errors import ForbiddenError, InvalidInputError, NotFoundError
 from spatial.features import parse_bbox, parse_datetime
@@ -103,7 +104,7 @@ async def items_of(
 ) -> list[raster.Item]:
     """The scenes to read, newest first."""
     w, s, e, n = lonlat or (None, None, None, None)
-    root = request.app.state.settings.data_dir / "rasters"
+    store = rasterstore.of(request.app.state.settings)
     async with request.app.state.pool.connection() as conn:
         cur = await conn.execute(
             _ITEMS,
@@ -134,8 +135,8 @@ async def items_of(
             collection_id,
             r[0],
             r[1],
-            root / r[2],
-            root / r[3],
+            store.gdal_path(r[2]),
+            store.gdal_path(r[3]),
             tuple(r[4] or ()),
             tuple(r[5] or ()),
         )

@@ -8,17 +8,20 @@ the same check and honour HTTP range requests, so GDAL reads the COGs over
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from psycopg.rows import dict_row
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import view_of
 from api.ogc import base_url
 from api.routers.rasters import raster_collection
-from spatial import jsonbody, stac
+from spatial import jsonbody, rasterstore, stac
 from spatial.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/stac", tags=["STAC"])
@@ -137,7 +140,7 @@ async def item(collection_id: str, item_id: str, request: Request) -> JSONRespon
     include_in_schema=False,
     response_model=None,
 )
-async def asset_head(collection_id: str, item_id: str, key: str, request: Request) -> FileResponse:
+async def asset_head(collection_id: str, item_id: str, key: str, request: Request) -> Response:
     """The asset's headers (GDAL asks for the size first)."""
     return await asset(collection_id, item_id, key, request)
 
@@ -147,18 +150,56 @@ async def asset_head(collection_id: str, item_id: str, key: str, request: Reques
     summary="An asset's file (COG; range requests)",
     response_model=None,
 )
-async def asset(collection_id: str, item_id: str, key: str, request: Request) -> FileResponse:
+async def asset(collection_id: str, item_id: str, key: str, request: Request) -> Response:
     found = await _item(request, collection_id, item_id)
     if found is None or key not in found["assets"]:
         msg = f"item {item_id!r} of {collection_id!r} has no asset {key!r}"
         raise NotFoundError(msg)
     entry = found["assets"][key]
-    root = (request.app.state.settings.data_dir / "rasters").resolve()
+    store = rasterstore.of(request.app.state.settings)
+    if store.root is None:
+        return await _object(store, entry["href"], key, request)
+    root = store.root.resolve()
     path = (root / entry["href"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         msg = f"the file of asset {key!r} is missing from the raster store"
         raise NotFoundError(msg)
     return FileResponse(path, media_type="image/tiff", filename=path.name)
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+async def _object(
+    store: rasterstore.RasterStore, href: str, key: str, request: Request
+) -> Response:
+    """An asset of an object store, streamed (one byte range, as GDAL asks)."""
+    size = await run_in_threadpool(store.size, href)
+    if size is None:
+        msg = f"the file of asset {key!r} is missing from the raster store"
+        raise NotFoundError(msg)
+    start, end, status = 0, size - 1, 200
+    asked = _RANGE.match((request.headers.get("range") or "").strip())
+    if asked and (asked[1] or asked[2]):
+        if asked[1]:
+            start, end = int(asked[1]), min(int(asked[2] or size - 1), size - 1)
+        else:
+            start = max(0, size - int(asked[2]))
+        if start > end:
+            return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
+        status = 206
+    name = quote(PurePosixPath(href).name)
+    headers = {
+        "accept-ranges": "bytes",
+        "content-length": str(end - start + 1),
+        "content-disposition": f"attachment; filename*=utf-8''{name}",
+    }
+    if status == 206:
+        headers["content-range"] = f"bytes {start}-{end}/{size}"
+    if request.method == "HEAD" or size == 0:
+        return Response(status_code=status, headers=headers, media_type="image/tiff")
+    chunks = store.read(href, start, end)
+    return StreamingResponse(chunks, status_code=status, headers=headers, media_type="image/tiff")
 
 
 @router.get("/search", summary="Search scenes (GET)")

@@ -7,6 +7,8 @@ For each scene (a file, or a folder of band files, :mod:`spatial.ingest.scenes`)
    ``<data_dir>/rasters/<collection>/<item>/<version>/``: the native COG (one per band
    file of a multi-file scene, stacked by a VRT), and the WebMercatorQuad display COG
    for map tiles (:mod:`spatial.ingest.cog`); every output passes ``rio cogeo validate``;
+   for an object store (:mod:`spatial.rasterstore`) the folder is a local staging one,
+   uploaded before step 3;
 3. one transaction writes the items (``rs.items``), the collection's catalog entry
    (extent, time span, bands) and the audit row.
 
@@ -36,6 +38,7 @@ import shapely
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from spatial import rasterstore
 from spatial.audit import Actor, audit
 from spatial.catalog import CollectionRecord, upsert_collection
 from spatial.db import engine
@@ -87,8 +90,9 @@ class RasterOutcome:
 
 
 def store_root(settings: Settings) -> Path:
-    """The folder raster files are stored under."""
-    return settings.data_dir / STORE
+    """The folder raster files are stored under (the staging folder's parent when the
+    store is an object store: :mod:`spatial.rasterstore`)."""
+    return rasterstore.of(settings).root or settings.data_dir / STORE
 
 
 def validate_source(source: RasterSource) -> None:
@@ -217,44 +221,51 @@ def _run(
         msg = f"two scenes would get the same item id ({', '.join(ids)}); ingest them separately"
         raise InvalidInputError(msg)
     checked = time.perf_counter() - clock
-    root = store_root(settings)
+    store = rasterstore.of(settings)
     needed = sum(f.stat().st_size for p in source.paths for f in scene_files(p))
-    _check_room(root, needed)
+    store.check_room(needed)
     version = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.UUID(job_id).hex[:8]}"
     made: list[Path] = []
-    try:
-        items = []
-        for n, scene in enumerate(scenes):
-            folder = root / source.collection_id / scene.item_id / version
-            made.append(folder)
-            share = 0.2 + 0.7 * n / len(scenes)
-            items.append(
-                _convert(
-                    scene, folder, root, progress=progress, start=share, share=0.7 / len(scenes)
+    with store.staging(settings.data_dir) as root:
+        try:
+            items = []
+            for n, scene in enumerate(scenes):
+                folder = root / source.collection_id / scene.item_id / version
+                made.append(folder)
+                share = 0.2 + 0.7 * n / len(scenes)
+                items.append(
+                    _convert(
+                        scene, folder, root, progress=progress, start=share, share=0.7 / len(scenes)
+                    )
                 )
-            )
-        progress(0.92, "writing the catalog")
-        with engine(url) as eng, eng.begin() as conn:
-            old = _publish(conn, source, items, actor, job_id)
-            record = _collection(conn, source)
-    except BaseException as exc:
-        # GDAL reports a short write on stderr and goes on: the next step then fails to
-        # read what was written. A failure with less room left than the inputs take is
-        # the disk's, not the input's.
-        full = _no_space(exc) or shutil.disk_usage(root).free < needed
-        for folder in made:
-            shutil.rmtree(folder, ignore_errors=True)
-            _prune(folder.parent, root)
-        if full:
-            msg = (
-                f"the raster store {root} ran out of disk space while writing "
-                f"({_free(root)} free); nothing was kept: free space, then ingest again"
-            )
-            raise StorageFullError(msg) from exc
-        raise
+            if store.is_s3:
+                progress(0.9, f"uploading to {store.describe()}")
+                store.publish(root, made)
+            progress(0.92, "writing the catalog")
+            with engine(url) as eng, eng.begin() as conn:
+                old = _publish(conn, source, items, actor, job_id)
+                record = _collection(conn, source)
+        except BaseException as exc:
+            # GDAL reports a short write on stderr and goes on: the next step then fails to
+            # read what was written. A failure with less room left than the inputs take is
+            # the disk's, not the input's.
+            full = _no_space(exc) or shutil.disk_usage(root).free < needed
+            for folder in made:
+                shutil.rmtree(folder, ignore_errors=True)
+                _prune(folder.parent, root)
+                if store.is_s3:
+                    store.remove(folder.relative_to(root).as_posix())
+            if full:
+                msg = (
+                    f"the raster store {root} ran out of disk space while writing "
+                    f"({_free(root)} free); nothing was kept: free space, then ingest again"
+                )
+                raise StorageFullError(msg) from exc
+            raise
+        kept = {folder.relative_to(root) for folder in made}
     for path in old:
-        if root / path.parent not in made:
-            shutil.rmtree(root / path.parent, ignore_errors=True)
+        if path.parent not in kept:
+            store.remove(path.parent.as_posix())
     report.update(
         {
             "items": [item["id"] for item in items],
@@ -276,22 +287,6 @@ def _run(
     for item in items:
         item.pop("_files", None)
     return record, items
-
-
-def _check_room(root: Path, needed: int) -> None:
-    """Refuse before writing when the store has less room than the inputs take (the COGs
-    written take about as much again as their source; the display copy comes on top).
-
-    Raises:
-        StorageFullError: too little free space.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(root).free < needed:
-        msg = (
-            f"the raster store {root} has {_free(root)} free and this ingest needs at least "
-            f"{needed / 2**20:.1f} MiB; nothing was written: free space, then ingest again"
-        )
-        raise StorageFullError(msg)
 
 
 def _free(root: Path) -> str:
