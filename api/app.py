@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 import spatial
-from api import auth, catalog, errors, live, metrics, web, webhooks
+from api import auth, catalog, errors, live, metrics, replicas, web, webhooks
 from api.engine import Engine
 from api.routers import (
     admin,
@@ -111,7 +111,11 @@ def create_app(settings: Settings) -> FastAPI:
             check=_acheck,
         )
         await pool.open(wait=True, timeout=30)
-        app.state.pool = pool
+        # With the pools of the replicas, for reads that tolerate lag (api.replicas).
+        app.state.pool, app.state.replicas = (
+            pool,
+            await replicas.Replicas.open(settings, connection_options, _acheck),
+        )
         # For work on threads: pygeoapi's providers.
         sync_pool = ConnectionPool(
             url,
@@ -157,7 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
             # A running ingest finishes (its transaction commits or rolls back whole);
             # queued ones are dropped and stay "queued" in the jobs table.
             await run_in_threadpool(app.state.ingest_executor.shutdown, True, cancel_futures=True)
-            await pool.close()
+            await asyncio.gather(pool.close(), app.state.replicas.close())
             await run_in_threadpool(sync_pool.close)
 
     app = FastAPI(
@@ -189,6 +193,7 @@ def _state(app: FastAPI, settings: Settings) -> None:
     """What the app holds from the start: settings, the tile cache, the maps (read now: a
     bad map definition stops the app before it serves anything)."""
     app.state.settings = settings
+    app.state.replicas = replicas.Replicas()
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     app.state.metrics = metrics.Metrics()
     app.state.schema_head = migrate.head()
@@ -221,6 +226,8 @@ def _guard(app: FastAPI, settings: Settings) -> None:
         else None
     )
     app.add_middleware(auth.Guard, platform=app)
+    if settings.database.replica_urls:  # writes answer the primary's WAL position
+        app.add_middleware(replicas.WalPosition, platform=app)
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _Redacted) for f in access_log.filters):
         access_log.addFilter(_Redacted())
@@ -228,6 +235,7 @@ def _guard(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["*"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-Match",
-                           "Content-Crs", "Prefer"],
-            expose_headers=["ETag", "Location", "OGC-Collection-Version", "Retry-After"],
+                           "Content-Crs", "Prefer", replicas.WAL_HEADER],
+            expose_headers=["ETag", "Location", "OGC-Collection-Version", "Retry-After",
+                            replicas.WAL_HEADER],
         )  # fmt: skip

@@ -34,10 +34,20 @@ async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
+async def _read_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    from api.replicas import read_connection  # noqa: PLC0415 - api.replicas imports this
+
+    async with read_connection(request) as conn:
+        yield conn
+
+
 def _view(request: Request) -> View:
     return view_of(request)
 
 
 Conn = Annotated[psycopg.AsyncConnection, Depends(_conn)]
+ReadConn = Annotated[psycopg.AsyncConnection, Depends(_read_conn)]
+"""A connection for reads that tolerate lag: a read replica's when one is configured and
+fit, else the primary's (:mod:`api.replicas`). Writes use :data:`Conn`."""
 ViewDep = Annotated[View, Depends(_view)]
 """The caller's view of the catalog: what they may read, and their rights (api.auth)."""

@@ -39,6 +39,11 @@ class DatabaseSettings(BaseSettings):
     pool_timeout_s: float = Field(default=10, gt=0)
     """How long a request waits for a connection (a busy pool, or the database coming
     back) before it is answered 503."""
+    replica_urls: list[SecretStr] = Field(default_factory=list)
+    """Streaming replicas of the database (a JSON list of URLs); reads that tolerate lag
+    go there (:mod:`api.replicas`). None by default."""
+    replica_max_lag_s: float = Field(default=5.0, ge=0)
+    """A replica further behind the primary than this is not read from."""
 
 
 class EmbeddedSettings(BaseSettings):

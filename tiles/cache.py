@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -62,6 +63,8 @@ class TileCache:
         self._tiles: OrderedDict[Key, CachedTile] = OrderedDict()
         self._bytes = 0
         self._generations: dict[str, int] = {}
+        self._changed: dict[str | None, float] = {}
+        """When each collection (None: all) was last invalidated, on the monotonic clock."""
         self._lock = threading.Lock()
         self.disk = DiskTier(disk) if disk is not None else None
         self.hits = self.misses = 0
@@ -88,6 +91,13 @@ class TileCache:
         """Where the collections' invalidations stand (take it before a render)."""
         with self._lock:
             return tuple(self._generations.get(c, 0) for c in sorted(collections))
+
+    def changed_within(self, collections: Iterable[str], seconds: float) -> bool:
+        """Whether any of the collections was invalidated in the last ``seconds`` (a read
+        replica may not have replayed the change yet: api.routers.tiles)."""
+        since = time.monotonic() - seconds
+        changed = self._changed
+        return any(changed.get(c, 0.0) > since for c in (None, *collections))
 
     def put(self, key: Key, tile: CachedTile, generation: tuple[int, ...]) -> bool:
         """Keep a rendered tile, unless its data changed since the render began."""
@@ -131,6 +141,7 @@ class TileCache:
         """Drop the tiles of ``collection`` (every one when None) meeting any of ``boxes``
         (all of them when None). Returns how many entries went from memory."""
         with self._lock:
+            self._changed[collection] = time.monotonic()
             if collection is None:
                 gone = len(self._tiles)
                 self._tiles.clear()

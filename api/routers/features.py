@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from api import provider
 from api.auth import view_of
-from api.deps import Conn, ViewDep, connection
+from api.deps import ReadConn, ViewDep
 from api.engine import CATALOG_ID, Engine
 from api.ogc import (
     AS_OF_PARAM,
@@ -32,6 +32,7 @@ from api.ogc import (
     response_format,
     text_param,
 )
+from api.replicas import read_connection
 from api.routers import exports, stac
 from layers import View
 from spatial import features, filters
@@ -236,7 +237,7 @@ async def items(
     collection_id: str,
     request: Request,
     seen: ViewDep,
-    conn: Conn,
+    conn: ReadConn,
     f: str | None = F_PARAM,
     limit: int | None = Query(
         None, ge=1, description="Features per page (up to the server's maximum; more is lowered)."
@@ -345,7 +346,7 @@ async def item(
     feature_id: str,
     request: Request,
     seen: ViewDep,
-    conn: Conn,
+    conn: ReadConn,
     f: str | None = F_PARAM,
     crs: str | None = CRS_PARAM,
     properties: str | None = PROPERTIES_PARAM,
@@ -394,7 +395,7 @@ async def item(
 
 
 async def _items_fast(request: Request) -> Response:
-    async with connection(request) as conn:
+    async with read_connection(request) as conn:
         return await items(request.path_params["collection_id"], request, view_of(request), conn)
 
 

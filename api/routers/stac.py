@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import view_of
 from api.ogc import base_url
+from api.replicas import read_connection
 from api.routers.rasters import raster_collection
 from spatial import jsonbody, rasterstore, stac
 from spatial.errors import InvalidInputError, NotFoundError
@@ -237,7 +238,7 @@ async def _item(request: Request, collection_id: str, item_id: str) -> dict[str,
 
 async def _rows(request: Request, search: stac.Search, readable: list[str]) -> list[dict[str, Any]]:
     statement, params = stac.search_statement(search, readable)
-    async with request.app.state.pool.connection() as conn:
+    async with read_connection(request) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(statement, params)
         rows: list[dict[str, Any]] = await cur.fetchall()
