@@ -14,8 +14,10 @@ locks on the raster collections' catalog rows, so a raster ingest that would rep
 (and then delete) a referenced file waits at its publish step until the backup ends.
 Raster files are never modified in place (each ingest writes a new version folder).
 
-The raster paths in ``rs.items`` are relative to ``<data_dir>/rasters``, so a restore
-into another data folder needs no rewriting.
+The raster paths in ``rs.items`` are relative to the raster store (``<data_dir>/rasters``
+or a bucket, :mod:`spatial.rasterstore`), so a restore into another data folder or bucket
+needs no rewriting; an object store's files are downloaded into the archive one by one,
+and uploaded on restore (objects the archive does not hold are deleted afterwards).
 """
 
 from __future__ import annotations
@@ -56,21 +58,23 @@ _CHUNK = 1 << 20
 _SERIALIZATION_RETRIES = 3
 
 
-def _local_store(settings: Settings) -> Path:
-    """The raster store's folder; an object store is refused (backups cover a local one).
+def _fetch(store: rasterstore.RasterStore, rel: str, target: Path) -> Path:
+    """A referenced raster file as a local path (downloaded to ``target`` from a bucket).
 
     Raises:
-        InvalidInputError: ``SPATIAL_RASTER_STORE`` is an ``s3://`` bucket.
+        InvalidInputError: the file is missing from the store.
     """
-    store = rasterstore.of(settings)
-    if store.is_s3:
-        msg = (
-            f"the raster store is the object store {store.describe()}; spatial backup covers "
-            "a local raster store only: back up the bucket with its own tools (versioning, "
-            "replication or a sync) together with this command's database dump"
-        )
+    if store.root is not None:
+        source = store.root / rel
+        if not source.is_file():
+            msg = f"the catalog references {source}, which does not exist"
+            raise InvalidInputError(msg)
+        return source
+    if store.size(rel) is None:
+        msg = f"the catalog references {store.describe()}/{rel}, which does not exist"
         raise InvalidInputError(msg)
-    return store.root or settings.data_dir / STORE
+    store.download(rel, target)
+    return target
 
 
 class RestoreMismatchError(SpatialError):
@@ -140,7 +144,7 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
         DatabaseUnavailableError: pg_dump failed (its message is quoted).
     """
     clock = time.perf_counter()
-    _local_store(settings)
+    store = rasterstore.of(settings)
     out = Path(out)
     if out.exists():
         msg = f"{out} already exists; choose another name"
@@ -150,6 +154,7 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
         raise InvalidInputError(msg)
     partial = out.with_name(f".{out.name}.partial-{secrets.token_hex(4)}")
     dump_tmp = out.with_name(f".{out.name}.dump-{secrets.token_hex(4)}")
+    fetched = out.with_name(f".{out.name}.raster-{secrets.token_hex(4)}")
     try:
         with _snapshot(url) as (conn, snapshot):
             _dump(url, snapshot, dump_tmp)
@@ -157,13 +162,10 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
             with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
                 manifest.database = {"path": DUMP, **_add_file(tar, dump_tmp, DUMP)}
                 dump_tmp.unlink()
-                root = _local_store(settings)
                 for rel in _raster_paths(conn):
-                    source = root / rel
-                    if not source.is_file():
-                        msg = f"the catalog references {source}, which does not exist"
-                        raise InvalidInputError(msg)
+                    source = _fetch(store, rel, fetched)
                     entry = _add_file(tar, source, f"{STORE}/{rel}")
+                    fetched.unlink(missing_ok=True)
                     manifest.files.append({"path": rel, **entry})
                 data = manifest.to_json().encode()
                 info = tarfile.TarInfo(MANIFEST)
@@ -176,6 +178,7 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
     finally:
         partial.unlink(missing_ok=True)
         dump_tmp.unlink(missing_ok=True)
+        fetched.unlink(missing_ok=True)
     manifest.seconds = time.perf_counter() - clock
     return manifest
 
@@ -354,7 +357,8 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
         RestoreMismatchError: the restored data do not match the manifest.
     """
     clock = time.perf_counter()
-    store = _local_store(settings)
+    bucket = rasterstore.of(settings)
+    store = bucket.root or settings.data_dir / STORE
     archive = Path(archive)
     if not archive.is_file():
         msg = f"{archive} does not exist or is not a file"
@@ -364,8 +368,12 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
             if not database_empty(conn):
                 msg = "the target database is not empty (restore with --force to replace it)"
                 raise ConflictError(msg)
-        if store.is_dir() and any(store.iterdir()):
-            msg = f"the raster store {store} is not empty (restore with --force to replace it)"
+        held = any(bucket.files()) if bucket.is_s3 else store.is_dir() and any(store.iterdir())
+        if held:
+            msg = (
+                f"the raster store {bucket.describe()} is not empty "
+                "(restore with --force to replace it)"
+            )
             raise ConflictError(msg)
     parent = store.parent.parent  # beside the data folder, as a refused restore leaves none
     parent.mkdir(parents=True, exist_ok=True)
@@ -380,10 +388,13 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
                 argv = ["pg_restore", "--single-transaction", "--exit-on-error",
                         "--no-owner", "--no-privileges", "--no-password"]  # fmt: skip
                 clients.run(url, argv, stdin=handle)
-        _swap_store(staging / STORE, store)
+        if bucket.is_s3:
+            _upload_store(bucket, staging / STORE)
+        else:
+            _swap_store(staging / STORE, store)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _verify(manifest, url, store)
+    _verify(manifest, url, bucket)
     manifest.seconds = time.perf_counter() - clock
     return manifest
 
@@ -475,7 +486,18 @@ def _swap_store(new: Path, store: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _verify(manifest: Manifest, url: str, store: Path) -> None:
+def _upload_store(bucket: rasterstore.RasterStore, new: Path) -> None:
+    """Upload the restored rasters to an object store; objects it held before that the
+    archive does not are deleted afterwards."""
+    new.mkdir(exist_ok=True)
+    before = {rel for rel, _size in bucket.files()}
+    keep = set(bucket.publish(new, [new]))
+    for rel in sorted(before):
+        if bucket.key(rel) not in keep:
+            bucket.delete_file(rel)
+
+
+def _verify(manifest: Manifest, url: str, bucket: rasterstore.RasterStore) -> None:
     """Compare the restored database and store with the manifest."""
     with psycopg.connect(url, connect_timeout=10) as conn:
         got = counts(conn)
@@ -485,8 +507,16 @@ def _verify(manifest: Manifest, url: str, store: Path) -> None:
         if getattr(manifest, key) != value
     ]
     for entry in manifest.files:
-        path = store / entry["path"]
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        if bucket.root is None:
+            digest = hashlib.sha256()
+            if bucket.size(entry["path"]) is not None:
+                for chunk in bucket.read(entry["path"]):
+                    digest.update(chunk)
+            same = digest.hexdigest() == entry["sha256"]
+        else:
+            path = bucket.root / entry["path"]
+            same = path.is_file() and sha256_file(path) == entry["sha256"]
+        if not same:
             problems.append(f"{STORE}/{entry['path']} differs from the archive")
     if problems:
         msg = "the restored data do not match the backup: " + "; ".join(problems[:10])

@@ -144,6 +144,13 @@ class RasterStore:
         prefix = self.key(rel_folder) + "/"
         self._delete_keys([k for k, _ in self._list(prefix)])
 
+    def delete_file(self, rel: str) -> None:
+        """Delete one file of the store."""
+        if self.root is not None:
+            (self.root / rel).unlink(missing_ok=True)
+        else:
+            self._delete_keys([self.key(rel)])
+
     def _delete_keys(self, keys: list[str]) -> None:
         client = self.client()
         for start in range(0, len(keys), 1000):

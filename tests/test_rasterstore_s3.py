@@ -16,16 +16,17 @@ import numpy as np
 import pytest
 import rasterio
 from moto.server import ThreadedMotoServer
+from pydantic import SecretStr
 from rastercases import decode_image
 from rasterio.transform import from_origin
 from sqlalchemy import text
-from support import LiveServer
+from support import LiveServer, create_database, drop_database
 
 from api.app import create_app
 from spatial import backup, rasterstore
 from spatial.catalog import delete_collection
-from spatial.db import engine
-from spatial.errors import InvalidInputError
+from spatial.db import engine, migrate
+from spatial.errors import ConflictError, InvalidInputError
 from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
@@ -252,12 +253,38 @@ def test_a_failing_ingest_leaves_no_objects(
     assert [p.name for p in s3_settings.data_dir.iterdir()] == []
 
 
-def test_backup_refuses_an_object_store(s3: tuple[Any, Settings], tmp_path: Path) -> None:
-    _client, s3_settings = s3
-    url = s3_settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    with pytest.raises(InvalidInputError, match="back up the bucket with its own tools"):
-        backup.backup(url, s3_settings, tmp_path / "out.tar")
-    assert not (tmp_path / "out.tar").exists()
+def test_backup_and_restore_an_object_store(
+    s3: tuple[Any, Settings], sources: dict[str, Path], server_url: str, empty_database: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    client, s3_settings = s3
+    own = create_database(server_url)
+    try:
+        migrate.upgrade(own)
+        source = _with(s3_settings, own, "backup-src", tmp_path / "src")
+        _ingest(source, sources["single"], "s3b_single", item_id="scene", bands=BANDS)
+        _ingest(source, sources["multi"], "s3b_multi", item_id="multi")
+        manifest = backup.backup(own, source, tmp_path / "out.tar")
+    finally:
+        drop_database(server_url, own)
+    assert len(manifest.files) == 6  # scene.tif, .web.tif; multi.vrt, red, nir, .web.tif
+    target = _with(s3_settings, empty_database, "restored", tmp_path / "dst")
+    restored = backup.restore(tmp_path / "out.tar", empty_database, target)
+    assert len(restored.files) == 6
+    for entry in manifest.files:
+        a = client.get_object(Bucket=BUCKET, Key=f"backup-src/{entry['path']}")["Body"].read()
+        b = client.get_object(Bucket=BUCKET, Key=f"restored/{entry['path']}")["Body"].read()
+        assert a == b
+    assert not (tmp_path / "dst").exists()
+    with pytest.raises(ConflictError, match="not empty"):
+        backup.restore(tmp_path / "out.tar", empty_database, target)
+
+
+def _with(settings: Settings, url: str, prefix: str, data_dir: Path) -> Settings:
+    return settings.model_copy(update={
+        "data_dir": data_dir, "raster_store": f"s3://{BUCKET}/{prefix}",
+        "database": settings.database.model_copy(update={"url": SecretStr(url)}),
+    })  # fmt: skip
 
 
 def test_gdal_paths_and_options(s3: tuple[Any, Settings]) -> None:
