@@ -4,6 +4,7 @@ and they match the same scenes ingested into a local store."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +184,36 @@ def test_map_tiles_and_coverages_equal_the_local_stores(apis: Any, cid: str) -> 
     left, right = decode_image(a.content)[0], decode_image(b.content)[0]
     assert left.shape == (2, 250, 200)
     np.testing.assert_array_equal(left, right)
+
+
+class _Requests(logging.Handler):
+    """The S3 server's request log lines (werkzeug's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_tiles_read_the_cogs_by_range_requests(apis: Any) -> None:
+    _local, remote = apis
+    seen = _Requests()
+    log = logging.getLogger("werkzeug")
+    level = log.level
+    log.setLevel(logging.INFO)
+    log.addHandler(seen)
+    try:
+        tile = morecantile.tms.get("WebMercatorQuad").tile(112.015, 22.94, 16)
+        path = f"/collections/s3t_single_s3/coverage/tiles/WebMercatorQuad/16/{tile.y}/{tile.x}"
+        _get(remote, path, bands="red,nir")
+    finally:
+        log.removeHandler(seen)
+        log.setLevel(level)
+    reads = [line for line in seen.lines if "GET /" + BUCKET + "/rasters/s3t_single_s3/" in line]
+    assert reads, seen.lines
+    assert all('" 206 ' in line for line in reads), reads  # never the whole file
 
 
 def test_zonal_statistics_are_the_same(apis: Any) -> None:
