@@ -196,6 +196,7 @@ def _state(app: FastAPI, settings: Settings) -> None:
     app.state.replicas = replicas.Replicas()
     app.state.tiles = TileCache(settings.tiles.cache_mb * 2**20, settings.tiles.disk_cache_dir)
     app.state.metrics = metrics.Metrics()
+    app.state.appeared = {}  # collection id -> when it appeared (api.catalog, api.replicas)
     app.state.schema_head = migrate.head()
     app.state.subsystems = subsystems.load(settings.maps.subsystems_dir)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 async def follow(
     app: FastAPI, url: str, load: Callable[[str], Catalog], accounts: Callable[[str], Directory]
 ) -> None:
-    """Reload ``app.state.catalog`` on every catalog change, and ``app.state.directory``
+    """Reload ``app.state.catalog`` on every catalog change (noting in
+    ``app.state.appeared`` when each new collection appeared), and ``app.state.directory``
     on every change to accounts and grants, until cancelled."""
     while True:
         try:
@@ -50,7 +52,12 @@ async def follow(
                 await run_in_threadpool(app.state.tiles.resume, versions)
                 async for note in conn.notifies():
                     if note.channel == CHANNEL:
+                        known = {c.id for c in app.state.catalog}
                         app.state.catalog = await run_in_threadpool(load, url)
+                        now = time.monotonic()
+                        for record in app.state.catalog:
+                            if record.id not in known:  # a read replica may lack its table
+                                app.state.appeared[record.id] = now
                         continue
                     if note.channel == ACCESS:
                         app.state.directory = await run_in_threadpool(accounts, url)

@@ -38,6 +38,8 @@ WAL_COOKIE = "spatial_wal_lsn"
 COOKIE_AGE_S = 60
 """How long a browser keeps sending the position of its last write."""
 CHECK_S = 1.0
+MARGIN_S = 1.0
+"""Added to the lag limit and the check interval before a change counts as replayed."""
 """How long a replica's replay position and lag are trusted before being read again."""
 RETRY_S = 2.0
 """How long a replica that could not lend a connection is skipped."""
@@ -178,10 +180,32 @@ def read_connection(
     """A connection for a read that tolerates lag: a replica's when one is fit (see the
     module), else the primary's (:func:`api.deps.connection`, as it is: without replicas
     the hot paths pay nothing). ``primary`` forces the primary (a tile of a collection
-    that just changed, :mod:`api.routers.tiles`)."""
-    if primary or not request.app.state.replicas:
+    that just changed, :mod:`api.routers.tiles`); so does a collection of the path that
+    appeared so lately that a replica may lack its table."""
+    if not request.app.state.replicas:
+        return connection(request)
+    if primary or _new(request, request.path_params.get("collection_id")):
         return connection(request)
     return _replica_or_primary(request)
+
+
+def _new(request: Request, collection: str | None) -> bool:
+    """Whether the collection appeared so lately that a replica may lack its table."""
+    appeared = request.app.state.appeared.get(collection) if collection else None
+    replicas: Replicas = request.app.state.replicas
+    return appeared is not None and time.monotonic() - appeared < _window(replicas)
+
+
+def _window(replicas: Replicas) -> float:
+    return replicas.max_lag_s + CHECK_S + MARGIN_S
+
+
+def changed_lately(request: Request, collections: list[str]) -> bool:
+    """Whether any of the collections changed so lately that a replica fit to read may
+    not have replayed it yet (the tile cache keeps when each collection's data last
+    changed: its NOTIFY)."""
+    replicas: Replicas = request.app.state.replicas
+    return bool(request.app.state.tiles.changed_within(collections, _window(replicas)))
 
 
 @contextlib.asynccontextmanager

@@ -147,6 +147,14 @@ class Servers:
                 process.wait(timeout=10)
 
 
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (it may vanish while we look)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def servers(
     settings: Settings, admin_auth: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -174,8 +182,9 @@ def servers(
         yield running
     finally:
         running.stop()
-        alive = [p for p in running.pids if Path(f"/proc/{p}").exists()
-                 and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]  # fmt: skip
+        deadline = time.monotonic() + 15  # orphaned workers exit after their supervisor
+        while (alive := [p for p in running.pids if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert not alive, f"stray worker processes: {alive}"
 
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from api.auth import view_of
 from api.engine import Engine
 from api.ogc import F_PARAM, PROPERTIES_PARAM, base_url, check_parameters, response_format
-from api.replicas import CHECK_S, Replicas, read_connection
+from api.replicas import changed_lately, read_connection
 from layers import View
 from spatial import features
 from spatial.catalog import CollectionRecord
@@ -45,9 +45,6 @@ CONFORMANCE = [
 ]
 _TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/{}"
 _TEMPLATE = "{tileMatrix}/{tileRow}/{tileCol}"
-_MARGIN_S = 1.0
-"""Added to a replica's greatest lag (and the age of its last check) for the time a
-changed collection's tiles are cut on the primary."""
 
 
 @router.get("/tileMatrixSets", summary="The tile matrix sets", response_model=None)
@@ -209,12 +206,9 @@ async def _tile(
         statement = mvt.tile_statement(layers, tile, settings.max_features)
         data = b""
         if statement is not None:
-            replicas: Replicas = request.app.state.replicas
             # A tile of a collection that changed lately is cut on the primary: a replica
             # may not have replayed the change, and its stale tile would be cached.
-            primary = bool(replicas) and cache.changed_within(
-                names, replicas.max_lag_s + CHECK_S + _MARGIN_S
-            )
+            primary = bool(request.app.state.replicas) and changed_lately(request, names)
             async with read_connection(request, primary=primary) as conn:
                 # Binary results: the bytes as they are, not hex text to decode.
                 cur = await conn.execute(*statement, binary=True)
