@@ -257,6 +257,34 @@ def test_read_after_write(pair: Pair, api: tuple[LiveServer, dict[str, str]]) ->
         _resume(pair)
 
 
+def test_a_collection_newer_than_the_replica_is_read_on_the_primary(
+    pair: Pair, api: tuple[LiveServer, dict[str, str]]
+) -> None:
+    """A collection made while the replica does not replay: its table is not there yet, so
+    its pages come from the primary (not a 500 from the replica)."""
+    server, _ = api
+    folder = pair.root / "fresh"
+    folder.mkdir()
+    gpd.GeoDataFrame(
+        {"code": ["N1"]}, geometry=[shapely.Point(112.05, 22.95)], crs="EPSG:4326"
+    ).to_file(folder / "fresh.gpkg")
+    _pause(pair)
+    try:
+        ingest_vector(pair.primary, VectorSource(path=folder / "fresh.gpkg",
+                                                 collection_id="fresh_points", title="fresh",
+                                                 public=True),
+                      _settings(pair, 60), actor="pytest")  # fmt: skip
+        assert _one(pair.replica, "SELECT to_regclass('layers.fresh_points')") is None
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            _wait(lambda: http.get("/collections/fresh_points").status_code == 200,
+                  "the new collection in the catalog")  # fmt: skip
+            page = http.get("/collections/fresh_points/items")
+        assert page.status_code == 200, page.text
+        assert [f["properties"]["code"] for f in page.json()["features"]] == ["N1"]
+    finally:
+        _resume(pair)
+
+
 def test_a_replica_too_far_behind_is_not_read(
     pair: Pair, api: tuple[LiveServer, dict[str, str]]
 ) -> None:
