@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import admin_headers, create_database, drop_database
+
+from spatial.db import migrate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import soak
@@ -30,15 +34,21 @@ move by a few MB; runs here grew under 1 MB."""
 
 
 @pytest.fixture(scope="module")
-def report(database_url: str, admin_auth: dict[str, str],
-           tmp_path_factory: pytest.TempPathFactory) -> soak.Report:  # fmt: skip
+def report(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[soak.Report]:
+    """The run, on a database of its own: its sessions are the soak server's alone (the
+    session database also holds the pools of the other modules' servers)."""
     folder = tmp_path_factory.mktemp("soak")
-    soak.load_data(database_url, folder, cells=40)
-    with soak.serving(database_url, 1, folder / "platform.log") as (base, pid):
-        return asyncio.run(soak.run_load(
-            base, database_url, pid, admin_auth, seconds=LOAD_S, every=2.0, rates=RATES,
-            prefix="soak-ci", workers=1,
-        ))  # fmt: skip
+    url = create_database(server_url)
+    try:
+        migrate.upgrade(url)
+        soak.load_data(url, folder, cells=40)
+        with soak.serving(url, 1, folder / "platform.log") as (base, pid):
+            yield asyncio.run(soak.run_load(
+                base, url, pid, admin_headers(url), seconds=LOAD_S, every=2.0, rates=RATES,
+                prefix="soak-ci", workers=1,
+            ))  # fmt: skip
+    finally:
+        drop_database(server_url, url)
 
 
 def test_every_workload_ran_without_errors(report: soak.Report) -> None:
