@@ -3,17 +3,22 @@ chunked on a cluster, with the single-process path's results.
 
 The cluster is ``SPATIAL_DASK_SCHEDULER`` (an existing scheduler's address) or, when it
 is empty, a :class:`~distributed.LocalCluster` started on first use (one worker process
-per CPU, one thread each, ``SPATIAL_DASK_MEMORY_LIMIT`` per worker). Results never
-depend on the number of workers:
+per CPU, one thread each, ``SPATIAL_DASK_MEMORY_LIMIT`` per worker). Workers open the
+scenes by their paths, in the caller's GDAL options (the raster store's, see
+:func:`spatial.rasterstore.reading`): a remote cluster's workers must reach them (the S3
+store, or a shared folder at the same path). Results never depend on the number of
+workers:
 
 - zonal statistics: the raster is cut into windows aligned with its (COG) blocks. Each
-  window is read on a worker and exactextract gives, per zone meeting it, the covered
-  pixels' values and coverage fractions (the same rule as the single-process path, which
-  runs exactextract on the whole grid); the worker reduces them to partial moments
-  (count = sum of coverage, sum, mean and M2 about that mean, min, max), and the client
-  combines them (Chan's parallel formulas). ``median`` and ``majority`` do not combine
-  from partials: then each task takes whole zones (those whose bounds start in its
-  window) and reads the window around them, so exactextract sees every pixel of a zone;
+  window is read on a worker (the index evaluated one block row at a time, so a task
+  holds the window's float64 values and one strip's temporaries: about 100 MB for 2048
+  px) and exactextract gives, per zone meeting it, the partial moments of its covered
+  pixels (the same coverage rule as the single-process path, which runs exactextract on
+  the whole grid): count = sum of coverage, sum, min, max and the weighted variance (M2
+  = variance x count); the client combines them (Chan's parallel formulas). ``median``
+  and ``majority`` do not combine from partials: then each task takes whole zones (those
+  whose bounds start in its window) and reads the window around them, so exactextract
+  sees every pixel of a zone (a task's memory is then that of its largest zone's box);
 - change detection: the changed mask is computed per window on workers (both scenes read
   and the index differenced there) and sent back bit-packed; sieving and polygonising
   the assembled mask stay one step, as blobs cross windows;
@@ -129,11 +134,38 @@ def engine_of(inputs: dict[str, Any], size: int, threshold: int) -> bool:
     return 0 < threshold < size
 
 
+_NOT_SENT = frozenset({
+    "GDAL_DATA", "PROJ_LIB", "PROJ_DATA",  # this machine's paths
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",  # rasterio's session's
+})  # fmt: skip
+
+
+def _gdal_options() -> dict[str, Any]:
+    """The GDAL options of the caller's ``rasterio.Env`` (the raster store's S3 endpoint
+    and the like, :func:`spatial.rasterstore.reading`), without this machine's paths and
+    without credentials (never sent to the cluster): the workers take them from their own
+    AWS_* environment (inherited by a LocalCluster; a remote cluster's workers need
+    theirs)."""
+    if not rasterio.env.hasenv():
+        return {}
+    return {k: v for k, v in rasterio.env.getenv().items() if k not in _NOT_SENT}
+
+
+def _within(options: dict[str, Any], fn: Callable[..., Any], *args: Any) -> Any:
+    """On a worker: ``fn(*args)`` inside the caller's GDAL options."""
+    if not options:
+        return fn(*args)
+    with rasterio.Env(**options):
+        return fn(*args)
+
+
 def _run(tasks: Sequence[tuple[Any, ...]], fn: Callable[..., Any], dask: Any) -> list[Any]:
-    """``fn(*task)`` for every task, on the cluster (``dask``) or here (None)."""
+    """``fn(*task)`` for every task, on the cluster (``dask``, in the caller's GDAL
+    options: rasters of an S3 store are read there too) or here (None)."""
     if dask is None:
         return [fn(*t) for t in tasks]
-    futures = [dask.submit(fn, *t, pure=False) for t in tasks]
+    options = _gdal_options()
+    futures = [dask.submit(_within, options, fn, *t, pure=False) for t in tasks]
     results: list[Any] = dask.gather(futures)
     return results
 
@@ -169,10 +201,27 @@ def full_grid(path: Any) -> Any:
         return Grid(src.crs, src.transform, src.width, src.height)
 
 
+def _strips(path: Any, grid: Any) -> list[tuple[int, int]]:
+    """(row, height) strips of ``grid``, one block row of the file high: the index is
+    evaluated strip by strip (its float64 temporaries take some 65 bytes a pixel), so a
+    task's memory is the window's result and one strip's temporaries."""
+    with rasterio.open(path) as src:
+        step = max(64, src.block_shapes[0][0])
+    return [(row, min(step, grid.height - row)) for row in range(0, grid.height, step)]
+
+
 def _window_values(item: Any, expression: str, grid: Any) -> np.ndarray:
+    """The index over ``grid`` as float64, NaN where masked (as the single-process path's
+    ``index_values(...).astype("float64")`` filled with NaN: the index is per pixel)."""
     from spatial.analysis import index_values  # noqa: PLC0415
 
-    return np.ma.filled(index_values(item, expression, grid).astype("float64"), np.nan)
+    out = np.empty((grid.height, grid.width), dtype="float64")
+    for row, height in _strips(item.path, grid):
+        part = subgrid(grid, 0, row, grid.width, height)
+        strip = index_values(item, expression, part)
+        out[row : row + height] = np.ma.filled(strip.astype("float64"), np.nan)
+        del strip
+    return out
 
 
 def _extract(values: np.ndarray, grid: Any, zones: gpd.GeoDataFrame, stats: list[str]) -> Any:
@@ -196,20 +245,19 @@ def _partials(
 ) -> pd.DataFrame:
     """On a worker: per zone of ``keys``, the partial moments of its pixels in ``grid``."""
     values = _window_values(item, expression, grid)
-    found = _extract(
-        values, grid, _zone_frame(keys, wkb, grid.crs.to_wkt()), ["values", "coverage"]
-    )
-    rows = []
-    for key, v, c in zip(found["zone_key"], found["values"], found["coverage"], strict=True):
-        vals, cover = np.asarray(v, "float64"), np.asarray(c, "float64")
-        if cover.size == 0:
-            continue
-        n = float(cover.sum())
-        total = float((vals * cover).sum())
-        mean = total / n
-        spread = float((cover * (vals - mean) ** 2).sum())
-        rows.append((key, n, total, mean, spread, vals.min(), vals.max()))
-    return pd.DataFrame(rows, columns=["key", "n", "sum", "mean", "m2", "min", "max"])
+    # exactextract's own moments (no per-pixel arrays): count = sum of coverage, sum,
+    # min, max, variance (coverage-weighted, about the zone's mean in the window).
+    found = _extract(values, grid, _zone_frame(keys, wkb, grid.crs.to_wkt()),
+                     ["count", "sum", "min", "max", "variance"])  # fmt: skip
+    del values
+    found = found[found["count"] > 0]  # no valid pixel of the zone in this window
+    n = found["count"].to_numpy("float64")
+    total = found["sum"].to_numpy("float64")
+    return pd.DataFrame({
+        "key": found["zone_key"].to_numpy(), "n": n, "sum": total, "mean": total / n,
+        "m2": found["variance"].to_numpy("float64") * n,
+        "min": found["min"].to_numpy("float64"), "max": found["max"].to_numpy("float64"),
+    })  # fmt: skip
 
 
 def _whole(  # noqa: PLR0917 - a task's arguments
@@ -314,12 +362,18 @@ def _changed(  # noqa: PLR0917 - a task's arguments
     """On a worker: the window's changed pixels, bit-packed (as in analysis.run_change)."""
     from spatial.analysis import index_values  # noqa: PLC0415
 
-    old = index_values(before, expression, grid)
-    new = index_values(after, expression, grid)
-    delta = (
-        np.ma.filled(old - new, 0.0) if direction != "increase" else np.ma.filled(new - old, 0.0)
-    )
-    changed = np.abs(delta) >= threshold if direction == "both" else delta >= threshold
+    changed = np.empty((grid.height, grid.width), dtype=bool)
+    for row, height in _strips(after.path, grid):  # per pixel: strips bound the memory
+        part = subgrid(grid, 0, row, grid.width, height)
+        old = index_values(before, expression, part)
+        new = index_values(after, expression, part)
+        delta = (
+            np.ma.filled(old - new, 0.0)
+            if direction != "increase"
+            else np.ma.filled(new - old, 0.0)
+        )
+        strip = np.abs(delta) >= threshold if direction == "both" else delta >= threshold
+        changed[row : row + height] = strip
     return np.packbits(changed, axis=None), changed.size
 
 

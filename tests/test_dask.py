@@ -141,10 +141,25 @@ def test_partitioned_overlay_equals_geopandas(dask_client: Any) -> None:
         assert mine["area"] == pytest.approx(row["sum"], rel=1e-9)
 
 
+def test_tasks_run_in_the_callers_gdal_options(dask_client: Any) -> None:
+    """The raster store's GDAL options (an S3 endpoint) reach the workers reading it."""
+
+    def seen() -> dict[str, Any]:
+        return dict(rasterio.env.getenv()) if rasterio.env.hasenv() else {}
+
+    with rasterio.Env(AWS_S3_ENDPOINT="minio.test:9000", AWS_VIRTUAL_HOSTING="FALSE"):
+        [inside] = distributed._run([()], seen, dask_client)
+    [outside] = distributed._run([()], seen, dask_client)
+    assert inside["AWS_S3_ENDPOINT"] == "minio.test:9000"
+    assert inside["AWS_VIRTUAL_HOSTING"] == "FALSE"
+    assert "AWS_S3_ENDPOINT" not in outside
+
+
 @pytest.fixture(scope="module")
 def api(
-    live_api: LiveServer, settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[httpx.Client]:
+    live_api: LiveServer, settings: Settings, tmp_path_factory: pytest.TempPathFactory,
+    dask_client: Any,
+) -> Iterator[httpx.Client]:  # fmt: skip
     folder = tmp_path_factory.mktemp("daskapi")
     samples.build(folder)
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
@@ -153,12 +168,16 @@ def api(
         (folder / "districts.geojson", "dk_districts", "code"),
     ):
         ingest_vector(url, VectorSource(path, cid, cid, key=key, public=True), settings)
-    with httpx.Client(base_url=live_api.url, timeout=180) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/collections/dk_districts").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        yield client
+    distributed.use(dask_client)  # the server (a thread here) runs on the test's cluster
+    try:
+        with httpx.Client(base_url=live_api.url, timeout=180) as client:
+            deadline = time.monotonic() + 10
+            while client.get("/collections/dk_districts").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            yield client
+    finally:
+        distributed.use(None)
 
 
 @pytest.mark.parametrize(
@@ -171,14 +190,25 @@ def api(
                                      shapely.box(112.03, 22.90, 112.06, 22.93))}, "summary"),
     ],
 )  # fmt: skip
-def test_the_overlay_processes_answer_the_same_on_dask(
-    api: httpx.Client, process: str, inputs: dict[str, Any], rows: str
-) -> None:
+def test_the_overlay_processes_answer_the_same_on_dask(  # noqa: PLR0917 - parameters
+    api: httpx.Client, dask_client: Any, monkeypatch: pytest.MonkeyPatch, process: str,
+    inputs: dict[str, Any], rows: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("SPATIAL_DASK_PARTITION", "100")  # several partitions
+    ran: list[Any] = []
+    run = distributed._run  # counts the tasks sent to the cluster
+
+    def counted(tasks: Any, fn: Any, dask: Any) -> list[Any]:
+        ran.append((len(tasks), dask))
+        return run(tasks, fn, dask)
+
+    monkeypatch.setattr(distributed, "_run", counted)
     answers = [
         api.post(f"/processes/{process}/execution", json={"inputs": {**inputs, "engine": e}})
         for e in ("single", "dask")
     ]
     assert all(a.status_code == 200 for a in answers), answers[1].text
+    assert len(ran) == 1 and ran[0][0] > 1 and ran[0][1] is dask_client, ran
     single, chunked = (a.json()[rows] for a in answers)
     assert len(single) == len(chunked) > 1
     for a, b in zip(single, chunked, strict=True):

@@ -210,3 +210,62 @@ def test_write_back_needs_a_steward_and_bad_inputs_are_refused(api: httpx.Client
                                           "after": "scene_2026"})  # fmt: skip
     assert same.status_code == 400
     assert "two different scenes" in same.json()["description"]
+
+
+def _same_document(single: Any, chunked: Any, exact: frozenset[str], key: str = "") -> None:
+    """Equal documents; numbers equal within 1e-9 (relative) except those under ``exact``."""
+    if isinstance(single, dict):
+        assert isinstance(chunked, dict) and single.keys() == chunked.keys(), key
+        for name in single:
+            _same_document(single[name], chunked[name], exact, name)
+    elif isinstance(single, list):
+        assert isinstance(chunked, list) and len(single) == len(chunked), key
+        for a, b in zip(single, chunked, strict=True):
+            _same_document(a, b, exact, key)
+    elif isinstance(single, float) and key not in exact:
+        assert chunked == pytest.approx(single, rel=1e-9, abs=1e-12), key
+    else:
+        assert chunked == single, key
+
+
+@pytest.mark.parametrize(
+    ("process", "inputs"),
+    [
+        ("zonal-statistics", {"raster": "rp_imagery", "item": "scene_2025",
+                              "zones": "rp_districts", "properties": ["code"],
+                              "stats": ["count", "sum", "mean", "min", "max", "stdev"]}),
+        ("zonal-statistics", {"raster": "rp_imagery", "item": "scene_2026",
+                              "zones": "rp_districts", "properties": ["code"],
+                              "stats": ["median", "majority", "count", "mean"]}),
+        ("change-detection", {"raster": "rp_imagery", "before": "scene_2025",
+                              "after": "scene_2026", "parcels": "rp_parcels",
+                              "properties": ["dkbm", "dlbm"]}),
+    ],
+)  # fmt: skip
+def test_the_raster_processes_answer_the_same_on_dask(
+    api: httpx.Client, monkeypatch: pytest.MonkeyPatch, process: str, inputs: dict[str, Any]
+) -> None:
+    """``"engine": "dask"`` (the server's LocalCluster; windows and partitions small, so
+    that zones, blobs and parcels cross them) answers the single-process document."""
+    from spatial import distributed  # noqa: PLC0415
+
+    for name, value in (("WORKERS", "2"), ("CHUNK", "256"), ("PARTITION", "100")):
+        monkeypatch.setenv(f"SPATIAL_DASK_{name}", value)
+    ran: list[Any] = []
+    run = distributed._run  # counts the tasks sent to the cluster
+
+    def counted(tasks: Any, fn: Any, dask: Any) -> list[Any]:
+        ran.append((len(tasks), dask is not None))
+        return run(tasks, fn, dask)
+
+    monkeypatch.setattr(distributed, "_run", counted)
+    try:
+        single, chunked = (_run(api, process, {**inputs, "engine": e}) for e in ("single", "dask"))
+    finally:
+        distributed.close()  # the server's cluster: not left to the other modules
+    assert single.status_code == chunked.status_code == 200, chunked.text
+    assert ran and all(on_dask for _, on_dask in ran) and max(n for n, _ in ran) > 1, ran
+    exact = frozenset({"min", "max", "median", "majority", "changed_area_m2", "changed_share"})
+    _same_document(single.json(), chunked.json(), exact)
+    if process == "change-detection":
+        assert chunked.json()["parcels"], "no parcel changed: the overlay was not exercised"
