@@ -139,7 +139,7 @@ class RasterStore:
         if self.root is not None:
             folder = self.root / rel_folder
             shutil.rmtree(folder, ignore_errors=True)
-            _prune(folder.parent, self.root)
+            prune(folder.parent, self.root)
             return
         prefix = self.key(rel_folder) + "/"
         self._delete_keys([k for k, _ in self._list(prefix)])
@@ -289,7 +289,7 @@ def reading() -> Iterator[None]:
         yield
 
 
-def _prune(folder: Path, root: Path) -> None:
+def prune(folder: Path, root: Path) -> None:
     """Remove empty folders from ``folder`` up to (not including) ``root``."""
     while folder != root and folder.is_relative_to(root):
         try:

@@ -252,7 +252,7 @@ def _run(
             full = _no_space(exc) or shutil.disk_usage(root).free < needed
             for folder in made:
                 shutil.rmtree(folder, ignore_errors=True)
-                _prune(folder.parent, root)
+                rasterstore.prune(folder.parent, root)
                 if store.is_s3:
                     store.remove(folder.relative_to(root).as_posix())
             if full:
@@ -302,16 +302,6 @@ def _no_space(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False
-
-
-def _prune(folder: Path, root: Path) -> None:
-    """Remove empty folders from ``folder`` up to (not including) ``root``."""
-    while folder != root and folder.is_relative_to(root):
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent
 
 
 def _convert(
