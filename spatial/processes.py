@@ -193,8 +193,8 @@ async def _area_by_zone(
         area=_area(layer, sql.SQL("ST_Intersection(t.geom, z.geom)")),
     )  # fmt: skip
     if await _on_dask(conn, layer, inputs):
-        zone = sql.SQL("SELECT {name} AS name, ST_AsBinary(ST_Transform(geom, {srid})) AS wkb "
-                       "FROM {zones}").format(name=sql.Identifier(zone_name), zones=source(zones),
+        zone = sql.SQL("SELECT z.{name} AS name, ST_AsBinary(ST_Transform(z.geom, {srid})) AS wkb "
+                       "FROM {zones} z").format(name=sql.Identifier(zone_name), zones=source(zones),
                                               srid=sql.Literal(layer.srid))  # fmt: skip
         rows = await _overlaid(conn, layer, None, zone, {})
         rows = [{**r, "zone": r["value"]} for r in rows]
@@ -212,7 +212,8 @@ async def _on_dask(
     threshold = distributed.DaskSettings().threshold_features
     size = 0
     if inputs.get("engine") is None and threshold > 0:
-        found = await _rows(conn, sql.SQL("SELECT count(*) AS n FROM {}").format(source(layer)), {})
+        count = sql.SQL("SELECT count(*) AS n FROM {} t").format(source(layer))
+        found = await _rows(conn, count, {})
         size = int(found[0]["n"])
     return distributed.engine_of(inputs, size, threshold)
 

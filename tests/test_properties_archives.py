@@ -94,6 +94,7 @@ def _damaged(data: bytes, how: str, at: float) -> bytes:
 @example(members=[("a", "dir", b"", 0), ("a", "file", b"f", 0)], how="none", at=0.0)
 @example(members=[(".", "file", b"dot", zipfile.ZIP_STORED)], how="none", at=0.0)
 @example(members=[("a", "file", b"x" * 64, zipfile.ZIP_DEFLATED)], how="flip", at=0.1)
+@example(members=[("宗地.dbf", "file", b"x", zipfile.ZIP_STORED)], how="flip", at=0.735)
 def test_an_archive_extracts_inside_its_folder_or_is_refused(
     members: list[tuple[str, str, bytes | None, int]], how: str, at: float
 ) -> None:

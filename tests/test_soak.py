@@ -15,7 +15,9 @@ from support import admin_headers, create_database, drop_database
 
 from spatial.db import migrate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+# Last on the path: a benchmark's module never shadows a package (benchmarks/dask_analytics.py
+# was benchmarks/dask.py, and Dask's spawned workers imported it as dask).
+sys.path.append(str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import soak
 
 LOAD_S = 60

@@ -135,7 +135,8 @@ def extract(archive: Path, dest: Path, limits: IngestSettings) -> None:
         _empty(dest)
         raise
     except (
-        zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error
+        zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, zlib.error,
+        ValueError,  # a name flagged UTF-8 that is not (UnicodeDecodeError)
     ) as exc:  # fmt: skip
         _empty(dest)
         msg = f"{archive.name} is not a readable zip archive: {exc}"
