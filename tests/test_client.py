@@ -27,12 +27,14 @@ from support import TESTS, LiveServer, free_port
 
 from spatial import Client, accounts
 from spatial.client import ServerUnreachableError
+from spatial.client.errors import error_for
 from spatial.db import engine
 from spatial.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     ServerError,
+    StorageFullError,
     UnauthorizedError,
 )
 
@@ -541,3 +543,15 @@ def test_map_and_the_options_the_server_lacks(client: Client, base: str) -> None
         client.map(["districts", "nosuch"])
     with Client(base, token="", progress=True, page_size=5) as shown:
         assert len(shown.read("env_stations")) == 20  # a drawn bar changes nothing
+
+
+def test_a_full_store_is_a_storage_full_error() -> None:
+    """The server's 507 (a raster store without room: tests/test_faults.py) is typed."""
+    request = httpx.Request("GET", "http://127.0.0.1/ingest/jobs/x")
+    answer = httpx.Response(
+        507, json={"code": "InsufficientStorage", "description": "the raster store is full"},
+        request=request,
+    )  # fmt: skip
+    error = error_for(answer)
+    assert isinstance(error, StorageFullError) and "store is full" in str(error)
+    assert error.status == 507  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from spatial.errors import (
     PreconditionFailedError,
     ServerError,
     SpatialError,
+    StorageFullError,
     TooLargeError,
     TooManyRequestsError,
     UnauthorizedError,
@@ -40,6 +41,7 @@ BY_STATUS: dict[int, type[SpatialError]] = {
     422: InvalidInputError,
     429: TooManyRequestsError,
     503: DatabaseUnavailableError,
+    507: StorageFullError,
 }
 """The error class of each HTTP status; other 4xx are InvalidInputError, other 5xx
 ServerError."""
