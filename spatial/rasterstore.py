@@ -236,14 +236,21 @@ def of(settings: Settings) -> RasterStore:
     """The raster store the settings name.
 
     Raises:
-        InvalidInputError: an ``s3://`` location without a bucket.
+        InvalidInputError: a URL that is not ``s3://``, or one without a bucket or with
+            ``..`` in its prefix.
     """
     location = settings.raster_store
-    if location is None or not location.startswith("s3://"):
+    if location is None or "://" not in location:
         return RasterStore(root=Path(location) if location else settings.data_dir / LOCAL)
     parts = urlsplit(location)
+    if parts.scheme != "s3":
+        msg = f"SPATIAL_RASTER_STORE={location!r}: give a folder or s3://bucket/prefix"
+        raise InvalidInputError(msg)
     if not parts.netloc:
         msg = f"SPATIAL_RASTER_STORE={location!r} names no bucket (s3://bucket/prefix)"
+        raise InvalidInputError(msg)
+    if ".." in parts.path.split("/"):
+        msg = f"SPATIAL_RASTER_STORE={location!r}: the prefix may not hold '..'"
         raise InvalidInputError(msg)
     return RasterStore(
         bucket=parts.netloc,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -329,3 +330,13 @@ def test_gdal_paths_and_options(s3: tuple[Any, Settings]) -> None:
         store.key("../escape.tif")
     local = rasterstore.of(s3_settings.model_copy(update={"raster_store": None}))
     assert local.gdal_path("a/b.tif") == s3_settings.data_dir / "rasters" / "a" / "b.tif"
+
+
+@pytest.mark.parametrize(
+    ("location", "says"),
+    [("s3://", "names no bucket"), ("ftp://host/rasters", "give a folder or s3://"),
+     ("s3://bucket/a/../b", "may not hold '..'")],
+)  # fmt: skip
+def test_a_bad_store_location_is_refused(location: str, says: str) -> None:
+    with pytest.raises(InvalidInputError, match=re.escape(says)):
+        rasterstore.of(Settings(raster_store=location))
