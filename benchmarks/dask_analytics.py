@@ -45,7 +45,8 @@ sys.path.append(str(ROOT / "benchmarks"))
 import parcels as parcel_set
 from ingest import _git_revision
 
-from spatial import analysis, distributed
+from spatial import distributed
+from spatial.mosaic import Scene
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BENCH = ROOT / "var" / "bench" / "dask"
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     mosaic = build_mosaic(args.size)
     print(f"mosaic {mosaic.name} ready in {time.monotonic() - started:.0f} s", flush=True)
-    item = analysis.Scene("bench", mosaic.stem, dt.datetime.now(dt.UTC), mosaic, BANDS)
+    item = Scene("bench", mosaic.stem, dt.datetime.now(dt.UTC), mosaic, mosaic, BANDS)
     grid = distributed.full_grid(mosaic)
     zones = districts(grid)
     uncompressed = grid.width * grid.height * 4 * 2

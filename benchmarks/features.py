@@ -312,8 +312,10 @@ def pygeoapi_env(work: Path, python: Path, provider: dict[str, Any]) -> dict[str
 
 @contextmanager
 def _serving(side: Side) -> Iterator[int]:
-    """Start a server on a free port; yield the port once it serves a page."""
+    """Start a server on a free port; yield the port once it serves a page. Its log goes
+    to ``WORK`` (made here: the GPS, tiles and raster benchmarks serve through this too)."""
     port = _free_port()
+    WORK.mkdir(parents=True, exist_ok=True)
     log = (WORK / f"{side.name}.log").open("w")
     process = subprocess.Popen(
         [*side.command, "--host", "127.0.0.1", "--port", str(port)],
@@ -371,6 +373,7 @@ def _wrk_script(side: Side, port: int, windows: list[tuple[float, float, float, 
 
 def wrk_script(lua: Path, paths: list[str]) -> Path:
     """A wrk Lua script cycling over ``paths`` (GET each in turn)."""
+    lua.parent.mkdir(parents=True, exist_ok=True)
     lua.write_text(
         "local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
         "local i = 0\n"
@@ -391,6 +394,7 @@ def _wrk(wrk: str, side: Side, port: int, script: Path, duration: int) -> float:
         [wrk, "-t2", "-c8", f"-d{duration}s", "--timeout", "60s", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
+    WORK.mkdir(parents=True, exist_ok=True)
     (WORK / f"{side.name}.wrk.txt").write_text(done.stdout)
     if "Non-2xx" in done.stdout:
         msg = f"{side.name} answered errors under load:\n{done.stdout}"

@@ -234,8 +234,9 @@ def _spatial(*args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
-    """Run ``cmd`` to completion and return its wall-clock seconds.
+def _timed(cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> float:
+    """Run ``cmd`` (in ``cwd``, default the current folder) to completion and return its
+    wall-clock seconds.
 
     Standard output goes to ``log``, standard error is kept to report a failure (and is
     appended to the log).
@@ -245,7 +246,9 @@ def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     """
     with log.open("wb") as out:
         started = time.perf_counter()
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, env=env, check=False)
+        done = subprocess.run(
+            cmd, stdout=out, stderr=subprocess.PIPE, env=env, cwd=cwd, check=False
+        )
         elapsed = time.perf_counter() - started
         out.write(done.stderr)
     if done.returncode != 0:
@@ -314,13 +317,18 @@ def _git_revision() -> str:
         text=True,
         check=False,
     ).stdout.strip()
-    dirty = subprocess.run(
-        [git, "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+    changed = subprocess.run(
+        [git, "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
         capture_output=True,
         text=True,
         check=False,
-    ).stdout.strip()
-    return f"{head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
+    ).stdout.splitlines()
+    # Untracked files count only in benchmarks/ (var/ and the like are ignored anyway).
+    paths = [line[3:] for line in changed if not line.startswith("??") or "benchmarks/" in line]
+    if not paths:
+        return head or "unknown"
+    where = " to benchmarks/ only" if all(p.startswith("benchmarks/") for p in paths) else ""
+    return f"{head or 'unknown'} + uncommitted changes{where}"
 
 
 def _record(

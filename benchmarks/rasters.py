@@ -1,18 +1,23 @@
 """Raster benchmark: COG conversion and NDVI PNG tiles of the reference scene, the platform
-against ``gdal_translate`` and TiTiler, and the limit (rio-tiler in-process).
+against ``gdal_translate`` and TiTiler, and the limit (rio-tiler on the platform's display
+COG, no server).
 
-The reference scene (built here, seeded, cached under ``var/bench/rasters/``): 4 bands
-(blue, green, red, nir), uint16, 4096 x 4096 cells of 10 m in EPSG:4546 (CGCS2000 3-degree
-Gauss-Kruger CM 111E) over about 112.0-112.4°E, 22.9-23.27°N, a tiled DEFLATE GeoTIFF with
-nodata 0. Land-cover patches of 32-64 cells (water, forest, cropland, built-up, bare soil;
-built-up denser near a centre, a river across) carry each class's reflectance, varied by
-patch, with 3.5 % noise per cell, so NDVI tiles compress like real imagery.
+The reference scene (``scene.py``: seeded, cached under ``var/bench/rasters/``): 4 bands
+(blue, green, red, nir), uint16, 4096 x 4096 cells of 10 m in EPSG:4546 with nodata 0.
 
 One run, side by side:
 
-- COG conversion, 3 rounds alternating which goes first: ``gdal_translate -of COG`` (Debian
-  gdal-bin; the whole process) against the platform's ``spatial.ingest.cog.to_cog`` (called
-  in a fresh Python process each round, the call alone timed: no interpreter start-up).
+- COG conversion, 3 rounds alternating which goes first, both timed the same way (the
+  whole process, start-up included): ``gdal_translate -of COG`` (Debian gdal-bin) against
+  a fresh ``python -c`` process running the platform's ``spatial.ingest.cog.to_cog``. The
+  gdal_translate command asks for what the platform does (:func:`_gdal_command`):
+  DEFLATE at GDAL's default level 6, the horizontal predictor (2; 3 for floats), 512-pixel
+  blocks, internal overviews averaged, as many as rio-cogeo makes (halving until the
+  smaller side is at most a block), BIGTIFF=IF_SAFER, every CPU (``NUM_THREADS`` and
+  ``GDAL_NUM_THREADS``, as the platform's ``GDAL_NUM_THREADS=ALL_CPUS``). One difference
+  is left: the platform stores bands separately (``INTERLEAVE=BAND``, an index reads only
+  its bands) and GDAL 3.6's COG driver has no ``INTERLEAVE`` option, so its COG is
+  pixel-interleaved. Both COGs are checked to hold these settings (else the run stops).
   Goal: platform at most 1.1 x gdal_translate. For information, the whole
   ``spatial ingest raster <scene> --collection bench_scene --public`` process (validation,
   native COG, WebMercatorQuad display COG, catalog) is timed once, as it loads the scene
@@ -21,24 +26,30 @@ One run, side by side:
   scene, as ``(nir-red)/(nir+red)`` rescaled -1..1 with the ``rdylgn`` colormap:
 
   - the platform, cold: ``api.main:app_factory`` under uvicorn, 2 workers, its tile cache
-    off (``SPATIAL_TILES_CACHE_MB=0``);
+    off (``SPATIAL_TILES_CACHE_MB=0``); it reads its display COG (EPSG:3857, warped onto
+    the WebMercatorQuad grid at ingest: one aligned read a tile);
   - TiTiler: stock ``titiler.core`` (``TilerFactory`` in a bare FastAPI app) under uvicorn,
-    2 workers, on the COG ``gdal_translate`` made; it lives in its own virtualenv
-    ``var/bench/peers/titiler`` (created from PyPI on first use);
-  - the limit: rio-tiler in this process on 2 threads (``Reader(path).tile()``, rescale,
-    ``render`` to PNG), no server, on the gdal_translate COG and on the platform's own
-    display COG (found under ``<data_dir>/rasters/bench_scene/``);
+    2 workers; it reads the COG ``gdal_translate`` made (the scene's EPSG:4546 grid), which
+    it warps for every tile; it lives in its own virtualenv ``var/bench/peers/titiler``
+    (created from PyPI on first use);
+  - the limit: rio-tiler reading the platform's display COG with no server, in 2
+    processes (one a core, as the platform's 2 workers), each keeping the COG open:
+    ``Reader.tile`` of the red and nir bands, then the platform's own pixel work (NDVI,
+    ``spatial.imagery`` rescale, colormap and PNG encoder). It is the same work as the
+    platform's minus HTTP, the catalog look-up and the file opens: a ceiling;
   - the platform, warm: its cache on and filled first, reported separately.
 
   Load comes from ``wrk -t2 -c8`` cycling over the tiles (a 3 s warm-up first; the limit
-  gets the same warm-up); the cold platform, TiTiler and both limits are measured in turn,
+  gets the same warm-up); the cold platform, TiTiler and the limit are measured in turn,
   three rounds, and their medians compared. Before measuring, sampled tiles of every side
-  must be 256 x 256 PNGs, and the platform's mean colour must agree with TiTiler's.
+  must be 256 x 256 PNGs, and the platform's mean colour must agree with TiTiler's and
+  the limit's.
 
 The platform's files (native and display COGs) go to ``var/bench/rasters/data``
 (``SPATIAL_DATA_DIR``), emptied at every run. The last lines are the conversion times and
 their ratio (goal <= 1.1), then tiles per second and the ratios platform cold/TiTiler
-(goal >= 2) and platform cold/limit; ``benchmarks/RESULTS.md`` gets the same figures.
+(goal >= 2) and platform cold/limit; ``benchmarks/RESULTS.md`` gets the same figures, the
+gdal_translate command line, the platform's settings and the load average before and after.
 
 Usage: ``.venv/bin/python benchmarks/rasters.py [--size 4096] [--duration 15] [--no-record]
 [--smoke]``; ``--smoke`` is a 1024 x 1024 scene, 3 s of load, one round, nothing recorded.
@@ -49,21 +60,20 @@ alone: ``.venv/bin/python benchmarks/rasters.py --scene-only [--size 4096]``.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import morecantile
@@ -71,9 +81,10 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 import pyproj
+import raster_limit
 import rasterio
 import shapely
-from features import WORK, Side, _quiet, _serving, _wrk, wrk_script
+from features import Side, _quiet, _serving, _wrk, wrk_script
 from ingest import (
     LOGS,
     RESULTS,
@@ -90,68 +101,50 @@ from ingest import (
 )
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
-from rasterio.transform import from_origin
-
-# --- the reference scene -------------------------------------------------------------
-
-GENERATOR_VERSION = 2
-"""Bump whenever the generated content changes, so cached scenes are rebuilt."""
-
-SEED = 20_261_129
-DEFAULT_SIZE = 4096
-SMOKE_SIZE = 1024
-CRS = "EPSG:4546"
-"""CGCS2000 / 3-degree Gauss-Kruger CM 111E (false easting 500 km)."""
-ORIGIN = (602_600.0, 2_574_760.0)
-"""North-west corner (x, y): 112.00°E, 23.27°N; a full scene reaches about 112.40°E,
-22.90°N."""
-CELL = 10.0
-BANDS = ("blue", "green", "red", "nir")
-ACQUIRED = "2026:03:15 03:05:00"
-"""The acquisition time, in the file's TIFFTAG_DATETIME (the platform catalogs it)."""
-NOISE = 0.035
-"""Standard deviation of the multiplicative noise on every cell."""
-PATCH_MIN, PATCH_MAX = 32, 64
-"""Land-cover patches are 32-64 cells a side (before their edges are warped)."""
-WARP = 10.0
-"""Largest shift, in cells, of the warp that makes the patch edges irregular."""
-
-CLASSES: tuple[tuple[str, tuple[int, int, int, int]], ...] = (
-    ("water", (620, 540, 330, 160)),
-    ("forest", (280, 560, 290, 3600)),
-    ("cropland", (480, 820, 690, 2900)),
-    ("built-up", (1180, 1240, 1330, 1480)),
-    ("bare soil", (980, 1290, 1690, 2150)),
-)
-"""Surface reflectance x 10,000 of each class in blue, green, red, nir (Sentinel-2-like):
-water dark with NDVI < 0, vegetation with a high nir, built-up with nir close to red."""
-
-RURAL = (0.05, 0.40, 0.37, 0.08, 0.10)
-URBAN = (0.03, 0.07, 0.08, 0.72, 0.10)
-"""Class shares of the patches far from and at the city centre (blended in between)."""
-CENTRE = (0.45, 0.55)
-"""The city centre, as fractions of the scene's width (from west) and height (from north)."""
+from rio_cogeo.cogeo import cog_validate
+from scene import CRS, DEFAULT_SIZE, SMOKE_SIZE, build_scene
+from scene import WORK as RASTERS_WORK
 
 # --- the benchmark -------------------------------------------------------------------
 
 DATABASE = "spatial_bench_rasters"
 COLLECTION = "bench_scene"
-RASTERS_WORK = ROOT / "var" / "bench" / "rasters"
 DATA_DIR = RASTERS_WORK / "data"
 TITILER_VENV = ROOT / "var" / "bench" / "peers" / "titiler"
 TITILER_PACKAGES = ("titiler.core", "uvicorn")
 ZOOMS = range(13, 15)
 ROUNDS = 3
 """The sides are measured in turn this many times (medians are compared)."""
-THREADS = 2
-"""The limit's threads: the machine's cores, and each server's uvicorn workers."""
-WARM_UP = 3
-"""Seconds of load before each measurement (wrk's warm-up in ``features._wrk``)."""
 GOAL_TITILER = 2.0
 GOAL_COG = 1.1
 COLOUR_TOLERANCE = 25.0
 """Largest difference of the mean colour (0-255) of a tile between the platform and
-TiTiler: the two resample differently, but the same NDVI and colormap agree closely."""
+TiTiler (or the limit): the two resample differently, but the same NDVI and colormap agree
+closely."""
+BLOCK = 512
+"""The native COG's block size (``spatial.ingest.cog``); gdal_translate is asked the same."""
+PLATFORM_SETTINGS = (
+    "spatial.ingest.cog.to_cog (rio-cogeo cog_translate on rasterio's GDAL): DEFLATE at "
+    "GDAL's default level 6, PREDICTOR=2 (3 for floats), 512 x 512 blocks, INTERLEAVE=BAND, "
+    "internal overviews AVERAGE (halving until the smaller side is at most 512), "
+    "BIGTIFF=IF_SAFER, GDAL_NUM_THREADS=ALL_CPUS"
+)
+"""What the platform's native COG is (read from spatial/ingest/cog.py; the COGs are checked
+against it)."""
+PLATFORM_READS = (
+    "the platform reads its display COG (EPSG:3857, warped onto the WebMercatorQuad grid at "
+    "ingest: one aligned read a tile)"
+)
+TITILER_READS = (
+    "TiTiler reads the COG gdal_translate made (the scene's EPSG:4546 grid), which it warps "
+    "for every tile"
+)
+NO_INTERLEAVE = "GDAL 3.6's COG driver has no INTERLEAVE option: pixel-interleaved"
+LIMIT_IS = (
+    f"the limit: rio-tiler reading the platform's display COG, no server, in "
+    f"{raster_limit.PROCESSES} processes each keeping it open, doing the platform's pixel "
+    "work (NDVI, spatial.imagery rescale, colormap and PNG)"
+)
 EXPRESSION = "(nir-red)/(nir+red)"
 COLORMAP = "rdylgn"
 
@@ -165,15 +158,12 @@ app = FastAPI()
 app.include_router(TilerFactory().router)
 '''
 
-PLATFORM_COG = """\
-import sys, time
-from pathlib import Path
-from spatial.ingest.cog import to_cog
-started = time.perf_counter()
-to_cog(Path(sys.argv[1]), Path(sys.argv[2]))
-print(time.perf_counter() - started)
-"""
-"""Times ``to_cog`` alone, in a fresh process (no block cache from an earlier round)."""
+PLATFORM_COG = (
+    "import sys; from pathlib import Path; from spatial.ingest.cog import to_cog; "
+    "to_cog(Path(sys.argv[1]), Path(sys.argv[2]))"
+)
+"""The platform's side of the conversion: a fresh ``python -c`` process, timed whole
+(start-up and imports included) as gdal_translate's process is."""
 
 Tile = tuple[int, int, int]
 """(z, row, col): OGC tileMatrix, tileRow, tileCol."""
@@ -212,120 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-# --- the reference scene -------------------------------------------------------------
-
-
-def scene_path(size: int = DEFAULT_SIZE) -> Path:
-    """Where the scene of a given size is kept (under the ignored ``var/``)."""
-    return RASTERS_WORK / f"scene_{size}.tif"
-
-
-def build_scene(size: int = DEFAULT_SIZE) -> Path:
-    """Write the scene unless an identical one is already there (a sidecar JSON records the
-    size, seed and generator version it was built with); return its path."""
-    path = scene_path(size)
-    sidecar = path.with_name(path.name + ".json")
-    stamp = {"generator": "scene", "version": GENERATOR_VERSION, "seed": SEED, "size": size}
-    if path.is_file() and sidecar.is_file() and _read_json(sidecar) == stamp:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sidecar.unlink(missing_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.tif")
-    data = generate_scene(size)
-    profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": len(BANDS),
-        "dtype": "uint16", "crs": CRS, "transform": from_origin(*ORIGIN, CELL, CELL),
-        "nodata": 0, "tiled": True, "blockxsize": 256, "blockysize": 256,
-        "compress": "deflate", "interleave": "pixel", "num_threads": "all_cpus",
-    }  # fmt: skip
-    with rasterio.open(partial, "w", **profile) as dst:
-        dst.write(data)
-        dst.update_tags(TIFFTAG_DATETIME=ACQUIRED)
-        for band, name in enumerate(BANDS, start=1):
-            dst.set_band_description(band, name)
-    partial.replace(path)
-    tmp_sidecar = sidecar.with_name(f".{sidecar.name}.partial")
-    tmp_sidecar.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-    tmp_sidecar.replace(sidecar)
-    return path
-
-
-def generate_scene(size: int) -> npt.NDArray[np.uint16]:
-    """The scene's cells, shape (4, size, size); never 0 (nodata)."""
-    rng = np.random.default_rng(SEED)
-    classes, patch = _land_cover(rng, size)
-    patches = int(patch.max()) + 1
-    reflectance = np.asarray([r for _, r in CLASSES], dtype=np.float32)  # (class, band)
-    # Each patch varies its class's brightness, and its vegetation vigour (nir) apart.
-    brightness = rng.uniform(0.85, 1.15, patches).astype(np.float32)
-    vigour = rng.uniform(0.88, 1.12, patches).astype(np.float32)
-    out = np.empty((len(BANDS), size, size), dtype=np.uint16)
-    factor = brightness[patch]
-    for band in range(len(BANDS)):
-        value = reflectance[classes, band] * factor
-        if BANDS[band] == "nir":
-            value *= vigour[patch]
-        value *= 1 + NOISE * rng.standard_normal((size, size), dtype=np.float32)
-        out[band] = np.clip(np.rint(value), 1, 65535)
-    return out
-
-
-def _land_cover(
-    rng: np.random.Generator, size: int
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """The class (index into CLASSES) and the patch number of every cell."""
-    rows = np.cumsum(rng.integers(PATCH_MIN, PATCH_MAX + 1, size // PATCH_MIN + 2))
-    cols = np.cumsum(rng.integers(PATCH_MIN, PATCH_MAX + 1, size // PATCH_MIN + 2))
-    i = np.arange(size, dtype=np.float32)[:, np.newaxis]
-    j = np.arange(size, dtype=np.float32)[np.newaxis, :]
-    di, dj = _warp(rng, i, j), _warp(rng, i, j)
-    row = np.searchsorted(rows, np.clip(i + di, 0, size - 1), side="right")
-    col = np.searchsorted(cols, np.clip(j + dj, 0, size - 1), side="right")
-    patch = row * len(cols) + col
-    # The class of each patch: shares blended from urban (at the centre) to rural.
-    centre_i = (rows - np.diff(rows, prepend=0) / 2) / size - CENTRE[1]
-    centre_j = (cols - np.diff(cols, prepend=0) / 2) / size - CENTRE[0]
-    distance = np.hypot(centre_i[:, np.newaxis], centre_j[np.newaxis, :]).ravel()
-    urban = np.exp(-((distance / 0.18) ** 2))[:, np.newaxis]
-    shares = urban * np.asarray(URBAN) + (1 - urban) * np.asarray(RURAL)
-    cumulative = np.cumsum(shares / shares.sum(axis=1, keepdims=True), axis=1)
-    draw = rng.random(len(cumulative))[:, np.newaxis]
-    patch_class = np.minimum((draw > cumulative).sum(axis=1), len(CLASSES) - 1)
-    classes = patch_class[patch]
-    # A river of 12-30 cells meandering from north to south.
-    across = np.zeros((1, 1), dtype=np.float32)
-    centre = size * 0.3 + _warp(rng, i, across, amplitude=size * 0.08, waves=(600, 2400))
-    width = 6 + 9 * (0.5 + 0.5 * np.sin(i / 700 + 1.3))
-    classes = np.where(np.abs(j - centre) < width, 0, classes)
-    return classes.astype(np.intp), patch.astype(np.intp)
-
-
-def _warp(
-    rng: np.random.Generator,
-    i: npt.NDArray[np.float32],
-    j: npt.NDArray[np.float32],
-    amplitude: float = WARP,
-    waves: tuple[float, float] = (60, 260),
-) -> npt.NDArray[np.float32]:
-    """A smooth displacement field: four plane waves of random direction and phase."""
-    total = np.zeros(np.broadcast_shapes(i.shape, j.shape), dtype=np.float32)
-    for _ in range(4):
-        angle = rng.uniform(0, 2 * math.pi)
-        length = rng.uniform(*waves)
-        phase = rng.uniform(0, 2 * math.pi)
-        k_i = np.float32(2 * math.pi * math.sin(angle) / length)
-        k_j = np.float32(2 * math.pi * math.cos(angle) / length)
-        total += np.sin(i * k_i + j * k_j + np.float32(phase))
-    return total * np.float32(amplitude / 4)
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 # --- the run -------------------------------------------------------------------------
 
 
@@ -334,7 +210,8 @@ def _run(*, size: int, duration: int, rounds: int, record: bool) -> int:
     if wrk is None or gdal_translate is None:
         msg = "wrk and gdal_translate are needed (Debian: apt-get install wrk gdal-bin)"
         raise BenchmarkError(msg)
-    for folder in (RASTERS_WORK, WORK, LOGS):
+    load = [os.getloadavg()]
+    for folder in (RASTERS_WORK, LOGS):
         folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     scene = build_scene(size)
@@ -345,96 +222,170 @@ def _run(*, size: int, duration: int, rounds: int, record: bool) -> int:
     with psycopg.connect(target.url, autocommit=True) as conn:
         server = _server_versions(conn)
     gdal_cog = RASTERS_WORK / f"gdal_cog_{size}.tif"
-    cog = _conversions(gdal_translate, scene, gdal_cog, rounds)
+    gdal_cmd = _gdal_command(scene, gdal_cog)
+    cog = _conversions(gdal_cmd, scene, gdal_cog, rounds)
     ingest = _ingest(scene, target)
     display = _display_cog()
     tiles = scene_tiles(scene)
     _say(f"{len(tiles)} WebMercatorQuad tiles at zooms {ZOOMS.start}-{ZOOMS.stop - 1}")
+    for line in (PLATFORM_READS, TITILER_READS, LIMIT_IS):
+        _say(f"  {line}")
     cold, warm, titiler = _sides(target, python, gdal_cog, tiles[0])
-    limits = {"limit": gdal_cog, "limit, platform COG": display}
-    measured: dict[str, list[float]] = {cold.name: [], titiler.name: [], **{k: [] for k in limits}}
-    with _serving(cold) as cold_port, _serving(titiler) as titiler_port:
-        ports = {cold.name: cold_port, titiler.name: titiler_port}
-        scripts = {side.name: _script(side, gdal_cog, tiles) for side in (cold, titiler)}
-        sample = tiles[:: max(1, len(tiles) // 8)]
-        _check(cold, cold_port, gdal_cog, sample, titiler_port)
-        _check(titiler, titiler_port, gdal_cog, sample)
-        _check_uncached(cold, cold_port, gdal_cog, tiles[0])
-        for number in range(1, rounds + 1):
-            for side in (cold, titiler):
-                _quiet(target)
-                measured[side.name].append(
-                    _wrk(wrk, side, ports[side.name], scripts[side.name], duration)
-                )
-            for name, path in limits.items():
-                measured[name].append(_limit(path, tiles, duration))
-            _say(f"round {number}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in measured.items()))
+    measured = _tile_rounds(wrk, target, (cold, titiler), (display, gdal_cog), tiles,
+                            duration=duration, rounds=rounds)  # fmt: skip
     rates = {name: statistics.median(values) for name, values in measured.items()}
     with _serving(warm) as port:
         _fill(warm, port, gdal_cog, tiles)
         rates[warm.name] = _wrk(wrk, warm, port, _script(warm, gdal_cog, tiles), duration)
         _say(f"{warm.name:19} {rates[warm.name]:8.1f} tiles/s (cache filled first)")
+    load.append(os.getloadavg())
     versions = {
         "gdal_translate": _output(gdal_translate, "--version"),
+        "rasterio's GDAL": rasterio.__gdal_version__,
         "TiTiler": _output(str(python), "-c", "import titiler.core as t; print(t.__version__)"),
         "rio-tiler": _output(sys.executable, "-c", "import rio_tiler as r; print(r.__version__)"),
     }
     if record:
         _record(size=size, duration=duration, rounds=rounds, scene=scene, count=len(tiles),
                 rates=rates, measured=measured, cog=cog, ingest=ingest, server=server,
-                versions=versions)  # fmt: skip
+                versions=versions, load=load)  # fmt: skip
         _say(f"appended to {RESULTS.relative_to(ROOT)}")
-    _verdict(rates, cog, ingest)
+    _verdict(rates, cog, ingest, load)
     return 0
+
+
+def _tile_rounds(
+    wrk: str, target: Target, servers: tuple[Side, Side], cogs: tuple[Path, Path],
+    tiles: list[Tile], *, duration: int, rounds: int,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Tiles per second of the cold platform, TiTiler and the limit, measured in turn for
+    ``rounds`` rounds, after the checks of their tiles."""
+    cold, titiler = servers
+    display, gdal_cog = cogs
+    measured: dict[str, list[float]] = {cold.name: [], titiler.name: [], "limit": []}
+    with (
+        raster_limit.processes(display, _bands(display), COLORMAP, tiles[0]) as pool,
+        _serving(cold) as cold_port,
+        _serving(titiler) as titiler_port,
+    ):
+        ports = {cold.name: cold_port, titiler.name: titiler_port}
+        scripts = {side.name: _script(side, gdal_cog, tiles) for side in servers}
+        sample = tiles[:: max(1, len(tiles) // 8)]
+        _check(cold, cold_port, gdal_cog, sample, titiler_port)
+        _check(titiler, titiler_port, gdal_cog, sample)
+        _check_limit(pool, cold_port, gdal_cog, sample)
+        _check_uncached(cold, cold_port, gdal_cog, tiles[0])
+        for number in range(1, rounds + 1):
+            for side in servers:
+                _quiet(target)
+                measured[side.name].append(
+                    _wrk(wrk, side, ports[side.name], scripts[side.name], duration)
+                )
+            measured["limit"].append(raster_limit.rate(pool, tiles, duration))
+            _say(f"round {number}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in measured.items()))
+    return measured
 
 
 # --- COG conversion ------------------------------------------------------------------
 
 
-def _conversions(
-    gdal_translate: str, scene: Path, gdal_cog: Path, rounds: int
-) -> dict[str, list[float]]:
-    """Seconds of each conversion per round, alternating which goes first."""
+def _gdal_command(scene: Path, out: Path) -> list[str]:
+    """``gdal_translate -of COG`` asked for what ``spatial.ingest.cog.to_cog`` does (see
+    PLATFORM_SETTINGS): run from ROOT, paths relative to it, so the line is the same on
+    every checkout."""
+    with rasterio.open(scene) as src:
+        floating = np.dtype(src.dtypes[0]).kind == "f"
+        levels = _overview_levels(src.width, src.height)
+    options = {
+        "COMPRESS": "DEFLATE", "LEVEL": "6", "PREDICTOR": "3" if floating else "2",
+        "BLOCKSIZE": str(BLOCK), "OVERVIEW_RESAMPLING": "AVERAGE",
+        "OVERVIEW_COUNT": str(levels), "NUM_THREADS": "ALL_CPUS", "BIGTIFF": "IF_SAFER",
+    }  # fmt: skip
+    return [
+        "gdal_translate", "-q", "--config", "GDAL_NUM_THREADS", "ALL_CPUS",
+        "--config", "GDAL_PAM_ENABLED", "NO", "-of", "COG",
+        *(f for key, value in options.items() for f in ("-co", f"{key}={value}")),
+        _relative(scene), _relative(out),
+    ]  # fmt: skip
+
+
+def _overview_levels(width: int, height: int) -> int:
+    """The overviews rio-cogeo makes (so the platform's): halving until the smaller side is
+    at most a block."""
+    levels = 0
+    while min(width, height) // 2**levels > BLOCK:
+        levels += 1
+    return levels
+
+
+def _relative(path: Path | str) -> str:
+    """``path`` relative to ROOT when it lies under it (the commands run from ROOT)."""
+    resolved = Path(path).absolute()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
+
+
+def _conversions(gdal_cmd: list[str], scene: Path, gdal_cog: Path, rounds: int) -> dict[str, Any]:
+    """Seconds of each conversion per round (alternating which goes first), both commands
+    and what each COG holds; the COGs must hold the settings asked."""
     platform_cog = RASTERS_WORK / f"platform_cog_{scene.stem.split('_')[-1]}.tif"
+    platform_cmd = [_relative(sys.executable), "-c", PLATFORM_COG, _relative(scene),
+                    _relative(platform_cog)]  # fmt: skip
+    commands = {"gdal_translate": gdal_cmd, "platform": platform_cmd}
+    outputs = {"gdal_translate": gdal_cog, "platform": platform_cog}
+    _say(f"COG gdal_translate: {shlex.join(gdal_cmd)}")
+    _say(f"COG platform:       {shlex.join(platform_cmd)}")
+    _say(f"  the platform's settings: {PLATFORM_SETTINGS}")
     scene.read_bytes()  # the first command should not pay for a cold page cache alone
     times: dict[str, list[float]] = {"gdal_translate": [], "platform": []}
     for number in range(1, rounds + 1):
         order = ("gdal_translate", "platform") if number % 2 else ("platform", "gdal_translate")
         for side in order:
-            if side == "gdal_translate":
-                gdal_cog.unlink(missing_ok=True)
-                cmd = [gdal_translate, "-of", "COG", str(scene), str(gdal_cog)]
-                times[side].append(_timed(cmd, _env(), LOGS / f"gdal_cog-{number}.log"))
-            else:
-                platform_cog.unlink(missing_ok=True)
-                times[side].append(_to_cog(scene, platform_cog, number))
+            outputs[side].unlink(missing_ok=True)
+            log = LOGS / f"{side}_cog-{number}.log"
+            times[side].append(_timed(commands[side], _env(), log, cwd=ROOT))
         _say(
             f"COG round {number}: gdal_translate {times['gdal_translate'][-1]:6.2f} s   "
             f"platform {times['platform'][-1]:6.2f} s"
         )
-    for path in (gdal_cog, platform_cog):
-        _say(f"  {path.name}: {_describe_cog(path)}")
-    return times
-
-
-def _to_cog(scene: Path, out: Path, number: int) -> float:
-    """``spatial.ingest.cog.to_cog`` in a fresh process; the seconds of the call alone."""
-    log = LOGS / f"platform_cog-{number}.log"
-    done = subprocess.run(
-        [sys.executable, "-c", PLATFORM_COG, str(scene), str(out)],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-    )  # fmt: skip
-    log.write_text(done.stdout + done.stderr, encoding="utf-8")
-    if done.returncode != 0:
-        msg = f"spatial.ingest.cog.to_cog failed (log: {log}):\n{done.stderr.strip()}"
+    held = {side: _cog_settings(path) for side, path in outputs.items()}
+    for side, path in outputs.items():
+        _say(f"  {path.name}: {_describe_cog(path)}; {_settings_text(held[side])}")
+    differ = {k for k in held["platform"] if held["platform"][k] != held["gdal_translate"][k]}
+    if differ - {"interleave"}:
+        msg = (f"the two COGs differ in {', '.join(sorted(differ))}: platform "
+               f"{held['platform']}, gdal_translate {held['gdal_translate']}; the "
+               "gdal_translate options no longer match spatial.ingest.cog")  # fmt: skip
         raise BenchmarkError(msg)
-    return float(done.stdout.strip().splitlines()[-1])
+    return {"times": times, "commands": commands, "held": held}
+
+
+def _cog_settings(path: Path) -> dict[str, str]:
+    """What a COG holds of the settings compared: compression, predictor, blocks (of the
+    full resolution and of the overviews), overviews, interleave."""
+    with rasterio.open(path) as src:
+        structure = src.tags(ns="IMAGE_STRUCTURE")
+        overviews = src.overviews(1)
+        blocks = "x".join(map(str, src.block_shapes[0]))
+    overview_blocks = "none"
+    if overviews:
+        with rasterio.open(path, overview_level=0) as level:
+            overview_blocks = "x".join(map(str, level.block_shapes[0]))
+    return {
+        "compression": structure.get("COMPRESSION", "NONE"),
+        "predictor": structure.get("PREDICTOR", "1"),
+        "blocks": blocks,
+        "overview factors": ",".join(map(str, overviews)) or "none",
+        "overview blocks": overview_blocks,
+        "interleave": structure.get("INTERLEAVE", "unknown"),
+    }
+
+
+def _settings_text(held: dict[str, str]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in held.items())
 
 
 def _describe_cog(path: Path) -> str:
     """Size, compression, overviews and CRS of a COG, and whether it validates."""
-    from rio_cogeo.cogeo import cog_validate  # noqa: PLC0415 - only for the report
-
     valid, errors, _warnings = cog_validate(str(path), quiet=True)
     with rasterio.open(path) as src:
         compression = src.compression.name if src.compression else "none"
@@ -500,13 +451,18 @@ def scene_tiles(scene: Path) -> list[Tile]:
     return tiles
 
 
-def _ndvi(path: Path) -> str:
-    """The NDVI expression in rio-tiler's band names (b1...) for a file's bands."""
+def _bands(path: Path) -> tuple[int, int]:
+    """The red and nir band numbers of a file (by its band names; else 3 and 4)."""
     with rasterio.open(path) as src:
         names = [d.lower() if d else "" for d in src.descriptions]
-    band = {name: f"b{i}" for i, name in enumerate(names, start=1) if name}
-    nir, red = band.get("nir", "b4"), band.get("red", "b3")
-    return f"({nir}-{red})/({nir}+{red})"
+    band = {name: i for i, name in enumerate(names, start=1) if name}
+    return band.get("red", 3), band.get("nir", 4)
+
+
+def _ndvi(path: Path) -> str:
+    """The NDVI expression in rio-tiler's band names (b1...) for a file's bands."""
+    red, nir = _bands(path)
+    return f"(b{nir}-b{red})/(b{nir}+b{red})"
 
 
 def _path(side: str, tile: Tile, cog: Path) -> str:
@@ -571,16 +527,24 @@ def _get(port: int, path: str) -> httpx.Response:
 
 
 def _png(name: str, tile: Tile, response: httpx.Response) -> npt.NDArray[np.uint8]:
-    """The tile's pixels, (bands, 256, 256); a non-PNG or another size is an error."""
-    if response.status_code != 200 or not response.content.startswith(b"\x89PNG"):
+    """The tile's pixels, (bands, 256, 256); an error status, a non-PNG or another size
+    is an error."""
+    if response.status_code != 200:
         msg = (
             f"{name} answered {response.status_code} "
             f"({response.headers.get('content-type')}) for tile {tile}: {response.text[:300]}"
         )
         raise BenchmarkError(msg)
+    return _pixels(name, tile, response.content)
+
+
+def _pixels(name: str, tile: Tile, content: bytes) -> npt.NDArray[np.uint8]:
+    if not content.startswith(b"\x89PNG"):
+        msg = f"{name}: tile {tile} is not a PNG: {content[:60]!r}"
+        raise BenchmarkError(msg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(response.content) as memory, memory.open() as image:
+        with MemoryFile(content) as memory, memory.open() as image:
             pixels: npt.NDArray[np.uint8] = image.read()
     if pixels.shape[1:] != (256, 256):
         msg = f"{name}: tile {tile} is {pixels.shape[2]} x {pixels.shape[1]}, not 256 x 256"
@@ -646,35 +610,25 @@ def _fill(side: Side, port: int, cog: Path, tiles: list[Tile]) -> None:
     _say(f"{side.name}: {number} priming passes ({hits}/{len(states)} hits on the last)")
 
 
-def _limit(cog: Path, tiles: list[Tile], duration: int) -> float:
-    """rio-tiler in this process on THREADS threads: the tiles rendered per second."""
-    from rio_tiler.colormap import cmap  # noqa: PLC0415 - only the limit needs rio-tiler
-    from rio_tiler.io import Reader  # noqa: PLC0415
-
-    colormap = cmap.get(COLORMAP)
-    expression = _ndvi(cog)
-    order = itertools.cycle(tiles)
-    lock = threading.Lock()
-
-    def render(until: float) -> int:
-        done = 0
-        while time.monotonic() < until:
-            with lock:
-                z, row, col = next(order)
-            with Reader(str(cog)) as src:
-                image = src.tile(col, row, z, expression=expression)
-            image.rescale(((-1, 1),))
-            image.render(img_format="PNG", colormap=colormap)
-            done += 1
-        return done
-
-    with ThreadPoolExecutor(THREADS) as pool:
-        until = time.monotonic() + WARM_UP
-        list(pool.map(render, [until] * THREADS))
-        started = time.monotonic()
-        counts = list(pool.map(render, [started + duration] * THREADS))
-        elapsed = time.monotonic() - started
-    return sum(counts) / elapsed
+def _check_limit(pool: ProcessPoolExecutor, port: int, cog: Path, sample: list[Tile]) -> None:
+    """The limit draws the sampled tiles as the platform does (mean colours agree)."""
+    worst = 0.0
+    for tile, content in zip(sample, pool.map(raster_limit.draw, sample), strict=True):
+        colour = _mean_colour(_pixels("limit", tile, content))
+        expected = _mean_colour(_png("platform", tile, _get(port, _path("platform", tile, cog))))
+        if colour is None or expected is None:
+            if colour is not expected:
+                msg = f"the limit and the platform disagree on whether tile {tile} is empty"
+                raise BenchmarkError(msg)
+            continue
+        worst = max(worst, float(np.abs(colour - expected).max()))
+        if worst > COLOUR_TOLERANCE:
+            msg = (
+                f"the limit and the platform disagree on tile {tile}: mean colour "
+                f"{colour.round(1).tolist()} against {expected.round(1).tolist()}"
+            )
+            raise BenchmarkError(msg)
+    _say(f"limit: {len(sample)} sampled tiles, mean colours within {worst:.1f} of the platform's")
 
 
 # --- report --------------------------------------------------------------------------
@@ -685,47 +639,62 @@ def _output(*cmd: str) -> str:
     return done.stdout.strip() or "unknown"
 
 
-def _verdict(rates: dict[str, float], cog: dict[str, list[float]], ingest: float) -> None:
+def _loads(load: list[tuple[float, float, float]]) -> str:
+    start, end = (", ".join(f"{v:.1f}" for v in figures) for figures in (load[0], load[-1]))
+    return f"load average at the start {start}, at the end {end}"
+
+
+def _verdict(
+    rates: dict[str, float], cog: dict[str, Any], ingest: float,
+    load: list[tuple[float, float, float]],
+) -> None:  # fmt: skip
     met = {True: "met", False: "NOT met"}
-    gdal, mine = (statistics.median(cog[k]) for k in ("gdal_translate", "platform"))
-    _say(f"COG gdal_translate      {gdal:6.2f} s (median)")
-    _say(f"COG platform to_cog     {mine:6.2f} s (median)")
+    gdal, mine = (statistics.median(cog["times"][k]) for k in ("gdal_translate", "platform"))
+    held = cog["held"]
+    _say(f"COG gdal_translate: {shlex.join(cog['commands']['gdal_translate'])}")
+    _say(f"COG platform: {PLATFORM_SETTINGS}")
+    _say(f"COG interleave: platform {held['platform']['interleave']}, gdal_translate "
+         f"{held['gdal_translate']['interleave']} ({NO_INTERLEAVE})")  # fmt: skip
+    _say(f"COG gdal_translate      {gdal:6.2f} s (median, whole process)")
+    _say(f"COG platform to_cog     {mine:6.2f} s (median, whole python -c process)")
     _say(f"spatial ingest raster   {ingest:6.2f} s (whole CLI: validation, 2 COGs, catalog)")
     _say(f"ratio COG platform/gdal_translate {mine / gdal:.2f} "
          f"(goal <= {GOAL_COG}: {met[mine / gdal <= GOAL_COG]})")  # fmt: skip
-    for name in ("platform cold", "titiler", "limit", "limit, platform COG", "platform warm"):
+    for name in ("platform cold", "titiler", "limit", "platform warm"):
         _say(f"{name:19} {rates[name]:8.2f} tiles/s")
+    for line in (PLATFORM_READS, TITILER_READS, LIMIT_IS, _loads(load)):
+        _say(line)
     cold = rates["platform cold"]
-    titiler = cold / rates["titiler"]
-    _say(f"ratio platform warm/cold {rates['platform warm'] / cold:.1f}")
-    _say(f"ratio platform cold/limit on its own COG {cold / rates['limit, platform COG']:.2f}")
-    _say(f"ratio platform cold/limit {cold / rates['limit']:.2f}")
+    titiler, limit = _ratio(cold, rates["titiler"]), _ratio(cold, rates["limit"])
+    ceiling = "" if limit <= 1 else " (above 1: the limit was no ceiling in this run)"
+    _say(f"ratio platform warm/cold {_ratio(rates['platform warm'], cold):.1f}")
+    _say(f"ratio platform cold/limit {limit:.2f}{ceiling}")
     _say(f"ratio platform cold/titiler {titiler:.2f} "
          f"(goal >= {GOAL_TITILER}: {met[titiler >= GOAL_TITILER]})")  # fmt: skip
 
 
 def _record(
     *, size: int, duration: int, rounds: int, scene: Path, count: int, rates: dict[str, float],
-    measured: dict[str, list[float]], cog: dict[str, list[float]], ingest: float, server: str,
-    versions: dict[str, str],
+    measured: dict[str, list[float]], cog: dict[str, Any], ingest: float, server: str,
+    versions: dict[str, str], load: list[tuple[float, float, float]],
 ) -> None:  # fmt: skip
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    gdal, mine = (statistics.median(cog[k]) for k in ("gdal_translate", "platform"))
+    times, held = cog["times"], cog["held"]
+    gdal, mine = (statistics.median(times[k]) for k in ("gdal_translate", "platform"))
     cold = rates["platform cold"]
     mib = scene.stat().st_size / 2**20
     lines = [
         f"## {now} · raster tiles z{ZOOMS.start}-{ZOOMS.stop - 1} and COG, scene {size}²",
         "",
-        f"- machine: `{platform.node()}`, {os.cpu_count()} CPUs; {server}; "
+        f"- machine: `{platform.node()}`, {os.cpu_count()} CPUs, {_loads(load)}; {server}; "
         + "; ".join(f"{name} {version}" for name, version in versions.items()),
         f"- scene: `{scene.relative_to(ROOT)}` ({mib:.1f} MiB), 4 x uint16, 10 m, {CRS}",
         (
             f"- {count} WebMercatorQuad tiles, NDVI rescaled -1..1, {COLORMAP}, PNG; "
             f"wrk -t2 -c8 -d{duration}s per server (2 uvicorn workers each), {rounds} rounds "
-            f"of platform cold, TiTiler and the limits in turn (medians); the limit: "
-            f"rio-tiler in-process on {THREADS} threads, on the gdal_translate COG (TiTiler's) "
-            f"and on the platform's display COG"
+            f"of platform cold, TiTiler and the limit in turn (medians)"
         ),
+        f"- {PLATFORM_READS}; {TITILER_READS}; {LIMIT_IS}",
         f"- platform at {_git_revision()}",
         "",
         "| side | tiles/s | rounds |",
@@ -735,23 +704,41 @@ def _record(
             for name, rate in rates.items()
         ),
         "",
-        "| COG conversion | median (s) | rounds |",
+        f"- COG conversion, both timed as whole processes, {rounds} rounds alternating:",
+        f"  - gdal_translate: `{shlex.join(cog['commands']['gdal_translate'])}`",
+        f"  - platform: `{shlex.join(cog['commands']['platform'])}`: {PLATFORM_SETTINGS}",
+        (
+            f"  - the COGs hold: platform {_settings_text(held['platform'])}; gdal_translate "
+            f"{_settings_text(held['gdal_translate'])} ({NO_INTERLEAVE})"
+        ),
+        "",
+        "| COG conversion (whole process) | median (s) | rounds |",
         "|---|---:|---|",
-        f"| gdal_translate -of COG | {gdal:.2f} | {_figures(cog['gdal_translate'])} |",
-        f"| platform to_cog | {mine:.2f} | {_figures(cog['platform'])} |",
+        f"| gdal_translate -of COG | {gdal:.2f} | {_figures(times['gdal_translate'])} |",
+        f"| platform to_cog (python -c) | {mine:.2f} | {_figures(times['platform'])} |",
         f"| spatial ingest raster (whole CLI, once) | {ingest:.2f} | |",
         "",
         (
-            f"- **platform cold/TiTiler {cold / rates['titiler']:.2f}** (goal ≥ {GOAL_TITILER}), "
-            f"**platform cold/limit {cold / rates['limit']:.2f}**, on its own COG "
-            f"{cold / rates['limit, platform COG']:.2f}, warm/cold "
-            f"{rates['platform warm'] / cold:.1f}"
+            f"- **platform cold/TiTiler {_ratio(cold, rates['titiler']):.2f}** "
+            f"(goal ≥ {GOAL_TITILER}; the platform on its display COG, TiTiler on the "
+            f"gdal_translate COG), "
+            f"**platform cold/limit {_ratio(cold, rates['limit']):.2f}** (the limit on the "
+            f"platform's display COG), warm/cold {_ratio(rates['platform warm'], cold):.1f}"
         ),
         f"- **COG platform/gdal_translate {mine / gdal:.2f}** (goal ≤ {GOAL_COG})",
         "",
     ]
+    # A blank line before the heading, whatever the run before left at the end.
+    previous = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    gap = "\n" if previous and not previous.endswith("\n\n") else ""
     with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
+        out.write(gap + "\n".join(lines) + "\n")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``; infinite when a side drew no tile at all (a smoke run's
+    few seconds on a loaded machine can end before TiTiler's first tile)."""
+    return numerator / denominator if denominator else math.inf
 
 
 def _figures(values: list[float]) -> str:

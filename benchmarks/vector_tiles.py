@@ -7,8 +7,8 @@ One run, the same PostGIS, the same table (the "parcels" reference set ingested 
 - the platform, cold: ``api.main:app_factory`` under uvicorn, 2 workers, its tile cache
   off (``SPATIAL_TILES_CACHE_MB=0``), so every request is built by PostGIS;
 - tipg: ``tipg.main:app``, 2 workers, on the ``layers`` schema;
-- stock pygeoapi: its ``MVT-postgresql`` provider on the same table; it takes tens of
-  seconds a tile here, so it gets a sample of tiles one at a time, not the load run;
+- stock pygeoapi: its ``MVT-postgresql`` provider on the same table; it takes more than
+  a second a tile here, so it gets a sample of tiles one at a time, not the load run;
 - the limit: the platform's own tile statements, one per tile, executed straight on
   PostGIS by ``pgbench`` (a PL/pgSQL function runs the stored text, and only the tile's
   length comes back) on 8 connections, the load's concurrency, and also on 2;

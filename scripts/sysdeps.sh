@@ -27,6 +27,8 @@ command -v chromedriver >/dev/null || missing+=("chromium-driver")
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=("fonts-wqy-microhei")
 # The MQTT broker the OwnTracks subscriber's tests start on a port of their own.
 [ -x /usr/sbin/mosquitto ] || missing+=("mosquitto")
+# The load generator of the benchmarks (benchmarks/README.md), so each runs after `make demo`.
+command -v wrk >/dev/null || missing+=("wrk")
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
