@@ -25,6 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from spatial.crs import area_overlaps
 from spatial.errors import InvalidInputError
 from spatial.ingest.files import what
 
@@ -264,13 +265,11 @@ def _crs(src: Any, name: str) -> tuple[str, str | None, tuple[float, float, floa
             f"{name}: the raster's bounds {tuple(round(v, 3) for v in src.bounds)} fall "
             f"outside the valid area of its CRS {code or crs.name}"
         )
-    area = crs.area_of_use
-    if area is not None and (
-        east < area.west - 1
-        or west > area.east + 1
-        or north < area.south - 1
-        or south > area.north + 1
-    ):
+    # GDAL's WKT1 carries no area of use: take the identified code's.
+    area = crs.area_of_use or (
+        pyproj.CRS.from_authority(*authority).area_of_use if authority else None
+    )
+    if area is not None and not area_overlaps(box, area.bounds, margin=1.0):
         raise InvalidInputError(
             f"{name}: the raster lies outside the area of use of its CRS {code or crs.name} "
             f"(lon {west:.2f}..{east:.2f}, lat {south:.2f}..{north:.2f})"

@@ -4,6 +4,9 @@ GDAL streams the layer as Arrow (pyogrio's ``read_arrow``: several times faster 
 feature by feature). The geometry stays as the WKB GDAL produced (nothing is re-encoded,
 so coordinates are kept bit for bit); attributes become one array per field with the
 PostgreSQL type the field will have. No pandas on this path.
+
+Only a layer in a CRS without EPSG code has its coordinates changed: :func:`transform_xy`
+rewrites the x and y doubles inside the WKB and nothing else.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import struct
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyogrio
 import pyogrio.raw
+import shapely
 
 from spatial.errors import InvalidInputError
 from spatial.ingest.files import Dataset
@@ -72,6 +78,13 @@ COPY_TYPES = {
     "bytea": "bytea",
 }
 """Type names psycopg's binary COPY uses for each column type."""
+_LINEAR = frozenset({2, 8})
+"""WKB types whose body is one run of points (LineString, CircularString)."""
+_RINGED = frozenset({3, 17})
+"""WKB types whose body is runs of points (Polygon, Triangle)."""
+_NESTED = frozenset({4, 5, 6, 7, 9, 10, 11, 12, 15, 16})
+"""WKB types whose body is whole geometries (multi geometries, collections, curves, TIN)."""
+XY = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -178,6 +191,99 @@ def read(dataset: Dataset) -> Table:
         fields=_fields(meta, columns[1:-1]),
         warnings=_dedupe(captured),
     )
+
+
+def transform_xy(table: Table, transform: Callable[[XY, XY], tuple[XY, XY]]) -> Table:
+    """``table`` with the x and y of every point passed through ``transform`` (once, for
+    all points of the layer together).
+
+    Only those doubles of the WKB change: its structure, byte order, z and m stay as GDAL
+    wrote them, and so do NULL and unreadable geometries (the checks report those) and
+    points that are not finite.
+
+    Raises:
+        InvalidInputError: a geometry GEOS can read but whose WKB cannot be walked.
+    """
+    runs: list[tuple[int, int, int, bool]] = []
+    starts: list[int] = []
+    blob = bytearray()
+    for row, wkb in enumerate(table.wkb.tolist()):
+        starts.append(len(blob))
+        if wkb is None:
+            continue
+        found: list[tuple[int, int, int, bool]] = []
+        try:
+            if _walk(wkb, 0, found) != len(wkb):
+                raise ValueError("trailing bytes")
+        except (ValueError, IndexError, struct.error) as exc:
+            if shapely.from_wkb(wkb, on_invalid="ignore") is None:
+                continue  # unreadable: kept as it is for the checks to report
+            msg = f"cannot transform the geometry of feature {int(table.fids[row])}: {exc}"
+            raise InvalidInputError(msg) from exc
+        base = len(blob)
+        blob += wkb
+        runs += [(base + offset, n, dims, little) for offset, n, dims, little in found]
+    starts.append(len(blob))
+    views = [
+        np.ndarray((n, dims), dtype="<f8" if little else ">f8", buffer=blob, offset=offset)
+        for offset, n, dims, little in runs
+    ]
+    if views:
+        xy = np.concatenate([v[:, :2] for v in views]).astype(np.float64)
+        ok = np.isfinite(xy).all(axis=1)
+        x, y = transform(xy[ok, 0], xy[ok, 1])
+        xy[ok, 0], xy[ok, 1] = x, y
+        done = 0
+        for v in views:
+            v[:, :2] = xy[done : done + len(v)]
+            done += len(v)
+    wkb_out = np.empty(len(table), dtype=object)
+    for row, wkb in enumerate(table.wkb.tolist()):
+        start, end = starts[row], starts[row + 1]
+        wkb_out[row] = bytes(blob[start:end]) if end > start else wkb
+    return replace(table, wkb=wkb_out)
+
+
+def _walk(wkb: bytes, at: int, runs: list[tuple[int, int, int, bool]]) -> int:
+    """Find the runs of points of the (ISO or extended) WKB geometry at ``at``.
+
+    Appends (offset of the first point, points, doubles per point, little-endian) for each
+    run and returns where the geometry ends.
+    """
+    little = wkb[at] == 1
+    if wkb[at] not in (0, 1):
+        raise ValueError(f"bad byte order {wkb[at]}")
+    order = "<" if little else ">"
+    (code,) = struct.unpack_from(order + "I", wkb, at + 1)
+    at += 5
+    if code & 0x20000000:  # extended WKB with an SRID
+        at += 4
+    kind, iso = (code & 0x0FFFFFFF) % 1000, (code & 0x0FFFFFFF) // 1000
+    dims = 2 + (iso in (1, 3)) + (iso in (2, 3)) + bool(code & 0x80000000) + bool(code & 0x40000000)
+    if kind == 1:
+        runs.append((at, 1, dims, little))
+        at += 8 * dims
+    elif kind in _LINEAR:
+        (n,) = struct.unpack_from(order + "I", wkb, at)
+        runs.append((at + 4, n, dims, little))
+        at += 4 + 8 * dims * n
+    elif kind in _RINGED:
+        (rings,) = struct.unpack_from(order + "I", wkb, at)
+        at += 4
+        for _ in range(rings):
+            (n,) = struct.unpack_from(order + "I", wkb, at)
+            runs.append((at + 4, n, dims, little))
+            at += 4 + 8 * dims * n
+    elif kind in _NESTED:
+        (parts,) = struct.unpack_from(order + "I", wkb, at)
+        at += 4
+        for _ in range(parts):
+            at = _walk(wkb, at, runs)
+    else:
+        raise ValueError(f"unknown WKB geometry type {code}")
+    if at > len(wkb):
+        raise ValueError("truncated WKB")
+    return at
 
 
 def _wkb_types(column: Any) -> npt.NDArray[np.uint32]:
