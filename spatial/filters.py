@@ -11,21 +11,43 @@ over the layer table ``t``:
   message that names it.
 
 So a filter can be wrong (400, with the reason) but cannot change the statement.
+
+Temporal functions (all 15 of CQL2, over instants and intervals) are compiled by
+:mod:`spatial.cql2_temporal`, which says how. Arithmetic (``+ - * / % div ^``, CQL2's
+*Arithmetic Expressions*, with the precedence the ``cql2`` parser gives the text: ``^``
+first, then ``* / % div``, then ``+ -``, left to right) is computed as PostgreSQL
+``numeric``, so no sum, product or power of a row's values can overflow into an error:
+
+- ``/`` is exact division, ``div`` the quotient truncated towards zero, ``%`` the
+  remainder with the sign of the dividend (PostgreSQL's ``div`` and ``mod``);
+- dividing by zero: a literal zero (``n / 0``) is refused with the reason; a divisor that
+  is zero in a row (``n / (m - 1)``) makes the expression NULL, so that row does not match
+  (CQL2 says a NULL operand makes the expression NULL; the same holds here);
+- ``x ^ y`` is NULL (no match) where it has no real value (a negative ``x`` to a
+  fractional ``y``, zero to a negative ``y``) or would lie beyond 10^±1000;
+- a filter whose arithmetic could exceed the digits ``numeric`` holds (a product of
+  hundreds of columns) is refused before it runs.
+
+The side compared with arithmetic is compared as ``numeric`` too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
+import sys
 from collections.abc import Callable
-from typing import Any
+from decimal import Decimal
+from functools import cache
+from typing import Any, NamedTuple
 
 import cql2
 import shapely
 import shapely.geometry
 from psycopg import sql
 
+from spatial import cql2_temporal
+from spatial.cql2_temporal import show
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, Params, ServingCrs, iso_instant, serving_crs
 
@@ -33,7 +55,8 @@ GEOMETRY_NAMES = frozenset({"geometry", "geom"})
 _NUMERIC = frozenset({"smallint", "integer", "bigint", "real", "double precision"})
 _TEMPORAL = frozenset({"date", "timestamp"})
 _COMPARE = {"=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_ARITHMETIC = {"+": "+", "-": "-", "*": "*", "/": "/"}
+_ARITHMETIC = ("+", "-", "*", "/", "%", "div", "^")
+_DIVISIONS = frozenset({"/", "%", "div"})
 _SPATIAL = {
     "s_intersects": "ST_Intersects",
     "s_equals": "ST_Equals",
@@ -44,12 +67,38 @@ _SPATIAL = {
     "s_crosses": "ST_Crosses",
     "s_contains": "ST_Contains",
 }
-TEMPORAL_OPERATORS = ("t_after", "t_before", "t_disjoint", "t_during", "t_equals", "t_intersects")
+TEMPORAL_OPERATORS = cql2_temporal.FUNCTIONS
 OPERATORS = (
     "and", "or", "not", *_COMPARE, "like", "between", "in", "isNull", "casei",
     *_ARITHMETIC, *_SPATIAL, *TEMPORAL_OPERATORS,
 )  # fmt: skip
 """Every operator and function a filter may use."""
+
+_DIGITS = {
+    "smallint": (5, 0),
+    "integer": (10, 0),
+    "bigint": (19, 0),
+    "real": (39, 60),
+    "double precision": (309, 340),
+}
+"""The most digits before and after the point a numeric column's value has as ``numeric``
+(``double precision`` reaches 1.8e308, and 4.9e-324 has 338 decimals)."""
+_MAX_SCALE = 16383
+"""The most decimals a ``numeric`` keeps (it rounds the rest)."""
+MAX_DIGITS = 100_000
+"""Arithmetic that could reach more digits before the point is refused: PostgreSQL's
+``numeric`` raises an error past 131,072."""
+POWER_DIGITS = 1000
+"""``x ^ y`` beyond 10^±this is NULL (no match), so that no power overflows ``numeric``."""
+MAX_TERMS = 5000
+"""How many operands the SQL of one arithmetic expression may name: ``x ^ y`` names its
+operands several times (to test them before the power), so nested powers multiply."""
+_POWER = (
+    "(CASE WHEN {x} = 0 THEN CASE WHEN {y} > 0 THEN 0::numeric WHEN {y} = 0 THEN 1::numeric END"
+    " WHEN {x} < 0 AND {y} <> trunc({y}) THEN NULL"
+    " WHEN abs({y}) * abs(log(abs({x}))) <= {limit} THEN power({x}, {y}) END)"
+)
+"""``x ^ y`` where it is a real number within 10^±:data:`POWER_DIGITS`, else NULL."""
 
 MAX_NESTING = 12
 """How deeply a filter may nest (parentheses, ``NOT``, functions); deeper is refused
@@ -64,6 +113,18 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'?|\"[^\"]*\"?|[A-Za-z_][A-Za-z0-9_]*|\S")
 
 Scalar = tuple[sql.Composable, str]
 """An SQL expression and its kind: numeric, text, boolean, temporal, geometry or any."""
+
+
+class _Number(NamedTuple):
+    """An arithmetic operand or result, as SQL of type ``numeric``."""
+
+    sql: sql.Composable
+    digits: int
+    """The most digits its value can have before the point."""
+    scale: int
+    """The most digits after the point (so ``1 / x`` has at most ``scale + 1`` before)."""
+    terms: int
+    """How many operands the SQL names."""
 
 
 def parse(text: str, lang: str | None = None) -> dict[str, Any]:
@@ -207,7 +268,7 @@ class _Compiler:
         if isinstance(node, bool):
             return sql.SQL("TRUE" if node else "FALSE")
         if not isinstance(node, dict) or "op" not in node:
-            msg = f"filter: expected a condition, found {_show(node)}"
+            msg = f"filter: expected a condition, found {show(node)}"
             raise InvalidInputError(msg)
         op, args = node["op"], node.get("args", [])
         handler: Callable[[list[Any]], sql.Composable] | None = {
@@ -225,8 +286,9 @@ class _Compiler:
             return self._compare(_COMPARE[op], args)
         if op in _SPATIAL:
             return self._spatial(_SPATIAL[op], args)
-        if op in TEMPORAL_OPERATORS:
-            return self._temporal(op, args)
+        temporal = cql2_temporal.canonical(op)
+        if temporal is not None:
+            return cql2_temporal.compile_function(temporal, args, self.layer, self.params)
         allowed = ", ".join(OPERATORS)
         msg = f"filter: unknown operator or function {op!r}; the filter may use: {allowed}"
         raise InvalidInputError(msg)
@@ -257,15 +319,17 @@ class _Compiler:
         return sql.SQL("({} {} {})").format(a, sql.SQL(op), b)
 
     def _pair(self, left: Any, right: Any, op: str) -> tuple[sql.Composable, sql.Composable]:
-        """Two comparable expressions; a literal takes the kind of the other side."""
+        """Two comparable expressions; a literal takes the kind of the other side, and the
+        side compared with arithmetic is ``numeric``."""
+        if _arithmetic(left, right):
+            a, b = (self._number(v, op, compared=True).sql for v in (left, right))
+            return a, b
         a, kind_a = self.scalar(left)
         b, kind_b = self.scalar(right, like=kind_a)
         if kind_a == "any":
             a, kind_a = self.scalar(left, like=kind_b)
         if "any" not in {kind_a, kind_b} and kind_a != kind_b:
-            msg = (
-                f"filter: cannot compare {kind_a} {_show(left)} with {kind_b} {_show(right)} ({op})"
-            )
+            msg = f"filter: cannot compare {kind_a} {show(left)} with {kind_b} {show(right)} ({op})"
             raise InvalidInputError(msg)
         return a, b
 
@@ -273,12 +337,22 @@ class _Compiler:
         left, pattern = self._two(args, "like")
         a, kind = self.scalar(left)
         if kind not in {"text", "any"}:
-            msg = f"filter: like needs a text property, not {kind} {_show(left)}"
+            msg = f"filter: like needs a text property, not {kind} {show(left)}"
             raise InvalidInputError(msg)
         lower = isinstance(pattern, dict) and pattern.get("op") == "casei"
         p, _ = self.scalar(pattern, like="text")
         if not (isinstance(pattern, str) or lower):
-            msg = f"filter: the pattern of like must be a string, not {_show(pattern)}"
+            msg = f"filter: the pattern of like must be a string, not {show(pattern)}"
+            raise InvalidInputError(msg)
+        text = pattern
+        while isinstance(text, dict) and text.get("op") == "casei" and text.get("args"):
+            text = text["args"][0]
+        # PostgreSQL refuses such a pattern only when a value's match reaches its end
+        if isinstance(text, str) and re.search(r"(?<!\\)(\\\\)*\\$", text):
+            msg = (
+                f"filter: the pattern of like {show(text)} ends with the escape character "
+                "(a backslash; write two for a backslash itself)"
+            )
             raise InvalidInputError(msg)
         return sql.SQL("({} LIKE {})").format(a, p)
 
@@ -286,6 +360,9 @@ class _Compiler:
         if len(args) != 3:
             msg = f"filter: between takes three arguments, not {len(args)}"
             raise InvalidInputError(msg)
+        if _arithmetic(*args):
+            a, low, high = (self._number(v, "between", compared=True).sql for v in args)
+            return sql.SQL("({} BETWEEN {} AND {})").format(a, low, high)
         a, low = self._pair(args[0], args[1], "between")
         _, high = self._pair(args[0], args[2], "between")
         return sql.SQL("({} BETWEEN {} AND {})").format(a, low, high)
@@ -293,13 +370,16 @@ class _Compiler:
     def _in(self, args: list[Any]) -> sql.Composable:
         left, values = self._two(args, "in")
         if not isinstance(values, list) or not values:
-            msg = f"filter: in needs a non-empty list, not {_show(values)}"
+            msg = f"filter: in needs a non-empty list, not {show(values)}"
             raise InvalidInputError(msg)
+        if _arithmetic(left, *values):
+            a, *rest = (self._number(v, "in", compared=True).sql for v in (left, *values))
+            return sql.SQL("({} IN ({}))").format(a, sql.SQL(", ").join(rest))
         a, kind = self.scalar(left)
         items = [self.scalar(v, like=kind) for v in values]
         for (_, k), v in zip(items, values, strict=True):
             if "any" not in {kind, k} and k != kind:
-                msg = f"filter: cannot compare {kind} {_show(left)} with {k} {_show(v)} (in)"
+                msg = f"filter: cannot compare {kind} {show(left)} with {k} {show(v)} (in)"
                 raise InvalidInputError(msg)
         return sql.SQL("({} IN ({}))").format(a, sql.SQL(", ").join(e for e, _ in items))
 
@@ -313,16 +393,81 @@ class _Compiler:
 
     def _function(self, op: str, args: list[Any]) -> Scalar:
         if op == "casei":
-            inner, kind = self.scalar(self._one(args, op), like="text")
+            argument = self._one(args, op)
+            inner, kind = self.scalar(argument, like="text")
             if kind not in {"text", "any"}:
-                msg = f"filter: casei needs text, not {kind} {_show(args[0])}"
+                msg = f"filter: casei needs text, not {kind} {show(args[0])}"
                 raise InvalidInputError(msg)
-            return sql.SQL("lower({})").format(inner), "text"
+            if isinstance(argument, dict) and argument.get("op") == "casei":
+                return inner, "text"  # folded already (and each fold names its text thrice)
+            return _casefold(inner), "text"
         if op in _ARITHMETIC:
-            left, right = self._two(args, op)
-            a, b = self._pair(left, right, op)
-            return sql.SQL("({} {} {})").format(a, sql.SQL(_ARITHMETIC[op]), b), "numeric"
+            return self._arithmetic(op, args).sql, "numeric"
         msg = f"filter: unknown function {op!r}; the filter may use: {', '.join(OPERATORS)}"
+        raise InvalidInputError(msg)
+
+    def _arithmetic(self, op: str, args: list[Any]) -> _Number:
+        """``a op b`` as ``numeric``, NULL where it divides by zero or has no real value."""
+        left, right = self._two(args, op)
+        a, b = self._number(left, op), self._number(right, op)
+        if op in _DIVISIONS and _is_zero(right):
+            msg = f"filter: division by zero in {show({'op': op, 'args': args})}"
+            raise InvalidInputError(msg)
+        divisor = sql.SQL("NULLIF({}, 0)").format(b.sql)
+        expr: sql.Composable
+        if op in {"+", "-", "*"}:
+            expr = sql.SQL("({} {} {})").format(a.sql, sql.SQL(op), b.sql)
+        elif op == "/":
+            expr = sql.SQL("({} / {})").format(a.sql, divisor)
+        elif op in {"%", "div"}:
+            expr = sql.SQL("{}({}, {})").format(
+                sql.SQL("mod" if op == "%" else "div"), a.sql, divisor
+            )
+        else:
+            expr = sql.SQL(_POWER).format(x=a.sql, y=b.sql, limit=sql.Literal(POWER_DIGITS))
+        digits, scale = _bounds(op, a, b)
+        terms = 4 * a.terms + 6 * b.terms if op == "^" else a.terms + b.terms
+        if digits > MAX_DIGITS:
+            msg = (
+                f"filter: the arithmetic {show({'op': op, 'args': args})} could exceed "
+                f"{MAX_DIGITS} digits, more than the database computes with"
+            )
+            raise InvalidInputError(msg)
+        if terms > MAX_TERMS:
+            msg = f"filter: the arithmetic {show({'op': op, 'args': args})} is too large"
+            raise InvalidInputError(msg)
+        return _Number(expr, digits, scale, terms)
+
+    def _number(self, node: Any, op: str, *, compared: bool = False) -> _Number:
+        """An arithmetic operand (or, ``compared``, what arithmetic is compared with): a
+        numeric property, a number, NULL or arithmetic."""
+        if isinstance(node, dict) and node.get("op") in _ARITHMETIC:
+            return self._arithmetic(node["op"], node.get("args", []))
+        what = show(node)
+        if isinstance(node, dict) and "property" in node:
+            name = node["property"]
+            expr, kind = self._property(name)
+            pgtype = "bigint" if name == "id" else self.layer.fields.get(str(name), "")
+            if kind == "numeric" and pgtype in _DIGITS:
+                digits, scale = _DIGITS[pgtype]
+                return _Number(sql.SQL("{}::numeric").format(expr), digits, scale, 1)
+            what = f"the {kind} property {show(name)}"
+        elif node is None:
+            return _Number(sql.SQL("NULL::numeric"), 0, 0, 1)
+        elif isinstance(node, int | float) and not isinstance(node, bool):
+            value = _decimal(node)
+            _, places, exponent = value.as_tuple()
+            digits, scale = max(0, len(places) + int(exponent)), max(0, -int(exponent))
+            return _Number(sql.SQL("{}::numeric").format(self.params.bind(value)), digits, scale, 1)
+        elif isinstance(node, dict) and "op" in node:
+            what = f"the expression {what}"
+        elif isinstance(node, str):
+            what = f"the text {what}"
+        msg = (
+            f"filter: cannot compare arithmetic with {what} ({op})"
+            if compared
+            else f"filter: {op} needs numbers, not {what}"
+        )
         raise InvalidInputError(msg)
 
     def _literal(self, node: Any, like: str) -> Scalar:
@@ -343,7 +488,7 @@ class _Compiler:
                 raise InvalidInputError(msg)
         elif isinstance(node, str):
             if _UNSTORABLE.search(node):
-                msg = f"filter: text cannot contain NUL or lone surrogates: {_show(node)}"
+                msg = f"filter: text cannot contain NUL or lone surrogates: {show(node)}"
                 raise InvalidInputError(msg)
             kind = "temporal" if like == "temporal" else "text"
             if kind == "temporal":
@@ -353,7 +498,7 @@ class _Compiler:
             return self.params.bind(value), kind
         if kind:
             return sql.SQL("{}::{}").format(self.params.bind(value), sql.SQL(cast[kind])), kind
-        msg = f"filter: {_show(node)} is not a value or property here"
+        msg = f"filter: {show(node)} is not a value or property here"
         raise InvalidInputError(msg)
 
     def _property(self, name: Any) -> Scalar:
@@ -384,22 +529,22 @@ class _Compiler:
                 or len(box) not in {4, 6}
                 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
             ):
-                msg = f"filter: a bbox has 4 or 6 numbers, not {_show(box)}"
+                msg = f"filter: a bbox has 4 or 6 numbers, not {show(box)}"
                 raise InvalidInputError(msg)
             xmin, ymin, xmax, ymax = (box[0], box[1], box[3], box[4]) if len(box) == 6 else box
             geojson = shapely.geometry.mapping(shapely.box(xmin, ymin, xmax, ymax))
         elif isinstance(node, dict) and "type" in node:
             geojson = node
         else:
-            msg = f"filter: expected the geometry property and a geometry, found {_show(node)}"
+            msg = f"filter: expected the geometry property and a geometry, found {show(node)}"
             raise InvalidInputError(msg)
         try:
             geometry = shapely.geometry.shape(geojson)
         except (ValueError, TypeError, AttributeError, shapely.errors.GEOSException) as exc:
-            msg = f"filter: malformed geometry {_show(node)}: {exc}"
+            msg = f"filter: malformed geometry {show(node)}: {exc}"
             raise InvalidInputError(msg) from exc
         if not all(math.isfinite(v) for v in shapely.get_coordinates(geometry).flat):
-            msg = f"filter: the geometry {_show(node)} has coordinates that are not finite numbers"
+            msg = f"filter: the geometry {show(node)} has coordinates that are not finite numbers"
             raise InvalidInputError(msg)
         if self.crs.flip:
             geometry = shapely.transform(geometry, lambda xy: xy[:, ::-1])
@@ -421,57 +566,83 @@ class _Compiler:
         msg = f"filter: {function} compares the geometry property with a geometry"
         raise InvalidInputError(msg)
 
-    def _temporal(self, op: str, args: list[Any]) -> sql.Composable:
-        left, right = self._two(args, op)
-        value, kind = self.scalar(left)
-        if kind not in {"temporal", "any"}:
-            msg = f"filter: {op} needs a date or time property, not {kind} {_show(left)}"
-            raise InvalidInputError(msg)
-        if op == "t_during" and not (isinstance(right, dict) and "interval" in right):
-            msg = "filter: t_during needs an interval"
-            raise InvalidInputError(msg)
-        start, end = self._instant_or_interval(right)
-        template = {
-            "t_after": "({v} > {end})",
-            "t_before": "({v} < {start})",
-            "t_equals": "({v} = {start} AND {v} = {end})",
-            "t_during": "({v} > {start} AND {v} < {end})",
-            "t_intersects": "({v} BETWEEN {start} AND {end})",
-            "t_disjoint": "NOT ({v} BETWEEN {start} AND {end})",
-        }[op]
-        return sql.SQL(template).format(v=value, start=start, end=end)
 
-    def _instant_or_interval(self, node: Any) -> tuple[sql.Composable, sql.Composable]:
-        """(start, end); open ends are -infinity and infinity, an instant is both."""
+@cache
+def _case_folding() -> tuple[str, str, tuple[tuple[str, str], ...], str]:
+    """What PostgreSQL's ``lower()`` needs beside it to fold case as CASEI must (Unicode
+    full case folding, as Python's ``str.casefold``): ``lower()`` maps one character to
+    one, as lowercase, so ``ß`` stays (folded: ``ss``), final ``ς`` stays (``σ``), ``İ``
+    loses its dot (``i̇``), ``ﬁ`` stays (``fi``). Computed once, on first use (a pass over
+    every code point takes a third of a second).
 
-        def instant(value: Any) -> sql.Composable | None:
-            if isinstance(value, dict):
-                value = value.get("date") or value.get("timestamp")
-            if value in {None, ".."}:
-                return None
-            if not isinstance(value, str):
-                msg = f"filter: {_show(value)} is not a date or timestamp"
-                raise InvalidInputError(msg)
-            return sql.SQL("{}::timestamptz").format(
-                self.params.bind(iso_instant(value, "filter:"))
-            )
-
-        if isinstance(node, dict) and "interval" in node:
-            ends = node["interval"]
-            if not isinstance(ends, list) or len(ends) != 2:
-                msg = f"filter: an interval has two ends, not {_show(ends)}"
-                raise InvalidInputError(msg)
-            start, end = instant(ends[0]), instant(ends[1])
-            low = start or sql.SQL("'-infinity'::timestamptz")
-            high = end or sql.SQL("'infinity'::timestamptz")
-            return low, high
-        point = instant(node)
-        if point is None:
-            msg = f"filter: expected a date, timestamp or interval, found {_show(node)}"
-            raise InvalidInputError(msg)
-        return point, point
+    Returns:
+        The characters ``translate()`` maps one to one and what to; the characters that
+        fold to several, with their folding; a regular expression matching any of them.
+    """
+    single: list[tuple[str, str]] = []
+    several: list[tuple[str, str]] = []
+    for char in map(chr, range(sys.maxunicode + 1)):
+        folded, lowered = char.casefold(), char.lower()
+        if len(lowered) != 1 or folded.lower() != lowered:
+            (single if len(folded) == 1 else several).append((char, folded))
+    sources = "".join(c for c, _ in single)
+    targets = "".join(f for _, f in single)
+    return sources, targets, tuple(several), f"[{sources}{''.join(c for c, _ in several)}]"
 
 
-def _show(node: Any) -> str:
-    text = json.dumps(node, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _casefold(text: sql.Composable) -> sql.Composable:
+    """``text`` case-folded in SQL: ``lower()``, after mapping what it would not fold as
+    full case folding does (only in a value holding such a character: the common case
+    costs what ``lower()`` does). Equal under this when their case foldings are equal."""
+    sources, targets, several, special = _case_folding()
+    folded = sql.SQL("translate({}, {}, {})").format(
+        text, sql.Literal(sources), sql.Literal(targets)
+    )
+    for char, replacement in several:
+        folded = sql.SQL("replace({}, {}, {})").format(
+            folded, sql.Literal(char), sql.Literal(replacement)
+        )
+    return sql.SQL(
+        "(CASE WHEN {text} ~ {special} THEN lower({folded}) ELSE lower({text}) END)"
+    ).format(text=text, special=sql.Literal(special), folded=folded)
+
+
+def _arithmetic(*nodes: Any) -> bool:
+    """Whether any of the nodes is an arithmetic expression."""
+    return any(isinstance(n, dict) and n.get("op") in _ARITHMETIC for n in nodes)
+
+
+def _is_zero(node: Any) -> bool:
+    return isinstance(node, int | float) and not isinstance(node, bool) and node == 0
+
+
+def _decimal(node: int | float) -> Decimal:
+    """A number of the filter, exactly (the shortest decimal that reads back as the float).
+
+    Raises:
+        InvalidInputError: not finite, or beyond the range of a double.
+    """
+    try:
+        number = float(node)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        msg = f"filter: the number {str(node)[:40]} is out of range (or not a number)"
+        raise InvalidInputError(msg)
+    return Decimal(node) if isinstance(node, int) else Decimal(repr(number))
+
+
+def _bounds(op: str, a: _Number, b: _Number) -> tuple[int, int]:
+    """The most digits before and after the point of ``a op b`` (PostgreSQL's ``numeric``
+    rounds a quotient or a power to at most 1000 decimals)."""
+    if op in {"+", "-"}:
+        return max(a.digits, b.digits) + 1, max(a.scale, b.scale)
+    if op == "*":
+        return a.digits + b.digits, min(a.scale + b.scale, _MAX_SCALE)
+    if op == "/":
+        return a.digits + b.scale + 1, 1000
+    if op == "div":
+        return a.digits + b.scale + 1, 0
+    if op == "%":
+        return b.digits, max(a.scale, b.scale)
+    return POWER_DIGITS + 1, 1000
