@@ -18,6 +18,14 @@ The raster paths in ``rs.items`` are relative to the raster store (``<data_dir>/
 or a bucket, :mod:`spatial.rasterstore`), so a restore into another data folder or bucket
 needs no rewriting; an object store's files are downloaded into the archive one by one,
 and uploaded on restore (objects the archive does not hold are deleted afterwards).
+
+A restore is audited in the restored database (a ``restore`` row naming the archive and
+its manifest's sha256, in the restore's transaction). A forced restore replaces the audit
+log too (the schemas are dropped whole, which its append-only triggers do not stop), so
+it first keeps that log in a new archive beside the restored one (:func:`keep_audit_log`):
+the log is the evidence of who changed what, and backups are where evidence is kept and
+copied away from the database's disk. The restore then refuses to go on if a row was
+added to the log after it was kept.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ import psycopg
 from psycopg import sql
 
 from spatial import rasterstore
-from spatial.db import clients
+from spatial.audit import Actor
+from spatial.db import clients, redact
 from spatial.errors import (
     ConflictError,
     InvalidInputError,
@@ -54,6 +63,8 @@ FORMAT = 1
 DUMP = "database.dump"
 MANIFEST = "manifest.json"
 STORE = "rasters"
+AUDIT_LOG = "audit_log.jsonl"
+"""The member of a kept audit log's archive that holds its rows, one JSON object a line."""
 _CHUNK = 1 << 20
 _SERIALIZATION_RETRIES = 3
 
@@ -81,6 +92,19 @@ class RestoreMismatchError(SpatialError):
     """The restored database or store does not match the archive's manifest."""
 
 
+@dataclass(frozen=True)
+class KeptLog:
+    """The audit log of a database as :func:`keep_audit_log` saved it."""
+
+    rows: int
+    last_id: int
+    """The highest row id (0 for an empty log)."""
+    path: Path | None = None
+    """The archive that holds it (None when the log was empty: nothing to keep)."""
+    sha256: str | None = None
+    """The sha256 of its :data:`AUDIT_LOG` member."""
+
+
 @dataclass
 class Manifest:
     """What ``manifest.json`` records about one backup."""
@@ -101,6 +125,10 @@ class Manifest:
     """Every raster file: ``path`` (relative to the store), ``size``, ``sha256``."""
     seconds: float = 0.0
     """How long the backup (or the restore, in what :func:`restore` returns) took."""
+    sha256: str = ""
+    """The sha256 of ``manifest.json`` as the archive holds it (set when read)."""
+    replaced_log: KeptLog | None = None
+    """What a forced restore did with the audit log it replaced (set by :func:`restore`)."""
 
     @property
     def raster_bytes(self) -> int:
@@ -109,7 +137,8 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest as written into the archive."""
-        data = {k: v for k, v in self.__dict__.items() if k != "seconds"}
+        data = {k: v for k, v in self.__dict__.items()
+                if k not in {"seconds", "sha256", "replaced_log"}}  # fmt: skip
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -167,10 +196,7 @@ def backup(url: str, settings: Settings, out: Path) -> Manifest:
                     entry = _add_file(tar, source, f"{STORE}/{rel}")
                     fetched.unlink(missing_ok=True)
                     manifest.files.append({"path": rel, **entry})
-                data = manifest.to_json().encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-                tar.addfile(info, io.BytesIO(data))
+                _add_bytes(tar, MANIFEST, manifest.to_json().encode())
             conn.rollback()
         with partial.open("rb") as handle:
             os.fsync(handle.fileno())
@@ -314,6 +340,13 @@ def _add_file(tar: tarfile.TarFile, source: Path, name: str) -> dict[str, Any]:
     return {"size": stat.st_size, "sha256": reader.digest.hexdigest()}
 
 
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add ``data`` as the member ``name``."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
 class _Hashing:
     """A reader that hashes what passes through it."""
 
@@ -332,13 +365,18 @@ class _Hashing:
 # -- restore ---------------------------------------------------------------------------
 
 
-def restore(archive: Path, url: str, settings: Settings, *, force: bool = False) -> Manifest:
+def restore(
+    archive: Path, url: str, settings: Settings, *, force: bool = False,
+    actor: Actor | None = None, keep_log_in: Path | None = None,
+) -> Manifest:  # fmt: skip
     """Restore a backup into the database at ``url`` and ``settings.data_dir``.
 
     The archive is unpacked beside the store and every member checked against the
-    manifest before the database or the store is touched. ``pg_restore`` runs as one
-    transaction; the raster store is then swapped in by a rename; finally the counts
-    and the files are checked again against the manifest.
+    manifest before the database or the store is touched. A forced restore then keeps
+    the target's audit log (:func:`keep_audit_log`). The dump is restored in one
+    transaction, which ends with the restore's own audit row; the raster store is then
+    swapped in by a rename; finally the counts and the files are checked again against
+    the manifest.
 
     Args:
         archive: a ``.tar`` written by :func:`backup`.
@@ -346,14 +384,20 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
         settings: the target instance's settings (its ``data_dir`` receives the rasters).
         force: replace what the database and the store hold (every schema and
             extension of the database is dropped first, in the restore's transaction).
+        actor: who restores, for the audit row [default: :meth:`Actor.local`].
+        keep_log_in: the folder of the replaced audit log's archive [default: the
+            restored archive's folder].
 
     Returns:
-        The archive's manifest (``seconds``: how long the restore took).
+        The archive's manifest (``seconds``: how long the restore took; ``sha256``: its
+        checksum; ``replaced_log``: where the replaced audit log was kept).
 
     Raises:
-        InvalidInputError: the archive is missing, not a backup, or damaged.
+        InvalidInputError: the archive is missing, not a backup, or damaged; or the
+            replaced audit log cannot be written to ``keep_log_in``.
         ConflictError: the database or the raster store is not empty and not ``force``.
-        DatabaseUnavailableError: pg_restore failed (nothing of the dump was kept).
+        DatabaseUnavailableError: pg_restore failed (nothing of the dump was kept), or
+            the audit log grew after it was kept (nothing was restored either).
         RestoreMismatchError: the restored data do not match the manifest.
     """
     clock = time.perf_counter()
@@ -363,31 +407,25 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
     if not archive.is_file():
         msg = f"{archive} does not exist or is not a file"
         raise InvalidInputError(msg)
+    folder = Path(keep_log_in) if keep_log_in is not None else archive.resolve().parent
+    if force and not folder.is_dir():
+        msg = f"folder {folder} (for the audit log the restore replaces) does not exist"
+        raise InvalidInputError(msg)
     if not force:
-        with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
-            if not database_empty(conn):
-                msg = "the target database is not empty (restore with --force to replace it)"
-                raise ConflictError(msg)
-        held = any(bucket.files()) if bucket.is_s3 else store.is_dir() and any(store.iterdir())
-        if held:
-            msg = (
-                f"the raster store {bucket.describe()} is not empty "
-                "(restore with --force to replace it)"
-            )
-            raise ConflictError(msg)
+        _refuse_non_empty(url, bucket, store)
     parent = store.parent.parent  # beside the data folder, as a refused restore leaves none
     parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f".{store.parent.name}.restore-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o700)
     try:
         manifest = _unpack(archive, staging)
+        kept = keep_audit_log(url, folder, archive) if force else None
+        manifest.replaced_log = kept
         with (staging / DUMP).open("rb") as handle:
-            if force:
-                clients.restore_replacing(url, handle)
-            else:
-                argv = ["pg_restore", "--single-transaction", "--exit-on-error",
-                        "--no-owner", "--no-privileges", "--no-password"]  # fmt: skip
-                clients.run(url, argv, stdin=handle)
+            clients.restore_dump(
+                url, handle, replace=force, first=None if kept is None else _unchanged(kept),
+                last=_restore_row(manifest, archive, actor or Actor.local(), kept),
+            )  # fmt: skip
         if bucket.is_s3:
             _upload_store(bucket, staging / STORE)
         else:
@@ -399,10 +437,148 @@ def restore(archive: Path, url: str, settings: Settings, *, force: bool = False)
     return manifest
 
 
+def _refuse_non_empty(url: str, bucket: rasterstore.RasterStore, store: Path) -> None:
+    """Refuse a restore (without ``force``) into a database or store that holds anything.
+
+    Raises:
+        ConflictError: one of them is not empty.
+    """
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
+        if not database_empty(conn):
+            msg = "the target database is not empty (restore with --force to replace it)"
+            raise ConflictError(msg)
+    held = any(bucket.files()) if bucket.is_s3 else store.is_dir() and any(store.iterdir())
+    if held:
+        msg = (
+            f"the raster store {bucket.describe()} is not empty "
+            "(restore with --force to replace it)"
+        )
+        raise ConflictError(msg)
+
+
+def keep_audit_log(url: str, folder: Path, archive: Path) -> KeptLog | None:
+    """Save the audit log of the database at ``url`` before a restore replaces it.
+
+    Every row (``row_to_json``, so every column, one JSON object a line, by id) goes into
+    a new archive ``replaced-audit-log-<UTC time>.tar`` in ``folder``: the rows as
+    :data:`AUDIT_LOG` and a ``manifest.json`` with their count, first and last id, size
+    and sha256, the database (its password redacted) and the archive restored over it.
+    The archive is written under a temporary name, synced and renamed; an existing file
+    is never replaced. A restore that fails after this leaves the copy where it is (the
+    rows it holds are then still in the database as well).
+
+    Returns:
+        The rows saved and where (``path`` None: the log was empty), or None when the
+        database has no audit log.
+
+    Raises:
+        InvalidInputError: the archive cannot be written in ``folder``.
+    """
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        # The count, the last id and the rows, all of one snapshot.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        if not to_regclass(conn, "platform", "audit_log"):
+            return None
+        found = conn.execute("SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) "
+                             "FROM platform.audit_log").fetchone()  # fmt: skip
+        rows, first_id, last_id = (int(v) for v in found or (0, 0, 0))
+        if rows == 0:
+            return KeptLog(0, 0)
+        now = dt.datetime.now(dt.UTC)
+        about = {
+            "kind": "audit log replaced by a restore", "format": FORMAT,
+            "saved": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "database": redact(url), "restored_archive": str(archive.resolve()),
+            "rows": rows, "first_id": first_id, "last_id": last_id,
+        }  # fmt: skip
+        out: Path | None = None
+        try:
+            out = _reserve(folder, f"replaced-audit-log-{now:%Y%m%dT%H%M%SZ}")
+            digest = _write_log(conn, out, about)
+        except OSError as exc:
+            if out is not None:
+                out.unlink(missing_ok=True)
+            msg = (f"cannot keep the audit log the restore replaces in {folder} ({exc}); "
+                   "nothing was restored")  # fmt: skip
+            raise InvalidInputError(msg) from None
+    return KeptLog(rows, last_id, out, digest)
+
+
+def _write_log(conn: psycopg.Connection, out: Path, about: dict[str, Any]) -> str:
+    """Write the audit log's rows and ``about`` them into the archive ``out`` (through a
+    temporary file, synced, then renamed over it); returns the rows' sha256."""
+    lines = out.with_name(f".{out.name}.jsonl-{secrets.token_hex(4)}")
+    partial = out.with_name(f".{out.name}.partial-{secrets.token_hex(4)}")
+    try:
+        with lines.open("wb") as handle:
+            query = "SELECT row_to_json(a)::text FROM platform.audit_log a ORDER BY a.id"
+            for (line,) in conn.cursor().stream(query):
+                handle.write(line.encode() + b"\n")
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+            entry = {"path": AUDIT_LOG, **_add_file(tar, lines, AUDIT_LOG)}
+            data = json.dumps({**about, "log": entry}, indent=2, ensure_ascii=False)
+            _add_bytes(tar, MANIFEST, data.encode() + b"\n")
+        with partial.open("rb") as handle:
+            os.fsync(handle.fileno())
+        partial.rename(out)
+    finally:
+        lines.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    return str(entry["sha256"])
+
+
+def _reserve(folder: Path, stem: str) -> Path:
+    """A new, empty file ``<stem>.tar`` in ``folder`` (``<stem>-2.tar``... when taken)."""
+    for n in range(1, 100):
+        path = folder / (f"{stem}.tar" if n == 1 else f"{stem}-{n}.tar")
+        try:
+            path.open("xb").close()
+        except FileExistsError:
+            continue
+        return path
+    msg = f"{folder} holds {stem}.tar and 98 more of that name"
+    raise FileExistsError(msg)
+
+
+def _unchanged(kept: KeptLog) -> sql.Composable:
+    """Statements that lock the audit log (no row can be added until the restore commits
+    and drops it) and refuse the restore when it holds rows the kept copy does not (the
+    log is append-only: the same count and last id mean the same rows)."""
+    return sql.SQL(
+        "LOCK TABLE platform.audit_log IN ACCESS EXCLUSIVE MODE; "
+        "DO $$BEGIN IF (SELECT count(*) FROM platform.audit_log) <> {rows} "
+        "OR (SELECT coalesce(max(id), 0) FROM platform.audit_log) <> {last} THEN "
+        "RAISE EXCEPTION 'the audit log grew after it was kept: nothing was restored; "
+        "restore again'; END IF; END$$;"
+    ).format(rows=sql.Literal(kept.rows), last=sql.Literal(kept.last_id))
+
+
+def _restore_row(
+    manifest: Manifest, archive: Path, actor: Actor, kept: KeptLog | None
+) -> sql.Composable | None:
+    """The restore's audit row, written in the restored database by the restore's own
+    transaction. None when the archive predates the platform's schema (no migration, so
+    no audit log to write to)."""
+    if manifest.alembic_revision is None:
+        return None
+    details = {
+        "archive": str(archive.resolve()), "manifest_sha256": manifest.sha256,
+        "archive_created": manifest.created, "alembic_revision": manifest.alembic_revision,
+        "replaced_log": str(kept.path) if kept is not None and kept.path else None,
+        "replaced_log_sha256": kept.sha256 if kept is not None else None,
+        "replaced_rows": kept.rows if kept is not None else 0,
+    }  # fmt: skip
+    return sql.SQL(
+        "INSERT INTO platform.audit_log (actor, user_id, remote_addr, action, details) "
+        "VALUES ({}, {}, CAST({} AS inet), 'restore', CAST({} AS jsonb));"
+    ).format(sql.Literal(actor.name), sql.Literal(actor.user_id), sql.Literal(actor.address),
+             sql.Literal(json.dumps(details, ensure_ascii=False)))  # fmt: skip
+
+
 def _unpack(archive: Path, staging: Path) -> Manifest:
     """Extract the archive into ``staging`` (hashing every member) and check it."""
     found: dict[str, dict[str, Any]] = {}
-    manifest_text = None
+    manifest_raw, manifest_text = b"", None
     try:
         with tarfile.open(archive, "r:") as tar:
             for member in tar:
@@ -416,7 +592,8 @@ def _unpack(archive: Path, staging: Path) -> Manifest:
                 if source is None:  # pragma: no cover - a regular file always has a reader
                     continue
                 if name == MANIFEST:
-                    manifest_text = source.read(1 << 24).decode("utf-8")
+                    manifest_raw = source.read(1 << 24)
+                    manifest_text = manifest_raw.decode("utf-8")
                     continue
                 target = staging / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -434,6 +611,7 @@ def _unpack(archive: Path, staging: Path) -> Manifest:
         msg = f"{archive} is not a backup archive (it has no {MANIFEST})"
         raise InvalidInputError(msg)
     manifest = Manifest.from_json(manifest_text)
+    manifest.sha256 = hashlib.sha256(manifest_raw).hexdigest()
     expected = {DUMP: manifest.database} | {f"{STORE}/{f['path']}": f for f in manifest.files}
     for name, entry in expected.items():
         got = found.pop(name, None)

@@ -1,4 +1,8 @@
-"""``spatial backup`` and ``spatial restore``: the database and the raster store together."""
+"""``spatial backup`` and ``spatial restore``: the database and the raster store together.
+
+A restore is audited as ``cli:<OS user>`` in the restored database; a forced one first
+keeps the audit log it replaces in a new archive (:func:`spatial.backup.keep_audit_log`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from spatial.cli import console, friendly
+from spatial.audit import Actor
+from spatial.cli.common import console, friendly
 from spatial.db import redact, resolve_url
 from spatial.settings import Settings
 
@@ -59,14 +64,25 @@ def restore(
     force: bool = typer.Option(
         False, "--force", help="Restore over a database or raster store that is not empty."
     ),
+    keep_log_in: Path | None = typer.Option(
+        None,
+        "--keep-log-in",
+        help="With --force: the folder where the audit log the restore "
+        "replaces is kept (default: the archive's folder).",
+    ),
 ) -> None:
     """Restore a backup into the (empty) database and the data folder's raster store."""
     from spatial.backup import restore as run  # noqa: PLC0415 - keep `spatial --help` fast
 
     settings = Settings()
     url = resolve_url(settings)
-    manifest = run(archive, url, settings, force=force)
+    manifest = run(archive, url, settings, force=force, actor=Actor.local(),
+                   keep_log_in=keep_log_in)  # fmt: skip
     console.print(f"[green]restored[/] {archive} (made {manifest.created})", highlight=False)
     console.print(f"  into {redact(url)} and {settings.data_dir}", highlight=False)
     console.print("  counts and checksums verified")
+    kept = manifest.replaced_log
+    if kept is not None and kept.path is not None:
+        console.print(f"  replaced audit log ({kept.rows} rows) kept in {kept.path}",
+                      highlight=False)  # fmt: skip
     _summary(manifest)

@@ -1,7 +1,12 @@
-"""``spatial gps``: the device registry and retention of old positions."""
+"""``spatial gps``: the device registry, geofences, webhooks and retention of old positions.
+
+Each change is audited as ``cli:<OS user>`` (:meth:`spatial.audit.Actor.local`) by the
+function that makes it, in the same transaction, as the API's changes are.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
@@ -9,7 +14,8 @@ import psycopg
 import typer
 from rich.table import Table
 
-from spatial.cli import console, friendly
+from spatial.audit import Actor
+from spatial.cli.common import console, friendly
 from spatial.db import resolve_url
 from spatial.errors import InvalidInputError
 from spatial.settings import Settings
@@ -32,10 +38,11 @@ def device_add(
     kind: str = typer.Option("vehicle", help="vehicle, person, boat, drone or sensor."),
 ) -> None:
     """Register a device; prints its token once (receivers that sign in use it)."""
-    from spatial.gps.store import add_device  # noqa: PLC0415
+    from spatial.gps.store import add_device  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
-        token = add_device(conn, device_id, name=name, department=department, kind=kind)
+        token = add_device(conn, device_id, name=name, department=department, kind=kind,
+                           actor=Actor.local())  # fmt: skip
     console.print(f"[green]registered[/] {device_id}; token (shown once): {token}")
 
 
@@ -43,7 +50,7 @@ def device_add(
 @friendly
 def device_list() -> None:
     """The registered devices."""
-    from spatial.gps.store import list_devices  # noqa: PLC0415
+    from spatial.gps.store import list_devices  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
         found = list_devices(conn)
@@ -57,10 +64,10 @@ def device_list() -> None:
 @friendly
 def device_remove(device_id: str = typer.Argument(...)) -> None:
     """Unregister a device (its positions stay)."""
-    from spatial.gps.store import remove_device  # noqa: PLC0415
+    from spatial.gps.store import remove_device  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
-        remove_device(conn, device_id)
+        remove_device(conn, device_id, actor=Actor.local())
     console.print(f"removed {device_id}")
 
 
@@ -86,11 +93,11 @@ def retention(
     ),
 ) -> None:
     """Drop whole month partitions of positions older than the age."""
-    from spatial.gps.store import retention as drop  # noqa: PLC0415
+    from spatial.gps.store import retention as drop  # noqa: PLC0415 - keep `spatial --help` fast
 
     age = parse_age(older_than)
     with _connect() as conn:
-        dropped = drop(conn, age)
+        dropped = drop(conn, age, actor=Actor.local())
     console.print(
         f"dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}"
     )
@@ -108,16 +115,17 @@ def fence_import(
     dwell: int | None = typer.Option(None, "--dwell", help="Seconds inside before a dwell event."),
 ) -> None:
     """Make (or refresh) a fence of every polygon of a collection."""
-    from spatial.catalog import get_collection  # noqa: PLC0415
-    from spatial.db import engine  # noqa: PLC0415
-    from spatial.features import LayerSchema  # noqa: PLC0415
-    from spatial.gps.fences import import_fences  # noqa: PLC0415
+    from spatial.catalog import get_collection  # noqa: PLC0415 - keep `spatial --help` fast
+    from spatial.db import engine  # noqa: PLC0415 - keep `spatial --help` fast
+    from spatial.features import LayerSchema  # noqa: PLC0415 - keep `spatial --help` fast
+    from spatial.gps.fences import import_fences  # noqa: PLC0415 - keep `spatial --help` fast
 
     url = resolve_url(Settings())
     with engine(url) as eng, eng.connect() as conn:
         layer = LayerSchema.of(get_collection(conn, collection))
     with _connect() as conn:
-        count = import_fences(conn, layer, name_field=name_field, dwell_s=dwell)
+        count = import_fences(conn, layer, name_field=name_field, dwell_s=dwell,
+                              actor=Actor.local())  # fmt: skip
     console.print(f"{count} fence(s) from {collection}")
 
 
@@ -134,6 +142,19 @@ def fence_list() -> None:
     for fence_id, name, origin, dwell, active in rows:
         table.add_row(str(fence_id), name, origin, str(dwell or ""), "yes" if active else "no")
     console.print(table)
+
+
+@fences_app.command("remove")
+@friendly
+def fence_remove(
+    fence_id: int = typer.Argument(..., help="The fence's id (see 'fence list')."),
+) -> None:
+    """Delete a fence with its state and events."""
+    from spatial.gps.fences import remove_fence  # noqa: PLC0415 - keep `spatial --help` fast
+
+    with _connect() as conn:
+        remove_fence(conn, fence_id, actor=Actor.local())
+    console.print(f"removed fence {fence_id}")
 
 
 webhooks_app = typer.Typer(help="Webhooks: geofence events POSTed to other systems.",
@@ -155,11 +176,11 @@ def webhook_add(
     ),
 ) -> None:
     """Register a webhook; it gets the events recorded from now on."""
-    from spatial.gps.webhooks import add_webhook  # noqa: PLC0415
+    from spatial.gps.webhooks import add_webhook  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
         webhook_id, made = add_webhook(conn, url, secret=secret, fence_ids=fence, kinds=kind,
-                                       department=department)  # fmt: skip
+                                       department=department, actor=Actor.local())  # fmt: skip
     console.print(f"[green]webhook {webhook_id}[/] → {url}", highlight=False)
     if secret is None:
         console.print(f"secret (shown once): {made}", highlight=False)
@@ -169,7 +190,7 @@ def webhook_add(
 @friendly
 def webhook_list() -> None:
     """The webhooks and how their deliveries go."""
-    from spatial.gps.webhooks import list_webhooks  # noqa: PLC0415
+    from spatial.gps.webhooks import list_webhooks  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
         found = list_webhooks(conn)
@@ -189,10 +210,10 @@ def webhook_list() -> None:
 @friendly
 def webhook_remove(webhook_id: int = typer.Argument(...)) -> None:
     """Remove a webhook."""
-    from spatial.gps.webhooks import remove_webhook  # noqa: PLC0415
+    from spatial.gps.webhooks import remove_webhook  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
-        remove_webhook(conn, webhook_id)
+        remove_webhook(conn, webhook_id, actor=Actor.local())
     console.print(f"removed webhook {webhook_id}")
 
 
@@ -201,7 +222,7 @@ def webhook_remove(webhook_id: int = typer.Argument(...)) -> None:
 def tracks() -> None:
     """Derive the tracks, trips and stops of every device-day whose positions changed (the
     API does it every few seconds)."""
-    from spatial.gps.tracks import rebuild_all  # noqa: PLC0415
+    from spatial.gps.tracks import rebuild_all  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
         done = rebuild_all(conn)
@@ -221,10 +242,9 @@ def receive(
     topic: str = typer.Option("owntracks/#", "--topic", help="The MQTT topic filter."),
 ) -> None:
     """Run the stream receivers (the HTTP ones are part of ``spatial serve``) until stopped."""
-    import asyncio  # noqa: PLC0415
 
-    from spatial.gps.mqtt import follow_owntracks  # noqa: PLC0415
-    from spatial.gps.tcp import serve_nmea  # noqa: PLC0415
+    from spatial.gps.mqtt import follow_owntracks  # noqa: PLC0415 - keep `spatial --help` fast
+    from spatial.gps.tcp import serve_nmea  # noqa: PLC0415 - keep `spatial --help` fast
 
     if nmea_port is None and mqtt is None:
         raise InvalidInputError("give --nmea-port, --mqtt HOST:PORT, or both")

@@ -22,41 +22,39 @@ from spatial.db.embedded import pg_bindir
 from spatial.errors import DatabaseUnavailableError
 
 
-def restore_replacing(url: str, dump: IO[bytes]) -> None:
-    """Replace everything in the database by the dump, in one transaction.
+def restore_dump(
+    url: str, dump: IO[bytes], *, replace: bool = False, first: sql.Composable | None = None,
+    last: sql.Composable | None = None,
+) -> None:  # fmt: skip
+    """Restore a custom-format dump into the database, in one transaction.
 
-    ``pg_restore --clean`` cannot drop the partitions' inherited constraints (GPS
-    positions), so the dump's SQL goes through ``psql --single-transaction`` after
-    statements that drop every extension and schema of the target: a failure anywhere
-    leaves the database as it was.
+    ``pg_restore`` turns the dump into SQL and ``psql --single-transaction`` runs it, with
+    ``first`` before everything and ``last`` after the dump: a failure anywhere (one of
+    those statements raising included) leaves the database as it was.
+
+    Args:
+        replace: drop every extension and schema of the target first (``pg_restore
+            --clean`` cannot drop the partitions' inherited constraints, GPS positions).
+            Dropping a schema drops its tables whole: no row or TRUNCATE trigger fires, so
+            the audit log's append-only trigger does not stop it (the caller keeps the
+            log it replaces, :mod:`spatial.backup`).
+        first: statements to run before anything is dropped or restored (a lock and a
+            check that refuses the restore by raising an error).
+        last: statements to run after the dump (the restore's own audit row).
     """
     with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
-        extensions = conn.execute(
-            "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname"
-        ).fetchall()
-        schemas = conn.execute(
-            "SELECT nspname FROM pg_namespace n WHERE nspname NOT IN ('pg_catalog', "
-            "'information_schema') AND nspname NOT LIKE 'pg\\_%' AND NOT EXISTS (SELECT 1 "
-            "FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass "
-            "AND d.objid = n.oid AND d.deptype = 'e') ORDER BY nspname"
-        ).fetchall()
-        drops: list[sql.Composable] = [
-            sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE;").format(sql.Identifier(r[0]))
-            for r in extensions
-        ]
-        drops += [
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE;").format(sql.Identifier(r[0]))
-            for r in schemas
-        ]
-        drops.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS public;"))
-        cleanup = sql.SQL(" ").join(drops).as_string(conn)
+        commands = [] if first is None else [first.as_string(conn)]
+        if replace:
+            commands.append(_cleanup(conn))
+        after = [] if last is None else [last.as_string(conn)]
     script = subprocess.Popen(
         [str(pg_bindir() / "pg_restore"), "--no-owner", "--no-privileges", "--file=-"],
         stdin=dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         run(url, ["psql", "--no-psqlrc", "--quiet", "--single-transaction",
-                   "--set=ON_ERROR_STOP=1", f"--command={cleanup}", "--file=-",
+                   "--set=ON_ERROR_STOP=1", *(f"--command={c}" for c in commands),
+                   "--file=-", *(f"--command={c}" for c in after),
                    "--output=/dev/null"], stdin=script.stdout)  # fmt: skip
     finally:
         if script.stdout is not None:
@@ -66,6 +64,29 @@ def restore_replacing(url: str, dump: IO[bytes]) -> None:
         reason = errors.decode("utf-8", errors="replace").strip()
         msg = f"pg_restore failed: {reason[-2000:]}"
         raise DatabaseUnavailableError(msg)
+
+
+def _cleanup(conn: psycopg.Connection[Any]) -> str:
+    """The statements that drop every extension and schema of the database (and make an
+    empty ``public``)."""
+    extensions = conn.execute(
+        "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname"
+    ).fetchall()
+    schemas = conn.execute(
+        "SELECT nspname FROM pg_namespace n WHERE nspname NOT IN ('pg_catalog', "
+        "'information_schema') AND nspname NOT LIKE 'pg\\_%' AND NOT EXISTS (SELECT 1 "
+        "FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass "
+        "AND d.objid = n.oid AND d.deptype = 'e') ORDER BY nspname"
+    ).fetchall()
+    drops: list[sql.Composable] = [
+        sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE;").format(sql.Identifier(r[0]))
+        for r in extensions
+    ]
+    drops += [
+        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE;").format(sql.Identifier(r[0])) for r in schemas
+    ]
+    drops.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS public;"))
+    return sql.SQL(" ").join(drops).as_string(conn)
 
 
 def run(url: str, argv: list[str], *, stdin: IO[bytes] | None = None,

@@ -7,6 +7,9 @@ Only fixes newer than a device's previous latest position move it through fences
 fix is stored but does not rewrite its history of events. A device's state in each fence
 (inside or not, since when, dwell sent) is kept per device and fence, so an exit is found
 even when the fix that leaves is far from the fence.
+
+Every change to the fences (:func:`add_fence`, :func:`import_fences`, :func:`remove_fence`)
+is audited in the transaction that makes it, whoever calls it (the API, a command, a script).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import psycopg
 import shapely
 from psycopg import sql
 
+from spatial.audit import Actor, record
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import LayerSchema, source
 from spatial.gps.fix import Fix
@@ -37,11 +41,18 @@ class Event:
     lat: float
 
 
+AUDITED_IDS = 10_000
+"""At most this many fence ids in one audit row (the count is always there)."""
+
+
 def add_fence(
     conn: psycopg.Connection[Any], name: str, geometry: dict[str, Any], *,
-    dwell_s: int | None = None,
+    dwell_s: int | None = None, actor: Actor | None = None,
 ) -> int:  # fmt: skip
-    """A drawn fence (GeoJSON polygon in lon/lat); returns its id.
+    """A drawn fence (GeoJSON polygon in lon/lat), audited as ``fence-add``; returns its id.
+
+    Args:
+        actor: who draws it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         InvalidInputError: not a valid polygon, an empty name, or a bad dwell time.
@@ -58,21 +69,28 @@ def add_fence(
         raise InvalidInputError("a fence needs a name")
     if dwell_s is not None and dwell_s <= 0:
         raise InvalidInputError("the dwell time must be a positive number of seconds")
-    row = conn.execute(
-        "INSERT INTO gps.fences (name, geom, dwell_s) VALUES "
-        "(%s, ST_Multi(ST_SetSRID(ST_GeomFromText(%s), 4326)), %s) RETURNING id",
-        (name.strip(), shape.wkt, dwell_s),
-    ).fetchone()
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING
-    return int(row[0])
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO gps.fences (name, geom, dwell_s) VALUES "
+            "(%s, ST_Multi(ST_SetSRID(ST_GeomFromText(%s), 4326)), %s) RETURNING id",
+            (name.strip(), shape.wkt, dwell_s),
+        ).fetchone()
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING
+        fence_id = int(row[0])
+        record(conn, actor or Actor.local(), "fence-add", feature_ids=[str(fence_id)],
+               details={"id": fence_id, "name": name.strip(), "dwell_s": dwell_s})  # fmt: skip
+    return fence_id
 
 
 def import_fences(
     conn: psycopg.Connection[Any], layer: LayerSchema, *, name_field: str | None = None,
-    dwell_s: int | None = None,
+    dwell_s: int | None = None, actor: Actor | None = None,
 ) -> int:  # fmt: skip
-    """Copy the polygons of a vector layer into fences (again: replaced, by feature);
-    returns how many.
+    """Copy the polygons of a vector layer into fences (again: replaced, by feature),
+    audited as ``fence-import`` with the fences' ids; returns how many.
+
+    Args:
+        actor: who imports them [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         InvalidInputError: no such name property, or no polygon in the layer.
@@ -86,24 +104,39 @@ def import_fences(
         "SELECT {}, %s, t.fid, ST_Multi(ST_CollectionExtract(ST_Transform(t.geom, 4326), 3)), %s "
         "FROM {} t WHERE ST_Dimension(t.geom) = 2 "
         "ON CONFLICT (source_collection, source_feature) DO UPDATE SET name = excluded.name, "
-        "geom = excluded.geom, dwell_s = excluded.dwell_s, active = true"
+        "geom = excluded.geom, dwell_s = excluded.dwell_s, active = true RETURNING id"
     ).format(label, source(layer))
-    count = conn.execute(statement, (layer.id, dwell_s)).rowcount
-    if count == 0:
-        msg = f"collection {layer.id!r} has no polygons to make fences of"
-        raise InvalidInputError(msg)
-    return int(count)
+    with conn.transaction():
+        ids = sorted(int(r[0]) for r in conn.execute(statement, (layer.id, dwell_s)))
+        if not ids:
+            msg = f"collection {layer.id!r} has no polygons to make fences of"
+            raise InvalidInputError(msg)
+        record(conn, actor or Actor.local(), "fence-import",
+               feature_ids=[str(i) for i in ids[:AUDITED_IDS]],
+               details={"collection": layer.id, "fences": len(ids), "name_field": name_field,
+                        "dwell_s": dwell_s})  # fmt: skip
+    return len(ids)
 
 
-def remove_fence(conn: psycopg.Connection[Any], fence_id: int) -> None:
-    """Delete a fence with its state and events.
+def remove_fence(
+    conn: psycopg.Connection[Any], fence_id: int, *, actor: Actor | None = None
+) -> None:
+    """Delete a fence with its state and events, audited as ``fence-remove``.
+
+    Args:
+        actor: who removes it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         NotFoundError: no such fence.
     """
-    if conn.execute("DELETE FROM gps.fences WHERE id = %s", (fence_id,)).rowcount == 0:
-        msg = f"fence {fence_id} does not exist"
-        raise NotFoundError(msg)
+    with conn.transaction():
+        row = conn.execute("DELETE FROM gps.fences WHERE id = %s RETURNING name, "
+                           "source_collection", (fence_id,)).fetchone()  # fmt: skip
+        if row is None:
+            msg = f"fence {fence_id} does not exist"
+            raise NotFoundError(msg)
+        record(conn, actor or Actor.local(), "fence-remove", feature_ids=[str(fence_id)],
+               details={"id": fence_id, "name": row[0], "collection": row[1]})  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from spatial.audit import Actor, record
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.gps import fences, pgarrays
 from spatial.gps.fix import DEVICE_ID, Fix, Reject
@@ -74,9 +75,13 @@ def _hash(token: str) -> str:
 
 def add_device(
     conn: psycopg.Connection[Any], device_id: str, *, name: str | None = None,
-    department: str | None = None, kind: str = "vehicle",
+    department: str | None = None, kind: str = "vehicle", actor: Actor | None = None,
 ) -> str:  # fmt: skip
-    """Register a device; returns its token (shown once, stored hashed).
+    """Register a device, audited as ``device-add``; returns its token (shown once, stored
+    hashed, never in the audit log).
+
+    Args:
+        actor: who registers it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         InvalidInputError: a bad id or kind, an unknown department, or an id in use.
@@ -94,11 +99,14 @@ def add_device(
         raise InvalidInputError(msg)
     token = secrets.token_urlsafe(24)
     try:
-        conn.execute(
-            "INSERT INTO gps.devices (id, name, department, kind, token_sha256) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (device_id, name or device_id, department, kind, _hash(token)),
-        )
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO gps.devices (id, name, department, kind, token_sha256) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (device_id, name or device_id, department, kind, _hash(token)),
+            )
+            record(conn, actor or Actor.local(), "device-add", feature_ids=[device_id],
+                   details={"department": department, "kind": kind})  # fmt: skip
     except psycopg.errors.UniqueViolation:
         msg = f"device {device_id!r} is already registered"
         raise InvalidInputError(msg) from None
@@ -113,15 +121,28 @@ def list_devices(conn: psycopg.Connection[Any]) -> list[Device]:
     return [Device(*row) for row in rows]
 
 
-def remove_device(conn: psycopg.Connection[Any], device_id: str) -> None:
-    """Unregister a device (its positions stay).
+def device_department(conn: psycopg.Connection[Any], device_id: str) -> str | None:
+    """The department a device belongs to (None: no department, or no such device)."""
+    row = conn.execute("SELECT department FROM gps.devices WHERE id = %s", (device_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def remove_device(
+    conn: psycopg.Connection[Any], device_id: str, *, actor: Actor | None = None
+) -> None:
+    """Unregister a device (its positions stay), audited as ``device-remove``.
+
+    Args:
+        actor: who unregisters it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         NotFoundError: no such device.
     """
-    if conn.execute("DELETE FROM gps.devices WHERE id = %s", (device_id,)).rowcount == 0:
-        msg = f"device {device_id!r} is not registered"
-        raise NotFoundError(msg)
+    with conn.transaction():
+        if conn.execute("DELETE FROM gps.devices WHERE id = %s", (device_id,)).rowcount == 0:
+            msg = f"device {device_id!r} is not registered"
+            raise NotFoundError(msg)
+        record(conn, actor or Actor.local(), "device-remove", feature_ids=[device_id])
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -414,10 +435,19 @@ def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
         )  # fmt: skip
 
 
-def retention(conn: psycopg.Connection[Any], older_than: dt.timedelta,
-              now: dt.datetime | None = None) -> list[str]:  # fmt: skip
+def retention(
+    conn: psycopg.Connection[Any], older_than: dt.timedelta, now: dt.datetime | None = None,
+    *, actor: Actor | None = None,
+) -> list[str]:  # fmt: skip
     """Drop the month partitions that end before ``now - older_than`` (whole partitions
-    only: a month partly inside the window stays); returns their names."""
+    only: a month partly inside the window stays); returns their names.
+
+    Each run is audited as ``positions-retention`` (with the partitions it dropped, none
+    included), so the log shows the policy was applied and what it removed.
+
+    Args:
+        actor: who applies it [default: the OS user, :meth:`Actor.local`].
+    """
     cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
     parts = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -432,4 +462,7 @@ def retention(conn: psycopg.Connection[Any], older_than: dt.timedelta,
             if end <= cutoff:
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("gps", name)))
                 dropped.append(name)
+        record(conn, actor or Actor.local(), "positions-retention",
+               details={"older_than_s": older_than.total_seconds(),
+                        "cutoff": cutoff.isoformat(), "dropped": dropped})  # fmt: skip
     return dropped

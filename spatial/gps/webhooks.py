@@ -14,6 +14,11 @@ Several API workers deliver at once: each batch is sent while its webhook's row 
 (``FOR UPDATE SKIP LOCKED``), so a webhook is in one worker's hands at a time and a slow
 receiver holds up no other webhook. Event ids follow commit order (migration 0010), so the
 cursor never passes an event that commits late.
+
+Adding and removing a webhook are audited (``webhook-add``, ``webhook-remove``) in the
+transaction that makes the change, whoever calls them (the API or a command). The row
+names the webhook by id and its URL by scheme, host and port only: receivers often carry
+their own credential in the URL's path or query, and the secret is never recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 import spatial
+from spatial.audit import Actor, record
 from spatial.errors import InvalidInputError, NotFoundError
 
 KINDS = ("enter", "exit", "dwell")
@@ -117,12 +123,24 @@ def check_url(url: str) -> str:
     return url
 
 
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: what the audit log records of a webhook's URL."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
+
+
 def add_webhook(
     conn: psycopg.Connection[Any], url: str, *, secret: str | None = None,
     fence_ids: Sequence[int] = (), kinds: Sequence[str] = (), department: str | None = None,
+    actor: Actor | None = None,
 ) -> tuple[int, str]:  # fmt: skip
-    """Register a webhook; it gets the events recorded from now on. Returns its id and its
-    secret (generated when none is given; shown once by the callers).
+    """Register a webhook, audited as ``webhook-add``; it gets the events recorded from now
+    on. Returns its id and its secret (generated when none is given; shown once by the
+    callers).
+
+    Args:
+        actor: who registers it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         InvalidInputError: a bad URL, a short secret, an unknown fence, kind or department.
@@ -149,13 +167,19 @@ def add_webhook(
     ).fetchone() is None:  # fmt: skip
         msg = f"department {department!r} does not exist (spatial user department add)"
         raise InvalidInputError(msg)
-    row = conn.execute(
-        "INSERT INTO gps.webhooks (url, secret, fence_ids, kinds, department) "
-        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (url, secret, fences or None, sorted(set(kinds)) or None, department),
-    ).fetchone()
-    assert row is not None  # noqa: S101 - INSERT ... RETURNING
-    return int(row[0]), secret
+    kinds = sorted(set(kinds))
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO gps.webhooks (url, secret, fence_ids, kinds, department) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (url, secret, fences or None, kinds or None, department),
+        ).fetchone()
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING
+        webhook_id = int(row[0])
+        record(conn, actor or Actor.local(), "webhook-add", feature_ids=[str(webhook_id)],
+               details={"id": webhook_id, "origin": origin(url), "fences": fences,
+                        "kinds": kinds, "department": department})  # fmt: skip
+    return webhook_id, secret
 
 
 def list_webhooks(conn: psycopg.Connection[Any]) -> list[Webhook]:
@@ -172,15 +196,26 @@ def list_webhooks(conn: psycopg.Connection[Any]) -> list[Webhook]:
     ]  # fmt: skip
 
 
-def remove_webhook(conn: psycopg.Connection[Any], webhook_id: int) -> None:
-    """Delete a webhook (a delivery under way finishes first).
+def remove_webhook(
+    conn: psycopg.Connection[Any], webhook_id: int, *, actor: Actor | None = None
+) -> None:
+    """Delete a webhook (a delivery under way finishes first), audited as
+    ``webhook-remove``.
+
+    Args:
+        actor: who removes it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
         NotFoundError: no such webhook.
     """
-    if conn.execute("DELETE FROM gps.webhooks WHERE id = %s", (webhook_id,)).rowcount == 0:
-        msg = f"webhook {webhook_id} does not exist"
-        raise NotFoundError(msg)
+    with conn.transaction():
+        row = conn.execute("DELETE FROM gps.webhooks WHERE id = %s RETURNING url",
+                           (webhook_id,)).fetchone()  # fmt: skip
+        if row is None:
+            msg = f"webhook {webhook_id} does not exist"
+            raise NotFoundError(msg)
+        record(conn, actor or Actor.local(), "webhook-remove", feature_ids=[str(webhook_id)],
+               details={"id": webhook_id, "origin": origin(row[0])})  # fmt: skip
 
 
 def sign(secret: str, body: bytes) -> str:
