@@ -45,6 +45,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
 ]
 QUERYABLES: dict[str, tuple[str, str, str]] = {
@@ -62,6 +63,8 @@ QUERYABLES: dict[str, tuple[str, str, str]] = {
 }
 """What a ``filter`` may name (besides ``id`` and ``geometry``): type, SQL, title."""
 MAX_LIMIT = 1000
+RASTER_STATISTICS = frozenset({"minimum", "maximum", "mean", "stddev", "valid_percent"})
+"""The members of a band's ``statistics`` in the raster extension v1.1 (no others)."""
 
 
 def _items_table() -> sql.Composable:
@@ -238,11 +241,13 @@ def search_statement(search: Search, readable: list[str]) -> tuple[sql.Composed,
 
 
 def item_document(row: dict[str, Any], base: str) -> dict[str, Any]:
-    """A STAC Item from a search row; asset hrefs become API URLs."""
+    """A STAC Item from a search row; asset hrefs become API URLs, and data assets carry
+    their ``raster:bands`` (see :func:`_raster_bands`)."""
     cid, iid = row["collection"], row["id"]
     href = f"{base}/stac/collections/{cid}/items/{iid}"
+    bands = _raster_bands(row["properties"])
     assets = {
-        key: {**asset, "href": f"{href}/assets/{key}"} for key, asset in row["assets"].items()
+        key: _asset(asset, f"{href}/assets/{key}", bands) for key, asset in row["assets"].items()
     }
     tiles = f"{base}/collections/{cid}/items/{iid}/map/tiles/WebMercatorQuad"
     return {
@@ -277,6 +282,40 @@ def item_document(row: dict[str, Any], base: str) -> dict[str, Any]:
             },
         ],
     }
+
+
+def _raster_bands(properties: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Band name: its ``raster:bands`` entry as the raster extension (v1.1) has it.
+
+    The ingest keeps the band table in the item's properties (the tile and coverage code
+    read it there), but the raster extension v1.1 defines ``raster:bands`` on assets only,
+    where clients (pystac, rio-tiler's STAC reader) look for it. It allows no ``null``
+    nodata (a band without nodata leaves the member out) and no statistics but its own
+    (the percentiles the map tiles stretch by stay in the properties).
+    """
+    names = [band.get("name") for band in properties.get("eo:bands", [])]
+    table = properties.get("raster:bands", [])
+    if len(names) != len(table):
+        return {}
+    out = {}
+    for name, entry in zip(names, table, strict=True):
+        band = {k: v for k, v in entry.items() if not (k == "nodata" and v is None)}
+        if isinstance(entry.get("statistics"), dict):
+            band["statistics"] = {
+                k: v for k, v in entry["statistics"].items() if k in RASTER_STATISTICS
+            }
+        out[name] = band
+    return out
+
+
+def _asset(asset: dict[str, Any], href: str, bands: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An asset with its API URL; a data asset also gets the raster bands of its own
+    ``eo:bands`` (the display copy is resampled, so the source's statistics do not hold)."""
+    served = {**asset, "href": href}
+    own = [bands.get(band.get("name")) for band in asset.get("eo:bands", [])]
+    if "data" in asset.get("roles", []) and own and all(entry is not None for entry in own):
+        served["raster:bands"] = own
+    return served
 
 
 def collection_document(record: CollectionRecord, base: str) -> dict[str, Any]:
