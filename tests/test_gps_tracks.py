@@ -3,6 +3,7 @@ stored positions (dirty device-days, lines, lengths, trips and stops, the views)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,19 @@ def test_a_day_splits_into_trips_and_stops() -> None:
     assert tracks.segment([]) == [] and tracks.segment(_day()[:1]) == []
 
 
+@contextlib.contextmanager
+def _deriving(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Hold the derivation lock, as a deriving process does. The session's API workers
+    derive every dirty day of this database every few seconds (``api.live.derive_tracks``):
+    meanwhile they skip, so the day this test marks dirty is still dirty when it looks, and
+    is derived by the test itself (the lock is re-entrant on the same connection)."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (tracks._DERIVING,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (tracks._DERIVING,))
+
+
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(database_url, autocommit=True) as connection:
@@ -66,8 +80,10 @@ def test_tracks_are_derived_from_stored_positions(
 ) -> None:
     store.add_device(conn, "tk-bus")
     fixes = [Fix(time=t, lon=x, lat=y, device="tk-bus") for t, x, y in _day()]
-    store.store(conn, fixes, source="test", settings=GpsSettings(), now=NOW)
-    dirty = conn.execute("SELECT day FROM gps.tracks_dirty WHERE device_id = 'tk-bus'").fetchall()
+    with _deriving(conn):
+        store.store(conn, fixes, source="test", settings=GpsSettings(), now=NOW)
+        dirty = conn.execute("SELECT day FROM gps.tracks_dirty WHERE device_id = 'tk-bus'"
+                             ).fetchall()  # fmt: skip
     assert dirty == [(T0.date(),)]
     done = run_cli("gps", "tracks", SPATIAL_DATABASE_URL=database_url, SPATIAL_ENVIRONMENT="test")
     assert done.returncode == 0, done.stderr
@@ -86,8 +102,9 @@ def test_tracks_are_derived_from_stored_positions(
     # A late fix marks the day again; deriving it again replaces, never duplicates.
     late = Fix(time=T0 - dt.timedelta(minutes=1), lon=112.0 - 50 * METRE, lat=22.9,
                device="tk-bus")  # fmt: skip
-    store.store(conn, [late], source="test", settings=GpsSettings(), now=NOW)
-    assert tracks.rebuild_all(conn) == 1
+    with _deriving(conn):
+        store.store(conn, [late], source="test", settings=GpsSettings(), now=NOW)
+        assert tracks.rebuild_all(conn) == 1
     assert conn.execute("SELECT points FROM gps.tracks WHERE device_id = 'tk-bus'"
                         ).fetchone() == (len(fixes) + 1,)  # fmt: skip
     assert conn.execute("SELECT count(*) FROM gps.trips WHERE device_id = 'tk-bus'"

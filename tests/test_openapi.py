@@ -82,6 +82,8 @@ def layer(
 ) -> str:
     """The ``zoo`` layer in the live API's catalog."""
     _ingest(settings, tmp_path_factory.mktemp("openapi"), "zoo", public=True)
+    with httpx.Client(base_url=live_api.url, timeout=30) as client:
+        wait_for_collection(client, "zoo")  # the running API follows the catalog shortly
     return live_api.url
 
 
@@ -100,7 +102,8 @@ def throwaway(
     _ingest(settings, folder, "fuzzed", public=False)
     ingest_job = _ingest_scene(settings, folder, "fuzzed_scenes")
     with httpx.Client(base_url=live_api.url, headers=admin_auth, timeout=30) as client:
-        wait_for_collection(client, "fuzzed")
+        for made_here in ("fuzzed", "fuzzed_scenes"):  # two commits: maybe two reloads
+            wait_for_collection(client, made_here)
 
         def made(path: str, body: dict[str, Any]) -> dict[str, Any]:
             response = client.post(path, json=body)

@@ -348,6 +348,7 @@ def test_the_ingest_api_uploads_one_file_or_a_scenes_band_files(
     assert answer.status_code == 202, answer.text
     job = _finished(api, answer.headers["location"], admin_auth)
     assert job["state"] == "succeeded", job
+    _assert_no_upload_left(settings)
     assert job["report"]["items"] == ["scene_2025"]
     wait_for(api, "up_scenes", admin_auth)
     item = api.get("/stac/collections/up_scenes/items/scene_2025", headers=admin_auth).json()
@@ -365,5 +366,12 @@ def test_the_ingest_api_uploads_one_file_or_a_scenes_band_files(
     assert job["state"] == "succeeded", job
     assert job["report"]["items"] == ["LC80200392015216LGN00"]
     assert job["report"]["scenes"][0]["bands"] == ["B2", "B3", "B4", "B5"]
+    _assert_no_upload_left(settings)
+
+
+def _assert_no_upload_left(settings: Settings) -> None:
+    """Nothing is left of the uploads once their jobs read final (a job's cleanup comes
+    before its final state: ``test_ingest_jobs.py`` holds the cleanup open to prove it)."""
     uploads = settings.var_dir / "ingest" / "uploads"
-    assert not uploads.exists() or not any(uploads.iterdir())  # nothing left of the uploads
+    left = sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
+    assert not left, f"uploads left behind: {left}"

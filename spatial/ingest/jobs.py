@@ -4,6 +4,10 @@ Job rows are written on their own autocommit connection, outside the ingest's
 transaction, so progress is visible while the ingest runs and a failed ingest (whose
 transaction rolls back) still leaves its job marked failed with the reason.
 
+A job's state is final only after all its cleanup: :func:`run` removes what the job owns
+(an upload, temporary files) before it writes ``succeeded`` or ``failed``, so whoever
+reads the final state finds nothing of the job left behind.
+
 A running job holds an advisory lock (:data:`LOCK`) on a connection of its own. When the
 process running it dies (killed, out of memory, its machine gone), PostgreSQL closes that
 connection, rolls the ingest's transaction back and frees the lock: :data:`REAP` then
@@ -195,20 +199,33 @@ def run(
     report: dict[str, Any],
     work: Callable[[Callable[[float, str], None]], tuple[T, str]],
     on_progress: Callable[[float, str], None] | None = None,
+    *,
+    cleanup: Callable[[], None] | None = None,
 ) -> T:
     """Run an ingest as job ``job_id``: mark it running, pass ``work`` a progress callback
     (recorded on the job and forwarded to ``on_progress``), and record how it ended with
     ``report``. ``work`` returns its result and the job's closing message.
+
+    ``cleanup`` removes what the job owns (its upload, temporary files) and must not
+    raise. It runs once ``work`` has ended, successfully or not, and before the job's
+    final state is written: whoever reads ``succeeded`` or ``failed`` finds it done. It
+    also runs when the job could not even start.
 
     Raises:
         Whatever ``work`` raised, after marking the job failed with the reason (a refused
         input's message, "interrupted", or the internal error).
     """
     tracker = Tracker(url, job_id)
-    with psycopg.connect(url, autocommit=True) as holder:
-        holder.execute(LOCK.format("pg_advisory_lock"), (job_id,))
-        tracker.start()
-        return _work(tracker, report, work, on_progress)
+    started = False
+    try:
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute(LOCK.format("pg_advisory_lock"), (job_id,))
+            tracker.start()
+            started = True
+            return _work(tracker, report, work, on_progress, cleanup)
+    finally:
+        if not started and cleanup is not None:
+            cleanup()
 
 
 def _work(
@@ -216,6 +233,7 @@ def _work(
     report: dict[str, Any],
     work: Callable[[Callable[[float, str], None]], tuple[T, str]],
     on_progress: Callable[[float, str], None] | None,
+    cleanup: Callable[[], None] | None,
 ) -> T:
     def progress(fraction: float, message: str) -> None:
         tracker.progress(fraction, message)
@@ -223,7 +241,11 @@ def _work(
             on_progress(fraction, message)
 
     try:
-        result, message = work(progress)
+        try:
+            result, message = work(progress)
+        finally:
+            if cleanup is not None:
+                cleanup()
     except SpatialError as exc:  # refused input, a full store...: its message says why
         report.setdefault("error", str(exc))
         report.update(getattr(exc, "report", {}))
@@ -238,3 +260,96 @@ def _work(
     if on_progress:
         on_progress(1.0, "done")
     return result
+
+
+# -- the API's view of jobs (asynchronous connections) ---------------------------------------
+
+AsyncConn = psycopg.AsyncConnection[Any]
+
+
+async def read(
+    conn: AsyncConn, job_id: str, *, kind: str | None = None, reap: bool = False
+) -> dict[str, Any] | None:
+    """One job as stored (None: no such job, or not of ``kind``); with ``reap``, a job
+    whose worker died is first marked failed (:data:`REAP`).
+
+    Raises:
+        NotFoundError: not a job id at all.
+    """
+    uid = job_uuid(job_id)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if reap:
+            await cur.execute(REAP, {"id": uid})
+        await cur.execute(SELECT_JOB, (uid,))
+        row: dict[str, Any] | None = await cur.fetchone()
+    return None if row is None or (kind is not None and row["kind"] != kind) else row
+
+
+_RECENT = (
+    SELECT_JOB.split(" WHERE ", maxsplit=1)[0]
+    + " WHERE kind = %(kind)s AND (%(who)s::text IS NULL OR created_by = %(who)s) "
+    "ORDER BY created_at DESC LIMIT %(limit)s"
+)
+
+
+async def recent(
+    conn: AsyncConn, kind: str, created_by: str | None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The latest jobs of ``kind``, newest first (of ``created_by``; None: everyone's)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_RECENT, {"kind": kind, "who": created_by, "limit": limit})
+        rows: list[dict[str, Any]] = await cur.fetchall()
+    return rows
+
+
+async def reap_all(conn: AsyncConn) -> int:
+    """Mark failed every job no live worker holds (a worker's start); how many."""
+    cur = await conn.execute(REAP, {"id": None})
+    return len(await cur.fetchall())
+
+
+async def lock(conn: AsyncConn, job_id: str, *, held: bool = True) -> None:
+    """Take (``held``) or release a job's advisory lock (:data:`LOCK`) on ``conn``."""
+    await conn.execute(LOCK.format("pg_advisory_lock" if held else "pg_advisory_unlock"),
+                       (job_id,))  # fmt: skip
+
+
+async def insert(
+    conn: AsyncConn, job_id: str, kind: str, *, source: str, options: dict[str, Any],
+    created_by: str,
+) -> None:  # fmt: skip
+    """Record a job with an id chosen beforehand (:data:`INSERT`; take its lock first)."""
+    await conn.execute(INSERT, (job_id, kind, None, source, Jsonb(options), created_by))
+
+
+_DISMISS = (
+    "UPDATE platform.ingest_jobs SET state = 'cancelled', report = %s, "
+    "message = 'dismissed', finished_at = coalesce(finished_at, now()) WHERE id = %s::uuid"
+)
+
+
+async def dismiss(conn: AsyncConn, job_id: str) -> None:
+    """Mark a job cancelled and drop its results."""
+    await conn.execute(_DISMISS, (Jsonb({}), job_id))
+
+
+_QUARANTINE = """
+    SELECT json_build_object(
+        'type', 'FeatureCollection',
+        'features', coalesce(json_agg(json_build_object(
+            'type', 'Feature',
+            'id', q.id,
+            'geometry', ST_AsGeoJSON(platform.try_transform(q.geom, 4326))::json,
+            'properties', q.properties || jsonb_build_object(
+                '_reasons', q.reasons, '_source_fid', q.source_fid, '_key', q.key))
+            ORDER BY q.id), '[]'::json))::text
+    FROM platform.quarantine q WHERE q.job_id = %s::uuid
+"""
+
+
+async def quarantine(conn: AsyncConn, job_id: str) -> str:
+    """The features a job kept aside, with their reasons, as GeoJSON text (lon/lat) built
+    by PostGIS."""
+    cur = await conn.execute(_QUARANTINE, (job_uuid(job_id),))
+    row = await cur.fetchone()
+    return str(row[0]) if row and row[0] else '{"type":"FeatureCollection","features":[]}'
