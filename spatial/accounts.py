@@ -9,6 +9,13 @@ version; raising the version (a new password, a disabled account) revokes them a
 Every change here is written to the audit log by the same transaction, and every table it
 touches notifies the API workers (``spatial_access``), which reload their snapshot
 (:class:`spatial.access.Directory`).
+
+The statements are SQLAlchemy Core built over the models of :mod:`spatial.models`, values
+bound; a grant's area goes through geoalchemy2 (its ``Geometry`` column and the
+``ST_GeomFromText``/``ST_Multi``/``ST_AsText`` functions). The models are imported on first
+use (:func:`_tables`), not with this module: every ``spatial`` command imports it, the
+benchmarked ``spatial ingest vector`` included, and the ORM with geoalchemy2 would add
+about a fifth of a second to each start-up (figures in :mod:`spatial.models`).
 """
 
 from __future__ import annotations
@@ -18,18 +25,41 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from sqlalchemy import Connection, text
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    Connection,
+    Interval,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    extract,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import INET, aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as upsert
 
 from spatial.access import GRANTEE_KINDS, LEVELS, ROLE_CAPS, Account, Directory, row_condition
 from spatial.audit import Actor, audit
 from spatial.catalog import get_collection
 from spatial.errors import ConflictError, InvalidInputError, NotFoundError, UnauthorizedError
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
+    from spatial import models
 
 KEY_PREFIX = "s3s"
 AUDIENCE = "spatial"
@@ -37,6 +67,37 @@ _HASHER = PasswordHasher()
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{1,62}")
 _KEY = re.compile(rf"{KEY_PREFIX}_([0-9a-f]{{8}})_([A-Za-z0-9_-]{{43}})")
 MIN_PASSWORD = 10
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The models this module's statements are built from."""
+
+    departments: type[models.Department]
+    users: type[models.User]
+    user_roles: type[models.UserRole]
+    api_keys: type[models.ApiKey]
+    grants: type[models.Grant]
+    collections: type[models.Collection]
+    auth_failures: type[models.AuthFailure]
+
+
+@cache
+def _tables() -> _Tables:
+    """The models, imported on the first statement (see the module's docstring); importing
+    them also registers geoalchemy2's functions, so ``func.ST_*`` are geoalchemy2's."""
+    from spatial import models  # noqa: PLC0415 - heavy (the ORM, geoalchemy2): off every start-up
+
+    return _Tables(
+        models.Department, models.User, models.UserRole, models.ApiKey, models.Grant,
+        models.Collection, models.AuthFailure,
+    )  # fmt: skip
+
+
+def _inet(address: str | None) -> ColumnElement[Any]:
+    """A client address bound as ``inet``; None stays a bound NULL (``= NULL`` matches no
+    row, where SQLAlchemy would write ``IS NULL`` for a bare None)."""
+    return cast(bindparam("address", address, type_=Text), INET)
 
 
 # -- departments and users ----------------------------------------------------------------
@@ -49,12 +110,11 @@ def add_department(conn: Connection, actor: Actor, dept_id: str, name: str) -> N
         InvalidInputError: a malformed id. ConflictError: the id exists.
     """
     _check_name(dept_id, "department id")
-    if conn.execute(text("SELECT 1 FROM platform.departments WHERE id = :id"),
-                    {"id": dept_id}).first():  # fmt: skip
+    departments = _tables().departments
+    if conn.execute(select(departments.id).where(departments.id == dept_id)).first():
         msg = f"department {dept_id!r} already exists"
         raise ConflictError(msg)
-    conn.execute(text("INSERT INTO platform.departments (id, name) VALUES (:id, :name)"),
-                 {"id": dept_id, "name": name})  # fmt: skip
+    conn.execute(insert(departments).values(id=dept_id, name=name))
     audit(conn, actor, "department.add", details={"department": dept_id, "name": name})
 
 
@@ -73,19 +133,17 @@ def add_user(
     _check_roles(roles)
     if department is not None:
         _department(conn, department)
-    if conn.execute(text("SELECT 1 FROM platform.users WHERE username = :u"),
-                    {"u": username}).first():  # fmt: skip
+    users = _tables().users
+    if conn.execute(select(users.id).where(users.username == username)).first():
         msg = f"user {username!r} already exists"
         raise ConflictError(msg)
     digest = hash_password(password) if password is not None else None
     user_id = int(conn.execute(
-        text("INSERT INTO platform.users (username, display_name, department_id, "
-             "password_hash, is_service) VALUES (:u, :d, :dept, :h, :s) RETURNING id"),
-        {"u": username, "d": display_name, "dept": department, "h": digest, "s": service},
+        insert(users).values(username=username, display_name=display_name,
+                             department_id=department, password_hash=digest, is_service=service)
+        .returning(users.id)
     ).scalar_one())  # fmt: skip
-    for role in roles:
-        conn.execute(text("INSERT INTO platform.user_roles (user_id, role) VALUES (:u, :r)"),
-                     {"u": user_id, "r": role})  # fmt: skip
+    _add_roles(conn, user_id, roles)
     details = {"user": username, "roles": list(roles), "department": department,
                "service": service}  # fmt: skip
     audit(conn, actor, "user.add", details=details)
@@ -95,11 +153,7 @@ def add_user(
 def set_password(conn: Connection, actor: Actor, username: str, password: str) -> None:
     """Set a user's password; their bearer tokens stop working."""
     user_id = _user_id(conn, username)
-    conn.execute(
-        text("UPDATE platform.users SET password_hash = :h, token_version = token_version + 1, "
-             "updated_at = now() WHERE id = :id"),
-        {"h": hash_password(password), "id": user_id},
-    )  # fmt: skip
+    _update_user(conn, user_id, password_hash=hash_password(password))
     audit(conn, actor, "user.password", details={"user": username})
 
 
@@ -107,34 +161,54 @@ def set_active(conn: Connection, actor: Actor, username: str, *, active: bool) -
     """Enable or disable a user; disabling revokes their tokens (their keys stop working
     while they are disabled)."""
     user_id = _user_id(conn, username)
-    conn.execute(
-        text("UPDATE platform.users SET active = :a, token_version = token_version + 1, "
-             "updated_at = now() WHERE id = :id"),
-        {"a": active, "id": user_id},
-    )  # fmt: skip
+    _update_user(conn, user_id, active=active)
     audit(conn, actor, "user.enable" if active else "user.disable", details={"user": username})
+
+
+def _update_user(conn: Connection, user_id: int, **values: Any) -> None:
+    """Set columns of a user and raise their token version (revoking their tokens)."""
+    users = _tables().users
+    conn.execute(
+        update(users).where(users.id == user_id)
+        .values(**values, token_version=users.token_version + 1, updated_at=func.now())
+    )  # fmt: skip
 
 
 def set_roles(conn: Connection, actor: Actor, username: str, roles: tuple[str, ...]) -> None:
     """Replace a user's roles."""
     _check_roles(roles)
     user_id = _user_id(conn, username)
-    conn.execute(text("DELETE FROM platform.user_roles WHERE user_id = :u"), {"u": user_id})
-    for role in roles:
-        conn.execute(text("INSERT INTO platform.user_roles (user_id, role) VALUES (:u, :r)"),
-                     {"u": user_id, "r": role})  # fmt: skip
+    user_roles = _tables().user_roles
+    conn.execute(delete(user_roles).where(user_roles.user_id == user_id))
+    _add_roles(conn, user_id, roles)
     audit(conn, actor, "user.roles", details={"user": username, "roles": list(roles)})
+
+
+def _add_roles(conn: Connection, user_id: int, roles: tuple[str, ...]) -> None:
+    if roles:
+        conn.execute(insert(_tables().user_roles),
+                     [{"user_id": user_id, "role": role} for role in roles])  # fmt: skip
+
+
+def list_departments(conn: Connection) -> list[dict[str, Any]]:
+    """Every department (id, name), by id."""
+    departments = _tables().departments
+    rows = conn.execute(select(departments.id, departments.name).order_by(departments.id))
+    return [dict(r) for r in rows.mappings()]
 
 
 def list_users(conn: Connection) -> list[dict[str, Any]]:
     """Every user with roles and department (never a password hash)."""
-    rows = conn.execute(text(
-        "SELECT u.id, u.username, u.display_name, u.department_id AS department, u.is_service "
-        "AS service, u.active, coalesce(array_agg(r.role ORDER BY r.role) FILTER "
-        "(WHERE r.role IS NOT NULL), '{}') AS roles FROM platform.users u "
-        "LEFT JOIN platform.user_roles r ON r.user_id = u.id GROUP BY u.id ORDER BY u.username"
-    )).mappings()  # fmt: skip
-    return [dict(r) for r in rows]
+    tables = _tables()
+    u, r = tables.users, tables.user_roles
+    roles = func.array_agg(aggregate_order_by(r.role, r.role)).filter(r.role.is_not(None))
+    rows = conn.execute(
+        select(u.id, u.username, u.display_name, u.department_id.label("department"),
+               u.is_service.label("service"), u.active,
+               func.coalesce(roles, cast([], ARRAY(Text))).label("roles"))
+        .outerjoin(r, r.user_id == u.id).group_by(u.id).order_by(u.username)
+    ).mappings()  # fmt: skip
+    return [dict(row) for row in rows]
 
 
 def hash_password(password: str) -> str:
@@ -178,11 +252,10 @@ def create_key(
     """A new API key for the user: the only time its secret is seen."""
     user_id = _user_id(conn, username)
     prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
-    conn.execute(
-        text("INSERT INTO platform.api_keys (user_id, prefix, secret_sha256, name, expires_at) "
-             "VALUES (:u, :p, :h, :n, :e)"),
-        {"u": user_id, "p": prefix, "h": _sha256(secret), "n": name, "e": expires},
-    )  # fmt: skip
+    conn.execute(insert(_tables().api_keys).values(
+        user_id=user_id, prefix=prefix, secret_sha256=_sha256(secret), name=name,
+        expires_at=expires,
+    ))  # fmt: skip
     audit(conn, actor, "key.create", details={"user": username, "prefix": prefix, "name": name})
     return f"{KEY_PREFIX}_{prefix}_{secret}"
 
@@ -193,9 +266,10 @@ def revoke_key(conn: Connection, actor: Actor, prefix: str) -> None:
     Raises:
         NotFoundError: no such key.
     """
+    keys = _tables().api_keys
     done = conn.execute(
-        text("UPDATE platform.api_keys SET revoked_at = now() WHERE prefix = :p "
-             "AND revoked_at IS NULL RETURNING id"), {"p": prefix},
+        update(keys).where(keys.prefix == prefix, keys.revoked_at.is_(None))
+        .values(revoked_at=func.now()).returning(keys.id)
     ).first()  # fmt: skip
     if done is None:
         msg = f"no active key with prefix {prefix!r}"
@@ -324,14 +398,24 @@ def add_grant(
         _user_id(conn, name)
     if row_filter is not None or area_wkt is not None:
         row_condition(record, row_filter, area_wkt)  # refuses what would not compile
+    grants = _tables().grants
+    # The area as bound WKT (a NULL gives no area); ST_Multi: the column holds multipolygons.
+    area = func.ST_Multi(func.ST_GeomFromText(bindparam("area", area_wkt, type_=Text), 4326))
+    add = upsert(grants).values(
+        collection_id=collection_id,
+        grantee_kind=kind,
+        grantee=name,
+        privilege=privilege,
+        row_filter=row_filter,
+        row_filter_area=area,
+    )
     grant_id = int(conn.execute(
-        text("INSERT INTO platform.grants (collection_id, grantee_kind, grantee, privilege, "
-             "row_filter, row_filter_area) VALUES (:c, :k, :g, :p, :f, "
-             "ST_Multi(ST_GeomFromText(:a, 4326))) ON CONFLICT (collection_id, grantee_kind, "
-             "grantee, privilege) DO UPDATE SET row_filter = excluded.row_filter, "
-             "row_filter_area = excluded.row_filter_area RETURNING id"),
-        {"c": collection_id, "k": kind, "g": name, "p": privilege, "f": row_filter,
-         "a": area_wkt},
+        add.on_conflict_do_update(
+            index_elements=[grants.collection_id, grants.grantee_kind, grants.grantee,
+                            grants.privilege],
+            set_={"row_filter": add.excluded.row_filter,
+                  "row_filter_area": add.excluded.row_filter_area},
+        ).returning(grants.id)
     ).scalar_one())  # fmt: skip
     audit(conn, actor, "grant.add", collection_id=collection_id,
           details={"grant": grant_id, "grantee": grantee, "privilege": privilege,
@@ -345,8 +429,10 @@ def revoke_grant(conn: Connection, actor: Actor, grant_id: int) -> None:
     Raises:
         NotFoundError: no such grant.
     """
-    row = conn.execute(text("DELETE FROM platform.grants WHERE id = :id RETURNING collection_id"),
-                       {"id": grant_id}).first()  # fmt: skip
+    grants = _tables().grants
+    row = conn.execute(
+        delete(grants).where(grants.id == grant_id).returning(grants.collection_id)
+    ).first()
     if row is None:
         msg = f"no grant {grant_id}"
         raise NotFoundError(msg)
@@ -355,12 +441,12 @@ def revoke_grant(conn: Connection, actor: Actor, grant_id: int) -> None:
 
 def list_grants(conn: Connection, collection_id: str | None = None) -> list[dict[str, Any]]:
     """Grants, of one collection or all."""
-    rows = conn.execute(
-        text("SELECT id, collection_id, grantee_kind, grantee, privilege, row_filter, "
-             "ST_AsText(row_filter_area) AS area FROM platform.grants "
-             "WHERE CAST(:c AS text) IS NULL OR collection_id = :c ORDER BY collection_id, id"),
-        {"c": collection_id},
-    ).mappings()  # fmt: skip
+    g = _tables().grants
+    query = select(g.id, g.collection_id, g.grantee_kind, g.grantee, g.privilege, g.row_filter,
+                   func.ST_AsText(g.row_filter_area).label("area"))  # fmt: skip
+    if collection_id is not None:
+        query = query.where(g.collection_id == collection_id)
+    rows = conn.execute(query.order_by(g.collection_id, g.id)).mappings()
     return [dict(r) for r in rows]
 
 
@@ -372,11 +458,14 @@ def set_visibility(
     get_collection(conn, collection_id)
     if department is not None:
         _department(conn, department)
+    c = _tables().collections
     conn.execute(
-        text("UPDATE platform.collections SET is_public = coalesce(:p, is_public), "
-             "owner_department = coalesce(:d, owner_department), updated_at = now() "
-             "WHERE id = :c"),
-        {"p": public, "d": department, "c": collection_id},
+        update(c).where(c.id == collection_id).values(
+            is_public=func.coalesce(bindparam("public", public, type_=Boolean), c.is_public),
+            owner_department=func.coalesce(bindparam("department", department, type_=Text),
+                                           c.owner_department),
+            updated_at=func.now(),
+        )
     )  # fmt: skip
     audit(
         conn,
@@ -405,16 +494,47 @@ def _check_roles(roles: tuple[str, ...]) -> None:
 
 
 def _department(conn: Connection, dept_id: str) -> None:
-    if not conn.execute(text("SELECT 1 FROM platform.departments WHERE id = :id"),
-                        {"id": dept_id}).first():  # fmt: skip
+    departments = _tables().departments
+    if not conn.execute(select(departments.id).where(departments.id == dept_id)).first():
         msg = f"department {dept_id!r} does not exist"
         raise NotFoundError(msg)
 
 
 def _user_id(conn: Connection, username: str) -> int:
-    row = conn.execute(text("SELECT id FROM platform.users WHERE username = :u"),
-                       {"u": username}).first()  # fmt: skip
+    users = _tables().users
+    row = conn.execute(select(users.id).where(users.username == username)).first()
     if row is None:
         msg = f"user {username!r} does not exist"
         raise NotFoundError(msg)
     return int(row[0])
+
+
+def record_failure(conn: Connection, kind: str, subject: str, address: str | None) -> None:
+    """Record a failed sign-in (``password``) or an unknown key (``key``), for every
+    worker's lockout (:func:`recent_failures`)."""
+    failures = _tables().auth_failures
+    conn.execute(insert(failures).values(kind=kind, subject=subject, remote_addr=_inet(address)))
+
+
+def recent_failures(
+    conn: Connection, subject: str | None, address: str | None, window_s: float
+) -> tuple[int, int, float, float]:
+    """Failures within the last ``window_s`` seconds: (of the user name, of the address,
+    age in seconds of the user name's oldest, of the address's oldest)."""
+    f = _tables().auth_failures
+    # Bound, so that a None compares as ``= NULL`` (no row), never as ``IS NULL``.
+    of_subject = f.subject == bindparam("subject", subject, type_=Text)
+    of_address = f.remote_addr == _inet(address)
+    row = conn.execute(
+        select(
+            func.count().filter(of_subject),
+            func.count().filter(of_address),
+            func.coalesce(extract("epoch", func.now() - func.min(f.at).filter(of_subject)), 0),
+            func.coalesce(extract("epoch", func.now() - func.min(f.at).filter(of_address)), 0),
+        ).where(
+            f.at > func.now() - bindparam("window", dt.timedelta(seconds=window_s),
+                                          type_=Interval),
+            or_(of_subject, of_address),
+        )
+    ).first()  # fmt: skip
+    return (int(row[0]), int(row[1]), float(row[2]), float(row[3])) if row else (0, 0, 0.0, 0.0)

@@ -1,8 +1,42 @@
-"""The platform tables (schema ``platform``) as SQLAlchemy/GeoAlchemy2 models.
+"""The platform tables (schemas ``platform`` and ``rs``) as SQLAlchemy/GeoAlchemy2 models.
 
-These describe the tables the migrations create; code that reads or writes the catalog,
-users, grants, audit log and jobs uses them. The migrations themselves never import this
-module (a migration is frozen at the schema of its day).
+These describe the tables the migrations create; the migrations themselves never import
+this module (a migration is frozen at the schema of its day). Who uses the models:
+
+- :mod:`spatial.accounts` (departments, users, roles, API keys, grants, visibility, the
+  sign-in failure counts), :meth:`spatial.access.Directory.load` and the SQLAlchemy half of
+  :mod:`spatial.audit` (:func:`~spatial.audit.audit`, :func:`~spatial.audit.entries`) build
+  their statements with SQLAlchemy Core over these tables, values bound; a grant's area
+  goes through its ``Geometry`` column and geoalchemy2's ``ST_GeomFromText``, ``ST_Multi``
+  and ``ST_AsText``. They import this module when they first build a statement, not when
+  they are imported: every ``spatial`` command imports them, and this module (the ORM and
+  geoalchemy2) costs a start-up about a fifth of a second (below).
+- ``tests/test_migrations.py`` compares the models with the migrated schema
+  (``alembic.autogenerate.compare_metadata``); ``tests/test_models_use.py`` checks that the
+  repositories above run only statements built from them, and that a whole vector ingest
+  never imports this module.
+
+The rest reads and writes these tables with plain SQL (values bound, identifiers quoted by
+the driver), for these reasons:
+
+- the catalog (:mod:`spatial.catalog`, ``collections``): the vector ingest imports it, and
+  the ingest's whole process is timed against ogr2ogr (``benchmarks/ingest.py``). Measured
+  2026-12-07 on the shared 2-core machine, medians of 9 runs: ``python -X importtime``
+  gives ``import spatial.catalog`` 0.29 s and ``import spatial.models`` 0.55 s (the
+  catalog included); imported after a ``spatial ingest vector`` process's own imports
+  (``spatial.cli``, ``spatial.ingest.vector``), this module adds 0.22 s.
+- the editions, feature history and changes, the quarantine (:mod:`spatial.edits`,
+  :mod:`spatial.ingest.history`, :mod:`spatial.ingest.publish`): psycopg connections
+  (asynchronous ones for the edits), in the transaction that changes the layer table, with
+  SQL composed per layer table (``psycopg.sql``) whose columns are known only at run time;
+  their audit rows go through :data:`spatial.audit.INSERT`. The jobs
+  (:mod:`spatial.ingest.jobs`) are written beside them, on a psycopg connection of their own.
+- GPS (:mod:`spatial.gps`): psycopg pipelines on the receivers' hot path; their audit rows
+  go through :func:`spatial.audit.record`.
+- raster items (``rs.items``): plain SQL in :mod:`spatial.ingest.raster` beside the
+  catalog's upsert (not moved to the models yet; nothing stands in the way, as that ingest
+  loads them for its audit row anyway), read through psycopg by the STAC, coverage and
+  mosaic readers.
 """
 
 from __future__ import annotations
