@@ -5,7 +5,7 @@ or ``X-API-Key``, finds the principal in the worker's access snapshot
 (:class:`spatial.access.Directory`, kept current by :mod:`api.catalog`), refuses bad
 credentials with 401, callers over their rate with 429, and anonymous callers with 401
 when anonymous access is off. It puts the principal on the request's state; every route
-then reads through the principal's view of the catalog (:func:`view_of`), the one place
+then reads through the principal's view of the catalog (:func:`api.deps.caller`), the one place
 where access is decided (:mod:`spatial.access`). It also adds security headers.
 
 ``POST /auth/token`` signs in with a user name and password (the OAuth 2 password grant)
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
@@ -31,11 +30,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import caller, client_address
 from api.errors import error_response
-from layers import View, view
 from spatial import accounts, jsonbody
 from spatial.access import ANONYMOUS, Account, Directory, Principal
-from spatial.audit import Actor
 from spatial.errors import (
     DatabaseUnavailableError,
     InvalidInputError,
@@ -47,8 +45,9 @@ from spatial.errors import (
 from spatial.settings import Settings
 
 router = APIRouter(tags=["Sign in"])
-OPEN_PATHS = frozenset({"/auth/token"})
-"""Paths anonymous callers reach even when anonymous access is off."""
+OPEN_PATHS = frozenset({"/auth/token", "/favicon.ico"})
+"""Paths anonymous callers reach even when anonymous access is off (signing in; the icon,
+which holds no data)."""
 PROBES = frozenset({"/health", "/health/live", "/health/ready"})
 """Health probes: open with anonymous access off too (load balancers carry no credentials)."""
 SHELL_PREFIXES = ("/vendor/", "/maps/_static/")
@@ -66,7 +65,6 @@ def is_shell(path: str) -> bool:
     return rest not in {path, "subsystems"} and "/" not in rest
 
 
-_VIEWS = 256
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIGN_IN_BYTES = 16_384
 """A sign-in is a user name and a password: a larger body is refused unread (413)."""
@@ -93,7 +91,7 @@ class Guard:
         secured = _with_headers(send, self.platform.state.settings)
         try:
             _check_utf8(scope)
-            address = _address(scope)
+            address = client_address(scope)
             principal = await identify(self.platform.state, headers, address)
             settings: Settings = self.platform.state.settings
             closed = principal.anonymous and not settings.auth.anonymous
@@ -125,7 +123,7 @@ class Guard:
             raw = [(k, v) for k, v in raw if k.lower() != b"authorization"]
             raw.append((b"authorization", f"Bearer {token[0]}".encode("latin-1")))
         try:
-            principal = await identify(self.platform.state, Headers(raw=raw), _address(scope))
+            principal = await identify(self.platform.state, Headers(raw=raw), client_address(scope))
             settings: Settings = self.platform.state.settings
             if principal.anonymous and not settings.auth.anonymous:
                 msg = "this platform needs a key or a token (anonymous access is off)"
@@ -291,12 +289,8 @@ async def _failed(state: Any, kind: str, subject: str, address: str | None) -> N
     """Record a failure (seen by every worker)."""
 
     def write() -> None:
-        with state.sync_pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO platform.auth_failures (kind, subject, remote_addr) "
-                "VALUES (%s, %s, %s)",
-                (kind, subject, address),
-            )
+        with state.db.transaction() as conn:
+            accounts.record_failure(conn, kind, subject, address)
 
     await run_in_threadpool(write)
 
@@ -307,18 +301,8 @@ async def _not_locked(state: Any, subject: str | None, address: str | None) -> N
     auth = state.settings.auth
 
     def counts() -> tuple[int, int, float, float]:
-        with state.sync_pool.connection() as conn:
-            row = conn.execute(
-                "SELECT count(*) FILTER (WHERE subject = %(s)s), "
-                "count(*) FILTER (WHERE remote_addr = %(a)s::inet), "
-                "coalesce(extract(epoch FROM now() - min(at) FILTER (WHERE subject = %(s)s)), 0),"
-                "coalesce(extract(epoch FROM now() - min(at) FILTER "
-                "(WHERE remote_addr = %(a)s::inet)), 0) "
-                "FROM platform.auth_failures WHERE at > now() - make_interval(secs => %(w)s) "
-                "AND (subject = %(s)s OR remote_addr = %(a)s::inet)",
-                {"s": subject, "a": address, "w": auth.failure_window_s},
-            ).fetchone()
-        return (int(row[0]), int(row[1]), float(row[2]), float(row[3])) if row else (0, 0, 0, 0)
+        with state.db.transaction() as conn:
+            return accounts.recent_failures(conn, subject, address, auth.failure_window_s)
 
     by_subject, by_address, age_subject, age_address = await run_in_threadpool(counts)
     if subject is not None and by_subject >= auth.failures:
@@ -331,32 +315,6 @@ async def _not_locked(state: Any, subject: str | None, address: str | None) -> N
         raise TooManyRequestsError(msg, wait)
 
 
-# -- views ------------------------------------------------------------------------------------
-
-
-def view_of(request: Request) -> View:
-    """The caller's view of the catalog (cached per principal and snapshots)."""
-    state = request.app.state
-    principal: Principal = request.scope.get("state", {}).get("principal", ANONYMOUS)
-    catalog, directory = state.catalog, state.directory
-    cache: OrderedDict[Principal, tuple[Any, Any, View]] = state.views
-    found = cache.get(principal)
-    if found is not None and found[0] is catalog and found[1] is directory:
-        cache.move_to_end(principal)
-        return found[2]
-    made = view(principal, catalog, directory)
-    cache[principal] = (catalog, directory, made)
-    while len(cache) > _VIEWS:
-        cache.popitem(last=False)
-    return made
-
-
-def actor_of(request: Request) -> Actor:
-    """Who is acting, for the audit log."""
-    principal = view_of(request).principal
-    return Actor(principal.username, principal.user_id, _address(request.scope))
-
-
 # -- routes -----------------------------------------------------------------------------------
 
 
@@ -365,7 +323,7 @@ async def token(request: Request) -> JSONResponse:
     """The OAuth 2 password grant (``application/x-www-form-urlencoded`` or JSON with
     ``username`` and ``password``): ``{"access_token", "token_type", "expires_in"}``."""
     username, password = await _credentials(request)
-    address = _address(request.scope)
+    address = client_address(request.scope)
     state = request.app.state
     await _not_locked(state, username, address)
     account = state.directory.by_username(username)
@@ -385,7 +343,7 @@ async def token(request: Request) -> JSONResponse:
 @router.get("/auth/me", summary="Who the credentials name, and what they may read")
 async def me(request: Request) -> dict[str, Any]:
     """The principal, with each collection they may read and their level there."""
-    seen = view_of(request)
+    seen = caller(request)
     p = seen.principal
     levels = {1: "read", 2: "write", 3: "admin"}
     return {
@@ -417,11 +375,6 @@ async def _credentials(request: Request) -> tuple[str, str]:
         msg = "give username and password"
         raise InvalidInputError(msg)
     return username, password
-
-
-def _address(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return str(client[0]) if client else None
 
 
 # -- headers ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """pygeoapi inside the app: its handlers, documents and pages over the platform catalog.
 
 pygeoapi is the protocol engine for the API's descriptive resources: the landing page,
-conformance, the collections and each collection's metadata, queryables and schema, the
+the collections and each collection's metadata, queryables and schema, the
 OpenAPI viewer, the HTML and JSON-LD renderings of items and item, and the catalog's
 records; its templates also show the platform's process and job documents. Its
 configuration is generated from the catalog (:func:`config`) and rebuilt when the
@@ -28,21 +28,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pygeoapi.api as core
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
-from psycopg_pool import ConnectionPool
 from pygeoapi import l10n
 from pygeoapi.api import API, APIRequest
 from pygeoapi.util import render_j2_template
 from starlette.concurrency import run_in_threadpool
 
 from api import web
-from api.auth import view_of
+from api.db import Database
+from api.deps import caller
 from api.ogc import base_url
 from api.openapi import as_openapi_30
 from layers import Catalog, View
 from spatial import features
+from spatial.catalog import Kind
 from spatial.settings import Settings
 
 Handler = Callable[..., tuple[dict[str, str], int, Any]]
@@ -66,8 +66,9 @@ class Shared:
 
 def _raster_resource(record: Any, base: str) -> dict[str, Any]:
     """An imagery collection in pygeoapi's documents (its grid from the catalog entry,
-    :class:`api.provider.SceneProvider`), served by the platform's own coverage, tiles
-    and STAC routes (:mod:`api.routers.rasters`)."""
+    :class:`api.provider.SceneProvider`), served by the platform's own coverage (with its
+    domain set and range type, :mod:`api.routers.coverages`), tiles and STAC routes
+    (:mod:`api.routers.rasters`)."""
     href = f"{base}/collections/{record.id}"
     props = record.properties
     return {
@@ -81,6 +82,12 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
             {"type": "image/tiff; application=geotiff",
              "rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage", "title": "Coverage",
              "href": f"{href}/coverage"},
+            {"type": "application/json",
+             "rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage-domainset",
+             "title": "Coverage domain set (CIS JSON)", "href": f"{href}/coverage/domainset"},
+            {"type": "application/json",
+             "rel": "http://www.opengis.net/def/rel/ogc/1.0/coverage-rangetype",
+             "title": "Coverage range type (CIS JSON)", "href": f"{href}/coverage/rangetype"},
             {"type": "application/json", "rel": "items", "title": "Scenes (STAC)",
              "href": f"{base}/stac/collections/{record.id}/items"},
         ],
@@ -93,13 +100,13 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> dict[str, Any]:
+def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str, Any]:
     """pygeoapi's configuration for the catalog as one caller sees it now: only the
     collections they may read, each through their row restriction.
 
     Args:
         seen: the caller's view of the catalog (:mod:`spatial.access`).
-        pool: the synchronous connection pool the providers read through.
+        db: the worker's database; the providers read through its thread pool.
         base: the public URL of the API (links in documents and pages use it).
     """
     catalog = seen.catalog
@@ -107,7 +114,7 @@ def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> d
     for record in catalog:
         if not features.is_vector_layer(record):
             continue  # imagery and GPS views get their providers with their own APIs
-        layer = seen.layer(record)
+        layer = seen.features(record.id).layer
         href = f"{base}/collections/{record.id}"
         resources[record.id] = {
             "type": "collection",
@@ -146,14 +153,14 @@ def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> d
                     "id_field": "id",
                     "layer": Shared(layer),
                     "titles": dict(record.properties.get("source_fields") or {}),
-                    "pool": Shared(pool),
+                    "db": Shared(db),
                     "crs": features.supported_crs(),
                     "storage_crs": features.storage_crs_uri(layer.srid),
                     "editable": bool(record.properties.get("editable")),
                 }
             ],
         }
-    for record in catalog.of_kind("raster"):
+    for record in catalog.of_kind(Kind.RASTER):
         resources[record.id] = _raster_resource(record, base)
     resources[CATALOG_ID] = {
         "type": "collection",
@@ -178,6 +185,7 @@ def config(settings: Settings, seen: View, pool: ConnectionPool, base: str) -> d
         "server": {
             "bind": {"host": server.host, "port": server.port},
             "url": base,
+            "icon": f"{base}/favicon.ico",
             "mimetype": "application/json; charset=UTF-8",
             "encoding": "utf-8",
             "languages": ["en-US", "zh-CN"],
@@ -239,11 +247,10 @@ class Engine:
     """One pygeoapi ``API`` per catalog snapshot, public URL and set of rights (callers
     with the same rights share one), built on demand; the most recently used are kept."""
 
-    def __init__(self, settings: Settings, pool: ConnectionPool, conformance: list[str]) -> None:
-        """``conformance``: the classes the platform's own paths add to pygeoapi's."""
+    def __init__(self, settings: Settings, db: Database) -> None:
+        """pygeoapi over the catalog, its providers reading through ``db``."""
         self._settings = settings
-        self._pool = pool
-        self._conformance = conformance
+        self._db = db
         # pygeoapi logs every exception body it answers, 400s and 404s included, with a
         # traceback; errors of the platform's own code log through its handlers.
         logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
@@ -259,7 +266,7 @@ class Engine:
             if found is not None and found[0] is source:
                 self._apis.move_to_end(key)
                 return found[1]
-            built = API(config(self._settings, seen, self._pool, base), openapi)
+            built = API(config(self._settings, seen, self._db, base), openapi)
             self._apis[key] = (source, built)
             while len(self._apis) > _APIS:
                 self._apis.popitem(last=False)
@@ -270,7 +277,7 @@ class Engine:
             msg = "the web assets are not built: run `make install` (python -m api.web)"
             raise RuntimeError(msg)
         return self.api(
-            view_of(request), request.app.state.catalog, base_url(request),
+            caller(request), request.app.state.catalog, base_url(request),
             as_openapi_30(request.app.openapi()),
         )  # fmt: skip
 
@@ -313,13 +320,6 @@ class Engine:
         with contextlib.ExitStack() as stack:
             if api_request.format == "html":
                 stack.enter_context(_fresh_page_config())
-            if handler is core.conformance:
-                # pygeoapi 0.21 extends its module-level list of classes on every call: add
-                # the platform's for this call, and keep the list from growing.
-                stack.enter_context(_CONFORMANCE_LOCK)
-                size = len(core.CONFORMANCE_CLASSES)
-                core.CONFORMANCE_CLASSES.extend(self._conformance)
-                stack.callback(core.CONFORMANCE_CLASSES.__delitem__, slice(size, None))
             result: tuple[dict[str, str], int, Any] = handler(*args)
             return result
         raise AssertionError  # unreachable: ExitStack does not swallow exceptions
@@ -340,7 +340,6 @@ def _fresh_page_config() -> Iterator[None]:
 
 
 _PAGE_LOCK = threading.Lock()
-_CONFORMANCE_LOCK = threading.Lock()
 
 
 class _Handled(dict[str, Any]):

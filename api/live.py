@@ -23,7 +23,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from spatial.features import LayerSchema, source
+from api.db import Database
+from spatial.features import LayerSchema, Rows, source
+from spatial.gps.tracks import rebuild_all, refresh_extents
 
 LOG = logging.getLogger(__name__)
 COLLECTION = "gps_latest"
@@ -89,10 +91,10 @@ def message(row: dict[str, Any]) -> str:
 
 
 async def positions(
-    pool: Any, layer: LayerSchema, devices: list[str] | None
+    db: Database, layer: LayerSchema, devices: list[str] | None
 ) -> list[dict[str, Any]]:
     """The latest positions of ``devices`` (all when None) that ``layer`` shows."""
-    async with pool.connection() as conn:
+    async with db.connection() as conn:
         cur = conn.cursor(row_factory=psycopg.rows.dict_row)
         await cur.execute(positions_statement(layer), {"devices": devices})
         rows: list[dict[str, Any]] = await cur.fetchall()
@@ -100,17 +102,17 @@ async def positions(
 
 
 async def broadcast(
-    hub: Hub, pool: Any, devices: list[str], events: list[dict[str, Any]] | None = None
+    hub: Hub, db: Database, devices: list[str], events: list[dict[str, Any]] | None = None
 ) -> None:
     """Send the new positions of ``devices``, and geofence ``events``, to every subscriber
     that may see the device and wants it."""
     events = events or []
     moved = sorted({*devices, *(e["device"] for e in events)})
-    groups: dict[str | None, list[Subscriber]] = {}
+    groups: dict[Rows | None, list[Subscriber]] = {}
     for subscriber in list(hub.subscribers):
         groups.setdefault(subscriber.layer.restriction, []).append(subscriber)
     for members in groups.values():
-        rows = {r["device_id"]: r for r in await positions(pool, members[0].layer, moved)}
+        rows = {r["device_id"]: r for r in await positions(db, members[0].layer, moved)}
         for device in devices:
             if device in rows:
                 text = message(rows[device])
@@ -128,7 +130,7 @@ async def broadcast(
                     subscriber.offer(text)
 
 
-async def follow(app: Any, url: str) -> None:
+async def follow(app: Any) -> None:
     """LISTEN for stored fixes and broadcast them, reconnecting after a lost connection.
 
     Notifications are queued as they come and broadcast by :func:`_send`, which takes
@@ -142,8 +144,7 @@ async def follow(app: Any, url: str) -> None:
     try:
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    await conn.execute("LISTEN spatial_gps")
+                async with app.state.db.listen("spatial_gps") as conn:
                     delay = 0.5
                     async for note in conn.notifies():
                         if app.state.live.subscribers:
@@ -175,7 +176,7 @@ async def _send(app: Any, queued: asyncio.Queue[str]) -> None:
             except (ValueError, AttributeError, TypeError):
                 continue
         try:
-            await broadcast(app.state.live, app.state.pool, sorted(devices), events)
+            await broadcast(app.state.live, app.state.db, sorted(devices), events)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -188,10 +189,9 @@ async def derive_tracks(app: Any, every_s: float = 10.0, share: float = 0.25) ->
     every ``every_s`` seconds, or less often when a pass takes long, so that deriving
     takes at most about ``share`` of the time (a large fleet streaming hard gets its
     tracks a little later rather than slower ingest)."""
-    from spatial.gps.tracks import rebuild_all, refresh_extents  # noqa: PLC0415
 
     def work() -> int:
-        with app.state.sync_pool.connection() as conn:
+        with app.state.db.sync() as conn:
             done = rebuild_all(conn, wait=False)
             if done:
                 refresh_extents(conn)

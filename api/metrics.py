@@ -118,7 +118,7 @@ class _Snapshot(Collector):
         )
         largest = GaugeMetricFamily("spatial_db_pool_max", "A pool's most connections.",
                                     labels=["pool"])  # fmt: skip
-        for name, pool in (("async", app.state.pool), ("sync", app.state.sync_pool)):
+        for name, pool in app.state.db.pools().items():
             stats = pool.get_stats()
             size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
             pools.add_metric([name, "in_use"], size - idle)

@@ -1,16 +1,15 @@
-"""Helpers every OGC API router shares: parameters, formats, base URL, HTML frame."""
+"""Helpers every OGC API router shares: documented parameters, formats, base URL, bodies."""
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from fastapi import Query, Request
+from starlette.requests import HTTPConnection
 
 from spatial.errors import (
     InvalidInputError,
     NotAcceptableError,
-    NotFoundError,
     TooLargeError,
     UnsupportedMediaTypeError,
 )
@@ -24,21 +23,14 @@ def text_param(description: str, alias: str | None = None) -> Any:
 
 F_PARAM = text_param("Response format: json (GeoJSON) or html; items also csv, fgb, gpkg.")
 CRS_PARAM = text_param("CRS of the response geometries (a CRS URI, see the collection's crs list).")
-PROPERTIES_PARAM = text_param("Comma-separated properties to return.")
-SKIP_PARAM = text_param("true: features without geometry.", alias="skipGeometry")
-AS_OF_PARAM = text_param(
-    "The collection as it was at this moment (an RFC 3339 date-time, or a date: its first "
-    "moment, UTC): its edition then. Features replaced since have negative ids.",
-    alias="as-of",
-)
 
 
-def base_url(request: Request) -> str:
+def base_url(request: HTTPConnection) -> str:
     public = request.app.state.settings.server.public_url
     return (public or str(request.base_url)).rstrip("/")
 
 
-def response_format(request: Request, allowed: tuple[str, ...] = ("json", "html")) -> str:
+def response_format(request: HTTPConnection, allowed: tuple[str, ...] = ("json", "html")) -> str:
     """The response format: ``f``, else the Accept header (a format when asked first).
 
     Raises:
@@ -76,22 +68,13 @@ _BY_TYPE = {
 """Media types by the response format that serves them."""
 
 
-def check_parameters(request: Request, allowed: frozenset[str]) -> None:
+def check_parameters(request: HTTPConnection, allowed: frozenset[str]) -> None:
     """Refuse parameters the API does not define (/req/core/query-param-unknown)."""
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         takes = ", ".join(sorted(allowed))
         msg = f"unknown query parameter {unknown[0]!r}; this resource takes: {takes}"
         raise InvalidInputError(msg)
-
-
-def html_page(title: str, content: str) -> str:
-    """A minimal page (no external scripts or styles: users are offline)."""
-    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1>{content}</body></html>"""
 
 
 async def read_body(request: Request, media_types: set[str], limit: int, what: str) -> bytes:
@@ -116,16 +99,3 @@ async def read_body(request: Request, media_types: set[str], limit: int, what: s
         if len(body) > limit:
             raise TooLargeError(too_large)
     return bytes(body)
-
-
-def feature_number(collection_id: str, feature_id: str) -> int:
-    """A feature id from a path (a feature that cannot exist is a 404, not a 400).
-
-    Raises:
-        NotFoundError: not an integer of at most 18 digits.
-    """
-    digits = feature_id.removeprefix("-")  # negative: a past version (as-of)
-    if not digits.isdigit() or len(digits) > 18:
-        msg = f"collection {collection_id!r} has no feature {feature_id!r}"
-        raise NotFoundError(msg)
-    return int(feature_id)

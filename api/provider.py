@@ -8,20 +8,20 @@ renders itself (HTML and JSON-LD items). The SQL is the platform's own
 GeoJSON, geometry transformed in the database.
 
 pygeoapi runs providers on worker threads, so this one reads through the app's
-synchronous connection pool (``app.state.sync_pool``, in the provider definition).
+thread pool (:meth:`api.db.Database.sync`, the database in the provider definition).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 from pygeoapi.provider.base import (
     BaseProvider,
     ProviderInvalidQueryError,
@@ -29,6 +29,7 @@ from pygeoapi.provider.base import (
 )
 from pygeofilter.backends.cql2_json import to_cql2
 
+from api.db import Database
 from spatial import features, filters
 from spatial.errors import InvalidInputError
 
@@ -44,7 +45,7 @@ PLATFORM_EDITION: ContextVar[int | None] = ContextVar("platform_edition", defaul
 class PlatformProvider(BaseProvider):  # type: ignore[misc]
     """A platform vector collection, as pygeoapi's ``feature`` provider.
 
-    The provider definition carries ``pool`` (the app's synchronous pool), ``layer`` (the
+    The provider definition carries ``db`` (the worker's :class:`~api.db.Database`), ``layer`` (the
     :class:`~spatial.features.LayerSchema` from the catalog) and ``storage_crs``.
     """
 
@@ -53,7 +54,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
         self.layer: features.LayerSchema = provider_def["layer"].value
         self.storage_crs = provider_def["storage_crs"]
         self.titles: dict[str, str] = provider_def.get("titles") or {}
-        self.pool: ConnectionPool = provider_def["pool"].value
+        self.db: Database = provider_def["db"].value
         self.id_field = "id"
         self.time_field = self.layer.temporal
         self.get_fields()
@@ -98,7 +99,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         layer = self._layer()
         statement, params = features.page_statement(layer, query)
-        with self.pool.connection() as conn:
+        with self.db.sync() as conn:
             row = conn.execute(statement, params).fetchone()
         page, returned, counted, _ = row if row else ("", 0, None, None)
         matched = counted if features.needs_count(layer, query) else layer.feature_count
@@ -122,7 +123,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
         query = features.ItemsQuery(crs=self._crs(crs_transform_spec))
         statement, params = features.item_statement(self._layer(), int(text), query)
-        with self.pool.connection() as conn:
+        with self.db.sync() as conn:
             row = conn.execute(statement, params).fetchone()
         if row is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {text!r}")
@@ -170,6 +171,7 @@ class PlatformProvider(BaseProvider):  # type: ignore[misc]
 
 
 RECORD_FIELDS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string"},
     "type": {"type": "string", "enum": ["vector", "raster", "gps"]},
     "title": {"type": "string"},
     "description": {"type": "string"},
@@ -182,6 +184,8 @@ RECORD_FIELDS: dict[str, dict[str, Any]] = {
 }
 """The properties of a catalog record, and what they can be searched by (``keywords``
 and ``subsystems`` match when the record has the value)."""
+RECORD_PROFILE = "http://www.opengis.net/def/profile/OGC/0/ogc-record"
+"""The profile every record links (OGC API - Records, ``/req/record-core/default-mediatype``)."""
 
 
 class SceneProvider(BaseProvider):  # type: ignore[misc]
@@ -229,22 +233,31 @@ class CatalogProvider(BaseProvider):  # type: ignore[misc]
         q: str | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Records matching every criterion: words of ``q`` (all, in id, title,
-        description or keywords), ``bbox`` (the footprint intersects), ``datetime`` (the
-        temporal extent overlaps) and property values."""
+        """Records matching every criterion: ``q`` (any of its comma-separated terms in
+        the id, title, description or a keyword; a term's words together, in order, in
+        any case: OGC API - Records), ``bbox`` (the footprint intersects), ``datetime``
+        (the temporal extent overlaps) and property values; sorted before the
+        ``properties`` are selected, so that any property sorts."""
         try:
             window = features.parse_datetime(datetime_)
         except InvalidInputError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
-        words = [w for w in (q or "").lower().split() if w]
+        terms = _terms(q)
         hits = [
-            self._record(c, select_properties, skip_geometry)
+            self._record(c, None, skip_geometry)
             for c in self.catalog
-            if _matches(c, words, bbox, window, properties or [])
+            if _matches(c, terms, bbox, window, properties or [])
         ]
         for key in reversed(sortby or []):
             hits.sort(key=_by(key["property"]), reverse=key.get("order") == "-")
         page = [] if resulttype == "hits" else hits[offset : offset + limit]
+        for record in page:
+            # pygeoapi adds the catalog's link to a record served alone, not to a list's
+            record["links"].append(self._catalog_link())
+            if select_properties:
+                record["properties"] = {
+                    k: v for k, v in record["properties"].items() if k in select_properties
+                }
         return {"type": "FeatureCollection", "features": page,
                 "numberMatched": len(hits), "numberReturned": len(page)}  # fmt: skip
 
@@ -286,33 +299,48 @@ class CatalogProvider(BaseProvider):  # type: ignore[misc]
                     "type": "application/json",
                     "title": c.title,
                     "href": f"{self.base}/collections/{c.id}",
-                }
+                },
+                # a type on every link (OGC API - Features /req/core/f-links): the
+                # definition server answers this URI with a page
+                {"rel": "profile", "type": "text/html", "href": RECORD_PROFILE},
             ],
         }
 
+    def _catalog_link(self) -> dict[str, str]:
+        return {"rel": "collection", "type": "application/json", "title": "Catalog",
+                "href": f"{self.base}/collections/{self.data}"}  # fmt: skip
 
-def _by(name: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
-    """The sort key of records by one property (missing values last)."""
 
-    def key(record: dict[str, Any]) -> tuple[bool, str]:
-        value = record["properties"].get(name)
-        return (value is None, str(value))
+def _by(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    """The sort key of records by one property, by its value (numbers as numbers;
+    missing values last)."""
+
+    def key(record: dict[str, Any]) -> tuple[bool, Any]:
+        value = record["id"] if name == "id" else record["properties"].get(name)
+        return (value is None, value)
 
     return key
 
 
+def _terms(q: str | None) -> list[re.Pattern[str]]:
+    """The search terms of ``q``: separated by commas, each its words in order with any
+    white space between them, case-folded."""
+    phrases = [term.casefold().split() for term in (q or "").split(",")]
+    return [re.compile(r"\s+".join(map(re.escape, words))) for words in phrases if words]
+
+
 def _matches(
     c: Any,
-    words: list[str],
+    terms: list[re.Pattern[str]],
     bbox: list[float] | None,
     window: tuple[str | None, str | None] | None,
     properties: list[tuple[str, str]],
 ) -> bool:
-    text = " ".join([c.id, c.title, c.description or "", *c.keywords]).lower()
+    texts = [t.casefold() for t in (c.id, c.title, c.description or "", *c.keywords)]
     values = {"type": [c.kind], "title": [c.title], "crs": [c.crs], "keywords": c.keywords,
               "subsystems": c.subsystems, "description": [c.description]}  # fmt: skip
     return (
-        all(word in text for word in words)
+        (not terms or any(term.search(text) for term in terms for text in texts))
         and all(value in values.get(name, ()) for name, value in properties)
         and (not bbox or _overlaps(c.bbox, bbox))
         and (window is None or _during(c.temporal_start, c.temporal_end, window))

@@ -5,6 +5,7 @@ With ``SPATIAL_DATABASE_REPLICA_URLS`` set, each worker opens a small pool per r
 further behind than ``SPATIAL_DATABASE_REPLICA_MAX_LAG_S`` and, for a client that just
 wrote, has replayed that write; otherwise the primary's. The replica's state (its replay
 position and lag) is read at most once a second, on the connection it is about to lend.
+:meth:`api.db.Database.read_connection` decides which connection a read gets.
 
 Read-after-write: every successful write response carries the primary's WAL position
 after the commit (``Spatial-Wal-Lsn``, and a short-lived cookie of the same value for
@@ -26,11 +27,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import connection
-from spatial.errors import DatabaseUnavailableError
+from spatial.errors import SpatialError
 from spatial.settings import Settings
 
 WAL_HEADER = "Spatial-Wal-Lsn"
@@ -68,7 +68,7 @@ def parse_lsn(text: str | None) -> int:
     return (int(match[1], 16) << 32) + int(match[2], 16)
 
 
-def wanted_lsn(request: Request) -> int:
+def wanted_lsn(request: HTTPConnection) -> int:
     """The WAL position the caller's reads must see: its last write's (header or cookie)."""
     header = parse_lsn(request.headers.get(WAL_HEADER))
     cookie = parse_lsn(request.cookies.get(WAL_COOKIE)) if "cookie" in request.headers else 0
@@ -174,57 +174,6 @@ class Replicas:
         yield None
 
 
-def read_connection(
-    request: Request, *, primary: bool = False
-) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-    """A connection for a read that tolerates lag: a replica's when one is fit (see the
-    module), else the primary's (:func:`api.deps.connection`, as it is: without replicas
-    the hot paths pay nothing). ``primary`` forces the primary (a tile of a collection
-    that just changed, :mod:`api.routers.tiles`); so does a collection of the path that
-    appeared so lately that a replica may lack its table."""
-    if not request.app.state.replicas:
-        return connection(request)
-    if primary or _new(request, request.path_params.get("collection_id")):
-        return connection(request)
-    return _replica_or_primary(request)
-
-
-def _new(request: Request, collection: str | None) -> bool:
-    """Whether the collection appeared so lately that a replica may lack its table."""
-    appeared = request.app.state.appeared.get(collection) if collection else None
-    replicas: Replicas = request.app.state.replicas
-    return appeared is not None and time.monotonic() - appeared < _window(replicas)
-
-
-def _window(replicas: Replicas) -> float:
-    return replicas.max_lag_s + CHECK_S + MARGIN_S
-
-
-def changed_lately(request: Request, collections: list[str]) -> bool:
-    """Whether any of the collections changed so lately that a replica fit to read may
-    not have replayed it yet (the tile cache keeps when each collection's data last
-    changed: its NOTIFY)."""
-    replicas: Replicas = request.app.state.replicas
-    return bool(request.app.state.tiles.changed_within(collections, _window(replicas)))
-
-
-@contextlib.asynccontextmanager
-async def _replica_or_primary(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    replicas: Replicas = request.app.state.replicas
-    need = wanted_lsn(request)
-    if need != NEVER:
-        async with replicas.lend(need) as conn:
-            if conn is not None:
-                try:
-                    yield conn
-                except psycopg.OperationalError as exc:
-                    msg = "the database is not reachable; try again shortly"
-                    raise DatabaseUnavailableError(msg) from exc
-                return
-    async with connection(request) as conn:
-        yield conn
-
-
 class WalPosition:
     """Add the primary's WAL position to every successful write's response (installed
     only with replicas): the ``Spatial-Wal-Lsn`` header and cookie."""
@@ -255,11 +204,10 @@ class WalPosition:
 
     async def _position(self) -> str | None:
         """The primary's current WAL position (after the write's commit), or None."""
-        state = self.platform.state
         try:
-            async with state.pool.connection(timeout=state.settings.database.pool_timeout_s) as c:
+            async with self.platform.state.db.connection() as c:
                 cur = await c.execute("SELECT pg_current_wal_lsn()::text")
                 row = await cur.fetchone()
-        except (psycopg.Error, PoolTimeout):
+        except (psycopg.Error, SpatialError):
             return None
         return str(row[0]) if row else None

@@ -1,10 +1,10 @@
 """The webhook deliverer of each API worker (:mod:`spatial.gps.webhooks`).
 
 Every few seconds a worker delivers what is due, on threads with connections of the
-app's ``sync_pool``. Workers share the work without talking to each other: a webhook is
-locked while a batch is out, and a locked one is skipped. Each worker runs a few delivery
-threads, so one slow or unreachable receiver costs at most its timeout and holds up no
-other webhook.
+app's thread pool (:meth:`api.db.Database.sync`). Workers share the work without talking
+to each other: a webhook is locked while a batch is out, and a locked one is skipped.
+Each worker runs a few delivery threads, so one slow or unreachable receiver costs at
+most its timeout and holds up no other webhook.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ async def run_webhooks(
     options = options or DeliveryOptions()
 
     def work(client: httpx.Client) -> int:
-        with app.state.sync_pool.connection() as conn:
+        with app.state.db.sync() as conn:
             return deliver_due(conn, options=options, client=client)
 
     with contextlib.ExitStack() as stack:

@@ -25,10 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from layers.access import View
 from spatial.access import Principal
+from spatial.catalog import Kind
 from spatial.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
 from spatial.processes import PROCESSES
+from spatial.subsystems import SHIPPED
 
-SUBSYSTEMS_DIR = Path(__file__).with_name("subsystems")
+SUBSYSTEMS_DIR = SHIPPED
+"""The shipped definitions (:data:`spatial.subsystems.SHIPPED`)."""
 """The shipped definitions."""
 TMS = "WebMercatorQuad"
 """The tile matrix set of every map source: MapLibre draws in Web Mercator."""
@@ -366,7 +369,7 @@ def resolve(
         record = readable.get(layer.collection)
         if record is None or record.kind != layer.kind:
             continue
-        fields = record.properties.get("fields") if record.kind == "vector" else None
+        fields = record.properties.get("fields") if record.kind == Kind.VECTOR else None
         sources[layer.id] = _source(layer, base, record.bbox, max_zoom, fields)
         layers.append(_layer(layer, base))
     processes = [

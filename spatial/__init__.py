@@ -20,7 +20,7 @@ __all__ = ["Client", "__version__"]
 def __getattr__(name: str) -> Any:
     # The client pulls in pandas, geopandas and httpx: only when it is asked for.
     if name == "Client":
-        from spatial.client import Client  # noqa: PLC0415
+        from spatial.client import Client  # noqa: PLC0415 - pandas, geopandas, httpx
 
         return Client
     msg = f"module {__name__!r} has no attribute {name!r}"

@@ -16,11 +16,9 @@ the first's. Areas are in square metres in the scene's CRS when it is projected.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,135 +26,19 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
-import rasterio
 import shapely
 from exactextract import exact_extract
 from psycopg import sql
-from psycopg.rows import dict_row
 from rasterio.features import shapes, sieve
-from rasterio.vrt import WarpedVRT
-from rasterio.windows import from_bounds
 
-from spatial import distributed, imagery
-from spatial.errors import InvalidInputError, NotFoundError
+from spatial import distributed
+from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
-from spatial.rasterstore import RasterStore, reading
+from spatial.mosaic import Grid, Scene, grid_of, index_values, newest
+from spatial.rasterstore import reading
 
 STATS = ("mean", "min", "max", "median", "stdev", "sum", "count", "majority")
 MAX_ZONES = 250_000
-MAX_PIXELS = 200_000_000
-
-
-@dataclass(frozen=True)
-class Scene:
-    """A raster item to read: its native data path and bands."""
-
-    collection: str
-    id: str
-    datetime: dt.datetime
-    path: Path
-    bands: tuple[dict[str, Any], ...]
-
-
-async def scene(
-    conn: Any, store: RasterStore, collection: str, item: str | None, when: str | None
-) -> Scene:
-    """An item by id, or the newest at or before ``when`` (or the newest of all).
-
-    Raises:
-        NotFoundError: no such item.
-    """
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT id, datetime, data_path, properties->'eo:bands' AS bands FROM rs.items "
-        "WHERE collection_id = %(c)s AND (%(i)s::text IS NULL OR id = %(i)s) "
-        "AND (%(w)s::timestamptz IS NULL OR datetime <= %(w)s::timestamptz) "
-        "ORDER BY datetime DESC, id LIMIT 1",
-        {"c": collection, "i": item, "w": when},
-    )
-    row = await cur.fetchone()
-    if row is None:
-        what = f"item {item!r}" if item else f"scene at or before {when}" if when else "scene"
-        msg = f"collection {collection!r} has no {what}"
-        raise NotFoundError(msg)
-    return Scene(
-        collection,
-        row["id"],
-        row["datetime"],
-        store.gdal_path(row["data_path"]),
-        tuple(row["bands"] or ()),
-    )
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Where values are computed: CRS, transform and size."""
-
-    crs: Any
-    transform: Any
-    width: int
-    height: int
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        west, north = self.transform.c, self.transform.f
-        return (
-            west,
-            north + self.transform.e * self.height,
-            west + self.transform.a * self.width,
-            north,
-        )
-
-    @property
-    def pixel_area(self) -> float:
-        return float(abs(self.transform.a * self.transform.e))
-
-
-def grid_of(path: Path, bounds: tuple[float, float, float, float] | None = None) -> Grid:
-    """The native grid of a scene, cut to ``bounds`` (in its CRS) when given.
-
-    Raises:
-        InvalidInputError: the bounds miss the scene, or too many pixels.
-    """
-    with rasterio.open(path) as src:
-        window = from_bounds(*bounds, transform=src.transform) if bounds else None
-        if window is not None:
-            window = (
-                window.round_offsets()
-                .round_lengths()
-                .intersection(rasterio.windows.Window(0, 0, src.width, src.height))
-            )
-        transform = src.window_transform(window) if window else src.transform
-        width = int(window.width) if window else src.width
-        height = int(window.height) if window else src.height
-        grid = Grid(src.crs, transform, width, height)
-    if width * height > MAX_PIXELS:
-        msg = f"the area is {width} x {height} pixels, more than {MAX_PIXELS:,}; use a smaller one"
-        raise InvalidInputError(msg)
-    return grid
-
-
-def index_values(item: Scene, expression: str, grid: Grid) -> np.ma.MaskedArray:
-    """An expression of an item's bands on ``grid`` (warped there when the item's own grid
-    differs), masked where any band used is nodata."""
-    parsed = imagery.Expression.parse(expression, item.bands)
-    if len(parsed.trees) != 1:
-        raise InvalidInputError("the expression must give one band")
-    with rasterio.open(item.path) as src:
-        same = src.crs == grid.crs and src.transform.a == grid.transform.a
-        if same:
-            window = from_bounds(*grid.bounds, transform=src.transform).round_offsets()
-            window = rasterio.windows.Window(
-                window.col_off, window.row_off, grid.width, grid.height
-            )
-            data = src.read(list(parsed.bands), window=window, masked=True, boundless=True)
-        else:
-            with WarpedVRT(
-                src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height
-            ) as vrt:
-                data = vrt.read(list(parsed.bands), masked=True)
-    values = parsed.evaluate({n: data[i] for i, n in enumerate(parsed.bands)})
-    return np.ma.asarray(values[0])
 
 
 def polygons(mask: np.ndarray, grid: Grid, min_area: float) -> list[shapely.Geometry]:
@@ -349,7 +231,7 @@ async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key:
     if collection is None:
         raise InvalidInputError("input 'raster' (an imagery collection id) is required")
     ctx.raster(collection)
-    return await scene(
+    return await newest(
         conn,
         ctx.rasters,
         collection,
@@ -372,7 +254,7 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
         raise InvalidInputError(msg)
     keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
     on_dask = await _on_dask(inputs, item)
-    grid = await threaded(distributed.full_grid if on_dask else grid_of, item.path)
+    grid = await threaded(distributed.full_grid if on_dask else grid_of, item.data)
     if zones_id is None:  # the drawn polygon is the one zone
         shape = shapely.from_wkt(drawn)
         zones = gpd.GeoDataFrame({"id": [1]}, geometry=[shape], crs="OGC:CRS84")
@@ -405,7 +287,7 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
 
 async def _on_dask(inputs: Mapping[str, Any], item: Scene) -> bool:
     """Whether a raster process runs on Dask (asked, or a scene above the threshold)."""
-    size = await threaded(lambda: (g := distributed.full_grid(item.path)).width * g.height)
+    size = await threaded(lambda: (g := distributed.full_grid(item.data)).width * g.height)
     return distributed.engine_of(dict(inputs), size, distributed.DaskSettings().threshold_pixels)
 
 
@@ -423,7 +305,7 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
     min_area = _number(inputs, "min_area", 0.0, 1e7, 300.0)
     min_share = _number(inputs, "min_parcel_share", 0.0, 1.0, 0.25)
     on_dask = await _on_dask(inputs, after)
-    grid = await threaded(distributed.full_grid if on_dask else grid_of, after.path)
+    grid = await threaded(distributed.full_grid if on_dask else grid_of, after.data)
     if on_dask:
         conf = distributed.DaskSettings()
         changed = await threaded(distributed.changed_mask, before, after, expression, grid,
@@ -502,7 +384,7 @@ async def run_water(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
     expression = _text(inputs, "index") or "ndwi"
     threshold = _number(inputs, "threshold", -1000.0, 1000.0, 0.0)
     min_area = _number(inputs, "min_area", 0.0, 1e7, 500.0)
-    grid = await threaded(grid_of, item.path)
+    grid = await threaded(grid_of, item.data)
     values = await threaded(index_values, item, expression, grid)
     water = np.ma.filled(values > threshold, False)
     found = await threaded(polygons, water, grid, min_area)

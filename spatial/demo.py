@@ -10,9 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+from sqlalchemy import text
+
 from spatial.catalog import get_collection
 from spatial.db import engine
 from spatial.errors import InvalidInputError, NotFoundError
+from spatial.features import LayerSchema
+from spatial.gps.fences import import_fences
+from spatial.gps.imports import import_file
+from spatial.gps.store import add_device
+from spatial.gps.tracks import rebuild_all, refresh_extents
+from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector, sha256
 from spatial.settings import Settings
 
@@ -188,14 +198,6 @@ def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
     """Register the fleet, make fences of the districts and the flood-risk zones, import
     the fleet's tracks (again: nothing new, fixes are idempotent), derive tracks, and open
     the GPS collections that hold data to everyone, as the rest of the demo city."""
-    import psycopg  # noqa: PLC0415
-    from psycopg import sql  # noqa: PLC0415
-
-    from spatial.features import LayerSchema  # noqa: PLC0415
-    from spatial.gps.fences import import_fences  # noqa: PLC0415
-    from spatial.gps.imports import import_file  # noqa: PLC0415
-    from spatial.gps.store import add_device  # noqa: PLC0415
-    from spatial.gps.tracks import rebuild_all, refresh_extents  # noqa: PLC0415
 
     with engine(url) as eng, eng.connect() as sconn:
         fenced = [LayerSchema.of(get_collection(sconn, c)) for c in FENCE_LAYERS]
@@ -228,9 +230,6 @@ def _load_imagery(
     on_step: Callable[[DemoLayer, bool], None] | None,
 ) -> bool:  # fmt: skip
     """Ingest the demo scenes whose files changed (each item records its file's sha256)."""
-    from sqlalchemy import text  # noqa: PLC0415
-
-    from spatial.ingest.raster import RasterSource, ingest_raster  # noqa: PLC0415 - heavy
 
     paths = [samples_dir / name for name in DEMO_IMAGERY]
     for path in paths:

@@ -46,6 +46,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spatial.errors import InvalidInputError
+from spatial.mosaic import Grid, index_values
 
 ENGINES = ("dask", "single")
 DECOMPOSABLE = frozenset({"count", "sum", "mean", "min", "max", "stdev"})
@@ -188,14 +189,12 @@ def windows(path: Any, grid: Any, chunk: int) -> list[tuple[int, int, int, int]]
 
 def subgrid(grid: Any, col: int, row: int, width: int, height: int) -> Any:
     """The part of ``grid`` from pixel (col, row), width x height."""
-    from spatial.analysis import Grid  # noqa: PLC0415 - avoids an import cycle
 
     return Grid(grid.crs, grid.transform * Affine.translation(col, row), width, height)
 
 
 def full_grid(path: Any) -> Any:
     """A scene's whole native grid (no pixel limit: windows keep memory bounded)."""
-    from spatial.analysis import Grid  # noqa: PLC0415
 
     with rasterio.open(path) as src:
         return Grid(src.crs, src.transform, src.width, src.height)
@@ -213,10 +212,9 @@ def _strips(path: Any, grid: Any) -> list[tuple[int, int]]:
 def _window_values(item: Any, expression: str, grid: Any) -> np.ndarray:
     """The index over ``grid`` as float64, NaN where masked (as the single-process path's
     ``index_values(...).astype("float64")`` filled with NaN: the index is per pixel)."""
-    from spatial.analysis import index_values  # noqa: PLC0415
 
     out = np.empty((grid.height, grid.width), dtype="float64")
-    for row, height in _strips(item.path, grid):
+    for row, height in _strips(item.data, grid):
         part = subgrid(grid, 0, row, grid.width, height)
         strip = index_values(item, expression, part)
         out[row : row + height] = np.ma.filled(strip.astype("float64"), np.nan)
@@ -225,8 +223,8 @@ def _window_values(item: Any, expression: str, grid: Any) -> np.ndarray:
 
 
 def _extract(values: np.ndarray, grid: Any, zones: gpd.GeoDataFrame, stats: list[str]) -> Any:
-    from exactextract import exact_extract  # noqa: PLC0415
-    from exactextract.raster import NumPyRasterSource  # noqa: PLC0415
+    from exactextract import exact_extract  # noqa: PLC0415 - only on the workers
+    from exactextract.raster import NumPyRasterSource  # noqa: PLC0415 - only on the workers
 
     west, south, east, north = grid.bounds
     raster = NumPyRasterSource(
@@ -301,7 +299,7 @@ def zonal(
     keys = np.arange(len(zones))
     bounds = zones.geometry.bounds.to_numpy()
     wkb = shapely.to_wkb(zones.geometry.to_numpy())
-    cuts = windows(item.path, grid, chunk)
+    cuts = windows(item.data, grid, chunk)
     tree = shapely.STRtree(zones.geometry.to_numpy())
     tasks: list[tuple[Any, ...]] = []
     if set(stats) <= DECOMPOSABLE:
@@ -360,10 +358,9 @@ def _changed(  # noqa: PLR0917 - a task's arguments
     before: Any, after: Any, expression: str, grid: Any, threshold: float, direction: str
 ) -> tuple[np.ndarray, int]:
     """On a worker: the window's changed pixels, bit-packed (as in analysis.run_change)."""
-    from spatial.analysis import index_values  # noqa: PLC0415
 
     changed = np.empty((grid.height, grid.width), dtype=bool)
-    for row, height in _strips(after.path, grid):  # per pixel: strips bound the memory
+    for row, height in _strips(after.data, grid):  # per pixel: strips bound the memory
         part = subgrid(grid, 0, row, grid.width, height)
         old = index_values(before, expression, part)
         new = index_values(after, expression, part)
@@ -382,7 +379,7 @@ def changed_mask(  # noqa: PLR0917 - a task's arguments
     dask: Any = None, chunk: int = 2048,
 ) -> np.ndarray:  # fmt: skip
     """The boolean changed mask over ``grid``, computed in windows."""
-    cuts = windows(after.path, grid, chunk)
+    cuts = windows(after.data, grid, chunk)
     tasks = [(before, after, expression, subgrid(grid, *cut), threshold, direction)
              for cut in cuts]  # fmt: skip
     mask = np.zeros((grid.height, grid.width), dtype=bool)
@@ -401,7 +398,7 @@ def _hilbert_order(geoms: np.ndarray) -> np.ndarray:
     """Indices of ``geoms`` sorted along a Hilbert curve of their bounds' centres."""
     if len(geoms) == 0:
         return np.arange(0)
-    from dask_geopandas.hilbert_distance import _hilbert_distance  # noqa: PLC0415
+    from dask_geopandas.hilbert_distance import _hilbert_distance  # noqa: PLC0415 - only for overlays on Dask
 
     series = gpd.GeoSeries(geoms)
     distances = _hilbert_distance(series, total_bounds=series.total_bounds, level=16)

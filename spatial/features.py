@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -28,7 +28,7 @@ from psycopg import sql
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from spatial.catalog import CollectionRecord
+from spatial.catalog import CollectionRecord, Kind
 from spatial.errors import InvalidInputError
 from spatial.ingest.history import key_expr
 
@@ -102,7 +102,7 @@ def storage_crs_uri(srid: int) -> str:
     return _EPSG_URI.format(srid)
 
 
-FEATURE_KINDS = ("vector", "gps")
+FEATURE_KINDS = (Kind.VECTOR, Kind.GPS)
 """Collections served as features: vector layers, and the GPS views (read only)."""
 
 
@@ -126,6 +126,36 @@ JSON_TYPES = {
 
 
 @dataclass(frozen=True)
+class Rows:
+    """The rows of a layer a caller may see: a condition over the row ``t`` as composed SQL,
+    its values written as literals quoted by the driver (a restriction is part of statement
+    texts that are cached and shared). Equal, and hashed, by its text (:attr:`key`)."""
+
+    condition: sql.Composable = field(compare=False)
+    key: str = ""
+    """The condition's SQL text: what identifies it in caches and groupings."""
+
+    @classmethod
+    def of(cls, condition: sql.Composable) -> Rows:
+        """The rows matching ``condition`` (composed SQL over ``t``, values as literals)."""
+        return cls(condition, condition.as_string(None))
+
+    @classmethod
+    def any_of(cls, parts: Iterable[Rows]) -> Rows:
+        """The rows of any of ``parts`` (none: no row at all)."""
+        unique = list({p.key: p for p in parts}.values())
+        if not unique:
+            return NO_ROWS
+        if len(unique) == 1:
+            return unique[0]
+        return cls.of(sql.SQL(" OR ").join(sql.SQL("({})").format(p.condition) for p in unique))
+
+
+NO_ROWS = Rows(sql.SQL("FALSE"), "FALSE")
+"""A restriction that leaves no row (a grant whose filter no longer fits its layer)."""
+
+
+@dataclass(frozen=True)
 class LayerSchema:
     """What the SQL needs to know about a vector layer's table."""
 
@@ -138,9 +168,9 @@ class LayerSchema:
     feature_count: int | None = None
     temporal: str | None = None
     """The date or timestamp column ``datetime`` filters on, if the layer has one."""
-    restriction: str | None = None
-    """The rows the caller may see, as an SQL condition over ``t`` (from the access
-    policy, :mod:`spatial.access`), or None for every row. :func:`source` applies it."""
+    restriction: Rows | None = None
+    """The rows the caller may see (from the access policy, :mod:`spatial.access`), or
+    None for every row. :func:`source` applies it."""
     key_kind: str = "numeric"
     """What ``id`` (the column ``fid``) holds: ``numeric`` feature numbers, or ``text``
     (STAC item ids)."""
@@ -151,7 +181,7 @@ class LayerSchema:
     None for the layer as it is. :func:`source` applies it."""
 
     @classmethod
-    def of(cls, record: CollectionRecord, restriction: str | None = None) -> LayerSchema:
+    def of(cls, record: CollectionRecord, restriction: Rows | None = None) -> LayerSchema:
         """The schema recorded in a vector collection's catalog entry, seen through a
         row restriction.
 
@@ -419,7 +449,7 @@ def source(layer: LayerSchema) -> sql.Composable:
     rows = sql.SQL("({})").format(edition_rows(layer))
     if layer.restriction is None:
         return rows
-    return sql.SQL("(SELECT * FROM {} t WHERE {})").format(rows, sql.SQL(layer.restriction))
+    return sql.SQL("(SELECT * FROM {} t WHERE {})").format(rows, layer.restriction.condition)
 
 
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9 ]*")
@@ -467,13 +497,12 @@ def edition_rows(layer: LayerSchema) -> sql.Composed:
     )
 
 
-def table_rows(schema: str, table: str, restriction: str | None) -> sql.Composable:
+def table_rows(schema: str, table: str, restriction: Rows | None) -> sql.Composable:
     """A layer table, or its rows that match ``restriction`` (see :func:`source`)."""
     name = sql.Identifier(schema, table)
     if restriction is None:
         return name
-    # The restriction was composed by the driver from a grant (values quoted as literals).
-    return sql.SQL("(SELECT * FROM {} t WHERE {})").format(name, sql.SQL(restriction))
+    return sql.SQL("(SELECT * FROM {} t WHERE {})").format(name, restriction.condition)
 
 
 def _order(q: ItemsQuery) -> list[sql.Composable]:

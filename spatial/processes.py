@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import shapely
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -225,8 +226,6 @@ async def _overlaid(
     """The layer's features meeting ``zones`` (rows of name, wkb in the layer's CRS)
     intersected on the Dask cluster: count and area per zone (``group`` None) or per
     ``group`` value, as the SQL of the single-process path measures them."""
-    import shapely  # noqa: PLC0415
-
     zone_rows = await _rows(conn, sql.SQL("SELECT * FROM ({}) z").format(zones), params)
     shapes = shapely.from_wkb([bytes(z["wkb"]) for z in zone_rows])
     extent = shapely.box(*shapely.total_bounds(shapes)) if len(shapes) else None

@@ -222,7 +222,7 @@ class RasterStore:
 @lru_cache(maxsize=8)
 def _client(endpoint_url: str | None, region: str | None) -> Any:
     import boto3  # noqa: PLC0415 - only for S3 stores
-    from botocore.config import Config  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415 - only for S3 stores
 
     return boto3.client(
         "s3",
@@ -290,7 +290,7 @@ def reading() -> Iterator[None]:
     if not _OPTIONS:
         yield
         return
-    import rasterio  # noqa: PLC0415
+    import rasterio  # noqa: PLC0415 - GDAL: only a store with options (S3) needs it here
 
     with rasterio.Env(**_OPTIONS):
         yield

@@ -15,7 +15,7 @@ import psycopg.sql
 import pytest
 from support import cli_env, ingest_cadastre, run_cli
 
-from layers import Catalog, view
+from layers import Catalog, VectorCollection, view
 from spatial import accounts, features
 from spatial.access import ADMIN, ANONYMOUS, READ, WRITE, Directory, Principal
 from spatial.audit import Actor
@@ -114,7 +114,7 @@ def test_views_hide_collections_and_rows(url: str, source: gpd.GeoDataFrame,
 
     viewer_a = view(_principal(directory, "acc_viewer_a"), catalog, directory)
     assert viewer_a.rights[COLLECTION].level == READ  # a viewer's role caps a write grant
-    layer = viewer_a.layer(viewer_a.get(COLLECTION))
+    layer = viewer_a.features(COLLECTION).layer
     assert layer.restriction is not None
     assert _count(url, layer) == forests
     with pytest.raises(ForbiddenError):
@@ -122,14 +122,14 @@ def test_views_hide_collections_and_rows(url: str, source: gpd.GeoDataFrame,
 
     editor_a = view(_principal(directory, "acc_editor_a"), catalog, directory)
     assert editor_a.rights[COLLECTION].level == WRITE
-    _, writable = editor_a.writable(COLLECTION)
+    writable = editor_a.writable(COLLECTION).layer
     assert _count(url, writable) == forests
     with pytest.raises(ForbiddenError):
         editor_a.administrable(COLLECTION)
 
     admin = view(_principal(directory, "acc_admin"), catalog, directory)
     assert admin.rights[COLLECTION].level == ADMIN
-    assert _count(url, admin.layer(admin.get(COLLECTION))) == len(source)
+    assert _count(url, admin.features(COLLECTION).layer) == len(source)
 
 
 def test_restricted_tiles_hold_only_the_granted_rows(
@@ -146,7 +146,7 @@ def test_restricted_tiles_hold_only_the_granted_rows(
     address = tms.address("WebMercatorQuad", z, tile.y, tile.x, 22)
     seen = {}
     for who, restriction in (("all", None), ("a", viewer_a.rights[COLLECTION].read_rows)):
-        statement = mvt.tile_statement([mvt.TileLayer.of(record, restriction=restriction)],
+        statement = mvt.tile_statement([VectorCollection(record, restriction).tile_layer()],
                                        address, 100_000)  # fmt: skip
         assert statement is not None
         with psycopg.connect(url) as conn:

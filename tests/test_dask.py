@@ -19,7 +19,7 @@ import shapely
 from rasterio.transform import from_origin
 from support import LiveServer
 
-from spatial import analysis, distributed, samples
+from spatial import analysis, distributed, mosaic, samples
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
 
@@ -42,7 +42,7 @@ def dask_client() -> Iterator[Any]:
         cluster.close()
 
 
-def _scene(path: Path, seed: int) -> analysis.Scene:
+def _scene(path: Path, seed: int) -> mosaic.Scene:
     rng = np.random.default_rng(seed)
     data = rng.integers(1, 4000, size=(2, SIZE, SIZE), dtype="uint16")
     data[:, :20, :20] = 0  # nodata
@@ -52,11 +52,11 @@ def _scene(path: Path, seed: int) -> analysis.Scene:
                "compress": "deflate"}  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
-    return analysis.Scene("c", path.stem, dt.datetime.now(dt.UTC), path, BANDS)
+    return mosaic.Scene("c", path.stem, dt.datetime.now(dt.UTC), path, path, BANDS)
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[analysis.Scene, analysis.Scene]:
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> tuple[mosaic.Scene, mosaic.Scene]:
     folder = tmp_path_factory.mktemp("dask")
     return _scene(folder / "a.tif", 1), _scene(folder / "b.tif", 2)
 
@@ -90,24 +90,24 @@ def _same(single: Any, chunked: Any, columns: list[str]) -> None:
     "stats", [["count", "sum", "mean", "min", "max", "stdev"], ["median", "majority", "count"]]
 )
 def test_chunked_zonal_statistics_equal_the_single_process(
-    dask_client: Any, scenes: tuple[analysis.Scene, analysis.Scene], stats: list[str]
+    dask_client: Any, scenes: tuple[mosaic.Scene, mosaic.Scene], stats: list[str]
 ) -> None:
     item = scenes[0]
-    grid = distributed.full_grid(item.path)
+    grid = distributed.full_grid(item.data)
     zones = _zones()
-    single = analysis.zonal(analysis.index_values(item, "ndvi", grid), grid, zones, stats)
+    single = analysis.zonal(mosaic.index_values(item, "ndvi", grid), grid, zones, stats)
     chunked = distributed.zonal(item, "ndvi", grid, zones, stats, dask=dask_client, chunk=300)
     _same(single, chunked, stats)
     assert chunked.set_index("id").loc[zones["id"].iloc[-1], "count"] == 0
 
 
 def test_chunked_change_mask_equals_the_single_process(
-    dask_client: Any, scenes: tuple[analysis.Scene, analysis.Scene]
+    dask_client: Any, scenes: tuple[mosaic.Scene, mosaic.Scene]
 ) -> None:
     before, after = scenes
-    grid = distributed.full_grid(after.path)
-    old = analysis.index_values(before, "ndvi", grid)
-    new = analysis.index_values(after, "ndvi", grid)
+    grid = distributed.full_grid(after.data)
+    old = mosaic.index_values(before, "ndvi", grid)
+    new = mosaic.index_values(after, "ndvi", grid)
     expected = np.ma.filled(old - new, 0.0) >= 0.3
     got = distributed.changed_mask(before, after, "ndvi", grid, 0.3, "decrease",
                                    dask=dask_client, chunk=256)  # fmt: skip

@@ -563,7 +563,7 @@ def test_the_quick_csv_path_reads_as_the_careful_one() -> None:
     include every shape it does not know (and those go the careful way)."""
     import random  # noqa: PLC0415
 
-    from spatial.gps import files  # noqa: PLC0415
+    from spatial.gps import files, records  # noqa: PLC0415
 
     cells = {
         "lat": ["22.9", " 22.9", "22.9 ", "-90", "90.0001", "0", "nan", "inf", "1_0", "", "x",
@@ -586,9 +586,9 @@ def test_the_quick_csv_path_reads_as_the_careful_one() -> None:
         fix = files._plain_row(columns, row, None)
         values, attributes = files._split_fields(zip(header, row, strict=True))
         try:
-            expected = files._make_fix(values, device=files._device_name(values.get("device")),
+            expected = records.make_fix(values, device=records.device_name(values.get("device")),
                                        attributes=attributes, unix=True)  # fmt: skip
-        except files._RecordError:
+        except records.RecordError:
             expected = None
         if fix is None:
             careful_only += 1

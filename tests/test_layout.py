@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,136 @@ def test_settings_read_the_spatial_prefix(monkeypatch: pytest.MonkeyPatch) -> No
     settings = Settings()
     assert settings.server.port == 8123
     assert settings.uses_embedded is False
+
+
+PACKAGES = ("spatial", "layers", "tiles", "api")
+_REASON = re.compile(r"#\s*noqa: PLC0415 - (?P<why>\S.*)$")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of our packages by dotted name (packages by their ``__init__``)."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue  # Alembic loads these by path, never by import
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def _imported(module: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[ast.stmt, str]]:
+    """(statement, module of ours it imports) for every import in ``path``, wherever it is
+    (a function-level import dodging a circle is still a circle)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".")
+                package = package if path.name == "__init__.py" else package[:-1]
+                package = package[: len(package) - node.level + 1]
+                base = ".".join([*package, *([node.module] if node.module else [])])
+            # ``from a import b`` imports the module a.b when there is one, else a.
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                     for a in node.names]  # fmt: skip
+        else:
+            continue
+        for name in names:
+            target = name
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                yield node, target
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            part = []
+            while True:
+                top = stack.pop()
+                part.append(top)
+                if top == node:
+                    break
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles() -> None:
+    known = _modules()
+    graph = {m: {target for _, target in _imported(m, p, known)} for m, p in known.items()}
+    assert _cycles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_function_level_imports_say_why() -> None:
+    # Only to defer a heavy or optional dependency, each with its reason; never to dodge
+    # an import circle (test_no_import_circles finds those).
+    unexplained = []
+    for path in _modules().values():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    why = _REASON.search(lines[node.lineno - 1])
+                    if why is None or "cycle" in why["why"] or "circle" in why["why"]:
+                        unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert unexplained == []
+
+
+_SQL = re.compile(r"SELECT|INSERT|UPDATE|DELETE FROM")
+
+
+def test_routes_are_thin() -> None:
+    # A route parses, calls the model and formats: its SQL lives in spatial/ (and layers/),
+    # and no route function grows past 60 lines.
+    routers = sorted((ROOT / "api" / "routers").glob("*.py"))
+    with_sql = [f"{p.name}:{n}" for p in routers
+                for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                if _SQL.search(line)]  # fmt: skip
+    assert with_sql == []
+    long = []
+    for path in routers:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.name}:{node.name} ({length} lines)")
+    assert long == []
+
+
+def test_modules_stay_small() -> None:
+    big = [f"{p.relative_to(ROOT)} ({n} lines)" for package in PACKAGES
+           for p in sorted((ROOT / package).rglob("*.py"))
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > 800]  # fmt: skip
+    assert big == []

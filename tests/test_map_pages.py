@@ -179,6 +179,10 @@ def test_each_map_draws_its_layers_offline(base: str, subsystem: str) -> None:
         assert legend == sum(len(layer["legend"]) for layer in config["layers"])
         pixels = _drawn(page)
         seen.screenshot(f"map-{subsystem}")
+        # The page's icon exists (headless Chromium fetches no icon, and its fetch() of a
+        # /favicon.ico under Playwright's routing fails: ask from here).
+        icon = httpx.get(page.evaluate("document.querySelector('link[rel=icon]').href"))
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/")
         seen.assert_clean()
     assert (np.abs(pixels - np.array(BACKGROUND)).max(axis=-1) > TOLERANCE).mean() > 0.02
     found = {

@@ -7,12 +7,14 @@ makes (other modules share the server), and the database figures against the dat
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import httpx
 import morecantile
 import psycopg
 import pytest
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from support import LiveServer
 
@@ -147,6 +149,11 @@ def test_probes_stay_open_when_anonymous_access_is_off(
     ):
         for path in ("/health", "/health/live", "/health/ready"):
             assert client.get(path).status_code == 200, path
+        # Every page's first load asks for the icon: it answers, to anyone (it holds no data).
+        icon = client.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/")
+        with Image.open(io.BytesIO(icon.content)) as image:
+            assert image.format == "ICO" and image.size[0] >= 16
         assert client.get("/metrics").status_code == 401
         assert client.get("/collections").status_code == 401
         assert client.get("/metrics", headers=admin_auth).status_code == 200

@@ -655,6 +655,7 @@ def test_a_tile_coarser_than_every_overview_reads_the_asked_bands(tmp_path: Path
     then the subset)."""
     from rasterio.transform import from_origin  # noqa: PLC0415
 
+    from spatial import mosaic  # noqa: PLC0415
     from tiles import raster  # noqa: PLC0415
 
     path = tmp_path / "small.tif"
@@ -665,7 +666,7 @@ def test_a_tile_coarser_than_every_overview_reads_the_asked_bands(tmp_path: Path
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     bands = tuple({"name": f"b{i}"} for i in range(1, 5))
-    item = raster.Item("small", "small", dt.datetime(2026, 5, 1, tzinfo=dt.UTC), path, path, bands)
+    item = mosaic.Scene("small", "small", dt.datetime(2026, 5, 1, tzinfo=dt.UTC), path, path, bands)
     tms = TILE_MATRIX_SETS["WebMercatorQuad"]
     tile = tms.tile(111.003, 22.965, 10)
     where = ("WebMercatorQuad", 10, tile.x, tile.y)

@@ -21,7 +21,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 Box = tuple[float, float, float, float]
@@ -38,17 +38,28 @@ class CachedTile:
     versions: tuple[tuple[str, int], ...]
     """The catalog version of each collection in the tile when it was rendered."""
     etag: str = field(default="")
+    gzipped: bytes | None = None
+    """The same bytes gzipped, once a client accepting gzip asked for the tile (compressed
+    once, then kept: :meth:`TileCache.add_gzip`), else None."""
 
     @property
     def collections(self) -> frozenset[str]:
         return frozenset(name for name, _ in self.versions)
 
+    @property
+    def size(self) -> int:
+        """What the tile holds in memory, roughly."""
+        return len(self.data) + len(self.gzipped or b"") + 200
+
     @classmethod
-    def of(cls, data: bytes, lonlat: Box, versions: dict[str, int]) -> CachedTile:
+    def of(
+        cls, data: bytes, lonlat: Box, versions: dict[str, int], gzipped: bytes | None = None
+    ) -> CachedTile:
         # CRC-32 and length: a change of a tile's bytes changes it (barring a 1 in 4
         # billion coincidence), at a tenth of a cryptographic hash's cost per request.
         etag = f"{zlib.crc32(data):08x}{len(data):x}"
-        return cls(data=data, lonlat=lonlat, versions=tuple(sorted(versions.items())), etag=etag)
+        return cls(data=data, lonlat=lonlat, versions=tuple(sorted(versions.items())),
+                   etag=etag, gzipped=gzipped)  # fmt: skip
 
 
 def _meets(a: Box, b: Box) -> bool:
@@ -108,19 +119,33 @@ class TileCache:
             self.disk.put(key, tile)
         return True
 
+    def add_gzip(self, key: Key, tile: CachedTile, gzipped: bytes) -> CachedTile:
+        """Keep the gzipped form of a cached tile beside it (made the first time a client
+        asked for it); returns the tile with it. A tile replaced or dropped meanwhile is
+        left as it is."""
+        with_gzip = replace(tile, gzipped=gzipped)
+        with self._lock:
+            if self._tiles.get(key) is not tile:
+                return with_gzip
+            self._tiles[key] = with_gzip
+            self._bytes += len(gzipped)
+        if self.disk is not None:
+            self.disk.put(key, with_gzip)
+        return with_gzip
+
     def _remember(self, key: Key, tile: CachedTile) -> None:
-        size = len(tile.data) + 200
+        size = tile.size
         if size > self.max_bytes:
             return
         with self._lock:
             old = self._tiles.pop(key, None)
             if old is not None:
-                self._bytes -= len(old.data) + 200
+                self._bytes -= old.size
             self._tiles[key] = tile
             self._bytes += size
             while self._bytes > self.max_bytes:
                 _, dropped = self._tiles.popitem(last=False)
-                self._bytes -= len(dropped.data) + 200
+                self._bytes -= dropped.size
 
     def resume(self, versions: dict[str, int]) -> None:
         """After a time without notifications (a start, a lost connection): forget the
@@ -156,7 +181,7 @@ class TileCache:
                     and (boxes is None or any(_meets(t.lonlat, b) for b in boxes))
                 ]  # fmt: skip
                 for k in doomed:
-                    self._bytes -= len(self._tiles.pop(k).data) + 200
+                    self._bytes -= self._tiles.pop(k).size
                 gone = len(doomed)
         if self.disk is not None:
             self.disk.invalidate(collection, boxes)
@@ -174,8 +199,11 @@ class DiskTier:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS tiles (key TEXT PRIMARY KEY, collections TEXT, "
-                "versions TEXT, w REAL, s REAL, e REAL, n REAL, etag TEXT, data BLOB)"
+                "versions TEXT, w REAL, s REAL, e REAL, n REAL, etag TEXT, data BLOB, gz BLOB)"
             )
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(tiles)")}
+            if "gz" not in columns:  # a cache written before tiles were kept gzipped
+                conn.execute("ALTER TABLE tiles ADD COLUMN gz BLOB")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -192,7 +220,7 @@ class DiskTier:
         row = (
             self._conn()
             .execute(
-                "SELECT versions, w, s, e, n, etag, data FROM tiles WHERE key = ?",
+                "SELECT versions, w, s, e, n, etag, data, gz FROM tiles WHERE key = ?",
                 (self._key(key),),
             )
             .fetchone()
@@ -201,13 +229,13 @@ class DiskTier:
             return None
         versions = tuple((str(k), int(v)) for k, v in json.loads(row[0]))
         return CachedTile(data=row[6], lonlat=(row[1], row[2], row[3], row[4]),
-                          versions=versions, etag=row[5])  # fmt: skip
+                          versions=versions, etag=row[5], gzipped=row[7])  # fmt: skip
 
     def put(self, key: Key, tile: CachedTile) -> None:
         self._conn().execute(
-            "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (self._key(key), "|" + "|".join(sorted(tile.collections)) + "|",
-             json.dumps(tile.versions), *tile.lonlat, tile.etag, tile.data),
+             json.dumps(tile.versions), *tile.lonlat, tile.etag, tile.data, tile.gzipped),
         )  # fmt: skip
 
     def invalidate(self, collection: str | None, boxes: list[Box] | None) -> None:

@@ -14,11 +14,12 @@ import psycopg
 import typer
 
 from spatial import changes
-from spatial.catalog import CollectionRecord
-from spatial.cli import console, friendly, progress_bar
+from spatial.catalog import CollectionRecord, Kind
+from spatial.cli.common import console, friendly, progress_bar
 from spatial.db import engine, resolve_url
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.settings import Settings
+from tiles.cache import CachedTile, DiskTier
 
 app = typer.Typer(
     help="Vector tiles: seed the shared cache, clear it, export PMTiles.", no_args_is_help=True
@@ -53,11 +54,11 @@ def _bbox(text: str | None, record: CollectionRecord) -> tuple[float, float, flo
 
 
 def _record(url: str, collection_id: str) -> CollectionRecord:
-    from spatial.catalog import get_collection  # noqa: PLC0415
+    from spatial.catalog import get_collection  # noqa: PLC0415 - SQLAlchemy, when run
 
     with engine(url) as eng, eng.connect() as conn:
         record = get_collection(conn, collection_id)
-    if record.kind != "vector":
+    if record.kind != Kind.VECTOR:
         msg = f"collection {collection_id!r} is {record.kind} data and has no vector tiles"
         raise NotFoundError(msg)
     return record
@@ -71,9 +72,10 @@ def _tiles(
     settings: Settings,
 ) -> Iterator[tuple[tuple[int, int, int], tuple[float, float, float, float], bytes]]:  # fmt: skip
     """((z, row, col), lon/lat bounds, MVT bytes) of every tile covering ``bbox``."""
+    from layers.collections import VectorCollection  # noqa: PLC0415 - pyogrio, GDAL
     from tiles import mvt, tms  # noqa: PLC0415 - morecantile
 
-    layer = mvt.TileLayer.of(record)
+    layer = VectorCollection(record).tile_layer()
     cap = settings.tiles.max_features
     addresses = tms.tiles_covering(tms_id, (bbox[0], bbox[1], bbox[2], bbox[3]), zooms)
     with progress_bar() as bar, psycopg.connect(url, autocommit=True) as conn:
@@ -94,7 +96,6 @@ def seed(
 ) -> None:
     """Render tiles into the shared disk tier (SPATIAL_TILES_DISK_CACHE_DIR), where every API
     worker finds them."""
-    from tiles.cache import CachedTile, DiskTier  # noqa: PLC0415
 
     settings = Settings()
     if settings.tiles.disk_cache_dir is None:
@@ -125,8 +126,6 @@ def clear(
     with psycopg.connect(resolve_url(settings), autocommit=True) as conn:
         conn.execute(*changes.everything(collection))
     if settings.tiles.disk_cache_dir is not None:
-        from tiles.cache import DiskTier  # noqa: PLC0415
-
         DiskTier(settings.tiles.disk_cache_dir).invalidate(collection, None)
     console.print(f"[green]cleared[/] the tile cache of {collection or 'every collection'}")
 
@@ -140,8 +139,8 @@ def export(
     bbox: str | None = typer.Option(None, help=BBOX_HELP),
 ) -> None:
     """Write a PMTiles archive (WebMercatorQuad, gzip-compressed MVT) for offline maps."""
-    from pmtiles.tile import Compression, TileType, zxy_to_tileid  # noqa: PLC0415
-    from pmtiles.writer import Writer  # noqa: PLC0415
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid  # noqa: PLC0415 - exports only
+    from pmtiles.writer import Writer  # noqa: PLC0415 - exports only
 
     if not out.parent.is_dir():
         msg = f"{out.parent} is not a folder; the archive cannot be written there"

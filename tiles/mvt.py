@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -22,8 +21,8 @@ import psycopg
 import pyproj
 from psycopg import sql
 
-from spatial.catalog import CollectionRecord
-from spatial.features import LayerSchema, geographic, table_rows
+from layers.collections import TileLayer
+from spatial.features import Rows, geographic, table_rows
 from tiles.tms import EARTH_RADIUS, TileAddress
 
 EXTENT = 4096
@@ -38,43 +37,6 @@ affine map to far less than a unit (CGCS2000 lon/lat to Web Mercator from zoom 1
 Gauss-Krüger zone from zoom 14; the error halves with each zoom), and PROJ was half the
 cost of a tile."""
 _TEXT_TYPES = {"date", "timestamp"}
-
-
-@dataclass(frozen=True)
-class TileLayer:
-    """A vector collection as a tile layer."""
-
-    layer: LayerSchema
-    bbox: tuple[float, float, float, float] | None
-    """The data's lon/lat extent (from the catalog); no tile outside it reads the table."""
-    points: bool = False
-    """Point layers keep every feature (no minimum size)."""
-    properties: tuple[str, ...] | None = None
-    """The attributes carried (all when None)."""
-
-    @property
-    def name(self) -> str:
-        return self.layer.id
-
-    @classmethod
-    def of(
-        cls, record: CollectionRecord, properties: tuple[str, ...] | None = None,
-        restriction: str | None = None,
-    ) -> TileLayer:  # fmt: skip
-        """A vector collection's tile layer (``properties``: the attributes carried;
-        ``restriction``: the caller's rows, :mod:`spatial.access`).
-
-        Raises:
-            InvalidInputError: the collection is not a vector layer.
-        """
-        kind = str(record.properties.get("geometry_type", "")).lower()
-        return cls(
-            layer=LayerSchema.of(record, restriction),
-            # GPS views move all the time: their catalog extent may lag behind the data.
-            bbox=record.bbox if record.kind != "gps" else None,
-            points="point" in kind,
-            properties=properties,
-        )
 
 
 def render(
@@ -160,7 +122,7 @@ def local_affine(srid: int, tile: TileAddress) -> tuple[float, ...] | None:
 
 
 LayerKey = tuple[
-    str, str, str, int, tuple[tuple[str, str], ...], bool, tuple[str, ...] | None, str | None
+    str, str, str, int, tuple[tuple[str, str], ...], bool, tuple[str, ...] | None, Rows | None
 ]
 """What fixes a layer's SQL text: id, schema, table, SRID, columns and types, points,
 selected properties, the caller's row restriction."""

@@ -14,12 +14,10 @@ Bands are chosen by ``bands`` (names) or computed by an ``expression``
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import morecantile
@@ -35,28 +33,13 @@ from rio_tiler.utils import render
 
 from spatial import imagery, rasterstore
 from spatial.errors import InvalidInputError, NotFoundError
+from spatial.mosaic import Scene
 from tiles.tms import tile_matrix_set
 
 MAP_FORMATS = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 TIFF = "image/tiff; application=geotiff"
 MAX_PIXELS = 64_000_000
 """Largest coverage subset (pixels per band); larger asks get a 400 with the size."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """What reading an item needs (from its ``rs.items`` row)."""
-
-    collection: str
-    id: str
-    datetime: dt.datetime
-    data: Path
-    web: Path
-    bands: tuple[dict[str, Any], ...]
-    raster_bands: tuple[dict[str, Any], ...] = ()
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(str(b.get("name")) for b in self.bands)
 
 
 @dataclass(frozen=True)
@@ -68,11 +51,11 @@ class Style:
     rescale: str | None = None
     colormap: str | None = None
 
-    def plan(self, item: Item) -> tuple[tuple[int, ...], imagery.Expression | None]:
+    def plan(self, item: Scene) -> tuple[tuple[int, ...], imagery.Expression | None]:
         """The bands to read from ``item`` and the expression over them."""
         return _plan(self.expression, self.bands, item.bands)
 
-    def ranges(self, item: Item, count: int) -> list[tuple[float, float]] | None:
+    def ranges(self, item: Scene, count: int) -> list[tuple[float, float]] | None:
         """Rescale ranges: as asked; -1..1 for a named index; else the first bands'
         2nd-98th percentiles (recorded at ingest) for non-byte data."""
         asked = imagery.rescale_ranges(self.rescale, count)
@@ -147,12 +130,12 @@ def _merge(result: np.ma.MaskedArray | None, layer: np.ma.MaskedArray) -> np.ma.
 
 
 def _read_tile(
-    items: Iterable[Item], style: Style, tile: tuple[str, int, int, int], *, web: bool
-) -> tuple[np.ma.MaskedArray, Item] | None:
+    items: Iterable[Scene], style: Style, tile: tuple[str, int, int, int], *, web: bool
+) -> tuple[np.ma.MaskedArray, Scene] | None:
     tms_id, z, x, y = tile
     tms = tile_matrix_set(tms_id)
     result: np.ma.MaskedArray | None = None
-    first: Item | None = None
+    first: Scene | None = None
     for item in items:
         indexes, expr = style.plan(item)
         path = item.web if web else item.data
@@ -179,7 +162,7 @@ def _read_tile(
 
 
 def map_tile(
-    items: Sequence[Item], style: Style, tile: tuple[str, int, int, int], fmt: str
+    items: Sequence[Scene], style: Style, tile: tuple[str, int, int, int], fmt: str
 ) -> bytes | None:
     """A map tile (``png``, ``webp``, ``jpeg``) of the mosaic of ``items`` (latest first);
     None when no item covers the tile."""
@@ -207,7 +190,7 @@ def map_tile(
 
 
 def value_tile(
-    items: Sequence[Item], style: Style, tile: tuple[str, int, int, int]
+    items: Sequence[Scene], style: Style, tile: tuple[str, int, int, int]
 ) -> bytes | None:
     """A float32 GeoTIFF tile of the values (bands or expression) from the native COGs."""
     with rasterstore.reading():
@@ -222,7 +205,7 @@ def value_tile(
 
 
 def coverage(
-    items: Sequence[Item],
+    items: Sequence[Scene],
     style: Style,
     bbox: tuple[float, float, float, float] | None,
     bbox_crs: str,
@@ -245,7 +228,7 @@ def coverage(
 
 
 def _coverage(
-    items: Sequence[Item],
+    items: Sequence[Scene],
     style: Style,
     bbox: tuple[float, float, float, float] | None,
     bbox_crs: str,
@@ -299,7 +282,7 @@ def _coverage(
     return geotiff(result, tuple(out_bounds), crs, band_names=_output_names(style, first))
 
 
-def _output_names(style: Style, item: Item) -> list[str]:
+def _output_names(style: Style, item: Scene) -> list[str]:
     indexes, expr = style.plan(item)
     if expr is not None:
         return (

@@ -25,21 +25,22 @@ from typing import Any
 import psycopg
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from psycopg.types.json import Jsonb
-from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from api import live as live_stream
-from api.auth import actor_of, view_of
-from api.routers.ingest import may_ingest
-from spatial import audit
-from spatial.access import Principal
-from spatial.errors import ForbiddenError, InvalidInputError, UnauthorizedError
+from api.deps import ActorDep, Db, Steward, caller, database
+from spatial.errors import InvalidInputError
 from spatial.features import parse_bbox
 from spatial.gps import files, osmand, owntracks
 from spatial.gps.fix import Decoded
-from spatial.gps.store import Device, Stored, add_device, list_devices, remove_device, store
+from spatial.gps.store import (
+    Stored,
+    add_device,
+    device_department,
+    list_devices,
+    remove_device,
+    store,
+)
 from spatial.gps.tcp import INPUT_LIMITS
 
 router = APIRouter(prefix="/gps", tags=["GPS receivers"])
@@ -47,24 +48,21 @@ UNUSABLE = frozenset({"malformed", "unknown_device", "no_time"})
 """Reasons that make a request a 400 when nothing in it was stored."""
 
 
-async def _keep(request: Request, decoded: Decoded, source: str) -> Stored | Response:
-    """Store a decoded request; a 503 when the database cannot be reached."""
-    app = request.app
+async def _keep(request: Request, decoded: Decoded, source: str) -> Stored:
+    """Store a decoded request (checked and stored in one transaction).
 
-    def work() -> Stored:
-        with app.state.sync_pool.connection() as conn:
-            return store(conn, decoded.fixes, source=source, settings=app.state.settings.gps,
-                         rejects=decoded.rejects)  # fmt: skip
-
+    Raises:
+        DatabaseUnavailableError: the database cannot be reached (503 with Retry-After:
+            the client keeps the fix and sends it again).
+    """
+    settings = request.app.state.settings.gps
     try:
-        return await run_in_threadpool(work)
+        return await database(request).run(lambda conn: store(
+            conn, decoded.fixes, source=source, settings=settings, rejects=decoded.rejects
+        ))  # fmt: skip
     except INPUT_LIMITS as exc:
         msg = f"the request holds a value beyond what the database can store: {exc}"
         raise InvalidInputError(msg[:500]) from None
-    except (psycopg.OperationalError, PoolTimeout):
-        why = "the database is unavailable; send the fix again later"
-        body = {"code": "ServiceUnavailable", "description": why}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 def _unusable(done: Stored) -> str | None:
@@ -81,8 +79,6 @@ async def _osmand(request: Request) -> Response:
     decoded = osmand.decode_request(target, body, content_type=request.headers.get("content-type"),
                                     received=dt.datetime.now(dt.UTC))  # fmt: skip
     done = await _keep(request, decoded, "osmand")
-    if isinstance(done, Response):
-        return done
     problem = _unusable(done)
     if problem:
         return PlainTextResponse(problem, status_code=400)
@@ -135,8 +131,6 @@ async def owntracks_post(request: Request) -> Response:
         body, user=request.headers.get("x-limit-u"), device=request.headers.get("x-limit-d")
     )
     done = await _keep(request, decoded, "owntracks")
-    if isinstance(done, Response):
-        return done
     problem = _unusable(done)
     if problem:
         return JSONResponse({"code": "InvalidParameterValue", "description": problem},
@@ -155,7 +149,7 @@ async def batch(request: Request) -> Response:
     GeoJSON FeatureCollection of points (``application/geo+json``), checked and stored in
     one transaction. For stewards and admins of ``gps_positions`` (a system, not a device,
     sends batches). Answers what was stored and the rejects by reason."""
-    may_ingest(request, "gps_positions")
+    caller(request).may_ingest("gps_positions")
     body = await request.body()
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if kind == "text/csv":
@@ -166,8 +160,6 @@ async def batch(request: Request) -> Response:
         msg = f"send text/csv or application/geo+json, not {kind or 'no content type'!r}"
         raise InvalidInputError(msg)
     done = await _keep(request, decoded, "batch")
-    if isinstance(done, Response):
-        return done
     return JSONResponse({"stored": done.stored, "duplicates": done.duplicates,
                          "rejected": {k: v for k, v in done.counts().items() if k != "duplicate"},
                          "events": len(done.events)})  # fmt: skip
@@ -182,72 +174,38 @@ class DeviceIn(BaseModel):
     kind: str = "vehicle"
 
 
-def _registrar(request: Request) -> Principal:
-    """Admins register any device, stewards those of their department.
-
-    Raises:
-        UnauthorizedError: an anonymous caller. ForbiddenError: anyone else.
-    """
-    who = view_of(request).principal
-    if who.anonymous:
-        raise UnauthorizedError("the device registry needs a key or a token")
-    if not who.admin and "steward" not in who.roles:
-        raise ForbiddenError(f"{who.username} may not manage devices (stewards and admins may)")
-    return who
-
-
 @router.get("/devices", summary="The device registry")
-async def devices(request: Request) -> list[dict[str, Any]]:
+async def devices(seen: Steward, db: Db) -> list[dict[str, Any]]:
     """Every device (for a steward: their department's)."""
-    who = _registrar(request)
-
-    def work() -> list[Device]:
-        with request.app.state.sync_pool.connection() as conn:
-            return list_devices(conn)
-
-    found = await run_in_threadpool(work)
+    who = seen.principal
+    found = await db.run(list_devices)
     return [vars(d) for d in found if who.admin or d.department == who.department]
 
 
 @router.post("/devices", status_code=201, summary="Register a device")
-async def register(request: Request, body: DeviceIn) -> dict[str, Any]:
-    """Register a device; the answer holds its token, shown this once."""
-    who = _registrar(request)
+async def register(body: DeviceIn, seen: Steward, actor: ActorDep, db: Db) -> dict[str, Any]:
+    """Register a device (admins: of any department; stewards: of theirs); the answer holds
+    its token, shown this once."""
+    who = seen.principal
     department = body.department if who.admin else who.department
-    actor = actor_of(request)
-
-    def work() -> str:
-        with request.app.state.sync_pool.connection() as conn, conn.transaction():
-            token = add_device(conn, body.id, name=body.name, department=department,
-                               kind=body.kind)  # fmt: skip
-            details = Jsonb({"department": department, "kind": body.kind})
-            row = (actor.name, actor.user_id, actor.address, "device-add", None, [body.id],
-                   None, None, details)  # fmt: skip
-            conn.execute(audit.INSERT, row)
-            return token
-
-    token = await run_in_threadpool(work)
+    token = await db.run(lambda conn: add_device(
+        conn, body.id, name=body.name, department=department, kind=body.kind, actor=actor
+    ))  # fmt: skip
     return {"id": body.id, "department": department, "token": token}
 
 
 @router.delete("/devices/{device_id}", summary="Unregister a device (its positions stay)")
-async def unregister(device_id: str, request: Request) -> dict[str, Any]:
-    who = _registrar(request)
-    actor = actor_of(request)
+async def unregister(device_id: str, seen: Steward, actor: ActorDep, db: Db) -> dict[str, Any]:
+    """Unregister a device (admins: any; stewards: their department's)."""
 
-    def work() -> None:
-        with request.app.state.sync_pool.connection() as conn, conn.transaction():
-            row = conn.execute("SELECT department FROM gps.devices WHERE id = %s",
-                               (device_id,)).fetchone()  # fmt: skip
-            if row is not None and not who.admin and row[0] != who.department:
-                msg = f"{who.username} may not manage device {device_id!r}"
-                raise ForbiddenError(msg)
-            remove_device(conn, device_id)
-            conn.execute(audit.INSERT, (actor.name, actor.user_id, actor.address,
-                                        "device-remove", None, [device_id], None, None,
-                                        Jsonb({})))  # fmt: skip
+    def work(conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            department = device_department(conn, device_id)
+            if department is not None:
+                seen.steward_of(department, f"device {device_id!r}")
+            remove_device(conn, device_id, actor=actor)
 
-    await run_in_threadpool(work)
+    await db.run(work)
     return {"id": device_id, "removed": True}
 
 
@@ -257,7 +215,7 @@ async def live(websocket: WebSocket) -> None:
     latest of every device, filtered by ``device`` and ``department`` (comma-separated)
     and ``bbox`` (west,south,east,north in lon/lat). Only for callers who may read
     ``gps_latest``, and only the devices their grants show."""
-    seen = view_of(websocket)  # type: ignore[arg-type]
+    seen = caller(websocket)
     if live_stream.COLLECTION not in seen.rights:
         await websocket.close(code=1008, reason="you may not read gps_latest")
         return
@@ -273,14 +231,14 @@ async def live(websocket: WebSocket) -> None:
         return found or None
 
     subscriber = live_stream.Subscriber(
-        seen.layer(seen.get(live_stream.COLLECTION)), names("device"), names("department"), bbox
+        seen.features(live_stream.COLLECTION).layer, names("device"), names("department"), bbox
     )
     await websocket.accept()
     hub: live_stream.Hub = websocket.app.state.live
     hub.subscribers.add(subscriber)
 
     async def pump() -> None:
-        for row in await live_stream.positions(websocket.app.state.pool, subscriber.layer, None):
+        for row in await live_stream.positions(websocket.app.state.db, subscriber.layer, None):
             if subscriber.wants(row):
                 subscriber.offer(live_stream.message(row))
         while True:

@@ -11,28 +11,25 @@ it runs and the JSON report at the end; rejected features can be downloaded as G
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import actor_of, view_of
-from api.deps import Conn
-from spatial.access import ADMIN
+from api import catalog
+from api.deps import Conn, actor_of, caller, database
 from spatial.audit import Actor
 from spatial.errors import (
-    ForbiddenError,
     InvalidInputError,
     SpatialError,
     TooLargeError,
-    UnauthorizedError,
 )
 from spatial.ingest import jobs
 from spatial.ingest.raster import RasterSource, check_scene, ingest_raster
@@ -41,6 +38,7 @@ from spatial.ingest.vector import VectorSource, ingest_vector, validate_source
 from spatial.settings import Settings
 
 router = APIRouter(prefix="/ingest", tags=["Ingest"])
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _SIDECARS = {".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".xml", ".csvt"}
@@ -90,7 +88,7 @@ async def upload_vector(
             public=public,
             department=department,
         )
-        validate_source(source)
+        validate_source(source, settings)
         job_id = await run_in_threadpool(
             jobs.create,
             request.app.state.url,
@@ -103,8 +101,8 @@ async def upload_vector(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    request.app.state.ingest_executor.submit(_run_job, request.app, source, job_id, folder, actor)
-    async with request.app.state.pool.connection() as conn:
+    _submit(request.app, source, job_id, folder, actor)
+    async with database(request).connection() as conn:
         job = await _job(request, conn, job_id)
     location = str(request.url_for("get_job", job_id=job_id))
     return JSONResponse(job, status_code=202, headers={"Location": location})
@@ -140,7 +138,7 @@ async def upload_raster(
             subsystems=tuple(subsystem or ()), public=public, department=department,
             source_name=", ".join(names),
         )  # fmt: skip
-        validate_raster(source)
+        validate_raster(source, settings)
         await run_in_threadpool(check_scene, path, settings)
         job_id = await run_in_threadpool(
             jobs.create, request.app.state.url, kind="raster", collection_id=collection,
@@ -150,8 +148,8 @@ async def upload_raster(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    request.app.state.ingest_executor.submit(_run_job, request.app, source, job_id, folder, actor)
-    async with request.app.state.pool.connection() as conn:
+    _submit(request.app, source, job_id, folder, actor)
+    async with database(request).connection() as conn:
         job = await _job(request, conn, job_id)
     location = str(request.url_for("get_job", job_id=job_id))
     return JSONResponse(job, status_code=202, headers={"Location": location})
@@ -221,55 +219,53 @@ def _too_large(settings: Settings) -> str:
 
 
 def may_ingest(request: Request, collection: str) -> str | None:
-    """The department a new collection will belong to (None: keep the owner).
+    """The department a new collection will belong to (None: keep the owner), for a
+    caller who may ingest into it (:meth:`layers.View.may_ingest`)."""
+    return caller(request).may_ingest(collection)
 
-    Raises:
-        UnauthorizedError: an anonymous caller. ForbiddenError: a caller who administers
-            neither that collection nor, for a new one, their department's data.
-    """
-    seen = view_of(request)
-    who = seen.principal
-    if who.anonymous:
-        msg = "ingest needs a key or a token of a steward or an admin"
-        raise UnauthorizedError(msg)
-    if collection in request.app.state.catalog.collections:
-        if collection not in seen.rights or seen.rights[collection].level < ADMIN:
-            msg = f"{who.username} may not ingest into collection {collection!r}"
-            raise ForbiddenError(msg)
-        return None
-    if who.admin:
-        return who.department
-    if "steward" not in who.roles or who.department is None:
-        msg = f"{who.username} may not create collections (stewards and admins may)"
-        raise ForbiddenError(msg)
-    return who.department
+
+def _submit(
+    app: Any, source: VectorSource | RasterSource, job_id: str, folder: Path, actor: Actor
+) -> None:
+    """Queue the job on the ingest worker. A job still queued when the API stops is
+    dropped (its row stays "queued"); its upload goes all the same."""
+
+    def dropped(future: Future[None]) -> None:
+        if future.cancelled():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    app.state.ingest_executor.submit(
+        _run_job, app, source, job_id, folder, actor
+    ).add_done_callback(dropped)
 
 
 def _run_job(
     app: Any, source: VectorSource | RasterSource, job_id: str, folder: Path, actor: Actor
 ) -> None:
-    """Run one ingest on the worker thread; errors are recorded on the job, not raised."""
-    from api.app import load_catalog  # noqa: PLC0415 - avoids an import cycle
+    """Run one ingest on the worker thread; errors are recorded on the job, not raised.
 
+    The upload folder is the job's: the job runner removes it, and this worker's catalog
+    is read again, before the job's final state is written. A client that reads
+    ``succeeded`` or ``failed`` finds the upload gone and the collection known here."""
+
+    def cleanup() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        catalog.refresh_quietly(app)
+
+    url, settings = app.state.url, app.state.settings
     try:
         if isinstance(source, RasterSource):
-            ingest_raster(app.state.url, source, app.state.settings, actor=actor, job_id=job_id)
+            ingest_raster(url, source, settings, actor=actor, job_id=job_id, cleanup=cleanup)
         else:
-            ingest_vector(app.state.url, source, app.state.settings, actor=actor, job_id=job_id)
-        app.state.catalog = load_catalog(app.state.url)
+            ingest_vector(url, source, settings, actor=actor, job_id=job_id, cleanup=cleanup)
     except SpatialError:
         pass  # the job row holds the message and the report
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _job(request: Request, conn: Any, job_id: str) -> dict[str, Any]:
     """A job of the caller's (an admin's: anyone's); others do not exist for them."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(jobs.REAP, {"id": jobs.job_uuid(job_id)})  # a dead worker's job
-        await cur.execute(jobs.SELECT_JOB, (jobs.job_uuid(job_id),))
-        row = await cur.fetchone()
-    who = view_of(request).principal
+    row = await jobs.read(conn, job_id, reap=True)  # a dead worker's job is marked failed
+    who = caller(request).principal
     if row is not None and not (who.admin or row["created_by"] == who.username):
         row = None
     job = jobs.from_row(row, job_id).as_dict()
@@ -312,23 +308,7 @@ async def get_job(request: Request, job_id: str, conn: Conn) -> dict[str, Any]:
 async def quarantine(request: Request, job_id: str, conn: Conn) -> Response:
     """A GeoJSON FeatureCollection (lon/lat) built by PostGIS; reasons are in ``_reasons``."""
     await _job(request, conn, job_id)  # 404 for an unknown job
-    cur = await conn.execute(
-        """
-        SELECT json_build_object(
-            'type', 'FeatureCollection',
-            'features', coalesce(json_agg(json_build_object(
-                'type', 'Feature',
-                'id', q.id,
-                'geometry', ST_AsGeoJSON(platform.try_transform(q.geom, 4326))::json,
-                'properties', q.properties || jsonb_build_object(
-                    '_reasons', q.reasons, '_source_fid', q.source_fid, '_key', q.key))
-                ORDER BY q.id), '[]'::json))::text
-        FROM platform.quarantine q WHERE q.job_id = %s::uuid
-        """,
-        (job_id,),
-    )
-    row = await cur.fetchone()
-    body = row[0] if row else '{"type":"FeatureCollection","features":[]}'
+    body = await jobs.quarantine(conn, job_id)
     return Response(
         body,
         media_type="application/geo+json",

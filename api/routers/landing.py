@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pygeoapi.api as core
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
-from psycopg_pool import PoolTimeout
+from fastapi.responses import FileResponse, JSONResponse, Response
 
-from api.auth import view_of
+from api.deps import Admin, database
 from api.engine import Engine
 from api.errors import RETRY_AFTER_S
 from api.metrics import CONTENT_TYPE, DATABASE_FIGURES, Metrics
 from api.ogc import F_PARAM, base_url, check_parameters, response_format
 from api.openapi import as_openapi_30
-from spatial.errors import ForbiddenError, UnauthorizedError
+from spatial.db import migrate
+from spatial.errors import DatabaseUnavailableError
 
 router = APIRouter(tags=["Capabilities"])
 
@@ -38,6 +39,16 @@ async def landing(request: Request, f: str | None = F_PARAM) -> Response:
     )  # fmt: skip
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(json.dumps(body, ensure_ascii=False), headers=headers)
+
+
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    """The platform's icon: every page's first load asks for it."""
+    return FileResponse(FAVICON, media_type="image/vnd.microsoft.icon",
+                        headers={"Cache-Control": "max-age=86400"})  # fmt: skip
 
 
 @router.get("/openapi", summary="The OpenAPI document, or its HTML viewer", response_model=None)
@@ -76,18 +87,18 @@ async def ready(request: Request) -> JSONResponse:
     expects, with the PostGIS version; 503 with ``Retry-After`` and the reason when not.
     Open without credentials (load balancers probe it)."""
     expected: str = request.app.state.schema_head
+    db = database(request)
     try:
-        async with request.app.state.pool.connection(timeout=PROBE_TIMEOUT_S) as conn:
-            cur = await conn.execute(
-                "SELECT postgis_lib_version(), (SELECT version_num FROM alembic_version)"
-            )
+        async with db.connection(timeout=PROBE_TIMEOUT_S) as conn:
+            cur = await conn.execute(migrate.VERSIONS)
             postgis, revision = await cur.fetchone() or (None, None)
-    except (psycopg.Error, PoolTimeout) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (psycopg.Error, DatabaseUnavailableError) as exc:
+        cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) else exc
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
         return _unready(f"the database is not reachable: {reason}")
     if revision != expected:
         return _unready(f"the database schema is at {revision}, this code expects {expected}")
-    pool = request.app.state.pool.get_stats()
+    pool = db.pool.get_stats()
     return JSONResponse({
         "status": "ok", "database": "ok", "postgis": postgis, "schema": revision,
         "pool": {"size": pool.get("pool_size", 0), "idle": pool.get("pool_available", 0),
@@ -104,21 +115,16 @@ def _unready(reason: str) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics of this worker (admins)", response_model=None)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, _: Admin) -> Response:
     """Request counts and latency by route, the tile cache, the connection pools and the
     database's sessions, ingest and GPS counts and rejects by reason, the worker's memory
     (see :mod:`api.metrics`). Prometheus scrapes it with an admin's API key."""
-    who = view_of(request).principal
-    if who.anonymous:
-        raise UnauthorizedError("metrics need an admin's key or token")
-    if not who.admin:
-        raise ForbiddenError(f"{who.username} may not read the metrics (admins may)")
     figures = None
     try:
-        async with request.app.state.pool.connection(timeout=PROBE_TIMEOUT_S) as conn:
+        async with database(request).connection(timeout=PROBE_TIMEOUT_S) as conn:
             cur = await conn.execute(DATABASE_FIGURES)
             figures = await cur.fetchone()
-    except (psycopg.Error, PoolTimeout):
+    except (psycopg.Error, DatabaseUnavailableError):
         figures = None  # the worker's own figures still, and spatial_database_up 0
     registry: Metrics = request.app.state.metrics
     return Response(registry.render(request.app, figures), media_type=CONTENT_TYPE)

@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from api.auth import view_of
+from api.deps import Caller
 from api.ogc import base_url, check_parameters
 from layers import subsystems
 from spatial.errors import InvalidInputError, NotFoundError
@@ -53,11 +53,11 @@ def _maps(request: Request) -> subsystems.Subsystems:
 
 
 @router.get("/maps/subsystems", summary="The maps the caller may open")
-async def list_subsystems(request: Request) -> dict[str, Any]:
+async def list_subsystems(request: Request, seen: Caller) -> dict[str, Any]:
     """Id, title and description of every map the caller may open, with its links."""
     _json_only(request)
     base = base_url(request)
-    who = view_of(request).principal
+    who = seen.principal
     return {
         "subsystems": [
             {"id": s.id, "title": s.title, "description": s.description,
@@ -71,7 +71,7 @@ async def list_subsystems(request: Request) -> dict[str, Any]:
 
 
 @router.get("/maps/{subsystem}/config", summary="A map's configuration (MapLibre sources, layers)")
-async def subsystem_config(subsystem: str, request: Request) -> dict[str, Any]:
+async def subsystem_config(subsystem: str, request: Request, seen: Caller) -> dict[str, Any]:
     """The map as the caller may see it: 404 for an unknown map, 401 for an anonymous caller
     of a map that needs signing in, 403 for a caller outside its departments and roles."""
     _json_only(request)
@@ -83,7 +83,7 @@ async def subsystem_config(subsystem: str, request: Request) -> dict[str, Any]:
         else None
     )
     return subsystems.resolve(
-        definition, view_of(request), base_url(request), basemap=basemap,
+        definition, seen, base_url(request), basemap=basemap,
         max_zoom=settings.tiles.max_zoom,
     )  # fmt: skip
 
@@ -100,12 +100,12 @@ def _page(name: str, raw: str = "", **values: str) -> HTMLResponse:
 
 
 @router.get("/maps/", summary="The web maps (HTML)", include_in_schema=False)
-async def index_page(request: Request) -> HTMLResponse:
+async def index_page(request: Request, seen: Caller) -> HTMLResponse:
     """The maps the caller may open, as links; the page lists them again with the token the
     user signed in with (a browser's address bar sends none)."""
     check_parameters(request, frozenset())
     base = base_url(request)
-    who = view_of(request).principal
+    who = seen.principal
     settings: Settings = request.app.state.settings
     closed = who.anonymous and not settings.auth.anonymous  # the shell only: sign in first
     listed = [] if closed else _maps(request).openable(who)

@@ -18,11 +18,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from psycopg.rows import dict_row
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import view_of
+from api.deps import caller, database
 from api.ogc import base_url
-from api.replicas import read_connection
-from api.routers.rasters import raster_collection
 from spatial import jsonbody, rasterstore, stac
+from spatial.catalog import Kind
 from spatial.errors import InvalidInputError, NotFoundError
 
 router = APIRouter(prefix="/stac", tags=["STAC"])
@@ -33,11 +32,8 @@ SEARCH = frozenset({"bbox", "datetime", "limit", "token", "filter", "filter-lang
 
 
 def _readable(request: Request) -> list[str]:
-    """The imagery collections the caller may read whole (see ``raster_collection``)."""
-    seen = view_of(request)
-    return [
-        r.id for r in seen.catalog if r.kind == "raster" and seen.rights[r.id].read_rows is None
-    ]
+    """The imagery collections the caller may read whole (:meth:`layers.View.rasters`)."""
+    return [c.id for c in caller(request).rasters()]
 
 
 @router.get("", summary="The STAC API landing page")
@@ -93,8 +89,8 @@ async def queryables(request: Request) -> JSONResponse:
 @router.get("/collections", summary="The imagery collections")
 async def collections(request: Request) -> dict[str, Any]:
     base = base_url(request)
-    seen = view_of(request)
-    docs = [stac.collection_document(r, base) for r in seen.catalog if r.kind == "raster"]
+    seen = caller(request)
+    docs = [stac.collection_document(r, base) for r in seen.catalog if r.kind == Kind.RASTER]
     return {
         "collections": docs,
         "links": [
@@ -106,7 +102,7 @@ async def collections(request: Request) -> dict[str, Any]:
 
 @router.get("/collections/{collection_id}", summary="One imagery collection")
 async def collection(collection_id: str, request: Request) -> dict[str, Any]:
-    record = raster_collection(view_of(request), collection_id)
+    record = caller(request).raster(collection_id).record
     return stac.collection_document(record, base_url(request))
 
 
@@ -118,7 +114,7 @@ async def items(collection_id: str, request: Request) -> JSONResponse:
 async def scenes(request: Request, collection_id: str) -> JSONResponse:
     """A page of a collection's scenes (also ``/collections/{id}/items``: OGC API -
     Features over the footprints)."""
-    raster_collection(view_of(request), collection_id)
+    caller(request).raster(collection_id)
     values: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "f"}
     _only(values, SEARCH - {"collections", "ids", "intersects"})
     if request.query_params.get("f", "json") not in {"json", "geojson"}:
@@ -230,7 +226,7 @@ def _only(values: dict[str, Any], allowed: frozenset[str]) -> None:
 
 async def _item(request: Request, collection_id: str, item_id: str) -> dict[str, Any] | None:
     """One item of a collection the caller may read (404 for a collection they may not)."""
-    raster_collection(view_of(request), collection_id)
+    caller(request).raster(collection_id)
     search = stac.Search(collections=(collection_id,), ids=(item_id,), limit=1)
     found = await _rows(request, search, [collection_id])
     return found[0] if found else None
@@ -238,7 +234,7 @@ async def _item(request: Request, collection_id: str, item_id: str) -> dict[str,
 
 async def _rows(request: Request, search: stac.Search, readable: list[str]) -> list[dict[str, Any]]:
     statement, params = stac.search_statement(search, readable)
-    async with read_connection(request) as conn:
+    async with database(request).read_connection(request) as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(statement, params)
         rows: list[dict[str, Any]] = await cur.fetchall()

@@ -12,39 +12,30 @@ a 204.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
 
-from api.auth import view_of
+from api import params, tiling
+from api.deps import Caller, caller, database
 from api.engine import Engine
-from api.ogc import F_PARAM, PROPERTIES_PARAM, base_url, check_parameters, response_format
-from api.replicas import changed_lately, read_connection
-from layers import View
+from api.ogc import F_PARAM, base_url, check_parameters, response_format
+from api.routing import Router
+from layers import VectorCollection, View
 from spatial import features
-from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
-from tiles import mvt
-from tiles.cache import CachedTile, Key, TileCache
-from tiles.tms import TILE_MATRIX_SETS, address, tile_matrix_set
+from tiles.service import MVT, TileService
+from tiles.tms import TILE_MATRIX_SETS, tile_matrix_set
 
-router = APIRouter(tags=["Tiles"])
-MVT = "application/vnd.mapbox-vector-tile"
-CONFORMANCE = [
-    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
-    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
-    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
-    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
-    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
-    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
-]
+router = Router(tags=["Tiles"])
 _TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/{}"
 _TEMPLATE = "{tileMatrix}/{tileRow}/{tileCol}"
+_TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {MVT: {}}}, 204: {"description": "No feature in the tile"},
+    304: {"description": "Not modified (If-None-Match)"},
+}  # fmt: skip
 
 
 @router.get("/tileMatrixSets", summary="The tile matrix sets", response_model=None)
@@ -89,20 +80,12 @@ async def _page(request: Request, body: dict[str, Any], template: str) -> Respon
     return JSONResponse(body)
 
 
-def _collection(seen: View, collection_id: str) -> CollectionRecord:
-    record = seen.get(collection_id)
-    if not features.is_vector_layer(record):
-        msg = f"collection {collection_id!r} is {record.kind} data and has no vector tiles"
-        raise NotFoundError(msg)
-    return record
-
-
-def _subsystem(seen: View, subsystem: str) -> list[CollectionRecord]:
-    records = [r for r in seen.catalog if features.is_vector_layer(r) and subsystem in r.subsystems]
-    if not records:
+def _subsystem(seen: View, subsystem: str) -> list[VectorCollection]:
+    found = seen.vectors(subsystem)
+    if not found:
         msg = f"no vector collection belongs to subsystem {subsystem!r}"
         raise NotFoundError(msg)
-    return records
+    return found
 
 
 def _tilesets(base: str, path: str, title: str) -> dict[str, Any]:
@@ -122,7 +105,7 @@ def _tilesets(base: str, path: str, title: str) -> dict[str, Any]:
 
 
 def _tileset(
-    request: Request, path: str, tms_id: str, title: str, records: list[CollectionRecord]
+    request: Request, path: str, tms_id: str, title: str, collections: list[VectorCollection]
 ) -> Response:
     """A tileset's metadata: OGC's, or TileJSON with ``f=tilejson``."""
     check_parameters(request, frozenset({"f"}))
@@ -133,7 +116,7 @@ def _tileset(
     tms = tile_matrix_set(tms_id)
     base = base_url(request)
     top = min(request.app.state.settings.tiles.max_zoom, tms.maxzoom)
-    boxes = [r.bbox for r in records if r.bbox]
+    boxes = [c.record.bbox for c in collections if c.record.bbox]
     bounds = (
         [min(b[0] for b in boxes), min(b[1] for b in boxes),
          max(b[2] for b in boxes), max(b[3] for b in boxes)]
@@ -141,11 +124,11 @@ def _tileset(
     )  # fmt: skip
     template = f"{base}{path}/{tms_id}/{_TEMPLATE}"
     layers: list[dict[str, Any]] = [
-        {"id": r.id, "title": r.title,
-         "geometryDimension": _dimension(str(r.properties.get("geometry_type", ""))),
+        {"id": c.id, "title": c.title,
+         "geometryDimension": _dimension(str(c.record.properties.get("geometry_type", ""))),
          "minTileMatrix": "0", "maxTileMatrix": str(top),
-         "propertiesSchema": {"type": "object", "properties": _property_types(r)}}
-        for r in records
+         "propertiesSchema": {"type": "object", "properties": _property_types(c)}}
+        for c in collections
     ]  # fmt: skip
     if fmt == "tilejson":
         return JSONResponse({
@@ -183,153 +166,95 @@ def _dimension(geometry_type: str) -> int:
     return 0 if "point" in kind else 1 if "line" in kind else 2
 
 
-def _property_types(record: CollectionRecord) -> dict[str, dict[str, str]]:
-    fields = features.LayerSchema.of(record).fields
-    return {c: {"type": features.JSON_TYPES.get(t, ("string", None))[0]} for c, t in fields.items()}
+def _property_types(found: VectorCollection) -> dict[str, dict[str, str]]:
+    return {
+        c: {"type": features.JSON_TYPES.get(t, ("string", None))[0]}
+        for c, t in found.fields.items()
+    }
 
 
 async def _tile(
-    request: Request, scope: str, records: list[CollectionRecord], layers: list[mvt.TileLayer],
-    tms_id: str, z: int, row: int, col: int,
-) -> Response:  # fmt: skip
-    settings = request.app.state.settings.tiles
-    tile = address(tms_id, z, row, col, settings.max_zoom)
-    cache: TileCache = request.app.state.tiles
-    props = ",".join(layers[0].properties or ()) if len(layers) == 1 else ""
-    key: Key = (scope, tms_id, z, row, col, props)
-    names = [tl.name for tl in layers]
-    cached = await run_in_threadpool(cache.get, key) if cache.disk else cache.get(key)
-    state = "hit"
-    if cached is None:
-        state = "miss"
-        generation = cache.generation(names)
-        statement = mvt.tile_statement(layers, tile, settings.max_features)
-        data = b""
-        if statement is not None:
-            # A tile of a collection that changed lately is cut on the primary: a replica
-            # may not have replayed the change, and its stale tile would be cached.
-            primary = bool(request.app.state.replicas) and changed_lately(request, names)
-            async with read_connection(request, primary=primary) as conn:
-                # Binary results: the bytes as they are, not hex text to decode.
-                cur = await conn.execute(*statement, binary=True)
-                row_ = await cur.fetchone()
-                data = bytes(row_[0]) if row_ and row_[0] else b""
-        cached = CachedTile.of(data, tile.lonlat, {r.id: r.version for r in records})
-        if cache.disk:
-            await run_in_threadpool(cache.put, key, cached, generation)
-        else:
-            cache.put(key, cached, generation)
-    etag = f'"{cached.etag}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding",
-               "X-Tile-Cache": state}  # fmt: skip
-    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
-        return Response(status_code=304, headers=headers)
-    if not cached.data:
-        return Response(status_code=204, headers=headers)
-    body = cached.data
-    if settings.gzip and "gzip" in request.headers.get("accept-encoding", ""):
-        body = gzip.compress(body, compresslevel=5)
-        headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type=MVT, headers=headers)
+    request: Request, scope: str, collections: list[VectorCollection], layers: list[Any]
+) -> Response:
+    """A vector tile of ``layers`` through the tile service (cache or PostGIS), sent by
+    the one tile rule (:func:`api.tiling.respond`)."""
+    tile = params.tile(request)
+    db = database(request)
+    service: TileService = request.app.state.tile_service
+    versions = {c.id: c.version for c in collections}
+    made = await service.vector(
+        layers, versions, _scope(scope, caller(request), versions), tile,
+        lambda primary: db.read_connection(request, primary=primary),
+        replica_window=db.replica_window if db.replicas else None,
+    )  # fmt: skip
+    return await tiling.respond(request, made)
 
 
 @router.get("/collections/{collection_id}/tiles", summary="A collection's tilesets")
-async def collection_tilesets(collection_id: str, request: Request) -> dict[str, Any]:
+async def collection_tilesets(collection_id: str, request: Request, seen: Caller) -> dict[str, Any]:
     """One vector tileset per tile matrix set."""
     check_parameters(request, frozenset({"f"}))
-    record = _collection(view_of(request), collection_id)
-    return _tilesets(base_url(request), f"/collections/{collection_id}/tiles", record.title)
+    found = seen.features(collection_id)
+    return _tilesets(base_url(request), f"/collections/{collection_id}/tiles", found.title)
 
 
 @router.get("/collections/{collection_id}/tiles/{tms_id}", summary="A tileset", response_model=None)
-async def collection_tileset(collection_id: str, tms_id: str, request: Request) -> Response:
+async def collection_tileset(
+    collection_id: str, tms_id: str, request: Request, seen: Caller
+) -> Response:
     """The tileset's metadata, or TileJSON (``f=tilejson``) for MapLibre."""
-    record = _collection(view_of(request), collection_id)
-    return _tileset(request, f"/collections/{collection_id}/tiles", tms_id, record.title, [record])
+    found = seen.features(collection_id)
+    return _tileset(request, f"/collections/{collection_id}/tiles", tms_id, found.title, [found])
 
 
-@router.get(
-    "/collections/{collection_id}/tiles/{tms_id}/{z}/{row}/{col}",
-    summary="A vector tile",
-    response_model=None,
-    responses={200: {"content": {MVT: {}}}, 204: {"description": "No feature in the tile"}},
-)
-async def collection_tile(
-    collection_id: str, tms_id: str, z: int, row: int, col: int, request: Request,
-    properties: str | None = PROPERTIES_PARAM,
-) -> Response:  # fmt: skip
+@router.fast_get(
+    "/collections/{collection_id}/tiles/{tms_id}/{z:int}/{row:int}/{col:int}",
+    params=params.VECTOR_TILE, summary="A vector tile", responses=_TILE_RESPONSES,
+)  # fmt: skip
+async def collection_tile(request: Request) -> Response:
     """One tile (matrix ``z``, ``row``, ``col``) of the collection, in MVT."""
-    check_parameters(request, frozenset({"f", "properties"}))
-    seen = view_of(request)
-    record = _collection(seen, collection_id)
-    layer = mvt.TileLayer.of(record, restriction=seen.rights[collection_id].read_rows)
-    if properties is not None:
-        layer = replace(layer, properties=features.parse_properties(layer.layer, properties))
-    scope = _scope(collection_id, seen, [record])
-    return await _tile(request, scope, [record], [layer], tms_id, z, row, col)
+    params.VECTOR_TILE.check(request)
+    found = caller(request).features(request.path_params["collection_id"])
+    layer = found.tile_layer()
+    asked = request.query_params.get("properties")
+    if asked is not None:
+        layer = replace(layer, properties=features.parse_properties(layer.layer, asked))
+    return await _tile(request, found.id, [found], [layer])
 
 
 @router.get("/maps/{subsystem}/tiles", summary="A subsystem's tilesets")
-async def subsystem_tilesets(subsystem: str, request: Request) -> dict[str, Any]:
+async def subsystem_tilesets(subsystem: str, request: Request, seen: Caller) -> dict[str, Any]:
     """Tilesets holding every vector layer of a subsystem (one MVT layer each)."""
     check_parameters(request, frozenset({"f"}))
-    _subsystem(view_of(request), subsystem)
+    _subsystem(seen, subsystem)
     return _tilesets(base_url(request), f"/maps/{subsystem}/tiles", subsystem)
 
 
 @router.get(
     "/maps/{subsystem}/tiles/{tms_id}", summary="A subsystem's tileset", response_model=None
 )
-async def subsystem_tileset(subsystem: str, tms_id: str, request: Request) -> Response:
-    """The multi-layer tileset's metadata, or TileJSON (``f=tilejson``)."""
-    records = _subsystem(view_of(request), subsystem)
-    return _tileset(request, f"/maps/{subsystem}/tiles", tms_id, subsystem, records)
-
-
-@router.get(
-    "/maps/{subsystem}/tiles/{tms_id}/{z}/{row}/{col}",
-    summary="A multi-layer vector tile",
-    response_model=None,
-    responses={200: {"content": {MVT: {}}}, 204: {"description": "No feature in the tile"}},
-)
-async def subsystem_tile(
-    subsystem: str, tms_id: str, z: int, row: int, col: int, request: Request
+async def subsystem_tileset(
+    subsystem: str, tms_id: str, request: Request, seen: Caller
 ) -> Response:
+    """The multi-layer tileset's metadata, or TileJSON (``f=tilejson``)."""
+    found = _subsystem(seen, subsystem)
+    return _tileset(request, f"/maps/{subsystem}/tiles", tms_id, subsystem, found)
+
+
+@router.fast_get(
+    "/maps/{subsystem}/tiles/{tms_id}/{z:int}/{row:int}/{col:int}",
+    params=params.SUBSYSTEM_TILE, summary="A multi-layer vector tile", responses=_TILE_RESPONSES,
+)  # fmt: skip
+async def subsystem_tile(request: Request) -> Response:
     """One tile with every vector layer of the subsystem."""
-    check_parameters(request, frozenset({"f"}))
-    seen = view_of(request)
-    records = _subsystem(seen, subsystem)
-    layers = [mvt.TileLayer.of(r, restriction=seen.rights[r.id].read_rows) for r in records]
-    scope = _scope(f"maps/{subsystem}/" + ",".join(r.id for r in records), seen, records)
-    return await _tile(request, scope, records, layers, tms_id, z, row, col)
+    params.SUBSYSTEM_TILE.check(request)
+    subsystem = request.path_params["subsystem"]
+    found = _subsystem(caller(request), subsystem)
+    scope = f"maps/{subsystem}/" + ",".join(c.id for c in found)
+    return await _tile(request, scope, found, [c.tile_layer() for c in found])
 
 
-def _scope(name: str, seen: View, records: list[CollectionRecord]) -> str:
+def _scope(name: str, seen: View, collections: dict[str, int]) -> str:
     """A cached tile's scope: callers who see the same rows of the same layers share it."""
-    restricted = seen.fingerprint(records)
+    restricted = seen.fingerprint(collections)
     return f"{name}|{restricted}" if restricted else name
-
-
-async def _collection_tile_fast(request: Request) -> Response:
-    p = request.path_params
-    return await collection_tile(
-        p["collection_id"], p["tms_id"], p["z"], p["row"], p["col"], request,
-        request.query_params.get("properties"),
-    )  # fmt: skip
-
-
-async def _subsystem_tile_fast(request: Request) -> Response:
-    p = request.path_params
-    return await subsystem_tile(p["subsystem"], p["tms_id"], p["z"], p["row"], p["col"], request)
-
-
-FAST_ROUTES = [
-    Route("/collections/{collection_id}/tiles/{tms_id}/{z:int}/{row:int}/{col:int}",
-          _collection_tile_fast, methods=["GET"]),
-    Route("/maps/{subsystem}/tiles/{tms_id}/{z:int}/{row:int}/{col:int}",
-          _subsystem_tile_fast, methods=["GET"]),
-]  # fmt: skip
-"""The tile endpoints as plain Starlette routes, matched before FastAPI's: a map view asks
-for dozens of tiles, and FastAPI's parameter handling was a tenth of a tile's CPU. The
-FastAPI routes above stay for the OpenAPI document and for paths these do not match (a
-zoom that is not a number gets FastAPI's 400)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from api.auth import actor_of
-from api.deps import Conn, ViewDep
-from api.ogc import CRS_PARAM, feature_number, read_body
+from api.deps import ActorDep, Caller, Conn
+from api.ogc import CRS_PARAM, read_body
+from api.params import feature_id as feature_number
 from spatial import edits, features
 
 router = APIRouter(tags=["Features: edits"])
@@ -45,28 +45,27 @@ def _done(edited: edits.Edited, status: int, location: str | None = None) -> Res
 async def create(
     collection_id: str,
     request: Request,
-    seen: ViewDep,
+    seen: Caller,
+    actor: ActorDep,
     conn: Conn,
     crs: str | None = CRS_PARAM,
 ) -> Response:
     """Add a GeoJSON Feature; 201 with its Location and ETag."""
-    target = edits.Editable.of(*seen.writable(collection_id))
-    actor = actor_of(request)
-    feature = await _feature(request)
-    edited = await edits.create(conn, target, feature, crs=_crs(request), actor=actor)
+    target = seen.writable(collection_id)
+    target.editable()  # refused before the body is read
+    edited = await target.create(conn, await _feature(request), _crs(request), actor)
     location = str(request.url_for("item", collection_id=collection_id, feature_id=str(edited.fid)))
     return _done(edited, 201, location)
 
 
 async def _replace(
-    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
-    *, partial: bool,
+    collection_id: str, feature_id: str, request: Request, seen: Caller, actor: ActorDep,
+    conn: Conn, *, partial: bool,
 ) -> Response:  # fmt: skip
-    target = edits.Editable.of(*seen.writable(collection_id))
-    actor = actor_of(request)
-    feature = await _feature(request)
-    edited = await edits.replace(
-        conn, target, feature_number(collection_id, feature_id), feature,
+    target = seen.writable(collection_id)
+    target.editable()  # refused before the body is read
+    edited = await target.replace(
+        conn, feature_number(collection_id, feature_id), await _feature(request),
         crs=_crs(request), actor=actor, if_match=request.headers.get("if-match"),
         partial=partial,
     )  # fmt: skip
@@ -75,34 +74,35 @@ async def _replace(
 
 @router.put("/collections/{collection_id}/items/{feature_id}", summary="Replace a feature")
 async def replace(
-    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
-    crs: str | None = CRS_PARAM, if_match: str | None = Header(None, alias="If-Match"),
+    collection_id: str, feature_id: str, request: Request, seen: Caller, actor: ActorDep,
+    conn: Conn, crs: str | None = CRS_PARAM,
+    if_match: str | None = Header(None, alias="If-Match"),
 ) -> Response:  # fmt: skip
     """Replace a feature with a GeoJSON Feature (its key cannot change)."""
-    return await _replace(collection_id, feature_id, request, seen, conn, partial=False)
+    return await _replace(collection_id, feature_id, request, seen, actor, conn, partial=False)
 
 
 @router.patch("/collections/{collection_id}/items/{feature_id}", summary="Update a feature")
 async def update(
-    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
-    crs: str | None = CRS_PARAM, if_match: str | None = Header(None, alias="If-Match"),
+    collection_id: str, feature_id: str, request: Request, seen: Caller, actor: ActorDep,
+    conn: Conn, crs: str | None = CRS_PARAM,
+    if_match: str | None = Header(None, alias="If-Match"),
 ) -> Response:  # fmt: skip
     """Change the properties (and the geometry, if given) that the body names."""
-    return await _replace(collection_id, feature_id, request, seen, conn, partial=True)
+    return await _replace(collection_id, feature_id, request, seen, actor, conn, partial=True)
 
 
 @router.delete(
     "/collections/{collection_id}/items/{feature_id}", status_code=204, summary="Delete a feature"
 )
 async def delete(
-    collection_id: str, feature_id: str, request: Request, seen: ViewDep, conn: Conn,
-    if_match: str | None = Header(None, alias="If-Match"),
+    collection_id: str, feature_id: str, request: Request, seen: Caller, actor: ActorDep,
+    conn: Conn, if_match: str | None = Header(None, alias="If-Match"),
 ) -> Response:  # fmt: skip
     """Remove a feature; its last version stays in the history."""
-    target = edits.Editable.of(*seen.writable(collection_id))
-    actor = actor_of(request)
-    edited = await edits.delete(
-        conn, target, feature_number(collection_id, feature_id), actor=actor,
+    target = seen.writable(collection_id)
+    edited = await target.delete(
+        conn, feature_number(collection_id, feature_id), actor=actor,
         if_match=request.headers.get("if-match"),
     )  # fmt: skip
     return _done(edited, 204)

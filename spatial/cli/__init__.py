@@ -8,22 +8,14 @@ code 1, never a traceback.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
-from functools import wraps
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
 
-import psycopg
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spatial.errors import SpatialError
+from spatial.cli import backup, db, gps, ingest, samples, serve, users
+from spatial.cli.common import console, err_console, friendly, progress_bar
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-console = Console()
-err_console = Console(stderr=True)
+__all__ = ["app", "console", "err_console", "friendly", "main", "progress_bar"]
 
 app = typer.Typer(
     name="spatial",
@@ -34,39 +26,7 @@ app = typer.Typer(
 )
 
 
-def progress_bar() -> Progress:
-    """The progress bar every long command shows."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
-def friendly(func: F) -> F:
-    """Turn a domain error into a clear message and exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SpatialError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        except psycopg.OperationalError as exc:
-            err_console.print(
-                f"[bold red]error:[/] cannot reach the database: {exc}".strip(), highlight=False
-            )
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _register() -> None:
-    from spatial.cli import backup, db, gps, ingest, samples, serve, users  # noqa: PLC0415
-
     app.add_typer(db.app, name="db")
     app.add_typer(samples.app, name="samples")
     app.add_typer(ingest.app, name="ingest")

@@ -11,7 +11,7 @@ import psycopg
 import typer
 from rich.table import Table
 
-from spatial.cli import console, friendly
+from spatial.cli.common import console, friendly
 from spatial.db import EmbeddedCluster, redact, resolve_url
 from spatial.errors import DatabaseUnavailableError
 from spatial.settings import Settings

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from spatial.cli import console, err_console, friendly, progress_bar
+from spatial.cli.common import console, err_console, friendly, progress_bar
 from spatial.db import resolve_url
 from spatial.settings import Settings
 
@@ -27,23 +27,15 @@ class OnInvalid(StrEnum):
     quarantine = "quarantine"
 
 
-class Subsystem(StrEnum):
-    """The department subsystems a collection can be shown in."""
-
-    land = "land"
-    planning = "planning"
-    water = "water"
-    environment = "environment"
-    emergency = "emergency"
-
-
 @app.command()
 @friendly
 def vector(
     path: Path = typer.Argument(..., exists=True, help="File, .zip, or .gdb folder to load."),
     collection: str = typer.Option(..., "--collection", help="Collection id (a-z, 0-9, _)."),
     title: str | None = typer.Option(None, help="Human title [default: the id]."),
-    subsystem: list[Subsystem] = typer.Option([], help="Subsystem(s) that show it (repeatable)."),
+    subsystem: list[str] = typer.Option(
+        [], help="Subsystem(s) that show it (repeatable): a file of layers/subsystems/."
+    ),
     crs: str | None = typer.Option(None, help="CRS when the file has none, e.g. EPSG:4546."),
     encoding: str | None = typer.Option(None, help="Attribute encoding, e.g. gbk."),
     key: str | None = typer.Option(None, help="Field identifying a feature across editions."),
@@ -79,7 +71,7 @@ def vector(
         path=path,
         collection_id=collection,
         title=title or collection,
-        subsystems=tuple(s.value for s in subsystem),
+        subsystems=tuple(subsystem),
         layer=layer,
         crs=crs,
         encoding=encoding,
@@ -112,6 +104,8 @@ def vector(
         f"(edition {rep['edition']}, version {record.version}, {record.crs}, "
         f"{rep['geometry_type']}); job {outcome.job_id}"
     )
+    for note in rep.get("notes") or ():  # e.g. how a CRS without an EPSG code was transformed
+        console.print(f"note: {note}", highlight=False)
     if rep.get("diff"):
         diff = rep["diff"]
         console.print(
@@ -155,7 +149,9 @@ def raster(
     bands: str | None = typer.Option(None, help="Band names in order, e.g. red,green,blue,nir."),
     item: str | None = typer.Option(None, help="Item id of a single scene [default: its name]."),
     title: str | None = typer.Option(None, help="Human title of the collection."),
-    subsystem: list[Subsystem] = typer.Option([], help="Subsystem(s) that show it (repeatable)."),
+    subsystem: list[str] = typer.Option(
+        [], help="Subsystem(s) that show it (repeatable): a file of layers/subsystems/."
+    ),
     public: bool | None = typer.Option(
         None, "--public/--private", help="Readable by everyone? [default: as it was; new: no]"
     ),
@@ -176,7 +172,7 @@ def raster(
         datetime=datetime_,
         sensor=sensor,
         bands=tuple(b.strip() for b in bands.split(",")) if bands else (),
-        subsystems=tuple(s.value for s in subsystem),
+        subsystems=tuple(subsystem),
         public=public,
         department=department,
     )
@@ -208,9 +204,9 @@ def gps(
     ),
 ) -> None:
     """Import a GPS file: decode, check (counted rejects) and store its fixes."""
-    import psycopg  # noqa: PLC0415
+    import psycopg  # noqa: PLC0415 - keep `spatial --help` fast
 
-    from spatial.gps.imports import import_file  # noqa: PLC0415
+    from spatial.gps.imports import import_file  # noqa: PLC0415 - keep `spatial --help` fast
 
     settings = Settings()
     with psycopg.connect(resolve_url(settings), autocommit=True) as conn:

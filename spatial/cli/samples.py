@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from spatial.cli import console, friendly, progress_bar
+from spatial.cli.common import console, friendly, progress_bar
 from spatial.db import resolve_url
 from spatial.settings import Settings
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from spatial.cli import console, friendly
+from spatial.cli.common import console, friendly
 from spatial.db import resolve_url
 from spatial.errors import ConfigurationError, DatabaseUnavailableError
 from spatial.settings import Settings

@@ -6,7 +6,7 @@ Each command is one transaction, audited as ``cli:<OS user>``.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from spatial import accounts
 from spatial.audit import Actor
-from spatial.cli import console, friendly
+from spatial.cli.common import console, friendly
 from spatial.db import engine, resolve_url
 from spatial.errors import InvalidInputError
 from spatial.settings import Settings
@@ -37,7 +37,7 @@ ROLE = typer.Option([], "--role", "-r", help="viewer, editor, steward or admin (
 
 
 def _actor() -> Actor:
-    return Actor(name=f"cli:{getpass.getuser()}")
+    return Actor.local()
 
 
 @contextmanager
@@ -210,8 +210,6 @@ def visibility(
 
 def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        import json  # noqa: PLC0415
-
         typer.echo(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
         return
     table = Table(*(rows[0].keys() if rows else ["(none)"]))

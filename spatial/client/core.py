@@ -161,7 +161,7 @@ class Client:
         if importlib.util.find_spec("ipywidgets") is not None:
             from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is drawn
         else:
-            from tqdm import tqdm  # noqa: PLC0415
+            from tqdm import tqdm  # noqa: PLC0415 - only when a bar is drawn
 
         return tqdm(total=total, desc=description, unit="", leave=False)
 

@@ -55,3 +55,7 @@ def _run(url: str, direction: str, revision: str) -> None:
         cfg = _config()
         cfg.attributes["connection"] = conn
         getattr(command, direction)(cfg, revision)
+
+
+VERSIONS = "SELECT postgis_lib_version(), (SELECT version_num FROM alembic_version)"
+"""PostGIS's version and the schema's revision (one row): what readiness reports."""

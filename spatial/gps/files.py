@@ -30,7 +30,7 @@ import datetime as dt
 import io
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,15 @@ from typing import Any
 from spatial import jsonbody
 from spatial.errors import InvalidInputError, TooLargeError
 from spatial.gps.fix import Decoded, Fix, Reject
+from spatial.gps.gpx import read_gpx
+from spatial.gps.records import (
+    DEFAULT_MAX_BYTES,
+    RecordError,
+    check_size,
+    device_name,
+    is_blank,
+    make_fix,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -46,13 +55,9 @@ __all__ = [
     "read_geojson",
 ]
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-"""The largest file :func:`read` accepts unless told otherwise (64 MiB)."""
 
 Reader = Callable[..., Decoded]
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_UNIX_SECONDS = re.compile(r"[+-]?\d+(\.\d*)?")
 _SUFFIXES = {".gpx": "gpx", ".csv": "csv", ".geojson": "geojson", ".json": "geojson"}
 
 # Column (CSV) and property (GeoJSON) names, compared lower-cased, and the field they fill.
@@ -82,15 +87,6 @@ _ALIASES = {
 }
 
 
-class _RecordError(ValueError):
-    """A record that becomes a :class:`Reject` (internal; never leaves this module)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
 # --- entry point ------------------------------------------------------------------------
 
 
@@ -115,7 +111,6 @@ def read(path: Path, *, device: str | None = None, max_bytes: int = DEFAULT_MAX_
     path = Path(path)
     data = _read_limited(path, max_bytes)
     kind = _SUFFIXES.get(path.suffix.lower()) or _sniff(data)
-    from spatial.gps.gpx import read_gpx  # noqa: PLC0415 - it uses this module's rules
 
     readers: dict[str, Reader] = {"gpx": read_gpx, "csv": read_csv, "geojson": read_geojson}
     try:
@@ -137,13 +132,8 @@ def _read_limited(path: Path, max_bytes: int) -> bytes:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    _check_size(len(data), max_bytes, path.name)
+    check_size(len(data), max_bytes, path.name)
     return data
-
-
-def _check_size(size: int, max_bytes: int, what: str = "the input") -> None:
-    if size > max_bytes:
-        raise TooLargeError(f"{what} is larger than the limit of {max_bytes:,} bytes")
 
 
 def _sniff(data: bytes) -> str:
@@ -155,122 +145,7 @@ def _sniff(data: bytes) -> str:
     return "csv"
 
 
-# --- values shared by every format ------------------------------------------------------
-
-
-def _number(value: object, name: str) -> float:
-    """A finite float from a JSON number or a text; ``_RecordError('malformed')`` otherwise."""
-    number: float | None = None
-    if isinstance(value, str):
-        if "_" not in value:
-            try:
-                number = float(value)  # surrounding blanks are fine
-            except ValueError:
-                number = None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    if number is None or not math.isfinite(number):
-        raise _RecordError("malformed", f"{name} {value!r} is not a number")
-    return number
-
-
-def _blank(value: object) -> bool:
-    return value is None or value == "" or (isinstance(value, str) and not value.strip())
-
-
-def _optional(value: object, name: str) -> float | None:
-    return None if _blank(value) else _number(value, name)
-
-
-def _count(value: object, name: str) -> int | None:
-    number = _optional(value, name)
-    if number is None:
-        return None
-    if number < 0 or not number.is_integer():
-        raise _RecordError("malformed", f"{name} {value!r} is not a count")
-    return int(number)
-
-
-def _position(lat_value: object, lon_value: object) -> tuple[float, float]:
-    """(lon, lat), checked: ``malformed``, ``out_of_range`` or ``zero_position``."""
-    if _blank(lat_value) or _blank(lon_value):
-        raise _RecordError("malformed", "no latitude/longitude")
-    lat = _number(lat_value, "latitude")
-    lon = _number(lon_value, "longitude")
-    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-        raise _RecordError("out_of_range", f"latitude {lat} / longitude {lon} out of range")
-    if lat == 0.0 and lon == 0.0:
-        raise _RecordError("zero_position", "position (0, 0)")
-    return lon, lat
-
-
-def _time(value: object, *, unix: bool) -> dt.datetime:
-    """A UTC time from ISO 8601 text or (when ``unix``) Unix seconds."""
-    if _blank(value):
-        raise _RecordError("no_time", "no time")
-    if unix and isinstance(value, int | float) and not isinstance(value, bool):
-        return _unix_time(_number(value, "time"))
-    if not isinstance(value, str):
-        raise _RecordError("malformed", f"time {value!r} is not a text or a number")
-    text = value.strip()
-    if unix and _UNIX_SECONDS.fullmatch(text):
-        return _unix_time(_number(text, "time"))
-    # A date alone is not the instant of a fix.
-    if "T" not in text.upper() and " " not in text:
-        raise _RecordError("malformed", f"time {value!r} is not an ISO 8601 date and time")
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
-    except (ValueError, OverflowError):
-        expected = "ISO 8601 or Unix seconds" if unix else "ISO 8601"
-        raise _RecordError("malformed", f"time {value!r} is not {expected}") from None
-
-
-def _unix_time(seconds: float) -> dt.datetime:
-    try:
-        return _EPOCH + dt.timedelta(seconds=seconds)
-    except OverflowError:
-        raise _RecordError("malformed", f"Unix time {seconds!r} is out of range") from None
-
-
-def _device_name(value: object) -> str | None:
-    if _blank(value) or isinstance(value, bool | dict | list):
-        return None
-    return str(value).strip()
-
-
-def _make_fix(
-    values: Mapping[str, object],
-    *,
-    device: str | None,
-    attributes: dict[str, Any],
-    unix: bool,
-) -> Fix:
-    """A fix from raw field values (keys as in :data:`_ALIASES` values), or ``_RecordError``."""
-    lon, lat = _position(values.get("lat"), values.get("lon"))
-    altitude = _optional(values.get("altitude"), "altitude")
-    speed = _optional(values.get("speed"), "speed")
-    course = _optional(values.get("course"), "course")
-    hdop = _optional(values.get("hdop"), "hdop")
-    accuracy = _optional(values.get("accuracy"), "accuracy")
-    satellites = _count(values.get("satellites"), "satellites")
-    time = _time(values.get("time"), unix=unix)
-    return Fix(
-        time=time,
-        lon=lon,
-        lat=lat,
-        device=device,
-        altitude=altitude,
-        speed=speed,
-        course=course,
-        hdop=hdop,
-        satellites=satellites,
-        accuracy=accuracy,
-        attributes=attributes,
-    )
+# --- fields -------------------------------------------------------------------------------
 
 
 def _field_name(key: str) -> str | None:
@@ -288,7 +163,7 @@ def _split_fields(
         name = _field_name(key)
         if name is not None and name not in skip and name not in values:
             values[name] = value
-        elif not _blank(value):
+        elif not is_blank(value):
             attributes.setdefault(key.strip(), value)
     return values, attributes
 
@@ -317,7 +192,7 @@ def read_csv(
     Raises:
         InvalidInputError: not UTF-8, no header, or no latitude/longitude column.
     """
-    _check_size(len(data), max_bytes)
+    check_size(len(data), max_bytes)
     text = _utf8(data)
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
@@ -400,15 +275,15 @@ def _csv_row(out: Decoded, columns: _Columns, row: list[str], line: int,
             return
     n = len(row)
     values = {name: row[i] for name, i in columns.fields if i < n}
-    name = device or _device_name(values.get("device"))
+    name = device or device_name(values.get("device"))
     if n != columns.count:
         detail = f"row has {n} fields, the header {columns.count}"
         out.rejects.append(Reject("malformed", detail, line=line, device=name))
         return
-    attributes = {key: row[i] for key, i in columns.extras if not _blank(row[i])}
+    attributes = {key: row[i] for key, i in columns.extras if not is_blank(row[i])}
     try:
-        out.fixes.append(_make_fix(values, device=name, attributes=attributes, unix=True))
-    except _RecordError as bad:
+        out.fixes.append(make_fix(values, device=name, attributes=attributes, unix=True))
+    except RecordError as bad:
         out.rejects.append(Reject(bad.reason, bad.detail, line=line, device=name))
 
 
@@ -429,7 +304,7 @@ def _plain_number(cell: str) -> float | None:
 
 def _plain_row(columns: _Columns, row: list[str], device: str | None) -> Fix | None:
     """The fix of a row in the usual shape (ISO 8601 time with a ``T``, plain numbers, a
-    place), read quickly; None for anything else, which :func:`_make_fix` then reads with
+    place), read quickly; None for anything else, which :func:`make_fix` then reads with
     its checks and messages. Both read a plain row the same way."""
     at = columns.at
     if "time" not in at or "lat" not in at or "lon" not in at:
@@ -484,7 +359,7 @@ def read_geojson(
     Raises:
         InvalidInputError: not JSON, not a FeatureCollection or Feature, or another CRS.
     """
-    _check_size(len(data), max_bytes)
+    check_size(len(data), max_bytes)
     doc = jsonbody.loads(_utf8(data), "the batch")
     kind = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
     if kind == "FeatureCollection":
@@ -503,11 +378,11 @@ def read_geojson(
             properties.items() if isinstance(properties, dict) else (),
             skip=frozenset({"lat", "lon"}),
         )
-        name = device or _device_name(values.get("device"))
+        name = device or device_name(values.get("device"))
         try:
             values.update(_point_coordinates(feature))
-            out.fixes.append(_make_fix(values, device=name, attributes=attributes, unix=True))
-        except _RecordError as bad:
+            out.fixes.append(make_fix(values, device=name, attributes=attributes, unix=True))
+        except RecordError as bad:
             detail = f"feature {number}: {bad.detail}"
             out.rejects.append(Reject(bad.reason, detail, line=number, device=name))
     return out
@@ -524,14 +399,14 @@ def _check_crs(crs: object) -> None:
 
 def _point_coordinates(feature: object) -> dict[str, object]:
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        raise _RecordError("malformed", "not a Feature")
+        raise RecordError("malformed", "not a Feature")
     geometry = feature.get("geometry")
     kind = geometry.get("type") if isinstance(geometry, dict) else None
     if kind != "Point":
-        raise _RecordError("malformed", f"geometry is {kind or 'missing'}, not a Point")
+        raise RecordError("malformed", f"geometry is {kind or 'missing'}, not a Point")
     coordinates = geometry.get("coordinates") if isinstance(geometry, dict) else None
     if not isinstance(coordinates, list) or not 2 <= len(coordinates) <= 4:
-        raise _RecordError(
+        raise RecordError(
             "malformed", f"Point coordinates {coordinates!r} are not [lon, lat(, alt)]"
         )
     values: dict[str, object] = {"lon": coordinates[0], "lat": coordinates[1]}

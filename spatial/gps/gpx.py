@@ -14,8 +14,8 @@ from typing import Any
 from xml.parsers import expat
 
 from spatial.errors import InvalidInputError
-from spatial.gps.files import DEFAULT_MAX_BYTES, _check_size, _make_fix, _number, _RecordError
 from spatial.gps.fix import Decoded, Reject
+from spatial.gps.records import DEFAULT_MAX_BYTES, RecordError, as_number, check_size, make_fix
 
 # Point children read into Fix fields; everything else simple becomes an attribute.
 _GPX_USED = frozenset({"ele", "time", "sat", "hdop", "speed", "course", "extensions"})
@@ -90,7 +90,7 @@ def read_gpx(
         InvalidInputError: a DOCTYPE or entity declaration (refused before expansion),
             not XML, or a root element other than ``<gpx>``.
     """
-    _check_size(len(data), max_bytes)
+    check_size(len(data), max_bytes)
     return _GpxReader(device).parse(data)
 
 
@@ -266,8 +266,8 @@ class _GpxReader:
             "satellites": core.get("sat"),
         }
         try:
-            fix = _make_fix(values, device=name, attributes=attributes, unix=False)
-        except _RecordError as bad:
+            fix = make_fix(values, device=name, attributes=attributes, unix=False)
+        except RecordError as bad:
             where = f"{point.element} {point.index}"
             if container is not None and container.name:
                 where += f" of {container.kind} {container.name!r}"
@@ -291,9 +291,9 @@ def _gpx_extra(key: str, value: str) -> Any:
     """Numeric GPX point children as numbers when they parse, other children as text."""
     try:
         if key in _GPX_NUMERIC:
-            return _number(value, key)
+            return as_number(value, key)
         if key == "dgpsid":
             return int(value)
-    except (_RecordError, ValueError):
+    except (RecordError, ValueError):
         return value
     return value

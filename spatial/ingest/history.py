@@ -232,3 +232,25 @@ def past_edition(collection_id: str, when: dt.datetime, row: Any) -> int | None:
         )
         raise InvalidInputError(msg)
     return None if at == latest else int(at)
+
+
+EDITIONS = (
+    "SELECT edition, valid_from, recorded_at, job_id::text AS job_id, actor, source, "
+    "checksum, key, feature_count, counts FROM platform.editions "
+    "WHERE collection_id = %s ORDER BY edition"
+)
+"""A collection's editions in order (parameter: the collection id)."""
+_CHANGED = (
+    "collection_id = %(cid)s AND edition > %(from)s AND edition <= %(to)s "
+    "AND (%(kind)s::text IS NULL OR change LIKE '%%' || %(kind)s || '%%')"
+)
+CHANGE_COUNTS = (
+    f"SELECT change, count(*) AS n FROM platform.feature_changes WHERE {_CHANGED} "  # noqa: S608 - constant text
+    "GROUP BY change"
+)
+"""How many changes of each kind the editions after ``from`` up to ``to`` made."""
+CHANGES = (
+    f"SELECT edition, key, change, fields FROM platform.feature_changes WHERE {_CHANGED} "  # noqa: S608 - constant text
+    "ORDER BY edition, key LIMIT %(limit)s OFFSET %(offset)s"
+)
+"""A page of those changes, by edition and key."""

@@ -38,7 +38,7 @@ from sqlalchemy import Connection
 
 from spatial import audit, changes
 from spatial.audit import Actor
-from spatial.catalog import LAYERS, CollectionRecord, upsert_collection
+from spatial.catalog import LAYERS, CollectionRecord, Kind, upsert_collection
 from spatial.errors import InvalidInputError
 from spatial.ingest import history
 from spatial.ingest.read import COPY_TYPES, Table
@@ -565,7 +565,7 @@ def _describe(layer: Layer, edition: int) -> CollectionRecord:
     return CollectionRecord(
         id=r.id,
         title=r.title,
-        kind="vector",
+        kind=Kind.VECTOR,
         description=r.description,
         subsystems=r.subsystems,
         keywords=r.keywords,

@@ -38,16 +38,16 @@ import shapely
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from spatial import rasterstore
+from spatial import changes, rasterstore, subsystems
 from spatial.audit import Actor, audit
-from spatial.catalog import CollectionRecord, upsert_collection
+from spatial.catalog import CollectionRecord, Kind, upsert_collection
 from spatial.db import engine
 from spatial.errors import InvalidInputError, StorageFullError
 from spatial.ingest import cog, jobs
 from spatial.ingest.publish import check_collection_id
 from spatial.ingest.raster_checks import Limits, check_file
 from spatial.ingest.scenes import SENSORS, Scene, describe, scene_files
-from spatial.ingest.vector import SUBSYSTEMS, sha256, visibility
+from spatial.ingest.vector import sha256, visibility
 from spatial.settings import Settings
 
 ProgressFn = Callable[[float, str], None]
@@ -95,7 +95,7 @@ def store_root(settings: Settings) -> Path:
     return rasterstore.of(settings).root or settings.data_dir / STORE
 
 
-def validate_source(source: RasterSource) -> None:
+def validate_source(source: RasterSource, settings: Settings) -> None:
     """Check the options that need no file.
 
     Raises:
@@ -113,10 +113,7 @@ def validate_source(source: RasterSource) -> None:
     if source.sensor is not None and source.sensor not in SENSORS:
         msg = f"unknown sensor {source.sensor!r}; known: {', '.join(SENSORS)}"
         raise InvalidInputError(msg)
-    unknown = sorted(set(source.subsystems) - set(SUBSYSTEMS))
-    if unknown:
-        msg = f"unknown subsystem {', '.join(unknown)}; use {', '.join(SUBSYSTEMS)}"
-        raise InvalidInputError(msg)
+    subsystems.check(source.subsystems, settings)
 
 
 def check_scene(path: Path, settings: Settings) -> None:
@@ -140,8 +137,12 @@ def ingest_raster(
     actor: str | Actor | None = None,
     job_id: str | None = None,
     on_progress: ProgressFn | None = None,
+    cleanup: Callable[[], None] | None = None,
 ) -> RasterOutcome:
     """Ingest raster scenes into a collection as a job, all or nothing.
+
+    ``cleanup`` removes what the job owns (an upload, say); the job runner calls it
+    before it writes the job's final state (:func:`spatial.ingest.jobs.run`).
 
     Raises:
         InvalidInputError: a file or option was refused; the job is marked failed and
@@ -150,7 +151,7 @@ def ingest_raster(
     """
     who = Actor.of(actor, f"cli:{getpass.getuser()}")
     if job_id is None:
-        validate_source(source)
+        validate_source(source, settings)
         job_id = jobs.create(
             url,
             kind="raster",
@@ -162,13 +163,13 @@ def ingest_raster(
     report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
 
     def work(progress: ProgressFn) -> tuple[tuple[CollectionRecord, list[dict[str, Any]]], str]:
-        validate_source(source)
+        validate_source(source, settings)
         done = _run(
             url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
         )
         return done, f"loaded {len(done[1])} scene(s) into {done[0].id}"
 
-    record, items = jobs.run(url, job_id, report, work, on_progress)
+    record, items = jobs.run(url, job_id, report, work, on_progress, cleanup=cleanup)
     return RasterOutcome(job_id=job_id, record=record, items=items, report=report)
 
 
@@ -509,6 +510,13 @@ _UPSERT_ITEM = text(
 ).bindparams(bindparam("properties", type_=JSONB), bindparam("assets", type_=JSONB))
 
 
+_BOXES = text(
+    "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM rs.items "
+    "WHERE collection_id = :cid AND id = ANY(:ids)"
+)
+"""The lon/lat boxes of some items (what their tiles cover)."""
+
+
 def _publish(
     conn: Connection,
     source: RasterSource,
@@ -526,10 +534,12 @@ def _publish(
         raise InvalidInputError(msg)
     if existing is None:
         _collection(conn, source)
+    ids = [i["id"] for i in items]
     old = conn.execute(
         text("SELECT data_path FROM rs.items WHERE collection_id = :cid AND id = ANY(:ids)"),
-        {"cid": source.collection_id, "ids": [i["id"] for i in items]},
+        {"cid": source.collection_id, "ids": ids},
     ).all()
+    boxes = [tuple(b) for b in conn.execute(_BOXES, {"cid": source.collection_id, "ids": ids})]
     for item in items:
         conn.execute(
             _UPSERT_ITEM,
@@ -544,6 +554,14 @@ def _publish(
                 "web": item.pop("_web"),
             },
         )
+    # The map and value tiles under the old and the new footprints are dropped by every
+    # worker, as a vector ingest's are (one invalidation path, spatial.changes).
+    boxes += [tuple(b) for b in conn.execute(_BOXES, {"cid": source.collection_id, "ids": ids})]
+    payload = json.dumps({"collection": source.collection_id, "boxes": boxes[: changes.MAX_BOXES]})
+    if len(boxes) > changes.MAX_BOXES:  # many scenes at once: all of the collection
+        payload = changes.everything_payload(source.collection_id)
+    conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                 {"channel": changes.CHANNEL, "payload": payload})  # fmt: skip
     audit(
         conn,
         actor,
@@ -582,7 +600,7 @@ def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
     record = CollectionRecord(
         id=source.collection_id,
         title=source.title or (current[0] if current else source.collection_id),
-        kind="raster",
+        kind=Kind.RASTER,
         description=source.description or (current[1] if current else None),
         subsystems=source.subsystems or (tuple(current[2]) if current else ()),
         keywords=("imagery", "raster"),

@@ -28,11 +28,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
+import shapely
 from sqlalchemy import Connection, text
 
 from spatial import crs as crs_mod
+from spatial import subsystems
 from spatial.audit import Actor
-from spatial.catalog import CollectionRecord
+from spatial.catalog import CollectionRecord, Kind
 from spatial.db import engine
 from spatial.errors import InvalidInputError
 from spatial.ingest import checks, files, jobs, read, topology
@@ -41,7 +44,6 @@ from spatial.settings import Settings
 
 Policy = Literal["reject", "repair", "quarantine"]
 POLICIES: tuple[Policy, ...] = ("reject", "repair", "quarantine")
-SUBSYSTEMS = ("land", "planning", "water", "environment", "emergency")
 _LISTED = 1000
 """Findings listed one by one in a report (all are counted)."""
 # Share of the progress bar each stage takes.
@@ -106,6 +108,7 @@ def ingest_vector(
     actor: str | Actor | None = None,
     job_id: str | None = None,
     on_progress: ProgressFn | None = None,
+    cleanup: Callable[[], None] | None = None,
 ) -> Outcome:
     """Ingest a vector file as a job, all or nothing.
 
@@ -116,6 +119,8 @@ def ingest_vector(
         actor: who ingests, for the audit log [default: the OS user].
         job_id: an existing queued job to run (the API creates it first).
         on_progress: called with (fraction 0..1, what is happening).
+        cleanup: removes what the job owns (an upload, say); the job runner calls it
+            before it writes the job's final state (:func:`spatial.ingest.jobs.run`).
 
     Returns:
         The job id, the catalog entry and the report.
@@ -126,7 +131,7 @@ def ingest_vector(
     """
     who = Actor.of(actor, getpass.getuser())
     if job_id is None:
-        validate_source(source)
+        validate_source(source, settings)
         job_id = jobs.create(
             url,
             kind="vector",
@@ -138,17 +143,17 @@ def ingest_vector(
     report: dict[str, Any] = {"job_id": job_id, "collection": source.collection_id}
 
     def work(progress: ProgressFn) -> tuple[Published, str]:
-        validate_source(source)
+        validate_source(source, settings)
         done = _run(
             url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
         )
         return done, f"loaded {done.record.feature_count} features (edition {done.edition})"
 
-    published = jobs.run(url, job_id, report, work, on_progress)
+    published = jobs.run(url, job_id, report, work, on_progress, cleanup=cleanup)
     return Outcome(job_id=job_id, record=published.record, report=report)
 
 
-def validate_source(source: VectorSource) -> None:
+def validate_source(source: VectorSource, settings: Settings) -> None:
     """Check the options that do not need the file.
 
     Raises:
@@ -158,10 +163,7 @@ def validate_source(source: VectorSource) -> None:
     if source.on_invalid not in POLICIES:
         msg = f"--on-invalid must be one of {', '.join(POLICIES)}, not {source.on_invalid!r}"
         raise InvalidInputError(msg)
-    unknown = [s for s in source.subsystems if s not in SUBSYSTEMS]
-    if unknown:
-        msg = f"unknown subsystem {unknown[0]!r}; choose from {', '.join(SUBSYSTEMS)}"
-        raise InvalidInputError(msg)
+    subsystems.check(source.subsystems, settings)
     if source.editable and not source.key:
         msg = "an editable collection needs a key (--key) to version its features"
         raise InvalidInputError(msg)
@@ -257,17 +259,15 @@ def _run(
         }
     )
     timings["read"] = time.perf_counter() - clock
-    info = _crs(source, table)
-    report["crs"] = info.code
-    report["crs_name"] = info.name
+    clock = time.perf_counter()
+    table, info, srid = _crs(source, table, report)
+    timings["crs"] = time.perf_counter() - clock
     key = table.field_named(source.key) if source.key else None
     valid_from = source.valid_from or dt.datetime.now(dt.UTC)
     with (
         engine(url) as eng,
         eng.begin() as conn,
-        Preload(
-            conn, table, srid=info.epsg, key=key.column if key else None, job_id=job_id
-        ) as preload,
+        Preload(conn, table, srid=srid, key=key.column if key else None, job_id=job_id) as preload,
     ):
         _stage(progress, "checking", 0.0, "checking features")
         clock = time.perf_counter()
@@ -281,7 +281,7 @@ def _run(
             table=table,
             rows=checked.good_rows(),
             column_type=checked.column_type,
-            srid=info.epsg,
+            srid=srid,
             multi=checked.multi,
             geoms=checked.geoms,
             repaired=frozenset(repaired),
@@ -289,7 +289,7 @@ def _run(
             record=CollectionRecord(
                 id=source.collection_id,
                 title=source.title,
-                kind="vector",
+                kind=Kind.VECTOR,
                 description=source.description,
                 subsystems=source.subsystems,
                 **visibility(conn, source),
@@ -377,17 +377,91 @@ def _check(
     return checked, repaired, quarantine
 
 
-def _crs(source: VectorSource, table: read.Table) -> crs_mod.CrsInfo:
+def _crs(
+    source: VectorSource, table: read.Table, report: dict[str, Any]
+) -> tuple[read.Table, crs_mod.CrsInfo, int]:
+    """Identify the layer's CRS; carry a CRS without EPSG code to one that has one.
+
+    Returns:
+        The table (its WKB untouched when the CRS has an EPSG code), the CRS it is in and
+        that CRS's EPSG code.
+
+    Raises:
+        InvalidInputError: no CRS, one PROJ cannot read or transform, or coordinates that
+            lie outside its area of use (with the likely cause).
+    """
     if source.crs:
-        return crs_mod.identify(source.crs)
-    if not table.crs_text:
+        info = crs_mod.identify(source.crs)
+    elif table.crs_text:
+        info = crs_mod.identify(table.crs_text)
+    else:
         msg = (
             f"{source.source_name or source.path.name} declares no coordinate reference system "
             "(a Shapefile needs its .prj; a CSV never has one); give it with --crs, "
             "e.g. --crs EPSG:4546"
         )
         raise InvalidInputError(msg)
-    return crs_mod.identify(table.crs_text)
+    if info.epsg is not None:
+        srid = info.epsg
+    else:
+        reprojection, table = _reproject(table, info)
+        report["notes"] = [*report.get("notes", []), reprojection.note()]
+        report["transformation"] = reprojection.as_report()
+        info, srid = reprojection.target, reprojection.srid
+    report["crs"] = info.code
+    report["crs_name"] = info.name
+    report["crs_identified_by"] = None if "transformation" in report else info.identified_by
+    return table, info, srid
+
+
+def _reproject(table: read.Table, crs: crs_mod.CrsInfo) -> tuple[crs_mod.Reprojection, read.Table]:
+    """The layer carried from a CRS without EPSG code into its storage CRS.
+
+    Its area of use is checked first, on the source coordinates, so the refusal names the
+    likely cause as it does for an identified CRS.
+
+    Raises:
+        InvalidInputError: most features lie outside the CRS's area of use, or PROJ cannot
+            transform some point.
+    """
+    with np.errstate(invalid="ignore"):  # NaN coordinates are the checks' to report
+        geoms = shapely.from_wkb(table.wkb, on_invalid="ignore")
+        bounds = shapely.bounds(geoms[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)])
+    bounds = bounds[np.isfinite(bounds).all(axis=1)]
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    outside = crs_mod.outside_area(crs, cx, cy)
+    if outside.sum() * 2 > len(bounds):
+        box = (
+            float(bounds[:, 0].min()),
+            float(bounds[:, 1].min()),
+            float(bounds[:, 2].max()),
+            float(bounds[:, 3].max()),
+        )
+        raise InvalidInputError(crs_mod.diagnose_extent(crs, box))
+    lon, lat = crs_mod.to_lonlat(crs, cx[~outside], cy[~outside])
+    extent = (
+        (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+        if len(lon)
+        else crs.area
+    )
+    reprojection = crs_mod.reprojection(crs, extent)
+
+    def carry(
+        x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        tx, ty = reprojection.transform(x, y)
+        failed = ~(np.isfinite(tx) & np.isfinite(ty))
+        if failed.any():
+            first = int(np.flatnonzero(failed)[0])
+            msg = (
+                f"PROJ cannot transform {int(failed.sum())} of {len(x)} points from "
+                f"{crs.label} to {reprojection.target.label} (the first at "
+                f"x={x[first]:.6g}, y={y[first]:.6g})"
+            )
+            raise InvalidInputError(msg)
+        return tx, ty
+
+    return reprojection, read.transform_xy(table, carry)
 
 
 def _summarise(

@@ -51,6 +51,6 @@ def build(
         files = current_files(out_dir)
         if files is not None:
             return BuildResult(out_dir=out_dir, rebuilt=False, files=files)
-    from spatial.samples.builder import build_all  # noqa: PLC0415  (loads numpy/GDAL)
+    from spatial.samples.builder import build_all  # noqa: PLC0415 - numpy and GDAL, only to build
 
     return build_all(out_dir, on_step=on_step)

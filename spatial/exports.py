@@ -1,4 +1,4 @@
-"""Items as files: CSV and FlatGeobuf written by PostGIS, GeoPackage by GDAL.
+"""Features as files: CSV and FlatGeobuf written by PostGIS, GeoPackage by GDAL.
 
 The same query as the GeoJSON items (filters, sorting, paging, CRS), for the formats
 desktop tools open directly. CSV comes from ``COPY ... TO STDOUT`` (the statement's
@@ -9,15 +9,15 @@ WKT; FlatGeobuf is ``ST_AsFlatGeobuf``; GeoPackage is that FlatGeobuf converted 
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pyogrio.raw
-from fastapi.responses import Response
 from psycopg import sql
-from starlette.concurrency import run_in_threadpool
 
 from spatial import features
 
@@ -26,19 +26,18 @@ MEDIA = {
     "fgb": "application/flatgeobuf",
     "gpkg": "application/geopackage+sqlite3",
 }
+"""The file formats and their media types."""
 
 
 async def export(
-    conn: psycopg.AsyncConnection, layer: features.LayerSchema, q: features.ItemsQuery, fmt: str
-) -> Response:
-    """The page of ``q`` as a CSV, FlatGeobuf or GeoPackage download."""
+    conn: psycopg.AsyncConnection[Any],
+    layer: features.LayerSchema,
+    q: features.ItemsQuery,
+    fmt: str,
+) -> bytes:
+    """The page of ``q`` as a CSV, FlatGeobuf or GeoPackage file (``fmt`` of :data:`MEDIA`)."""
     statement, params = features.rows_statement(layer, q)
-    name = f"{layer.id}.{fmt}"
     columns = ["id", *(q.properties if q.properties is not None else layer.fields)]
-    headers = {
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "Content-Crs": f"<{q.crs.uri}>",
-    }
     if fmt == "csv":
         # COPY takes no parameters: psycopg binds the values into the text client-side.
         text = psycopg.AsyncClientCursor(conn).mogrify(statement, params)
@@ -50,7 +49,7 @@ async def export(
         async with conn.cursor() as cur, cur.copy(copy) as out:
             async for chunk in out:
                 chunks.append(bytes(chunk))
-        return Response(b"".join(chunks), media_type=MEDIA["csv"], headers=headers)
+        return b"".join(chunks)
     # Dates go as ISO text: GDAL cannot read the date fields PostGIS 3.3 writes.
     select = sql.SQL(", ").join(
         sql.SQL("r.{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c))
@@ -67,12 +66,12 @@ async def export(
     row = await cur.fetchone()
     fgb = bytes(row[0]) if row and row[0] is not None else b""
     if fmt == "fgb":
-        return Response(fgb, media_type=MEDIA["fgb"], headers=headers)
-    gpkg = await run_in_threadpool(_geopackage, fgb, layer.id)
-    return Response(gpkg, media_type=MEDIA["gpkg"], headers=headers)
+        return fgb
+    return await asyncio.to_thread(geopackage, fgb, layer.id)
 
 
-def _geopackage(fgb: bytes, layer: str) -> bytes:
+def geopackage(fgb: bytes, layer: str) -> bytes:
+    """A FlatGeobuf file's features as a GeoPackage of one layer named ``layer``."""
     with tempfile.TemporaryDirectory(prefix="spatial-gpkg-") as folder:
         path = Path(folder) / f"{layer}.gpkg"
         meta, _, geometry, values = pyogrio.raw.read(BytesIO(fgb))
