@@ -46,14 +46,6 @@ CLASSES = MappingProxyType({
     f"{_OGC}cql2/1.0/conf/spatial-functions": "spatial.filters",
     f"{_OGC}cql2/1.0/conf/temporal-functions": "spatial.cql2_temporal",
     f"{_OGC}cql2/1.0/conf/arithmetic": "spatial.filters",
-    # OGC API - Records (the catalog)
-    f"{_OGC}ogcapi-records-1/1.0/conf/core": "api.provider (CatalogProvider)",
-    f"{_OGC}ogcapi-records-1/1.0/conf/record-core": "api.provider (CatalogProvider)",
-    f"{_OGC}ogcapi-records-1/1.0/conf/searchable-catalog": "api.provider (CatalogProvider)",
-    f"{_OGC}ogcapi-records-1/1.0/conf/json": "api.provider (CatalogProvider)",
-    f"{_OGC}ogcapi-records-1/1.0/conf/html": "api.engine (pygeoapi's pages)",
-    f"{_OGC}ogcapi-records-1/1.0/conf/opensearch": "api.provider (q)",
-    f"{_OGC}ogcapi-records-1/1.0/conf/sorting": "api.provider (sortby)",
     # OGC API - Tiles
     f"{_OGC}ogcapi-tiles-1/1.0/conf/core": "api.routers.tiles, tiles.service",
     f"{_OGC}ogcapi-tiles-1/1.0/conf/tileset": "api.routers.tiles",
@@ -73,7 +65,13 @@ CLASSES = MappingProxyType({
     f"{_OGC}ogcapi-processes-1/1.0/conf/core": "api.routers.processes",
     f"{_OGC}ogcapi-processes-1/1.0/conf/ogc-process-description": "spatial.processes",
     f"{_OGC}ogcapi-processes-1/1.0/conf/json": "api.routers.processes",
-    f"{_OGC}ogcapi-processes-1/1.0/conf/job-list": "api.routers.processes",
     f"{_OGC}ogcapi-processes-1/1.0/conf/dismiss": "api.routers.processes",
 })  # fmt: skip
-"""Every class declared, and where it is implemented."""
+"""Every class declared, and where it is implemented.
+
+Not declared, although pygeoapi would: OGC API - Records (the catalog is an OGC API -
+Features collection of records, searchable with ``q``, properties and ``sortby``, but the
+Records 1.0 requirements of its ``json``, ``searchable-catalog`` and ``sorting`` classes
+are not all met: the catalog media type and profile links, ``ids``/``externalIds``,
+``/sortables``), Processes ``job-list`` (``/jobs`` takes no filter parameters), Coverages
+``html`` (no HTML for a coverage)."""

@@ -392,8 +392,10 @@ def test_the_catalog_is_searchable_as_records(api: httpx.Client) -> None:
     assert COLLECTION not in [r["id"] for r in far["features"]]
     assert far["numberMatched"] < near["numberMatched"]
     assert api.get("/collections/catalog/items", params={"type": "pdf"}).status_code == 400
+    # The catalog is a Features collection of records; Records 1.0 itself is not claimed
+    # (api/conformance.py says which of its requirements are missing).
     conforms = api.get("/conformance").json()["conformsTo"]
-    assert "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/searchable-catalog" in conforms
+    assert not [c for c in conforms if "ogcapi-records-1" in c]
 
 
 def test_an_unacceptable_accept_header_is_406(api: httpx.Client) -> None:

@@ -108,18 +108,37 @@ async def collection(
 async def queryables(collection_id: str, request: Request, f: str | None = F_PARAM) -> Response:
     """The properties a filter (or a query parameter) may use, as a JSON Schema."""
     check_parameters(request, frozenset({"f", "lang", "profile", "properties"}))
-    response_format(request, ("json", "html"))
-    return await _engine(request).answer(
+    fmt = response_format(request, ("json", "html"))
+    answer = await _engine(request).answer(
         request, itemtypes.get_collection_queryables, collection_id
     )
+    return _json_schema_2020_12(answer, fmt)
 
 
 @router.get("/collections/{collection_id}/schema", summary="Feature schema", response_model=None)
 async def schema(collection_id: str, request: Request, f: str | None = F_PARAM) -> Response:
     """The schema of the collection's features (OGC API - Features Part 5)."""
     check_parameters(request, frozenset({"f", "lang"}))
-    response_format(request, ("json", "html"))
-    return await _engine(request).answer(request, core.get_collection_schema, collection_id)
+    fmt = response_format(request, ("json", "html"))
+    answer = await _engine(request).answer(request, core.get_collection_schema, collection_id)
+    return _json_schema_2020_12(answer, fmt)
+
+
+JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+"""The dialect Features Parts 3 and 5 require of queryables and schemas."""
+
+
+def _json_schema_2020_12(answer: Response, fmt: str) -> Response:
+    """pygeoapi's JSON Schema document naming the dialect the standards require (pygeoapi
+    0.21 names 2019-09; nothing in its documents differs between the two)."""
+    if fmt != "json" or answer.status_code != 200:
+        return answer
+    body = json.loads(bytes(answer.body))
+    body["$schema"] = JSON_SCHEMA
+    relayed = _relayed(answer, body)
+    relayed.media_type = answer.headers.get("content-type", relayed.media_type)
+    relayed.headers["content-type"] = answer.headers.get("content-type", "application/json")
+    return relayed
 
 
 @router.fast_get(
