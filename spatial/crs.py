@@ -454,6 +454,25 @@ def area_overlaps(box: Bounds, area: Bounds, margin: float = _MARGIN_DEG) -> boo
     return not (east < a_west - margin or west > a_east + margin)
 
 
+def mostly_inside(
+    crs: CrsInfo, bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centres of features' ``bounds`` (rows of minx, miny, maxx, maxy in ``crs``) and
+    which lie outside its area of use, once it is known that most do not.
+
+    Raises:
+        InvalidInputError: more than half lie outside: the file's CRS is wrong, and the
+            message names the likely cause (:func:`diagnose_extent`).
+    """
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    outside = outside_area(crs, cx, cy)
+    if outside.sum() * 2 > len(bounds):
+        box = (float(bounds[:, 0].min()), float(bounds[:, 1].min()),
+               float(bounds[:, 2].max()), float(bounds[:, 3].max()))  # fmt: skip
+        raise InvalidInputError(diagnose_extent(crs, box))
+    return cx, cy, outside
+
+
 def diagnose_extent(crs: CrsInfo, bounds: Bounds) -> str:
     """Why data with these bounds does not fit ``crs``: the likely cause, in one sentence."""
     xmin, ymin, xmax, ymax = bounds

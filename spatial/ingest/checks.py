@@ -232,18 +232,7 @@ def _area_of_use(
     findings: list[Finding],
 ) -> None:
     rows = np.flatnonzero(usable)
-    bounds = shapely.bounds(geoms[rows])
-    cx = (bounds[:, 0] + bounds[:, 2]) / 2
-    cy = (bounds[:, 1] + bounds[:, 3]) / 2
-    outside = crs_mod.outside_area(crs, cx, cy)
-    if outside.sum() * 2 > len(rows):
-        box = (
-            float(bounds[:, 0].min()),
-            float(bounds[:, 1].min()),
-            float(bounds[:, 2].max()),
-            float(bounds[:, 3].max()),
-        )
-        raise InvalidInputError(crs_mod.diagnose_extent(crs, box))
+    cx, cy, outside = crs_mod.mostly_inside(crs, shapely.bounds(geoms[rows]))
     for i, x, y in zip(rows[outside], cx[outside], cy[outside], strict=True):
         findings.append(
             Finding(

@@ -428,16 +428,7 @@ def _reproject(table: read.Table, crs: crs_mod.CrsInfo) -> tuple[crs_mod.Reproje
         geoms = shapely.from_wkb(table.wkb, on_invalid="ignore")
         bounds = shapely.bounds(geoms[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)])
     bounds = bounds[np.isfinite(bounds).all(axis=1)]
-    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
-    outside = crs_mod.outside_area(crs, cx, cy)
-    if outside.sum() * 2 > len(bounds):
-        box = (
-            float(bounds[:, 0].min()),
-            float(bounds[:, 1].min()),
-            float(bounds[:, 2].max()),
-            float(bounds[:, 3].max()),
-        )
-        raise InvalidInputError(crs_mod.diagnose_extent(crs, box))
+    cx, cy, outside = crs_mod.mostly_inside(crs, bounds)
     lon, lat = crs_mod.to_lonlat(crs, cx[~outside], cy[~outside])
     extent = (
         (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
