@@ -67,6 +67,7 @@ from ingest import (
     _server_versions,
 )
 
+from layers.collections import VectorCollection
 from spatial.catalog import get_collection
 from spatial.db import engine
 from tiles import mvt, tms
@@ -250,7 +251,7 @@ def _limit_script(target: Target, tiles: list[tuple[int, int, int]]) -> Path:
     are stored in a table and run by a PL/pgSQL function)."""
     with engine(target.url) as eng, eng.connect() as conn:
         record = get_collection(conn, COLLECTION)
-    layer = mvt.TileLayer.of(record)
+    layer = VectorCollection(record).tile_layer()
     with psycopg.connect(target.url, autocommit=True) as conn:
         texts = []
         for z, row, col in tiles:
