@@ -7,7 +7,8 @@ Python only frames the bytes (no feature is parsed or re-serialised on the way o
 
 Every value from a request is bound; identifiers (the layer's own column names, checked
 against its schema first) are quoted by psycopg. Filters from CQL2 arrive as composed
-SQL built the same way (:mod:`spatial.cql2`).
+SQL built the same way (:mod:`spatial.filters`). A caller's row restriction is a
+:class:`Rows` (composed SQL), applied by :func:`source`.
 
 ``numberMatched`` is exact and free without a filter (the catalog's feature count, kept
 by every writer), exact up to :data:`COUNT_CAP` matches with one (counted in the same
