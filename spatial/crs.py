@@ -454,9 +454,7 @@ def area_overlaps(box: Bounds, area: Bounds, margin: float = _MARGIN_DEG) -> boo
     return not (east < a_west - margin or west > a_east + margin)
 
 
-def mostly_inside(
-    crs: CrsInfo, bounds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mostly_inside(crs: CrsInfo, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The centres of features' ``bounds`` (rows of minx, miny, maxx, maxy in ``crs``) and
     which lie outside its area of use, once it is known that most do not.
 
