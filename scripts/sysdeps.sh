@@ -13,8 +13,10 @@ if [ -n "$pg_bin" ]; then
   pg_ver=$(basename "$(dirname "$pg_bin")")
   [ -f "/usr/share/postgresql/$pg_ver/extension/postgis.control" ] || missing+=("postgresql-$pg_ver-postgis-3")
   [ -f "/usr/share/postgresql/$pg_ver/extension/postgis_raster.control" ] || missing+=("postgresql-$pg_ver-postgis-3")
+  # Road networks and routing (spatial network, the route processes, dispatch).
+  [ -f "/usr/share/postgresql/$pg_ver/extension/pgrouting.control" ] || missing+=("postgresql-$pg_ver-pgrouting")
 else
-  missing+=("postgresql" "postgresql-postgis")
+  missing+=("postgresql" "postgresql-postgis")  # and its pgRouting, once the version is known
 fi
 command -v psql >/dev/null || missing+=("postgresql-client")
 command -v ogr2ogr >/dev/null || missing+=("gdal-bin")
@@ -51,7 +53,7 @@ if printf '%s\n' "${missing[@]}" | grep -qx postgresql-postgis; then
   # Learn the server version first, then take its PostGIS build.
   apt-get install -y -qq postgresql postgresql-client >/dev/null
   pg_ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
-  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -vx -e postgresql -e postgresql-postgis; echo "postgresql-$pg_ver-postgis-3")
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -vx -e postgresql -e postgresql-postgis; echo "postgresql-$pg_ver-postgis-3"; echo "postgresql-$pg_ver-pgrouting")
 fi
 apt-get install -y -qq "${missing[@]}" >/dev/null
 # The Debian packages start their own cluster on 5432 (and broker on 1883, where systemd

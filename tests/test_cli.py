@@ -43,7 +43,7 @@ def test_help_everywhere(args: list[str]) -> None:
     assert "Usage:" in out.stdout
 
 
-def test_status_reports_the_embedded_cluster_with_postgis_3() -> None:
+def test_status_reports_the_embedded_cluster_with_postgis_3_and_pgrouting() -> None:
     if not Settings().uses_embedded:
         pytest.skip("SPATIAL_DATABASE_URL is set: this run uses an external server")
     out = run_cli("db", "status", "--json")
@@ -52,6 +52,7 @@ def test_status_reports_the_embedded_cluster_with_postgis_3() -> None:
     assert report["mode"] == "embedded"
     assert report["running"] is True
     assert report["postgis_version"].startswith("3.")
+    assert report["pgrouting_version"].startswith("3.")
     assert report["url"].startswith("postgresql://") and "***" in report["url"]
 
 

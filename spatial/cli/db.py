@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from spatial.cli.common import console, friendly
-from spatial.db import EmbeddedCluster, redact, resolve_url
+from spatial.db import EmbeddedCluster, extensions, redact, resolve_url
 from spatial.errors import DatabaseUnavailableError
 from spatial.settings import Settings
 
@@ -51,7 +51,8 @@ def down() -> None:
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Report where the database is, whether it runs, PostgreSQL/PostGIS versions, schema."""
+    """Report where the database is, whether it runs, PostgreSQL/PostGIS/pgRouting versions,
+    schema."""
     from spatial.db import migrate  # noqa: PLC0415 - keep `spatial --help` fast
 
     settings = Settings()
@@ -64,14 +65,12 @@ def status(
         url = resolve_url(settings)
         try:
             with psycopg.connect(url, connect_timeout=5) as conn:
-                row = conn.execute(
-                    "SELECT current_setting('server_version'), "
-                    "(SELECT extversion FROM pg_extension WHERE extname = 'postgis')"
-                ).fetchone()
+                found = extensions.versions(conn)
             report.update(
                 running=True,
-                postgres_version=row[0] if row else None,
-                postgis_version=row[1] if row else None,
+                postgres_version=found.postgres,
+                postgis_version=found.postgis,
+                pgrouting_version=found.pgrouting,
             )
         except psycopg.OperationalError as exc:
             report.update(running=False, error=str(exc).strip())

@@ -41,6 +41,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from spatial.db import extensions
 from spatial.errors import ConfigurationError, DatabaseUnavailableError
 from spatial.settings import EmbeddedSettings
 
@@ -99,6 +100,7 @@ class ClusterStatus:
     data_dir: str | None
     postgres_version: str | None = None
     postgis_version: str | None = None
+    pgrouting_version: str | None = None
 
 
 def pg_bindir() -> Path:
@@ -150,15 +152,16 @@ class EmbeddedCluster:
                 initialised=False, running=False, pid=None, port=None, data_dir=None
             )
         pid = self._running_pid(info)
-        versions = self._versions(info) if pid else (None, None)
+        found = self._versions(info) if pid else None
         return ClusterStatus(
             initialised=True,
             running=pid is not None,
             pid=pid,
             port=info.port,
             data_dir=info.data_dir,
-            postgres_version=versions[0],
-            postgis_version=versions[1],
+            postgres_version=found.postgres if found else None,
+            postgis_version=found.postgis if found else None,
+            pgrouting_version=found.pgrouting if found else None,
         )
 
     # -- life cycle ------------------------------------------------------------------
@@ -411,16 +414,12 @@ class EmbeddedCluster:
                     sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext))
                 )
 
-    def _versions(self, info: ClusterInfo) -> tuple[str | None, str | None]:
+    def _versions(self, info: ClusterInfo) -> extensions.Versions | None:
         try:
             with self._connect(info) as conn:
-                row = conn.execute(
-                    "SELECT current_setting('server_version'), "
-                    "(SELECT extversion FROM pg_extension WHERE extname = 'postgis')"
-                ).fetchone()
+                return extensions.versions(conn)
         except psycopg.Error:
-            return None, None
-        return (row[0], row[1]) if row else (None, None)
+            return None
 
     def _run_pg(
         self,
