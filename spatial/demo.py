@@ -24,6 +24,8 @@ from spatial.gps.store import add_device
 from spatial.gps.tracks import rebuild_all, refresh_extents
 from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector, sha256
+from spatial.network import build as network
+from spatial.network.speeds import Speeds
 from spatial.settings import Settings
 
 
@@ -185,7 +187,29 @@ def load_demo(
         loaded.append(IMAGERY.collection_id)
     if _load_fleet(url, settings, samples_dir):
         loaded.append("gps_positions")
+    if _load_network(url):
+        loaded.append("network roads")
     return loaded
+
+
+ROAD_SPEEDS = Path(__file__).resolve().parent.parent / "layers" / "networks" / "roads.yaml"
+"""The travel speeds of the demo's road classes."""
+
+
+def _load_network(url: str) -> bool:
+    """Build the road network ``roads`` (one-way streets honoured) unless it was built
+    from this version of the collection already."""
+    with engine(url) as eng, eng.connect() as sconn:
+        record = get_collection(sconn, "roads")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT collection_version FROM net.networks WHERE id = 'roads'"
+        ).fetchone()
+        if row is not None and row[0] == record.version:
+            return False
+        fields = network.Fields(speed="class", name="name", oneway="oneway")
+        network.build(conn, record, network.Settings(fields, Speeds.load(ROAD_SPEEDS)))
+    return True
 
 
 FLEET = ("YF-AMB-01", "YF-FIRE-01", "YF-AMB-02", "YF-FIRE-02", "YF-WATER-01", "YF-ENV-01")

@@ -158,3 +158,24 @@ def test_the_demo_fleet_crosses_the_flood_zones(loaded: str) -> None:
     )
     crossed = {device for device, _, kinds in crossings if kinds == ["enter", "exit"]}
     assert len(crossed) >= 1
+
+
+def test_the_demo_roads_are_one_routable_network(loaded: str) -> None:
+    """``samples load`` builds the network ``roads`` from the roads and
+    ``layers/networks/roads.yaml``: one connected piece, the grid noded at its crossings,
+    the three one-way streets honoured, every class with its own speed."""
+    report = _one(loaded, "SELECT report FROM net.networks WHERE id = 'roads'")[0]
+    assert isinstance(report, dict)
+    assert report["pieces"] == 1 and report["disconnected"] == [] and report["isolated"] == []
+    assert report["roads"] == 57 and report["edges"] > 3 * 57  # cut at the crossings
+    assert report["default_speed_classes"] == {}
+    one_way = _rows(
+        loaded,
+        "SELECT DISTINCT road, cost < 0, reverse_cost < 0 FROM net.edges "
+        "WHERE network = 'roads' AND (cost < 0 OR reverse_cost < 0) ORDER BY road",
+    )
+    assert one_way == [("YF-R008", False, True), ("YF-R011", True, False), ("YF-R038", False, True)]
+    speeds = dict(
+        _rows(loaded, "SELECT DISTINCT class, kmh FROM net.edges WHERE network = 'roads'")
+    )
+    assert speeds == {"expressway": 80.0, "arterial": 45.0, "secondary": 35.0, "local": 25.0}

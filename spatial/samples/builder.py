@@ -111,7 +111,16 @@ def _changes(ctx: Context, target: Path) -> None:
 
 def _network(ctx: Context, target: Path) -> None:
     roads = [
-        ({"road_id": r.road_id, "name": r.name, "class": r.road_class, "lanes": r.lanes}, r.line)
+        (
+            {
+                "road_id": r.road_id,
+                "name": r.name,
+                "class": r.road_class,
+                "lanes": r.lanes,
+                "oneway": r.oneway,
+            },
+            r.line,
+        )
         for r in ctx.roads
     ]
     rivers = [
@@ -125,7 +134,13 @@ def _network(ctx: Context, target: Path) -> None:
                 "roads",
                 "LineString",
                 roads,
-                {"road_id": "object", "name": "object", "class": "object", "lanes": "int32"},
+                {
+                    "road_id": "object",
+                    "name": "object",
+                    "class": "object",
+                    "lanes": "int32",
+                    "oneway": "object",
+                },
             ),
             ctx.gpkg_layer(
                 "rivers",

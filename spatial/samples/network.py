@@ -63,6 +63,13 @@ class Road:
     road_class: str
     lanes: int
     line: LineString
+    oneway: str | None = None
+    """``yes``: only as drawn (south to north, west to east); ``-1``: only against it."""
+
+
+ONE_WAY = {"建设路": "yes", "解放路": "-1", "翠峰路": "yes"}
+"""A few one-way local streets (for the routing network, ``spatial network build``): two
+north-south streets two blocks apart, in opposite directions, and one east-west street."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ def build_roads(grid: Grid) -> list[Road]:
             cls,
             8 if name in ("云浮大道",) else LANES[cls],
             LineString(coords),
+            ONE_WAY.get(name),
         )
         for n, (name, cls, coords) in enumerate(pieces, start=1)
     ]
