@@ -34,6 +34,7 @@ from rasterio.features import shapes, sieve
 from spatial import distributed
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
+from spatial.inputs import number, text
 from spatial.mosaic import Grid, Scene, grid_of, index_values, newest
 from spatial.rasterstore import reading
 
@@ -185,22 +186,6 @@ def temp_folder() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="spatial-process-")
 
 
-def _text(inputs: Mapping[str, Any], name: str, default: str | None = None) -> str | None:
-    value = inputs.get(name, default)
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        msg = f"input {name!r} must be a non-empty string"
-        raise InvalidInputError(msg)
-    return value
-
-
-def _number(inputs: Mapping[str, Any], name: str, low: float, high: float, default: float) -> float:
-    value = inputs.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        msg = f"input {name!r} must be a number from {low:g} to {high:g}, not {json.dumps(value)}"
-        raise InvalidInputError(msg)
-    return float(value)
-
-
 def geometry_input(inputs: Mapping[str, Any], name: str, *, polygonal: bool = False) -> str:
     """A GeoJSON geometry input, checked, as WKT (CRS84)."""
     value = inputs.get(name)
@@ -227,7 +212,7 @@ def geometry_input(inputs: Mapping[str, Any], name: str, *, polygonal: bool = Fa
 
 
 async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key: str) -> Scene:
-    collection = _text(inputs, "raster")
+    collection = text(inputs, "raster")
     if collection is None:
         raise InvalidInputError("input 'raster' (an imagery collection id) is required")
     ctx.raster(collection)
@@ -235,17 +220,17 @@ async def _scene_input(conn: Any, ctx: Any, inputs: Mapping[str, Any], item_key:
         conn,
         ctx.rasters,
         collection,
-        _text(inputs, item_key),
-        _text(inputs, "datetime") if item_key == "item" else None,
+        text(inputs, item_key),
+        text(inputs, "datetime") if item_key == "item" else None,
     )
 
 
 async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """zonal-statistics: ``stats`` of ``expression`` (or ``band``) of a scene per zone."""
     item = await _scene_input(conn, ctx, inputs, "item")
-    expression = _text(inputs, "expression") or _text(inputs, "band") or "ndvi"
+    expression = text(inputs, "expression") or text(inputs, "band") or "ndvi"
     stats = stats_input(inputs)
-    zones_id = _text(inputs, "zones")
+    zones_id = text(inputs, "zones")
     drawn = None
     if inputs.get("geometry") is not None:
         drawn = geometry_input(inputs, "geometry", polygonal=True)
@@ -278,7 +263,7 @@ async def run_zonal(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
         "expression": expression,
         "zones": records,
     }
-    target = _text(inputs, "output_collection")
+    target = text(inputs, "output_collection")
     if target is not None:
         frame = zones.merge(table, on="id", how="left").rename(columns={"id": "zone_id"})
         out["collection"] = await ctx.publish(frame, target, f"{expression} by {zones_id}")
@@ -297,13 +282,13 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
     after = await _scene_input(conn, ctx, inputs, "after")
     if before.id == after.id:
         raise InvalidInputError("inputs 'before' and 'after' must be two different scenes")
-    expression = _text(inputs, "index") or "ndvi"
-    threshold = _number(inputs, "threshold", 0.0, 1000.0, 0.3)
-    direction = _text(inputs, "direction") or "decrease"
+    expression = text(inputs, "index") or "ndvi"
+    threshold = number(inputs, "threshold", 0.0, 1000.0, 0.3)
+    direction = text(inputs, "direction") or "decrease"
     if direction not in {"decrease", "increase", "both"}:
         raise InvalidInputError("input 'direction' must be decrease, increase or both")
-    min_area = _number(inputs, "min_area", 0.0, 1e7, 300.0)
-    min_share = _number(inputs, "min_parcel_share", 0.0, 1.0, 0.25)
+    min_area = number(inputs, "min_area", 0.0, 1e7, 300.0)
+    min_share = number(inputs, "min_parcel_share", 0.0, 1.0, 0.25)
     on_dask = await _on_dask(inputs, after)
     grid = await threaded(distributed.full_grid if on_dask else grid_of, after.data)
     if on_dask:
@@ -333,7 +318,7 @@ async def run_change(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, A
             "features": lonlat_features(found, grid.crs, [{"area_m2": a} for a in areas]),
         },
     }
-    parcels_id = _text(inputs, "parcels")
+    parcels_id = text(inputs, "parcels")
     if parcels_id is not None and found:
         layer = ctx(parcels_id)
         keep = [c for c in (inputs.get("properties") or []) if isinstance(c, str)]
@@ -381,9 +366,9 @@ def _affected(
 async def run_water(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """water-extraction: ``index`` (NDWI) above ``threshold`` as polygons."""
     item = await _scene_input(conn, ctx, inputs, "item")
-    expression = _text(inputs, "index") or "ndwi"
-    threshold = _number(inputs, "threshold", -1000.0, 1000.0, 0.0)
-    min_area = _number(inputs, "min_area", 0.0, 1e7, 500.0)
+    expression = text(inputs, "index") or "ndwi"
+    threshold = number(inputs, "threshold", -1000.0, 1000.0, 0.0)
+    min_area = number(inputs, "min_area", 0.0, 1e7, 500.0)
     grid = await threaded(grid_of, item.data)
     values = await threaded(index_values, item, expression, grid)
     water = np.ma.filled(values > threshold, False)
@@ -399,7 +384,7 @@ async def run_water(conn: Any, ctx: Any, inputs: dict[str, Any]) -> dict[str, An
             "features": lonlat_features(found, grid.crs, [{"area_m2": a} for a in areas]),
         },
     }
-    target = _text(inputs, "output_collection")
+    target = text(inputs, "output_collection")
     if target is not None and found:
         frame = gpd.GeoDataFrame({"area_m2": areas}, geometry=found, crs=grid.crs.to_wkt())
         out["collection"] = await ctx.publish(frame, target, f"Water from {item.id}")

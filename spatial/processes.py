@@ -13,7 +13,8 @@ spheroid (``geography``) when it is geographic.
 - ``intersect-summarise``: the features of a layer within a polygon, grouped by a
   property: count and intersected area (e.g. parcel area by land use in a planning zone);
 - ``area-by-zone``: a layer's area within each zone of another layer (e.g. by district);
-- ``nearest``: the k features nearest a point, optionally within a distance.
+- ``nearest``: the k features nearest a point, optionally within a distance;
+- ``route``: the fastest route by road on a network (:mod:`spatial.network.processes`).
 
 With imagery (:mod:`spatial.analysis`): ``zonal-statistics``, ``change-detection`` and
 ``water-extraction``.
@@ -21,7 +22,6 @@ With imagery (:mod:`spatial.analysis`): ``zonal-statistics``, ``change-detection
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,8 @@ from psycopg.rows import dict_row
 from spatial import analysis, distributed
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
+from spatial.inputs import number, required
+from spatial.network import processes as routing
 
 MAX_NEAREST = 100
 _GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
@@ -84,30 +86,11 @@ class Process:
 
 
 def _layer(lookup: Lookup, inputs: dict[str, Any], name: str) -> LayerSchema:
-    value = _required(inputs, name)
+    value = required(inputs, name)
     if not isinstance(value, str):
         msg = f"input {name!r} must be a collection id"
         raise InvalidInputError(msg)
     return lookup(value)
-
-
-def _required(inputs: dict[str, Any], name: str) -> Any:
-    if name not in inputs or inputs[name] is None:
-        msg = f"input {name!r} is required"
-        raise InvalidInputError(msg)
-    return inputs[name]
-
-
-def _number(
-    inputs: dict[str, Any], name: str, low: float, high: float, default: Any = None
-) -> float:
-    value = inputs.get(name, default)
-    if value is None:
-        return _required(inputs, name)  # type: ignore[no-any-return]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        msg = f"input {name!r} must be a number from {low:g} to {high:g}, not {json.dumps(value)}"
-        raise InvalidInputError(msg)
-    return float(value)
 
 
 def _projected(layer: LayerSchema) -> bool:
@@ -139,7 +122,7 @@ async def _buffer(
     conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
 ) -> dict[str, Any]:
     wkt = analysis.geometry_input(inputs, "geometry")
-    distance = _number(inputs, "distance", 0, 100_000)
+    distance = number(inputs, "distance", 0, 100_000)
     rows = await _rows(
         conn,
         sql.SQL("SELECT ST_AsGeoJSON(ST_Buffer(ST_GeomFromText(%(g)s, 4326)::geography, "
@@ -153,7 +136,7 @@ async def _intersect_summarise(
     conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
 ) -> dict[str, Any]:
     layer = _layer(lookup, inputs, "collection")
-    group = layer.column(str(_required(inputs, "group_by")))
+    group = layer.column(str(required(inputs, "group_by")))
     wkt = analysis.geometry_input(inputs, "geometry", polygonal=True)
     statement = sql.SQL(
         "WITH g AS (SELECT {g} AS geom) "
@@ -182,7 +165,7 @@ async def _area_by_zone(
 ) -> dict[str, Any]:
     layer = _layer(lookup, inputs, "collection")
     zones = _layer(lookup, inputs, "zones")
-    zone_name = zones.column(str(_required(inputs, "zone_property")))
+    zone_name = zones.column(str(required(inputs, "zone_property")))
     statement = sql.SQL(
         "SELECT z.{name} AS zone, count(t.fid) AS count, sum({area}) AS area_m2 "
         "FROM {zones} z0 CROSS JOIN LATERAL "
@@ -258,7 +241,7 @@ async def _nearest(
     conn: psycopg.AsyncConnection, lookup: Lookup, inputs: dict[str, Any]
 ) -> dict[str, Any]:
     layer = _layer(lookup, inputs, "collection")
-    point = _required(inputs, "point")
+    point = required(inputs, "point")
     numbers = isinstance(point, list) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in point
     )
@@ -266,10 +249,10 @@ async def _nearest(
         msg = "input 'point' must be [lon, lat]"
         raise InvalidInputError(msg)
     analysis.geometry_input({"p": {"type": "Point", "coordinates": point}}, "p")
-    k = int(_number(inputs, "k", 1, MAX_NEAREST, default=5))
+    k = int(number(inputs, "k", 1, MAX_NEAREST, default=5))
     within = inputs.get("max_distance")
     if within is not None:
-        within = _number(inputs, "max_distance", 0, 1_000_000)
+        within = number(inputs, "max_distance", 0, 1_000_000)
     statement = sql.SQL(
         "WITH p AS (SELECT ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326) AS g) "
         "SELECT t.fid AS id, {props} AS properties, "
@@ -303,6 +286,19 @@ def _optional(description: str) -> dict[str, Any]:
 def _collection_input(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"},
             "minOccurs": 1, "maxOccurs": 1}  # fmt: skip
+
+
+_LONLAT = {
+    "description": "[lon, lat]",
+    "schema": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
+}
+_BARRIERS = {
+    "description": "Polygons whose roads are closed for this request: GeoJSON geometries, "
+    'Features (named by their \'name\'), or {"collection": id, "filter": '
+    "CQL2 text} (that collection's polygons).",
+    "schema": {"type": "array", "maxItems": 50, "items": {"type": "object"}},
+    "minOccurs": 0,
+}
 
 
 PROCESSES: dict[str, Process] = {
@@ -353,6 +349,26 @@ PROCESSES: dict[str, Process] = {
                               "minOccurs": 0}},
             {"features": {"schema": {"type": "array"}}},
             _nearest,
+        ),
+        Process(
+            "route", "Route by road",
+            "The fastest route by road between two points through optional via points, on a "
+            "road network (pgRouting): its line, length, travel time and the roads in order. "
+            "Points are placed on the nearest road; barriers (polygons, or the polygons of a "
+            "collection matching a CQL2 filter) and the standing road closures are avoided.",
+            {"network": _collection_input("The road network (spatial network build)."),
+             "from": _LONLAT, "to": _LONLAT,
+             "via": {"description": "Points to pass, in order.",
+                     "schema": {"type": "array", "items": _LONLAT["schema"],
+                                "maxItems": 23}, "minOccurs": 0},
+             "barriers": _BARRIERS,
+             "max_snap_distance": {"description": "metres from a point to its road",
+                                   "schema": {"type": "number", "minimum": 1,
+                                              "maximum": 5000, "default": 500},
+                                   "minOccurs": 0}},
+            {"route": {"schema": {"type": "object",
+                                  "contentMediaType": "application/geo+json"}}},
+            routing.run_route,
         ),
         Process(
             "zonal-statistics", "Zonal statistics of imagery",

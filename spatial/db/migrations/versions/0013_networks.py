@@ -4,7 +4,9 @@
 speeds, snap tolerance), with the last build's report. ``net.edges`` holds its edges
 (pgRouting's ``id, source, target, cost, reverse_cost``; costs in seconds, -1 where a
 one-way road forbids the direction), each with the feature it came from and its geometry
-in the collection's CRS; ``net.vertices`` the nodes where edges meet.
+in the collection's CRS; ``net.vertices`` the nodes where edges meet; ``net.closures``
+the standing road closures every routing request honours until they expire (their area
+in CRS84 and in the network's CRS).
 
 Revision ID: 0013
 Revises: 0012
@@ -60,6 +62,19 @@ def upgrade() -> None:
         );
         CREATE INDEX edges_network ON net.edges (network);
         CREATE INDEX edges_geom ON net.edges USING gist (geom);
+        CREATE TABLE net.closures (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            network text NOT NULL REFERENCES net.networks (id) ON DELETE CASCADE,
+            reason text NOT NULL CHECK (length(trim(reason)) > 0),
+            geom geometry(Geometry, 4326) NOT NULL,
+            geom_native geometry NOT NULL,
+            starts_at timestamptz NOT NULL DEFAULT now(),
+            expires_at timestamptz NOT NULL,
+            created_by text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            CHECK (expires_at > starts_at)
+        );
+        CREATE INDEX closures_geom ON net.closures USING gist (geom_native);
         """
     )
 

@@ -1,0 +1,225 @@
+"""Routes on pgRouting between points snapped to edges: the fastest way by the class
+speeds, via points, one-way streets, barriers and standing closures, and the clear
+refusals (too far from a road, no path and why, unknown network), on the small city of
+``tests/networkcase.py`` (network ``nr_roads``).
+
+Expected times are worked out by hand from the drawing: local streets at 30 km/h
+(8.33 m/s), the arterial H2 at 50 km/h (13.89 m/s); the stored lengths are on the
+ellipsoid, 0.012 % shorter than the drawing's metres here, within the tolerance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from networkcase import build, ingest, lonlat
+from support import LiveServer, wait_for_collection
+
+from spatial.errors import InvalidInputError, NotFoundError
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.network import routing
+from spatial.network.routing import Barrier, NoPathError, Route
+from spatial.settings import Settings
+
+LOCAL, ARTERIAL = 30 / 3.6, 50 / 3.6
+NETWORK = "nr_roads"
+
+
+@pytest.fixture(scope="module")
+def network(settings: Settings, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    build(database_url, ingest(settings, tmp_path_factory.mktemp("routing"), NETWORK))
+    return database_url
+
+
+def _run(url: str, work: Callable[[psycopg.AsyncConnection[Any]], Coroutine[Any, Any, Any]]) -> Any:
+    async def main() -> Any:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await work(conn)
+
+    return asyncio.run(main())
+
+
+def _route(url: str, *points: tuple[float, float], **options: Any) -> Route:
+    at = [lonlat(x, y) for x, y in points]
+    return _run(url, lambda conn: routing.route(conn, NETWORK, at, **options))  # type: ignore[no-any-return]
+
+
+def _box(name: str, x0: float, y0: float, x1: float, y1: float) -> Barrier:
+    corners = [lonlat(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+    return Barrier(name, "POLYGON((" + ", ".join(f"{x} {y}" for x, y in corners) + "))")
+
+
+def test_the_fastest_route_by_class_speeds(network: str) -> None:
+    # from H1 near its west end to H2 near its east end: back west to V1 and up it, then
+    # along the faster H2 (268.8 s), not east along H1 and up V2 (292.8 s)
+    found = _route(network, (100, -5), (1900, 1005))
+    assert found.seconds == pytest.approx(100 / LOCAL + 1000 / LOCAL + 1900 / ARTERIAL, rel=1e-3)
+    assert found.length_m == pytest.approx(3000, rel=1e-3)
+    assert found.roads == ["一路", "西街", "二路"]
+    assert [s.distance_m for s in found.snapped] == [pytest.approx(5, abs=0.1)] * 2
+    line = found.geometry["coordinates"]
+    assert found.geometry["type"] == "LineString"
+    assert line[0] == pytest.approx(list(lonlat(100, 0)), abs=1e-6)
+    assert line[-1] == pytest.approx(list(lonlat(1900, 1000)), abs=1e-6)
+    assert [round(c, 6) for c in line[1]] == [round(c, 6) for c in lonlat(0, 0)]
+
+
+def test_via_points_are_visited_in_order(network: str) -> None:
+    found = _route(network, (100, -5), (1000, 500), (1900, 1005))
+    assert found.seconds == pytest.approx(900 / LOCAL + 1000 / LOCAL + 900 / ARTERIAL, rel=1e-3)
+    assert found.roads == ["一路", "中街", "二路"]
+    assert len(found.snapped) == 3
+
+
+def test_a_one_way_street_is_driven_only_as_drawn(network: str) -> None:
+    up = _route(network, (2000, 100), (2000, 900))
+    assert up.seconds == pytest.approx(800 / LOCAL, rel=1e-3) and up.roads == ["东街"]
+    # down V3 is forbidden: up to H2, west to V2, down, east along H1, up V3 again
+    down = _route(network, (2000, 900), (2000, 100))
+    assert down.seconds == pytest.approx(
+        100 / LOCAL + 1000 / ARTERIAL + 1000 / LOCAL + 1000 / LOCAL + 100 / LOCAL, rel=1e-3
+    )
+    assert down.roads == ["东街", "二路", "中街", "一路", "东街"]
+
+
+def test_a_barrier_sends_the_route_another_way(network: str) -> None:
+    closed = _box("west street", -20, 400, 20, 600)
+    found = _route(network, (100, -5), (1900, 1005), barriers=[closed])
+    assert found.seconds == pytest.approx(900 / LOCAL + 1000 / LOCAL + 900 / ARTERIAL, rel=1e-3)
+    assert found.roads == ["一路", "中街", "二路"]
+
+
+def test_no_path_names_the_barriers_that_cut_it(network: str) -> None:
+    barriers = [_box(n, x - 20, 400, x + 20, 600) for n, x in (("west", 0), ("middle", 1000))]
+    barriers.append(_box("east", 1980, 400, 2020, 600))
+    with pytest.raises(NoPathError) as caught:
+        _route(network, (100, -5), (1900, 1005), barriers=barriers)
+    assert str(caught.value) == "no path between the two points: closed by west"
+
+
+def test_no_path_between_pieces_says_they_do_not_connect(network: str) -> None:
+    with pytest.raises(NoPathError) as caught:
+        _route(network, (100, -5), (3050, 3002))
+    assert "pieces of network 'nr_roads' that do not connect" in str(caught.value)
+    with pytest.raises(NoPathError) as caught:
+        _route(network, (100, -5), (1000, 500), (3050, 3002))
+    assert str(caught.value).startswith("no path between points 2 and 3:")
+
+
+def test_standing_closures_hold_until_they_expire(network: str) -> None:
+    closed = _box("", -20, 400, 20, 600)
+    with psycopg.connect(network, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO net.closures (network, reason, geom, geom_native, starts_at, "
+            "expires_at, created_by) VALUES (%(n)s, 'burst main', ST_GeomFromText(%(g)s, 4326), "
+            "ST_Transform(ST_GeomFromText(%(g)s, 4326), 4546), now(), now() + interval '1 hour', "
+            "'pytest'), (%(n)s, 'old works', ST_GeomFromText(%(g2)s, 4326), "
+            "ST_Transform(ST_GeomFromText(%(g2)s, 4326), 4546), now() - interval '1 day', "
+            "now() - interval '1 second', 'pytest')",
+            {"n": NETWORK, "g": closed.wkt, "g2": _box("", 980, 400, 1020, 600).wkt},
+        )
+        try:
+            found = _route(network, (100, -5), (1900, 1005))
+            with pytest.raises(NoPathError) as caught:
+                _route(
+                    network,
+                    (100, -5),
+                    (1900, 1005),
+                    barriers=[
+                        _box("middle", 980, 400, 1020, 600),
+                        _box("east", 1980, 400, 2020, 600),
+                    ],
+                )
+        finally:
+            conn.execute("DELETE FROM net.closures WHERE network = %s", (NETWORK,))
+    assert found.roads == ["一路", "中街", "二路"]  # the expired closure of V2 is ignored
+    assert "closure" in str(caught.value) and "(burst main)" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("points", "options", "error", "message"),
+    [
+        ([(100, -5), (5000, 5000)], {}, InvalidInputError,
+         "point 2 ({}) is 2,758 m from the nearest road of network 'nr_roads'"),
+        ([(100, -40)], {}, InvalidInputError, "a route takes 2 to 25 points"),
+        ([(100, -40), (200, -40)], {"limit_m": 30}, InvalidInputError, "the limit is 30 m"),
+    ],
+)  # fmt: skip
+def test_bad_requests_say_what_is_wrong(
+    network: str, points: list[tuple[float, float]], options: dict[str, Any],
+    error: type[Exception], message: str,
+) -> None:  # fmt: skip
+    with pytest.raises(error) as caught:
+        _route(network, *points, **options)
+    where = ", ".join(f"{v:g}" for v in lonlat(*points[-1]))
+    assert message.format(where) in str(caught.value)
+
+
+def test_an_unknown_network_lists_the_known_ones(network: str) -> None:
+    at = [lonlat(0, 0), lonlat(100, 0)]
+    with pytest.raises(NotFoundError) as caught:
+        _run(network, lambda conn: routing.route(conn, "nowhere", at))
+    assert "no network 'nowhere'; the networks are:" in str(caught.value)
+    assert NETWORK in str(caught.value)
+
+
+def test_the_route_process_over_http(
+    network: str, live_api: LiveServer, admin_auth: dict[str, str], settings: Settings,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """``POST /processes/route/execution`` as the platform's users call it: a Feature of
+    the route; a collection's polygons matching a CQL2 filter as a barrier; a named
+    drawn barrier in the no-path answer; only for callers who may read the roads."""
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"risk": risk},
+         "geometry": {"type": "Polygon", "coordinates": [[list(lonlat(x, y)) for x, y in
+                      ((cx - 20, 400), (cx + 20, 400), (cx + 20, 600), (cx - 20, 600),
+                       (cx - 20, 400))]]}}
+        for risk, cx in (("high", 0), ("low", 1000))
+    ]}))  # fmt: skip
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    ingest_vector(url, VectorSource(path=zones, collection_id="nr_zones", title="Zones"),
+                  settings, actor="pytest")  # fmt: skip
+    start, end = list(lonlat(100, -5)), list(lonlat(1900, 1005))
+    with httpx.Client(base_url=live_api.url, timeout=60, headers=admin_auth) as api:
+        wait_for_collection(api, "nr_zones")
+        plain = api.post("/processes/route/execution", json={"inputs": {
+            "network": NETWORK, "from": start, "to": end}})  # fmt: skip
+        avoided = api.post("/processes/route/execution", json={"inputs": {
+            "network": NETWORK, "from": start, "to": end,
+            "barriers": [{"collection": "nr_zones", "filter": "risk = 'high'"}]}})  # fmt: skip
+        blocked = api.post("/processes/route/execution", json={"inputs": {
+            "network": NETWORK, "from": start, "to": end, "barriers": [
+                {"collection": "nr_zones"},
+                {"type": "Feature", "properties": {"name": "东街封闭"},
+                 "geometry": {"type": "Polygon", "coordinates": [[list(lonlat(x, y)) for x, y in
+                              ((1980, 400), (2020, 400), (2020, 600), (1980, 600),
+                               (1980, 400))]]}}]}})  # fmt: skip
+        far = api.post("/processes/route/execution", json={"inputs": {
+            "network": NETWORK, "from": start, "to": list(lonlat(5000, 5000))}})  # fmt: skip
+        unknown = api.post("/processes/route/execution", json={"inputs": {
+            "network": "nowhere", "from": start, "to": end}})  # fmt: skip
+    anonymous = httpx.post(f"{live_api.url}/processes/route/execution", json={"inputs": {
+        "network": NETWORK, "from": start, "to": end}}, timeout=60)  # fmt: skip
+    assert plain.status_code == 200, plain.text
+    feature = plain.json()["route"]
+    assert feature["type"] == "Feature" and feature["geometry"]["type"] == "LineString"
+    assert feature["properties"]["roads"] == ["一路", "西街", "二路"]
+    assert feature["properties"]["seconds"] == pytest.approx(
+        100 / LOCAL + 1000 / LOCAL + 1900 / ARTERIAL, rel=1e-3
+    )
+    assert avoided.status_code == 200, avoided.text
+    assert avoided.json()["route"]["properties"]["roads"] == ["一路", "中街", "二路"]
+    assert blocked.status_code == 400 and "no path between the two points" in blocked.text
+    assert "nr_zones" in blocked.text
+    assert far.status_code == 400 and "from the nearest road" in far.text
+    assert unknown.status_code == 404 and "no network 'nowhere'" in unknown.text
+    assert anonymous.status_code == 404, anonymous.text  # the roads are not public
