@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from support import LiveServer, run_cli
 from api import create_app
 from spatial import samples
 from spatial.demo import DEMO_LAYERS, FLEET
+from spatial.network import routing
 from spatial.settings import Settings
 
 
@@ -179,3 +184,80 @@ def test_the_demo_roads_are_one_routable_network(loaded: str) -> None:
         _rows(loaded, "SELECT DISTINCT class, kmh FROM net.edges WHERE network = 'roads'")
     )
     assert speeds == {"expressway": 80.0, "arterial": 45.0, "secondary": 35.0, "local": 25.0}
+
+
+def _demo_route(url: str, start: tuple[float, float], end: tuple[float, float],
+                barriers: list[routing.Barrier] | None = None) -> routing.Route:  # fmt: skip
+    async def main() -> routing.Route:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await routing.route(conn, "roads", [start, end], barriers=barriers or [])
+
+    return asyncio.run(main())
+
+
+def _dijkstra(url: str, source: int, target: int) -> float:
+    """Seconds from vertex to vertex over the network's edges and costs, by a Dijkstra
+    of the test's own (pgRouting not involved)."""
+    graph: dict[int, list[tuple[int, float]]] = {}
+    for a, b, cost, back in _rows(url, "SELECT source, target, cost, reverse_cost "
+                                  "FROM net.edges WHERE network = 'roads'"):  # fmt: skip
+        if cost >= 0:  # type: ignore[operator]
+            graph.setdefault(a, []).append((b, cost))  # type: ignore[arg-type]
+        if back >= 0:  # type: ignore[operator]
+            graph.setdefault(b, []).append((a, back))  # type: ignore[arg-type]
+    best, queue = {source: 0.0}, [(0.0, source)]
+    while queue:
+        seconds, node = heapq.heappop(queue)
+        if node == target:
+            return seconds
+        if seconds > best.get(node, math.inf):
+            continue
+        for nxt, cost in graph.get(node, []):
+            if seconds + cost < best.get(nxt, math.inf):
+                best[nxt] = seconds + cost
+                heapq.heappush(queue, (seconds + cost, nxt))
+    return math.inf
+
+
+def _corner(url: str, sign: int) -> tuple[int, tuple[float, float]]:
+    """The vertex of the least (sign 1) or greatest (-1) x + y: a corner of the ring."""
+    vid, x, y = _one(url, "SELECT id, ST_X(geom), ST_Y(geom) FROM net.vertices WHERE "
+                     "network = 'roads' ORDER BY %s * (ST_X(geom) + ST_Y(geom)) LIMIT 1",
+                     sign)  # fmt: skip
+    return int(vid), (float(x), float(y))  # type: ignore[arg-type]
+
+
+def test_a_demo_route_equals_an_independent_dijkstra(loaded: str) -> None:
+    """From the south-west corner of the ring road to its north-east corner: pgRouting's
+    route through the points placed on the roads takes the seconds a plain Dijkstra over
+    the same edges and costs finds between the two vertices (within 0.5 %)."""
+    (a, start), (b, end) = _corner(loaded, 1), _corner(loaded, -1)
+    found = _demo_route(loaded, start, end)
+    expected = _dijkstra(loaded, a, b)
+    assert math.isfinite(expected) and expected > 300
+    assert found.seconds == pytest.approx(expected, rel=0.005)
+    assert found.roads and found.length_m > 5000
+
+
+def test_a_barrier_on_the_bridge_sends_the_route_over_another(loaded: str) -> None:
+    """Across the main river (南山河): a barrier over the bridge the route takes makes it
+    cross by another, slower; a barrier along the whole river leaves no path, and the
+    answer names it."""
+    ends = "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_PointOnSurface(geom), 4326) p "
+    south = _one(loaded, ends + "FROM layers.districts ORDER BY ST_Y(ST_Centroid(geom)) LIMIT 1) x")
+    north = _one(loaded, ends + "FROM layers.districts ORDER BY ST_Y(ST_Centroid(geom)) DESC "
+                 "LIMIT 1) x")  # fmt: skip
+    start, end = (float(south[0]), float(south[1])), (float(north[0]), float(north[1]))  # type: ignore[arg-type]
+    first = _demo_route(loaded, start, end)
+    line = json.dumps(first.geometry)
+    bridge = _one(loaded, "SELECT ST_AsText(ST_Buffer(ST_Intersection(ST_GeomFromGeoJSON(%s), "
+                  "ST_Transform(r.geom, 4326))::geography, 40)::geometry) FROM layers.rivers r "
+                  "WHERE r.name = '南山河'", line)[0]  # fmt: skip
+    assert bridge is not None
+    other = _demo_route(loaded, start, end, [routing.Barrier("the bridge", str(bridge))])
+    assert other.seconds > first.seconds
+    river = _one(loaded, "SELECT ST_AsText(ST_Buffer(ST_Transform(geom, 4326)::geography, 30)"
+                 "::geometry) FROM layers.rivers WHERE name = '南山河'")[0]  # fmt: skip
+    with pytest.raises(routing.NoPathError) as caught:
+        _demo_route(loaded, start, end, [routing.Barrier("南山河 flood", str(river))])
+    assert "closed by 南山河 flood" in str(caught.value)

@@ -29,6 +29,8 @@ from spatial.errors import InvalidInputError, NotFoundError
 SNAP_LIMIT_M = 500.0
 """A point farther than this from every usable road is refused (a request may lower it)."""
 MAX_POINTS = 25
+END = 1e-9
+"""A fraction this close to 0 or 1 is the edge's end."""
 """From, to and the via points of one route."""
 
 
@@ -47,6 +49,9 @@ class Snapped:
     edge: int
     fraction: float
     distance_m: float
+    vertex: int | None = None
+    """The edge's end the point falls on (fraction 0 or 1), routed from as that vertex:
+    ``pgr_withPoints`` finds no path from a point at an edge's very end."""
 
 
 @dataclass
@@ -119,17 +124,17 @@ async def snap(
     """
     srid = await network_srid(conn, network)
     statement = sql.SQL(
-        "SELECT p.i, e.id, ST_LineLocatePoint(e.geom, q.g), "
+        "SELECT p.i, e.id, ST_LineLocatePoint(e.geom, q.g), e.source, e.target, "
         "ST_Distance(ST_Transform(e.geom, 4326)::geography, q.ll::geography) "
         "FROM unnest(%(x)s::float8[], %(y)s::float8[]) WITH ORDINALITY AS p(x, y, i), "
         "LATERAL (SELECT ST_SetSRID(ST_MakePoint(p.x, p.y), 4326) AS ll) l, "
         "LATERAL (SELECT l.ll, ST_Transform(l.ll, {srid}) AS g) q "
-        "LEFT JOIN LATERAL (SELECT e.id, e.geom FROM net.edges e WHERE {usable} "
-        "ORDER BY e.geom <-> q.g LIMIT 1) e ON true ORDER BY p.i"
+        "LEFT JOIN LATERAL (SELECT e.id, e.geom, e.source, e.target FROM net.edges e "
+        "WHERE {usable} ORDER BY e.geom <-> q.g LIMIT 1) e ON true ORDER BY p.i"
     ).format(srid=sql.Literal(srid), usable=usable_edges(network, srid, barriers))
     cur = await conn.execute(statement, {"x": [p[0] for p in points], "y": [p[1] for p in points]})
     snapped = []
-    for i, edge, fraction, distance in await cur.fetchall():
+    for i, edge, fraction, source, target, distance in await cur.fetchall():
         if edge is None:
             msg = f"network {network!r} has no usable road (closed by barriers or closures?)"
             raise InvalidInputError(msg)
@@ -140,7 +145,8 @@ async def snap(
                 f"network {network!r}; the limit is {limit_m:,.0f} m"
             )
             raise InvalidInputError(msg)
-        snapped.append(Snapped(int(edge), float(fraction), round(float(distance), 1)))
+        vertex = source if fraction <= END else target if fraction >= 1 - END else None
+        snapped.append(Snapped(int(edge), float(fraction), round(float(distance), 1), vertex))
     return snapped
 
 
@@ -162,7 +168,7 @@ LEG = """
 WITH walk AS (
     SELECT path_seq, node, edge, agg_cost,
            lead(node) OVER (ORDER BY path_seq) AS next
-    FROM pgr_withPoints(%(edges)s, %(points)s, -1, -2,
+    FROM pgr_withPoints(%(edges)s, %(points)s, %(start)s, %(end)s,
                         directed := true, driving_side := 'b', details := false)
 ), steps AS (
     SELECT w.path_seq, e.name, e.length_m, e.geom,
@@ -225,12 +231,19 @@ async def _leg(
     if a.edge == b.edge and math.isclose(a.fraction, b.fraction, abs_tol=1e-12):
         return 0.0, 0.0, [], None
     cur = await conn.execute(LEG, {"edges": edges, "points": _points_sql([a, b]),
+                                   "start": _id(a, 1), "end": _id(b, 2),
                                    "f1": a.fraction, "f2": b.fraction})  # fmt: skip
     row = await cur.fetchone()
     if row is None or row[0] is None:
         return None
     line = json.loads(row[3]) if row[3] else None
     return float(row[0]), float(row[1]), list(row[2] or []), line
+
+
+def _id(point: Snapped, pid: int) -> int:
+    """The point's id in ``pgr_withPoints``: its vertex, or ``-pid`` (the ``pid``-th
+    point of the leg's points SQL)."""
+    return point.vertex if point.vertex is not None else -pid
 
 
 def _joined(lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -251,9 +264,9 @@ async def _why(
     free = _edges_sql(sql.SQL("e.network = {}").format(sql.Literal(network)))
     cur = await conn.execute(
         "SELECT ST_AsText(ST_Transform(ST_Collect(e.geom), 4326)) FROM pgr_withPoints("
-        "%s, %s, -1, -2, directed := true, driving_side := 'b') w JOIN net.edges e "
+        "%s, %s, %s, %s, directed := true, driving_side := 'b') w JOIN net.edges e "
         "ON e.id = w.edge",
-        (free, _points_sql(ends)),
+        (free, _points_sql(ends), _id(ends[0], 1), _id(ends[1], 2)),
     )
     row = await cur.fetchone()
     if row is None or row[0] is None:
