@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import shapely
 from networkcase import build, ingest, lonlat
 from support import LiveServer, wait_for_collection
 
+from spatial.client import Client
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.network import routing
@@ -223,3 +225,27 @@ def test_the_route_process_over_http(
     assert far.status_code == 400 and "from the nearest road" in far.text
     assert unknown.status_code == 404 and "no network 'nowhere'" in unknown.text
     assert anonymous.status_code == 404, anonymous.text  # the roads are not public
+
+
+def test_the_client_routes_to_a_geodataframe(
+    network: str, live_api: LiveServer, admin_auth: dict[str, str]
+) -> None:
+    token = admin_auth["Authorization"].removeprefix("Bearer ")
+    with Client(live_api.url, token=token, progress=False) as client:
+        frame = client.route(NETWORK, shapely.Point(lonlat(100, -5)), lonlat(1900, 1005),
+                             via=[lonlat(1000, 500)])  # fmt: skip
+        with pytest.raises(InvalidInputError) as caught:
+            client.route(NETWORK, lonlat(100, -5), lonlat(1900, 1005), barriers=[
+                shapely.box(*lonlat(-20, 400), *lonlat(20, 600)),
+                shapely.box(*lonlat(980, 400), *lonlat(1020, 600)),
+                {"type": "Feature", "properties": {"name": "东街封闭"},
+                 "geometry": shapely.box(*lonlat(1980, 400), *lonlat(2020, 600)).__geo_interface__},
+            ])  # fmt: skip
+    assert len(frame) == 1 and frame.crs.to_epsg() == 4326
+    row = frame.iloc[0]
+    assert row["roads"] == ["一路", "中街", "二路"]
+    assert row["seconds"] == pytest.approx(900 / LOCAL + 1000 / LOCAL + 900 / ARTERIAL, rel=1e-3)
+    assert row.geometry.geom_type == "LineString" and row["length_m"] == pytest.approx(
+        2800, rel=1e-3
+    )
+    assert "closed by barrier 1" in str(caught.value)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from spatial.client import frames
 from spatial.client.errors import ServerUnreachableError, error_for, located
+from spatial.client.routes import Routing
 from spatial.errors import InvalidInputError, NotFoundError, ServerError, SpatialError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ _RECORD_COLUMNS = ("id", "title", "kind", "description", "keywords", "subsystems
                    "feature_count", "version", "updated", "bbox")  # fmt: skip
 
 
-class Client:
+class Client(Routing):
     """A connection to one 3S platform, for notebooks and scripts.
 
     Args:
