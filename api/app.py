@@ -31,6 +31,7 @@ from api.routers import (
     ingest,
     landing,
     maps,
+    network,
     processes,
     rasters,
     stac,
@@ -46,7 +47,7 @@ from tiles.cache import TileCache
 from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
-           ingest, editions, gps, gps_webhooks, maps)  # fmt: skip
+           ingest, editions, gps, gps_webhooks, network, maps)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 

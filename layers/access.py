@@ -225,6 +225,19 @@ class View:
             raise ForbiddenError(msg)
         return who
 
+    def member_of(self, department: str, what: str) -> Principal:
+        """The principal, who must be an admin, or an editor or steward of ``department``.
+
+        Raises:
+            UnauthorizedError: an anonymous caller. ForbiddenError: anyone else.
+        """
+        who = self.signed_in(f"{what} is for the {department} department: it")
+        works = who.department == department and bool({"editor", "steward"} & who.roles)
+        if not who.admin and not works:
+            msg = f"{who.username} may not use {what} (editors and stewards of {department} may)"
+            raise ForbiddenError(msg)
+        return who
+
     def fingerprint(self, collections: Iterable[str]) -> str:
         """What distinguishes this view's rows of ``collections`` from an unrestricted
         one's (empty when nothing is restricted): part of a cached tile's key."""

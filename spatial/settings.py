@@ -177,6 +177,18 @@ class MapsSettings(BaseSettings):
     by default. (The basemap is the server's: ``SPATIAL_SERVER_BASEMAP_URL``.)"""
 
 
+class NetworkSettings(BaseSettings):
+    """Road networks and routing."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_NETWORK_", extra="ignore")
+
+    closures_department: str = "emergency"
+    """The department whose editors and stewards (and admins) close roads
+    (``/network/closures``)."""
+    max_closure_days: int = Field(default=366, ge=1)
+    """The longest a road closure may last (a longer one is a change of the roads)."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -203,6 +215,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gps: GpsSettings = Field(default_factory=GpsSettings)
     maps: MapsSettings = Field(default_factory=MapsSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

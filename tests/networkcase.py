@@ -72,13 +72,17 @@ def lonlat(x: float, y: float) -> tuple[float, float]:
     return float(lon), float(lat)
 
 
-def ingest(settings: Settings, folder: Path, collection: str) -> CollectionRecord:
-    """The drawn city ingested as ``collection`` (keyed by road id); its catalog entry."""
+def ingest(
+    settings: Settings, folder: Path, collection: str, *, public: bool | None = None
+) -> CollectionRecord:
+    """The drawn city ingested as ``collection`` (keyed by road id, readable by everyone
+    when ``public``); its catalog entry."""
     lines = [LineString([(X0 + x, Y0 + y) for x, y in r[5]]) for r in ROADS]
     path = write(folder / f"{collection}.gpkg", ROADS, lines)
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    ingest_vector(url, VectorSource(path=path, collection_id=collection, title="Roads",
-                                    key="road_id"), settings, actor="pytest")  # fmt: skip
+    source = VectorSource(path=path, collection_id=collection, title="Roads", key="road_id",
+                          public=public)  # fmt: skip
+    ingest_vector(url, source, settings, actor="pytest")
     with engine(url) as eng, eng.connect() as conn:
         return get_collection(conn, collection)
 

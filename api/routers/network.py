@@ -1,0 +1,90 @@
+"""Road networks: the standing road closures every route honours (``/network/closures``).
+
+Everyone who may read a network's roads sees its closures; the editors and stewards of
+the department that closes roads (``SPATIAL_NETWORK_CLOSURES_DEPARTMENT``, emergency by
+default) and admins add and lift them. Each change is audited with the caller's name and
+address (:mod:`spatial.network.closures`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from api.deps import ActorDep, Caller, Db
+from spatial.analysis import geometry_input
+from spatial.errors import NotFoundError
+from spatial.network import closures as nc
+
+router = APIRouter(prefix="/network", tags=["Road networks"])
+
+
+class ClosureIn(BaseModel):
+    """A road closure: the roads of ``network`` inside ``geometry`` (a GeoJSON polygon,
+    CRS84) are not routed on from ``starts_at`` (default now) until ``expires_at``."""
+
+    network: str = Field(max_length=63)
+    reason: str = Field(max_length=nc.MAX_REASON)
+    geometry: dict[str, Any]
+    expires_at: dt.datetime
+    starts_at: dt.datetime | None = None
+
+
+def _readable(view: Any, networks: dict[str, str]) -> list[str]:
+    """The networks whose roads the caller may read."""
+    seen = []
+    for network, collection in networks.items():
+        try:
+            view.get(collection)
+        except NotFoundError:
+            continue
+        seen.append(network)
+    return seen
+
+
+@router.get("/closures", summary="Road closures (GeoJSON)")
+async def list_closures(
+    view: Caller, db: Db, network: str | None = None,
+    active: bool = Query(True, description="Only the closures in force or to come."),
+) -> dict[str, Any]:  # fmt: skip
+    """The closures of the networks the caller may read (or of one), newest first."""
+    networks = await db.run(nc.networks)
+    wanted = _readable(view, networks if network is None else
+                       {network: networks[network]} if network in networks else {})  # fmt: skip
+    if network is not None and not wanted:
+        msg = f"no network {network!r}"
+        raise NotFoundError(msg)
+    found = await db.run(lambda conn: nc.list_closures(conn, wanted, active=active))
+    return {"type": "FeatureCollection", "features": [c.feature() for c in found]}
+
+
+@router.post("/closures", status_code=201, summary="Close roads until a time")
+async def close_roads(
+    body: ClosureIn, request: Request, view: Caller, actor: ActorDep, db: Db
+) -> dict[str, Any]:
+    """Add a closure (audited); every route avoids its roads until it expires."""
+    settings = request.app.state.settings.network
+    view.member_of(settings.closures_department, "road closures")
+    wkt = geometry_input({"geometry": body.geometry}, "geometry", polygonal=True)
+    networks = await db.run(nc.networks)
+    if not _readable(view, {body.network: networks.get(body.network, "")}):
+        msg = f"no network {body.network!r}"
+        raise NotFoundError(msg)
+    closure = await db.run(lambda conn: nc.add_closure(
+        conn, body.network, body.reason, wkt, expires_at=body.expires_at,
+        starts_at=body.starts_at, max_days=settings.max_closure_days, actor=actor,
+    ))  # fmt: skip
+    return closure.feature()
+
+
+@router.delete("/closures/{closure_id}", summary="Lift a road closure")
+async def lift(
+    closure_id: int, request: Request, view: Caller, actor: ActorDep, db: Db
+) -> dict[str, Any]:
+    """Remove a closure (audited); its roads are routed on again at once."""
+    view.member_of(request.app.state.settings.network.closures_department, "road closures")
+    closure = await db.run(lambda conn: nc.remove_closure(conn, closure_id, actor=actor))
+    return {"id": closure.id, "removed": True}
