@@ -14,7 +14,8 @@ spheroid (``geography``) when it is geographic.
   property: count and intersected area (e.g. parcel area by land use in a planning zone);
 - ``area-by-zone``: a layer's area within each zone of another layer (e.g. by district);
 - ``nearest``: the k features nearest a point, optionally within a distance;
-- ``route``: the fastest route by road on a network (:mod:`spatial.network.processes`).
+- ``route``, ``service-area`` and ``closest-facility``: by road on a network
+  (:mod:`spatial.network.processes`).
 
 With imagery (:mod:`spatial.analysis`): ``zonal-statistics``, ``change-detection`` and
 ``water-extraction``.
@@ -292,6 +293,11 @@ _LONLAT = {
     "description": "[lon, lat]",
     "schema": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
 }
+_SNAP = {
+    "description": "metres from a point to its road",
+    "minOccurs": 0,
+    "schema": {"type": "number", "minimum": 1, "maximum": 5000, "default": 500},
+}
 _BARRIERS = {
     "description": "Polygons whose roads are closed for this request: GeoJSON geometries, "
     'Features (named by their \'name\'), or {"collection": id, "filter": '
@@ -361,14 +367,43 @@ PROCESSES: dict[str, Process] = {
              "via": {"description": "Points to pass, in order.",
                      "schema": {"type": "array", "items": _LONLAT["schema"],
                                 "maxItems": 23}, "minOccurs": 0},
-             "barriers": _BARRIERS,
-             "max_snap_distance": {"description": "metres from a point to its road",
-                                   "schema": {"type": "number", "minimum": 1,
-                                              "maximum": 5000, "default": 500},
-                                   "minOccurs": 0}},
+             "barriers": _BARRIERS, "max_snap_distance": _SNAP},
             {"route": {"schema": {"type": "object",
                                   "contentMediaType": "application/geo+json"}}},
             routing.run_route,
+        ),
+        Process(
+            "service-area", "Service area by road",
+            "The areas reachable by road within each of some minutes (e.g. 5, 10, 15) from "
+            "one or more points, as polygons, avoiding barriers and road closures.",
+            {"network": _collection_input("The road network (spatial network build)."),
+             "points": {"description": "Where from: [[lon, lat], ...].",
+                        "schema": {"type": "array", "items": _LONLAT["schema"], "minItems": 1,
+                                   "maxItems": 25}},
+             "minutes": {"description": "Bands of travel time [default: 5, 10, 15].",
+                         "schema": {"type": "array", "items": {"type": "number",
+                                    "exclusiveMinimum": 0, "maximum": 180}, "maxItems": 10},
+                         "minOccurs": 0},
+             "barriers": _BARRIERS, "max_snap_distance": _SNAP},
+            {"areas": {"schema": {"type": "object", "contentMediaType": "application/geo+json"}}},
+            routing.run_service_area,
+        ),
+        Process(
+            "closest-facility", "Closest facilities by road",
+            "The k features of a collection (hospitals, fire stations, shelters) nearest a "
+            "point by travel time, each with its route, to them or from them.",
+            {"network": _collection_input("The road network (spatial network build)."),
+             "point": _LONLAT,
+             "collection": _collection_input("The facilities."),
+             "filter": _optional("CQL2 text: only these facilities."),
+             "k": {"schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 3},
+                   "minOccurs": 0},
+             "direction": {"schema": {"enum": ["to-facility", "from-facility"],
+                                      "default": "to-facility"}, "minOccurs": 0},
+             "barriers": _BARRIERS, "max_snap_distance": _SNAP},
+            {"facilities": {"schema": {"type": "object",
+                                       "contentMediaType": "application/geo+json"}}},
+            routing.run_closest_facility,
         ),
         Process(
             "zonal-statistics", "Zonal statistics of imagery",

@@ -1,5 +1,11 @@
 """The routing processes' inputs and answers (OGC API - Processes, :mod:`spatial.processes`).
 
+``service-area``: ``network``, ``points`` (one or more ``[lon, lat]``), ``minutes`` (bands,
+e.g. ``[5, 10, 15]``), ``barriers``, ``max_snap_distance``: a FeatureCollection of one
+polygon per band. ``closest-facility``: ``network``, ``point``, ``collection`` (the
+facilities, optionally ``filter``-ed by CQL2), ``k``, ``direction`` (``to-facility``, the
+default, or ``from-facility``), ``barriers``: the k nearest by travel time with routes.
+
 ``route``: ``network``, ``from`` and ``to`` (``[lon, lat]``), optional ``via`` points,
 ``barriers`` and ``max_snap_distance`` (metres). A barrier is a GeoJSON polygon (or a
 Feature of one, named by its ``name`` property), or ``{"collection": id, "filter": CQL2}``:
@@ -20,7 +26,7 @@ from spatial.analysis import geometry_input
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import LayerSchema, Params, source
 from spatial.inputs import number, required, text
-from spatial.network import routing
+from spatial.network import reach, routing
 from spatial.network.routing import Barrier
 
 MAX_BARRIERS = 50
@@ -101,11 +107,11 @@ async def _collection_barrier(
     return Barrier(name, row[0])
 
 
-async def run_route(
+async def _network(
     conn: psycopg.AsyncConnection[Any], lookup: Callable[[str], LayerSchema],
     inputs: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
-    """The ``route`` process: a GeoJSON Feature of the fastest route."""
+) -> str:  # fmt: skip
+    """The ``network`` input, a network whose roads the caller may read."""
     network = str(text(inputs, "network") or required(inputs, "network"))
     cur = await conn.execute("SELECT collection FROM net.networks WHERE id = %s", (network,))
     row = await cur.fetchone()
@@ -113,7 +119,73 @@ async def run_route(
         await routing.network_srid(conn, network)  # raises, listing the networks
         raise NotFoundError(network)  # pragma: no cover - network_srid raised
     lookup(row[0])  # the caller must be able to read the roads
-    limit = number(inputs, "max_snap_distance", 1, MAX_SNAP_M, routing.SNAP_LIMIT_M)
+    return network
+
+
+def _limit(inputs: dict[str, Any]) -> float:
+    return number(inputs, "max_snap_distance", 1, MAX_SNAP_M, routing.SNAP_LIMIT_M)
+
+
+async def run_service_area(
+    conn: psycopg.AsyncConnection[Any], lookup: Callable[[str], LayerSchema],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The ``service-area`` process: polygons reached within each band of minutes."""
+    network = await _network(conn, lookup, inputs)
+    given = required(inputs, "points")
+    if not isinstance(given, list) or not 1 <= len(given) <= routing.MAX_POINTS:
+        msg = f"input 'points' must be a list of 1 to {routing.MAX_POINTS} [lon, lat]"
+        raise InvalidInputError(msg)
+    minutes = inputs.get("minutes", [5, 10, 15])
+    if not isinstance(minutes, list) or not all(
+        isinstance(m, int | float) and not isinstance(m, bool) for m in minutes
+    ):
+        msg = "input 'minutes' must be a list of numbers, e.g. [5, 10, 15]"
+        raise InvalidInputError(msg)
+    areas = await reach.service_area(
+        conn, network, [_point(p, f"points[{i}]") for i, p in enumerate(given)], minutes,
+        barriers=await barriers(conn, lookup, inputs), limit_m=_limit(inputs),
+    )  # fmt: skip
+    return {"areas": areas}
+
+
+async def run_closest_facility(
+    conn: psycopg.AsyncConnection[Any], lookup: Callable[[str], LayerSchema],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The ``closest-facility`` process: the k nearest facilities with their routes."""
+    network = await _network(conn, lookup, inputs)
+    layer = lookup(str(text(inputs, "collection") or required(inputs, "collection")))
+    condition, params = text(inputs, "filter"), Params()
+    where: sql.Composable = sql.SQL("TRUE")
+    if condition is not None:
+        where = filters.compile_filter(filters.parse(condition), layer, params)
+    direction = text(inputs, "direction") or "to-facility"
+    if direction not in {"to-facility", "from-facility"}:
+        msg = "input 'direction' must be 'to-facility' or 'from-facility'"
+        raise InvalidInputError(msg)
+    found = await reach.closest_facility(
+        conn, network, _point(required(inputs, "point"), "point"), layer,
+        int(number(inputs, "k", 1, 50, 3)), where=where, params=params,
+        towards=direction == "to-facility",
+        barriers=await barriers(conn, lookup, inputs), limit_m=_limit(inputs),
+    )  # fmt: skip
+    return {"facilities": {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": f.id, "geometry": f.route.geometry, "properties": {
+            "facility": f.id, **f.properties, "rank": rank, "seconds": f.route.seconds,
+            "minutes": round(f.route.seconds / 60, 2), "length_m": f.route.length_m,
+            "roads": f.route.roads}}
+        for rank, f in enumerate(found, start=1)
+    ]}}  # fmt: skip
+
+
+async def run_route(
+    conn: psycopg.AsyncConnection[Any], lookup: Callable[[str], LayerSchema],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The ``route`` process: a GeoJSON Feature of the fastest route."""
+    network = await _network(conn, lookup, inputs)
+    limit = _limit(inputs)
     found = await routing.route(
         conn, network, points(inputs), barriers=await barriers(conn, lookup, inputs),
         limit_m=limit,

@@ -104,7 +104,7 @@ def usable_edges(network: str, srid: int, barriers: Sequence[Barrier] = ()) -> s
     return sql.SQL(" AND ").join(parts)
 
 
-def _edges_sql(condition: sql.Composable) -> str:
+def edges_query(condition: sql.Composable) -> str:
     return (
         sql.SQL("SELECT id, source, target, cost, reverse_cost FROM net.edges e WHERE {}")
         .format(condition)
@@ -112,19 +112,19 @@ def _edges_sql(condition: sql.Composable) -> str:
     )
 
 
-async def snap(
+async def nearest_edges(
     conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
-    *, barriers: Sequence[Barrier] = (), limit_m: float = SNAP_LIMIT_M,
+    *, barriers: Sequence[Barrier] = (),
 ) -> list[Snapped]:  # fmt: skip
-    """Each point on its nearest usable edge.
+    """Each point on its nearest usable edge, however far (its ``distance_m`` says).
 
     Raises:
-        InvalidInputError: a point farther than ``limit_m`` from every usable edge (the
-            message gives its distance), or a network with no usable edge.
+        NotFoundError: no such network.
+        InvalidInputError: a network with no usable edge.
     """
     srid = await network_srid(conn, network)
     statement = sql.SQL(
-        "SELECT p.i, e.id, ST_LineLocatePoint(e.geom, q.g), e.source, e.target, "
+        "SELECT e.id, ST_LineLocatePoint(e.geom, q.g), e.source, e.target, "
         "ST_Distance(ST_Transform(e.geom, 4326)::geography, q.ll::geography) "
         "FROM unnest(%(x)s::float8[], %(y)s::float8[]) WITH ORDINALITY AS p(x, y, i), "
         "LATERAL (SELECT ST_SetSRID(ST_MakePoint(p.x, p.y), 4326) AS ll) l, "
@@ -134,23 +134,38 @@ async def snap(
     ).format(srid=sql.Literal(srid), usable=usable_edges(network, srid, barriers))
     cur = await conn.execute(statement, {"x": [p[0] for p in points], "y": [p[1] for p in points]})
     snapped = []
-    for i, edge, fraction, source, target, distance in await cur.fetchall():
+    for edge, fraction, source, target, distance in await cur.fetchall():
         if edge is None:
             msg = f"network {network!r} has no usable road (closed by barriers or closures?)"
-            raise InvalidInputError(msg)
-        if distance > limit_m:
-            lon, lat = points[i - 1]
-            msg = (
-                f"point {i} ({lon:g}, {lat:g}) is {distance:,.0f} m from the nearest road of "
-                f"network {network!r}; the limit is {limit_m:,.0f} m"
-            )
             raise InvalidInputError(msg)
         vertex = source if fraction <= END else target if fraction >= 1 - END else None
         snapped.append(Snapped(int(edge), float(fraction), round(float(distance), 1), vertex))
     return snapped
 
 
-def _points_sql(legs: Sequence[Snapped]) -> str:
+async def snap(
+    conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
+    *, barriers: Sequence[Barrier] = (), limit_m: float = SNAP_LIMIT_M,
+) -> list[Snapped]:  # fmt: skip
+    """Each point on its nearest usable edge, which must be within ``limit_m``.
+
+    Raises:
+        NotFoundError: no such network.
+        InvalidInputError: a point farther than ``limit_m`` from every usable edge (the
+            message gives its distance), or a network with no usable edge.
+    """
+    snapped = await nearest_edges(conn, network, points, barriers=barriers)
+    for i, (point, placed) in enumerate(zip(points, snapped, strict=True), start=1):
+        if placed.distance_m > limit_m:
+            msg = (
+                f"point {i} ({point[0]:g}, {point[1]:g}) is {placed.distance_m:,.0f} m from "
+                f"the nearest road of network {network!r}; the limit is {limit_m:,.0f} m"
+            )
+            raise InvalidInputError(msg)
+    return snapped
+
+
+def points_sql(legs: Sequence[Snapped]) -> str:
     values = sql.SQL(", ").join(
         sql.SQL("({}, {}, {}::float8, 'b'::char)").format(
             sql.Literal(i), sql.Literal(s.edge), sql.Literal(s.fraction)
@@ -208,50 +223,64 @@ async def route(
         raise InvalidInputError(msg)
     srid = await network_srid(conn, network)
     snapped = await snap(conn, network, points, barriers=barriers, limit_m=limit_m)
-    usable = _edges_sql(usable_edges(network, srid, barriers))
-    seconds = metres = 0.0
-    names: list[str] = []
-    lines: list[dict[str, Any]] = []
+    usable = edges_query(usable_edges(network, srid, barriers))
+    legs = []
     for k in range(len(snapped) - 1):
-        leg = await _leg(conn, usable, snapped[k], snapped[k + 1])
-        if leg is None:
+        found = await walk(conn, usable, snapped[k], snapped[k + 1])
+        if found is None:
             raise NoPathError(await _why(conn, network, barriers, snapped[k : k + 2], k))
-        seconds, metres = seconds + leg[0], metres + leg[1]
-        names += [n for n in leg[2] if n]
-        if leg[3] is not None:
-            lines.append(leg[3])
-    roads = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
-    return Route(_joined(lines), round(metres, 1), round(seconds, 1), roads, snapped)
+        legs.append(found)
+    return joined(legs, snapped)
 
 
-async def _leg(
+@dataclass(frozen=True)
+class Leg:
+    """The fastest way between two snapped points."""
+
+    seconds: float
+    metres: float
+    names: list[str | None]
+    line: dict[str, Any] | None
+    """GeoJSON LineString (CRS84); None when the two points are one."""
+
+
+def joined(legs: Sequence[Leg], snapped: list[Snapped]) -> Route:
+    """The route of consecutive legs: summed, lines joined, road names without repeats."""
+    names = [n for leg in legs for n in leg.names if n]
+    coords: list[Any] = []
+    for leg in legs:
+        part = leg.line["coordinates"] if leg.line else []
+        coords += part[1:] if coords and part and coords[-1] == part[0] else part
+    return Route(
+        {"type": "LineString", "coordinates": coords},
+        round(sum(leg.metres for leg in legs), 1),
+        round(sum(leg.seconds for leg in legs), 1),
+        [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]],
+        snapped,
+    )
+
+
+async def walk(
     conn: psycopg.AsyncConnection[Any], edges: str, a: Snapped, b: Snapped
-) -> tuple[float, float, list[str | None], dict[str, Any] | None] | None:
-    """Seconds, metres, names and line of the fastest way from ``a`` to ``b``, or None."""
+) -> Leg | None:
+    """The fastest way from ``a`` to ``b`` on the edges of ``edges`` (pgRouting's edges
+    query), or None when there is none."""
     if a.edge == b.edge and math.isclose(a.fraction, b.fraction, abs_tol=1e-12):
-        return 0.0, 0.0, [], None
-    cur = await conn.execute(LEG, {"edges": edges, "points": _points_sql([a, b]),
-                                   "start": _id(a, 1), "end": _id(b, 2),
+        return Leg(0.0, 0.0, [], None)
+    cur = await conn.execute(LEG, {"edges": edges, "points": points_sql([a, b]),
+                                   "start": vertex_or_point(a, 1), "end": vertex_or_point(b, 2),
                                    "f1": a.fraction, "f2": b.fraction})  # fmt: skip
     row = await cur.fetchone()
     if row is None or row[0] is None:
         return None
     line = json.loads(row[3]) if row[3] else None
-    return float(row[0]), float(row[1]), list(row[2] or []), line
+    return Leg(float(row[0]), float(row[1]), list(row[2] or []), line)
 
 
-def _id(point: Snapped, pid: int) -> int:
+def vertex_or_point(point: Snapped, pid: int) -> int:
     """The point's id in ``pgr_withPoints``: its vertex, or ``-pid`` (the ``pid``-th
     point of the leg's points SQL)."""
     return point.vertex if point.vertex is not None else -pid
-
-
-def _joined(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    coords: list[Any] = []
-    for line in lines:
-        part = line["coordinates"]
-        coords += part[1:] if coords and coords[-1] == part[0] else part
-    return {"type": "LineString", "coordinates": coords}
 
 
 async def _why(
@@ -261,12 +290,12 @@ async def _why(
     """Why there is no path between two snapped points: what closes the open path, or
     the network's pieces."""
     between = "the two points" if leg == 0 else f"points {leg + 1} and {leg + 2}"
-    free = _edges_sql(sql.SQL("e.network = {}").format(sql.Literal(network)))
+    free = edges_query(sql.SQL("e.network = {}").format(sql.Literal(network)))
     cur = await conn.execute(
         "SELECT ST_AsText(ST_Transform(ST_Collect(e.geom), 4326)) FROM pgr_withPoints("
         "%s, %s, %s, %s, directed := true, driving_side := 'b') w JOIN net.edges e "
         "ON e.id = w.edge",
-        (free, _points_sql(ends), _id(ends[0], 1), _id(ends[1], 2)),
+        (free, points_sql(ends), vertex_or_point(ends[0], 1), vertex_or_point(ends[1], 2)),
     )
     row = await cur.fetchone()
     if row is None or row[0] is None:

@@ -1,0 +1,218 @@
+"""How far the roads reach: service areas, and the closest facilities by travel time.
+
+- :func:`service_area`: from one or more points, the areas reachable within given minutes
+  (pgRouting's ``pgr_withPointsDD``): every edge reached whole or in part (the part its
+  remaining time covers at its speed, from a vertex reached or from a point on it),
+  wrapped in a concave hull per band, with the kilometres of road reached;
+- :func:`closest_facility`: the k features of a point collection nearest a point by
+  travel time (``pgr_withPointsCost`` one to many, or many to one), each with its route.
+
+Barriers and standing closures are honoured as in :mod:`spatial.network.routing`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from spatial.errors import InvalidInputError
+from spatial.features import LayerSchema, source
+from spatial.network.routing import (
+    Barrier,
+    NoPathError,
+    Route,
+    Snapped,
+    edges_query,
+    joined,
+    nearest_edges,
+    network_srid,
+    points_sql,
+    snap,
+    usable_edges,
+    vertex_or_point,
+    walk,
+)
+
+MAX_MINUTES = 180.0
+MAX_BANDS = 10
+MAX_FACILITIES = 2_000
+"""Facilities considered by one closest-facility request (filter a larger collection)."""
+HULL = 0.3
+"""``ST_ConcaveHull``'s share of convexity for a band: tight around the roads reached,
+without holes."""
+
+AREA = sql.SQL("""
+WITH reached AS (
+    SELECT node, min(agg_cost) AS agg FROM pgr_withPointsDD(
+        %(edges)s, %(points)s, %(starts)s, %(limit)s,
+        directed := true, driving_side := 'b', details := false)
+    GROUP BY node
+), parts AS (
+    SELECT e.geom, e.length_m,
+           CASE WHEN e.cost > 0 AND s.agg <= %(band)s
+                THEN least(1.0, (%(band)s - s.agg) / e.cost) ELSE 0 END AS fu,
+           CASE WHEN e.reverse_cost > 0 AND t.agg <= %(band)s
+                THEN least(1.0, (%(band)s - t.agg) / e.reverse_cost) ELSE 0 END AS fv
+    FROM net.edges e
+    LEFT JOIN reached s ON s.node = e.source LEFT JOIN reached t ON t.node = e.target
+    WHERE {usable} AND (s.node IS NOT NULL OR t.node IS NOT NULL)
+), own AS (
+    SELECT e.geom,
+           CASE WHEN e.reverse_cost > 0
+                THEN greatest(0.0, s.f - %(band)s / e.reverse_cost) ELSE s.f END AS f0,
+           CASE WHEN e.cost > 0 THEN least(1.0, s.f + %(band)s / e.cost) ELSE s.f END AS f1
+    FROM unnest(%(edge_ids)s::bigint[], %(fractions)s::float8[]) AS s(edge, f)
+    JOIN net.edges e ON e.id = s.edge
+), pieces AS (
+    SELECT CASE WHEN fu + fv >= 1 THEN geom
+                WHEN fu > 0 THEN ST_LineSubstring(geom, 0, fu) END AS g FROM parts
+    UNION ALL
+    SELECT ST_LineSubstring(geom, 1 - fv, 1) FROM parts WHERE fu + fv < 1 AND fv > 0
+    UNION ALL
+    SELECT ST_LineSubstring(geom, f0, f1) FROM own WHERE f1 > f0
+), reach AS (
+    SELECT ST_Union(g) AS g, count(*) AS n FROM pieces WHERE g IS NOT NULL
+)
+SELECT ST_AsGeoJSON(ST_Transform(ST_ConcaveHull(g, %(hull)s, false), 4326), 7), n,
+       ST_Length(ST_Transform(g, 4326)::geography) / 1000
+FROM reach WHERE n > 0
+""")
+"""One band of a service area: the reach of the edges ``{usable}`` within ``band``
+seconds, as a concave hull, its number of pieces and kilometres."""
+
+
+async def service_area(
+    conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
+    minutes: Sequence[float], *, barriers: Sequence[Barrier] = (), limit_m: float = 500.0,
+) -> dict[str, Any]:  # fmt: skip
+    """A FeatureCollection of one polygon per band (the largest first), each with its
+    ``minutes``, the road segments reached and their kilometres.
+
+    Raises:
+        InvalidInputError: no point, bands out of (0, 180] minutes or more than 10, a
+            point too far from the roads.
+    """
+    bands = sorted({float(m) for m in minutes}, reverse=True)
+    if not points or not bands or len(bands) > MAX_BANDS:
+        msg = f"a service area takes one or more points and 1 to {MAX_BANDS} bands of minutes"
+        raise InvalidInputError(msg)
+    if bands[0] > MAX_MINUTES or bands[-1] <= 0:
+        msg = f"minutes must be more than 0 and at most {MAX_MINUTES:g}"
+        raise InvalidInputError(msg)
+    srid = await network_srid(conn, network)
+    snapped = await snap(conn, network, points, barriers=barriers, limit_m=limit_m)
+    values = {
+        "edges": edges_query(usable_edges(network, srid, barriers)),
+        "points": points_sql(snapped),
+        "starts": [vertex_or_point(s, i) for i, s in enumerate(snapped, start=1)],
+        "limit": bands[0] * 60, "hull": HULL,
+        "edge_ids": [p.edge for p in snapped], "fractions": [p.fraction for p in snapped],
+    }  # fmt: skip
+    statement = AREA.format(usable=usable_edges(network, srid, barriers))
+    features = []
+    for band in bands:
+        cur = await conn.execute(statement, {**values, "band": band * 60})
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            continue
+        features.append({"type": "Feature", "geometry": json.loads(row[0]), "properties": {
+            "minutes": band, "segments": int(row[1]), "km": round(float(row[2]), 3)}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+@dataclass
+class Facility:
+    """A facility reached: its feature id and properties, and the route."""
+
+    id: int
+    properties: dict[str, Any]
+    route: Route
+
+
+async def closest_facility(
+    conn: psycopg.AsyncConnection[Any], network: str, point: tuple[float, float],
+    facilities: LayerSchema, k: int, *, where: sql.Composable | None = None,
+    params: dict[str, Any] | None = None, towards: bool = True,
+    barriers: Sequence[Barrier] = (), limit_m: float = 500.0,
+) -> list[Facility]:  # fmt: skip
+    """The ``k`` facilities nearest ``point`` by travel time, nearest first, with their
+    routes: from the point to each (``towards``) or from each to the point. Only the
+    facilities matching ``where`` (over ``t``, its values in ``params``) count; those
+    farther than ``limit_m`` from every road are left out.
+
+    Raises:
+        InvalidInputError: more than :data:`MAX_FACILITIES` facilities, none near a road,
+            the point too far from the roads.
+        NoPathError: no facility can be reached.
+    """
+    srid = await network_srid(conn, network)
+    cur = await conn.execute(
+        sql.SQL("SELECT t.fid, ST_X(c), ST_Y(c), {props} FROM {table} t, "
+                "LATERAL (SELECT ST_Transform(ST_PointOnSurface(t.geom), 4326) AS c) x "
+                "WHERE {where} ORDER BY t.fid LIMIT {cap}").format(
+            props=_properties(facilities), table=source(facilities),
+            where=where if where is not None else sql.SQL("TRUE"),
+            cap=sql.Literal(MAX_FACILITIES + 1),
+        ),
+        params or {},
+    )  # fmt: skip
+    rows = await cur.fetchall()
+    if len(rows) > MAX_FACILITIES:
+        msg = f"{facilities.id!r} has more than {MAX_FACILITIES} facilities; filter them"
+        raise InvalidInputError(msg)
+    start = (await snap(conn, network, [point], barriers=barriers, limit_m=limit_m))[0]
+    placed = await nearest_edges(conn, network, [(r[1], r[2]) for r in rows], barriers=barriers)
+    near = [(row, s) for row, s in zip(rows, placed, strict=True) if s.distance_m <= limit_m]
+    if not near:
+        msg = f"no facility of {facilities.id!r} is within {limit_m:g} m of a road"
+        raise InvalidInputError(msg)
+    edges = edges_query(usable_edges(network, srid, barriers))
+    ranked = await _ranked(conn, edges, start, [s for _, s in near], towards)
+    found = []
+    for index, _ in ranked[:k]:
+        row, spot = near[index]
+        a, b = (start, spot) if towards else (spot, start)
+        leg = await walk(conn, edges, a, b)
+        if leg is not None:
+            found.append(Facility(int(row[0]), row[3] or {}, joined([leg], [a, b])))
+    if not found:
+        msg = f"no facility of {facilities.id!r} can be reached by road from the point"
+        raise NoPathError(msg)
+    return found
+
+
+def _properties(layer: LayerSchema) -> sql.Composable:
+    if not layer.fields:
+        return sql.SQL("'{}'::json")
+    return sql.SQL("json_build_object({})").format(sql.SQL(", ").join(
+        sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in layer.fields
+    ))  # fmt: skip
+
+
+async def _ranked(
+    conn: psycopg.AsyncConnection[Any], edges: str, start: Snapped, ends: list[Snapped],
+    towards: bool,
+) -> list[tuple[int, float]]:  # fmt: skip
+    """(index in ``ends``, seconds) of the reachable facilities, nearest first."""
+    every = [start, *ends]
+    ids = [vertex_or_point(s, i) for i, s in enumerate(every, start=1)]
+    one, many = ids[0], ids[1:]
+    cur = await conn.execute(
+        "SELECT start_pid, end_pid, agg_cost FROM pgr_withPointsCost(%s, %s, %s, %s, "
+        "directed := true, driving_side := 'b')",
+        (edges, points_sql(every), [one] if towards else many, many if towards else [one]),
+    )
+    cost: dict[int, float] = {}
+    for a, b, seconds in await cur.fetchall():
+        other = b if towards else a
+        cost[other] = min(cost.get(other, float("inf")), float(seconds))
+    same = [i for i, pid in enumerate(many) if pid == one]  # a facility where the point is
+    ranked = [(i, cost[pid]) for i, pid in enumerate(many) if pid in cost] + [
+        (i, 0.0) for i in same
+    ]
+    return sorted(ranked, key=lambda r: (r[1], r[0]))
