@@ -1,4 +1,5 @@
-"""Standing road closures over HTTP (``/network/closures``): added and lifted by the
+"""Road networks over HTTP: built by the stewards of their roads (``/network/networks``),
+and standing road closures (``/network/closures``): added and lifted by the
 department that closes roads (here ``nc_command``), audited, honoured by every route
 until they expire, and refused clearly to anyone else or with bad input; on the small
 city of ``tests/networkcase.py`` (network ``nc_roads``, readable by everyone)."""
@@ -45,7 +46,7 @@ def keys(settings: Settings, database_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api(
-    settings: Settings, database_url: str, keys: dict[str, str],
+    settings: Settings, database_url: str, keys: dict[str, str], admin_auth: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[httpx.Client]:  # fmt: skip
     """The API with nc_command as the department that closes roads."""
@@ -161,3 +162,29 @@ def test_expired_closures_are_listed_only_when_asked(
         with psycopg.connect(database_url) as conn:
             conn.execute("DELETE FROM net.closures WHERE network = %s", (NETWORK,))
     assert api.get("/network/closures", params={"network": "nowhere"}).status_code == 404
+
+
+def test_stewards_build_networks_over_http(
+    api: httpx.Client, keys: dict[str, str], admin_auth: dict[str, str]
+) -> None:
+    speeds = {"default": 20, "classes": {"arterial": 50, "local": 30}}
+    body = {"collection": NETWORK, "network": "nc_copy", "speeds": speeds,
+            "oneway_field": "oneway", "level_field": "level"}  # fmt: skip
+    built = api.post("/network/networks", json=body, headers=admin_auth)
+    assert built.status_code == 201, built.text
+    report = built.json()
+    assert report["network"] == "nc_copy" and report["edges"] == 14 and report["pieces"] == 4
+    assert report["default_speed_classes"] == {"bridge": 1, "track": 1}
+    listed = {n["id"]: n for n in api.get("/network/networks").json()}
+    assert {"nc_roads", "nc_copy"} <= set(listed)
+    assert listed["nc_copy"]["report"]["edges"] == 14
+    assert listed["nc_copy"]["settings"]["fields"]["oneway"] == "oneway"
+    editor = api.post("/network/networks", json=body, headers=_as(keys["nc_cmd_editor"]))
+    anonymous = api.post("/network/networks", json=body)
+    bad_speed = api.post("/network/networks", json={**body, "speeds": {"default": -5}},
+                         headers=admin_auth)  # fmt: skip
+    bad_field = api.post("/network/networks", json={**body, "speed_field": "kind"},
+                         headers=admin_auth)  # fmt: skip
+    assert editor.status_code == 403 and anonymous.status_code == 401
+    assert bad_speed.status_code == 400 and "outside (0, 300]" in bad_speed.text
+    assert bad_field.status_code == 400 and "has no property 'kind'" in bad_field.text

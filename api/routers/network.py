@@ -1,4 +1,5 @@
-"""Road networks: the standing road closures every route honours (``/network/closures``).
+"""Road networks: built from line collections by their stewards (``/network/networks``),
+and the standing road closures every route honours (``/network/closures``).
 
 Everyone who may read a network's roads sees its closures; the editors and stewards of
 the department that closes roads (``SPATIAL_NETWORK_CLOSURES_DEPARTMENT``, emergency by
@@ -17,7 +18,9 @@ from pydantic import BaseModel, Field
 from api.deps import ActorDep, Caller, Db
 from spatial.analysis import geometry_input
 from spatial.errors import NotFoundError
+from spatial.network import build as nb
 from spatial.network import closures as nc
+from spatial.network.speeds import Speeds
 
 router = APIRouter(prefix="/network", tags=["Road networks"])
 
@@ -31,6 +34,48 @@ class ClosureIn(BaseModel):
     geometry: dict[str, Any]
     expires_at: dt.datetime
     starts_at: dt.datetime | None = None
+
+
+class BuildIn(BaseModel):
+    """How to build a network from a line collection (as ``spatial network build``)."""
+
+    collection: str = Field(max_length=63)
+    network: str | None = Field(default=None, max_length=63)
+    speeds: dict[str, Any]
+    """``{"default": km/h, "classes": {class: km/h}}``."""
+    speed_field: str = "class"
+    oneway_field: str | None = None
+    level_field: str | None = None
+    name_field: str | None = "name"
+    key_field: str | None = None
+    snap_m: float = 1.0
+
+
+@router.get("/networks", summary="Road networks and their last build")
+async def list_networks(view: Caller, db: Db) -> list[dict[str, Any]]:
+    """The networks built from collections the caller may read, with their settings and
+    the report of their last build."""
+    found = await db.run(nb.described)
+    readable = set(_readable(view, {n["id"]: n["collection"] for n in found}))
+    return [n for n in found if n["id"] in readable]
+
+
+@router.post("/networks", status_code=201, summary="Build a road network from lines")
+async def build_network(body: BuildIn, view: Caller, actor: ActorDep, db: Db) -> dict[str, Any]:
+    """Build (or rebuild, whole) a network; for the collection's stewards and admins.
+    Answers the build's report (edges, vertices, disconnected pieces, isolated roads)."""
+    record = view.administrable(body.collection)
+    settings = nb.Settings(
+        fields=nb.Fields(speed=body.speed_field, name=body.name_field, oneway=body.oneway_field,
+                         level=body.level_field, key=body.key_field),
+        speeds=Speeds.parse(body.speeds, "speeds"), snap_m=body.snap_m,
+    )  # fmt: skip
+
+    def work(conn: Any) -> nb.Report:
+        with conn.transaction():
+            return nb.build(conn, record, settings, network=body.network, actor=actor)
+
+    return (await db.run(work)).as_json()
 
 
 def _readable(view: Any, networks: dict[str, str]) -> list[str]:

@@ -323,6 +323,16 @@ def _edges(conn: psycopg.Connection[Any], network: str, srid: int, settings: Set
     )
 
 
+def described(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every network: its collection, CRS, settings, when it was built and the report."""
+    rows = conn.execute(
+        "SELECT id, collection, srid, settings, built_at, collection_version, report "
+        "FROM net.networks ORDER BY id"
+    ).fetchall()
+    keys = ("id", "collection", "srid", "settings", "built_at", "collection_version", "report")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
 def edges_sql(network: str) -> str:
     """pgRouting's edges query of a network (its name a quoted literal: pgRouting takes
     the query as text)."""
