@@ -71,7 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
         await process_jobs.recover(db)
-        background = (catalog.follow, live.follow, live.derive_tracks, webhooks.run_webhooks)
+        background = (catalog.follow, live.follow, live.derive_tracks, live.follow_networks,
+                      webhooks.run_webhooks)  # fmt: skip
         tasks = [asyncio.create_task(task(app)) for task in background]
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one

@@ -24,10 +24,14 @@ import psycopg
 from psycopg import sql
 
 from api.db import Database
+from spatial.audit import Actor
 from spatial.features import LayerSchema, Rows, source
 from spatial.gps.tracks import rebuild_all, refresh_extents
+from spatial.network import build as network_build
 
 LOG = logging.getLogger(__name__)
+FOLLOWER = Actor("api:network-follower")
+"""Who rebuilds a network after its roads were edited (in the audit log)."""
 COLLECTION = "gps_latest"
 QUEUE = 1000
 """Messages a subscriber may have waiting before the oldest are dropped."""
@@ -208,3 +212,20 @@ async def derive_tracks(app: Any, every_s: float = 10.0, share: float = 0.25) ->
         except Exception:
             LOG.warning("deriving GPS tracks failed; retrying", exc_info=True)
         took = time.monotonic() - started
+
+
+async def follow_networks(app: Any, every_s: float = 10.0) -> None:
+    """Rebuild the road networks whose collection changed (an edit through the API; a
+    re-import rebuilds them in its own job), every ``every_s`` seconds; workers share the
+    work by a lock per network (:func:`spatial.network.build.follow`)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            done = await asyncio.to_thread(network_build.follow, app.state.url, None, FOLLOWER)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOG.warning("rebuilding road networks failed; retrying", exc_info=True)
+            continue
+        for summary in done:
+            LOG.info("road network rebuilt after its roads changed: %s", summary)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from networkcase import ROADS, SETTINGS, SPEEDS, X0, Y0, build, ingest, write
-from shapely.geometry import Point
+from shapely.geometry import LineString, Point
 from support import run_cli
 
 from spatial.catalog import get_collection
@@ -219,3 +219,32 @@ def test_the_cli_builds_reports_and_refuses_clearly(
     assert "has no property 'speed'" in bad.stderr
     missing = run_cli("network", "build", "nw_roads", "--speeds", str(tmp_path / "no.yaml"), **env)
     assert missing.returncode == 1 and "cannot read the speeds file" in missing.stderr
+
+
+def test_the_network_follows_its_collection(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    """A re-import rebuilds the networks of the collection in its own job (the job report
+    says so); an edit (any change of the catalog version) is caught up by ``follow``."""
+    record = ingest(settings, tmp_path, "nw_follow")
+    build(database_url, record)
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    fewer = [r for r in ROADS if r[0] != "X1"]
+    lines = [LineString([(X0 + x, Y0 + y) for x, y in r[5]]) for r in fewer]
+    path = write(tmp_path / "nw_follow_2.gpkg", fewer, lines)
+    again = ingest_vector(url, VectorSource(path=path, collection_id="nw_follow", title="Roads",
+                                            key="road_id"), settings, actor="pytest")  # fmt: skip
+    [rebuilt] = again.report["networks"]
+    assert rebuilt["network"] == "nw_follow" and rebuilt["rebuilt"] == "whole"
+    assert (rebuilt["edges"], rebuilt["pieces"]) == (13, 3)
+    assert nb.follow(url) == []  # nothing left behind
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE platform.collections SET version = version + 1 WHERE id = 'nw_follow'")
+    caught_up = nb.follow(url)
+    assert [(s["network"], s["edges"]) for s in caught_up] == [("nw_follow", 13)]
+    with psycopg.connect(url) as conn:
+        actors = conn.execute(
+            "SELECT actor FROM platform.audit_log WHERE action = 'network.build' "
+            "AND collection_id = 'nw_follow' ORDER BY id"
+        ).fetchall()
+    assert [a for (a,) in actors][1] == "pytest"  # the re-import's actor

@@ -40,6 +40,7 @@ from spatial.db import engine
 from spatial.errors import InvalidInputError
 from spatial.ingest import checks, files, jobs, read, topology
 from spatial.ingest.publish import Layer, Preload, Published, check_collection_id, publish
+from spatial.network import build as network_build
 from spatial.settings import Settings
 
 Policy = Literal["reject", "repair", "quarantine"]
@@ -325,6 +326,8 @@ def _run(
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
     )
+    # The road networks built from this collection follow it (rebuilt whole).
+    report["networks"] = network_build.follow(url, source.collection_id, actor)
     return published
 
 

@@ -34,7 +34,8 @@ from psycopg.types.json import Jsonb
 
 from spatial import audit
 from spatial.audit import Actor
-from spatial.catalog import CollectionRecord
+from spatial.catalog import CollectionRecord, get_collection
+from spatial.db import engine
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, geographic
 from spatial.network.speeds import Speeds
@@ -69,6 +70,11 @@ class Settings:
     fields: Fields
     speeds: Speeds
     snap_m: float = 1.0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settings:
+        """The settings stored with a network."""
+        return cls(Fields(**data["fields"]), Speeds.parse(data["speeds"]), data["snap_m"])
 
     def as_json(self) -> dict[str, Any]:
         """The settings as stored in ``net.networks.settings``."""
@@ -321,6 +327,48 @@ def _edges(conn: psycopg.Connection[Any], network: str, srid: int, settings: Set
         "FROM measured",
         values,
     )
+
+
+STALE = (
+    "SELECT n.id, n.collection, n.settings FROM net.networks n "
+    "JOIN platform.collections c ON c.id = n.collection "
+    "WHERE n.collection_version IS DISTINCT FROM c.version "
+    "AND (%(c)s::text IS NULL OR c.id = %(c)s)"
+)
+"""The networks built from an older version of their collection (an edit or a re-import
+bumps the catalog version)."""
+
+
+def follow(
+    url: str, collection: str | None = None, actor: Actor | None = None
+) -> list[dict[str, Any]]:
+    """Rebuild, whole, the networks whose collection changed since they were built (of
+    one collection, or all), each in its own transaction; one that another process is
+    rebuilding is left to it. Returns a summary per network (or its error: the build
+    refused the new data, and the network stays as it was)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        stale = conn.execute(STALE, {"c": collection}).fetchall()
+    done: list[dict[str, Any]] = []
+    for network, collection_id, stored in stale:
+        with engine(url) as eng, eng.connect() as sconn:
+            record = get_collection(sconn, collection_id)
+        with psycopg.connect(url) as conn:
+            lock = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                                (f"spatial.network:{network}",)).fetchone()  # fmt: skip
+            still = conn.execute(STALE + " AND n.id = %(n)s",
+                                 {"c": collection_id, "n": network}).fetchone()  # fmt: skip
+            if not (lock and lock[0]) or still is None:
+                continue
+            try:
+                report = build(conn, record, Settings.from_json(stored), network=network,
+                               actor=actor)  # fmt: skip
+            except InvalidInputError as exc:
+                conn.rollback()
+                done.append({"network": network, "error": str(exc)})
+                continue
+        done.append({"network": network, "rebuilt": report.rebuilt, "edges": report.edges,
+                     "pieces": report.pieces, "seconds": report.seconds})  # fmt: skip
+    return done
 
 
 def described(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
