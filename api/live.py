@@ -218,10 +218,17 @@ async def follow_networks(app: Any, every_s: float = 10.0) -> None:
     """Rebuild the road networks whose collection changed (an edit through the API; a
     re-import rebuilds them in its own job), every ``every_s`` seconds; workers share the
     work by a lock per network (:func:`spatial.network.build.follow`)."""
+
+    def work() -> list[dict[str, Any]]:
+        with app.state.db.sync() as conn:  # a pooled connection: most passes stop here
+            if conn.execute(network_build.STALE, {"c": None}).fetchone() is None:
+                return []
+        return network_build.follow(app.state.url, None, FOLLOWER)
+
     while True:
         await asyncio.sleep(every_s)
         try:
-            done = await asyncio.to_thread(network_build.follow, app.state.url, None, FOLLOWER)
+            done = await asyncio.to_thread(work)
         except asyncio.CancelledError:
             raise
         except Exception:

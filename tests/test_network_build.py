@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import psycopg
 import pytest
 from networkcase import ROADS, SETTINGS, SPEEDS, X0, Y0, build, ingest, write
@@ -248,3 +249,24 @@ def test_the_network_follows_its_collection(
             "AND collection_id = 'nw_follow' ORDER BY id"
         ).fetchall()
     assert [a for (a,) in actors][1] == "pytest"  # the re-import's actor
+
+
+def test_a_rebuild_the_new_data_refuses_keeps_the_network(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    record = ingest(settings, tmp_path, "nw_broken")
+    build(database_url, record)
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    lines = [LineString([(X0 + x, Y0 + y) for x, y in r[5]]) for r in ROADS]
+    frame = gpd.GeoDataFrame({"road_id": [r[0] for r in ROADS]}, geometry=lines, crs="EPSG:4546")
+    frame.to_file(tmp_path / "bare.gpkg", driver="GPKG")  # the class field is gone
+    again = ingest_vector(url, VectorSource(path=tmp_path / "bare.gpkg", collection_id="nw_broken",
+                                            title="Roads", key="road_id"), settings)  # fmt: skip
+    [failed] = again.report["networks"]
+    assert failed["network"] == "nw_broken" and "has no property 'class'" in failed["error"]
+    with psycopg.connect(url) as conn:
+        kept = conn.execute("SELECT count(*) FROM net.edges WHERE network = 'nw_broken'").fetchone()
+        report = conn.execute("SELECT report FROM net.networks WHERE id = 'nw_broken'").fetchone()
+    assert kept == (14,)
+    assert report is not None and "has no property 'class'" in report[0]["follow_error"]
+    assert nb.follow(url) == []  # not tried again until the roads change again

@@ -363,7 +363,13 @@ def follow(
                 report = build(conn, record, Settings.from_json(stored), network=network,
                                actor=actor)  # fmt: skip
             except InvalidInputError as exc:
-                conn.rollback()
+                conn.rollback()  # the network stays; it says why it is behind
+                conn.execute(
+                    "UPDATE net.networks SET collection_version = %s, report = "
+                    "coalesce(report, '{}') || jsonb_build_object('follow_error', %s::text) "
+                    "WHERE id = %s",
+                    (record.version, str(exc), network),
+                )
                 done.append({"network": network, "error": str(exc)})
                 continue
         done.append({"network": network, "rebuilt": report.rebuilt, "edges": report.edges,
