@@ -36,13 +36,16 @@ def device_add(
     name: str | None = typer.Option(None, help="A human name [default: the id]."),
     department: str | None = typer.Option(None, help="The department that owns it."),
     kind: str = typer.Option("vehicle", help="vehicle, person, boat, drone or sensor."),
+    jt808_phone: str | None = typer.Option(
+        None, "--jt808-phone", help="The SIM phone number a JT/T 808 terminal sends."
+    ),
 ) -> None:
     """Register a device; prints its token once (receivers that sign in use it)."""
     from spatial.gps.store import add_device  # noqa: PLC0415 - keep `spatial --help` fast
 
     with _connect() as conn:
         token = add_device(conn, device_id, name=name, department=department, kind=kind,
-                           actor=Actor.local())  # fmt: skip
+                           actor=Actor.local(), terminal=jt808_phone)  # fmt: skip
     console.print(f"[green]registered[/] {device_id}; token (shown once): {token}")
 
 
@@ -235,25 +238,33 @@ def receive(
     nmea_port: int | None = typer.Option(
         None, "--nmea-port", help="Listen for NMEA 0183 over TCP on this port (first line #ID)."
     ),
-    host: str = typer.Option("0.0.0.0", "--host", help="Address the NMEA listener binds."),  # noqa: S104
+    host: str = typer.Option("0.0.0.0", "--host", help="Address the TCP listeners bind."),  # noqa: S104
     mqtt: str | None = typer.Option(
         None, "--mqtt", help="Follow OwnTracks on this MQTT broker, HOST:PORT."
     ),
     topic: str = typer.Option("owntracks/#", "--topic", help="The MQTT topic filter."),
+    jt808_port: int | None = typer.Option(
+        None, "--jt808-port", help="Listen for JT/T 808 vehicle terminals on this port."
+    ),
 ) -> None:
     """Run the stream receivers (the HTTP ones are part of ``spatial serve``) until stopped."""
 
+    from spatial.gps.jt808_tcp import serve_jt808  # noqa: PLC0415 - keep `spatial --help` fast
     from spatial.gps.mqtt import follow_owntracks  # noqa: PLC0415 - keep `spatial --help` fast
     from spatial.gps.tcp import serve_nmea  # noqa: PLC0415 - keep `spatial --help` fast
 
-    if nmea_port is None and mqtt is None:
-        raise InvalidInputError("give --nmea-port, --mqtt HOST:PORT, or both")
+    if nmea_port is None and mqtt is None and jt808_port is None:
+        raise InvalidInputError("give --nmea-port, --jt808-port and/or --mqtt HOST:PORT")
     settings = Settings()
     url = resolve_url(settings)
     jobs = []
     if nmea_port is not None:
         jobs.append(serve_nmea(host, nmea_port, url=url, settings=settings.gps))
         console.print(f"NMEA over TCP on {host}:{nmea_port}")
+    if jt808_port is not None:
+        secret = settings.secret_key.get_secret_value()
+        jobs.append(serve_jt808(host, jt808_port, url=url, settings=settings.gps, secret=secret))
+        console.print(f"JT/T 808 over TCP on {host}:{jt808_port}")
     if mqtt is not None:
         broker, _, port = mqtt.rpartition(":")
         if not broker or not port.isdigit():

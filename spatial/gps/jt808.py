@@ -118,8 +118,9 @@ def _bcd(data: bytes) -> str:
     return digits
 
 
-def parse(raw: bytes) -> Frame:
-    """A frame's content (between the flags, still escaped), checked.
+def parse(raw: bytes, *, check: bool = True) -> Frame:
+    """A frame's content (between the flags, still escaped), checked (without the
+    checksum when ``check`` is False: to answer a frame whose checksum failed).
 
     Raises:
         FrameError: ``checksum`` when the XOR does not match; ``malformed`` for a bad
@@ -128,7 +129,7 @@ def parse(raw: bytes) -> Frame:
     data = unescape(raw)
     if len(data) < 13:
         raise FrameError("malformed", f"{len(data)} bytes: shorter than a header")
-    if checksum(data[:-1]) != data[-1]:
+    if check and checksum(data[:-1]) != data[-1]:
         raise FrameError("checksum", f"checksum {data[-1]:02X}, computed {checksum(data[:-1]):02X}")
     data = data[:-1]
     msg_id, props = int.from_bytes(data[0:2]), int.from_bytes(data[2:4])

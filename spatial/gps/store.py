@@ -76,15 +76,18 @@ def _hash(token: str) -> str:
 def add_device(
     conn: psycopg.Connection[Any], device_id: str, *, name: str | None = None,
     department: str | None = None, kind: str = "vehicle", actor: Actor | None = None,
+    terminal: str | None = None,
 ) -> str:  # fmt: skip
     """Register a device, audited as ``device-add``; returns its token (shown once, stored
     hashed, never in the audit log).
 
     Args:
         actor: who registers it [default: the OS user, :meth:`Actor.local`].
+        terminal: the phone number a JT/T 808 terminal sends (leading zeros dropped).
 
     Raises:
-        InvalidInputError: a bad id or kind, an unknown department, or an id in use.
+        InvalidInputError: a bad id, kind or terminal number, an unknown department, or
+            an id or terminal number in use.
     """
     if not re.fullmatch(DEVICE_ID, device_id):
         msg = f"device id {device_id!r}: use letters, digits and _ . : @ / - (at most 64)"
@@ -97,18 +100,24 @@ def add_device(
     ).fetchone() is None:  # fmt: skip
         msg = f"department {department!r} does not exist (spatial user department add)"
         raise InvalidInputError(msg)
+    number = terminal.lstrip("0") if terminal is not None else None
+    if number is not None and not re.fullmatch(r"[1-9][0-9]{0,19}", number):
+        msg = f"terminal number {terminal!r}: the SIM's phone number, digits only (at most 20)"
+        raise InvalidInputError(msg)
     token = secrets.token_urlsafe(24)
     try:
         with conn.transaction():
             conn.execute(
-                "INSERT INTO gps.devices (id, name, department, kind, token_sha256) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (device_id, name or device_id, department, kind, _hash(token)),
+                "INSERT INTO gps.devices (id, name, department, kind, token_sha256, terminal) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (device_id, name or device_id, department, kind, _hash(token), number),
             )
+            details = {"department": department, "kind": kind, "terminal": number}
             record(conn, actor or Actor.local(), "device-add", feature_ids=[device_id],
-                   details={"department": department, "kind": kind})  # fmt: skip
+                   details=details)  # fmt: skip
     except psycopg.errors.UniqueViolation:
-        msg = f"device {device_id!r} is already registered"
+        taken = f"device {device_id!r}" + (f" or terminal {number}" if number else "")
+        msg = f"{taken} is already registered"
         raise InvalidInputError(msg) from None
     return token
 
