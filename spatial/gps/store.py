@@ -112,7 +112,9 @@ def add_device(
                 "VALUES (%s, %s, %s, %s, %s, %s)",
                 (device_id, name or device_id, department, kind, _hash(token), number),
             )
-            details = {"department": department, "kind": kind, "terminal": number}
+            details = {"department": department, "kind": kind}
+            if number is not None:
+                details["terminal"] = number
             record(conn, actor or Actor.local(), "device-add", feature_ids=[device_id],
                    details=details)  # fmt: skip
     except psycopg.errors.UniqueViolation:
