@@ -29,9 +29,9 @@ from spatial.errors import InvalidInputError, NotFoundError
 SNAP_LIMIT_M = 500.0
 """A point farther than this from every usable road is refused (a request may lower it)."""
 MAX_POINTS = 25
+"""From, to and the via points of one route."""
 END = 1e-9
 """A fraction this close to 0 or 1 is the edge's end."""
-"""From, to and the via points of one route."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ def usable_edges(network: str, srid: int, barriers: Sequence[Barrier] = ()) -> s
 
 
 def edges_query(condition: sql.Composable) -> str:
+    """pgRouting's edges query (text: pgRouting takes SQL) of the edges meeting
+    ``condition`` (over ``e``; its values already literals)."""
     return (
         sql.SQL("SELECT id, source, target, cost, reverse_cost FROM net.edges e WHERE {}")
         .format(condition)
