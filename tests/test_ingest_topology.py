@@ -15,6 +15,7 @@ import shapely.affinity
 from spatial import crs as crs_mod
 from spatial.ingest import topology
 from spatial.ingest.checks import Finding
+from spatial.ingest.publish import Preload
 from spatial.ingest.vector import IngestRejectedError, VectorSource, ingest_vector
 from spatial.settings import Settings
 
@@ -235,3 +236,27 @@ def test_geometries_are_loaded_exactly_as_read(
             shapely.get_coordinates(got, include_z=True),
             shapely.get_coordinates(want, include_z=True),
         )
+
+
+def test_the_checks_may_end_after_the_background_staging_failed(
+    tmp_path: Path, settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of the test above, made certain: the background staging has failed (its
+    savepoint aborted the transaction) before the checks end. Nothing may query the
+    connection in between; the layer is staged again after the checks, as always."""
+    started = Preload.__enter__
+
+    def finished_first(self: Preload) -> Preload:
+        started(self)
+        self._thread.join()  # the staging ends (here: fails on the duplicate) first
+        return self
+
+    monkeypatch.setattr(Preload, "__enter__", finished_first)
+    keys = [f"P{i}" for i in range(16)]
+    keys[3] = "P2"
+    report = _ingest(settings, _write(tmp_path, _grid(), keys), "fabric_dupes_late",
+                     key="code", on_invalid="quarantine")  # fmt: skip
+    assert report["counts"]["errors"] == {"duplicate_key": 2}  # type: ignore[index]
+    assert report["staged_while_checking"] is False
+    loaded = _rows(database_url, "SELECT code FROM layers.fabric_dupes_late ORDER BY fid")
+    assert loaded == [(f"P{i}",) for i in range(16) if i not in {2, 3}]

@@ -265,53 +265,55 @@ def _run(
     timings["crs"] = time.perf_counter() - clock
     key = table.field_named(source.key) if source.key else None
     valid_from = source.valid_from or dt.datetime.now(dt.UTC)
-    with (
-        engine(url) as eng,
-        eng.begin() as conn,
-        Preload(conn, table, srid=srid, key=key.column if key else None, job_id=job_id) as preload,
-    ):
-        _stage(progress, "checking", 0.0, "checking features")
-        clock = time.perf_counter()
-        checked, repaired, quarantine = _check(
-            source, table, info, key, report=report, progress=progress
-        )
-        timings["check"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        layer = Layer(
-            collection_id=source.collection_id,
-            table=table,
-            rows=checked.good_rows(),
-            column_type=checked.column_type,
-            srid=srid,
-            multi=checked.multi,
-            geoms=checked.geoms,
-            repaired=frozenset(repaired),
-            key=key.column if key else None,
-            record=CollectionRecord(
-                id=source.collection_id,
-                title=source.title,
-                kind=Kind.VECTOR,
-                description=source.description,
-                subsystems=source.subsystems,
-                **visibility(conn, source),
-                properties={
-                    "source": source.source_name or source.path.name,
-                    "checksum": checksum.result(),
-                    "encoding": report["encoding"],
-                    "editable": source.editable,
-                },
-            ),
-        )
-        published = publish(
-            conn,
-            layer,
-            job_id=job_id,
-            actor=actor,
-            valid_from=valid_from,
-            quarantine=quarantine,
-            preload=preload,
-            on_progress=lambda stage, done: _stage(progress, "loading", done, stage),
-        )
+    with engine(url) as eng, eng.begin() as conn:
+        # Read before the background staging starts: a failure of its own (a duplicate key)
+        # aborts the transaction until Preload.take rolls back to its savepoint, so nothing
+        # may query the connection while it runs.
+        seen = visibility(conn, source)
+        with Preload(conn, table, srid=srid, key=key.column if key else None,
+                     job_id=job_id) as preload:  # fmt: skip
+            _stage(progress, "checking", 0.0, "checking features")
+            clock = time.perf_counter()
+            checked, repaired, quarantine = _check(
+                source, table, info, key, report=report, progress=progress
+            )
+            timings["check"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            layer = Layer(
+                collection_id=source.collection_id,
+                table=table,
+                rows=checked.good_rows(),
+                column_type=checked.column_type,
+                srid=srid,
+                multi=checked.multi,
+                geoms=checked.geoms,
+                repaired=frozenset(repaired),
+                key=key.column if key else None,
+                record=CollectionRecord(
+                    id=source.collection_id,
+                    title=source.title,
+                    kind=Kind.VECTOR,
+                    description=source.description,
+                    subsystems=source.subsystems,
+                    **seen,
+                    properties={
+                        "source": source.source_name or source.path.name,
+                        "checksum": checksum.result(),
+                        "encoding": report["encoding"],
+                        "editable": source.editable,
+                    },
+                ),
+            )
+            published = publish(
+                conn,
+                layer,
+                job_id=job_id,
+                actor=actor,
+                valid_from=valid_from,
+                quarantine=quarantine,
+                preload=preload,
+                on_progress=lambda stage, done: _stage(progress, "loading", done, stage),
+            )
     timings["load"] = time.perf_counter() - clock
     report.update(
         {
