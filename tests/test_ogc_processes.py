@@ -62,7 +62,8 @@ def _run(api: httpx.Client, process: str, inputs: dict[str, Any], **headers: str
 def test_the_process_list_and_descriptions(api: httpx.Client) -> None:
     ids = [p["id"] for p in api.get("/processes").json()["processes"]]
     assert ids == [
-        "buffer", "intersect-summarise", "area-by-zone", "nearest", "route",
+        "buffer", "intersect-summarise", "area-by-zone", "nearest", "route", "service-area",
+        "closest-facility",
         "zonal-statistics", "change-detection", "water-extraction",
     ]  # fmt: skip
     described = api.get("/processes/nearest").json()
