@@ -29,14 +29,13 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from typing import Any
 
 from psycopg_pool import ConnectionPool
 
 from spatial.gps import jt808
 from spatial.gps.fix import Decoded, Fix, Reject
 from spatial.gps.jt808 import Frame, FrameError, Splitter
-from spatial.gps.tcp import TcpOptions, open_pool, store_parts
+from spatial.gps.tcp import TcpOptions, open_pool, serve_connections, store_parts
 from spatial.settings import GpsSettings
 
 log = logging.getLogger(__name__)
@@ -182,15 +181,10 @@ async def serve_jt808(
     options = options or TcpOptions()
     pool = open_pool(url, size=options.pool_size, name="spatial-gps-jt808",
                      timeout=options.pool_timeout)  # fmt: skip
-    connections: set[asyncio.Task[Any]] = set()
 
-    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            connections.add(task)
-            task.add_done_callback(connections.discard)
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            with contextlib.suppress(ConnectionError):
                 await _Terminal(reader, writer, pool=pool, settings=settings, options=options,
                                 secret=secret).run()  # fmt: skip
         finally:
@@ -199,15 +193,6 @@ async def serve_jt808(
                 await writer.wait_closed()
 
     try:
-        server = await asyncio.start_server(accepted, host, port)
-        try:
-            log.info("jt808: listening on %s:%s", host, port)
-            if ready is not None:
-                ready.set()
-            await server.serve_forever()
-        finally:
-            server.close()
-            for task in list(connections):
-                task.cancel()
+        await serve_connections(host, port, handle, name="jt808", ready=ready)
     finally:
         await asyncio.to_thread(pool.close)

@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -58,6 +58,7 @@ __all__ = [
     "Backoff",
     "TcpOptions",
     "open_pool",
+    "serve_connections",
     "serve_nmea",
     "store_parts",
 ]
@@ -426,6 +427,25 @@ async def serve_nmea(
     options = options or TcpOptions()
     pool = open_pool(url, size=options.pool_size, name="spatial-gps-nmea",
                      timeout=options.pool_timeout)  # fmt: skip
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handle(reader, writer, pool=pool, settings=settings, options=options,
+                      device_of=device_of)  # fmt: skip
+
+    try:
+        await serve_connections(host, port, handle, name="nmea", ready=ready,
+                                limit=options.max_line)  # fmt: skip
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+async def serve_connections(
+    host: str, port: int,
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], *,
+    name: str, ready: asyncio.Event | None = None, limit: int = 2**16,
+) -> None:  # fmt: skip
+    """Serve each TCP connection with ``handle`` until cancelled; then cancel the
+    connections and wait for them (the NMEA and JT/T 808 receivers)."""
     connections: set[asyncio.Task[None]] = set()
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -436,21 +456,17 @@ async def serve_nmea(
         # Cancelled only when the server stops; ending quietly then spares the log an
         # error from Python 3.11's streams, which ask a cancelled task for its exception.
         with contextlib.suppress(asyncio.CancelledError):
-            await _handle(reader, writer, pool=pool, settings=settings, options=options,
-                          device_of=device_of)  # fmt: skip
+            await handle(reader, writer)
 
+    server = await asyncio.start_server(accepted, host, port, limit=limit)
     try:
-        server = await asyncio.start_server(accepted, host, port, limit=options.max_line)
-        try:
-            log.info("nmea: listening on %s:%s", host, port)
-            if ready is not None:
-                ready.set()
-            await server.serve_forever()
-        finally:
-            server.close()
-            for task in list(connections):
-                task.cancel()
-            await asyncio.gather(*connections, return_exceptions=True)
-            await server.wait_closed()
+        log.info("%s: listening on %s:%s", name, host, port)
+        if ready is not None:
+            ready.set()
+        await server.serve_forever()
     finally:
-        await asyncio.to_thread(pool.close)
+        server.close()
+        for task in list(connections):
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        await server.wait_closed()
