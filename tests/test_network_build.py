@@ -4,6 +4,7 @@ and the report of what is not connected, checked on the small city of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,17 @@ import geopandas as gpd
 import psycopg
 import pytest
 from networkcase import ROADS, SETTINGS, SPEEDS, X0, Y0, build, ingest, write
+from pydantic import SecretStr
 from shapely.geometry import LineString, Point
-from support import run_cli
+from support import create_database, drop_database, run_cli
 
 from spatial.catalog import get_collection
-from spatial.db import engine
+from spatial.db import engine, migrate
 from spatial.errors import InvalidInputError
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.network import build as nb
 from spatial.network.speeds import Speeds
-from spatial.settings import Settings
+from spatial.settings import DatabaseSettings, Settings
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,18 @@ def roads(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def built(roads: Any, database_url: str) -> nb.Report:
     return build(database_url, roads)
+
+
+@pytest.fixture(scope="module")
+def alone(server_url: str, settings: Settings) -> Iterator[Settings]:
+    """Settings on a database of this module's own: no API worker of the session follows
+    its networks, so a test sees which call rebuilt what."""
+    url = create_database(server_url)
+    try:
+        migrate.upgrade(url)
+        yield settings.model_copy(update={"database": DatabaseSettings(url=SecretStr(url))})
+    finally:
+        drop_database(server_url, url)
 
 
 def _edges(url: str, network: str = "nw_roads") -> list[dict[str, Any]]:
@@ -222,14 +236,13 @@ def test_the_cli_builds_reports_and_refuses_clearly(
     assert missing.returncode == 1 and "cannot read the speeds file" in missing.stderr
 
 
-def test_the_network_follows_its_collection(
-    settings: Settings, database_url: str, tmp_path: Path
-) -> None:
+def test_the_network_follows_its_collection(alone: Settings, tmp_path: Path) -> None:
     """A re-import rebuilds the networks of the collection in its own job (the job report
     says so); an edit (any change of the catalog version) is caught up by ``follow``."""
-    record = ingest(settings, tmp_path, "nw_follow")
-    build(database_url, record)
+    settings = alone
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    record = ingest(settings, tmp_path, "nw_follow")
+    build(url, record)
     fewer = [r for r in ROADS if r[0] != "X1"]
     lines = [LineString([(X0 + x, Y0 + y) for x, y in r[5]]) for r in fewer]
     path = write(tmp_path / "nw_follow_2.gpkg", fewer, lines)
@@ -249,14 +262,14 @@ def test_the_network_follows_its_collection(
             "AND collection_id = 'nw_follow' ORDER BY id"
         ).fetchall()
     assert [a for (a,) in actors][1] == "pytest"  # the re-import's actor
+    assert len(actors) == 3  # the first build, the re-import's, the catch-up
 
 
-def test_a_rebuild_the_new_data_refuses_keeps_the_network(
-    settings: Settings, database_url: str, tmp_path: Path
-) -> None:
-    record = ingest(settings, tmp_path, "nw_broken")
-    build(database_url, record)
+def test_a_rebuild_the_new_data_refuses_keeps_the_network(alone: Settings, tmp_path: Path) -> None:
+    settings = alone
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    record = ingest(settings, tmp_path, "nw_broken")
+    build(url, record)
     lines = [LineString([(X0 + x, Y0 + y) for x, y in r[5]]) for r in ROADS]
     frame = gpd.GeoDataFrame({"road_id": [r[0] for r in ROADS]}, geometry=lines, crs="EPSG:4546")
     frame.to_file(tmp_path / "bare.gpkg", driver="GPKG")  # the class field is gone
