@@ -28,6 +28,7 @@ from api.routers import (
     features,
     gps,
     gps_webhooks,
+    incidents,
     ingest,
     landing,
     maps,
@@ -47,7 +48,7 @@ from tiles.cache import TileCache
 from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
-           ingest, editions, gps, gps_webhooks, network, maps)  # fmt: skip
+           ingest, editions, gps, gps_webhooks, network, incidents, maps)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 
@@ -72,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.process_tasks = {}
         await process_jobs.recover(db)
         background = (catalog.follow, live.follow, live.derive_tracks, live.follow_networks,
-                      webhooks.run_webhooks)  # fmt: skip
+                      live.follow_arrivals, webhooks.run_webhooks)  # fmt: skip
         tasks = [asyncio.create_task(task(app)) for task in background]
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one

@@ -25,6 +25,8 @@ from psycopg import sql
 
 from api.db import Database
 from spatial.audit import Actor
+from spatial.command import dispatch
+from spatial.edits import Editable
 from spatial.features import LayerSchema, Rows, source
 from spatial.gps.tracks import rebuild_all, refresh_extents
 from spatial.network import build as network_build
@@ -32,6 +34,8 @@ from spatial.network import build as network_build
 LOG = logging.getLogger(__name__)
 FOLLOWER = Actor("api:network-follower")
 """Who rebuilds a network after its roads were edited (in the audit log)."""
+ARRIVALS = Actor("api:dispatch")
+"""Who turns units and incidents on scene (in the audit log)."""
 COLLECTION = "gps_latest"
 QUEUE = 1000
 """Messages a subscriber may have waiting before the oldest are dropped."""
@@ -45,6 +49,9 @@ class Subscriber:
     devices: frozenset[str] | None = None
     departments: frozenset[str] | None = None
     bbox: tuple[float, float, float, float] | None = None
+    incidents: bool = False
+    """Whether the client may read the incidents: it is then told their changes, the
+    dispatches and the arrivals on scene (:mod:`spatial.command.dispatch`)."""
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     dropped: int = 0
 
@@ -106,10 +113,16 @@ async def positions(
 
 
 async def broadcast(
-    hub: Hub, db: Database, devices: list[str], events: list[dict[str, Any]] | None = None
+    hub: Hub,
+    db: Database,
+    devices: list[str],
+    events: list[dict[str, Any]] | None = None,
+    incidents: list[dict[str, Any]] | None = None,
 ) -> None:
     """Send the new positions of ``devices``, and geofence ``events``, to every subscriber
-    that may see the device and wants it."""
+    that may see the device and wants it; and what happened to ``incidents`` to every
+    subscriber who may read them."""
+    _tell_incidents(hub, incidents or [])
     events = events or []
     moved = sorted({*devices, *(e["device"] for e in events)})
     groups: dict[Rows | None, list[Subscriber]] = {}
@@ -132,6 +145,15 @@ async def broadcast(
             for subscriber in members:
                 if subscriber.wants(where):
                     subscriber.offer(text)
+
+
+def _tell_incidents(hub: Hub, incidents: list[dict[str, Any]]) -> None:
+    """What happened to incidents, to the subscribers who may read them."""
+    for said in incidents:
+        text = json.dumps({"type": "incident", **said})
+        for subscriber in list(hub.subscribers):
+            if subscriber.incidents:
+                subscriber.offer(text)
 
 
 async def follow(app: Any) -> None:
@@ -172,15 +194,17 @@ async def _send(app: Any, queued: asyncio.Queue[str]) -> None:
             payloads.append(queued.get_nowait())
         devices: set[str] = set()
         events: list[dict[str, Any]] = []
+        incidents: list[dict[str, Any]] = []
         for payload in payloads:
             try:
                 said = json.loads(payload)
                 devices.update(said.get("devices", []))
                 events.extend(said.get("events", []))
+                incidents.extend(said.get("incidents", []))
             except (ValueError, AttributeError, TypeError):
                 continue
         try:
-            await broadcast(app.state.live, app.state.db, sorted(devices), events)
+            await broadcast(app.state.live, app.state.db, sorted(devices), events, incidents)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -236,3 +260,22 @@ async def follow_networks(app: Any, every_s: float = 10.0) -> None:
             continue
         for summary in done:
             LOG.info("road network rebuilt after its roads changed: %s", summary)
+
+
+async def follow_arrivals(app: Any, every_s: float = 2.0) -> None:
+    """Turn dispatched units on scene once their fixes reach the incident, every
+    ``every_s`` seconds (:func:`spatial.command.dispatch.arrivals`; workers share the work
+    by row locks)."""
+    while True:
+        await asyncio.sleep(every_s)
+        record = app.state.catalog.collections.get(dispatch.COLLECTION)
+        if record is None:
+            continue
+        try:
+            async with app.state.db.connection() as conn:
+                await dispatch.arrivals(conn, Editable.of(record), actor=ARRIVALS,
+                                        within_m=app.state.settings.command.on_scene_m)  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOG.warning("turning units on scene failed; retrying", exc_info=True)

@@ -214,12 +214,16 @@ def _load_network(url: str) -> bool:
 
 FLEET = ("YF-AMB-01", "YF-FIRE-01", "YF-AMB-02", "YF-FIRE-02", "YF-WATER-01", "YF-ENV-01")
 """The demo fleet's devices (their tracks: ``gps/fleet.gpx``)."""
+UNITS = {"YF-FIRE-01": "fire-engine", "YF-FIRE-02": "fire-engine",
+         "YF-AMB-01": "ambulance", "YF-AMB-02": "ambulance"}  # fmt: skip
+"""The fleet's dispatchable units (:mod:`spatial.command`), of the emergency department."""
 FENCE_LAYERS = ("districts", "flood_zones")
 """The demo collections whose polygons become geofences (named by their ``name``)."""
 
 
 def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
-    """Register the fleet, make fences of the districts and the flood-risk zones, import
+    """Register the fleet (its fire engines and ambulances as the emergency department's
+    units), make fences of the districts and the flood-risk zones, import
     the fleet's tracks (again: nothing new, fixes are idempotent), derive tracks, and open
     the GPS collections that hold data to everyone, as the rest of the demo city."""
 
@@ -230,6 +234,12 @@ def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
         for device in FLEET:
             if device not in known:
                 add_device(conn, device, name=device)
+        conn.execute(
+            "UPDATE gps.devices SET department = 'emergency' WHERE id = ANY(%s) "
+            "AND department IS NULL", (list(UNITS),))  # fmt: skip
+        conn.execute(
+            "INSERT INTO cmd.units (device_id, kind) SELECT * FROM unnest(%s::text[], %s::text[]) "
+            "ON CONFLICT (device_id) DO NOTHING", (list(UNITS), list(UNITS.values())))  # fmt: skip
         # Fences before the tracks, so that the fleet driving from one district to another
         # and across the rivers' flood zones makes enter and exit events.
         for layer in fenced:

@@ -189,6 +189,22 @@ class NetworkSettings(BaseSettings):
     """The longest a road closure may last (a longer one is a change of the roads)."""
 
 
+class CommandSettings(BaseSettings):
+    """Emergency command: incidents, units and dispatch (:mod:`spatial.command`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_COMMAND_", extra="ignore")
+
+    network: str = "roads"
+    """The road network units are routed on."""
+    stale_after_s: float = Field(default=300.0, gt=0)
+    """A unit whose latest fix is older than this is not offered as a candidate (the
+    answer lists it as excluded, with the fix's age)."""
+    on_scene_m: float = Field(default=50.0, gt=0, le=5000)
+    """A dispatched unit with a fix this close to its incident is on scene."""
+    max_units: int = Field(default=20, ge=1, le=200)
+    """The most candidates with routes one answer gives, and units one dispatch assigns."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -216,6 +232,7 @@ class Settings(BaseSettings):
     gps: GpsSettings = Field(default_factory=GpsSettings)
     maps: MapsSettings = Field(default_factory=MapsSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
+    command: CommandSettings = Field(default_factory=CommandSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

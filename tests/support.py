@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -155,3 +158,62 @@ def wait_for_collection(client: Any, collection_id: str, *, present: bool = True
             msg = "the API did not catch up with the catalog"
             raise AssertionError(msg)
         time.sleep(0.1)
+
+
+@dataclass
+class Got:
+    """One request a receiver got, and the status it answered."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = json.loads(self.body)["events"]
+        return events
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback (``http.server`` on a thread): answers each POST with
+    the next of ``statuses`` (then 200), after ``delay`` seconds, and keeps what it got."""
+
+    statuses: list[int] = field(default_factory=list)
+    delay: float = 0.0
+    got: list[Got] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        receiver, lock = self, threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay)
+                with lock:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.got.append(Got(status, dict(self.headers.items()), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The events of the requests answered 2xx, in the order they came."""
+        return [e for g in list(self.got) if 200 <= g.status < 300 for e in g.events]

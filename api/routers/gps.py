@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from api import live as live_stream
 from api.deps import ActorDep, Db, Steward, caller, database
+from spatial.command import dispatch
 from spatial.errors import InvalidInputError
 from spatial.features import parse_bbox
 from spatial.gps import files, osmand, owntracks
@@ -213,8 +214,11 @@ async def unregister(device_id: str, seen: Steward, actor: ActorDep, db: Db) -> 
 async def live(websocket: WebSocket) -> None:
     """Positions as they arrive (JSON messages ``{"type": "position", ...}``), first the
     latest of every device, filtered by ``device`` and ``department`` (comma-separated)
-    and ``bbox`` (west,south,east,north in lon/lat). Only for callers who may read
-    ``gps_latest``, and only the devices their grants show."""
+    and ``bbox`` (west,south,east,north in lon/lat); geofence events
+    (``{"type": "event", ...}``). Only for callers who may read ``gps_latest``, and only
+    the devices their grants show. Callers who may read every incident are also told what
+    happens to them (``{"type": "incident", "kind": "reported" | "changed" | "dispatch" |
+    "on-scene" | "deleted", "incident": id, ...}``)."""
     seen = caller(websocket)
     if live_stream.COLLECTION not in seen.rights:
         await websocket.close(code=1008, reason="you may not read gps_latest")
@@ -230,8 +234,13 @@ async def live(websocket: WebSocket) -> None:
         found = frozenset(v.strip() for v in (q.get(key) or "").split(",") if v.strip())
         return found or None
 
+    incidents = seen.rights.get(dispatch.COLLECTION)
     subscriber = live_stream.Subscriber(
-        seen.features(live_stream.COLLECTION).layer, names("device"), names("department"), bbox
+        seen.features(live_stream.COLLECTION).layer,
+        names("device"),
+        names("department"),
+        bbox,
+        incidents=incidents is not None and incidents.read_rows is None,
     )
     await websocket.accept()
     hub: live_stream.Hub = websocket.app.state.live

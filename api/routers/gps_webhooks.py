@@ -26,7 +26,7 @@ class WebhookIn(BaseModel):
     url: str = Field(max_length=2000)
     secret: str | None = Field(default=None, max_length=500)
     fences: list[int] = Field(default_factory=list, max_length=1000)
-    kinds: list[str] = Field(default_factory=list, max_length=3)
+    kinds: list[str] = Field(default_factory=list, max_length=4)
     department: str | None = None
 
 

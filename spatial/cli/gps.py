@@ -173,7 +173,9 @@ def webhook_add(
         None, "--secret", help="Signs each delivery (16+ characters) [default: generated]."
     ),
     fence: list[int] = typer.Option([], "--fence", help="Only this fence's events (repeat)."),
-    kind: list[str] = typer.Option([], "--kind", help="Only enter, exit or dwell (repeat)."),
+    kind: list[str] = typer.Option(
+        [], "--kind", help="Only enter, exit, dwell or on-scene (repeat)."
+    ),
     department: str | None = typer.Option(
         None, "--department", help="Only events of this department's devices."
     ),

@@ -1,4 +1,4 @@
-"""Webhooks: geofence events POSTed, signed, to other systems.
+"""Webhooks: geofence events and arrivals on scene POSTed, signed, to other systems.
 
 A webhook is a receiver's URL, a secret and optional filters (fences, event kinds, a
 department). :func:`deliver_due` sends each active webhook the events recorded after its
@@ -42,7 +42,8 @@ import spatial
 from spatial.audit import Actor, record
 from spatial.errors import InvalidInputError, NotFoundError
 
-KINDS = ("enter", "exit", "dwell")
+KINDS = ("enter", "exit", "dwell", "on-scene")
+"""Geofence events, and units arriving on scene (:mod:`spatial.command.dispatch`)."""
 SIGNATURE_HEADER = "X-Spatial-Signature"
 DELIVERY_HEADER = "X-Spatial-Delivery"
 MAX_URL = 2000
@@ -240,8 +241,9 @@ _BATCH = """
 SELECT n.newest, b.* FROM (SELECT gps.last_event_id() AS newest) n
 LEFT JOIN LATERAL (
     SELECT e.id, e.kind, e.time, e.device_id AS device, d.name AS device_name, d.department,
-           e.fence_id AS fence, f.name AS fence_name, ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat
-    FROM gps.events e JOIN gps.fences f ON f.id = e.fence_id
+           e.fence_id AS fence, f.name AS fence_name, e.incident, ST_X(e.geom) AS lon,
+           ST_Y(e.geom) AS lat
+    FROM gps.events e LEFT JOIN gps.fences f ON f.id = e.fence_id
     LEFT JOIN gps.devices d ON d.id = e.device_id
     WHERE e.id > %(after)s
       AND (%(fences)s::bigint[] IS NULL OR e.fence_id = ANY(%(fences)s::bigint[]))
@@ -326,14 +328,18 @@ def _deliver_batch(
 
 
 def _event(row: dict[str, Any]) -> dict[str, Any]:
-    """An event as webhooks send it (the live stream's fields, with names and its id)."""
-    return {
+    """An event as webhooks send it (the live stream's fields, with names and its id):
+    a fence's, or an arrival on scene with its ``incident``."""
+    said = {
         "id": row["id"], "kind": row["kind"],
         "time": row["time"].astimezone(dt.UTC).isoformat(), "device": row["device"],
         "device_name": row["device_name"], "department": row["department"],
         "fence": row["fence"], "fence_name": row["fence_name"], "lon": row["lon"],
         "lat": row["lat"],
     }  # fmt: skip
+    if row["incident"] is not None:
+        said["incident"] = row["incident"]
+    return said
 
 
 def _post(

@@ -48,7 +48,10 @@ _FAMILY_OF_CODE = {1: "Point", 2: "LineString", 3: "Polygon"}
 _MULTI_NAME = {"Point": "MultiPoint", "LineString": "MultiLineString", "Polygon": "MultiPolygon"}
 _DIMS = ("", "Z", "M", "ZM")
 _PROGRESS_EVERY = 10_000
-RESERVED_IDS = {"catalog": "the searchable catalog of all collections"}
+RESERVED_IDS = {
+    "catalog": "the searchable catalog of all collections",
+    "incidents": "the emergency command's incidents (migration 0015)",
+}
 
 Progress = Callable[[str, float], None]
 
