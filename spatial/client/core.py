@@ -22,6 +22,7 @@ import httpx
 import pandas as pd
 
 from spatial.client import frames
+from spatial.client.command import Command
 from spatial.client.errors import ServerUnreachableError, error_for, located
 from spatial.client.routes import Routing
 from spatial.errors import InvalidInputError, NotFoundError, ServerError, SpatialError
@@ -44,7 +45,7 @@ _RECORD_COLUMNS = ("id", "title", "kind", "description", "keywords", "subsystems
                    "feature_count", "version", "updated", "bbox")  # fmt: skip
 
 
-class Client(Routing):
+class Client(Routing, Command):
     """A connection to one 3S platform, for notebooks and scripts.
 
     Args:
