@@ -16,6 +16,11 @@ database ``spatial_bench_routing`` and then measured, all on the same PostGIS:
   same way, against ``pgr_dijkstraCost`` from the point's vertex to the 50 and
   ``pgr_dijkstra`` to the 5 nearest (goal: 0.5 of it).
 
+Before the load, the platform's answers are checked against the limit's SQL: for 10
+pairs the route's seconds, and for 5 points the 5 nearest facilities' seconds, must be
+within the time of one block at each end (the limit routes between the vertices nearest
+the points, the platform from the points themselves), or the run stops.
+
 Usage: ``.venv/bin/python benchmarks/routing.py [--size 225] [--duration 15]
 [--no-record]``. Needs ``wrk``.
 """
@@ -34,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
+import httpx
 import numpy as np
 import psycopg
 from features import Side, _quiet, _serving, _wrk, run_pgbench
@@ -60,6 +66,12 @@ ORIGIN = (585_000.0, 2_520_000.0)
 WAY_BLOCKS = 4
 PAIRS, FACILITIES, NEAREST = 500, 50, 5
 GOAL_BUILD_S, GOAL_ROUTE, GOAL_CLOSEST = 60.0, 0.8, 0.5
+SLOWEST_KMH = 25.0
+"""The speeds file's slowest class (its default): one block at each end of a way at this
+speed is how far the platform's seconds may be from the limit's."""
+CHECKED = 10
+EDGES = "SELECT id, source, target, cost, reverse_cost FROM net.edges WHERE network = 'bench_roads'"
+"""The limit's edges query: the network's edges, as pgr_dijkstra takes them."""
 SEED = 20_261_207
 TO_LONLAT = Transformer.from_crs(4546, 4326, always_xy=True)
 
@@ -124,7 +136,8 @@ def _run(*, size: int, duration: int, record: bool) -> int:
     _spatial("ingest", "vector", str(source), "--collection", "bench_roads", "--key", "road_id",
              "--public", env=env)  # fmt: skip
     speeds = WORK / "speeds.yaml"
-    speeds.write_text("default: 25\nclasses: {arterial: 50, secondary: 40, local: 30}\n")
+    speeds.write_text(f"default: {SLOWEST_KMH:g}\n"
+                      "classes: {arterial: 50, secondary: 40, local: 30}\n")  # fmt: skip
     started = time.perf_counter()
     built = _spatial("network", "build", "bench_roads", "--speeds", str(speeds), env=env)
     build_s = time.perf_counter() - started
@@ -139,11 +152,16 @@ def _run(*, size: int, duration: int, record: bool) -> int:
     side = Side("platform", [str(ROOT / ".venv" / "bin" / "uvicorn"), "api.main:app_factory",
                              "--factory", "--workers", "2", "--log-level", "warning"],
                 env, "http://127.0.0.1:{port}/collections")  # fmt: skip
-    route_bodies = [{"network": "bench_roads", "from": a, "to": b} for a, b in pairs]
-    closest_bodies = [{"network": "bench_roads", "point": p, "collection": "bench_facilities",
-                       "k": NEAREST} for p in origins]  # fmt: skip
+    route_bodies: list[dict[str, object]] = [
+        {"network": "bench_roads", "from": a, "to": b} for a, b in pairs
+    ]
+    closest_bodies: list[dict[str, object]] = [
+        {"network": "bench_roads", "point": p, "collection": "bench_facilities", "k": NEAREST}
+        for p in origins
+    ]
     rates: dict[str, float] = {}
     with _serving(side) as port:
+        _agree(target, port, route_bodies, closest_bodies)
         for name, process, bodies in (("route", "route", route_bodies),
                                       ("closest", "closest-facility", closest_bodies)):  # fmt: skip
             script = _post_script(WORK / f"{name}.lua", f"/processes/{process}/execution", bodies)
@@ -182,10 +200,7 @@ def _limit_scripts(
         "(SELECT v.id FROM net.vertices v WHERE v.network = 'bench_roads' ORDER BY "
         "v.geom <-> ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 4546) LIMIT 1)"
     )
-    edges = (
-        "SELECT id, source, target, cost, reverse_cost FROM net.edges "
-        "WHERE network = ''bench_roads''"
-    )
+    edges = EDGES.replace("'", "''")  # inside the scripts' quotes
     with psycopg.connect(target.url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
         conn.execute("DROP TABLE IF EXISTS bench.pairs, bench.origins, bench.stations")
@@ -213,6 +228,48 @@ def _limit_scripts(
     query = query.format(e=edges, o=origin, k=NEAREST)  # a pgbench script of constants
     closest.write_text(f"\\set i random(0, {len(origins) - 1})\n{query}\n")
     return {"route": route, "closest": closest}
+
+
+def _agree(
+    target: Target, port: int, routes: list[dict[str, object]],
+    closest: list[dict[str, object]],
+) -> None:  # fmt: skip
+    """Stop the run unless the platform's seconds match the limit's SQL: the first
+    routes, and the nearest facilities of the first points, each within one block at
+    each end (the limit starts and ends at the vertices nearest the points)."""
+    slack = 2 * SPACING / (SLOWEST_KMH / 3.6)
+    with psycopg.connect(target.url, autocommit=True) as conn, httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", timeout=120
+    ) as api:  # fmt: skip
+        for i, body in enumerate(routes[:CHECKED]):
+            answer = api.post("/processes/route/execution", json={"inputs": body})
+            answer.raise_for_status()
+            seconds = answer.json()["route"]["properties"]["seconds"]
+            row = conn.execute(
+                "SELECT coalesce(sum(d.agg_cost), 0) FROM bench.pairs p, pgr_dijkstraCost("
+                "%s, p.a, p.b) d WHERE p.i = %s", (EDGES, i),
+            ).fetchone()  # fmt: skip
+            _close(f"route {i}", [seconds], [float(row[0]) if row else -1.0], slack)
+        for i, body in enumerate(closest[: CHECKED // 2]):
+            answer = api.post("/processes/closest-facility/execution", json={"inputs": body})
+            answer.raise_for_status()
+            found = answer.json()["facilities"]["features"]
+            rows = conn.execute(
+                "SELECT d.agg_cost FROM bench.origins o, pgr_dijkstraCost(%s, o.a, "
+                "(SELECT ids FROM bench.stations)) d WHERE o.i = %s ORDER BY d.agg_cost "
+                "LIMIT %s", (EDGES, i, NEAREST),
+            ).fetchall()  # fmt: skip
+            _close(f"closest-facility {i}", [f["properties"]["seconds"] for f in found],
+                   [float(r[0]) for r in rows], slack)  # fmt: skip
+    _say(f"answers agree with the limit's SQL (within {slack:.1f} s)")
+
+
+def _close(what: str, platform: list[float], limit: list[float], slack: float) -> None:
+    if len(platform) != len(limit) or any(
+        abs(a - b) > slack for a, b in zip(platform, limit, strict=True)
+    ):
+        msg = f"{what}: the platform's seconds {platform} are not the limit's {limit}"
+        raise BenchmarkError(msg)
 
 
 def _post_script(lua: Path, path: str, bodies: list[dict[str, object]]) -> Path:

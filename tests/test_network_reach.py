@@ -12,6 +12,7 @@ northwards: up to H2, west along it, down V1, east on H1).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,12 @@ from networkcase import SETTINGS, lonlat
 from networkcase import ingest as ingest_roads
 from support import LiveServer, wait_for_collection
 
+from spatial.catalog import get_collection
+from spatial.db import engine
+from spatial.features import LayerSchema
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.network import build as nb
+from spatial.network import reach, routing
 from spatial.settings import Settings
 
 NETWORK = "nf_roads"
@@ -90,6 +95,55 @@ def test_closest_facilities_by_travel_time_with_routes(api: httpx.Client) -> Non
     only = _run(api, "closest-facility", point=INCIDENT, collection="nf_stations", k=5,
                 filter="name IN ('B', 'C', 'D')").json()["facilities"]["features"]  # fmt: skip
     assert [f["properties"]["name"] for f in only] == ["B"]  # C unreachable, D off the roads
+
+
+@pytest.fixture(scope="module")
+def posts(api: httpx.Client, settings: Settings, database_url: str,
+          tmp_path_factory: pytest.TempPathFactory) -> LayerSchema:  # fmt: skip
+    """Stations A, B and E again, and H at the incident itself."""
+    path = tmp_path_factory.mktemp("posts") / "posts.geojson"
+    places = {**{n: STATIONS[n] for n in "ABE"}, "H": (100, -5)}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name},
+         "geometry": {"type": "Point", "coordinates": list(lonlat(x, y))}}
+        for name, (x, y) in places.items()
+    ]}))  # fmt: skip
+    ingest_vector(database_url, VectorSource(path=path, collection_id="nf_posts", title="Posts"),
+                  settings, actor="pytest")  # fmt: skip
+    with engine(database_url) as eng, eng.connect() as conn:
+        return LayerSchema.of(get_collection(conn, "nf_posts"))
+
+
+@pytest.mark.parametrize("towards", [True, False])
+def test_closest_facilities_are_the_ways_walked_to_each(
+    posts: LayerSchema, database_url: str, towards: bool
+) -> None:
+    """The k nearest from two pgRouting calls (the times to all, then the k routes in
+    one call) are each facility's own fastest way, either way, nearest first; a station
+    at the incident itself is 0 s away."""
+    incident = lonlat(100, -5)
+
+    async def work() -> Any:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            found = await reach.closest_facility(conn, NETWORK, incident, posts, 4,
+                                                 towards=towards)  # fmt: skip
+            edges = routing.edges_query(routing.usable_edges(NETWORK, 4546))
+            point = (await routing.snap(conn, NETWORK, [incident]))[0]
+            at = {**STATIONS, "H": (100, -5)}
+            spots = await routing.snap(conn, NETWORK, [lonlat(*at[f.properties["name"]])
+                                                       for f in found])  # fmt: skip
+            walked = [await routing.walk(conn, edges, *((point, s) if towards else (s, point)))
+                      for s in spots]  # fmt: skip
+            return found, walked
+
+    found, walked = asyncio.run(work())
+    assert [f.properties["name"] for f in found] == ["H", "A", "B", "E"]
+    assert found[0].route.seconds == 0 and found[0].route.geometry["coordinates"] == []
+    for facility, leg in zip(found, walked, strict=True):
+        assert leg is not None
+        assert facility.route.seconds == pytest.approx(leg.seconds, abs=0.05)
+        assert facility.route.length_m == pytest.approx(leg.metres, abs=0.05)
+        assert facility.route.geometry["coordinates"] == (leg.line or {}).get("coordinates", [])
 
 
 def test_service_areas_grow_with_the_minutes(api: httpx.Client) -> None:

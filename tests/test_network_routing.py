@@ -27,7 +27,7 @@ from spatial.client import Client
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.network import routing
-from spatial.network.routing import Barrier, NoPathError, Route
+from spatial.network.routing import Barrier, Leg, NoPathError, Route, Snapped
 from spatial.settings import Settings
 
 LOCAL, ARTERIAL = 30 / 3.6, 50 / 3.6
@@ -51,6 +51,15 @@ def _run(url: str, work: Callable[[psycopg.AsyncConnection[Any]], Coroutine[Any,
 def _route(url: str, *points: tuple[float, float], **options: Any) -> Route:
     at = [lonlat(x, y) for x, y in points]
     return _run(url, lambda conn: routing.route(conn, NETWORK, at, **options))  # type: ignore[no-any-return]
+
+
+def _snapped(url: str, *points: tuple[float, float]) -> list[Snapped]:
+    at = [lonlat(x, y) for x, y in points]
+    return _run(url, lambda conn: routing.snap(conn, NETWORK, at))  # type: ignore[no-any-return]
+
+
+def _edges(*barriers: Barrier) -> str:
+    return routing.edges_query(routing.usable_edges(NETWORK, 4546, barriers))
 
 
 def _box(name: str, x0: float, y0: float, x1: float, y1: float) -> Barrier:
@@ -249,3 +258,160 @@ def test_the_client_routes_to_a_geodataframe(
         2800, rel=1e-3
     )
     assert "closed by barrier 1" in str(caught.value)
+
+
+# Starts and ends of the many-to-many tests (the drawing's metres): two points on H1's
+# west half (one edge), two at the vertex where H1 meets V1, one on the one-way V3, one on
+# the isolated X1; ends on the same edge ahead of and behind start 0, on V2, on V3 below
+# start 4 (a long way round), at start 0 itself, on X1, at the vertex where V1 meets H2
+# and at the vertex of starts 2 and 3.
+STARTS = [(100, -5), (300, 5), (0, 0), (-2, -2), (2000, 900), (3020, 3002)]
+ENDS = [(200, -5), (50, 3), (1000, 500), (2000, 100), (100, -5), (3080, 2998), (0, 1000),
+        (-1, -3)]  # fmt: skip
+
+
+def _same_leg(found: Leg, expected: Leg) -> None:
+    assert found.seconds == pytest.approx(expected.seconds, abs=1e-6)
+    assert found.metres == pytest.approx(expected.metres, abs=1e-6)
+    assert found.names == expected.names
+    if expected.line is None:
+        assert found.line is None
+        return
+    assert found.line is not None and found.line["type"] == "LineString"
+    flat = [c for point in found.line["coordinates"] for c in point]
+    assert flat == pytest.approx([c for p in expected.line["coordinates"] for c in p], abs=1e-7)
+
+
+def test_legs_many_to_many_in_one_call_equal_each_walk(network: str) -> None:
+    """``legs``: every start to every end in one pgRouting call, each leg as ``walk``
+    finds it alone; a start or end without a path is absent, points that are one give
+    the empty leg."""
+    starts, ends = _snapped(network, *STARTS), _snapped(network, *ENDS)
+    assert starts[0].edge == starts[1].edge == ends[0].edge == ends[1].edge
+    assert starts[2].vertex is not None and starts[2].vertex == starts[3].vertex
+    assert starts[4].vertex is None and ends[3].edge == starts[4].edge
+    assert ends[6].vertex is not None and ends[7].vertex == starts[2].vertex
+    edges = _edges()
+
+    async def work(conn: psycopg.AsyncConnection[Any]) -> Any:
+        many = await routing.legs(conn, edges, starts, ends)
+        alone = {(i, j): await routing.walk(conn, edges, a, b)
+                 for i, a in enumerate(starts) for j, b in enumerate(ends)}  # fmt: skip
+        return many, alone
+
+    many, alone = _run(network, work)
+    assert set(many) == {pair for pair, leg in alone.items() if leg is not None}
+    isolated = {(5, j) for j in range(len(ENDS)) if j != 5} | {(i, 5) for i in range(5)}
+    assert set(alone) - set(many) == isolated
+    for pair, leg in many.items():
+        _same_leg(leg, alone[pair])
+    assert many[0, 4] == Leg(0.0, 0.0, [], None)  # start 0 is end 4
+    assert many[2, 7] == many[3, 7] == Leg(0.0, 0.0, [], None)  # one vertex
+    assert many[2, 6].seconds == pytest.approx(1000 / LOCAL, rel=1e-3)  # vertex to vertex
+    assert many[0, 7].seconds == pytest.approx(100 / LOCAL, rel=1e-3)
+    # along the one edge, ahead and back: 100 m and 50 m of the local street
+    assert many[0, 0].seconds == pytest.approx(100 / LOCAL, rel=1e-3)
+    assert many[0, 0].line is not None
+    assert many[0, 0].line["coordinates"][0] == pytest.approx(list(lonlat(100, 0)), abs=1e-6)
+    assert many[0, 0].line["coordinates"][-1] == pytest.approx(list(lonlat(200, 0)), abs=1e-6)
+    assert many[0, 1].seconds == pytest.approx(50 / LOCAL, rel=1e-3)
+    assert many[1, 1].line is not None and len(many[1, 1].line["coordinates"]) == 2
+    # from the vertex (twice, as two starts) east along H1
+    assert many[2, 0].seconds == many[3, 0].seconds == pytest.approx(200 / LOCAL, rel=1e-3)
+    assert many[2, 0].line is not None
+    assert many[2, 0].line["coordinates"][0] == pytest.approx(list(lonlat(0, 0)), abs=1e-6)
+    # down the one-way V3 is forbidden: up to H2, west, down V2, east on H1, up V3
+    assert many[4, 3].seconds == pytest.approx(
+        100 / LOCAL + 1000 / ARTERIAL + 1000 / LOCAL + 1000 / LOCAL + 100 / LOCAL, rel=1e-3
+    )
+    around = routing.joined([many[4, 3]], [starts[4], ends[3]])
+    assert around.roads == ["东街", "二路", "中街", "一路", "东街"]
+    assert many[5, 5].seconds == pytest.approx(60 / LOCAL, rel=1e-3)  # along X1
+
+
+def test_legs_one_to_many_and_many_to_one(network: str) -> None:
+    starts, ends = _snapped(network, *STARTS), _snapped(network, *ENDS)
+    edges = _edges()
+
+    async def work(conn: psycopg.AsyncConnection[Any]) -> Any:
+        return (await routing.legs(conn, edges, starts, ends),
+                await routing.legs(conn, edges, starts[4:5], ends),
+                await routing.legs(conn, edges, starts, ends[3:4]),
+                await routing.legs(conn, edges, [], ends))  # fmt: skip
+
+    every, out, towards, nothing = _run(network, work)
+    assert set(out) == {(0, j) for j in range(len(ENDS)) if j != 5}
+    for (_, j), leg in out.items():
+        _same_leg(leg, every[4, j])
+    assert set(towards) == {(i, 0) for i in range(5)}
+    for (i, _), leg in towards.items():
+        _same_leg(leg, every[i, 3])
+    assert nothing == {}
+
+
+def test_costs_are_the_seconds_of_the_legs(network: str) -> None:
+    starts, ends = _snapped(network, *STARTS), _snapped(network, *ENDS)
+    edges = _edges()
+    barred = _edges(_box("H2 east", 1700, 980, 1800, 1020))
+
+    async def work(conn: psycopg.AsyncConnection[Any]) -> Any:
+        return (await routing.costs(conn, edges, starts, ends),
+                await routing.legs(conn, edges, starts, ends),
+                [await routing.costs(conn, edges, starts, [end]) for end in ends],
+                [await routing.costs(conn, edges, [start], ends) for start in starts],
+                await routing.costs(conn, barred, [starts[0], starts[4]], ends[2:3]),
+                await routing.walk(conn, barred, starts[0], ends[2]))  # fmt: skip
+
+    seconds, ways, towards, out, closed, walked = _run(network, work)
+    assert set(seconds) == set(ways)
+    for pair, leg in ways.items():
+        assert seconds[pair] == pytest.approx(leg.seconds, abs=1e-6)
+    assert seconds[0, 4] == 0.0
+    # many to one (searched backwards from the end, on the reversed edges) and one to many
+    assert {(i, j): c for j, each in enumerate(towards) for (i, _), c in each.items()} == (
+        pytest.approx(seconds, abs=1e-6)
+    )
+    assert {(i, j): c for i, each in enumerate(out) for (_, j), c in each.items()} == (
+        pytest.approx(seconds, abs=1e-6)
+    )
+    # H2's east end barred: up the one-way V3 leads nowhere, start 4 has no path
+    assert walked is not None and closed == {(0, 0): pytest.approx(walked.seconds, abs=1e-6)}
+    assert walked.seconds == pytest.approx(1400 / LOCAL, rel=1e-3)
+
+
+def test_the_closures_test_is_left_out_only_when_none_is_in_force(network: str) -> None:
+    """The edges queries test the closures only when one is in force; one that starts
+    later does not count until it starts."""
+    assert "net.closures" in _edges()
+    assert "net.closures" not in routing.edges_query(
+        routing.usable_edges(NETWORK, 4546, closures=False)
+    )
+    later = _box("", -20, 400, 20, 600).wkt
+
+    def state() -> routing.NetworkState:
+        return _run(network, lambda conn: routing.network_state(conn, NETWORK))  # type: ignore[no-any-return]
+
+    assert state() == routing.NetworkState(4546, NETWORK, closed=False)
+    with psycopg.connect(network, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO net.closures (network, reason, geom, geom_native, starts_at, "
+            "expires_at, created_by) VALUES (%(n)s, 'works tomorrow', "
+            "ST_GeomFromText(%(g)s, 4326), ST_Transform(ST_GeomFromText(%(g)s, 4326), 4546), "
+            "now() + interval '1 day', now() + interval '2 days', 'pytest')",
+            {"n": NETWORK, "g": later},
+        )
+        try:
+            before = state()
+            conn.execute("UPDATE net.closures SET starts_at = now() WHERE network = %s",
+                         (NETWORK,))  # fmt: skip
+            during = state()
+            middle, east = _box("middle", 980, 400, 1020, 600), _box("east", 1980, 400, 2020, 600)
+            found = _route(network, (100, -5), (1900, 1005), barriers=[middle])
+            with pytest.raises(NoPathError) as caught:
+                _route(network, (100, -5), (1900, 1005), barriers=[middle, east])
+        finally:
+            conn.execute("DELETE FROM net.closures WHERE network = %s", (NETWORK,))
+    assert before.closed is False and during.closed is True
+    # west closed and middle barred: only the one-way V3 leads up
+    assert found.roads == ["一路", "东街", "二路"]
+    assert str(caught.value).endswith("(works tomorrow)")

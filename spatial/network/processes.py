@@ -23,7 +23,7 @@ from psycopg import sql
 
 from spatial import filters
 from spatial.analysis import geometry_input
-from spatial.errors import InvalidInputError, NotFoundError
+from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, Params, source
 from spatial.inputs import number, required, text
 from spatial.network import reach, routing
@@ -110,16 +110,13 @@ async def _collection_barrier(
 async def _network(
     conn: psycopg.AsyncConnection[Any], lookup: Callable[[str], LayerSchema],
     inputs: dict[str, Any],
-) -> str:  # fmt: skip
-    """The ``network`` input, a network whose roads the caller may read."""
+) -> tuple[str, routing.NetworkState]:  # fmt: skip
+    """The ``network`` input, a network whose roads the caller may read, and its state
+    (read once for the whole request)."""
     network = str(text(inputs, "network") or required(inputs, "network"))
-    cur = await conn.execute("SELECT collection FROM net.networks WHERE id = %s", (network,))
-    row = await cur.fetchone()
-    if row is None:
-        await routing.network_srid(conn, network)  # raises, listing the networks
-        raise NotFoundError(network)  # pragma: no cover - network_srid raised
-    lookup(row[0])  # the caller must be able to read the roads
-    return network
+    state = await routing.network_state(conn, network)  # raises, listing the networks
+    lookup(state.collection)  # the caller must be able to read the roads
+    return network, state
 
 
 def _limit(inputs: dict[str, Any]) -> float:
@@ -131,7 +128,7 @@ async def run_service_area(
     inputs: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The ``service-area`` process: polygons reached within each band of minutes."""
-    network = await _network(conn, lookup, inputs)
+    network, state = await _network(conn, lookup, inputs)
     given = required(inputs, "points")
     if not isinstance(given, list) or not 1 <= len(given) <= routing.MAX_POINTS:
         msg = f"input 'points' must be a list of 1 to {routing.MAX_POINTS} [lon, lat]"
@@ -144,7 +141,7 @@ async def run_service_area(
         raise InvalidInputError(msg)
     areas = await reach.service_area(
         conn, network, [_point(p, f"points[{i}]") for i, p in enumerate(given)], minutes,
-        barriers=await barriers(conn, lookup, inputs), limit_m=_limit(inputs),
+        barriers=await barriers(conn, lookup, inputs), limit_m=_limit(inputs), state=state,
     )  # fmt: skip
     return {"areas": areas}
 
@@ -154,7 +151,7 @@ async def run_closest_facility(
     inputs: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The ``closest-facility`` process: the k nearest facilities with their routes."""
-    network = await _network(conn, lookup, inputs)
+    network, state = await _network(conn, lookup, inputs)
     layer = lookup(str(text(inputs, "collection") or required(inputs, "collection")))
     condition, params = text(inputs, "filter"), Params()
     where: sql.Composable = sql.SQL("TRUE")
@@ -168,7 +165,7 @@ async def run_closest_facility(
         conn, network, _point(required(inputs, "point"), "point"), layer,
         int(number(inputs, "k", 1, 50, 3)), where=where, params=params,
         towards=direction == "to-facility",
-        barriers=await barriers(conn, lookup, inputs), limit_m=_limit(inputs),
+        barriers=await barriers(conn, lookup, inputs), limit_m=_limit(inputs), state=state,
     )  # fmt: skip
     return {"facilities": {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": f.id, "geometry": f.route.geometry, "properties": {
@@ -184,11 +181,11 @@ async def run_route(
     inputs: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The ``route`` process: a GeoJSON Feature of the fastest route."""
-    network = await _network(conn, lookup, inputs)
+    network, state = await _network(conn, lookup, inputs)
     limit = _limit(inputs)
     found = await routing.route(
         conn, network, points(inputs), barriers=await barriers(conn, lookup, inputs),
-        limit_m=limit,
+        limit_m=limit, state=state,
     )  # fmt: skip
     return {
         "route": {

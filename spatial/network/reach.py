@@ -5,7 +5,8 @@
   remaining time covers at its speed, from a vertex reached or from a point on it),
   wrapped in a concave hull per band, with the kilometres of road reached;
 - :func:`closest_facility`: the k features of a point collection nearest a point by
-  travel time (``pgr_withPointsCost`` one to many, or many to one), each with its route.
+  travel time (``pgr_withPointsCost`` one to many, or many to one), each with its route
+  (the k routes from one ``pgr_withPoints`` call: :func:`~spatial.network.routing.legs`).
 
 Barriers and standing closures are honoured as in :mod:`spatial.network.routing`.
 """
@@ -24,18 +25,19 @@ from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
 from spatial.network.routing import (
     Barrier,
+    NetworkState,
     NoPathError,
     Route,
-    Snapped,
+    costs,
     edges_query,
     joined,
+    legs,
     nearest_edges,
-    network_srid,
+    network_state,
     points_sql,
     snap,
     usable_edges,
     vertex_or_point,
-    walk,
 )
 
 MAX_MINUTES = 180.0
@@ -89,9 +91,11 @@ seconds, as a concave hull, its number of pieces and kilometres."""
 async def service_area(
     conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
     minutes: Sequence[float], *, barriers: Sequence[Barrier] = (), limit_m: float = 500.0,
+    state: NetworkState | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """A FeatureCollection of one polygon per band (the largest first), each with its
-    ``minutes``, the road segments reached and their kilometres.
+    ``minutes``, the road segments reached and their kilometres. ``state`` is the
+    network's (:func:`~spatial.network.routing.network_state`), looked up when not given.
 
     Raises:
         InvalidInputError: no point, bands out of (0, 180] minutes or more than 10, a
@@ -104,16 +108,19 @@ async def service_area(
     if bands[0] > MAX_MINUTES or bands[-1] <= 0:
         msg = f"minutes must be more than 0 and at most {MAX_MINUTES:g}"
         raise InvalidInputError(msg)
-    srid = await network_srid(conn, network)
-    snapped = await snap(conn, network, points, barriers=barriers, limit_m=limit_m)
+    state = state or await network_state(conn, network)
+    srid, closed = state.srid, state.closed
+    snapped = await snap(conn, network, points, barriers=barriers, limit_m=limit_m, srid=srid,
+                         closures=closed)  # fmt: skip
+    usable = usable_edges(network, srid, barriers, closures=closed)
     values = {
-        "edges": edges_query(usable_edges(network, srid, barriers)),
+        "edges": edges_query(usable),
         "points": points_sql(snapped),
         "starts": [vertex_or_point(s, i) for i, s in enumerate(snapped, start=1)],
         "limit": bands[0] * 60, "hull": HULL,
         "edge_ids": [p.edge for p in snapped], "fractions": [p.fraction for p in snapped],
     }  # fmt: skip
-    statement = AREA.format(usable=usable_edges(network, srid, barriers))
+    statement = AREA.format(usable=usable)
     features = []
     for band in bands:
         cur = await conn.execute(statement, {**values, "band": band * 60})
@@ -139,18 +146,22 @@ async def closest_facility(
     facilities: LayerSchema, k: int, *, where: sql.Composable | None = None,
     params: dict[str, Any] | None = None, towards: bool = True,
     barriers: Sequence[Barrier] = (), limit_m: float = 500.0,
+    state: NetworkState | None = None,
 ) -> list[Facility]:  # fmt: skip
     """The ``k`` facilities nearest ``point`` by travel time, nearest first, with their
     routes: from the point to each (``towards``) or from each to the point. Only the
     facilities matching ``where`` (over ``t``, its values in ``params``) count; those
-    farther than ``limit_m`` from every road are left out.
+    farther than ``limit_m`` from every road are left out. Two pgRouting calls: the
+    times to every facility (:func:`~spatial.network.routing.costs`), then the routes to
+    the ``k`` nearest (:func:`~spatial.network.routing.legs`). ``state`` is the
+    network's, looked up when not given.
 
     Raises:
         InvalidInputError: more than :data:`MAX_FACILITIES` facilities, none near a road,
             the point too far from the roads.
         NoPathError: no facility can be reached.
     """
-    srid = await network_srid(conn, network)
+    state = state or await network_state(conn, network)
     cur = await conn.execute(
         sql.SQL("SELECT t.fid, ST_X(c), ST_Y(c), {props} FROM {table} t, "
                 "LATERAL (SELECT ST_Transform(ST_PointOnSurface(t.geom), 4326) AS c) x "
@@ -165,21 +176,33 @@ async def closest_facility(
     if len(rows) > MAX_FACILITIES:
         msg = f"{facilities.id!r} has more than {MAX_FACILITIES} facilities; filter them"
         raise InvalidInputError(msg)
-    start = (await snap(conn, network, [point], barriers=barriers, limit_m=limit_m))[0]
-    placed = await nearest_edges(conn, network, [(r[1], r[2]) for r in rows], barriers=barriers)
+    srid, closed = state.srid, state.closed
+    start = (await snap(conn, network, [point], barriers=barriers, limit_m=limit_m, srid=srid,
+                        closures=closed))[0]  # fmt: skip
+    placed = await nearest_edges(conn, network, [(r[1], r[2]) for r in rows],
+                                 barriers=barriers, srid=srid, closures=closed)  # fmt: skip
     near = [(row, s) for row, s in zip(rows, placed, strict=True) if s.distance_m <= limit_m]
     if not near:
         msg = f"no facility of {facilities.id!r} is within {limit_m:g} m of a road"
         raise InvalidInputError(msg)
-    edges = edges_query(usable_edges(network, srid, barriers))
-    ranked = await _ranked(conn, edges, start, [s for _, s in near], towards)
+    edges = edges_query(usable_edges(network, srid, barriers, closures=closed))
+    spots = [s for _, s in near]
+    if towards:
+        seconds = {j: c for (_, j), c in (await costs(conn, edges, [start], spots)).items()}
+    else:
+        seconds = {i: c for (i, _), c in (await costs(conn, edges, spots, [start])).items()}
+    ranked = sorted(seconds, key=lambda i: (seconds[i], i))[:k]
+    chosen = [spots[i] for i in ranked]
+    if towards:
+        ways = {j: leg for (_, j), leg in (await legs(conn, edges, [start], chosen)).items()}
+    else:
+        ways = {i: leg for (i, _), leg in (await legs(conn, edges, chosen, [start])).items()}
     found = []
-    for index, _ in ranked[:k]:
+    for n, index in enumerate(ranked):
         row, spot = near[index]
-        a, b = (start, spot) if towards else (spot, start)
-        leg = await walk(conn, edges, a, b)
-        if leg is not None:
-            found.append(Facility(int(row[0]), row[3] or {}, joined([leg], [a, b])))
+        if n in ways:
+            ends = [start, spot] if towards else [spot, start]
+            found.append(Facility(int(row[0]), row[3] or {}, joined([ways[n]], ends)))
     if not found:
         msg = f"no facility of {facilities.id!r} can be reached by road from the point"
         raise NoPathError(msg)
@@ -192,27 +215,3 @@ def _properties(layer: LayerSchema) -> sql.Composable:
     return sql.SQL("json_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c)) for c in layer.fields
     ))  # fmt: skip
-
-
-async def _ranked(
-    conn: psycopg.AsyncConnection[Any], edges: str, start: Snapped, ends: list[Snapped],
-    towards: bool,
-) -> list[tuple[int, float]]:  # fmt: skip
-    """(index in ``ends``, seconds) of the reachable facilities, nearest first."""
-    every = [start, *ends]
-    ids = [vertex_or_point(s, i) for i, s in enumerate(every, start=1)]
-    one, many = ids[0], ids[1:]
-    cur = await conn.execute(
-        "SELECT start_pid, end_pid, agg_cost FROM pgr_withPointsCost(%s, %s, %s, %s, "
-        "directed := true, driving_side := 'b')",
-        (edges, points_sql(every), [one] if towards else many, many if towards else [one]),
-    )
-    cost: dict[int, float] = {}
-    for a, b, seconds in await cur.fetchall():
-        other = b if towards else a
-        cost[other] = min(cost.get(other, float("inf")), float(seconds))
-    same = [i for i, pid in enumerate(many) if pid == one]  # a facility where the point is
-    ranked = [(i, cost[pid]) for i, pid in enumerate(many) if pid in cost] + [
-        (i, 0.0) for i in same
-    ]
-    return sorted(ranked, key=lambda r: (r[1], r[0]))

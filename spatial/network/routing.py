@@ -11,6 +11,12 @@ the first and last ones from and to the points' fractions; its length, its trave
 (pgRouting's aggregate cost) and the road names in order. When there is no path, the
 answer says why: the barriers or closures that cut it (the path without them meets
 them), or the points being in pieces of the network that do not connect.
+
+pgRouting loads every edge of its edges query for each call (about 100 ms for 100,000
+edges), so a request makes as few calls as it can: :func:`legs` finds the ways between
+many starts and ends in one call, :func:`costs` their times alone; a route through via
+points is one call. The edges query leaves the closures' test out when no closure of the
+network is in force (:func:`network_state`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -32,6 +38,7 @@ MAX_POINTS = 25
 """From, to and the via points of one route."""
 END = 1e-9
 """A fraction this close to 0 or 1 is the edge's end."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,32 +76,62 @@ class NoPathError(InvalidInputError):
     """The points are not joined by the usable edges (the message says why)."""
 
 
-async def network_srid(conn: psycopg.AsyncConnection[Any], network: str) -> int:
-    """The CRS of a network's edges.
+@dataclass(frozen=True)
+class NetworkState:
+    """A network as a request finds it: the CRS of its edges, the collection it was built
+    from, and whether a standing closure is in force (when none is, the edges queries
+    leave the closures' test out: a closure that comes into force during the request
+    counts from the next one)."""
+
+    srid: int
+    collection: str
+    closed: bool
+
+
+async def network_state(conn: psycopg.AsyncConnection[Any], network: str) -> NetworkState:
+    """The network's CRS, collection and whether a closure is in force, in one statement.
 
     Raises:
-        NotFoundError: no such network.
+        NotFoundError: no such network (the message lists the networks).
     """
-    cur = await conn.execute("SELECT srid FROM net.networks WHERE id = %s", (network,))
+    cur = await conn.execute(
+        "SELECT n.srid, n.collection, EXISTS (SELECT 1 FROM net.closures c "
+        "WHERE c.network = n.id AND c.starts_at <= now() AND c.expires_at > now()) "
+        "FROM net.networks n WHERE n.id = %s",
+        (network,),
+    )
     row = await cur.fetchone()
     if row is None:
         cur = await conn.execute("SELECT id FROM net.networks ORDER BY id")
         known = ", ".join(r[0] for r in await cur.fetchall()) or "none"
         msg = f"no network {network!r}; the networks are: {known}"
         raise NotFoundError(msg)
-    return int(row[0])
+    return NetworkState(int(row[0]), str(row[1]), bool(row[2]))
 
 
-def usable_edges(network: str, srid: int, barriers: Sequence[Barrier] = ()) -> sql.Composed:
-    """The condition on ``e`` (a row of ``net.edges``) of the edges a request may use."""
-    parts = [
-        sql.SQL("e.network = {}").format(sql.Literal(network)),
-        sql.SQL(
-            "NOT EXISTS (SELECT 1 FROM net.closures c WHERE c.network = e.network "
-            "AND c.starts_at <= now() AND c.expires_at > now() AND c.geom_native && e.geom "
-            "AND ST_Intersects(c.geom_native, e.geom))"
-        ),
-    ]
+async def network_srid(conn: psycopg.AsyncConnection[Any], network: str) -> int:
+    """The CRS of a network's edges.
+
+    Raises:
+        NotFoundError: no such network.
+    """
+    return (await network_state(conn, network)).srid
+
+
+def usable_edges(
+    network: str, srid: int, barriers: Sequence[Barrier] = (), *, closures: bool = True
+) -> sql.Composed:
+    """The condition on ``e`` (a row of ``net.edges``) of the edges a request may use;
+    without the standing closures' test when ``closures`` is false (none is in force)."""
+    parts: list[sql.Composable] = [sql.SQL("e.network = {}").format(sql.Literal(network))]
+    if closures:
+        parts.append(
+            sql.SQL(
+                "NOT EXISTS (SELECT 1 FROM net.closures c WHERE c.network = e.network "
+                "AND c.starts_at <= now() AND c.expires_at > now() "
+                "AND c.geom_native && e.geom AND ST_Intersects(c.geom_native, e.geom))"
+            )
+        )
     parts += [
         sql.SQL("NOT ST_Intersects(e.geom, ST_Transform(ST_GeomFromText({}, 4326), {}))").format(
             sql.Literal(b.wkt), sql.Literal(srid)
@@ -116,15 +153,18 @@ def edges_query(condition: sql.Composable) -> str:
 
 async def nearest_edges(
     conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
-    *, barriers: Sequence[Barrier] = (),
+    *, barriers: Sequence[Barrier] = (), srid: int | None = None, closures: bool = True,
 ) -> list[Snapped]:  # fmt: skip
     """Each point on its nearest usable edge, however far (its ``distance_m`` says).
+    ``srid``, the network's CRS, is looked up when not given; ``closures`` as in
+    :func:`usable_edges`.
 
     Raises:
         NotFoundError: no such network.
         InvalidInputError: a network with no usable edge.
     """
-    srid = await network_srid(conn, network)
+    if srid is None:
+        srid = await network_srid(conn, network)
     statement = sql.SQL(
         "SELECT e.id, ST_LineLocatePoint(e.geom, q.g), e.source, e.target, "
         "ST_Distance(ST_Transform(e.geom, 4326)::geography, q.ll::geography) "
@@ -133,7 +173,9 @@ async def nearest_edges(
         "LATERAL (SELECT l.ll, ST_Transform(l.ll, {srid}) AS g) q "
         "LEFT JOIN LATERAL (SELECT e.id, e.geom, e.source, e.target FROM net.edges e "
         "WHERE {usable} ORDER BY e.geom <-> q.g LIMIT 1) e ON true ORDER BY p.i"
-    ).format(srid=sql.Literal(srid), usable=usable_edges(network, srid, barriers))
+    ).format(
+        srid=sql.Literal(srid), usable=usable_edges(network, srid, barriers, closures=closures)
+    )
     cur = await conn.execute(statement, {"x": [p[0] for p in points], "y": [p[1] for p in points]})
     snapped = []
     for edge, fraction, source, target, distance in await cur.fetchall():
@@ -148,15 +190,19 @@ async def nearest_edges(
 async def snap(
     conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
     *, barriers: Sequence[Barrier] = (), limit_m: float = SNAP_LIMIT_M,
+    srid: int | None = None, closures: bool = True,
 ) -> list[Snapped]:  # fmt: skip
-    """Each point on its nearest usable edge, which must be within ``limit_m``.
+    """Each point on its nearest usable edge, which must be within ``limit_m`` (``srid``
+    and ``closures`` as in :func:`nearest_edges`).
 
     Raises:
         NotFoundError: no such network.
         InvalidInputError: a point farther than ``limit_m`` from every usable edge (the
             message gives its distance), or a network with no usable edge.
     """
-    snapped = await nearest_edges(conn, network, points, barriers=barriers)
+    snapped = await nearest_edges(
+        conn, network, points, barriers=barriers, srid=srid, closures=closures
+    )
     for i, (point, placed) in enumerate(zip(points, snapped, strict=True), start=1):
         if placed.distance_m > limit_m:
             msg = (
@@ -167,13 +213,30 @@ async def snap(
     return snapped
 
 
+NO_POINTS = (
+    "SELECT 1::bigint AS pid, 1::bigint AS edge_id, 0.5::float8 AS fraction, "
+    "'b'::char AS side WHERE false"
+)
+"""The points query when every point is at a vertex (pgRouting takes an empty one)."""
+
+
 def points_sql(legs: Sequence[Snapped]) -> str:
+    """``pgr_withPoints``'s points query of ``legs``, numbered from 1 (pids)."""
+    return _points_query(list(enumerate(legs, start=1)))
+
+
+def _points_query(places: Sequence[tuple[int, Snapped]], *, backwards: bool = False) -> str:
+    """The points query of ``places`` (pid, point); on :data:`REVERSED` edges with
+    ``backwards`` (each fraction from the edge's other end)."""
+    if not places:
+        return NO_POINTS
     values = sql.SQL(", ").join(
         sql.SQL("({}, {}, {}::float8, 'b'::char)").format(
-            sql.Literal(i), sql.Literal(s.edge), sql.Literal(s.fraction)
+            sql.Literal(pid), sql.Literal(s.edge),
+            sql.Literal(1.0 - s.fraction if backwards else s.fraction),
         )
-        for i, s in enumerate(legs, start=1)
-    )
+        for pid, s in places
+    )  # fmt: skip
     return (
         sql.SQL("SELECT * FROM (VALUES {}) AS p(pid, edge_id, fraction, side)")
         .format(values)
@@ -181,58 +244,57 @@ def points_sql(legs: Sequence[Snapped]) -> str:
     )
 
 
-LEG = """
+PATHS = sql.SQL("""
 WITH walk AS (
-    SELECT path_seq, node, edge, agg_cost,
-           lead(node) OVER (ORDER BY path_seq) AS next
-    FROM pgr_withPoints(%(edges)s, %(points)s, %(start)s, %(end)s,
-                        directed := true, driving_side := 'b', details := false)
+    SELECT start_pid AS s, end_pid AS t, path_seq, node, edge, agg_cost,
+           lead(node) OVER (PARTITION BY start_pid, end_pid ORDER BY path_seq) AS next
+    FROM {walks}
+), placed AS (
+    SELECT -p.pid AS node, p.fraction
+    FROM unnest(%(pids)s::bigint[], %(fractions)s::float8[]) AS p(pid, fraction)
 ), steps AS (
-    SELECT w.path_seq, e.name, e.length_m, e.geom,
-           CASE WHEN w.node = -1 THEN %(f1)s WHEN w.node = -2 THEN %(f2)s
-                WHEN w.node = e.source THEN 0.0 ELSE 1.0 END AS a,
-           CASE WHEN w.next = -1 THEN %(f1)s WHEN w.next = -2 THEN %(f2)s
-                WHEN w.next = e.source THEN 0.0 ELSE 1.0 END AS b
-    FROM walk w JOIN net.edges e ON e.id = w.edge
+    SELECT w.s, w.t, w.path_seq, e.name, e.length_m, e.geom,
+           coalesce(fa.fraction, CASE WHEN w.node = e.source THEN 0.0 ELSE 1.0 END) AS a,
+           coalesce(fb.fraction, CASE WHEN w.next = e.source THEN 0.0 ELSE 1.0 END) AS b
+    FROM walk w
+    CROSS JOIN LATERAL (SELECT e.name, e.length_m, e.geom, e.source FROM net.edges e
+                        WHERE e.id = w.edge OFFSET 0) e
+    LEFT JOIN placed fa ON fa.node = w.node
+    LEFT JOIN placed fb ON fb.node = w.next
+), lines AS (
+    SELECT s, t, sum(length_m * abs(b - a)) AS metres,
+           array_agg(name ORDER BY path_seq) AS names,
+           ST_AsGeoJSON(ST_Transform(ST_MakeLine(
+               CASE WHEN a <= b THEN ST_LineSubstring(geom, a, b)
+                    ELSE ST_Reverse(ST_LineSubstring(geom, b, a)) END ORDER BY path_seq),
+               4326), 7) AS line
+    FROM steps WHERE a <> b GROUP BY s, t
 )
-SELECT (SELECT max(agg_cost) FROM walk),
-       coalesce(sum(length_m * abs(b - a)), 0),
-       array_agg(name ORDER BY path_seq),
-       ST_AsGeoJSON(ST_Transform(ST_MakeLine(
-           CASE WHEN a <= b THEN ST_LineSubstring(geom, a, b)
-                ELSE ST_Reverse(ST_LineSubstring(geom, b, a)) END ORDER BY path_seq), 4326), 7)
-FROM steps WHERE a <> b
-"""
-"""One leg between two snapped points (pids 1 and 2, as ``pgr_withPoints`` numbers them
--1 and -2): its seconds, metres, road names and line."""
+SELECT w.s, w.t, w.seconds, coalesce(l.metres, 0), l.names, l.line
+FROM (SELECT s, t, max(agg_cost) AS seconds FROM walk GROUP BY s, t) w
+LEFT JOIN lines l ON l.s = w.s AND l.t = w.t
+""")
+"""The ways ``{walks}`` (a ``pgr_withPoints`` call) found: per pair of pgRouting ids
+(start, end), its seconds, metres, road names and line, each edge from and to the points'
+fractions (``pids`` and ``fractions``). The edges of the ways are read one by one by their
+key: a join the planner would hash reads all 100,000 of them (30 ms)."""
 
-
-async def route(
-    conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
-    *, barriers: Sequence[Barrier] = (), limit_m: float = SNAP_LIMIT_M,
-) -> Route:  # fmt: skip
-    """The fastest route through ``points`` in order (from, via..., to), as lon/lat.
-
-    Raises:
-        NotFoundError: no such network.
-        InvalidInputError: fewer than 2 or more than :data:`MAX_POINTS` points, a point
-            too far from the roads.
-        NoPathError: no path; the message names the barriers or closures that cut it, or
-            says that the points are in pieces of the network that do not connect.
-    """
-    if not 2 <= len(points) <= MAX_POINTS:
-        msg = f"a route takes 2 to {MAX_POINTS} points (from, via..., to), not {len(points)}"
-        raise InvalidInputError(msg)
-    srid = await network_srid(conn, network)
-    snapped = await snap(conn, network, points, barriers=barriers, limit_m=limit_m)
-    usable = edges_query(usable_edges(network, srid, barriers))
-    legs = []
-    for k in range(len(snapped) - 1):
-        found = await walk(conn, usable, snapped[k], snapped[k + 1])
-        if found is None:
-            raise NoPathError(await _why(conn, network, barriers, snapped[k : k + 2], k))
-        legs.append(found)
-    return joined(legs, snapped)
+MANY = sql.SQL(
+    "pgr_withPoints(%(edges)s, %(points)s, %(starts)s::bigint[], %(ends)s::bigint[], "
+    "directed := true, driving_side := 'b', details := false)"
+)
+PAIRS = sql.SQL(
+    "pgr_withPoints(%(edges)s, %(points)s, %(pairs)s, "
+    "directed := true, driving_side := 'b', details := false)"
+)
+REVERSED = sql.SQL("SELECT id, target AS source, source AS target, cost, reverse_cost FROM ({}) r")
+"""An edges query's edges with their ends swapped and their costs kept: every one-way
+arc turned round, so a way from B to A on them is the way from A to B, backwards, at the
+same cost."""
+COSTS = (
+    "SELECT start_pid, end_pid, agg_cost FROM pgr_withPointsCost(%(edges)s, %(points)s, "
+    "%(starts)s::bigint[], %(ends)s::bigint[], directed := true, driving_side := 'b')"
+)
 
 
 @dataclass(frozen=True)
@@ -244,6 +306,183 @@ class Leg:
     names: list[str | None]
     line: dict[str, Any] | None
     """GeoJSON LineString (CRS84); None when the two points are one."""
+
+
+NOWHERE = Leg(0.0, 0.0, [], None)
+"""The way between two points that are one."""
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What to ask pgRouting for some pairs of starts and ends: each point's id (its
+    vertex, or ``-pid`` of its place; points at one place share it), the places on
+    edges, the pairs whose points are one and the distinct pairs of ids to route."""
+
+    starts: list[int]
+    ends: list[int]
+    places: list[tuple[int, Snapped]]
+    same: set[tuple[int, int]]
+    ids: list[tuple[int, int]]
+
+    @staticmethod
+    def of(
+        starts: Sequence[Snapped], ends: Sequence[Snapped], pairs: Sequence[tuple[int, int]]
+    ) -> _Ask:
+        """The ask for ``pairs`` (index in ``starts``, index in ``ends``)."""
+        ids: list[int] = []
+        pids: dict[tuple[int, float], int] = {}
+        places: list[tuple[int, Snapped]] = []
+        for p in [*starts, *ends]:
+            if p.vertex is not None:  # pgr_withPoints finds no way from an edge's very end
+                ids.append(p.vertex)
+                continue
+            if (p.edge, p.fraction) not in pids:
+                pids[p.edge, p.fraction] = len(pids) + 1
+                places.append((len(pids), p))
+            ids.append(-pids[p.edge, p.fraction])
+        s, t = ids[: len(starts)], ids[len(starts) :]
+        same = {(i, j) for i, j in pairs if s[i] == t[j] or _one(starts[i], ends[j])}
+        wanted = dict.fromkeys((s[i], t[j]) for i, j in pairs if (i, j) not in same)
+        return _Ask(s, t, places, same, list(wanted))
+
+    def values(self) -> dict[str, Any]:
+        """The statement's values but the edges and the starts and ends."""
+        return {
+            "points": _points_query(self.places),
+            "pids": [pid for pid, _ in self.places],
+            "fractions": [p.fraction for _, p in self.places],
+            "starts": sorted({s for s, _ in self.ids}),
+            "ends": sorted({t for _, t in self.ids}),
+        }
+
+    def keyed(self, pairs: Sequence[tuple[int, int]], found: dict[tuple[int, int], T],
+              nothing: T) -> dict[tuple[int, int], T]:  # fmt: skip
+        """``found`` (by pair of ids) by pair of indexes; ``nothing`` for points that are
+        one; pairs without a way left out."""
+        keyed = {}
+        for i, j in pairs:
+            if (i, j) in self.same:
+                keyed[i, j] = nothing
+            elif (self.starts[i], self.ends[j]) in found:
+                keyed[i, j] = found[self.starts[i], self.ends[j]]
+        return keyed
+
+
+def _one(a: Snapped, b: Snapped) -> bool:
+    """Whether two snapped points are one place."""
+    return (a.vertex is not None and a.vertex == b.vertex) or (
+        a.edge == b.edge and math.isclose(a.fraction, b.fraction, abs_tol=1e-12)
+    )
+
+
+def _all(starts: Sequence[Snapped], ends: Sequence[Snapped]) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(len(starts)) for j in range(len(ends))]
+
+
+async def legs(
+    conn: psycopg.AsyncConnection[Any], edges: str, starts: Sequence[Snapped],
+    ends: Sequence[Snapped],
+) -> dict[tuple[int, int], Leg]:  # fmt: skip
+    """The fastest way from each start to each end, in ONE ``pgr_withPoints`` call
+    (one-to-many, many-to-one or many-to-many) on the edges of ``edges`` (pgRouting's
+    edges query, e.g. ``edges_query(usable_edges(...))``).
+
+    Returns:
+        The legs keyed by (index in ``starts``, index in ``ends``); pairs with no path
+        are absent; a pair whose two points coincide gets ``Leg(0, 0, [], None)``. Each
+        leg's line runs from the start's fraction of its edge to the end's.
+    """
+    return await _legs(conn, edges, starts, ends, _all(starts, ends))
+
+
+async def _legs(
+    conn: psycopg.AsyncConnection[Any], edges: str, starts: Sequence[Snapped],
+    ends: Sequence[Snapped], pairs: Sequence[tuple[int, int]],
+) -> dict[tuple[int, int], Leg]:  # fmt: skip
+    """:func:`legs` for some ``pairs`` only: every start to every end in one call when
+    they are all the pairs, else pgRouting's combinations of the pairs asked."""
+    ask = _Ask.of(starts, ends, pairs)
+    found: dict[tuple[int, int], Leg] = {}
+    if ask.ids:
+        values = ask.values()
+        walks = MANY
+        if len(ask.ids) < len(values["starts"]) * len(values["ends"]):
+            walks = PAIRS
+            values["pairs"] = (
+                sql.SQL("SELECT * FROM (VALUES {}) AS c(source, target)")
+                .format(sql.SQL(", ").join(
+                    sql.SQL("({}::bigint, {}::bigint)").format(sql.Literal(s), sql.Literal(t))
+                    for s, t in ask.ids
+                ))
+                .as_string(None)
+            )  # fmt: skip
+        cur = await conn.execute(PATHS.format(walks=walks), {**values, "edges": edges})
+        for s, t, seconds, metres, names, line in await cur.fetchall():
+            found[s, t] = Leg(float(seconds), float(metres), list(names or []),
+                              json.loads(line) if line else None)  # fmt: skip
+    return ask.keyed(pairs, found, NOWHERE)
+
+
+async def costs(
+    conn: psycopg.AsyncConnection[Any], edges: str, starts: Sequence[Snapped],
+    ends: Sequence[Snapped],
+) -> dict[tuple[int, int], float]:  # fmt: skip
+    """Travel seconds only (``pgr_withPointsCost``, one call), keyed as :func:`legs`;
+    pairs with no path are absent, points that coincide 0.
+
+    pgRouting searches from each start in turn: with more starts than ends (many to one)
+    the call searches from the ends on the reversed edges instead (each edge's ends
+    swapped, its costs kept, the points' fractions taken from the other end), which
+    gives the same seconds in one search per end.
+    """
+    pairs = _all(starts, ends)
+    ask = _Ask.of(starts, ends, pairs)
+    found: dict[tuple[int, int], float] = {}
+    if ask.ids:
+        values = {**ask.values(), "edges": edges}
+        backwards = len(values["starts"]) > len(values["ends"])
+        if backwards:
+            values.update(
+                edges=REVERSED.format(sql.SQL(edges)).as_string(None),
+                points=_points_query(ask.places, backwards=True),
+                starts=values["ends"], ends=values["starts"],
+            )  # fmt: skip
+        cur = await conn.execute(COSTS, values)
+        for s, t, seconds in await cur.fetchall():
+            found[(t, s) if backwards else (s, t)] = float(seconds)
+    return ask.keyed(pairs, found, 0.0)
+
+
+async def route(
+    conn: psycopg.AsyncConnection[Any], network: str, points: Sequence[tuple[float, float]],
+    *, barriers: Sequence[Barrier] = (), limit_m: float = SNAP_LIMIT_M,
+    state: NetworkState | None = None,
+) -> Route:  # fmt: skip
+    """The fastest route through ``points`` in order (from, via..., to), as lon/lat: one
+    ``pgr_withPoints`` call for all its legs. ``state`` is the network's, looked up when
+    not given.
+
+    Raises:
+        NotFoundError: no such network.
+        InvalidInputError: fewer than 2 or more than :data:`MAX_POINTS` points, a point
+            too far from the roads.
+        NoPathError: no path; the message names the barriers or closures that cut it, or
+            says that the points are in pieces of the network that do not connect.
+    """
+    if not 2 <= len(points) <= MAX_POINTS:
+        msg = f"a route takes 2 to {MAX_POINTS} points (from, via..., to), not {len(points)}"
+        raise InvalidInputError(msg)
+    if state is None:
+        state = await network_state(conn, network)
+    snapped = await snap(conn, network, points, barriers=barriers, limit_m=limit_m,
+                         srid=state.srid, closures=state.closed)  # fmt: skip
+    usable = edges_query(usable_edges(network, state.srid, barriers, closures=state.closed))
+    count = len(snapped) - 1
+    found = await _legs(conn, usable, snapped[:-1], snapped[1:], [(k, k) for k in range(count)])
+    for k in range(count):
+        if (k, k) not in found:
+            raise NoPathError(await _why(conn, network, barriers, snapped[k : k + 2], k))
+    return joined([found[k, k] for k in range(count)], snapped)
 
 
 def joined(legs: Sequence[Leg], snapped: list[Snapped]) -> Route:
@@ -266,17 +505,8 @@ async def walk(
     conn: psycopg.AsyncConnection[Any], edges: str, a: Snapped, b: Snapped
 ) -> Leg | None:
     """The fastest way from ``a`` to ``b`` on the edges of ``edges`` (pgRouting's edges
-    query), or None when there is none."""
-    if a.edge == b.edge and math.isclose(a.fraction, b.fraction, abs_tol=1e-12):
-        return Leg(0.0, 0.0, [], None)
-    cur = await conn.execute(LEG, {"edges": edges, "points": points_sql([a, b]),
-                                   "start": vertex_or_point(a, 1), "end": vertex_or_point(b, 2),
-                                   "f1": a.fraction, "f2": b.fraction})  # fmt: skip
-    row = await cur.fetchone()
-    if row is None or row[0] is None:
-        return None
-    line = json.loads(row[3]) if row[3] else None
-    return Leg(float(row[0]), float(row[1]), list(row[2] or []), line)
+    query), or None when there is none: :func:`legs` of one pair."""
+    return (await legs(conn, edges, [a], [b])).get((0, 0))
 
 
 def vertex_or_point(point: Snapped, pid: int) -> int:
