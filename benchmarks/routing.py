@@ -21,7 +21,10 @@ pairs the route's seconds, and for 5 points the 5 nearest facilities' seconds, m
 within the time of one block at each end (the limit routes between the vertices nearest
 the points, the platform from the points themselves), or the run stops.
 
-Usage: ``.venv/bin/python benchmarks/routing.py [--size 225] [--duration 15]
+Each of route and closest-facility is measured in ``--rounds`` rounds (3), the limit and
+the platform in turn, alternating which goes first; the ratios are of the medians.
+
+Usage: ``.venv/bin/python benchmarks/routing.py [--size 225] [--duration 15] [--rounds 3]
 [--no-record]``. Needs ``wrk``.
 """
 
@@ -33,6 +36,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -81,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--size", type=int, default=225, help="crossings per side of the grid")
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per side")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each side (medians)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
     try:
-        return _run(size=args.size, duration=args.duration, record=not args.no_record)
+        return _run(size=args.size, duration=args.duration, rounds_n=args.rounds,
+                    record=not args.no_record)  # fmt: skip
     except BenchmarkError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
@@ -125,7 +131,7 @@ def _points(size: int, count: int, rng: np.random.Generator) -> list[tuple[float
     return found
 
 
-def _run(*, size: int, duration: int, record: bool) -> int:
+def _run(*, size: int, duration: int, rounds_n: int, record: bool) -> int:
     target = _prepare_database(DATABASE)
     with psycopg.connect(target.url, autocommit=True) as conn:
         server = _server_versions(conn)
@@ -159,22 +165,30 @@ def _run(*, size: int, duration: int, record: bool) -> int:
         {"network": "bench_roads", "point": p, "collection": "bench_facilities", "k": NEAREST}
         for p in origins
     ]
-    rates: dict[str, float] = {}
+    rounds: dict[str, list[float]] = {}
+    wrk = shutil.which("wrk") or "wrk"
+    load = [os.getloadavg()]
     with _serving(side) as port:
         _agree(target, port, route_bodies, closest_bodies)
         for name, process, bodies in (("route", "route", route_bodies),
                                       ("closest", "closest-facility", closest_bodies)):  # fmt: skip
             script = _post_script(WORK / f"{name}.lua", f"/processes/{process}/execution", bodies)
-            _quiet(target)
-            rates[f"{name} limit"] = run_pgbench(target, limits[name], duration, clients=8)
-            _quiet(target)
-            wrk = shutil.which("wrk") or "wrk"
-            rates[f"{name} platform"] = _wrk(wrk, Side(name, [], {}, ""), port, script, duration)
-            _say(f"{name}: platform {rates[f'{name} platform']:.1f}/s, "
-                 f"limit {rates[f'{name} limit']:.1f}/s")  # fmt: skip
+            for number in range(rounds_n):
+                # alternate which goes first: neither always runs after the other's load
+                for which in ("limit", "platform") if number % 2 == 0 else ("platform", "limit"):
+                    _quiet(target)
+                    if which == "limit":
+                        rate = run_pgbench(target, limits[name], duration, clients=8)
+                    else:
+                        rate = _wrk(wrk, Side(name, [], {}, ""), port, script, duration)
+                    rounds.setdefault(f"{name} {which}", []).append(rate)
+                _say(f"{name} round {number + 1}: platform {rounds[f'{name} platform'][-1]:.1f}/s, "
+                     f"limit {rounds[f'{name} limit'][-1]:.1f}/s")  # fmt: skip
+    load.append(os.getloadavg())
+    rates = {key: statistics.median(values) for key, values in rounds.items()}
     if record:
-        _record(size=size, ways=ways, edges=edges, build_s=build_s, rates=rates, server=server,
-                duration=duration)  # fmt: skip
+        _record(size=size, ways=ways, edges=edges, build_s=build_s, rates=rates, rounds=rounds,
+                server=server, duration=duration, load=load)  # fmt: skip
     _verdict(build_s, edges, rates)
     return 0
 
@@ -299,25 +313,33 @@ def _verdict(build_s: float, edges: int, rates: dict[str, float]) -> None:
 
 
 def _record(*, size: int, ways: int, edges: int, build_s: float, rates: dict[str, float],
-            server: str, duration: int) -> None:  # fmt: skip
+            rounds: dict[str, list[float]], server: str, duration: int,
+            load: list[tuple[float, float, float]]) -> None:  # fmt: skip
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    count = len(rounds["route limit"])
     lines = [
         f"\n## {now} · routing, a synthetic city of {edges:,} edges\n",
         f"- machine: `{platform.node()}`, {os.cpu_count()} CPUs; {server}",
         (
             f"- a {size} x {size} grid, {ways:,} ways of {WAY_BLOCKS} blocks; {PAIRS} seeded "
             f"pairs, {FACILITIES} facilities ({NEAREST} nearest); wrk -t2 -c8 -d{duration}s "
-            "(2 uvicorn workers); the limits: pgbench on 8 connections"
+            f"(2 uvicorn workers); the limits: pgbench on 8 connections; {count} rounds of "
+            "limit and platform in turn, alternating which goes first (medians)"
+        ),
+        "- load average (1, 5, 15 min) at the start {}; at the end {}".format(
+            *(", ".join(f"{x:.1f}" for x in each) for each in (load[0], load[-1]))
         ),
         f"- platform at {_git_revision()}\n",
-        "| measure | platform | limit | ratio (goal) |",
-        "|---|---:|---:|---|",
-        f"| network build | {build_s:.1f} s | | (≤ {GOAL_BUILD_S:g} s) |",
+        "| measure | platform | limit | ratio (goal) | rounds: platform / limit |",
+        "|---|---:|---:|---|---|",
+        f"| network build | {build_s:.1f} s | | (≤ {GOAL_BUILD_S:g} s) | |",
     ]
     for name, label, goal in (("route", "route", GOAL_ROUTE),
                               ("closest", "closest-facility", GOAL_CLOSEST)):  # fmt: skip
         p, lim = rates[f"{name} platform"], rates[f"{name} limit"]
-        lines.append(f"| {label} | {p:.1f}/s | {lim:.1f}/s | {p / lim:.2f} (≥ {goal}) |")
+        each = " / ".join(", ".join(f"{x:.1f}" for x in rounds[f"{name} {side}"])
+                          for side in ("platform", "limit"))  # fmt: skip
+        lines.append(f"| {label} | {p:.1f}/s | {lim:.1f}/s | {p / lim:.2f} (≥ {goal}) | {each} |")
     with RESULTS.open("a", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
 
