@@ -212,13 +212,12 @@ async def unregister(device_id: str, seen: Steward, actor: ActorDep, db: Db) -> 
 
 @router.websocket("/live")
 async def live(websocket: WebSocket) -> None:
-    """Positions as they arrive (JSON messages ``{"type": "position", ...}``), first the
-    latest of every device, filtered by ``device`` and ``department`` (comma-separated)
-    and ``bbox`` (west,south,east,north in lon/lat); geofence events
-    (``{"type": "event", ...}``). Only for callers who may read ``gps_latest``, and only
-    the devices their grants show. Callers who may read every incident are also told what
-    happens to them (``{"type": "incident", "kind": "reported" | "changed" | "dispatch" |
-    "on-scene" | "deleted", "incident": id, ...}``)."""
+    """Positions as they arrive (``{"type": "position", ...}``), first the latest of every
+    device, filtered by ``device`` and ``department`` (comma-separated) and ``bbox``
+    (west,south,east,north in lon/lat); geofence events (``{"type": "event", ...}``); for
+    callers who may read every incident, what happens to them (``{"type": "incident",
+    "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``). Only
+    for callers who may read ``gps_latest``, and only the devices their grants show."""
     seen = caller(websocket)
     if live_stream.COLLECTION not in seen.rights:
         await websocket.close(code=1008, reason="you may not read gps_latest")
@@ -234,13 +233,10 @@ async def live(websocket: WebSocket) -> None:
         found = frozenset(v.strip() for v in (q.get(key) or "").split(",") if v.strip())
         return found or None
 
-    incidents = seen.rights.get(dispatch.COLLECTION)
+    every = (r := seen.rights.get(dispatch.COLLECTION)) is not None and r.read_rows is None
+    layer = seen.features(live_stream.COLLECTION).layer
     subscriber = live_stream.Subscriber(
-        seen.features(live_stream.COLLECTION).layer,
-        names("device"),
-        names("department"),
-        bbox,
-        incidents=incidents is not None and incidents.read_rows is None,
+        layer, names("device"), names("department"), bbox, incidents=every
     )
     await websocket.accept()
     hub: live_stream.Hub = websocket.app.state.live
