@@ -75,9 +75,10 @@ def units(admin: Client) -> Iterator[dict[str, tuple[float, float] | None]]:
     for device, where in FIXES.items():
         admin.request("POST", "/gps/devices", json={"id": device, "department": "emergency"})
         admin.request("PUT", f"/units/{device}", json={"kind": "fire-engine"})
-        if where is not None:  # as OsmAnd sends it: no token, the time of receipt
-            fix = httpx.get(f"{admin.url}/gps/osmand",
-                            params={"id": device, "lon": where[0], "lat": where[1]})  # fmt: skip
+        if where is not None:  # as OsmAnd sends it: no token, Unix seconds
+            now = int(time.time())
+            fix = httpx.get(f"{admin.url}/gps/osmand", params={
+                "id": device, "lon": where[0], "lat": where[1], "timestamp": now})  # fmt: skip
             assert fix.status_code == 200 and fix.text == "OK", fix.text
     try:
         yield FIXES
