@@ -24,9 +24,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from layers.access import View
-from spatial.access import Principal
+from spatial.access import WRITE, Principal
 from spatial.catalog import Kind
 from spatial.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
+from spatial.network.reach import MAX_BANDS, MAX_MINUTES
+from spatial.network.routing import MAX_POINTS
 from spatial.processes import PROCESSES
 from spatial.subsystems import SHIPPED
 
@@ -201,6 +203,54 @@ class ProcessOffer(_Model):
         return {str(v) for k, v in self.inputs.items() if k in COLLECTION_INPUTS}
 
 
+class IncidentKind(_Model):
+    """A kind of incident the command panel offers, and the unit kinds ranked for it."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    label: str = Field(min_length=1)
+    units: list[str] = Field(default_factory=list)
+    """Unit kinds (``fire-engine``, ``ambulance``...) proposed for it; all when empty."""
+
+
+class Command(_Model):
+    """The emergency command panel (api/static/maps/command.js): incidents, units and
+    their dispatch, road closures, and the service areas of the stations."""
+
+    network: str = Field(default="roads", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")
+    """The road network whose closures the panel lists and draws, and whose service
+    areas it computes."""
+    stations: str | None = "fire_stations"
+    """The point collection whose service areas the panel draws (None: no such layer);
+    at most :data:`~spatial.network.routing.MAX_POINTS` of its points are used."""
+    minutes: list[float] = Field(default_factory=lambda: [5.0, 10.0, 15.0])
+    """The service areas' bands."""
+    kinds: list[IncidentKind] = Field(default_factory=list)
+    """The incident kinds offered (free text when none)."""
+
+    @field_validator("minutes")
+    @classmethod
+    def _bands(cls, minutes: list[float]) -> list[float]:
+        if not 1 <= len(minutes) <= MAX_BANDS or not all(0 < m <= MAX_MINUTES for m in minutes):
+            msg = f"1 to {MAX_BANDS} bands of more than 0 and at most {MAX_MINUTES:g} minutes"
+            raise ValueError(msg)
+        return sorted(set(minutes))
+
+    @field_validator("kinds")
+    @classmethod
+    def _unique_kinds(cls, kinds: list[IncidentKind]) -> list[IncidentKind]:
+        ids = [k.id for k in kinds]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            msg = f"incident kinds {twice} are listed more than once"
+            raise ValueError(msg)
+        return kinds
+
+
+INCIDENTS = "incidents"
+"""The collection of the command panel's incidents (migration 0015): a caller who may
+not read it gets no panel."""
+
+
 class Access(_Model):
     """Who may open a map: everyone (``public``), or signed-in callers of these
     departments or roles (admins always)."""
@@ -234,11 +284,21 @@ class Subsystem(_Model):
     """Whether the map follows vehicles on the live stream (``/gps/live``)."""
     layers: list[MapLayer] = Field(min_length=1)
     processes: list[ProcessOffer] = Field(default_factory=list)
+    command: Command | None = None
+    """The emergency command panel (``true`` for its defaults), shown to callers who may
+    read the incidents."""
 
     @field_validator("access", mode="before")
     @classmethod
     def _public_shorthand(cls, value: Any) -> Any:
         return {"public": True} if value == "public" else value
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @field_validator("extent")
     @classmethod
@@ -381,6 +441,9 @@ def resolve(
     live = None
     if subsystem.live and "gps_latest" in readable:
         live = {"url": "ws" + base.removeprefix("http") + "/gps/live", "collection": "gps_latest"}
+    command = None
+    if subsystem.command is not None and INCIDENTS in readable:
+        command = _command(subsystem.command, seen, base, live)
     return {
         "id": subsystem.id,
         "title": subsystem.title,
@@ -392,9 +455,36 @@ def resolve(
         "layers": layers,
         "processes": processes,
         "live": live,
+        "command": command,
         "links": [{"rel": "self", "type": "application/json",
                    "href": f"{base}/maps/{subsystem.id}/config"}],
     }  # fmt: skip
+
+
+def _command(
+    command: Command, seen: View, base: str, live: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The command panel's configuration: its endpoints, whether the caller may edit the
+    incidents (report, dispatch, close), and the service areas' stations when readable."""
+    readable = seen.catalog.collections
+    access = seen.rights[INCIDENTS]
+    areas = None
+    if command.stations is not None and command.stations in readable:
+        areas = {"execution": f"{base}/processes/service-area/execution",
+                 "points": f"{base}/collections/{command.stations}/items",
+                 "collection": command.stations, "minutes": command.minutes,
+                 "most": MAX_POINTS}  # fmt: skip
+    return {
+        "incidents": f"{base}/incidents",
+        "items": f"{base}/collections/{INCIDENTS}/items",
+        "units": f"{base}/units",
+        "closures": f"{base}/network/closures",
+        "network": command.network,
+        "editable": access.level >= WRITE and not seen.principal.anonymous,
+        "kinds": [k.model_dump() for k in command.kinds],
+        "service_areas": areas,
+        "live": live["url"] if live else None,
+    }
 
 
 def _source(

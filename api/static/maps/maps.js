@@ -8,13 +8,14 @@
 // coordinates); the tools are modules of their own, each given the map to work on:
 // search.js (attribute and place search), measure.js (distance and area), analyse.js
 // (draw a shape, run a process, show and download the result), live.js (vehicles and
-// geofence events on the live stream).
+// geofence events on the live stream), command.js (incidents, units, dispatch and road
+// closures, on a map configured with ``command``).
 
 import {
   authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
 } from './common.js';
 
-const TOOLS = ['search', 'measure', 'analyse', 'live'];
+const TOOLS = ['search', 'measure', 'analyse', 'live', 'command'];
 /** The tool modules, in the panel's order; each exports ``install({map, maplibregl,
  * config})``, called once the map has loaded its style. */
 
