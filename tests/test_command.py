@@ -37,13 +37,13 @@ NETWORK = "cmd_roads"
 LOCAL, ARTERIAL = 30 / 3.6, 50 / 3.6
 GPS = GpsSettings()
 UNITS = {  # device: (unit kind, position in the drawing, fix age in seconds or None)
-    "cmd-e1": ("fire-engine", (900, 2), 60),
-    "cmd-e2": ("fire-engine", (1900, 1003), 5),
-    "cmd-p1": ("police", (1100, -2), 5),
-    "cmd-stale": ("fire-engine", (1000, 2), 3600),
-    "cmd-nofix": ("fire-engine", None, None),
-    "cmd-far": ("fire-engine", (1000, 2500), 5),
-    "cmd-island": ("fire-engine", (900, 1302), 5),
+    "cmd-e1": ("cmd-engine", (900, 2), 60),
+    "cmd-e2": ("cmd-engine", (1900, 1003), 5),
+    "cmd-p1": ("cmd-police", (1100, -2), 5),
+    "cmd-stale": ("cmd-engine", (1000, 2), 3600),
+    "cmd-nofix": ("cmd-engine", None, None),
+    "cmd-far": ("cmd-engine", (1000, 2500), 5),
+    "cmd-island": ("cmd-engine", (900, 1302), 5),
 }
 SCENE = (1200, 4)
 
@@ -144,7 +144,7 @@ def test_candidates_are_ranked_by_road_time_and_the_others_excluded_with_why(
     api: httpx.Client,
 ) -> None:
     incident = _report(api)
-    answer = api.post(f"/incidents/{incident}/candidates", json={"kinds": ["fire-engine"]})
+    answer = api.post(f"/incidents/{incident}/candidates", json={"kinds": ["cmd-engine"]})
     assert answer.status_code == 200, answer.text
     said = answer.json()
     ranked = [c["unit"] for c in said["candidates"]]
@@ -158,15 +158,41 @@ def test_candidates_are_ranked_by_road_time_and_the_others_excluded_with_why(
     assert second["seconds"] == pytest.approx(900 / ARTERIAL + 1000 / LOCAL + 200 / LOCAL, rel=0.02)
     assert second["roads"] == ["二路", "中街", "一路"]
     why = {e["unit"]: e["reason"] for e in said["excluded"]}
-    assert set(why) == {"cmd-stale", "cmd-nofix", "cmd-far", "cmd-island"}
+    assert set(why) == {"cmd-stale", "cmd-nofix", "cmd-far", "cmd-island"}  # of this kind
     assert why["cmd-stale"].startswith("its latest fix is 6")  # 60 minutes and a little
-    assert why["cmd-stale"].endswith("min old (stale after 10 min)")
+    assert why["cmd-stale"].endswith(" min old (stale after 10 min)")
     assert why["cmd-nofix"] == "no fix yet"
     assert "m from the nearest road" in why["cmd-far"]
     assert "no road leads" in why["cmd-island"]
-    # Without kinds, the police car (100 m away) comes first.
-    every = api.post(f"/incidents/{incident}/candidates", json={"limit": 1}).json()
+    # Of both kinds, the police car (100 m away) comes first.
+    kinds = {"kinds": ["cmd-engine", "cmd-police"], "limit": 1}
+    every = api.post(f"/incidents/{incident}/candidates", json=kinds).json()
     assert [c["unit"] for c in every["candidates"]] == ["cmd-p1"] and every["more"] == 2
+    api.post(f"/incidents/{incident}/close")
+
+
+def test_candidates_honour_the_road_closures(api: httpx.Client) -> None:
+    incident = _report(api)
+    # 中街 (V2) closed: E2 comes down 西街 (V1) instead, 东街 being one-way northwards.
+    ring = [lonlat(x, y) for x, y in ((980, 400), (1020, 400), (1020, 600), (980, 600),
+                                      (980, 400))]  # fmt: skip
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    closure = api.post("/network/closures", json={
+        "network": NETWORK, "reason": "路面塌陷 road collapsed", "expires_at": until,
+        "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
+    })  # fmt: skip
+    assert closure.status_code == 201, closure.text
+    try:
+        said = api.post(f"/incidents/{incident}/candidates", json={"kinds": ["cmd-engine"]})
+        assert said.status_code == 200, said.text
+        e1, e2 = said.json()["candidates"]
+        assert e1["unit"] == "cmd-e1" and e1["seconds"] == pytest.approx(300 / LOCAL, rel=0.02)
+        assert e2["roads"] == ["二路", "西街", "一路"]
+        assert e2["seconds"] == pytest.approx(1900 / ARTERIAL + 2200 / LOCAL, rel=0.02)
+    finally:
+        assert api.delete(f"/network/closures/{closure.json()['id']}").status_code == 200
+    again = api.post(f"/incidents/{incident}/candidates", json={"kinds": ["cmd-engine"]})
+    assert again.json()["candidates"][1]["roads"] == ["二路", "中街", "一路"]
     api.post(f"/incidents/{incident}/close")
 
 

@@ -268,10 +268,18 @@ def _stale(unit: dict[str, Any], stale_after_s: float) -> str | None:
         return "no fix yet"
     if unit["fix_age_s"] > stale_after_s:
         return (
-            f"its latest fix is {unit['fix_age_s'] / 60:,.1f} min old (stale after "
-            f"{stale_after_s / 60:g} min)"
+            f"its latest fix is {_age(unit['fix_age_s'])} old (stale after {_age(stale_after_s)})"
         )
     return None
+
+
+def _age(seconds: float) -> str:
+    """A duration as people say it: minutes, hours or days."""
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min".replace(".0 min", " min")
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.0f} days"
 
 
 def _left(unit: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -288,9 +296,10 @@ async def _placed(
     Raises:
         InvalidInputError: the incident is too far from the roads.
     """
-    srid = await routing.network_srid(conn, network)
+    state = await routing.network_state(conn, network)
     points = [(u["lon"], u["lat"]) for u in units] + [(found.lon, found.lat)]
-    snapped = await routing.nearest_edges(conn, network, points)
+    snapped = await routing.nearest_edges(conn, network, points, srid=state.srid,
+                                          closures=state.closed)  # fmt: skip
     goal = snapped[-1]
     if goal.distance_m > routing.SNAP_LIMIT_M:
         msg = (
@@ -298,7 +307,7 @@ async def _placed(
             f"{network!r}; the limit is {routing.SNAP_LIMIT_M:,.0f} m"
         )
         raise InvalidInputError(msg)
-    edges = routing.edges_query(routing.usable_edges(network, srid))
+    edges = routing.edges_query(routing.usable_edges(network, state.srid, closures=state.closed))
     placed = []
     for unit, spot in zip(units, snapped[:-1], strict=True):
         if spot.distance_m > routing.SNAP_LIMIT_M:
@@ -403,14 +412,15 @@ async def _routes(
     fixes = [(r[0], float(r[1]), float(r[2])) for r in await cur.fetchall()]
     if not fixes:
         return {}
-    srid = await routing.network_srid(conn, network)
+    state = await routing.network_state(conn, network)
     snapped = await routing.nearest_edges(
-        conn, network, [(x, y) for _, x, y in fixes] + [(found.lon, found.lat)]
-    )
+        conn, network, [(x, y) for _, x, y in fixes] + [(found.lon, found.lat)],
+        srid=state.srid, closures=state.closed,
+    )  # fmt: skip
     near = [i for i, s in enumerate(snapped[:-1]) if s.distance_m <= routing.SNAP_LIMIT_M]
     if not near or snapped[-1].distance_m > routing.SNAP_LIMIT_M:
         return {}
-    edges = routing.edges_query(routing.usable_edges(network, srid))
+    edges = routing.edges_query(routing.usable_edges(network, state.srid, closures=state.closed))
     ways = await routing.legs(conn, edges, [snapped[i] for i in near], [snapped[-1]])
     return {fixes[i][0]: ways[(k, 0)] for k, i in enumerate(near) if (k, 0) in ways}
 
