@@ -131,7 +131,7 @@ def test_the_demo_fleet_drives_through_the_districts(loaded: str) -> None:
     assert fleet <= {d for (d,) in _rows(loaded, "SELECT device_id FROM gps.latest")}
     assert _one(loaded, "SELECT count(*) FROM gps.positions") >= (4_766,)
     kinds = {k for (k,) in _rows(loaded, "SELECT DISTINCT kind FROM gps.events "
-                                 "WHERE device_id LIKE 'YF-%'")}  # fmt: skip
+                                 "WHERE device_id LIKE 'YF-%%'")}  # fmt: skip
     assert kinds == {"enter", "exit"}
     assert _one(loaded, "SELECT count(*) FROM gps.tracks") >= (6,)
     public = {c for (c,) in _rows(loaded, "SELECT id FROM platform.collections "
