@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -220,13 +221,13 @@ async def candidates(
                               "excluded": excluded}  # fmt: skip
     if not fresh:
         return answer
-    placed = await _placed(conn, network, found, fresh, excluded)
+    state, placed, goal = await _placed(conn, network, found, fresh, excluded)
     if not placed:
         return answer
-    edges, goal = placed[0][2], placed[0][3]
-    seconds = await routing.costs(conn, edges, [p[1] for p in placed], [goal])
+    usable = routing.usable_edges(network, state.srid, closures=state.closed)
+    seconds = await routing.costs(conn, routing.edges_query(usable), [p[1] for p in placed], [goal])
     ranked = []
-    for i, (unit, _, _, _) in enumerate(placed):
+    for i, (unit, _) in enumerate(placed):
         if (i, 0) in seconds:
             ranked.append((seconds[(i, 0)], i))
         else:
@@ -239,10 +240,11 @@ async def candidates(
             )
     ranked.sort()
     best = ranked[:limit]
-    ways = await routing.legs(conn, edges, [placed[i][1] for _, i in best], [goal])
+    ways = await _best_ways(conn, usable, state.srid, [(placed[i], secs) for secs, i in best],
+                            goal, scene=(found.lon, found.lat))  # fmt: skip
     now = dt.datetime.now(dt.UTC)
-    for k, (secs, i) in enumerate(best):
-        unit, leg = placed[i][0], ways.get((k, 0))
+    for k, ((secs, i), leg) in enumerate(zip(best, ways, strict=True)):
+        unit = placed[i][0]
         answer["candidates"].append({
             "rank": k + 1, "unit": unit["unit"], "name": unit["name"], "kind": unit["kind"],
             "seconds": round(secs, 1), "eta": (now + dt.timedelta(seconds=secs)).isoformat(),
@@ -287,11 +289,14 @@ def _left(unit: dict[str, Any], reason: str) -> dict[str, Any]:
 
 
 async def _placed(
-    conn: psycopg.AsyncConnection[Any], network: str, found: Incident,
-    units: Sequence[dict[str, Any]], excluded: list[dict[str, Any]],
-) -> list[tuple[dict[str, Any], routing.Snapped, str, routing.Snapped]]:  # fmt: skip
-    """The units on the network (with the usable edges and the incident's place), those
-    too far from any road added to ``excluded``.
+    conn: psycopg.AsyncConnection[Any],
+    network: str,
+    found: Incident,
+    units: Sequence[dict[str, Any]],
+    excluded: list[dict[str, Any]],
+) -> tuple[routing.NetworkState, list[tuple[dict[str, Any], routing.Snapped]], routing.Snapped]:
+    """The network's state, the units on the network and the incident's place on it; the
+    units too far from any road added to ``excluded``.
 
     Raises:
         InvalidInputError: the incident is too far from the roads.
@@ -307,14 +312,56 @@ async def _placed(
             f"{network!r}; the limit is {routing.SNAP_LIMIT_M:,.0f} m"
         )
         raise InvalidInputError(msg)
-    edges = routing.edges_query(routing.usable_edges(network, state.srid, closures=state.closed))
     placed = []
     for unit, spot in zip(units, snapped[:-1], strict=True):
         if spot.distance_m > routing.SNAP_LIMIT_M:
             excluded.append(_left(unit, f"it is {spot.distance_m:,.0f} m from the nearest road"))
         else:
-            placed.append((unit, spot, edges, goal))
-    return placed
+            placed.append((unit, spot))
+    return state, placed, goal
+
+
+NEAR_M = 2000.0
+"""The least margin around the best units and the incident of the roads their routes are
+first searched on."""
+
+
+async def _best_ways(
+    conn: psycopg.AsyncConnection[Any], usable: sql.Composable, srid: int,
+    best: Sequence[tuple[tuple[dict[str, Any], routing.Snapped], float]],
+    goal: routing.Snapped, *, scene: tuple[float, float],
+) -> list[routing.Leg | None]:  # fmt: skip
+    """The routes of the best-ranked units (each with its time by :func:`routing.costs`)
+    to the incident, in order.
+
+    pgRouting loads every edge of its edges query for each call, and the best units are
+    near the incident: the routes are first searched on the roads inside the box of their
+    positions and the incident, widened by :data:`NEAR_M` or half its size, whichever is
+    more. A route found there as fast as the whole network's time is the fastest (no path
+    outside the box can beat it); any other is searched again on the whole network, so
+    the answer is the same as a search of the whole network, at a fraction of its cost.
+    """
+    lons = [u["lon"] for (u, _), _ in best] + [scene[0]]
+    lats = [u["lat"] for (u, _), _ in best] + [scene[1]]
+    middle = math.cos(math.radians((min(lats) + max(lats)) / 2))
+    size_m = max((max(lons) - min(lons)) * 111_320 * middle, (max(lats) - min(lats)) * 110_574)
+    margin = max(NEAR_M, size_m / 2)
+    dlon, dlat = margin / (111_320 * middle), margin / 110_574
+    box = sql.SQL("e.geom && ST_Transform(ST_MakeEnvelope({}, {}, {}, {}, 4326), {})").format(
+        *(sql.Literal(v) for v in (min(lons) - dlon, min(lats) - dlat, max(lons) + dlon,
+                                   max(lats) + dlat, srid)),
+    )  # fmt: skip
+    near = routing.edges_query(sql.SQL("{} AND {}").format(usable, box))
+    found = await routing.legs(conn, near, [spot for (_, spot), _ in best], [goal])
+    ways: list[routing.Leg | None] = [found.get((k, 0)) for k in range(len(best))]
+    again = [k for k, (way, (_, secs)) in enumerate(zip(ways, best, strict=True))
+             if way is None or way.seconds > secs + 1e-3 + 1e-9 * secs]  # fmt: skip
+    if again:
+        whole = await routing.legs(conn, routing.edges_query(usable),
+                                   [best[k][0][1] for k in again], [goal])  # fmt: skip
+        for n, k in enumerate(again):
+            ways[k] = whole.get((n, 0))
+    return ways
 
 
 def _names(value: Any, most: int) -> list[str]:
