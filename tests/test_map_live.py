@@ -8,7 +8,10 @@ GeoJSON source follows the fixes, and the ``enter`` and ``exit`` events of the z
 listed (newest first, with the fence's name); clicking one flies there and pulses. Then the
 connection is lost: a short loss is retried by itself; during a longer one the vehicle
 crosses the zone again, and on reconnecting the page catches up with the position and the
-events it missed; a notice of dropped messages makes it read the vehicles again.
+events it missed; a notice of dropped messages makes it read the vehicles again. The other
+tools of the page (the command panel) are told, as window events, the positions, the
+incident messages, the connection's state and when messages may have been missed; an
+arrival on scene (no fence) is not listed as a geofence event.
 Screenshot: ``var/test-screenshots/map-emergency-live.png``.
 """
 
@@ -260,6 +263,7 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
     back = there[::-1]
     with browser_page() as seen:
         page = _open(seen, demo_api.url, token)
+        page.evaluate(TOLD)
         probe.send(there[-1:])  # (north of the zone, wherever an earlier test left it)
         _until(lambda: _in_source(page), _at(*there[-1]), "the vehicle north of the zone")
         fetched = _data(page, "refetches")
@@ -269,6 +273,9 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
             state="attached", timeout=WAIT_MS
         )
         _until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch")
+        assert ["position", DEVICE] in _told(page, "position")
+        told = _told(page, "live", "missed")[-3:]
+        assert told == [["live", "reconnecting"], ["live", "live"], ["missed", "reconnected"]], told
         probe.send(back[:1])
         _until(lambda: _in_source(page), _at(*back[0]), "a fix after the reconnection")
 
@@ -295,4 +302,44 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
         page.evaluate("() => spatialLive.receive(JSON.stringify({type: 'dropped', count: 3}))")
         _until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch on drops")
         assert page.locator("#live[data-state='live']").count() == 1
+        assert _told(page, "live", "missed")[-1] == ["missed", "dropped"]
+
+        # incident messages are handed on; an arrival on scene is no geofence event
+        page.evaluate("""() => spatialLive.receive(JSON.stringify(
+            {type: 'incident', kind: 'changed', incident: 'INC-LIVE-1'}))""")
+        assert _told(page, "incident") == [["incident", "INC-LIVE-1"]]
+        listed = _data(page, "events")
+        page.evaluate(
+            """([device, lon, lat]) => spatialLive.receive(JSON.stringify({type: 'event', device,
+                kind: 'on-scene', fence: null, incident: 'INC-LIVE-1', lon, lat,
+                time: new Date().toISOString()}))""",
+            [DEVICE, *back[-1]],
+        )
+        time.sleep(0.5)
+        assert _data(page, "events") == listed
+        assert page.locator("#live li[data-kind='on-scene']").count() == 0
+        assert not [u for u in seen.requests if "fence_id=0" in u or "fence_id=NaN" in u]
+        # the catch-up asked for geofence events only (gps_events holds arrivals too)
+        caught = [
+            u for u in seen.requests if "/collections/gps_events/items" in u and "datetime=" in u
+        ]
+        assert caught and all("filter=kind+IN" in u for u in caught), caught
         seen.assert_clean()
+
+
+TOLD = """() => {
+    window.told = [];
+    for (const name of ['position', 'incident', 'live', 'missed']) {
+        window.addEventListener(`spatial:${name}`, ({ detail }) => told.push([name,
+            detail.device || detail.incident || detail.state || detail.reason]));
+    }
+}"""
+"""Record what the live tool tells the page's other tools (window events)."""
+
+
+def _told(page: Any, *names: str) -> list[list[str]]:
+    """What the live tool told of ``names``, oldest first: [name, what it was about]."""
+    found: list[list[str]] = page.evaluate(
+        "(names) => told.filter(([name]) => names.includes(name))", list(names)
+    )
+    return found

@@ -7,25 +7,36 @@
 //   device not seen before is added); the source is set at most once per animation frame,
 //   however many messages came meanwhile, and a vehicle glides to its new place when the
 //   fleet is small. An older position than the one shown is ignored.
-// - Geofence events: listed newest first (the last EVENTS_KEPT), counted, pulsed on the
-//   map; a click flies to the place. The stream names the fence by id: its name is read
-//   once from the gps_events collection when the caller may read it.
+// - Geofence events (enter, exit, dwell): listed newest first (the last EVENTS_KEPT),
+//   counted, pulsed on the map; a click flies to the place. The stream names the fence by
+//   id: its name is read once from the gps_events collection when the caller may read it.
+//   (That collection also holds the units' arrivals on scene, with no fence: the command
+//   panel shows those, not this list.)
 // - The connection: 连接中 / 实时 / 重连中, with the time of the last message; a lost
 //   connection is retried with a capped exponential backoff, and after a reconnection (or
 //   when the stream says it dropped messages for a slow client) the vehicles are read
 //   again from the collection and the events missed meanwhile from gps_events.
 // - A vehicle list: follow a vehicle (the map keeps it in view; dragging the map stops
 //   following); vehicles without a fix for STALE_MS are greyed, in the list and on the map.
+// - The page's one connection to the stream: it asks for no filter (every vehicle the
+//   caller may see, and what happens to the incidents for a caller who may read them), and
+//   hands on to the other tools (the command panel, command.js) as window events:
+//   spatial:position and spatial:incident (detail: the message as the stream sent it),
+//   spatial:live (detail {state}: the connection's state, as data-state below) and
+//   spatial:missed (detail {reason}: 'reconnected' or 'dropped': messages may have been
+//   missed, read again what the stream keeps current).
 //
 // Browsers cannot set headers on a WebSocket: the signed-in user's token goes as the
 // access_token query parameter (the server hides it in its logs).
 //
 // For the browser tests: #live carries data-state (connecting, live, reconnecting,
-// refused), data-positions (position messages applied), data-events, data-reconnects and
-// data-refetches; each event's li carries data-device, data-kind, data-fence (the fence's
-// id) and data-fence-name; window.spatialLive.interrupt() closes the socket as a lost
-// connection would, hold() closes it and reconnects only at release(); receive(text) takes
-// a message as if the stream sent it; vehicle(id) is what the page knows of a device.
+// refused), data-positions (position messages applied), data-events, data-reconnects,
+// data-refetches and data-catchups (reads of the events missed, done); each event's li
+// carries data-device, data-kind, data-fence (the fence's id) and data-fence-name;
+// window.spatialLive.interrupt() closes the socket as a lost connection would, hold() closes
+// it and reconnects only at release(); receive(text) takes a message as if the stream sent
+// it; vehicle(id) is what the page knows of a device; state is the connection's (which the
+// command panel reads when it starts).
 
 import { element, getJSON, say, section, token } from './common.js';
 
@@ -53,6 +64,8 @@ const STATES = {
   refused: '已拒绝 refused',
 };
 const KINDS = { enter: '进入 enter', exit: '离开 exit', dwell: '停留 dwell' };
+/** The geofence events' kinds (gps_events also holds 'on-scene', an arrival: no fence). */
+const FENCE_FILTER = `kind IN (${Object.keys(KINDS).map((k) => `'${k}'`).join(', ')})`;
 const REFUSALS = new Set([1003, 1008]);
 /** Close codes the server gives a request it will refuse again (no access, a bad filter).
  * A refusal before the handshake reaches a browser only as 1006, like a lost connection:
@@ -75,6 +88,9 @@ const when = (time) => {
   const parsed = Date.parse(time);
   return Number.isNaN(parsed) ? 0 : parsed;
 };
+
+/** Hand on to the page's other tools (see above). */
+const tell = (name, detail) => window.dispatchEvent(new CustomEvent(`spatial:${name}`, { detail }));
 
 export function install({ map, maplibregl, config }) {
   if (!config.live) return;
@@ -102,7 +118,7 @@ class Live {
     this.follow = null;
     this.fences = new Map(); // fence id -> name, or a promise of it
     this.eventKeys = new Set();
-    this.counts = { positions: 0, events: 0, reconnects: 0, refetches: 0 };
+    this.counts = { positions: 0, events: 0, reconnects: 0, refetches: 0, catchups: 0 };
     this.socket = null;
     this.attempts = 0;
     this.retry = 0;
@@ -112,7 +128,9 @@ class Live {
   }
 
   hooks() {
+    const live = this;
     return {
+      get state() { return live.state; },
       interrupt: () => this.socket?.close(4000, 'interrupted'),
       hold: () => {
         this.held = true;
@@ -159,6 +177,7 @@ class Live {
     this.root.dataset.state = state;
     this.statusLine.dataset.state = state;
     this.showStatus(detail);
+    tell('live', { state });
   }
 
   showStatus(detail = '') {
@@ -199,7 +218,7 @@ class Live {
       this.setState('live');
       if (again) {
         this.count('reconnects');
-        this.catchUp(this.lostAt);
+        this.catchUp(this.lostAt, 'reconnected');
         this.lostAt = null;
       }
     };
@@ -246,17 +265,25 @@ class Live {
     }
     const previous = this.lastMessage;
     this.lastMessage = Date.now();
-    if (message.type === 'position') this.position(message);
-    else if (message.type === 'event') this.event(message, true);
-    else if (message.type === 'dropped') this.catchUp(previous || this.lastMessage);
+    if (message.type === 'position') {
+      this.position(message);
+      tell('position', message);
+    } else if (message.type === 'event') {
+      this.event(message, true);
+    } else if (message.type === 'incident') {
+      tell('incident', message);
+    } else if (message.type === 'dropped') {
+      this.catchUp(previous || this.lastMessage, 'dropped');
+    }
     this.showStatus();
   }
 
   /** Read the vehicles again, and the events since ``since`` (ms), after messages may have
-   * been missed. */
-  catchUp(since) {
+   * been missed (``reason``: 'reconnected' or 'dropped'); the other tools are told. */
+  catchUp(since, reason) {
     if (this.itemsUrl) this.refetch();
     if (this.eventsUrl && since) this.missedEvents(since - CATCH_UP_MARGIN_MS);
+    tell('missed', { reason });
   }
 
   async refetch() {
@@ -277,6 +304,7 @@ class Live {
     const url = new URL(this.eventsUrl);
     url.search = new URLSearchParams({
       f: 'json', datetime: `${new Date(since).toISOString()}/..`, sortby: '-time', limit: String(EVENTS_KEPT),
+      filter: FENCE_FILTER, 'filter-lang': 'cql2-text',
     }).toString();
     try {
       const found = await getJSON(url.toString());
@@ -287,6 +315,7 @@ class Live {
         this.event({ device: p.device_id, fence: p.fence_id, kind: p.kind, time: p.time, lon, lat },
           false);
       }
+      this.count('catchups');
     } catch (error) {
       say(`实时 live: ${error.message}`, true);
     }
@@ -450,8 +479,10 @@ class Live {
 
   // -- geofence events ------------------------------------------------------------------------
 
-  /** Show an event (``fresh``: from the stream now, pulsed; else caught up, quietly). */
+  /** Show a geofence event (``fresh``: from the stream now, pulsed; else caught up,
+   * quietly); anything else (an arrival on scene has no fence) is not one. */
   event(message, fresh) {
+    if (!Object.hasOwn(KINDS, message.kind) || message.fence === null || message.fence === undefined) return;
     const fence = Number(message.fence);
     const key = `${message.device}|${fence}|${message.kind}|${when(message.time)}`;
     if (this.eventKeys.has(key)) return;

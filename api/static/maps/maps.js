@@ -8,8 +8,9 @@
 // coordinates); the tools are modules of their own, each given the map to work on:
 // search.js (attribute and place search), measure.js (distance and area), analyse.js
 // (draw a shape, run a process, show and download the result), live.js (vehicles and
-// geofence events on the live stream), command.js (incidents, units, dispatch and road
-// closures, on a map configured with ``command``).
+// geofence events on the live stream, the page's one connection to it, handed on to the
+// other tools), command.js (incidents, units and dispatch, on a map configured with
+// ``command``; report.js, closures.js and reach.js are its parts).
 
 import {
   authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
