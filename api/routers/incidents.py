@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -69,7 +70,7 @@ async def report(
     _, incident_id = await dispatch.report(conn, target, body.model_dump(), actor=actor)
     feature = await dispatch.described(conn, target, incident_id)
     location = str(request.url_for("incident", incident_id=incident_id))
-    return JSONResponse(feature, status_code=201, headers={"Location": location})
+    return JSONResponse(jsonable_encoder(feature), status_code=201, headers={"Location": location})
 
 
 @router.get("/incidents/{incident_id}", name="incident", summary="An incident and its units")
@@ -78,7 +79,7 @@ async def incident(incident_id: str, view: Caller, conn: Conn) -> JSONResponse:
     arrival, release."""
     target = view.features(COLLECTION)
     found = await dispatch.described(conn, target.editable(), incident_id)
-    return JSONResponse(jsonable(found))
+    return JSONResponse(jsonable_encoder(found))
 
 
 @router.post("/incidents/{incident_id}/candidates", summary="Units ranked by road ETA")
@@ -127,8 +128,7 @@ async def list_units(
     """Every unit (or those of one ``status``): kind, status, the incident it serves, its
     latest fix and whether that is stale; for those who may read the incidents."""
     view.features(COLLECTION)
-    found = await units.units(conn, status=status, stale_after_s=_settings(request).stale_after_s)
-    return [jsonable(u) for u in found]
+    return await units.units(conn, status=status, stale_after_s=_settings(request).stale_after_s)
 
 
 @router.put("/units/{device_id}", summary="Make a device a unit, or set its status")
@@ -147,12 +147,3 @@ async def remove_unit(device_id: str, view: Caller, actor: ActorDep, conn: Conn)
     view.writable(COLLECTION)
     await units.remove(conn, device_id, actor=actor)
     return {"unit": device_id, "removed": True}
-
-
-def jsonable(value: Any) -> Any:
-    """Dates as ISO text, recursively."""
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    return value.isoformat() if hasattr(value, "isoformat") else value
