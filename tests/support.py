@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -217,3 +218,19 @@ class Receiver:
     def accepted(self) -> list[dict[str, Any]]:
         """The events of the requests answered 2xx, in the order they came."""
         return [e for g in list(self.got) if 200 <= g.status < 300 for e in g.events]
+
+
+def until(
+    read: Callable[[], Any], ok: Callable[[Any], bool] = bool, what: str = "the condition",
+    *, seconds: float = 60.0,
+) -> Any:  # fmt: skip
+    """Read until ``ok`` holds of the reading (every 0.1 s, ``seconds`` at most): the
+    reading. Fails saying what was awaited and the last reading: a wait with a deadline on
+    a condition, never a fixed sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: last seen {value!r}"
+        time.sleep(0.1)

@@ -208,7 +208,7 @@ def test_command_chain(admin: Client, opened: list[str]) -> None:
     assert excluded["TCC-NOFIX"] == "no fix yet"
     assert re.fullmatch(r"it is [\d,]+ m from the nearest road", excluded["TCC-OFFROAD"])
     for demo in DEMO_FIRE:  # months old
-        assert re.fullmatch(r"its latest fix is [\d,.]+ min old \(stale after 5 min\)",
+        assert re.fullmatch(r"its latest fix is [\d,.]+ days old \(stale after 5 min\)",
                             excluded[demo])  # fmt: skip
     assert not any(unit.startswith("YF-AMB") for unit in excluded)  # of another kind
     assert ranked.attrs["incident"] == incident and ranked.attrs["network"] == "roads"

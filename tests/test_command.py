@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from networkcase import SETTINGS, lonlat
 from networkcase import ingest as ingest_roads
-from support import TESTS, LiveServer, Receiver, admin_key
+from support import TESTS, LiveServer, Receiver, admin_key, until
 from websockets.sync.client import connect
 
 from api import create_app
@@ -131,16 +131,6 @@ def _unit(api: httpx.Client, device: str) -> dict[str, Any]:
     return found
 
 
-def _until(check: Callable[[], Any], seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.1)
-
-
 def test_candidates_are_ranked_by_road_time_and_the_others_excluded_with_why(
     api: httpx.Client,
 ) -> None:
@@ -183,9 +173,9 @@ def test_candidates_honour_the_road_closures(
     # 中街 (V2) closed: E2 comes down 西街 (V1) instead, 东街 being one-way northwards.
     ring = [lonlat(x, y) for x, y in ((980, 400), (1020, 400), (1020, 600), (980, 600),
                                       (980, 400))]  # fmt: skip
-    until = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
     closure = api.post("/network/closures", json={
-        "network": NETWORK, "reason": "路面塌陷 road collapsed", "expires_at": until,
+        "network": NETWORK, "reason": "路面塌陷 road collapsed", "expires_at": expires,
         "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
     })  # fmt: skip
     assert closure.status_code == 201, closure.text
@@ -246,13 +236,13 @@ def test_dispatch_arrival_and_closing(
         # E1 drives east: 150 m short it is still on its way; within 50 m it is on scene.
         _store(conn, "cmd-e1", (1050, 2), 30)
         _store(conn, "cmd-e1", (1180, 3), 10)
-        _until(lambda: _unit(api, "cmd-e1")["status"] == "on-scene")
+        until(lambda: _unit(api, "cmd-e1")["status"] == "on-scene")
         described = api.get(f"/incidents/{incident}").json()
         assert described["properties"]["status"] == "on-scene"
         assert described["properties"]["units"] == "cmd-e1"
         (row,) = described["assignments"]
         assert row["arrived_at"] and row["released_at"] is None and row["roads"] == ["一路"]
-        delivered = _until(receiver.accepted, 30)
+        delivered = until(receiver.accepted, seconds=30)
         assert delivered[0]["kind"] == "on-scene" and delivered[0]["incident"] == incident
         assert delivered[0]["device"] == "cmd-e1" and delivered[0]["fence"] is None
         webhooks.remove_webhook(conn, hook, actor=TESTS)

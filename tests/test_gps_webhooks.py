@@ -20,7 +20,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -36,6 +36,7 @@ from support import (
     create_database,
     drop_database,
     run_cli,
+    until,
 )
 
 from spatial import accounts
@@ -103,14 +104,6 @@ def _state(conn: psycopg.Connection[Any], webhook_id: int) -> dict[str, Any]:
         "delivered_at FROM gps.webhooks WHERE id = %s", (webhook_id,)).fetchone()  # fmt: skip
     assert row is not None
     return row
-
-
-def _until(check: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {seconds} s")
-        time.sleep(0.1)
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -261,7 +254,7 @@ def test_an_event_that_commits_late_is_not_skipped(
             )
             thread = threading.Thread(target=fast)
             thread.start()
-            _until(lambda: conn.execute(
+            until(lambda: conn.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
                 "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ).fetchone() == (1,))  # fmt: skip
@@ -496,7 +489,7 @@ def test_the_api_manages_webhooks_and_its_task_delivers(
             fix = {"id": "wh-ambulance", "lat": 22.905, "lon": lon, "timestamp": start + 30 * n}
             sent = api.get("/gps/osmand", params=fix)
             assert sent.status_code == 200, sent.text
-        _until(lambda: len(receiver.accepted()) >= 1)
+        until(lambda: len(receiver.accepted()) >= 1)
         got = receiver.got[0]
         assert _signed(got, secret)
         assert [(e["device"], e["kind"], e["fence"]) for e in got.events] == [
@@ -506,7 +499,7 @@ def test_the_api_manages_webhooks_and_its_task_delivers(
             listed = api.get("/gps/webhooks", headers=admin).json()
             return int(next(w for w in listed if w["id"] == webhook_id)["last_event_id"])
 
-        _until(lambda: cursor() >= got.events[0]["id"])
+        until(lambda: cursor() >= got.events[0]["id"])
 
         assert api.delete(f"/gps/webhooks/{webhook_id}", headers=admin).status_code == 200
         gone = api.delete(f"/gps/webhooks/{webhook_id}", headers=admin)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ import psycopg
 import pytest
 import yaml
 from browser import WAIT_MS, browser_page, open_map, requires_chromium
-from support import TESTS, LiveServer
+from support import TESTS, LiveServer, until
 
 from layers import subsystems
 from spatial import accounts
@@ -144,17 +144,6 @@ def _clean(client: httpx.Client, url: str) -> None:
         store.remove_device(conn, UNIT, actor=TESTS)
 
 
-def _until(read: Callable[[], Any], ok: Callable[[Any], bool], what: str) -> Any:
-    """Read until ``ok`` holds (WAIT_S at most); the last reading."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"{what}: last seen {value!r}"
-        time.sleep(0.1)
-
-
 def _wait(page: Any, selector: str) -> Any:
     found = page.locator(selector)
     found.first.wait_for(state="attached", timeout=WAIT_MS)
@@ -251,7 +240,7 @@ def test_report_rank_dispatch_arrive_and_close_an_incident(setting: Setting, dem
         # one connection for the page (the live tool's), with no filter: every vehicle
         assert len(sockets) == 1 and "/gps/live?" in sockets[0], sockets
         assert "device=" not in sockets[0], sockets
-        _until(lambda: int(command.get_attribute("data-incidents") or 0), bool, "incidents read")
+        until(lambda: int(command.get_attribute("data-incidents") or 0), bool, "incidents read")
         _wait(page, f"#command .command-units li[data-unit='{UNIT}'][data-status='available']")
 
         # -- a click on the map in the "new incident" mode, then reported

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from browser import WAIT_MS, BrowserPage, browser_page, is_local, open_map, requires_chromium
 from gpsnet import crossing, flood_fence
-from support import LiveServer
+from support import LiveServer, until
 
 from spatial.gps.store import add_device
 
@@ -108,17 +108,6 @@ def _open(seen: BrowserPage, url: str, token: str, sockets: list[str] | None = N
     page = open_map(seen, f"{url}/maps/emergency", token)
     page.locator("#live[data-state='live']").wait_for(state="attached", timeout=WAIT_MS)
     return page
-
-
-def _until(read: Callable[[], Any], ok: Callable[[Any], bool], what: str) -> Any:
-    """Read until ``ok`` holds (WAIT_S at most); the last reading."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, f"{what}: last seen {value!r}"
-        time.sleep(0.1)
 
 
 def _in_source(page: Any) -> list[list[float]]:
@@ -206,8 +195,8 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
         applied = _data(page, "positions")
 
         probe.send(fixes[:1])
-        _until(lambda: _in_source(page), _at(*fixes[0]), "the first fix in the source")
-        _until(lambda: _drawn(page), bool, "the vehicle drawn on the map")
+        until(lambda: _in_source(page), _at(*fixes[0]), "the first fix in the source")
+        until(lambda: _drawn(page), bool, "the vehicle drawn on the map")
         row = page.locator(f"#live .live-vehicles li[data-device='{DEVICE}']")
         row.wait_for(timeout=WAIT_MS)
         assert "40 km/h" in row.inner_text() and "Live probe" in row.inner_text()
@@ -225,10 +214,10 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
         page.evaluate("(c) => spatialMap.jumpTo({ center: c, zoom: 18 })", fixes[0])
 
         probe.send(fixes[1:])
-        _until(lambda: _in_source(page), _at(*fixes[-1]), "the last fix in the source")
-        _until(lambda: _in_view(page), bool, "the followed vehicle in view")
+        until(lambda: _in_source(page), _at(*fixes[-1]), "the last fix in the source")
+        until(lambda: _in_view(page), bool, "the followed vehicle in view")
         assert _data(page, "positions") >= applied + 2
-        events = _until(
+        events = until(
             lambda: _events(page, zone.fence),
             lambda found: found == [("exit", zone.name), ("enter", zone.name)],
             "the zone's enter and exit events, newest first, named",
@@ -245,7 +234,7 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
         page.locator(".live-pulse.enter").first.wait_for(state="attached", timeout=WAIT_MS)
         page.locator("#live[data-follow='']").wait_for(state="attached")  # looking elsewhere
         lon, lat = fixes[first_in]
-        _until(
+        until(
             lambda: page.evaluate("() => spatialMap.getCenter().toArray()"),
             lambda centre: abs(centre[0] - lon) < 1e-4 and abs(centre[1] - lat) < 1e-4,
             "the map flown to the enter event",
@@ -265,19 +254,19 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
         page = _open(seen, demo_api.url, token)
         page.evaluate(TOLD)
         probe.send(there[-1:])  # (north of the zone, wherever an earlier test left it)
-        _until(lambda: _in_source(page), _at(*there[-1]), "the vehicle north of the zone")
+        until(lambda: _in_source(page), _at(*there[-1]), "the vehicle north of the zone")
         fetched = _data(page, "refetches")
 
         page.evaluate("() => spatialLive.interrupt()")  # a short loss: retried by itself
         page.locator("#live[data-reconnects='1'][data-state='live']").wait_for(
             state="attached", timeout=WAIT_MS
         )
-        _until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch")
+        until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch")
         assert ["position", DEVICE] in _told(page, "position")
         told = _told(page, "live", "missed")[-3:]
         assert told == [["live", "reconnecting"], ["live", "live"], ["missed", "reconnected"]], told
         probe.send(back[:1])
-        _until(lambda: _in_source(page), _at(*back[0]), "a fix after the reconnection")
+        until(lambda: _in_source(page), _at(*back[0]), "a fix after the reconnection")
 
         page.evaluate("() => spatialLive.hold()")  # a longer loss: the vehicle crosses back
         page.locator("#live[data-state='reconnecting']").wait_for(state="attached", timeout=WAIT_MS)
@@ -291,8 +280,8 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
         page.locator("#live[data-reconnects='2'][data-state='live']").wait_for(
             state="attached", timeout=WAIT_MS
         )
-        _until(lambda: _in_source(page), _at(*back[-1]), "the position missed, caught up")
-        _until(
+        until(lambda: _in_source(page), _at(*back[-1]), "the position missed, caught up")
+        until(
             lambda: _events(page, zone.fence, since),
             lambda found: found == [("exit", zone.name), ("enter", zone.name)],
             "the events missed, caught up, newest first",
@@ -300,7 +289,7 @@ def test_after_a_lost_connection_the_page_reconnects_and_catches_up(
 
         fetched = _data(page, "refetches")  # the server dropped messages for a slow client:
         page.evaluate("() => spatialLive.receive(JSON.stringify({type: 'dropped', count: 3}))")
-        _until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch on drops")
+        until(lambda: _data(page, "refetches"), lambda n: n > fetched, "a refetch on drops")
         assert page.locator("#live[data-state='live']").count() == 1
         assert _told(page, "live", "missed")[-1] == ["missed", "dropped"]
 
