@@ -26,6 +26,7 @@ from api.routers import (
     coverages,
     editions,
     features,
+    fences,
     gps,
     gps_webhooks,
     incidents,
@@ -48,7 +49,7 @@ from tiles.cache import TileCache
 from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
-           ingest, editions, gps, gps_webhooks, network, incidents, maps)  # fmt: skip
+           ingest, editions, gps, gps_webhooks, fences, network, incidents, maps)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 

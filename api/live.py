@@ -28,12 +28,15 @@ from spatial.audit import Actor
 from spatial.command import dispatch
 from spatial.edits import Editable
 from spatial.features import LayerSchema, Rows, source
+from spatial.gps import fences
 from spatial.gps.tracks import rebuild_all, refresh_extents
 from spatial.network import build as network_build
 
 LOG = logging.getLogger(__name__)
 FOLLOWER = Actor("api:network-follower")
 """Who rebuilds a network after its roads were edited (in the audit log)."""
+FENCE_FOLLOWER = Actor("api:fence-follower")
+"""Who remakes the geofences of a collection after it was edited (in the audit log)."""
 ARRIVALS = Actor("api:dispatch")
 """Who turns units and incidents on scene (in the audit log)."""
 COLLECTION = "gps_latest"
@@ -239,15 +242,17 @@ async def derive_tracks(app: Any, every_s: float = 10.0, share: float = 0.25) ->
 
 
 async def follow_networks(app: Any, every_s: float = 10.0) -> None:
-    """Rebuild the road networks whose collection changed (an edit through the API; a
-    re-import rebuilds them in its own job), every ``every_s`` seconds; workers share the
-    work by a lock per network (:func:`spatial.network.build.follow`)."""
+    """Rebuild the road networks, and remake the geofences, whose collection changed (an
+    edit through the API; a re-import follows them in its own job), every ``every_s``
+    seconds; workers share the work by a lock per network or collection
+    (:func:`spatial.network.build.follow`, :func:`spatial.gps.fences.follow`)."""
 
     def work() -> list[dict[str, Any]]:
         with app.state.db.sync() as conn:  # a pooled connection: most passes stop here
-            if conn.execute(network_build.STALE, {"c": None}).fetchone() is None:
-                return []
-        return network_build.follow(app.state.url, None, FOLLOWER)
+            networks = conn.execute(network_build.STALE, {"c": None}).fetchone() is not None
+            fenced = conn.execute(fences.STALE, {"c": None}).fetchone() is not None
+        done = network_build.follow(app.state.url, None, FOLLOWER) if networks else []
+        return done + (fences.follow(app.state.url, None, FENCE_FOLLOWER) if fenced else [])
 
     while True:
         await asyncio.sleep(every_s)
@@ -256,10 +261,10 @@ async def follow_networks(app: Any, every_s: float = 10.0) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            LOG.warning("rebuilding road networks failed; retrying", exc_info=True)
+            LOG.warning("following the changed collections failed; retrying", exc_info=True)
             continue
         for summary in done:
-            LOG.info("road network rebuilt after its roads changed: %s", summary)
+            LOG.info("followed a collection that changed: %s", summary)
 
 
 async def follow_arrivals(app: Any, every_s: float = 2.0) -> None:

@@ -107,8 +107,8 @@ def test_fence_import_and_remove(url: str, settings: Settings, tmp_path: Path) -
     assert len(ids) == 2
     (imported,) = _rows(url, "fence-import")
     assert (imported["actor"], imported["feature_ids"]) == (ACTOR, [str(i) for i in ids])
-    assert imported["details"] == {"collection": "ca_zones", "fences": 2, "name_field": "zone",
-                                   "dwell_s": 60}  # fmt: skip
+    assert imported["details"] == {"collection": "ca_zones", "fences": 2, "retired": [],
+                                   "name_field": "zone", "dwell_s": 60}  # fmt: skip
 
     said = _said(run_cli("gps", "fence", "remove", str(ids[0]), **_env(url)))
     assert f"removed fence {ids[0]}" in said

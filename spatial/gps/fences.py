@@ -24,6 +24,8 @@ import shapely
 from psycopg import sql
 
 from spatial.audit import Actor, record
+from spatial.catalog import get_collection
+from spatial.db import engine
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import LayerSchema, source
 from spatial.gps.fix import Fix
@@ -47,11 +49,12 @@ AUDITED_IDS = 10_000
 
 def add_fence(
     conn: psycopg.Connection[Any], name: str, geometry: dict[str, Any], *,
-    dwell_s: int | None = None, actor: Actor | None = None,
+    dwell_s: int | None = None, department: str | None = None, actor: Actor | None = None,
 ) -> int:  # fmt: skip
     """A drawn fence (GeoJSON polygon in lon/lat), audited as ``fence-add``; returns its id.
 
     Args:
+        department: whose stewards manage it (None: admins only).
         actor: who draws it [default: the OS user, :meth:`Actor.local`].
 
     Raises:
@@ -71,26 +74,33 @@ def add_fence(
         raise InvalidInputError("the dwell time must be a positive number of seconds")
     with conn.transaction():
         row = conn.execute(
-            "INSERT INTO gps.fences (name, geom, dwell_s) VALUES "
-            "(%s, ST_Multi(ST_SetSRID(ST_GeomFromText(%s), 4326)), %s) RETURNING id",
-            (name.strip(), shape.wkt, dwell_s),
+            "INSERT INTO gps.fences (name, geom, dwell_s, department) VALUES "
+            "(%s, ST_Multi(ST_SetSRID(ST_GeomFromText(%s), 4326)), %s, %s) RETURNING id",
+            (name.strip(), shape.wkt, dwell_s, department),
         ).fetchone()
         assert row is not None  # noqa: S101 - INSERT ... RETURNING
         fence_id = int(row[0])
         record(conn, actor or Actor.local(), "fence-add", feature_ids=[str(fence_id)],
-               details={"id": fence_id, "name": name.strip(), "dwell_s": dwell_s})  # fmt: skip
+               details={"id": fence_id, "name": name.strip(), "dwell_s": dwell_s,
+                        "department": department})  # fmt: skip
     return fence_id
 
 
 def import_fences(
     conn: psycopg.Connection[Any], layer: LayerSchema, *, name_field: str | None = None,
-    dwell_s: int | None = None, actor: Actor | None = None,
+    dwell_s: int | None = None, actor: Actor | None = None, empty_ok: bool = False,
 ) -> int:  # fmt: skip
-    """Copy the polygons of a vector layer into fences (again: replaced, by feature),
-    audited as ``fence-import`` with the fences' ids; returns how many.
+    """Make (or bring up to date) a fence of every polygon of a vector layer, each named
+    by its feature's key (the layer's key attribute, else its number): fences of features
+    gone are retired (kept inactive, with their events), and the layer is followed from
+    now on (:func:`follow`: ``gps.fence_sources`` records how). The fences belong to the
+    layer's owner department. Audited as ``fence-import`` with the fences' ids; returns
+    how many are active.
 
     Args:
         actor: who imports them [default: the OS user, :meth:`Actor.local`].
+        empty_ok: a layer without polygons retires its fences rather than being refused
+            (following a layer whose polygons were all removed).
 
     Raises:
         InvalidInputError: no such name property, or no polygon in the layer.
@@ -99,29 +109,162 @@ def import_fences(
     if name_field is not None:
         label = sql.SQL("coalesce(t.{}::text, t.fid::text)").format(
             sql.Identifier(layer.column(name_field)))  # fmt: skip
+    key = (
+        sql.SQL("t.{}::text").format(sql.Identifier(layer.key))
+        if layer.key
+        else sql.SQL("t.fid::text")
+    )
     statement = sql.SQL(
-        "INSERT INTO gps.fences (name, source_collection, source_feature, geom, dwell_s) "
-        "SELECT {}, %s, t.fid, ST_Multi(ST_CollectionExtract(ST_Transform(t.geom, 4326), 3)), %s "
-        "FROM {} t WHERE ST_Dimension(t.geom) = 2 "
-        "ON CONFLICT (source_collection, source_feature) DO UPDATE SET name = excluded.name, "
-        "geom = excluded.geom, dwell_s = excluded.dwell_s, active = true RETURNING id"
-    ).format(label, source(layer))
+        "INSERT INTO gps.fences (name, source_collection, source_feature, source_key, geom, "
+        "dwell_s, department) SELECT {label}, %(c)s, t.fid, {key}, "
+        "ST_Multi(ST_CollectionExtract(ST_Transform(t.geom, 4326), 3)), %(dwell)s, "
+        "(SELECT owner_department FROM platform.collections WHERE id = %(c)s) "
+        "FROM {rows} t WHERE ST_Dimension(t.geom) = 2 AND {key} IS NOT NULL "
+        "ON CONFLICT (source_collection, source_key) DO UPDATE SET name = excluded.name, "
+        "source_feature = excluded.source_feature, geom = excluded.geom, "
+        "dwell_s = excluded.dwell_s, department = excluded.department, active = true "
+        "RETURNING id"
+    ).format(label=label, key=key, rows=source(layer))
+    values = {"c": layer.id, "dwell": dwell_s}
     with conn.transaction():
-        ids = sorted(int(r[0]) for r in conn.execute(statement, (layer.id, dwell_s)))
-        if not ids:
+        ids = sorted(int(r[0]) for r in conn.execute(statement, values))
+        if not ids and not empty_ok:
             msg = f"collection {layer.id!r} has no polygons to make fences of"
             raise InvalidInputError(msg)
+        retired = [int(r[0]) for r in conn.execute(
+            "UPDATE gps.fences SET active = false WHERE source_collection = %s AND active "
+            "AND NOT (id = ANY(%s)) RETURNING id", (layer.id, ids))]  # fmt: skip
+        conn.execute(
+            "INSERT INTO gps.fence_sources (collection, name_field, dwell_s, collection_version) "
+            "SELECT %(c)s, %(name)s, %(dwell)s, version FROM platform.collections WHERE id = %(c)s "
+            "ON CONFLICT (collection) DO UPDATE SET name_field = excluded.name_field, "
+            "dwell_s = excluded.dwell_s, collection_version = excluded.collection_version, "
+            "followed_at = now(), follow_error = NULL",
+            {**values, "name": name_field},
+        )
         record(conn, actor or Actor.local(), "fence-import",
                feature_ids=[str(i) for i in ids[:AUDITED_IDS]],
-               details={"collection": layer.id, "fences": len(ids), "name_field": name_field,
-                        "dwell_s": dwell_s})  # fmt: skip
+               details={"collection": layer.id, "fences": len(ids), "retired": retired,
+                        "name_field": name_field, "dwell_s": dwell_s})  # fmt: skip
+    return len(ids)
+
+
+STALE = (
+    "SELECT s.collection, s.name_field, s.dwell_s FROM gps.fence_sources s "
+    "JOIN platform.collections c ON c.id = s.collection "
+    "WHERE s.collection_version IS DISTINCT FROM c.version "
+    "AND (%(c)s::text IS NULL OR c.id = %(c)s)"
+)
+"""The collections whose fences were made from an older version of them (an edit or a
+re-import bumps the catalog version)."""
+
+
+def follow(
+    url: str, collection: str | None = None, actor: Actor | None = None
+) -> list[dict[str, Any]]:
+    """Bring the fences of the collections that changed since their fences were made up
+    to date (of one collection, or all), each in its own transaction; one that another
+    process is following is left to it. Returns a summary per collection, or its error
+    (a name field gone: the fences stay as they were and the source says why)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        stale = conn.execute(STALE, {"c": collection}).fetchall()
+    done: list[dict[str, Any]] = []
+    for collection_id, name_field, dwell_s in stale:
+        with engine(url) as eng, eng.connect() as sconn:
+            layer = LayerSchema.of(get_collection(sconn, collection_id))
+        with psycopg.connect(url) as conn:
+            lock = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                                (f"spatial.fences:{collection_id}",)).fetchone()  # fmt: skip
+            still = conn.execute(STALE, {"c": collection_id}).fetchone()
+            if not (lock and lock[0]) or still is None:
+                continue
+            try:
+                count = import_fences(conn, layer, name_field=name_field, dwell_s=dwell_s,
+                                      actor=actor, empty_ok=True)  # fmt: skip
+            except InvalidInputError as exc:
+                conn.rollback()
+                conn.execute(
+                    "UPDATE gps.fence_sources SET follow_error = %s, collection_version = "
+                    "(SELECT version FROM platform.collections WHERE id = %s) "
+                    "WHERE collection = %s",
+                    (str(exc), collection_id, collection_id),
+                )
+                done.append({"collection": collection_id, "error": str(exc)})
+                continue
+        done.append({"collection": collection_id, "fences": count})
+    return done
+
+
+LIST = """
+SELECT f.id, f.name, f.source_collection AS collection, f.source_key AS key, f.department,
+       f.dwell_s, f.active, f.created_at, ST_AsGeoJSON(f.geom, 7)::json AS geometry
+FROM gps.fences f
+WHERE (%(active)s::boolean IS NULL OR f.active = %(active)s)
+ORDER BY f.id
+"""
+
+
+def list_fences(
+    conn: psycopg.Connection[Any], *, active: bool | None = True
+) -> list[dict[str, Any]]:
+    """The fences (the active ones by default), each with its polygon as GeoJSON."""
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute(LIST, {"active": active}).fetchall()
+
+
+def fence_department(conn: psycopg.Connection[Any], fence_id: int) -> str | None:
+    """The department whose stewards manage a fence.
+
+    Raises:
+        NotFoundError: no such fence.
+    """
+    row = conn.execute("SELECT department FROM gps.fences WHERE id = %s", (fence_id,)).fetchone()
+    if row is None:
+        msg = f"fence {fence_id} does not exist"
+        raise NotFoundError(msg)
+    return None if row[0] is None else str(row[0])
+
+
+def sources(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The collections whose fences follow them: how they were made, from which version,
+    whether they are behind and why."""
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute(
+        "SELECT s.collection, s.name_field, s.dwell_s, s.collection_version, "
+        "c.version AS current_version, s.followed_at, s.follow_error "
+        "FROM gps.fence_sources s JOIN platform.collections c ON c.id = s.collection "
+        "ORDER BY s.collection"
+    ).fetchall()
+
+
+def unfollow(conn: psycopg.Connection[Any], collection: str, *, actor: Actor | None = None) -> int:
+    """Stop following a collection: its fences are deleted with their state and events,
+    audited as ``fence-unfollow``; returns how many.
+
+    Raises:
+        NotFoundError: its fences do not follow it.
+    """
+    with conn.transaction():
+        if conn.execute("DELETE FROM gps.fence_sources WHERE collection = %s RETURNING 1",
+                        (collection,)).fetchone() is None:  # fmt: skip
+            msg = f"no fences follow collection {collection!r}"
+            raise NotFoundError(msg)
+        gone = conn.execute(
+            "DELETE FROM gps.fences WHERE source_collection = %s RETURNING id", (collection,)
+        )
+        ids = sorted(int(r[0]) for r in gone)
+        record(conn, actor or Actor.local(), "fence-unfollow",
+               feature_ids=[str(i) for i in ids[:AUDITED_IDS]],
+               details={"collection": collection, "fences": len(ids)})  # fmt: skip
     return len(ids)
 
 
 def remove_fence(
     conn: psycopg.Connection[Any], fence_id: int, *, actor: Actor | None = None
 ) -> None:
-    """Delete a fence with its state and events, audited as ``fence-remove``.
+    """Delete a fence with its state and events, audited as ``fence-remove``. A fence made
+    of a collection comes back when that collection next changes; :func:`unfollow` stops
+    that.
 
     Args:
         actor: who removes it [default: the OS user, :meth:`Actor.local`].

@@ -38,6 +38,7 @@ from spatial.audit import Actor
 from spatial.catalog import CollectionRecord, Kind
 from spatial.db import engine
 from spatial.errors import InvalidInputError
+from spatial.gps import fences
 from spatial.ingest import checks, files, jobs, read, topology
 from spatial.ingest.publish import Layer, Preload, Published, check_collection_id, publish
 from spatial.network import build as network_build
@@ -328,8 +329,10 @@ def _run(
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
     )
-    # The road networks built from this collection follow it (rebuilt whole).
+    # The road networks built from this collection follow it (rebuilt whole), and so do
+    # the geofences made of its polygons.
     report["networks"] = network_build.follow(url, source.collection_id, actor)
+    report["fences"] = fences.follow(url, source.collection_id, actor)
     return published
 
 
