@@ -27,7 +27,7 @@ class FenceIn(BaseModel):
 
     name: str = Field(max_length=200)
     geometry: dict[str, Any]
-    dwell_s: int | None = Field(default=None, gt=0)
+    dwell_s: int | None = Field(default=None, ge=1)
 
 
 class ImportIn(BaseModel):
@@ -35,7 +35,7 @@ class ImportIn(BaseModel):
 
     collection: str = Field(max_length=63)
     name_field: str | None = Field(default=None, max_length=63)
-    dwell_s: int | None = Field(default=None, gt=0)
+    dwell_s: int | None = Field(default=None, ge=1)
 
 
 @router.get("/fences", summary="Geofences (GeoJSON)")
