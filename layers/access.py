@@ -238,6 +238,15 @@ class View:
             raise ForbiddenError(msg)
         return who
 
+    def sees_fence(self, department: str | None, collection: str | None) -> bool:
+        """May see a geofence: an admin; a signed-in member of the fence's department; or
+        whoever may read the collection it was made of."""
+        who = self.principal
+        if who.admin:
+            return True
+        mine = not who.anonymous and department is not None and department == who.department
+        return mine or (collection is not None and collection in self.rights)
+
     def fingerprint(self, collections: Iterable[str]) -> str:
         """What distinguishes this view's rows of ``collections`` from an unrestricted
         one's (empty when nothing is restricted): part of a cached tile's key."""

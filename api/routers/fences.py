@@ -43,13 +43,9 @@ async def list_fences(
     view: Caller, db: Db, active: bool | None = Query(True, description="false: retired ones")
 ) -> dict[str, Any]:
     """The fences the caller may see, as a FeatureCollection (active ones by default)."""
-    who = view.signed_in("listing fences")
+    view.signed_in("listing fences")
     found = await db.run(lambda conn: fences.list_fences(conn, active=active))
-    seen = [
-        f for f in found
-        if who.admin or (f["department"] is not None and f["department"] == who.department)
-        or (f["collection"] is not None and f["collection"] in view.rights)
-    ]  # fmt: skip
+    seen = [f for f in found if view.sees_fence(f["department"], f["collection"])]
     return {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": f["id"], "geometry": f["geometry"],
          "properties": {k: v for k, v in f.items() if k not in {"id", "geometry"}}}
