@@ -205,6 +205,24 @@ class CommandSettings(BaseSettings):
     """The most candidates with routes one answer gives, and units one dispatch assigns."""
 
 
+class SensorThingsSettings(BaseSettings):
+    """Sensor readings: OGC SensorThings at ``/sta/v1.1`` (:mod:`spatial.sta`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPATIAL_STA_", extra="ignore")
+
+    default_top: int = Field(default=100, ge=1)
+    """Entities in a page when the request gives no ``$top``."""
+    max_top: int = Field(default=10_000, ge=1)
+    """The most entities in one page (a larger ``$top`` is lowered to it, with a next link)."""
+    max_future_s: int = Field(default=300, ge=0)
+    """How far a reading's phenomenon time may run ahead of the server's clock."""
+    max_array: int = Field(default=100_000, ge=1)
+    """The most readings one DataArray request may carry."""
+    mqtt_url: str | None = None
+    """The MQTT broker (``mqtt://host:port``) of the SensorThings MQTT extension; none by
+    default."""
+
+
 class Settings(BaseSettings):
     """All settings of one platform instance."""
 
@@ -233,6 +251,7 @@ class Settings(BaseSettings):
     maps: MapsSettings = Field(default_factory=MapsSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     command: CommandSettings = Field(default_factory=CommandSettings)
+    sta: SensorThingsSettings = Field(default_factory=SensorThingsSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
