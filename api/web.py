@@ -36,6 +36,9 @@ PACKAGES = {
     # The web maps (/maps/{subsystem}): ES modules only since v6 (maplibre-gl.mjs, whose
     # worker, maplibre-gl-worker.mjs, loads from its own URL: no blob: worker for the CSP).
     "maplibre-gl": "6.17.0",
+    # The monitoring maps' charts of readings (api/static/maps/monitor.js): uPlot, an ES
+    # module (dist/uPlot.esm.js) drawing on a canvas, with no dependency and no eval.
+    "uplot": "1.6.32",
     # What folium's maps load (spatial.viz points them here): jQuery, Font Awesome and
     # awesome-markers at folium's own versions; Bootstrap 3 only for its Glyphicons font,
     # folium's default marker icon set (see GLYPHICONS).
