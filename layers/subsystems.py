@@ -246,6 +246,39 @@ class Command(_Model):
         return kinds
 
 
+class MonitorLevel(_Model):
+    """A level of a station's latest reading (an alarm level or a band of the alarm
+    thresholds, or ``normal``: a reading below them all) and its colour on the map."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    label: str = Field(min_length=1)
+    color: str = Field(pattern=_COLOUR)
+
+
+class Monitor(_Model):
+    """A map's monitored stations (api/static/maps/monitor.js): one layer's features
+    coloured by the level of their latest reading (``GET /alarms/status``), a chart of a
+    station's readings with its thresholds, and the active alarms listed live."""
+
+    layer: str
+    """The id of the map's vector layer of the stations (a collection whose features are
+    SensorThings Things)."""
+    title: str = Field(min_length=1)
+    """The legend's and the panel's heading."""
+    levels: list[MonitorLevel] = Field(min_length=1)
+    """The levels drawn, least severe first (a station with no reading keeps the layer's
+    own style)."""
+
+    @field_validator("levels")
+    @classmethod
+    def _unique_levels(cls, levels: list[MonitorLevel]) -> list[MonitorLevel]:
+        ids = [level.id for level in levels]
+        if len(set(ids)) != len(ids):
+            msg = f"levels {sorted({i for i in ids if ids.count(i) > 1})} are listed twice"
+            raise ValueError(msg)
+        return levels
+
+
 INCIDENTS = "incidents"
 """The collection of the command panel's incidents (migration 0015): a caller who may
 not read it gets no panel."""
@@ -287,6 +320,8 @@ class Subsystem(_Model):
     command: Command | None = None
     """The emergency command panel (``true`` for its defaults), shown to callers who may
     read the incidents."""
+    monitor: Monitor | None = None
+    """Stations coloured by their latest readings, shown to callers who may read them."""
 
     @field_validator("access", mode="before")
     @classmethod
@@ -316,6 +351,11 @@ class Subsystem(_Model):
         if twice:
             msg = f"layer ids {twice} are used more than once"
             raise ValueError(msg)
+        if self.monitor is not None:
+            kinds = {layer.id: layer.kind for layer in self.layers}
+            if kinds.get(self.monitor.layer) != "vector":
+                msg = f"monitor.layer {self.monitor.layer!r} is not a vector layer of this map"
+                raise ValueError(msg)
         return self
 
     def check_open(self, who: Principal) -> None:
@@ -444,6 +484,14 @@ def resolve(
     command = None
     if subsystem.command is not None and INCIDENTS in readable:
         command = _command(subsystem.command, seen, base, live)
+    shown = {layer["id"]: layer for layer in layers}
+    monitor = None
+    if subsystem.monitor is not None and subsystem.monitor.layer in shown:
+        stations = shown[subsystem.monitor.layer]
+        monitor = _monitor(subsystem.monitor, stations, seen, base, live)
+        levels = [{"label": level.label, "color": level.color, "symbol": "circle"}
+                  for level in subsystem.monitor.levels]  # fmt: skip
+        stations["legend"] = [*levels, *stations["legend"]]
     return {
         "id": subsystem.id,
         "title": subsystem.title,
@@ -456,6 +504,7 @@ def resolve(
         "processes": processes,
         "live": live,
         "command": command,
+        "monitor": monitor,
         "links": [{"rel": "self", "type": "application/json",
                    "href": f"{base}/maps/{subsystem.id}/config"}],
     }  # fmt: skip
@@ -485,6 +534,24 @@ def _command(
         "service_areas": areas,
         "live": live["url"] if live else None,
     }
+
+
+def _monitor(
+    monitor: Monitor, layer: Mapping[str, Any], seen: View, base: str,
+    live: Mapping[str, str] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The monitoring panel's configuration: the stations' layer and key attribute (the
+    alarms name a station by its key, the tiles by their feature id), its levels, and the
+    endpoints of the stations' status, the alarms and the readings (SensorThings)."""
+    collection = layer["collection"]
+    key = seen.catalog.collections[collection].properties.get("key")
+    return {
+        "layer": layer["id"], "collection": collection, "key": key, "title": monitor.title,
+        "levels": [level.model_dump() for level in monitor.levels],
+        "status": f"{base}/alarms/status?{urlencode({'collection': collection})}",
+        "alarms": f"{base}/alarms", "sta": f"{base}/sta/v1.1",
+        "live": live["url"] if live else None,
+    }  # fmt: skip
 
 
 def _source(

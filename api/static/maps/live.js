@@ -21,7 +21,8 @@
 // - The page's one connection to the stream: it asks for no filter (every vehicle the
 //   caller may see, and what happens to the incidents for a caller who may read them), and
 //   hands on to the other tools (the command panel, command.js) as window events:
-//   spatial:position and spatial:incident (detail: the message as the stream sent it),
+//   spatial:position, spatial:incident and spatial:alarm (detail: the message as the stream
+//   sent it; the alarms for the monitoring panel, monitor.js),
 //   spatial:live (detail {state}: the connection's state, as data-state below) and
 //   spatial:missed (detail {reason}: 'reconnected' or 'dropped': messages may have been
 //   missed, read again what the stream keeps current).
@@ -272,6 +273,8 @@ class Live {
       this.event(message, true);
     } else if (message.type === 'incident') {
       tell('incident', message);
+    } else if (message.type === 'alarm') {
+      tell('alarm', message);
     } else if (message.type === 'dropped') {
       this.catchUp(previous || this.lastMessage, 'dropped');
     }

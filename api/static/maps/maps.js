@@ -10,13 +10,15 @@
 // (draw a shape, run a process, show and download the result), live.js (vehicles and
 // geofence events on the live stream, the page's one connection to it, handed on to the
 // other tools), command.js (incidents, units and dispatch, on a map configured with
-// ``command``; report.js, closures.js and reach.js are its parts).
+// ``command``; report.js, closures.js and reach.js are its parts), monitor.js (stations
+// coloured by their latest readings, a chart of a station's readings, the alarms, on a map
+// configured with ``monitor``; chart.js its chart).
 
 import {
   authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
 } from './common.js';
 
-const TOOLS = ['search', 'measure', 'analyse', 'live', 'command'];
+const TOOLS = ['search', 'measure', 'analyse', 'live', 'command', 'monitor'];
 /** The tool modules, in the panel's order; each exports ``install({map, maplibregl,
  * config})``, called once the map has loaded its style. */
 
