@@ -30,7 +30,7 @@ import { body, element, getJSON, say, section } from './common.js';
 import { Chart, HOURS } from './chart.js';
 import { button, clock, closeIn } from './panel.js';
 
-const REFRESH_MS = 60_000;
+const REFRESH_MS = 30_000;
 const POLL_MS = 20_000; // no live stream
 const SOON_MS = 300; // alarms close together: one read of the status
 const NORMAL = 'normal';
@@ -55,10 +55,14 @@ function reading(value, unit) {
   return unit ? `${text} ${unit}` : text;
 }
 
-/** An alarm as the list and the stream say it, in one shape. */
+/** An alarm as the list (GET /alarms: raised_at, raised_value) and the stream (time,
+ * value) say it, in one shape. */
 function alarmOf(raw) {
   const a = raw.properties ? { ...raw.properties, id: raw.id ?? raw.properties.id } : raw;
-  return { ...a, id: String(a.alarm ?? a.id), thing: Number(a.thing), datastream: Number(a.datastream) };
+  return {
+    ...a, id: String(a.alarm ?? a.id), thing: Number(a.thing), datastream: Number(a.datastream),
+    time: a.time ?? a.raised_at, value: a.value ?? a.raised_value,
+  };
 }
 
 class Monitor {
@@ -236,12 +240,18 @@ class Monitor {
       this.listAlarms();
       this.reads += 1;
       Object.assign(this.root.dataset, { reads: String(this.reads), state: 'done', stations: String(this.stations.size) });
-      if (this.open) this.show(this.open.key, this.open.datastream, false);
+      if (this.open && this.newer(this.open)) this.show(this.open.key, this.open.datastream);
     } catch (error) {
       if (asked !== this.asked) return;
       this.root.dataset.state = 'failed';
       say(`${this.m.title}: ${error.message}`, true);
     }
+  }
+
+  /** Whether the open chart's datastream has a newer reading than it shows. */
+  newer({ key, datastream, time }) {
+    const stream = this.stations.get(key)?.properties?.datastreams?.find((d) => d.id === datastream);
+    return Boolean(stream) && stream.time !== time;
   }
 
   refreshSoon() {
@@ -345,7 +355,7 @@ class Monitor {
     const chosen = streams.find((d) => d.id === datastream) || this.mainDatastream(station);
     const p = station.properties || {};
     if (go && station.geometry) closeIn(this.map, station.geometry.coordinates, 14);
-    this.open = { key, datastream: chosen?.id ?? null };
+    this.open = { key, datastream: chosen?.id ?? null, time: chosen?.time ?? null };
     this.view.hidden = false;
     this.view.dataset.key = key;
     this.viewTitle.replaceChildren(`${p.name || key} `, this.badge(this.levelOf(station)));
