@@ -36,6 +36,7 @@ from api.routers import (
     network,
     processes,
     rasters,
+    sta,
     stac,
     tiles,
     transactions,
@@ -49,7 +50,7 @@ from tiles.cache import TileCache
 from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
-           ingest, editions, gps, gps_webhooks, fences, network, incidents, maps)  # fmt: skip
+           ingest, editions, gps, gps_webhooks, fences, network, incidents, maps, sta)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 

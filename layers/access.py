@@ -31,6 +31,7 @@ from spatial.access import (
 from spatial.catalog import CollectionRecord, Kind
 from spatial.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from spatial.features import Rows, is_vector_layer
+from spatial.sta.scope import Restricted, Scope
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,34 @@ class View:
             return True
         mine = not who.anonymous and department is not None and department == who.department
         return mine or (collection is not None and collection in self.rights)
+
+    def sta_scope(self) -> Scope:
+        """What the principal may read of the SensorThings entities
+        (:mod:`spatial.sta.scope`): Things of the collections they read, with their rows,
+        and their department's own."""
+        who = self.principal
+        if who.admin:
+            return Scope(admin=True)
+        full, restricted = [], []
+        for cid, access in self.rights.items():
+            record = self.catalog.get(cid)
+            key = record.properties.get("key")
+            if not is_vector_layer(record) or not key or record.storage_table is None:
+                continue
+            if access.read_rows is None:
+                full.append(cid)
+            else:
+                restricted.append(
+                    Restricted(
+                        cid,
+                        record.storage_schema or "layers",
+                        record.storage_table,
+                        key,
+                        access.read_rows,
+                    )
+                )
+        department = None if who.anonymous else who.department
+        return Scope(False, department, tuple(full), tuple(restricted))
 
     def fingerprint(self, collections: Iterable[str]) -> str:
         """What distinguishes this view's rows of ``collections`` from an unrestricted
