@@ -170,8 +170,6 @@ def follow(
         stale = conn.execute(STALE, {"c": collection}).fetchall()
     done: list[dict[str, Any]] = []
     for collection_id, name_field, dwell_s in stale:
-        with engine(url) as eng, eng.connect() as sconn:
-            layer = LayerSchema.of(get_collection(sconn, collection_id))
         with psycopg.connect(url) as conn:
             lock = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))",
                                 (f"spatial.fences:{collection_id}",)).fetchone()  # fmt: skip
@@ -179,6 +177,10 @@ def follow(
             if not (lock and lock[0]) or still is None:
                 continue
             try:
+                with engine(url) as eng, eng.connect() as sconn:
+                    # A collection that is no longer a vector layer is an error of this
+                    # source (recorded below), not of every following pass.
+                    layer = LayerSchema.of(get_collection(sconn, collection_id))
                 count = import_fences(conn, layer, name_field=name_field, dwell_s=dwell_s,
                                       actor=actor, empty_ok=True)  # fmt: skip
             except InvalidInputError as exc:
