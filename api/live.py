@@ -1,8 +1,11 @@
-"""The live stream of GPS positions: ``/gps/live`` (WebSocket).
+"""The live stream of GPS positions and sensor alarms: ``/gps/live`` (WebSocket), also at
+``/live``.
 
 Every store of fixes sends ``NOTIFY spatial_gps`` with the devices it moved and the
 geofence events it found (:mod:`spatial.gps.store`), whichever worker or process stored
-them. Each API worker
+them; every store of sensor readings that raised or cleared alarms sends
+``{"alarms": [...]}`` (:mod:`spatial.sta.alarms`), told as they are to the subscribers who
+may see the datastream's Thing. Each API worker
 LISTENs (:func:`follow`), reads those devices' latest positions once per distinct row
 restriction of its subscribers (the access policy, applied in SQL as everywhere), and puts
 a message in the queue of every subscriber whose filters (devices, departments, a bbox)
@@ -17,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,7 @@ from spatial.features import LayerSchema, Rows, source
 from spatial.gps import fences
 from spatial.gps.tracks import rebuild_all, refresh_extents
 from spatial.network import build as network_build
+from spatial.sta import things
 
 LOG = logging.getLogger(__name__)
 FOLLOWER = Actor("api:network-follower")
@@ -55,6 +60,10 @@ class Subscriber:
     incidents: bool = False
     """Whether the client may read the incidents: it is then told their changes, the
     dispatches and the arrivals on scene (:mod:`spatial.command.dispatch`)."""
+    sees_alarm: Callable[[str | None, str | None], bool] | None = None
+    """Whether the client may see an alarm of a datastream of this department and a Thing
+    of this collection (:meth:`layers.access.View.sees_fence`: an admin, a signed-in
+    member of the department, a reader of the collection); None: it is told no alarm."""
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     dropped: int = 0
 
@@ -121,11 +130,17 @@ async def broadcast(
     devices: list[str],
     events: list[dict[str, Any]] | None = None,
     incidents: list[dict[str, Any]] | None = None,
+    *,
+    alarms: list[dict[str, Any]] | None = None,
 ) -> None:
     """Send the new positions of ``devices``, and geofence ``events``, to every subscriber
-    that may see the device and wants it; and what happened to ``incidents`` to every
-    subscriber who may read them."""
+    that may see the device and wants it; what happened to ``incidents`` to every
+    subscriber who may read them; ``alarms`` raised and cleared to those who may see
+    them."""
     _tell_incidents(hub, incidents or [])
+    _tell_alarms(hub, alarms or [])
+    if not devices and not events:
+        return
     events = events or []
     moved = sorted({*devices, *(e["device"] for e in events)})
     groups: dict[Rows | None, list[Subscriber]] = {}
@@ -156,6 +171,20 @@ def _tell_incidents(hub: Hub, incidents: list[dict[str, Any]]) -> None:
         text = json.dumps({"type": "incident", **said})
         for subscriber in list(hub.subscribers):
             if subscriber.incidents:
+                subscriber.offer(text)
+
+
+def _tell_alarms(hub: Hub, alarms: list[dict[str, Any]]) -> None:
+    """Alarms raised and cleared (:meth:`spatial.sta.alarms.Event.message`), to the
+    subscribers who may see them."""
+    for said in alarms:
+        if not isinstance(said, dict):
+            continue
+        text = json.dumps({**said, "type": "alarm"}, ensure_ascii=False)
+        department, collection = said.get("department"), said.get("collection")
+        for subscriber in list(hub.subscribers):
+            sees = subscriber.sees_alarm
+            if sees is not None and sees(department, collection):
                 subscriber.offer(text)
 
 
@@ -198,16 +227,19 @@ async def _send(app: Any, queued: asyncio.Queue[str]) -> None:
         devices: set[str] = set()
         events: list[dict[str, Any]] = []
         incidents: list[dict[str, Any]] = []
+        alarms: list[dict[str, Any]] = []
         for payload in payloads:
             try:
                 said = json.loads(payload)
                 devices.update(said.get("devices", []))
                 events.extend(said.get("events", []))
                 incidents.extend(said.get("incidents", []))
+                alarms.extend(said.get("alarms", []))
             except (ValueError, AttributeError, TypeError):
                 continue
         try:
-            await broadcast(app.state.live, app.state.db, sorted(devices), events, incidents)
+            await broadcast(app.state.live, app.state.db, sorted(devices), events, incidents,
+                            alarms=alarms)  # fmt: skip
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -251,7 +283,9 @@ async def follow_networks(app: Any, every_s: float = 10.0) -> None:
         with app.state.db.sync() as conn:  # a pooled connection: most passes stop here
             networks = conn.execute(network_build.STALE, {"c": None}).fetchone() is not None
             fenced = conn.execute(fences.STALE, {"c": None}).fetchone() is not None
+            linked = conn.execute(things.STALE, {"c": None}).fetchone() is not None
         done = network_build.follow(app.state.url, None, FOLLOWER) if networks else []
+        done += things.follow(app.state.url, FENCE_FOLLOWER) if linked else []
         return done + (fences.follow(app.state.url, None, FENCE_FOLLOWER) if fenced else [])
 
     while True:

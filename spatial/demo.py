@@ -27,6 +27,7 @@ from spatial.ingest.vector import VectorSource, ingest_vector, sha256
 from spatial.network import build as network
 from spatial.network.speeds import Speeds
 from spatial.settings import Settings
+from spatial.sta import demo as sensors
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,16 @@ def load_demo(
         loaded.append("gps_positions")
     if _load_network(url):
         loaded.append("network roads")
+    if _load_sensors(url, settings):
+        loaded.append("sensor readings")
     return loaded
+
+
+def _load_sensors(url: str, settings: Settings) -> bool:
+    """The water gauges and air stations as SensorThings Things with datastreams and their
+    last 48 hours of readings (only the hours missing: :mod:`spatial.sta.demo`)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sensors.load(conn, settings) > 0
 
 
 ROAD_SPEEDS = Path(__file__).resolve().parent.parent / "layers" / "networks" / "roads.yaml"

@@ -1,4 +1,5 @@
-"""Webhooks: geofence events and arrivals on scene POSTed, signed, to other systems.
+"""Webhooks: geofence events, arrivals on scene and sensor alarms POSTed, signed, to other
+systems.
 
 A webhook is a receiver's URL, a secret and optional filters (fences, event kinds, a
 department). :func:`deliver_due` sends each active webhook the events recorded after its
@@ -42,8 +43,9 @@ import spatial
 from spatial.audit import Actor, record
 from spatial.errors import InvalidInputError, NotFoundError
 
-KINDS = ("enter", "exit", "dwell", "on-scene")
-"""Geofence events, and units arriving on scene (:mod:`spatial.command.dispatch`)."""
+KINDS = ("enter", "exit", "dwell", "on-scene", "alarm-raised", "alarm-cleared")
+"""Geofence events, units arriving on scene (:mod:`spatial.command.dispatch`), and sensor
+alarms raised and cleared (:mod:`spatial.sta.alarms`)."""
 SIGNATURE_HEADER = "X-Spatial-Signature"
 DELIVERY_HEADER = "X-Spatial-Delivery"
 MAX_URL = 2000
@@ -240,15 +242,23 @@ WHERE id = %s AND active AND next_attempt_at <= now() FOR UPDATE SKIP LOCKED
 _BATCH = """
 SELECT n.newest, b.* FROM (SELECT gps.last_event_id() AS newest) n
 LEFT JOIN LATERAL (
-    SELECT e.id, e.kind, e.time, e.device_id AS device, d.name AS device_name, d.department,
-           e.fence_id AS fence, f.name AS fence_name, e.incident, ST_X(e.geom) AS lon,
-           ST_Y(e.geom) AS lat
+    SELECT e.id, e.kind, e.time, e.device_id AS device, d.name AS device_name,
+           coalesce(d.department, e.department) AS department, e.fence_id AS fence,
+           f.name AS fence_name, e.incident, ST_X(e.geom) AS lon, ST_Y(e.geom) AS lat,
+           e.alarm_id AS alarm, a.datastream_id AS datastream, s.name AS datastream_name,
+           s.thing_id AS thing, t.name AS thing_name, a.rule_id AS rule, a.subsystem, a.level,
+           CASE e.kind WHEN 'alarm-cleared' THEN a.cleared_value ELSE a.raised_value END
+               AS value, a.threshold
     FROM gps.events e LEFT JOIN gps.fences f ON f.id = e.fence_id
     LEFT JOIN gps.devices d ON d.id = e.device_id
+    LEFT JOIN sta.alarms a ON a.id = e.alarm_id
+    LEFT JOIN sta.datastreams s ON s.id = a.datastream_id
+    LEFT JOIN sta.things t ON t.id = s.thing_id
     WHERE e.id > %(after)s
       AND (%(fences)s::bigint[] IS NULL OR e.fence_id = ANY(%(fences)s::bigint[]))
       AND (%(kinds)s::text[] IS NULL OR e.kind = ANY(%(kinds)s::text[]))
-      AND (%(department)s::text IS NULL OR d.department = %(department)s::text)
+      AND (%(department)s::text IS NULL
+           OR coalesce(d.department, e.department) = %(department)s::text)
     ORDER BY e.id LIMIT %(limit)s
 ) b ON true
 """
@@ -329,7 +339,17 @@ def _deliver_batch(
 
 def _event(row: dict[str, Any]) -> dict[str, Any]:
     """An event as webhooks send it (the live stream's fields, with names and its id):
-    a fence's, or an arrival on scene with its ``incident``."""
+    a fence's, an arrival on scene with its ``incident``, or an alarm's."""
+    if row["alarm"] is not None:
+        return {
+            "id": row["id"], "kind": row["kind"],
+            "time": row["time"].astimezone(dt.UTC).isoformat(),
+            "department": row["department"], "alarm": row["alarm"],
+            "datastream": row["datastream"], "datastream_name": row["datastream_name"],
+            "thing": row["thing"], "name": row["thing_name"], "rule": row["rule"],
+            "subsystem": row["subsystem"], "level": row["level"], "value": row["value"],
+            "threshold": row["threshold"], "lon": row["lon"], "lat": row["lat"],
+        }  # fmt: skip
     said = {
         "id": row["id"], "kind": row["kind"],
         "time": row["time"].astimezone(dt.UTC).isoformat(), "device": row["device"],

@@ -38,7 +38,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
+
+from spatial.access import Principal
+from spatial.audit import Actor, record
+from spatial.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from spatial.sta.scope import Scope
 
 KINDS = ("alarm-raised", "alarm-cleared")
 """The event kinds of alarms (``gps.events``)."""
@@ -124,10 +136,11 @@ LEFT JOIN LATERAL (
     WHERE v.value > x.above OR (x.floor AND v.value IS NOT NULL)
     ORDER BY x.rank DESC LIMIT 1
 ) lv ON true
-WHERE d.id = ANY(%(ids)s)
+WHERE d.id = ANY({ids})
 """
-"""The current level of each (datastream, rule) of the datastreams ``%(ids)s`` that have a
-reading: the measure, its time, the level (None: below every level) and its threshold."""
+"""The current level of each (datastream, rule) of the datastreams ``{ids}`` (an array) that
+have a reading: the measure, its time, the level (None: below every level) and its
+threshold. Composed with :class:`psycopg.sql.SQL`."""
 
 _LOCK = """
 SELECT 1 FROM sta.latest WHERE datastream_id = ANY(%(ids)s)
@@ -136,10 +149,8 @@ ORDER BY datastream_id FOR NO KEY UPDATE
 """The datastreams' latest rows, locked (the store holds them already): evaluations of one
 datastream follow each other, each seeing the alarms the one before committed."""
 
-_CHANGES = (
-    "WITH cur AS ("  # noqa: S608 - constant text
-    + LEVELS
-    + """),
+_CHANGES = sql.SQL("""
+WITH cur AS ({levels}),
 act AS (
     SELECT id, datastream_id, rule_id, level FROM sta.alarms
     WHERE datastream_id = ANY(%(ids)s) AND state = 'active'
@@ -150,8 +161,7 @@ SELECT act.id AS active, coalesce(cur.datastream_id, act.datastream_id) AS datas
 FROM cur FULL JOIN act ON act.datastream_id = cur.datastream_id AND act.rule_id = cur.rule_id
 WHERE act.level IS DISTINCT FROM (CASE WHEN cur.alarm THEN cur.level END)
 ORDER BY 2, 3
-"""
-)
+""").format(levels=sql.SQL(LEVELS).format(ids=sql.Placeholder("ids")))
 """What changes: the active alarms to clear and the levels to raise."""
 
 _CLEAR = """
@@ -262,3 +272,242 @@ def notify(conn: psycopg.Connection[Any], events: Sequence[Event]) -> None:
         for i in range(0, len(events), NOTIFY_CHUNK)
     ]
     conn.execute("SELECT pg_notify('spatial_gps', p) FROM unnest(%s::text[]) AS p", (payloads,))
+
+
+# --- Reading alarms: the list, acknowledging, the maps' status ------------------------------
+
+STATES = ("active", "cleared")
+MAX_LIST = 1000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which alarms to list: all active ones, and those raised or cleared since ``since``."""
+
+    state: str | None = None
+    """``active`` or ``cleared`` (None: both)."""
+    subsystem: str | None = None
+    collection: str | None = None
+    """The Things' collection."""
+    level: str | None = None
+    since: dt.datetime | None = None
+    """Cleared alarms raised or cleared from then on [default: the last 24 hours]."""
+    limit: int = 100
+
+
+_LIST = """
+SELECT a.id, a.datastream_id AS datastream, d.name AS datastream_name, th.id AS thing,
+       th.name, th.collection, th.feature_key, a.rule_id AS rule, a.subsystem, a.level,
+       a.state, a.raised_at, a.raised_value, a.threshold, a.cleared_at, a.cleared_value,
+       a.acknowledged_by, a.acknowledged_at, d.department, p.name AS property,
+       d.unit ->> 'symbol' AS unit
+FROM sta.alarms a
+JOIN sta.datastreams d ON d.id = a.datastream_id
+JOIN sta.things th ON th.id = d.thing_id
+JOIN sta.observed_properties p ON p.id = d.observed_property_id
+WHERE {scope}
+  AND (%(state)s::text IS NULL OR a.state = %(state)s::text)
+  AND (%(subsystem)s::text IS NULL OR a.subsystem = %(subsystem)s::text)
+  AND (%(collection)s::text IS NULL OR th.collection = %(collection)s::text)
+  AND (%(level)s::text IS NULL OR a.level = %(level)s::text)
+  AND (a.state = 'active' OR a.raised_at >= %(since)s OR a.cleared_at >= %(since)s)
+ORDER BY a.state = 'active' DESC, a.raised_at DESC, a.id DESC
+LIMIT %(limit)s
+"""
+
+
+def list_alarms(
+    conn: psycopg.Connection[Any], scope: Scope, filters: Filters | None = None
+) -> list[dict[str, Any]]:
+    """The alarms of the Things ``scope`` may read, active first, newest first.
+
+    Raises:
+        InvalidInputError: an unknown state, or a limit out of 1..:data:`MAX_LIST`.
+    """
+    f = filters or Filters()
+    if f.state is not None and f.state not in STATES:
+        msg = f"state {f.state!r}: use {' or '.join(STATES)}"
+        raise InvalidInputError(msg)
+    if not 1 <= f.limit <= MAX_LIST:
+        raise InvalidInputError(f"limit {f.limit}: from 1 to {MAX_LIST}")
+    since = f.since or dt.datetime.now(dt.UTC) - dt.timedelta(hours=24)
+    statement = sql.SQL(_LIST).format(scope=scope.things("th"))
+    cur = conn.cursor(row_factory=dict_row)
+    rows = cur.execute(statement, {"state": f.state, "subsystem": f.subsystem,
+                                   "collection": f.collection, "level": f.level,
+                                   "since": since, "limit": f.limit}).fetchall()  # fmt: skip
+    return [_said(r) for r in rows]
+
+
+def _said(row: dict[str, Any]) -> dict[str, Any]:
+    """An alarm row as the API answers it (times in UTC, ``Z``)."""
+    return {k: _iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
+
+
+_ONE = """
+SELECT a.id, a.state, a.level, a.datastream_id, th.id AS thing, d.department,
+       a.acknowledged_by, a.acknowledged_at
+FROM sta.alarms a
+JOIN sta.datastreams d ON d.id = a.datastream_id
+JOIN sta.things th ON th.id = d.thing_id
+WHERE a.id = %(id)s AND {scope}
+FOR NO KEY UPDATE OF a
+"""
+
+
+def acknowledge(
+    conn: psycopg.Connection[Any], alarm_id: int, *, scope: Scope, who: Principal, actor: Actor
+) -> dict[str, Any]:
+    """Acknowledge an alarm (active or cleared), audited as ``alarm-acknowledge``: by an
+    admin or a signed-in member of the datastream's department.
+
+    Args:
+        scope: what the caller may read (an alarm they may not read is not found).
+        who: the caller.
+        actor: who the audit log and the alarm record.
+
+    Returns:
+        The alarm as :func:`list_alarms` gives it.
+
+    Raises:
+        NotFoundError: no such alarm the caller may read.
+        UnauthorizedError: an anonymous caller.
+        ForbiddenError: a caller of another department.
+        ConflictError: acknowledged already (by whom and when is said).
+    """
+    with conn.transaction():
+        statement = sql.SQL(_ONE).format(scope=scope.things("th"))
+        row = conn.cursor(row_factory=dict_row).execute(statement, {"id": alarm_id}).fetchone()
+        if row is None:
+            raise NotFoundError(f"alarm {alarm_id} does not exist")
+        if who.anonymous:
+            raise UnauthorizedError("sign in to acknowledge an alarm")
+        if not who.admin and (row["department"] is None or who.department != row["department"]):
+            msg = (f"alarm {alarm_id} is of the {row['department'] or 'no'} department's "
+                   "datastream: its members or an admin acknowledge it")  # fmt: skip
+            raise ForbiddenError(msg)
+        if row["acknowledged_at"] is not None:
+            msg = (f"alarm {alarm_id} was acknowledged by {row['acknowledged_by']} at "
+                   f"{_iso(row['acknowledged_at'])}")  # fmt: skip
+            raise ConflictError(msg)
+        at = conn.execute(
+            "UPDATE sta.alarms SET acknowledged_by = %s, acknowledged_user_id = %s, "
+            "acknowledged_at = now() WHERE id = %s RETURNING acknowledged_at",
+            (actor.name, actor.user_id, alarm_id),
+        ).fetchone()
+        record(conn, actor, "alarm-acknowledge", feature_ids=[str(alarm_id)], details={
+            "alarm": alarm_id, "datastream": row["datastream_id"], "thing": row["thing"],
+            "level": row["level"], "state": row["state"], "department": row["department"],
+            "by": actor.name, "at": _iso(at[0]) if at else None,
+        })  # fmt: skip
+        return one(conn, alarm_id)
+
+
+def one(conn: psycopg.Connection[Any], alarm_id: int) -> dict[str, Any]:
+    """One alarm as :func:`list_alarms` gives it, whoever may read it (for callers that
+    checked already).
+
+    Raises:
+        NotFoundError: no such alarm.
+    """
+    statement = sql.SQL(_LIST.replace("LIMIT %(limit)s", "")).format(
+        scope=sql.SQL("a.id = %(id)s"))  # fmt: skip
+    row = conn.cursor(row_factory=dict_row).execute(statement, {
+        "id": alarm_id, "state": None, "subsystem": None, "collection": None, "level": None,
+        "since": dt.datetime.min.replace(tzinfo=dt.UTC),
+    }).fetchone()  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"alarm {alarm_id} does not exist")
+    return _said(row)
+
+
+_STATUS = """
+WITH t AS (
+    SELECT th.id, th.name, th.feature_key, th.collection, loc.geom
+    FROM sta.things th
+    LEFT JOIN LATERAL (
+        SELECT l.geom FROM sta.things_locations tl JOIN sta.locations l ON l.id = tl.location_id
+        WHERE tl.thing_id = th.id ORDER BY l.id DESC LIMIT 1
+    ) loc ON true
+    WHERE th.collection = %(collection)s AND NOT th.retired AND {scope}
+),
+streams AS (
+    SELECT d.id, d.thing_id, d.name, p.name AS property, p.definition,
+           d.unit ->> 'symbol' AS unit, l.result_number AS value, l.phenomenon_start AS time,
+           t.collection, t.feature_key
+    FROM t JOIN sta.datastreams d ON d.thing_id = t.id
+    JOIN sta.observed_properties p ON p.id = d.observed_property_id
+    LEFT JOIN sta.latest l ON l.datastream_id = d.id
+),
+cur AS ({levels}),
+rl AS (
+    SELECT d.id AS datastream_id, r.id AS rule_id, r."window", r.subsystem, r.position,
+           c.value, c.level, c.rank, coalesce(c.alarm, false) AS alarm,
+           (SELECT json_agg(json_build_object(
+                'level', lv.level, 'alarm', lv.alarm,
+                'above', coalesce(lv.above, sta.feature_number(d.collection, d.feature_key,
+                                                               lv.attribute) + lv."offset"))
+                ORDER BY lv.rank)
+            FROM sta.alarm_levels lv WHERE lv.rule_id = r.id) AS thresholds
+    FROM streams d JOIN sta.alarm_rules r
+        ON (lower(r.property) = lower(d.property) OR r.property = d.definition)
+       AND (r.collection IS NULL OR r.collection = d.collection)
+    LEFT JOIN cur c ON c.datastream_id = d.id AND c.rule_id = r.id
+),
+ds AS (
+    SELECT d.thing_id, d.id, w.level, w.alarm, w.rank, json_build_object(
+        'id', d.id, 'name', d.name, 'property', d.property, 'unit', d.unit,
+        'value', d.value, 'time', {time}, 'level', w.level,
+        'thresholds', coalesce((SELECT rl.thresholds FROM rl
+                                WHERE rl.datastream_id = d.id AND rl."window" IS NULL
+                                ORDER BY rl.subsystem, rl.position LIMIT 1), '[]'),
+        'windows', coalesce((SELECT json_agg(json_build_object(
+                                 'rule', rl.rule_id,
+                                 'hours', extract(epoch FROM rl."window") / 3600,
+                                 'value', rl.value, 'level', rl.level,
+                                 'thresholds', rl.thresholds) ORDER BY rl."window")
+                             FROM rl WHERE rl.datastream_id = d.id
+                               AND rl."window" IS NOT NULL), '[]')) AS said
+    FROM streams d LEFT JOIN LATERAL (
+        SELECT rl.level, rl.alarm, rl.rank FROM rl
+        WHERE rl.datastream_id = d.id AND rl.level IS NOT NULL
+        ORDER BY rl.alarm DESC, rl.rank DESC LIMIT 1
+    ) w ON true
+),
+f AS (
+    SELECT t.feature_key, json_build_object(
+        'type', 'Feature', 'id', t.feature_key,
+        'geometry', ST_AsGeoJSON(ST_PointOnSurface(t.geom), 7)::json,
+        'properties', json_build_object(
+            'thing', t.id, 'name', t.name,
+            'level', (SELECT ds.level FROM ds WHERE ds.thing_id = t.id AND ds.level IS NOT NULL
+                      ORDER BY ds.alarm DESC, ds.rank DESC LIMIT 1),
+            'datastreams', coalesce((SELECT json_agg(ds.said ORDER BY ds.id) FROM ds
+                                     WHERE ds.thing_id = t.id), '[]'))) AS feature
+    FROM t
+)
+SELECT json_build_object('type', 'FeatureCollection',
+                         'features', coalesce(json_agg(f.feature ORDER BY f.feature_key), '[]'))
+FROM f
+"""
+
+
+def status(conn: psycopg.Connection[Any], scope: Scope, collection: str) -> dict[str, Any]:
+    """The Things of a station collection that ``scope`` may read, with their datastreams'
+    latest readings, levels and thresholds, as GeoJSON (one statement): what the water and
+    environment maps colour their stations by.
+
+    Each feature is a Thing (``id``: its feature's key) with ``level``, the worst level of
+    its datastreams (an alarm level before a band, then the higher); each datastream has
+    its latest ``value`` and ``time``, its ``level`` (the worst of its rules), the
+    ``thresholds`` of its rule on the latest reading (``[{level, above, alarm}]``, from
+    the lowest; ``above`` None for the band every reading is in) and ``windows``, its
+    rules on sums over a window (``[{rule, hours, value, level, thresholds}]``).
+    """
+    time = sql.SQL("""to_char(d.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""")
+    ids = sql.SQL("(SELECT id FROM streams)")
+    statement = sql.SQL(_STATUS).format(
+        scope=scope.things("th"), levels=sql.SQL(LEVELS).format(ids=ids), time=time)  # fmt: skip
+    row = conn.execute(statement, {"collection": collection}).fetchone()
+    found: dict[str, Any] = row[0] if row else {"type": "FeatureCollection", "features": []}
+    return found
