@@ -314,3 +314,34 @@ def test_things_follow_their_collection_s_edits(
     # S3's readings stay readable
     assert len(_get(sta["sr_water"], f"Datastreams({seeded['streams']['S3']})/Observations",
                     **{"$top": "100"})["value"]) == HOURS  # fmt: skip
+
+
+HOSTILE_FILTERS = [
+    "name eq 'x'; DROP TABLE sta.things; --'",
+    "name eq 'x' or 1 eq 1) --",
+    "(" * 200 + "name eq 'x'" + ")" * 200,
+    "not " * 50 + "name eq 'x'",
+    "name eq '" + "x" * 5000 + "'",
+    "result gt 1e999999",
+    "phenomenonTime gt 2026-13-45T99:99:99Z",
+    "phenomenonTime gt 2026-12-01T00:00:00",  # no zone
+    "st_within(location, geometry'POLYGON((0 0, 1 1))')",
+    "st_within(location, geometry'POINT(" + "1 " * 10 + ")')",
+    "substringof(name)",
+    "pg_sleep(10) eq 1",
+    "name eq 'x\x00y'",
+    "Thing/Datastreams/Observations/result eq 1",
+    "properties/a/b/c/d/e/f/g/h/i eq 1",
+    "name eq @iot.id",
+    "1 add 'a' eq 2",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_FILTERS)
+def test_a_hostile_filter_is_a_400_and_the_server_reads_on(
+    sta: dict[str, httpx.Client], hostile: str
+) -> None:
+    answer = sta["sr_water"].get("Locations", params={"$filter": hostile})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["description"]
+    assert len(_get(sta["sr_water"], "Things", **{"$top": "1"})["value"]) == 1
