@@ -23,6 +23,7 @@ from api.db import Database
 from api.engine import Engine
 from api.routers import (
     admin,
+    alarms,
     coverages,
     editions,
     features,
@@ -46,11 +47,13 @@ from layers import subsystems
 from spatial.access import Directory
 from spatial.db import migrate, resolve_url
 from spatial.settings import Settings
+from spatial.sta import rules
 from tiles.cache import TileCache
 from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
-           ingest, editions, gps, gps_webhooks, fences, network, incidents, maps, sta)  # fmt: skip
+           ingest, editions, gps, gps_webhooks, fences, network, incidents, maps, sta,
+           alarms)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 
@@ -74,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
         await process_jobs.recover(db)
+        await db.run(rules.install)  # the alarm rules of layers/alarms/ (a bad file stops it)
         background = (catalog.follow, live.follow, live.derive_tracks, live.follow_networks,
                       live.follow_arrivals, webhooks.run_webhooks)  # fmt: skip
         tasks = [asyncio.create_task(task(app)) for task in background]

@@ -92,6 +92,10 @@ class Hub:
     """The subscribers of one worker."""
 
     subscribers: set[Subscriber] = field(default_factory=set)
+    events: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a notification says events were recorded (geofence events, alarms): the
+    webhook deliverer (:mod:`api.webhooks`) then runs at once rather than at its next
+    round, so an alarm reaches the webhooks well within a second."""
 
 
 def positions_statement(layer: LayerSchema) -> sql.Composed:
@@ -205,6 +209,8 @@ async def follow(app: Any) -> None:
                 async with app.state.db.listen("spatial_gps") as conn:
                     delay = 0.5
                     async for note in conn.notifies():
+                        if '"events"' in note.payload or '"alarms"' in note.payload:
+                            app.state.live.events.set()
                         if app.state.live.subscribers:
                             queued.put_nowait(note.payload)
             except asyncio.CancelledError:

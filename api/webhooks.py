@@ -1,6 +1,7 @@
 """The webhook deliverer of each API worker (:mod:`spatial.gps.webhooks`).
 
-Every few seconds a worker delivers what is due, on threads with connections of the
+Every few seconds, and as soon as the live stream's listener hears of new events
+(:class:`api.live.Hub`), a worker delivers what is due, on threads with connections of the
 app's thread pool (:meth:`api.db.Database.sync`). Workers share the work without talking
 to each other: a webhook is locked while a batch is out, and a locked one is skipped.
 Each worker runs a few delivery threads, so one slow or unreachable receiver costs at
@@ -37,8 +38,12 @@ async def run_webhooks(
             stack.enter_context(httpx.Client(timeout=options.timeout_s, follow_redirects=False))
             for _ in range(threads)
         ]
+        recorded: asyncio.Event = app.state.live.events
         while True:
-            await asyncio.sleep(every_s)
+            # Every every_s seconds, or at once when events were recorded (api.live).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(recorded.wait(), every_s)
+            recorded.clear()
             runs = await asyncio.gather(
                 *(asyncio.to_thread(work, client) for client in clients), return_exceptions=True
             )

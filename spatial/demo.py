@@ -186,12 +186,14 @@ def load_demo(
         loaded.append(item.collection_id)
     if _load_imagery(url, settings, samples_dir, on_step):
         loaded.append(IMAGERY.collection_id)
+    # The sensors before the fleet: its refresh of the GPS collections' extents then takes
+    # in the alarm events (gps_events) too, and a second load changes nothing.
+    if _load_sensors(url, settings):
+        loaded.append("sensor readings")
     if _load_fleet(url, settings, samples_dir):
         loaded.append("gps_positions")
     if _load_network(url):
         loaded.append("network roads")
-    if _load_sensors(url, settings):
-        loaded.append("sensor readings")
     return loaded
 
 

@@ -216,8 +216,10 @@ async def live(websocket: WebSocket) -> None:
     device, filtered by ``device`` and ``department`` (comma-separated) and ``bbox``
     (west,south,east,north in lon/lat); geofence events (``{"type": "event", ...}``); for
     callers who may read every incident, what happens to them (``{"type": "incident",
-    "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``). Only
-    for callers who may read ``gps_latest``, and only the devices their grants show."""
+    "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``); sensor
+    alarms raised and cleared that the caller may see (``{"type": "alarm", ...}``,
+    :mod:`spatial.sta.alarms`). Only for callers who may read ``gps_latest``, and only the
+    devices their grants show. Also at ``/live``."""
     seen = caller(websocket)
     if live_stream.COLLECTION not in seen.rights:
         await websocket.close(code=1008, reason="you may not read gps_latest")
@@ -236,8 +238,9 @@ async def live(websocket: WebSocket) -> None:
     every = (r := seen.rights.get(dispatch.COLLECTION)) is not None and r.read_rows is None
     layer = seen.features(live_stream.COLLECTION).layer
     subscriber = live_stream.Subscriber(
-        layer, names("device"), names("department"), bbox, incidents=every
-    )
+        layer, names("device"), names("department"), bbox, incidents=every,
+        sees_alarm=seen.sees_fence,  # alarms: as fences, by department or collection
+    )  # fmt: skip
     await websocket.accept()
     hub: live_stream.Hub = websocket.app.state.live
     hub.subscribers.add(subscriber)
