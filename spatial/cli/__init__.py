@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from spatial.cli import backup, db, gps, ingest, network, samples, serve, users
+from spatial.cli import backup, db, gps, ingest, network, samples, serve, sta, users
 from spatial.cli.common import console, err_console, friendly, progress_bar
 
 __all__ = ["app", "console", "err_console", "friendly", "main", "progress_bar"]
@@ -33,6 +33,7 @@ def _register() -> None:
     app.add_typer(users.app, name="user")
     app.add_typer(gps.app, name="gps")
     app.add_typer(network.app, name="network")
+    app.add_typer(sta.app, name="sta")
     app.command("serve")(serve.serve)
     app.command("backup")(backup.backup)
     app.command("restore")(backup.restore)
