@@ -29,7 +29,7 @@ from spatial.db import engine
 from spatial.gps import webhooks
 from spatial.settings import Settings
 from spatial.sta import rules
-from spatial.sta.alarms import Event, evaluate
+from spatial.sta.alarms import Event
 from spatial.sta.observations import Reading, store
 
 T0 = dt.datetime(2026, 11, 3, 8, tzinfo=dt.UTC)
@@ -93,12 +93,11 @@ def _read(
     conn: psycopg.Connection[Any], settings: Settings, datastream: int, time: dt.datetime,
     value: float,
 ) -> list[Event]:  # fmt: skip
-    """Store one reading through the observation store; the alarms it raised or cleared.
-    (Evaluated again here in the same transaction: a no-op once the store evaluates.)"""
-    with conn.transaction():
-        done = store(conn, [Reading(datastream, time.isoformat(), value)], settings=settings.sta)
-        assert done.stored == 1, done.rejects
-        return [*done.alarms, *evaluate(conn, [datastream])]
+    """Store one reading through the observation store; the alarms it raised or cleared."""
+    done = store(conn, [Reading(datastream, time.isoformat(), value)], settings=settings.sta)
+    assert done.stored == 1, done.rejects
+    alarms: list[Event] = done.alarms
+    return alarms
 
 
 def _said(events: list[Event]) -> list[tuple[str, str, float | None]]:
@@ -221,9 +220,9 @@ def receiver(demo_url: str) -> Iterator[Receiver]:
         webhooks.remove_webhook(conn, webhook)
 
 
-def test_an_alarm_reaches_a_webhook_and_the_live_stream_of_whom_may_see_it(  # noqa: PLR0917 - fixtures
+def test_an_observation_s_alarm_reaches_a_webhook_and_the_live_stream_of_whom_may_see_it(  # noqa: PLR0917 - fixtures
     demo_api: LiveServer, demo_url: str, settings: Settings, streams: dict[str, int],
-    keys: dict[str, str], receiver: Receiver,
+    keys: dict[str, str], receiver: Receiver, admin_auth: dict[str, str],
 ) -> None:  # fmt: skip
     start = T0 + dt.timedelta(days=2)
     with (
@@ -231,15 +230,20 @@ def test_an_alarm_reaches_a_webhook_and_the_live_stream_of_whom_may_see_it(  # n
         _ws(demo_api.url, "/gps/live", keys["al_b"]) as theirs,
         psycopg.connect(demo_url, autocommit=True) as conn,
     ):
-        sent = time.monotonic()
-        (raised,) = _read(conn, settings, streams["aqi_a"], start, 250)
+        sent = time.monotonic()  # the times measured include the POST's own
+        posted = httpx.post(f"{demo_api.url}/sta/v1.1/Datastreams({streams['aqi_a']})/Observations",
+                            json={"phenomenonTime": start.isoformat(), "result": 250},
+                            headers=admin_auth, timeout=30)  # fmt: skip
+        assert posted.status_code == 201, posted.text
         got = _next_alarm(mine)
         on_stream = time.monotonic() - sent
         hook = until(receiver.accepted, what="the alarm at the webhook", seconds=5)
         at_webhook = time.monotonic() - sent
         print(f"alarm raised: live stream {on_stream:.3f} s, webhook {at_webhook:.3f} s")
-        assert got == {**got, "type": "alarm", "state": "raised", "alarm": raised.alarm,
-                       "datastream": streams["aqi_a"], "thing": raised.thing,
+        raised = conn.execute("SELECT id, datastream_id FROM sta.alarms WHERE raised_at = %s",
+                              (start,)).fetchall()  # fmt: skip
+        assert raised == [(got["alarm"], streams["aqi_a"])]
+        assert got == {**got, "type": "alarm", "state": "raised", "datastream": streams["aqi_a"],
                        "name": "al_a station", "level": "heavy", "value": 250,
                        "time": "2026-11-05T08:00:00Z", "threshold": 200}  # fmt: skip
         # al_b's viewer does not see al_a's alarm: the first alarm they get is their own.
@@ -247,16 +251,17 @@ def test_an_alarm_reaches_a_webhook_and_the_live_stream_of_whom_may_see_it(  # n
         assert _next_alarm(theirs)["alarm"] == own.alarm
         (cleared,) = _read(conn, settings, streams["aqi_a"], start + dt.timedelta(hours=1), 60)
         assert _next_alarm(mine) == {**_next_alarm_fields(cleared), "state": "cleared",
-                                     "value": 60, "level": "heavy"}  # fmt: skip
+                                     "alarm": got["alarm"], "value": 60,
+                                     "level": "heavy"}  # fmt: skip
     events = until(receiver.accepted, lambda e: len(e) >= 3, "three alarm events", seconds=5)
     signed = receiver.got[0]
     assert signed.headers[webhooks.SIGNATURE_HEADER] == webhooks.sign(SECRET, signed.body)
-    assert hook[0] == {**hook[0], "kind": "alarm-raised", "alarm": raised.alarm,
+    assert hook[0] == {**hook[0], "kind": "alarm-raised", "alarm": got["alarm"],
                        "department": "al_a", "level": "heavy", "value": 250, "threshold": 200,
                        "lon": pytest.approx(112.01), "lat": pytest.approx(22.9)}  # fmt: skip
     assert [(e["kind"], e["alarm"]) for e in events] == [
-        ("alarm-raised", raised.alarm), ("alarm-raised", own.alarm),
-        ("alarm-cleared", raised.alarm)]  # fmt: skip
+        ("alarm-raised", got["alarm"]), ("alarm-raised", own.alarm),
+        ("alarm-cleared", got["alarm"])]  # fmt: skip
 
 
 def _next_alarm_fields(event: Event) -> dict[str, Any]:
@@ -315,3 +320,21 @@ def test_alarm_events_are_in_the_events_collection(
     assert raised and all(p["alarm_id"] and p["device_id"] is None for p in raised)
     gauge = [p for p in raised if p["level"] == "danger" and p["department"] == "water"]
     assert gauge and gauge[0]["value"] > 0
+
+
+def test_a_rule_removed_clears_its_alarms(demo_url: str) -> None:
+    """Syncing rules without the air-quality ones clears the demo's heavy-air alarms (with
+    no reading: the rule is gone), in a transaction rolled back."""
+    with psycopg.connect(demo_url) as conn:
+        kept = tuple(r for r in rules.load() if r.subsystem != "environment")
+        synced = rules.sync(conn, kept)
+        assert synced.changed
+        assert {e.state for e in synced.events} == {"cleared"}
+        demo = {(e.name, e.rule, e.value, e.level) for e in synced.events
+                if e.collection == "env_stations"}  # fmt: skip
+        park = "石材产业园空气质量自动监测站"
+        assert demo == {(park, "environment/aqi", None, "heavy"),
+                        (park, "environment/pm25", None, "heavy")}  # fmt: skip
+        left = conn.execute("SELECT DISTINCT subsystem FROM sta.alarms WHERE state = 'active'")
+        assert {r[0] for r in left} == {"water"}
+        conn.rollback()

@@ -216,10 +216,9 @@ async def live(websocket: WebSocket) -> None:
     device, filtered by ``device`` and ``department`` (comma-separated) and ``bbox``
     (west,south,east,north in lon/lat); geofence events (``{"type": "event", ...}``); for
     callers who may read every incident, what happens to them (``{"type": "incident",
-    "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``); sensor
-    alarms raised and cleared that the caller may see (``{"type": "alarm", ...}``,
-    :mod:`spatial.sta.alarms`). Only for callers who may read ``gps_latest``, and only the
-    devices their grants show. Also at ``/live``."""
+    "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``); the
+    alarms they may see (``{"type": "alarm", ...}``). Only for callers who may read
+    ``gps_latest``, and only the devices their grants show. Also at ``/live``."""
     seen = caller(websocket)
     if live_stream.COLLECTION not in seen.rights:
         await websocket.close(code=1008, reason="you may not read gps_latest")

@@ -28,7 +28,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from spatial.settings import Settings
-from spatial.sta import alarms, rules, things
+from spatial.sta import rules, things
 from spatial.sta.observations import Reading, store
 
 HOURS = 48
@@ -109,10 +109,7 @@ def load(
     for stream, values, silent in series:
         datastream, last = _datastream(conn, *stream)
         readings += _readings(datastream, last, hour, values, silent)
-    done = store(conn, readings, settings=settings.sta, now=hour)
-    with conn.transaction():  # the store evaluates them; this is for a store that did not
-        alarms.evaluate(conn, done.datastreams)
-    return done.stored
+    return store(conn, readings, settings=settings.sta, now=hour).stored
 
 
 Series = tuple[tuple[int, str, Kind], Callable[[np.ndarray], np.ndarray], int]
