@@ -38,6 +38,7 @@ from api.routers import (
     processes,
     rasters,
     sta,
+    sta_write,
     stac,
     tiles,
     transactions,
@@ -53,7 +54,7 @@ from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
            ingest, editions, gps, gps_webhooks, fences, network, incidents, maps, sta,
-           alarms)  # fmt: skip
+           sta_write, alarms)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 

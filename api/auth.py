@@ -1,8 +1,9 @@
 """Who each request is, how much they may ask, and signing in.
 
-:class:`Guard` runs before any route: it reads ``Authorization: Bearer <token or key>``
-or ``X-API-Key``, finds the principal in the worker's access snapshot
-(:class:`spatial.access.Directory`, kept current by :mod:`api.catalog`), refuses bad
+:class:`Guard` runs before any route: it reads ``Authorization: Bearer <token or key>``,
+``Authorization: Basic`` (a user name and password, or an API key as the password: what
+SensorThings clients send) or ``X-API-Key``, finds the principal in the worker's access
+snapshot (:class:`spatial.access.Directory`, kept current by :mod:`api.catalog`), refuses bad
 credentials with 401, callers over their rate with 429, and anonymous callers with 401
 when anonymous access is off. It puts the principal on the request's state; every route
 then reads through the principal's view of the catalog (:func:`api.deps.caller`), the one place
@@ -16,6 +17,9 @@ answered 429 with ``Retry-After`` without a password being checked.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import math
 import time
 from typing import Any
@@ -217,6 +221,12 @@ async def identify(state: Any, headers: Headers, address: str | None) -> Princip
     key = headers.get("x-api-key")
     if scheme.lower() == "bearer" and value.startswith(f"{accounts.KEY_PREFIX}_"):
         key = value
+    if scheme.lower() == "basic" and value:
+        username, password = _basic(value)
+        if password.startswith(f"{accounts.KEY_PREFIX}_"):
+            key = password  # Basic <anything>:<API key>
+        else:
+            return await _password(state, username, password, address)
     if key is not None:
         try:
             return accounts.key_account(directory, key).principal()
@@ -242,9 +252,63 @@ async def identify(state: Any, headers: Headers, address: str | None) -> Princip
             account = accounts.token_account(directory, value, secret)
         return account.principal()
     if scheme:
-        msg = "use Authorization: Bearer <token or key>, or X-API-Key: <key>"
+        msg = "use Authorization: Bearer <token or key>, Basic (user and password, or an API "
+        msg += "key as the password), or X-API-Key: <key>"
         raise UnauthorizedError(msg)
     return ANONYMOUS
+
+
+def _basic(value: str) -> tuple[str, str]:
+    """The user name and password of ``Authorization: Basic <base64 of user:password>``.
+
+    Raises:
+        UnauthorizedError: not base64 of UTF-8 text with a colon.
+    """
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    username, colon, password = decoded.partition(":")
+    if not colon:
+        msg = "Basic credentials are base64 of <user name>:<password or API key>"
+        raise UnauthorizedError(msg)
+    return username, password
+
+
+_BASIC_SECONDS = 300
+"""How long a user name and password checked over Basic are taken without hashing again
+(clients send them with every request; each check costs a password hash's time)."""
+_BASIC_KEPT = 1024
+
+
+async def _password(state: Any, username: str, password: str, address: str | None) -> Principal:
+    """The principal of a user name and password sent over Basic, checked as ``POST
+    /auth/token`` checks them (failures counted, the name or address locked out after too
+    many). A pair checked lately is taken again while the account and its password hash
+    are unchanged.
+
+    Raises:
+        UnauthorizedError: a wrong pair. TooManyRequestsError: locked out.
+    """
+    directory: Directory = state.directory
+    account = directory.by_username(username)
+    seen: dict[bytes, tuple[str, float]] = getattr(state, "basic_checked", None) or {}
+    state.basic_checked = seen
+    digest = hashlib.sha256(f"{username}\0{password}".encode()).digest()
+    hashed, until = seen.get(digest, (None, 0.0))
+    fresh = hashed is not None and time.monotonic() < until
+    if fresh and account is not None and account.active and hashed == account.password_hash:
+        return account.principal()
+    await _not_locked(state, username, address)
+    if not await run_in_threadpool(accounts.check_password, account, password):
+        await _failed(state, "password", username, address)
+        msg = "wrong user name or password"
+        raise UnauthorizedError(msg)
+    assert account is not None and account.password_hash is not None  # noqa: S101 - checked
+    if len(seen) >= _BASIC_KEPT:
+        seen.clear()
+    seen[digest] = (account.password_hash, time.monotonic() + _BASIC_SECONDS)
+    return account.principal()
 
 
 def _algorithm(token: str) -> str | None:

@@ -133,13 +133,7 @@ class _Int8Array(pgarrays.Array):
 
 
 def _int8(values: Sequence[int] | np.ndarray[Any, Any]) -> _Int8Array:
-    count = len(values)
-    if count == 0:
-        return _Int8Array(struct.pack(">iiI", 0, 0, 20))
-    cells = np.empty(count, dtype=[("n", ">i4"), ("v", ">i8")])
-    cells["n"] = 8
-    cells["v"] = values
-    return _Int8Array(struct.pack(">iiIii", 1, 0, 20, count, 1) + cells.tobytes())
+    return _Int8Array(_fixed8(_Int8Array, np.asarray(values, dtype=np.int64)))
 
 
 class _Int8Dumper(Dumper):
@@ -155,8 +149,8 @@ def _register(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_dumper(_Int8Array, _Int8Dumper)
 
 
-class _RefusedError(Exception):
-    """A check failed (inside :func:`_check`'s loop only)."""
+class _RefusedError(ValueError):
+    """A check failed: ``reason`` (one of :data:`REASONS`) and ``detail``."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -168,7 +162,7 @@ def instant(value: Any, what: str) -> dt.datetime:
     """An aware datetime from an ISO 8601 text (``Z`` or an offset) or a datetime.
 
     Raises:
-        _RefusedError: ``no_time``, saying why.
+        ValueError: ``no_time``, saying why (``detail``).
     """
     if isinstance(value, str):
         try:
@@ -189,7 +183,7 @@ def interval(value: Any, what: str) -> tuple[dt.datetime, dt.datetime | None]:
     """An instant (end None) or an interval ``start/end`` (start not after end).
 
     Raises:
-        _RefusedError: ``no_time``.
+        ValueError: ``no_time``, saying why (``detail``).
     """
     if isinstance(value, str) and "/" in value:
         first, _, last = value.partition("/")
@@ -199,18 +193,6 @@ def interval(value: Any, what: str) -> tuple[dt.datetime, dt.datetime | None]:
             raise _RefusedError("no_time", msg)
         return start, end
     return instant(value, what), None
-
-
-def checked_time(value: Any, what: str) -> tuple[dt.datetime, dt.datetime | None]:
-    """:func:`interval` for callers outside this module (the write path's PATCH).
-
-    Raises:
-        ValueError: not a time with a zone, or an interval ending before it starts.
-    """
-    try:
-        return interval(value, what)
-    except _RefusedError as exc:
-        raise ValueError(exc.detail) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,12 +558,9 @@ def _copy(conn: psycopg.Connection[Any], out: _Checked, ids: list[int]) -> None:
 
 
 _LATEST = """
-INSERT INTO sta.latest AS l (datastream_id, id, phenomenon_start, phenomenon_end, result_time,
+INSERT INTO sta.latest AS l (id, datastream_id, phenomenon_start, phenomenon_end, result_time,
     result_number, result_json, result_quality, valid_start, valid_end, parameters, feature_id)
-SELECT o.datastream_id, o.id, o.phenomenon_start, o.phenomenon_end, o.result_time,
-       o.result_number, o.result_json, o.result_quality, o.valid_start, o.valid_end,
-       o.parameters, o.feature_id
-FROM unnest(%s::int8[], %s::timestamptz[]) AS u(d, t)
+SELECT o.* FROM unnest(%s::int8[], %s::timestamptz[]) AS u(d, t)
 JOIN sta.observations o ON o.datastream_id = u.d AND o.phenomenon_start = u.t
 ON CONFLICT (datastream_id) DO UPDATE SET id = excluded.id,
     phenomenon_start = excluded.phenomenon_start, phenomenon_end = excluded.phenomenon_end,
@@ -632,18 +611,13 @@ def _optional(values: list[dt.datetime | None]) -> np.ndarray[Any, Any]:
     return np.asarray([_NONE if v is None else (v - _EPOCH) // _US for v in values], np.int64)
 
 
-def _least(inverse: np.ndarray[Any, Any], n: int, column: np.ndarray[Any, Any]) -> list[Any]:
-    """Each group's earliest time (None: none in the group)."""
-    out = np.full(n, _ALL, dtype=np.int64)
-    np.minimum.at(out, inverse, np.where(column == _NONE, _ALL, column))
-    return [None if v == _ALL else _moment(v) for v in out.tolist()]
-
-
-def _greatest(inverse: np.ndarray[Any, Any], n: int, column: np.ndarray[Any, Any]) -> list[Any]:
-    """Each group's latest time (None: none in the group)."""
-    out = np.full(n, _NONE, dtype=np.int64)
-    np.maximum.at(out, inverse, column)
-    return [None if v == _NONE else _moment(v) for v in out.tolist()]
+def _reduce(inverse: np.ndarray[Any, Any], n: int, column: np.ndarray[Any, Any], *,
+            least: bool) -> list[Any]:  # fmt: skip
+    """Each group's earliest (``least``) or latest time (None: none in the group)."""
+    never = _ALL if least else _NONE
+    out = np.full(n, never, dtype=np.int64)
+    (np.minimum if least else np.maximum).at(out, inverse, np.where(column == _NONE, never, column))
+    return [None if v == never else _moment(v) for v in out.tolist()]
 
 
 def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any],
@@ -660,9 +634,10 @@ def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any]
     by = np.lexsort((features, ds))
     first = by[np.r_[True, (np.diff(ds[by]) != 0) | (np.diff(features[by]) != 0)]]
     conn.execute(_GROW, {
-        "ds": _int8(unique), "pf": _least(inverse, n, micros),
-        "pl": _greatest(inverse, n, np.where(ends == _NONE, micros, ends)),
-        "rf": _least(inverse, n, results), "rl": _greatest(inverse, n, results),
+        "ds": _int8(unique), "pf": _reduce(inverse, n, micros, least=True),
+        "pl": _reduce(inverse, n, np.where(ends == _NONE, micros, ends), least=False),
+        "rf": _reduce(inverse, n, results, least=True),
+        "rl": _reduce(inverse, n, results, least=False),
         "fds": _int8(ds[first]), "ffs": _int8(features[first]),
     })  # fmt: skip
 
@@ -763,12 +738,9 @@ def count_rejects(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> N
 
 
 _REFRESH_LATEST = """
-INSERT INTO sta.latest (datastream_id, id, phenomenon_start, phenomenon_end, result_time,
+INSERT INTO sta.latest (id, datastream_id, phenomenon_start, phenomenon_end, result_time,
     result_number, result_json, result_quality, valid_start, valid_end, parameters, feature_id)
-SELECT o.datastream_id, o.id, o.phenomenon_start, o.phenomenon_end, o.result_time,
-       o.result_number, o.result_json, o.result_quality, o.valid_start, o.valid_end,
-       o.parameters, o.feature_id
-FROM unnest(%s::int8[]) AS d(id) CROSS JOIN LATERAL (
+SELECT o.* FROM unnest(%s::int8[]) AS d(id) CROSS JOIN LATERAL (
     SELECT * FROM sta.observations x WHERE x.datastream_id = d.id
     ORDER BY x.phenomenon_start DESC LIMIT 1) AS o
 """
