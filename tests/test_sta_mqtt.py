@@ -278,6 +278,7 @@ def _hostile(ds: int) -> list[tuple[str, bytes, tuple[int, str]]]:
         (topic, huge, bad),
         (topic, b"\xff\xfe{\x00", bad),
         (topic, _observation(62, "\u0000"), bad),
+        (topic, b'{"result": "\\ud800"}', bad),  # a lone surrogate
         (topic, _observation(63, 1.0, FeatureOfInterest={"@iot.id": 10**30}), bad),
         (topic, _observation(64, 1.0, Thing={"@iot.id": 1}), bad),
         ("v1.1/Datastreams(abc)/Observations", _observation(65), bad),

@@ -50,7 +50,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,10 +65,12 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from spatial import jsonbody
+from spatial.errors import InvalidInputError
 from spatial.gps.mqtt import MqttOptions, _Inbox
 from spatial.gps.tcp import INPUT_LIMITS, TRANSIENT, open_pool
 from spatial.settings import SensorThingsSettings
-from spatial.sta import query
+from spatial.sta import query, write
 from spatial.sta.entities import SETS, VERSION
 from spatial.sta.observations import CHANNEL, Reading, Reject, Stored, store
 
@@ -83,9 +85,6 @@ MAX_MESSAGE = 256 * 1024
 """Bytes of one Observation message; a larger one is dropped."""
 MAX_DEPTH = 32
 """How deeply a message's JSON may nest (a result, a resultQuality, parameters)."""
-FIELDS = frozenset({"phenomenonTime", "resultTime", "result", "resultQuality", "validTime",
-                    "parameters", "Datastream", "FeatureOfInterest"})  # fmt: skip
-"""What an Observation created over MQTT may hold."""
 _TOPIC = re.compile(r"v1\.1/(?:(Datastreams|FeaturesOfInterest)\(([^/]*)\)/)?Observations")
 _ID = re.compile(r"[0-9]{1,19}")
 _MAX_ID = 2**63 - 1
@@ -111,10 +110,6 @@ class _MalformedError(Exception):
 
 def _malformed(detail: str) -> Reject:
     return Reject("malformed", detail)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _MalformedError(f"{name} is not a JSON number")
 
 
 def _check_value(value: Any, depth: int = 0) -> None:
@@ -177,7 +172,7 @@ def _owner(topic: str) -> tuple[str | None, int | None]:
 
 
 def _body(payload: bytes) -> dict[str, Any]:
-    """The JSON object of a message.
+    """The JSON object of a message, read as HTTP bodies are (:mod:`spatial.jsonbody`).
 
     Raises:
         _MalformedError: too large, not JSON, not an object, or unstorable.
@@ -185,9 +180,9 @@ def _body(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_MESSAGE:
         raise _MalformedError(f"a message of {len(payload)} bytes (at most {MAX_MESSAGE})")
     try:
-        body = json.loads(payload, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise _MalformedError(f"not JSON: {str(exc)[:120]}") from None
+        body = jsonbody.loads(payload, "the message")
+    except InvalidInputError as exc:
+        raise _MalformedError(str(exc)) from None
     if not isinstance(body, dict):
         raise _MalformedError("an Observation is a JSON object")
     _check_value(body)
@@ -195,16 +190,12 @@ def _body(payload: bytes) -> dict[str, Any]:
 
 
 def _reading(body: dict[str, Any], owner: str | None, ident: int | None) -> Reading:
-    """The reading of an Observation's body published to the topic of ``owner(ident)``.
+    """The reading of an Observation's body published to the topic of ``owner(ident)``:
+    the links here, the rest as an HTTP POST's (:func:`spatial.sta.write.reading`).
 
     Raises:
         _MalformedError: a property an Observation has not, no result, no Datastream.
     """
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise _MalformedError(f"an Observation has no property {unknown[0][:60]!r}")
-    if "result" not in body:
-        raise _MalformedError("an Observation needs a result")
     datastream, feature = _link(body, "Datastream"), _link(body, "FeatureOfInterest")
     if owner == "Datastreams":
         if datastream not in {None, ident}:
@@ -217,12 +208,12 @@ def _reading(body: dict[str, Any], owner: str | None, ident: int | None) -> Read
     if datastream is None:
         raise _MalformedError("no Datastream: publish to v1.1/Datastreams(<id>)/Observations "
                               'or link one ("Datastream": {"@iot.id": <id>})')  # fmt: skip
-    parameters = body.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
+    if not isinstance(body.get("parameters", {}), dict | None):
         raise _MalformedError("parameters must be a JSON object")
-    return Reading(datastream, body.get("phenomenonTime"), body["result"],
-                   body.get("resultTime"), body.get("resultQuality"), body.get("validTime"),
-                   parameters, feature)  # fmt: skip
+    try:
+        return write.reading(body, "Observation", datastream, feature)
+    except InvalidInputError as exc:
+        raise _MalformedError(str(exc)) from None
 
 
 def decode(topic: str, payload: bytes) -> Reading | Reject | None:
@@ -361,21 +352,22 @@ def _ranges(payload: str) -> list[tuple[int, int, int]]:
     return ranges
 
 
-def _chunks(ranges: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+def _chunks(ranges: list[tuple[int, int, int]]) -> Iterator[list[tuple[int, int, int]]]:
     """The ranges cut into groups of :data:`IDS_PER_READ` ids at most."""
-    groups: list[list[tuple[int, int, int]]] = [[]]
+    group: list[tuple[int, int, int]] = []
     room = IDS_PER_READ
     for ds, first, last in ranges:
         at = first
         while at <= last:
-            if room == 0:
-                groups.append([])
-                room = IDS_PER_READ
             upto = min(last, at + room - 1)
-            groups[-1].append((ds, at, upto))
+            group.append((ds, at, upto))
             room -= upto - at + 1
             at = upto + 1
-    return [g for g in groups if g]
+            if room == 0:
+                yield group
+                group, room = [], IDS_PER_READ
+    if group:
+        yield group
 
 
 async def _read(conn: psycopg.AsyncConnection[Any], ranges: list[tuple[int, int, int]],
