@@ -316,8 +316,13 @@ def sync(conn: psycopg.Connection[Any], rules: tuple[Rule, ...]) -> Synced:
         changed = _read_back(conn) != wanted
         if changed:
             _write(conn, rules)
+        concerned = [r[0] for r in conn.execute(_CONCERNED)] if changed else []
+        # The datastreams locked first, in id order, as the observation store locks them:
+        # a store under way and this sync wait for each other, never deadlock.
+        conn.execute("SELECT 1 FROM sta.datastreams WHERE id = ANY(%s) ORDER BY id "
+                     "FOR NO KEY UPDATE", (concerned,))  # fmt: skip
         ranged = conn.execute(_RANGES).rowcount
-        events = evaluate(conn, [r[0] for r in conn.execute(_CONCERNED)]) if changed else []
+        events = evaluate(conn, concerned)
     return Synced(changed, len(rules), max(ranged, 0), tuple(events))
 
 
