@@ -21,14 +21,20 @@ from spatial.sta.entities import SETS, VERSION
 
 router = APIRouter(prefix=f"/sta/{VERSION}", tags=["SensorThings"])
 
-CONFORMANCE = (
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+_SPEC = "http://www.opengis.net/spec/iot_sensing/1.1/req"
+CONFORMANCE = tuple(f"{_SPEC}/{c}" for c in (
+    "datamodel", "resource-path/resource-path-to-entities", "request-data",
+    "create-update-delete", "data-array/data-array",
+))  # fmt: skip
+"""The conformance classes implemented: the reads here, the creates, updates, deletes and
+the data array in :mod:`api.routers.sta_write` (batch requests and MultiDatastreams are
+not)."""
+MQTT_CONFORMANCE = (
+    f"{_SPEC}/create-observations-via-mqtt/observations-creation",
+    f"{_SPEC}/receive-updates-via-mqtt/receive-updates",
 )
-"""The conformance classes of the reads (the writes add theirs: :mod:`api.routers.sta_write`)."""
-EXTRA_CONFORMANCE: list[str] = []
-"""Conformance classes other modules add (creates, the data array, MQTT)."""
+"""Declared when a broker is configured (``SPATIAL_STA_MQTT_URL``) for the bridge
+``spatial sta mqtt`` (:mod:`spatial.sta.mqtt`)."""
 
 
 def root(request: Request) -> str:
@@ -47,9 +53,15 @@ def answer(document: Any, status: int = 200, headers: dict[str, str] | None = No
 async def service_root(request: Request) -> Response:
     """The entity sets and the conformance classes implemented."""
     base = root(request)
+    broker = request.app.state.settings.sta.mqtt_url
+    settings: dict[str, Any] = {
+        "conformance": [*CONFORMANCE, *(MQTT_CONFORMANCE if broker else ())]
+    }
+    for name in MQTT_CONFORMANCE if broker else ():
+        settings[name] = {"endpoints": [broker]}
     return answer({
         "value": [{"name": name, "url": f"{base}/{name}"} for name in SETS],
-        "serverSettings": {"conformance": [*CONFORMANCE, *EXTRA_CONFORMANCE]},
+        "serverSettings": settings,
     })  # fmt: skip
 
 

@@ -24,11 +24,6 @@ from spatial.sta.entities import VERSION, self_link
 
 router = APIRouter(prefix=f"/sta/{VERSION}", tags=["SensorThings"])
 
-CONFORMANCE = (
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/create-update-delete",
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
-)
-sta.EXTRA_CONFORMANCE.extend(c for c in CONFORMANCE if c not in sta.EXTRA_CONFORMANCE)
 
 _JSON = {"application/json", "application/geo+json", ""}
 _PATCH = "application/json-patch+json"

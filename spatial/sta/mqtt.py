@@ -71,7 +71,7 @@ from spatial.gps.mqtt import MqttOptions, _Inbox
 from spatial.gps.tcp import INPUT_LIMITS, TRANSIENT, open_pool
 from spatial.settings import SensorThingsSettings
 from spatial.sta import query, write
-from spatial.sta.entities import SETS, VERSION
+from spatial.sta.entities import VERSION
 from spatial.sta.observations import CHANNEL, Reading, Reject, Stored, store
 
 __all__ = ["MAX_DEPTH", "MAX_MESSAGE", "TOPICS", "BridgeOptions", "bridge", "decode"]
@@ -377,13 +377,11 @@ async def _read(conn: psycopg.AsyncConnection[Any], ranges: list[tuple[int, int,
 
     The columns and the JSON are the read path's own (:mod:`spatial.sta.query`), so that
     an update is what ``GET Observations(<id>)`` answers."""
-    observations = SETS["Observations"]
-    plan = query._plan(observations, query.Options())  # the read path's own (see the docstring)
     statement = sql.SQL(
         "SELECT {} FROM sta.observations e "
         "JOIN unnest(%s::int8[], %s::int8[]) AS r(lo, hi) ON e.id BETWEEN r.lo AND r.hi "
         "ORDER BY e.id"
-    ).format(plan.columns())
+    ).format(query.columns("Observations"))
     firsts, lasts = [r[1] for r in ranges], [r[2] for r in ranges]
     async with conn.cursor(row_factory=dict_row) as cur:
         rows = await (await cur.execute(statement, (firsts, lasts))).fetchall()
@@ -392,7 +390,7 @@ async def _read(conn: psycopg.AsyncConnection[Any], ranges: list[tuple[int, int,
     found = []
     for row in rows:
         ds = order[bisect.bisect_right(starts, row["_id"]) - 1][0]
-        found.append((ds, query._entity(row, observations, plan, base)))
+        found.append((ds, query.as_entity(row, "Observations", base)))
     return found
 
 

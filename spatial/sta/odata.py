@@ -69,6 +69,9 @@ class Column:
 
     sql: sql.Composable
     kind: Kind
+    bigint: bool = False
+    """A ``bigint`` column (an id): compared with a whole number as ``bigint``, so that its
+    index serves ``id eq 5``."""
 
 
 @dataclass(frozen=True)
@@ -422,6 +425,9 @@ def _geometry(token: _Token) -> str:
 class _Expr:
     sql: sql.Composable
     kind: Kind | TypingLiteral["null"]
+    bigint: bool = False
+    whole: int | None = None
+    """A number literal's value when it is a whole number that fits a ``bigint``."""
 
 
 def compile_filter(
@@ -454,7 +460,7 @@ class _Compiler:
             return self.literal(node)
         if isinstance(node, Path):
             column = self.resolve(list(node.parts))
-            return _Expr(sql.SQL("({})").format(column.sql), column.kind)
+            return _Expr(sql.SQL("({})").format(column.sql), column.kind, column.bigint)
         if isinstance(node, Binary) and node.op in _COMPARE:
             return self.compare(node)
         if isinstance(node, Call):
@@ -479,7 +485,12 @@ class _Compiler:
             )
         cast = {"number": "numeric", "text": "text", "boolean": "boolean", "time": "timestamptz"}
         placeholder = self.params.bind(node.value)
-        return _Expr(sql.SQL("{}::{}").format(placeholder, sql.SQL(cast[node.kind])), node.kind)
+        whole = None
+        if isinstance(node.value, Decimal) and node.value == node.value.to_integral_value() \
+                and -(2**63) <= node.value < 2**63:  # fmt: skip
+            whole = int(node.value)
+        expr = sql.SQL("{}::{}").format(placeholder, sql.SQL(cast[node.kind]))
+        return _Expr(expr, node.kind, whole=whole)
 
     def operand(self, node: Node, want: Kind, what: str) -> sql.Composable:
         """``node`` as an SQL value of kind ``want`` (null and json fit any)."""
@@ -517,7 +528,11 @@ class _Compiler:
         if a.kind == "geometry":
             raise _fail(node.pos, f"geometries are compared with st_equals, not {node.op}")
         left, right = a.sql, b.sql
-        if a.kind == "number":  # both as numeric, so no value overflows a cast to double
+        if a.bigint and b.whole is not None:
+            right = sql.SQL("{}::bigint").format(self.params.bind(b.whole))
+        elif b.bigint and a.whole is not None:
+            left = sql.SQL("{}::bigint").format(self.params.bind(a.whole))
+        elif a.kind == "number":  # both as numeric, so no value overflows a cast to double
             left, right = (sql.SQL("({})::numeric").format(s) for s in (left, right))
         return _Expr(
             sql.SQL("({} {} {})").format(left, sql.SQL(_COMPARE[node.op]), right), "boolean"

@@ -225,6 +225,9 @@ def _at(text: str, alias: str) -> sql.Composable:
 def _column(entity_set: EntitySet, parts: list[str], alias: str, depth: int) -> odata.Column:
     head = parts[0]
     nav = entity_set.nav(head)
+    if nav is not None and nav.how == "parent" and parts[1:] == ["id"]:
+        key = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(nav.column))
+        return odata.Column(key, "number", bigint=True)
     if nav is not None and len(parts) > 1:
         if nav.many:
             msg = f"{'/'.join(parts)}: a filter cannot go through the collection {head}"
@@ -247,7 +250,7 @@ def _column(entity_set: EntitySet, parts: list[str], alias: str, depth: int) -> 
         return odata.Column(
             sql.SQL("({} #> {})").format(_at(prop.where, alias), sql.Literal(parts[1:])), "json"
         )
-    return odata.Column(_at(prop.where, alias), prop.kind)
+    return odata.Column(_at(prop.where, alias), prop.kind, prop.name == "@iot.id")
 
 
 @dataclass
@@ -571,6 +574,18 @@ def next_link(url: str, given: Mapping[str, str], skip: int) -> str:
     query["$skip"] = str(skip)
     text = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
     return f"{url}?{text}"
+
+
+def columns(entity_set: str) -> sql.Composable:
+    """The columns (over the alias ``e``) the reads select of an entity of ``entity_set``,
+    for :func:`as_entity` (whoever reads entities by other means: the MQTT updates)."""
+    return _plan(SETS[entity_set], Options()).columns()
+
+
+def as_entity(row: dict[str, Any], entity_set: str, base: str) -> dict[str, Any]:
+    """A row of :func:`columns` as the API answers the entity."""
+    found = SETS[entity_set]
+    return _entity(row, found, _plan(found, Options()), base)
 
 
 async def entity(
