@@ -208,6 +208,8 @@ def patched(current: dict[str, Any], ops: Any, where: str) -> dict[str, Any]:
     """
     if not isinstance(ops, list):
         raise InvalidInputError(f"{where}: a JSON Patch is an array of operations")
+    if "properties" in current and current["properties"] is None:
+        current = {**current, "properties": {}}  # no properties yet: a patch adds the first
     doc: Any = json.loads(json.dumps(current, default=str))
     for n, op in enumerate(ops):
         at = f"{where}: operation {n}"
