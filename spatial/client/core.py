@@ -401,6 +401,7 @@ class Client(Routing, Command):
         fence: str | int | None = None,
         start: frames.When | None = None,
         end: frames.When | None = None,
+        kinds: Sequence[str] | None = ("enter", "exit", "dwell"),
     ) -> gpd.GeoDataFrame:
         """Geofence events (``gps_events``): ``device_id``, ``department``, ``fence_id``,
         ``fence`` (its name), ``kind`` (``enter``, ``exit``, ``dwell``), ``time``.
@@ -410,16 +411,24 @@ class Client(Routing, Command):
             fence: A fence's name, or its number.
             start: From this moment.
             end: Up to this moment.
+            kinds: The kinds of event [default: the geofences']; the collection also holds
+                units arriving on scene (``on-scene``) and sensor alarms (``alarm-raised``,
+                ``alarm-cleared``, with ``alarm_id``, ``datastream_id``, ``level`` and
+                ``value``); None: every kind.
 
         Example:
             >>> c.events(fence="南山河高风险洪泛区")
+            >>> c.events(kinds=["alarm-raised"])
         """
-        where = None
+        parts = []
         if fence is not None:
-            where = (
+            parts.append(
                 f"fence_id = {int(fence)}" if isinstance(fence, int) else
                 f"fence = {frames.quoted(str(fence))}"
             )  # fmt: skip
+        if kinds is not None:
+            parts.append(f"kind IN ({', '.join(frames.quoted(k) for k in kinds)})")
+        where = " AND ".join(parts) or None
         return self._gps("gps_events", device, start, end, where=where)
 
     def _gps(
