@@ -53,7 +53,10 @@ QUEUE = 1000
 class Subscriber:
     """One WebSocket client: what it may see and what it asked for."""
 
-    layer: LayerSchema
+    layer: LayerSchema | None
+    """The latest positions' layer as the client may read it; None: a client who may not
+    read ``gps_latest`` is told no position or geofence event (alarms and incidents
+    only)."""
     devices: frozenset[str] | None = None
     departments: frozenset[str] | None = None
     bbox: tuple[float, float, float, float] | None = None
@@ -149,9 +152,12 @@ async def broadcast(
     moved = sorted({*devices, *(e["device"] for e in events)})
     groups: dict[Rows | None, list[Subscriber]] = {}
     for subscriber in list(hub.subscribers):
-        groups.setdefault(subscriber.layer.restriction, []).append(subscriber)
+        if subscriber.layer is not None:
+            groups.setdefault(subscriber.layer.restriction, []).append(subscriber)
     for members in groups.values():
-        rows = {r["device_id"]: r for r in await positions(db, members[0].layer, moved)}
+        layer = members[0].layer
+        assert layer is not None  # noqa: S101 - grouped above
+        rows = {r["device_id"]: r for r in await positions(db, layer, moved)}
         for device in devices:
             if device in rows:
                 text = message(rows[device])

@@ -12,6 +12,7 @@ away from the demo's. The demo city (its gauges and air stations) is loaded too.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -24,6 +25,7 @@ import pytest
 from support import TESTS, LiveServer, Receiver, until
 from websockets.sync.client import connect
 
+from api import live
 from spatial import accounts
 from spatial.db import engine
 from spatial.gps import webhooks
@@ -338,3 +340,18 @@ def test_a_rule_removed_clears_its_alarms(demo_url: str) -> None:
         left = conn.execute("SELECT DISTINCT subsystem FROM sta.alarms WHERE state = 'active'")
         assert {r[0] for r in left} == {"water"}
         conn.rollback()
+
+
+def test_a_client_who_may_not_read_positions_is_told_alarms_and_no_positions() -> None:
+    """A live-stream client without ``gps_latest`` (a department of sensors only) has no
+    positions' layer: a broadcast of moved devices passes it by, and an alarm it may see
+    reaches it."""
+    hub = live.Hub()
+    told = live.Subscriber(None, sees_alarm=lambda department, _: department == "al_a")
+    hub.subscribers.add(told)
+    alarm = {"state": "raised", "alarm": 1, "department": "al_a", "collection": None}
+    other = {**alarm, "alarm": 2, "department": "al_b"}
+    asyncio.run(live.broadcast(hub, None, ["YF-BUS-01"], [], alarms=[alarm, other]))  # type: ignore[arg-type]
+    assert [json.loads(told.queue.get_nowait()) for _ in range(told.queue.qsize())] == [
+        {**alarm, "type": "alarm"}
+    ]

@@ -217,12 +217,10 @@ async def live(websocket: WebSocket) -> None:
     (west,south,east,north in lon/lat); geofence events (``{"type": "event", ...}``); for
     callers who may read every incident, what happens to them (``{"type": "incident",
     "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``); the
-    alarms they may see (``{"type": "alarm", ...}``). Only for callers who may read
-    ``gps_latest``, and only the devices their grants show. Also at ``/live``."""
+    alarms they may see (``{"type": "alarm", ...}``). Positions and geofence events only
+    to callers who may read ``gps_latest``, of the devices their grants show. Also at
+    ``/live``."""
     seen = caller(websocket)
-    if live_stream.COLLECTION not in seen.rights:
-        await websocket.close(code=1008, reason="you may not read gps_latest")
-        return
     q = websocket.query_params
     try:
         bbox = parse_bbox(q["bbox"]) if q.get("bbox") else None
@@ -235,7 +233,8 @@ async def live(websocket: WebSocket) -> None:
         return found or None
 
     every = (r := seen.rights.get(dispatch.COLLECTION)) is not None and r.read_rows is None
-    layer = seen.features(live_stream.COLLECTION).layer
+    gps = live_stream.COLLECTION in seen.rights
+    layer = seen.features(live_stream.COLLECTION).layer if gps else None
     subscriber = live_stream.Subscriber(
         layer, names("device"), names("department"), bbox, incidents=every,
         sees_alarm=seen.sees_fence,  # alarms: as fences, by department or collection
@@ -245,9 +244,10 @@ async def live(websocket: WebSocket) -> None:
     hub.subscribers.add(subscriber)
 
     async def pump() -> None:
-        for row in await live_stream.positions(websocket.app.state.db, subscriber.layer, None):
-            if subscriber.wants(row):
-                subscriber.offer(live_stream.message(row))
+        if layer is not None:
+            for row in await live_stream.positions(websocket.app.state.db, layer, None):
+                if subscriber.wants(row):
+                    subscriber.offer(live_stream.message(row))
         while True:
             text = await subscriber.queue.get()
             if subscriber.dropped:
