@@ -268,6 +268,9 @@ class Monitor(_Model):
     levels: list[MonitorLevel] = Field(min_length=1)
     """The levels drawn, least severe first (a station with no reading keeps the layer's
     own style)."""
+    property: str | None = Field(default=None, min_length=1)
+    """The observed property whose level colours a station (e.g. ``AQI``; any case); None:
+    the worst level of all its datastreams."""
 
     @field_validator("levels")
     @classmethod
@@ -548,6 +551,7 @@ def _monitor(
     return {
         "layer": layer["id"], "collection": collection, "key": key, "title": monitor.title,
         "levels": [level.model_dump() for level in monitor.levels],
+        "property": monitor.property,
         "status": f"{base}/alarms/status?{urlencode({'collection': collection})}",
         "alarms": f"{base}/alarms", "sta": f"{base}/sta/v1.1",
         "live": live["url"] if live else None,

@@ -250,7 +250,7 @@ def test_each_map_as_admin_has_sources_that_answer_with_data(
     assert body["id"] == subsystem and body["extent"] == list(defined.extent)
     assert body["basemap"] is None  # offline first: no basemap unless configured
     assert [lyr["id"] for lyr in body["layers"]] == [lyr.id for lyr in defined.layers]
-    assert (body["live"] is not None) == (subsystem == "emergency")
+    assert (body["live"] is not None) == defined.live
     if body["live"]:
         assert body["live"]["url"].startswith("ws://") and body["live"]["url"].endswith("/gps/live")
     assert {p["id"] for p in body["processes"]} <= set(PROCESSES)

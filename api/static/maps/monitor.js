@@ -157,9 +157,11 @@ class Monitor {
     this.streamText.textContent = STREAM[state] || state;
   }
 
-  badge(level) {
+  /** A level's badge; ``short``: its label's first word (the Chinese), the rest as a tip. */
+  badge(level, short = false) {
     const found = this.levels.get(level);
-    const span = element('span', { className: 'level', textContent: found?.label || level || '—' });
+    const label = found?.label || level || '—';
+    const span = element('span', { className: 'level', textContent: short ? label.split(' ')[0] : label, title: label });
     span.dataset.level = level || '';
     if (found) span.style.setProperty('--colour', found.color);
     return span;
@@ -214,12 +216,24 @@ class Monitor {
 
   // -- the stations' status
 
-  /** The level drawn for a station: its worst, ``normal`` under every threshold, null
-   * without a reading. */
+  /** The datastreams a station's colour comes from: those of the configured observed
+   * property, else all. */
+  colouring(station) {
+    const streams = station.properties?.datastreams || [];
+    const wanted = this.m.property?.toLowerCase();
+    return wanted ? streams.filter((d) => String(d.property).toLowerCase() === wanted) : streams;
+  }
+
+  /** The level drawn for a station: the worst of its colouring datastreams (the status
+   * says the worst of all), ``normal`` under every threshold, null without a reading. */
   levelOf(station) {
-    const p = station.properties || {};
-    if (p.level) return p.level;
-    const read = (p.datastreams || []).some((d) => d.value !== null && d.value !== undefined);
+    const streams = this.colouring(station);
+    const rank = (level) => this.levels.get(level)?.rank || 0;
+    const worst = this.m.property
+      ? streams.map((d) => d.level).filter(Boolean).sort((a, b) => rank(b) - rank(a))[0]
+      : station.properties?.level;
+    if (worst) return worst;
+    const read = streams.some((d) => d.value !== null && d.value !== undefined);
     return read ? NORMAL : null;
   }
 
@@ -270,7 +284,7 @@ class Monitor {
       const name = button(p.name || key, () => this.show(key), { className: 'go' });
       const row = element('tr', {}, element('td', {}, name),
         element('td', { className: 'number', textContent: main ? reading(main.value, main.unit) : '—' }),
-        element('td', {}, this.badge(this.levelOf(station))));
+        element('td', {}, this.badge(this.levelOf(station), true)));
       Object.assign(row.dataset, { key, thing: String(p.thing ?? ''), level: this.levelOf(station) || '' });
       row.classList.toggle('open', this.open?.key === key);
       return row;
@@ -282,9 +296,11 @@ class Monitor {
   /** The datastream a station's colour comes from (the one at its level), else the first
    * with thresholds, else the first. */
   mainDatastream(station) {
-    const streams = station.properties?.datastreams || [];
-    return streams.find((d) => d.level && d.level === station.properties.level)
-      || streams.find((d) => d.thresholds?.length) || streams[0] || null;
+    const streams = this.colouring(station);
+    const level = this.levelOf(station);
+    return streams.find((d) => d.level && d.level === level)
+      || streams.find((d) => d.thresholds?.length) || streams[0]
+      || station.properties?.datastreams?.[0] || null;
   }
 
   // -- alarms
@@ -309,10 +325,10 @@ class Monitor {
     const alarm = alarmOf(message);
     if (message.state === 'cleared') this.alarms.delete(alarm.id);
     else this.alarms.set(alarm.id, { ...alarm, fresh: true });
-    if (this.things.has(alarm.thing)) {
-      const key = this.things.get(alarm.thing);
-      if (message.state !== 'cleared' && message.level) this.setLevel(key, message.level); // at once
-    }
+    const key = this.things.get(alarm.thing);
+    const station = this.stations.get(key);
+    const colours = station && this.colouring(station).some((d) => d.id === alarm.datastream);
+    if (colours && message.state !== 'cleared' && message.level) this.setLevel(key, message.level); // at once
     this.listAlarms();
     this.refreshSoon();
   }
