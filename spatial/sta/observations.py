@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,12 +36,10 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
 from spatial.gps import pgarrays
 from spatial.settings import SensorThingsSettings
-from spatial.sta import alarms
+from spatial.sta import alarms, arrays
 
 REASONS = ("unknown_datastream", "no_time", "future", "not_a_number", "out_of_range",
            "duplicate", "unknown_feature", "no_feature", "malformed")  # fmt: skip
@@ -56,9 +53,7 @@ CHANNEL = "spatial_sta"
 RANGES_PER_MESSAGE = 200
 """``[datastream, first id, last id]`` triples per notification (each stays far under
 PostgreSQL's 8,000 bytes)."""
-_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-"""PostgreSQL's timestamps count microseconds from here."""
-_US = dt.timedelta(microseconds=1)
+_EPOCH, _US = arrays.EPOCH, arrays.MICROSECOND
 _DETAIL = 300
 
 
@@ -124,29 +119,6 @@ class Stored:
     def error(self, index: int) -> str | None:
         """Why the reading at ``index`` was refused (None: stored, or not in the batch)."""
         return next((f"{r.reason}: {r.detail}" for r in self.rejects if r.index == index), None)
-
-
-class _Int8Array(pgarrays.Array):
-    """``int8[]`` (the ids; :mod:`spatial.gps.pgarrays` has the other types)."""
-
-    oid, element = 1016, 20
-
-
-def _int8(values: Sequence[int] | np.ndarray[Any, Any]) -> _Int8Array:
-    return _Int8Array(_fixed8(_Int8Array, np.asarray(values, dtype=np.int64)))
-
-
-class _Int8Dumper(Dumper):
-    format = Format.BINARY
-    oid = _Int8Array.oid
-
-    def dump(self, obj: Any) -> bytes:
-        return bytes(obj)
-
-
-def _register(conn: psycopg.Connection[Any]) -> None:
-    pgarrays.register(conn)
-    conn.adapters.register_dumper(_Int8Array, _Int8Dumper)
 
 
 class _RefusedError(ValueError):
@@ -265,6 +237,8 @@ class _Checked:
 
     def given(self, name: str) -> list[Any]:
         """A column taken as the client sent it (``result_quality``, ``parameters``)."""
+        if not self.rare:  # no reading has any
+            return [None] * len(self.index)
         values = [getattr(self.rows[i], name) for i in self.index]
         return values if any(v is not None for v in values) else [None] * len(values)
 
@@ -316,8 +290,8 @@ def _storable(value: Any, what: str) -> None:
 
 
 def _rare(row: Reading) -> tuple[dt.datetime | None, ...] | None:
-    """(result time, valid start, valid end) of a reading, None when it has none; its
-    result quality and parameters checked.
+    """(result time, valid start, valid end) of a reading, None when it has none of them,
+    nor a result quality or parameters (which are checked).
 
     Raises:
         _RefusedError: ``no_time``, ``malformed``.
@@ -329,7 +303,8 @@ def _rare(row: Reading) -> tuple[dt.datetime | None, ...] | None:
             raise _RefusedError("malformed", "parameters must be a JSON object")
         _storable(row.parameters, "parameters")
     if row.result_time is None and row.valid_time is None:
-        return None
+        plain = row.result_quality is None and row.parameters is None
+        return None if plain else (None, None, None)
     result_time = None if row.result_time is None else instant(row.result_time, "resultTime")
     valid = (None, None) if row.valid_time is None else interval(row.valid_time, "validTime")
     return (result_time, *valid)
@@ -407,25 +382,6 @@ def _batch_duplicates(out: _Checked, rejects: list[Reject]) -> None:
         out.drop(set(again.tolist()))
 
 
-def _fixed8(kind: type[pgarrays.Array], values: np.ndarray[Any, Any]) -> bytes:
-    """An array of 8-byte numbers (no NULLs) in PostgreSQL's binary format."""
-    count = len(values)
-    if count == 0:
-        return struct.pack(">iiI", 0, 0, kind.element)
-    cells = np.empty(count, dtype=[("n", ">i4"), ("v", ">i8")])
-    cells["n"] = 8
-    cells["v"] = values
-    return struct.pack(">iiIii", 1, 0, kind.element, count, 1) + cells.tobytes()
-
-
-def _times(micros: np.ndarray[Any, Any]) -> pgarrays.TimestamptzArray:
-    return pgarrays.TimestamptzArray(_fixed8(pgarrays.TimestamptzArray, micros))
-
-
-def _moment(micros: int) -> dt.datetime:
-    return _EPOCH + micros * _US
-
-
 _FEATURES = """
 WITH wanted AS (
     SELECT DISTINCT ON (d.id) d.id AS datastream_id, l.id AS location_id, l.name,
@@ -459,13 +415,13 @@ def _features(conn: psycopg.Connection[Any], out: _Checked, rejects: list[Reject
     known: set[int] = set()
     if named:
         found = conn.execute("SELECT id FROM sta.features WHERE id = ANY(%s)",
-                             (_int8(sorted(named)),)).fetchall()  # fmt: skip
+                             (arrays.int8(sorted(named)),)).fetchall()  # fmt: skip
         known = {r[0] for r in found}
     bare = sorted({d for d, f in zip(out.datastream, out.feature, strict=True) if f is None})
     made: dict[int, int] = {}
     for _ in range(2):  # a concurrent batch may make the same one: its row shows the 2nd time
         if bare and len(made) < len(bare):
-            rows = conn.execute(_FEATURES, (_int8(bare),)).fetchall()
+            rows = conn.execute(_FEATURES, (arrays.int8(bare),)).fetchall()
             made = {d: f for d, f in rows if f is not None}
     bad: set[int] = set()
     for k, (ds, feature) in enumerate(zip(out.datastream, out.feature, strict=True)):
@@ -484,31 +440,40 @@ def _features(conn: psycopg.Connection[Any], out: _Checked, rejects: list[Reject
         out.drop(bad)
 
 
-_PROBE = """
-SELECT u.k FROM unnest(%s::int8[], %s::timestamptz[], %s::int8[]) AS u(d, t, k)
-WHERE EXISTS (SELECT 1 FROM sta.observations o
-              WHERE o.datastream_id = u.d AND o.phenomenon_start = u.t)
+_STORED = """
+SELECT r.d, array_agg(((extract(epoch FROM o.phenomenon_start) - 946684800) * 1000000)::int8)
+FROM unnest(%s::int8[], %s::timestamptz[], %s::timestamptz[]) AS r(d, lo, hi)
+JOIN sta.observations o ON o.datastream_id = r.d AND o.phenomenon_start BETWEEN r.lo AND r.hi
+GROUP BY r.d
 """
+"""The phenomenon times stored of some datastreams within a span each (microseconds from
+2000), read along the unique index: a range scan, not a probe per reading."""
 
 
 def _stored_duplicates(
     conn: psycopg.Connection[Any], out: _Checked, streams: dict[int, _Stream],
     rejects: list[Reject],
 ) -> None:  # fmt: skip
-    """Refuse the readings already stored (same datastream and phenomenon time), probing
-    only those not after their datastream's newest phenomenon time."""
+    """Refuse the readings already stored (same datastream and phenomenon time), looking
+    only at those not after their datastream's newest phenomenon time."""
     ds = np.asarray(out.datastream, dtype=np.int64)
     micros = np.asarray(out.micros, dtype=np.int64)
     unique, inverse = np.unique(ds, return_inverse=True)
-    never = np.iinfo(np.int64).max  # no phenomenon_last: probe every reading
-    last = np.asarray([never if (t := streams[int(d)].last) is None else (t - _EPOCH) // _US
+    last = np.asarray([_ALL if (t := streams[int(d)].last) is None else (t - _EPOCH) // _US
                        for d in unique], dtype=np.int64)  # fmt: skip
-    maybe = np.flatnonzero(micros <= last[inverse])
-    if len(maybe) == 0:
+    maybe = micros <= last[inverse]  # None: look at every reading
+    if not maybe.any():
         return
-    found = conn.execute(_PROBE, (_int8(ds[maybe]), _times(micros[maybe]),
-                                  _int8(maybe))).fetchall()  # fmt: skip
-    dropped = {int(r[0]) for r in found}
+    lows, highs = np.full(len(unique), _ALL), np.full(len(unique), _NONE)
+    np.minimum.at(lows, inverse[maybe], micros[maybe])
+    np.maximum.at(highs, inverse[maybe], micros[maybe])
+    which = np.flatnonzero(lows != _ALL)
+    found = conn.execute(_STORED, (arrays.int8(unique[which]), arrays.times(lows[which]),
+                                   arrays.times(highs[which]))).fetchall()  # fmt: skip
+    again = np.zeros(len(ds), dtype=bool)
+    for datastream, stored in found:
+        again |= (ds == datastream) & np.isin(micros, np.asarray(stored, dtype=np.int64))
+    dropped = set(np.flatnonzero(again).tolist())
     for k in sorted(dropped):
         rejects.append(Reject("duplicate", f"a reading at {out.start[k].isoformat()} is "
                               "stored already", out.datastream[k], out.index[k]))  # fmt: skip
@@ -518,15 +483,15 @@ def _stored_duplicates(
 
 _IDS = """
 SELECT min(n), max(n) FROM (
-    SELECT n, n - row_number() OVER (ORDER BY n) AS run
+    SELECT n, n - row_number() OVER () AS run
     FROM (SELECT nextval('sta.observation_ids') AS n FROM generate_series(1, %s)) AS s
 ) AS s GROUP BY run ORDER BY 1
 """
-"""``count`` new ids in one call, answered as runs of consecutive ids."""
+"""``count`` new ids in one call, answered as runs of consecutive ids (the series is
+numbered as ``nextval`` meets it, so a run is ids that came one after the other)."""
 
 
-def _ids(conn: psycopg.Connection[Any], count: int) -> np.ndarray[Any, Any]:
-    runs = conn.execute(_IDS, (count,)).fetchall()
+def _ids(runs: list[tuple[int, int]]) -> np.ndarray[Any, Any]:
     return np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in runs])
 
 
@@ -546,7 +511,7 @@ def _copy(conn: psycopg.Connection[Any], out: _Checked, ids: list[int]) -> None:
     months = np.unique(moments.astype("datetime64[M]")).astype("datetime64[us]")
     firsts = (months - np.datetime64("2000-01-01T00:00:00", "us")).astype(np.int64)
     conn.execute("SELECT sta.ensure_month(m) FROM unnest(%s::timestamptz[]) AS m",
-                 (_times(firsts),))  # fmt: skip
+                 (arrays.times(firsts),))  # fmt: skip
     with conn.cursor() as cur, cur.copy(_COPY) as copy:
         copy.set_types(_COPY_TYPES)
         write = copy.write_row
@@ -617,7 +582,7 @@ def _reduce(inverse: np.ndarray[Any, Any], n: int, column: np.ndarray[Any, Any],
     never = _ALL if least else _NONE
     out = np.full(n, never, dtype=np.int64)
     (np.minimum if least else np.maximum).at(out, inverse, np.where(column == _NONE, never, column))
-    return [None if v == never else _moment(v) for v in out.tolist()]
+    return [None if v == never else arrays.moment(v) for v in out.tolist()]
 
 
 def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any],
@@ -626,7 +591,7 @@ def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any]
     unique, inverse = np.unique(ds, return_inverse=True)
     order = np.lexsort((micros, ds))
     newest = order[np.r_[np.flatnonzero(np.diff(ds[order])), len(order) - 1]]
-    conn.execute(_LATEST, (_int8(ds[newest]), _times(micros[newest])))
+    conn.execute(_LATEST, (arrays.int8(ds[newest]), arrays.times(micros[newest])))
     ends = _optional(out.column(0))
     results = _optional(out.column(1))
     n = len(unique)
@@ -634,16 +599,17 @@ def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any]
     by = np.lexsort((features, ds))
     first = by[np.r_[True, (np.diff(ds[by]) != 0) | (np.diff(features[by]) != 0)]]
     conn.execute(_GROW, {
-        "ds": _int8(unique), "pf": _reduce(inverse, n, micros, least=True),
+        "ds": arrays.int8(unique), "pf": _reduce(inverse, n, micros, least=True),
         "pl": _reduce(inverse, n, np.where(ends == _NONE, micros, ends), least=False),
         "rf": _reduce(inverse, n, results, least=True),
         "rl": _reduce(inverse, n, results, least=False),
-        "fds": _int8(ds[first]), "ffs": _int8(features[first]),
+        "fds": arrays.int8(ds[first]), "ffs": arrays.int8(features[first]),
     })  # fmt: skip
 
 
-def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
-    """Add the rejects to ``sta.rejects`` by datastream (0: none named) and reason."""
+def count_rejects(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
+    """Add the rejects to ``sta.rejects`` by datastream (0: none named) and reason (in the
+    caller's transaction)."""
     if not rejects:
         return
     counted = Counter((r.datastream or 0, r.reason) for r in rejects)
@@ -656,8 +622,8 @@ def _count(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
         "ON CONFLICT (datastream_id, reason) DO UPDATE SET "
         "count = sta.rejects.count + excluded.count, last_at = now(), "
         "last_detail = excluded.last_detail",
-        (_int8([k[0] for k in keys]), pgarrays.text([k[1] for k in keys]),
-         _int8([counted[k] for k in keys]), pgarrays.text([details[k] for k in keys])),
+        (arrays.int8([k[0] for k in keys]), pgarrays.text([k[1] for k in keys]),
+         arrays.int8([counted[k] for k in keys]), pgarrays.text([details[k] for k in keys])),
     )  # fmt: skip
 
 
@@ -696,21 +662,24 @@ def store(
     """
     now = now or dt.datetime.now(dt.UTC)
     horizon = now + dt.timedelta(seconds=settings.max_future_s)
-    _register(conn)
+    arrays.register(conn)
     named = sorted({r.datastream for r in rows if type(r.datastream) is int
                     and -(2**63) <= r.datastream < 2**63})  # fmt: skip
     outcome = Stored(ids=[None] * len(rows))
     with conn.transaction():
-        found = conn.execute(_STREAMS, (_int8(named),)).fetchall()
+        found = conn.execute(_STREAMS, (arrays.int8(named),)).fetchall()
         streams = {r[0]: _stream(*r[1:]) for r in found}
-        out, refused = _check(rows, streams, now, horizon)
+        with conn.pipeline():  # the ids are taken while the readings are checked
+            taking = conn.execute(_IDS, (len(rows),)) if streams else None
+            out, refused = _check(rows, streams, now, horizon)
+            runs = taking.fetchall() if taking is not None else []
         if out.index:
             _features(conn, out, refused)
         if out.index:
             _stored_duplicates(conn, out, streams, refused)
         outcome.rejects = [*rejects, *refused]
         if out.index:
-            ids = _ids(conn, len(out.index))
+            ids = _ids(runs)[: len(out.index)]  # those of readings refused are left unused
             _copy(conn, out, ids.tolist())
             ds = np.asarray(out.datastream, dtype=np.int64)
             _grow(conn, out, ds, np.asarray(out.micros, dtype=np.int64))
@@ -720,7 +689,7 @@ def store(
                          (CHANNEL, pgarrays.text(notifications(ds, ids))))  # fmt: skip
             for k, new in zip(out.index, ids.tolist(), strict=True):
                 outcome.ids[k] = new
-        _count(conn, outcome.rejects)
+        count_rejects(conn, outcome.rejects)
     return outcome
 
 
@@ -728,13 +697,6 @@ def _alarms(conn: psycopg.Connection[Any], datastreams: list[int]) -> list[Any]:
     """The alarms the readings raise or clear (:func:`spatial.sta.alarms.evaluate`, in this
     transaction, after ``sta.latest`` moved)."""
     return list(alarms.evaluate(conn, datastreams))
-
-
-def count_rejects(conn: psycopg.Connection[Any], rejects: Sequence[Reject]) -> None:
-    """Count rejects in ``sta.rejects`` in a transaction of their own (the write that
-    refused them was rolled back)."""
-    with conn.transaction():
-        _count(conn, rejects)
 
 
 _REFRESH_LATEST = """
@@ -762,8 +724,8 @@ def refresh(conn: psycopg.Connection[Any], datastreams: Sequence[int]) -> None:
     """Derive the latest reading, time ranges and observed area of some datastreams anew
     from their readings, and evaluate their alarms (after readings were changed or
     deleted; the caller's transaction)."""
-    ids = _int8(sorted(set(datastreams)))
-    _register(conn)
+    ids = arrays.int8(sorted(set(datastreams)))
+    arrays.register(conn)
     conn.execute("DELETE FROM sta.latest WHERE datastream_id = ANY(%s)", (ids,))
     conn.execute(_REFRESH_LATEST, (ids,))
     conn.execute(_REFRESH_STREAMS, (ids,))
@@ -780,10 +742,10 @@ def replace(
     one is deleted here first)."""
     now = now or dt.datetime.now(dt.UTC)
     horizon = now + dt.timedelta(seconds=settings.max_future_s)
-    _register(conn)
+    arrays.register(conn)
     outcome = Stored(ids=[None])
     with conn.transaction():
-        found = conn.execute(_STREAMS, (_int8([reading.datastream]),)).fetchall()
+        found = conn.execute(_STREAMS, (arrays.int8([reading.datastream]),)).fetchall()
         streams = {r[0]: _stream(*r[1:]) for r in found}
         conn.execute("DELETE FROM sta.observations WHERE id = %s", (observation_id,))
         out, outcome.rejects = _check([reading], streams, now, horizon)

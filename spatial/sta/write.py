@@ -427,8 +427,9 @@ def create(
                 return _create(job, entity_set, body, where)
             return _nested(job, parent, body, where)
     except InvalidInputError:
-        if job.rejects:
-            observations.count_rejects(conn, job.rejects)
+        if job.rejects:  # the write was rolled back; its refused readings still count
+            with conn.transaction():
+                observations.count_rejects(conn, job.rejects)
         raise
 
 
@@ -521,8 +522,9 @@ def update(
                 _change(job, entity_set, entity_id, owner=owner, current=current, body=body,
                         how=how, where=where)  # fmt: skip
     except InvalidInputError:
-        if job.rejects:
-            observations.count_rejects(conn, job.rejects)
+        if job.rejects:  # the write was rolled back; its refused readings still count
+            with conn.transaction():
+                observations.count_rejects(conn, job.rejects)
         raise
 
 
@@ -772,7 +774,8 @@ def data_array(
             batch.answers.extend([f"error unknown_datastream: {detail}"] * len(rows))
         else:
             _readings(batch, datastream, components, rows)
-    _hidden_features(job, batch)
+    if any("FeatureOfInterest/id" in components for _, components, _ in entries):
+        _hidden_features(job, batch)
     stored = observations.store(conn, batch.readings, settings=settings, rejects=batch.rejects)
     why = {r.index: f"error {r.reason}: {r.detail}" for r in stored.rejects if r.index is not None}
     link = f"{base}/Observations("
