@@ -10,6 +10,7 @@ reading to sw_b.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -524,3 +525,113 @@ def test_a_hostile_corpus_of_bodies_is_refused_with_nothing_written(
     assert _count(db) == before
     assert db.execute("SELECT count(*) FROM platform.audit_log").fetchone() == audited
     assert sta["sw_a"].get(f"Things({thing})").json()["name"] == "sw target"
+
+
+def _feature(lon: float, lat: float) -> dict[str, Any]:
+    return {"name": f"at {lon}", "description": "a place", "encodingType": "application/geo+json",
+            "feature": {"type": "Point", "coordinates": [lon, lat]}}  # fmt: skip
+
+
+def test_the_observed_area_is_a_point_a_line_or_a_polygon(
+    sta: dict[str, httpx.Client], db: psycopg.Connection[Any]
+) -> None:
+    thing = _created(sta["sw_a"].post("Things", json=_thing("sw area")))["@iot.id"]
+    stream = _created(sta["sw_a"].post(f"Things({thing})/Datastreams",
+                                       json=_stream("sw area")))["@iot.id"]  # fmt: skip
+    path = f"Datastreams({stream})"
+    places = [(112.0, 22.0), (112.0, 22.0), (112.2, 22.0), (112.1, 22.1)]
+    shapes = ["Point", "Point", "LineString", "Polygon"]  # never a MultiPoint
+    for hour, ((lon, lat), shape) in enumerate(zip(places, shapes, strict=True)):
+        _created(sta["sw_a"].post(f"{path}/Observations", json={
+            "phenomenonTime": _at(hour), "result": hour,
+            "FeatureOfInterest": _feature(lon, lat)}))  # fmt: skip
+        assert sta["sw_a"].get(path).json()["observedArea"]["type"] == shape
+    area = db.execute("SELECT ST_AsText(observed_area) FROM sta.datastreams WHERE id = %s",
+                      (stream,)).fetchone()  # fmt: skip
+    assert area == ("POLYGON((112 22,112.1 22.1,112.2 22,112 22))",)
+
+
+def test_stored_observations_are_announced_by_id_ranges(
+    sta: dict[str, httpx.Client], settings: Settings
+) -> None:
+    thing = _created(sta["sw_a"].post("Things", json=_thing("sw notify")))["@iot.id"]
+    stream = _created(sta["sw_a"].post(f"Things({thing})/Datastreams",
+                                       json=_stream("sw notify")))["@iot.id"]  # fmt: skip
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute("LISTEN spatial_sta")
+        rows = [[_at(h), h] for h in range(1000)]
+        body = [{"Datastream": {"@iot.id": stream}, "components": ["phenomenonTime", "result"],
+                 "dataArray": rows}]  # fmt: skip
+        links = sta["sw_a"].post("CreateObservations", json=body).json()
+        ids = sorted(int(link.rsplit("(", 1)[1].rstrip(")")) for link in links)
+        heard: list[int] = []
+        for note in listener.notifies(timeout=10, stop_after=1):
+            for ds, first, last in json.loads(note.payload)["observations"]:
+                assert ds == stream
+                heard.extend(range(first, last + 1))
+    assert sorted(heard) == ids and len(ids) == 1000
+
+
+def test_concurrent_batches_of_one_datastream_store_each_reading_once(
+    sta: dict[str, httpx.Client], db: psycopg.Connection[Any]
+) -> None:
+    thing = _created(sta["sw_a"].post("Things", json=_thing("sw busy")))["@iot.id"]
+    stream = _created(sta["sw_a"].post(f"Things({thing})/Datastreams",
+                                       json=_stream("sw busy")))["@iot.id"]  # fmt: skip
+
+    def send(first: int) -> list[str]:  # overlapping spans: hours first .. first + 299
+        rows = [[_at(h), h] for h in range(first, first + 300)]
+        body = [{"Datastream": {"@iot.id": stream}, "components": ["phenomenonTime", "result"],
+                 "dataArray": rows}]  # fmt: skip
+        answer = sta["sw_a"].post("CreateObservations", json=body)
+        assert answer.status_code == 201, answer.text
+        links: list[str] = answer.json()
+        return links
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, (0, 100, 200, 0)))
+    stored = [link for links in answers for link in links if not link.startswith("error")]
+    refused = [link for links in answers for link in links if link.startswith("error")]
+    assert len(stored) == 500 and len(set(stored)) == 500  # hours 0 .. 499, each once
+    assert len(refused) == 700 and all(r.startswith("error duplicate") for r in refused)
+    count = db.execute("SELECT count(*), count(DISTINCT phenomenon_start) FROM sta.observations "
+                       "WHERE datastream_id = %s", (stream,)).fetchone()  # fmt: skip
+    assert count == (500, 500)
+    latest = db.execute("SELECT result_number FROM sta.latest WHERE datastream_id = %s",
+                        (stream,)).fetchone()  # fmt: skip
+    assert latest == (499.0,)
+
+
+def test_a_data_array_with_every_component(
+    sta: dict[str, httpx.Client], db: psycopg.Connection[Any]
+) -> None:
+    thing = _created(sta["sw_a"].post("Things", json=_thing("sw every")))["@iot.id"]
+    stream = _created(sta["sw_a"].post(f"Things({thing})/Datastreams",
+                                       json=_stream("sw every")))["@iot.id"]  # fmt: skip
+    mine = _created(sta["sw_a"].post("FeaturesOfInterest", json=_feature(112.3, 22.3)))
+    theirs = _created(sta["sw_b"].post("FeaturesOfInterest", json=_feature(112.4, 22.4)))
+    components = ["phenomenonTime", "result", "resultTime", "resultQuality", "validTime",
+                  "parameters", "FeatureOfInterest/id"]  # fmt: skip
+    valid = f"{_at(0)}/{_at(24)}"
+    rows = [[_at(0), 1.5, _at(1), {"flag": "ok"}, valid, {"depth": 2}, mine["@iot.id"]],
+            [_at(1), 2.5, None, None, None, None, theirs["@iot.id"]],  # not sw_a's to see
+            [_at(2), 3.5, None, None, None, "not an object", mine["@iot.id"]],
+            [_at(3), 4.5, "yesterday", None, None, None, mine["@iot.id"]]]  # fmt: skip
+    answer = sta["sw_a"].post(
+        "CreateObservations",
+        json=[{"Datastream": {"@iot.id": stream}, "components": components, "dataArray": rows}],
+    )
+    assert answer.status_code == 201, answer.text
+    links = answer.json()
+    assert links[1].startswith("error unknown_feature") and links[2].startswith(
+        "error malformed") and links[3].startswith("error no_time")  # fmt: skip
+    stored = (
+        sta["sw_a"]
+        .get(links[0].split("/sta/v1.1/")[1], params={"$expand": "FeatureOfInterest"})
+        .json()
+    )
+    assert stored["resultQuality"] == {"flag": "ok"} and stored["parameters"] == {"depth": 2}
+    assert stored["validTime"] == valid and stored["resultTime"] == _at(1)
+    assert stored["FeatureOfInterest"]["@iot.id"] == mine["@iot.id"]
+    assert _rejects(db, stream) == {"unknown_feature": 1, "malformed": 1, "no_time": 1}

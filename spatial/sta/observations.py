@@ -410,7 +410,7 @@ LEFT JOIN sta.features f ON f.location_id = w.location_id
 def _features(conn: psycopg.Connection[Any], out: _Checked, rejects: list[Reject]) -> None:
     """Give every reading a FeatureOfInterest; refuse those naming one that does not exist,
     or none when their Thing has no Location."""
-    out.feature = out.given("feature")
+    out.feature = [out.rows[i].feature for i in out.index]
     named = {f for f in out.feature if type(f) is int}
     known: set[int] = set()
     if named:
