@@ -145,9 +145,10 @@ class Monitor {
       element('h3', {}, '告警 Active alarms ', this.alarmCount), this.noAlarm, this.alarmList,
       this.view,
       element('h3', {}, '站点 Stations ', this.stationCount),
-      element('table', { className: 'monitor-stations' }, element('thead', {}, element('tr', {},
-        element('th', { textContent: '站点 Station' }), element('th', { textContent: '最新 Latest' }),
-        element('th', { textContent: '等级 Level' }))), this.stationRows),
+      element('div', { className: 'monitor-stations-box' },
+        element('table', { className: 'monitor-stations' }, element('thead', {}, element('tr', {},
+          element('th', { textContent: '站点 Station' }), element('th', { textContent: '最新 Latest' }),
+          element('th', { textContent: '等级 Level' }))), this.stationRows)),
     );
   }
 
@@ -377,7 +378,8 @@ class Monitor {
     this.viewTitle.replaceChildren(`${p.name || key} `, this.badge(this.levelOf(station)));
     this.picker.replaceChildren(...streams.map((d) => element('option', {
       value: String(d.id), selected: d.id === chosen?.id,
-      textContent: `${d.property || d.name} ${reading(d.value, d.unit)}`,
+      textContent: [`${d.property || d.name} ${reading(d.value, d.unit)}`,
+        ...(d.windows || []).map((w) => `${w.hours} h ${reading(w.value, d.unit)}`)].join(' · '),
     })));
     this.picker.hidden = streams.length < 2;
     for (const row of this.stationRows.children) row.classList.toggle('open', row.dataset.key === key);
