@@ -150,7 +150,12 @@ async def put(path: str, request: Request, view: Caller, actor: ActorDep) -> Res
     return await _update(path, request, view, actor, "replace")
 
 
-@router.delete("/{path:path}", summary="Delete a SensorThings entity")
+@router.delete(
+    "/{path:path}",
+    response_class=Response,
+    summary="Delete a SensorThings entity",
+    responses={200: {"description": "Deleted (an empty body)", "content": {}}},
+)
 async def remove(path: str, request: Request, view: Caller, actor: ActorDep) -> Response:
     """The entity and what the data model deletes with it."""
     entity_set, entity_id = _entity(path)
