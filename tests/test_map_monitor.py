@@ -232,6 +232,10 @@ def test_gauges_by_level_a_chart_and_alarms_live_on_the_water_map(setting: Setti
                 until(drawn, what=f"{station.key} drawn in {level}'s colour")
             seen.screenshot("map-monitor-water")
             _chart_of_a_clicked_gauge(page, high, values[high.key])
+            uplot = [r for r in seen.responses if r.url.endswith("/uPlot.esm.js")]
+            assert [(r.url, r.status) for r in uplot] == [
+                (f"{setting.url}/vendor/uplot/dist/uPlot.esm.js", 200)
+            ]  # vendored, this host
             _an_alarm_raised_and_cleared_live(page, setting, low)
             seen.assert_clean()
     finally:
