@@ -635,3 +635,53 @@ def test_a_data_array_with_every_component(
     assert stored["validTime"] == valid and stored["resultTime"] == _at(1)
     assert stored["FeatureOfInterest"]["@iot.id"] == mine["@iot.id"]
     assert _rejects(db, stream) == {"unknown_feature": 1, "malformed": 1, "no_time": 1}
+
+
+def test_every_entity_set_and_navigation_path(
+    sta: dict[str, httpx.Client], db: psycopg.Connection[Any]
+) -> None:
+    client = sta["sw_a"]
+    thing = _created(client.post("Things", json={"name": "sw paths", "description": "d"}))
+    tid = thing["@iot.id"]
+    place = _created(client.post(f"Things({tid})/Locations", json=_thing("x")["Locations"][0]))
+    assert [h["@iot.id"] for h in client.get(f"Things({tid})/Locations").json()["value"]] \
+        == [place["@iot.id"]]  # fmt: skip
+    other = _created(client.post("Locations", json={
+        **_thing("y")["Locations"][0], "Things": [{"@iot.id": tid}]}))  # fmt: skip
+    history = _created(client.post(f"Things({tid})/HistoricalLocations", json={
+        "time": _at(5), "Locations": [{"@iot.id": other["@iot.id"]}]}))  # fmt: skip
+    assert history["time"] == _at(5)
+    assert len(client.get(f"Things({tid})/HistoricalLocations").json()["value"]) == 3
+    sensor = _created(client.post("Sensors", json=_stream("p")["Sensor"]))["@iot.id"]
+    prop = _created(client.post("ObservedProperties", json=_stream("p")["ObservedProperty"]))
+    body = {k: v for k, v in _stream("sw paths").items() if k != "Sensor"}
+    stream = _created(
+        client.post(
+            f"Sensors({sensor})/Datastreams",
+            json=body
+            | {"Thing": {"@iot.id": tid}, "ObservedProperty": {"@iot.id": prop["@iot.id"]}},
+        )
+    )
+    assert stream["name"] == "sw paths"
+    foi = _created(client.post("FeaturesOfInterest", json=_feature(112.5, 22.5)))["@iot.id"]
+    made = _created(
+        client.post(
+            f"FeaturesOfInterest({foi})/Observations",
+            json={
+                "phenomenonTime": _at(0),
+                "result": 9,
+                "Datastream": {"@iot.id": stream["@iot.id"]},
+            },
+        )
+    )
+    assert client.get(f"Observations({made['@iot.id']})/FeatureOfInterest").json()[
+        "@iot.id"] == foi  # fmt: skip
+    moved = client.patch(f"Locations({place['@iot.id']})", json={
+        "location": {"type": "Point", "coordinates": [112.9, 22.9]}})  # fmt: skip
+    assert moved.status_code == 200 and moved.json()["location"]["coordinates"] == [112.9, 22.9]
+    assert len(client.get(f"Things({tid})/HistoricalLocations").json()["value"]) == 4
+    assert client.delete(f"FeaturesOfInterest({foi})").status_code == 200
+    assert client.get(f"Observations({made['@iot.id']})").status_code == 404
+    assert client.post(f"Things({tid})/name", json={}).status_code == 400
+    assert client.post("Things(1)", json={}).status_code == 400
+    assert client.post("Nothing", json={}).status_code == 404
