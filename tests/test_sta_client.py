@@ -62,7 +62,6 @@ def _datastream(service: fsc.SensorThingsService) -> Any:
         description="radar level sensor",
         encoding_type="text/html",
         metadata="https://example.org/radar",
-        properties={"maker": "sc"},
     )
     service.create(sensor)
     prop = fsc.ObservedProperty(
@@ -106,8 +105,14 @@ def test_frost_sta_client_creates_and_reads_back(service: fsc.SensorThingsServic
     [read] = thing.datastreams.entities
     assert read.id == stream.id and read.unit_of_measurement.symbol == "m"
     assert read.sensor.name == "sc radar" and read.observed_property.name == "sc water level"
-    high = stream.get_observations().query().filter("result ge 10").orderby(
-        "phenomenonTime", "desc").top(10).list()  # fmt: skip
+    high = (
+        stream.get_observations()
+        .query()
+        .filter("result ge 10")
+        .orderby("phenomenonTime")
+        .top(10)
+        .list()
+    )  # fmt: skip (the client's default order: DESC)
     assert high.next_link is not None
     results = [o.result for o in high]  # the client follows the next links: 10 a page
     assert results == [h / 2 for h in range(49, 19, -1)]

@@ -578,7 +578,7 @@ def parse_orderby(text: str, resolve: Callable[[list[str]], Column]) -> sql.Comp
     orders: list[sql.Composable] = []
     for item in items:
         path, _, direction = item.partition(" ")
-        direction = direction.strip() or "asc"
+        direction = direction.strip().lower() or "asc"  # clients send DESC too
         if not _PATH.fullmatch(path) or direction not in {"asc", "desc"}:
             msg = f"$orderby: expected a property path and asc or desc, not {item[:60]!r}"
             raise InvalidInputError(msg)

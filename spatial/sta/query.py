@@ -317,8 +317,8 @@ def _entity(row: dict[str, Any], entity_set: EntitySet, plan: _Plan, base: str) 
                 out[prop.name] = _when(start)
             else:
                 out[prop.name] = f"{_when(start)}/{_when(end or start)}"
-        else:
-            out[prop.name] = row[f"c{n}_0"]
+        elif (value := row[f"c{n}_0"]) is not None or prop.name != "properties":
+            out[prop.name] = value  # properties absent when none (as FROST: clients expect)
     for name in plan.links:
         out[f"{name}@iot.navigationLink"] = f"{link}/{name}"
     return out
