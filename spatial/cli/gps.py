@@ -174,10 +174,10 @@ def webhook_add(
     ),
     fence: list[int] = typer.Option([], "--fence", help="Only this fence's events (repeat)."),
     kind: list[str] = typer.Option(
-        [], "--kind", help="Only enter, exit, dwell or on-scene (repeat)."
+        [], "--kind", help="Only enter, exit, dwell, on-scene, alarm-raised or alarm-cleared (repeat)."
     ),
     department: str | None = typer.Option(
-        None, "--department", help="Only events of this department's devices."
+        None, "--department", help="Only events of this department's devices (or datastreams)."
     ),
 ) -> None:
     """Register a webhook; it gets the events recorded from now on."""
