@@ -174,7 +174,9 @@ def webhook_add(
     ),
     fence: list[int] = typer.Option([], "--fence", help="Only this fence's events (repeat)."),
     kind: list[str] = typer.Option(
-        [], "--kind", help="Only enter, exit, dwell, on-scene, alarm-raised or alarm-cleared (repeat)."
+        [],
+        "--kind",
+        help="Only enter, exit, dwell, on-scene, alarm-raised or alarm-cleared (repeat).",
     ),
     department: str | None = typer.Option(
         None, "--department", help="Only events of this department's devices (or datastreams)."
