@@ -345,3 +345,49 @@ def test_a_hostile_filter_is_a_400_and_the_server_reads_on(
     assert answer.status_code == 400, answer.text
     assert answer.json()["description"]
     assert len(_get(sta["sr_water"], "Things", **{"$top": "1"})["value"]) == 1
+
+
+CLAIMS = {
+    "datamodel": ["test_sta_write.py::test_every_entity_set_and_navigation_path",
+                  "test_sta_client.py::test_frost_sta_client_creates_and_reads_back"],
+    "resource-path/resource-path-to-entities": [
+        "test_sta_read.py::test_paths_properties_values_and_references"],
+    "request-data": ["test_sta_read.py::test_filter_order_select_and_paging_with_next_links",
+                     "test_sta_read.py::test_expand_nested_with_options_and_the_latest_reading"],
+    "create-update-delete": [
+        "test_sta_write.py::test_deep_insert_makes_everything_in_one_go",
+        "test_sta_write.py::test_patch_merges_json_patch_applies_and_put_replaces",
+        "test_sta_write.py::test_deletes_cascade_as_the_data_model_says"],
+    "data-array/data-array": [
+        "test_sta_write.py::test_a_data_array_stores_the_good_readings_and_names_the_bad"],
+    "create-observations-via-mqtt/observations-creation": [
+        "test_sta_mqtt.py::test_create_and_receive"],
+    "receive-updates-via-mqtt/receive-updates": [
+        "test_sta_mqtt.py::test_other_paths_are_published"],
+}  # fmt: skip
+"""Each SensorThings conformance class the service root may declare, with the tests that
+exercise it (the MQTT ones are declared only with a broker configured)."""
+SPEC = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
+
+
+def test_every_declared_conformance_class_has_its_tests(
+    sta: dict[str, httpx.Client], settings: Settings
+) -> None:
+    from api import create_app  # noqa: PLC0415
+
+    declared = _get(sta["anonymous"], "")["serverSettings"]
+    assert {c.removeprefix(SPEC) for c in declared["conformance"]} == set(CLAIMS) - {
+        c for c in CLAIMS if "mqtt" in c}  # fmt: skip
+    broker = settings.model_copy(update={"sta": settings.sta.model_copy(
+        update={"mqtt_url": "mqtt://broker.example:1883"})})  # fmt: skip
+    with LiveServer(create_app(broker)) as server:
+        root = httpx.get(f"{server.url}/sta/v1.1", timeout=30).json()["serverSettings"]
+    assert {c.removeprefix(SPEC) for c in root["conformance"]} == set(CLAIMS)
+    for name in CLAIMS:
+        if "mqtt" in name:
+            assert root[SPEC + name] == {"endpoints": ["mqtt://broker.example:1883"]}
+    here = Path(__file__).parent
+    for tests in CLAIMS.values():
+        for test in tests:
+            module, function = test.split("::")
+            assert f"def {function}(" in (here / module).read_text(encoding="utf-8"), test
