@@ -55,8 +55,8 @@ class Subscriber:
 
     layer: LayerSchema | None
     """The latest positions' layer as the client may read it; None: a client who may not
-    read ``gps_latest`` is told no position or geofence event (alarms and incidents
-    only)."""
+    read ``gps_latest``, or asked for no positions (a map without vehicles), is told no
+    position or geofence event (alarms and incidents only)."""
     devices: frozenset[str] | None = None
     departments: frozenset[str] | None = None
     bbox: tuple[float, float, float, float] | None = None

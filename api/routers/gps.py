@@ -218,8 +218,8 @@ async def live(websocket: WebSocket) -> None:
     callers who may read every incident, what happens to them (``{"type": "incident",
     "kind": "reported" | "changed" | "dispatch" | "on-scene" | "deleted", ...}``); the
     alarms they may see (``{"type": "alarm", ...}``). Positions and geofence events only
-    to callers who may read ``gps_latest``, of the devices their grants show. Also at
-    ``/live``."""
+    to callers who may read ``gps_latest`` (and not ``positions=false``), of the devices
+    their grants show. Also at ``/live``."""
     seen = caller(websocket)
     q = websocket.query_params
     try:
@@ -233,7 +233,7 @@ async def live(websocket: WebSocket) -> None:
         return found or None
 
     every = (r := seen.rights.get(dispatch.COLLECTION)) is not None and r.read_rows is None
-    gps = live_stream.COLLECTION in seen.rights
+    gps = live_stream.COLLECTION in seen.rights and q.get("positions") != "false"
     layer = seen.features(live_stream.COLLECTION).layer if gps else None
     subscriber = live_stream.Subscriber(
         layer, names("device"), names("department"), bbox, incidents=every,

@@ -209,6 +209,8 @@ class Live {
     const url = new URL(this.url);
     const credential = token();
     if (credential) url.searchParams.set('access_token', credential);
+    // A map without vehicles asks for no positions (nor fence events): alarms, incidents.
+    if (!this.layer) url.searchParams.set('positions', 'false');
     const socket = new WebSocket(url);
     this.socket = socket;
     let opened = 0;
