@@ -87,7 +87,7 @@ class MqttOptions:
     backoff: Backoff = field(default_factory=Backoff)
 
 
-class _Inbox:
+class Inbox:
     """Messages handed over from paho's network thread, in the order they came."""
 
     def __init__(self, max_qos0: int) -> None:
@@ -137,7 +137,7 @@ def _decode(message: mqtt.MQTTMessage) -> Decoded:
 
 def _client(
     loop: asyncio.AbstractEventLoop,
-    inbox: _Inbox,
+    inbox: Inbox,
     *,
     topic: str,
     client_id: str,
@@ -194,7 +194,7 @@ def _client(
 
 async def _consume(
     client: mqtt.Client,
-    inbox: _Inbox,
+    inbox: Inbox,
     pool: ConnectionPool,
     *,
     settings: GpsSettings,
@@ -211,6 +211,15 @@ async def _consume(
                 # Lost if the connection broke meanwhile: then the broker sends the
                 # message again, and storing it again is harmless.
                 client.ack(message.mid, message.qos)
+
+
+def session(options: MqttOptions) -> Properties:
+    """The CONNECT properties of a persistent session: how long the broker keeps it, and
+    how many unacknowledged messages it may send (MQTT 5 flow control)."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = options.session_expiry
+    properties.ReceiveMaximum = options.receive_maximum
+    return properties
 
 
 async def follow_owntracks(
@@ -240,11 +249,9 @@ async def follow_owntracks(
     """
     options = options or MqttOptions()
     loop = asyncio.get_running_loop()
-    inbox = _Inbox(options.max_qos0)
+    inbox = Inbox(options.max_qos0)
     client = _client(loop, inbox, topic=topic, client_id=client_id, options=options, ready=ready)
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = options.session_expiry
-    properties.ReceiveMaximum = options.receive_maximum
+    properties = session(options)
     pool = open_pool(url, size=options.pool_size, name="spatial-gps-mqtt",
                      timeout=options.pool_timeout)  # fmt: skip
     try:

@@ -57,8 +57,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from psycopg import sql
@@ -67,7 +65,7 @@ from psycopg_pool import ConnectionPool
 
 from spatial import jsonbody
 from spatial.errors import InvalidInputError
-from spatial.gps.mqtt import MqttOptions, _Inbox
+from spatial.gps.mqtt import Inbox, MqttOptions, session
 from spatial.gps.tcp import INPUT_LIMITS, TRANSIENT, open_pool
 from spatial.settings import SensorThingsSettings
 from spatial.sta import query, write
@@ -286,7 +284,7 @@ async def _store(pool: ConnectionPool, parts: Sequence[Part], settings: SensorTh
             await _store(pool, [part], settings, options)
 
 
-async def _consume(client: mqtt.Client, inbox: _Inbox, pool: ConnectionPool, *,
+async def _consume(client: mqtt.Client, inbox: Inbox, pool: ConnectionPool, *,
                    settings: SensorThingsSettings, options: MqttOptions) -> None:  # fmt: skip
     """Store batch after batch, acknowledging each message once its batch is committed."""
     while True:
@@ -435,7 +433,7 @@ def _in_loop(loop: asyncio.AbstractEventLoop, call: Any, *args: Any) -> None:
         loop.call_soon_threadsafe(call, *args)
 
 
-def _client(loop: asyncio.AbstractEventLoop, inbox: _Inbox, *, client_id: str,
+def _client(loop: asyncio.AbstractEventLoop, inbox: Inbox, *, client_id: str,
             options: MqttOptions, subscribed: asyncio.Event) -> mqtt.Client:  # fmt: skip
     """A paho client whose callbacks (on its network thread) hand over to the loop."""
     client = mqtt.Client(
@@ -515,15 +513,13 @@ async def bridge(
     options = options or BridgeOptions()
     mqtt_options = options.mqtt
     loop = asyncio.get_running_loop()
-    inbox = _Inbox(mqtt_options.max_qos0)
+    inbox = Inbox(mqtt_options.max_qos0)
     subscribed, listening = asyncio.Event(), asyncio.Event()
     client = _client(loop, inbox, client_id=client_id, options=mqtt_options,
                      subscribed=subscribed)  # fmt: skip
     outbox = _Outbox(client, options.max_pending)
     client.on_publish = lambda *_: _in_loop(loop, outbox.acknowledged)
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = mqtt_options.session_expiry
-    properties.ReceiveMaximum = mqtt_options.receive_maximum
+    properties = session(mqtt_options)
     pool = open_pool(url, size=mqtt_options.pool_size, name="spatial-sta-mqtt",
                      timeout=mqtt_options.pool_timeout)  # fmt: skip
     try:
