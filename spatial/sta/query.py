@@ -520,6 +520,19 @@ class _Expander:
         )
         return join, sql.SQL("j.{} = {}").format(sql.Identifier(nav.column), parent)
 
+    def related(self, source: EntitySet, nav: Nav, inner: Options, params: Params) -> tuple[
+            sql.Composable, sql.Composable]:  # fmt: skip
+        """The join and the condition of the rows of ``nav`` related to the parent ``p.pid``
+        that the caller may read and the expansion's filter keeps."""
+        target = SETS[nav.target]
+        join, related = self.child_condition(nav, sql.SQL("p.pid"))
+        where = [related]
+        if (source.name, target.name) not in _DERIVED:
+            where.append(self.scope.entity(target.name))
+        if inner.filter is not None:
+            where.append(odata.compile_filter(inner.filter, resolver(target), params))
+        return join, sql.SQL(" AND ").join(where)
+
     async def children(
         self, source: EntitySet, nav: Nav, inner: Options, parents: list[int]
     ) -> list[dict[str, Any]]:
@@ -534,17 +547,12 @@ class _Expander:
                 "WHERE e.datastream_id = ANY({})"
             ).format(plan.columns(), ids)
         else:
-            join, related = self.child_condition(nav, sql.SQL("p.pid"))
-            where = [related]
-            if (source.name, target.name) not in _DERIVED:
-                where.append(self.scope.entity(target.name))
-            if inner.filter is not None:
-                where.append(odata.compile_filter(inner.filter, resolver(target), params))
+            join, where = self.related(source, nav, inner, params)
             statement = sql.SQL(
                 "SELECT p.pid AS _parent, x.* FROM unnest({}::bigint[]) p(pid) CROSS JOIN LATERAL "
                 "(SELECT {} FROM {} e {} WHERE {} ORDER BY {} LIMIT {} OFFSET {}) x"
             ).format(ids, plan.columns(), sql.Identifier("sta", target.table), join,
-                     sql.SQL(" AND ").join(where), _order(target, inner),
+                     where, _order(target, inner),
                      sql.Literal(inner.top + 1), sql.Literal(inner.skip))  # fmt: skip
         async with self.conn.cursor(row_factory=dict_row) as cur:
             return await (await cur.execute(statement, params)).fetchall()
@@ -555,15 +563,10 @@ class _Expander:
         target = SETS[nav.target]
         params = Params()
         ids = params.bind([r["_id"] for r in rows])
-        join, related = self.child_condition(nav, sql.SQL("p.pid"))
-        where = [related]
-        if (source.name, target.name) not in _DERIVED:
-            where.append(self.scope.entity(target.name))
-        if inner.filter is not None:
-            where.append(odata.compile_filter(inner.filter, resolver(target), params))
+        join, where = self.related(source, nav, inner, params)
         statement = sql.SQL(
             "SELECT p.pid, (SELECT count(*) FROM {} e {} WHERE {}) FROM unnest({}::bigint[]) p(pid)"
-        ).format(sql.Identifier("sta", target.table), join, sql.SQL(" AND ").join(where), ids)
+        ).format(sql.Identifier("sta", target.table), join, where, ids)
         found = await self.conn.execute(statement, params)
         return {pid: int(n) for pid, n in await found.fetchall()}
 
