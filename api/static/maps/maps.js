@@ -289,6 +289,10 @@ async function mapPage() {
       performance.mark('spatial-map-drawn'); // benchmarks/maps.py: navigation to drawn
       body.dataset.state = 'drawn';
     });
+    // 'idle' comes at the end of a frame: when the map loaded and went idle while the
+    // tools were being imported (a loaded machine) and no tool changed it, no frame would
+    // follow and the page would never say it is drawn. One more frame says it.
+    map.triggerRepaint();
   };
   if (map.loaded()) ready();
   else map.once('load', ready);
