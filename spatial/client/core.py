@@ -25,6 +25,7 @@ from spatial.client import frames
 from spatial.client.command import Command
 from spatial.client.errors import ServerUnreachableError, error_for, located
 from spatial.client.routes import Routing
+from spatial.client.sensors import Sensors
 from spatial.errors import InvalidInputError, NotFoundError, ServerError, SpatialError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ _RECORD_COLUMNS = ("id", "title", "kind", "description", "keywords", "subsystems
                    "feature_count", "version", "updated", "bbox")  # fmt: skip
 
 
-class Client(Routing, Command):
+class Client(Routing, Command, Sensors):
     """A connection to one 3S platform, for notebooks and scripts.
 
     Args:
