@@ -328,6 +328,9 @@ def test_a_rule_removed_clears_its_alarms(demo_url: str) -> None:
     """Syncing rules without the air-quality ones clears the demo's heavy-air alarms (with
     no reading: the rule is gone), in a transaction rolled back."""
     with psycopg.connect(demo_url) as conn:
+        # A transaction open first: sync's own is then a savepoint, and the rollback at the
+        # end undoes it (on an idle connection sync would commit, and the rules stay gone).
+        conn.execute("SELECT 1")
         kept = tuple(r for r in rules.load() if r.subsystem != "environment")
         synced = rules.sync(conn, kept)
         assert synced.changed

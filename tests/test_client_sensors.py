@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
-import psycopg
 import pytest
 from support import TESTS, LiveServer, until
 
@@ -32,22 +31,13 @@ from spatial.errors import (
     SpatialError,
     UnauthorizedError,
 )
-from spatial.sta import demo, rules
+from spatial.sta import demo
 
 HIGH = {"YF-SW-02": "danger", "YF-SW-05": "warning"}
 """The demo's gauges above their warning level, and their level."""
 POLLUTED = demo.POLLUTED
 HOURS = demo.HOURS
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shipped_rules(demo_url: str) -> None:
-    """The shipped alarm rules in force, as the API syncs them at its start (a no-op when
-    they are: a test before this module may have synced others into the session's
-    database), so the demo's levels and alarms are the ones its data make."""
-    with psycopg.connect(demo_url, autocommit=True) as conn:
-        rules.install(conn)
 
 
 @pytest.fixture(scope="module")
