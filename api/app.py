@@ -78,7 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest_executor = ingest.executor()
         app.state.process_tasks = {}
         await process_jobs.recover(db)
-        await db.run(rules.install)  # the alarm rules of layers/alarms/ (a bad file stops it)
+        # The alarm rules (layers/alarms/, or SPATIAL_STA_ALARMS_DIR): a bad file stops it.
+        await db.run(lambda conn: rules.install(conn, settings.sta.alarms_dir))
         background = (catalog.follow, live.follow, live.derive_tracks, live.follow_networks,
                       live.follow_arrivals, webhooks.run_webhooks)  # fmt: skip
         tasks = [asyncio.create_task(task(app)) for task in background]

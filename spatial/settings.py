@@ -221,6 +221,9 @@ class SensorThingsSettings(BaseSettings):
     mqtt_url: str | None = None
     """The MQTT broker (``mqtt://host:port``) of the SensorThings MQTT extension; none by
     default."""
+    alarms_dir: Path | None = None
+    """Where the alarm rules (``<subsystem>.yaml``) are; the shipped ``layers/alarms`` by
+    default."""
 
 
 class Settings(BaseSettings):
