@@ -12,8 +12,10 @@ answers in the Prometheus text format:
   ``spatial_db_pool_max{pool}``, ``spatial_db_connections`` (this database's sessions);
 - ``spatial_ingest_jobs{kind,state}``, ``spatial_ingest_features_loaded_total{kind}``,
   ``spatial_ingest_rejects_total{reason}`` (vector findings by reason),
-  ``spatial_gps_rejects_total{reason}``, ``spatial_gps_positions_inserted_total``: read
-  from the database, so they count what every process ingested;
+  ``spatial_gps_rejects_total{reason}``, ``spatial_gps_positions_inserted_total``,
+  ``spatial_sta_rejects_total{reason}``, ``spatial_sta_observations_inserted_total``,
+  ``spatial_alarms_active{subsystem,level}``: read from the database, so they count what
+  every process ingested;
 - ``spatial_live_clients``, ``spatial_database_up``, and ``process_*`` (memory, CPU, open
   files) of the worker.
 
@@ -58,7 +60,14 @@ SELECT
   (SELECT coalesce(json_agg(json_build_array(reason, n)), '[]') FROM (
      SELECT reason, sum(count) AS n FROM gps.rejects GROUP BY 1) g),
   (SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables
-   WHERE schemaname = 'gps' AND relname LIKE 'positions%%')
+   WHERE schemaname = 'gps' AND relname LIKE 'positions%%'),
+  (SELECT coalesce(json_agg(json_build_array(reason, n)), '[]') FROM (
+     SELECT reason, sum(count) AS n FROM sta.rejects GROUP BY 1) s),
+  (SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables
+   WHERE schemaname = 'sta' AND relname LIKE 'observations%%'),
+  (SELECT coalesce(json_agg(json_build_array(subsystem, level, n)), '[]') FROM (
+     SELECT subsystem, level, count(*) AS n FROM sta.alarms WHERE state = 'active'
+     GROUP BY 1, 2) a)
 """
 """Everything the metrics read from the database, in one round trip."""
 
@@ -137,7 +146,8 @@ class _Snapshot(Collector):
         ]  # fmt: skip
         if figures is None:
             return
-        sessions, jobs, loaded, rejects, gps_rejects, inserted = figures
+        sessions, jobs, loaded, rejects, gps_rejects, inserted, *sensors = figures
+        sta_rejects, observed, alarms = sensors
         self.families += [
             GaugeMetricFamily(
                 "spatial_db_connections", "Sessions open on the platform's database.", sessions
@@ -155,6 +165,16 @@ class _Snapshot(Collector):
                 "GPS positions stored (PostgreSQL's statistics, since their last reset).",
                 inserted,
             ),
+            _family(CounterMetricFamily, "spatial_sta_rejects",
+                    "Sensor readings refused, by reason.", ["reason"], sta_rejects),
+            CounterMetricFamily(
+                "spatial_sta_observations_inserted",
+                "Sensor readings stored (PostgreSQL's statistics, since their last reset).",
+                observed,
+            ),
+            _family(GaugeMetricFamily, "spatial_alarms_active",
+                    "Sensor alarms active, by subsystem and level.", ["subsystem", "level"],
+                    alarms),
         ]  # fmt: skip
 
     def collect(self) -> Iterable[Metric]:

@@ -118,6 +118,8 @@ def test_database_figures_match_the_database(
             "SELECT kind, state, count(*) FROM platform.ingest_jobs GROUP BY 1, 2"
         ).fetchall()
         rejects = conn.execute("SELECT reason, sum(count) FROM gps.rejects GROUP BY 1").fetchall()
+        alarms = conn.execute("SELECT subsystem, level, count(*) FROM sta.alarms "
+                              "WHERE state = 'active' GROUP BY 1, 2").fetchall()  # fmt: skip
         sessions = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         ).fetchone()
@@ -127,6 +129,10 @@ def test_database_figures_match_the_database(
     assert _value(samples, "spatial_ingest_features_loaded_total", kind="vector") > 19_856
     for reason, count in rejects:
         assert _value(samples, "spatial_gps_rejects_total", reason=reason) == count
+    assert alarms and all(  # the demo's sensors have alarms
+        _value(samples, "spatial_alarms_active", subsystem=k, level=lv) == n for k, lv, n in alarms
+    )
+    assert _value(samples, "spatial_sta_observations_inserted_total") > 0
     assert _value(samples, "spatial_database_up") == 1
     assert sessions is not None and _value(samples, "spatial_db_connections") >= 1
     pool = {
