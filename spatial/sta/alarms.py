@@ -50,6 +50,8 @@ from spatial.errors import (
     NotFoundError,
     UnauthorizedError,
 )
+from spatial.gps import pgarrays
+from spatial.sta import arrays
 from spatial.sta.scope import Scope
 
 KINDS = ("alarm-raised", "alarm-cleared")
@@ -149,8 +151,40 @@ ORDER BY datastream_id FOR NO KEY UPDATE
 """The datastreams' latest rows, locked (the store holds them already): evaluations of one
 datastream follow each other, each seeing the alarms the one before committed."""
 
-_CHANGES = sql.SQL("""
-WITH cur AS ({levels}),
+_CHANGES = """
+WITH pair AS MATERIALIZED (
+    SELECT d.id AS datastream_id, r.id AS rule_id, r.subsystem, r."window",
+           l.phenomenon_start AS time, l.result_number, t.collection, t.feature_key
+    FROM sta.datastreams d
+    JOIN sta.latest l ON l.datastream_id = d.id
+    JOIN sta.observed_properties p ON p.id = d.observed_property_id
+    JOIN sta.things t ON t.id = d.thing_id
+    JOIN sta.alarm_rules r ON (lower(r.property) = lower(p.name) OR r.property = p.definition)
+                          AND (r.collection IS NULL OR r.collection = t.collection)
+    WHERE d.id = ANY(%(ids)s)
+),
+v AS MATERIALIZED (
+    SELECT pair.*, CASE WHEN pair."window" IS NULL THEN pair.result_number ELSE (
+        SELECT sum(o.result_number) FROM sta.observations o
+        WHERE o.datastream_id = pair.datastream_id AND o.phenomenon_start <= pair.time
+          AND o.phenomenon_start > pair.time - pair."window") END AS value
+    FROM pair
+),
+cur AS (
+    SELECT v.datastream_id, v.rule_id, v.subsystem, v.value, v.time, lv.level, lv.rank,
+           lv.alarm, lv.above AS threshold
+    FROM v LEFT JOIN LATERAL (
+        SELECT x.level, x.rank, x.alarm, x.above FROM (
+            SELECT lv.level, lv.rank, lv.alarm,
+                   lv.above IS NULL AND lv.attribute IS NULL AS floor,
+                   coalesce(lv.above, sta.feature_number(v.collection, v.feature_key,
+                                                         lv.attribute) + lv."offset") AS above
+            FROM sta.alarm_levels lv WHERE lv.rule_id = v.rule_id
+        ) x
+        WHERE v.value > x.above OR (x.floor AND v.value IS NOT NULL)
+        ORDER BY x.rank DESC LIMIT 1
+    ) lv ON true
+),
 act AS (
     SELECT id, datastream_id, rule_id, level FROM sta.alarms
     WHERE datastream_id = ANY(%(ids)s) AND state = 'active'
@@ -161,8 +195,9 @@ SELECT act.id AS active, coalesce(cur.datastream_id, act.datastream_id) AS datas
 FROM cur FULL JOIN act ON act.datastream_id = cur.datastream_id AND act.rule_id = cur.rule_id
 WHERE act.level IS DISTINCT FROM (CASE WHEN cur.alarm THEN cur.level END)
 ORDER BY 2, 3
-""").format(levels=sql.SQL(LEVELS).format(ids=sql.Placeholder("ids")))
-"""What changes: the active alarms to clear and the levels to raise."""
+"""
+"""What changes: the active alarms to clear and the levels to raise (:data:`LEVELS`' current
+levels, each window's sum read once: materialized, not inlined where the level is picked)."""
 
 _CLEAR = """
 UPDATE sta.alarms a
@@ -211,7 +246,8 @@ ORDER BY ins.id
 """
 
 
-def evaluate(conn: psycopg.Connection[Any], datastream_ids: Sequence[int]) -> list[Event]:
+def evaluate(conn: psycopg.Connection[Any], datastream_ids: Sequence[int], *,
+             locked: bool = False) -> list[Event]:  # fmt: skip
     """Raise and clear the alarms of some datastreams after their readings were stored.
 
     Runs in the caller's transaction (the store's), after ``sta.latest`` was written; the
@@ -220,6 +256,8 @@ def evaluate(conn: psycopg.Connection[Any], datastream_ids: Sequence[int]) -> li
     Args:
         conn: in a transaction.
         datastream_ids: the datastreams that got readings (any order, repeats allowed).
+        locked: the caller holds the datastreams' ``sta.latest`` rows locked already (the
+            store's upsert of them locks each, moved or not): :data:`_LOCK` is skipped.
 
     Returns:
         The alarms raised and cleared, in event order (clears first).
@@ -227,25 +265,32 @@ def evaluate(conn: psycopg.Connection[Any], datastream_ids: Sequence[int]) -> li
     ids = sorted({int(i) for i in datastream_ids})
     if not ids:
         return []
-    conn.execute(_LOCK, {"ids": ids})
+    arrays.register(conn)
+    if not locked:
+        conn.execute(_LOCK, {"ids": arrays.int8(ids)})
     cur = conn.cursor(row_factory=dict_row)
-    changes = cur.execute(_CHANGES, {"ids": ids}).fetchall()
+    changes = cur.execute(_CHANGES, {"ids": arrays.int8(ids)}).fetchall()
     if not changes:
         return []
     clears = [c for c in changes if c["active"] is not None]
     raises = [c for c in changes if c["level"] is not None]
     if clears:
-        conn.execute(_CLEAR, ([c["active"] for c in clears], [c["time"] for c in clears],
-                              [c["value"] for c in clears]))  # fmt: skip
+        conn.execute(_CLEAR, (arrays.int8([c["active"] for c in clears]),
+                              arrays.optional_times([c["time"] for c in clears]),
+                              pgarrays.float8([c["value"] for c in clears])))  # fmt: skip
     raised: list[int] = []
     if raises:
         columns = ("datastream_id", "rule_id", "subsystem", "level", "rank", "time", "value",
                    "threshold")  # fmt: skip
-        rows = conn.execute(_RAISE, [[c[k] for c in raises] for k in columns]).fetchall()
+        senders: tuple[Any, ...] = (
+            arrays.int8, pgarrays.text, pgarrays.text, pgarrays.text, pgarrays.int4,
+            arrays.optional_times, pgarrays.float8, pgarrays.float8)  # fmt: skip
+        rows = conn.execute(_RAISE, [send([c[k] for c in raises]) for k, send
+                                     in zip(columns, senders, strict=True)]).fetchall()  # fmt: skip
         raised = [int(r[0]) for r in rows]
     alarms = [int(c["active"]) for c in clears] + raised
     kinds = ["alarm-cleared"] * len(clears) + ["alarm-raised"] * len(raised)
-    recorded = cur.execute(_EVENTS, (alarms, kinds)).fetchall()
+    recorded = cur.execute(_EVENTS, (arrays.int8(alarms), pgarrays.text(kinds))).fetchall()
     events = [_event(r) for r in recorded]
     notify(conn, events)
     return events
@@ -271,7 +316,11 @@ def notify(conn: psycopg.Connection[Any], events: Sequence[Event]) -> None:
         json.dumps({"alarms": [e.message() for e in events[i : i + NOTIFY_CHUNK]]})
         for i in range(0, len(events), NOTIFY_CHUNK)
     ]
-    conn.execute("SELECT pg_notify('spatial_gps', p) FROM unnest(%s::text[]) AS p", (payloads,))
+    arrays.register(conn)
+    conn.execute(
+        "SELECT pg_notify('spatial_gps', p) FROM unnest(%s::text[]) AS p",
+        (pgarrays.text(payloads),),
+    )
 
 
 # --- Reading alarms: the list, acknowledging, the maps' status ------------------------------

@@ -47,9 +47,51 @@ def int8(values: Sequence[int] | np.ndarray[Any, Any]) -> Int8Array:
     return Int8Array(_fixed8(Int8Array, np.asarray(values, dtype=np.int64)))
 
 
-def times(micros: np.ndarray[Any, Any]) -> pgarrays.TimestamptzArray:
-    """A ``timestamptz[]`` of microseconds since :data:`EPOCH`."""
-    return pgarrays.TimestamptzArray(_fixed8(pgarrays.TimestamptzArray, micros))
+def times(micros: np.ndarray[Any, Any], *, none: int | None = None) -> pgarrays.TimestamptzArray:
+    """A ``timestamptz[]`` of microseconds since :data:`EPOCH` (``none``: the value that
+    stands for NULL)."""
+    kind = pgarrays.TimestamptzArray
+    micros = np.asarray(micros, dtype=np.int64)
+    missing = np.zeros(len(micros), dtype=bool) if none is None else micros == none
+    if not missing.any():
+        return kind(_fixed8(kind, micros))
+    cells = [struct.pack(">i", -1) if gone else struct.pack(">iq", 8, v)
+             for gone, v in zip(missing.tolist(), micros.tolist(), strict=True)]  # fmt: skip
+    return kind(struct.pack(">iiIii", 1, 1, kind.element, len(micros), 1) + b"".join(cells))
+
+
+def optional_times(values: Sequence[dt.datetime | None]) -> pgarrays.TimestamptzArray:
+    """A ``timestamptz[]`` of aware datetimes (None is NULL)."""
+    none = np.iinfo(np.int64).min
+    return times(np.asarray([none if v is None else (v - EPOCH) // MICROSECOND
+                             for v in values], dtype=np.int64), none=none)  # fmt: skip
+
+
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+"""A binary ``COPY``'s header (no flags, no extension)."""
+COPY_TRAILER = struct.pack(">h", -1)
+
+
+def copy_rows(columns: Sequence[tuple[str, np.ndarray[Any, Any] | None]]) -> bytes:
+    """Rows in ``COPY ... (FORMAT BINARY)``'s format, header and trailer included, built by
+    numpy: each column ``(code, values)`` is 8-byte numbers (``code`` ``q`` int8, ``d``
+    float8, a timestamptz as ``q`` microseconds since :data:`EPOCH`) or, values None, NULL
+    in every row."""
+    count = len(next(v for _, v in columns if v is not None))
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for k, (code, values) in enumerate(columns):
+        fields.append((f"l{k}", ">i4"))
+        if values is not None:
+            fields.append((f"v{k}", ">i8" if code == "q" else ">f8"))
+    rows = np.empty(count, dtype=fields)
+    rows["n"] = len(columns)
+    for k, (_, values) in enumerate(columns):
+        if values is None:
+            rows[f"l{k}"] = -1
+        else:
+            rows[f"l{k}"] = 8
+            rows[f"v{k}"] = values
+    return COPY_SIGNATURE + rows.tobytes() + COPY_TRAILER
 
 
 def moment(micros: int) -> dt.datetime:

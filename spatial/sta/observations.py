@@ -407,9 +407,29 @@ LEFT JOIN sta.features f ON f.location_id = w.location_id
 (``location_id`` is unique): for readings that name none."""
 
 
-def _features(conn: psycopg.Connection[Any], out: _Checked, rejects: list[Reject]) -> None:
+_LOCATED = """
+SELECT DISTINCT ON (d.id) d.id, f.id
+FROM sta.datastreams d
+JOIN sta.things_locations tl ON tl.thing_id = d.thing_id
+JOIN sta.locations l ON l.id = tl.location_id
+LEFT JOIN sta.features f ON f.location_id = l.id
+WHERE d.id = ANY(%s)
+ORDER BY d.id, l.id DESC
+"""
+"""The FeatureOfInterest made already of each datastream's (newest) Location, as
+:data:`_FEATURES` would answer it (None: not made yet): read only, with the checks."""
+
+
+def _features(conn: psycopg.Connection[Any], out: _Checked, rejects: list[Reject],
+              located: dict[int, int | None] | None = None) -> None:  # fmt: skip
     """Give every reading a FeatureOfInterest; refuse those naming one that does not exist,
-    or none when their Thing has no Location."""
+    or none when their Thing has no Location.
+
+    Args:
+        located: :data:`_LOCATED`'s answer for (at least) the datastreams of the readings
+            naming none, when the caller read it: :data:`_FEATURES` runs only when one of
+            them has no FeatureOfInterest made yet.
+    """
     out.feature = [out.rows[i].feature for i in out.index]
     named = {f for f in out.feature if type(f) is int}
     known: set[int] = set()
@@ -419,6 +439,8 @@ def _features(conn: psycopg.Connection[Any], out: _Checked, rejects: list[Reject
         known = {r[0] for r in found}
     bare = sorted({d for d, f in zip(out.datastream, out.feature, strict=True) if f is None})
     made: dict[int, int] = {}
+    if located is not None:
+        made = {d: f for d in bare if (f := located.get(d)) is not None}
     for _ in range(2):  # a concurrent batch may make the same one: its row shows the 2nd time
         if bare and len(made) < len(bare):
             rows = conn.execute(_FEATURES, (arrays.int8(bare),)).fetchall()
@@ -482,17 +504,15 @@ def _stored_duplicates(
 
 
 _IDS = """
-SELECT min(n), max(n) FROM (
-    SELECT n, n - row_number() OVER () AS run
-    FROM (SELECT nextval('sta.observation_ids') AS n FROM generate_series(1, %s)) AS s
-) AS s GROUP BY run ORDER BY 1
+SELECT array_agg(n) FROM (SELECT nextval('sta.observation_ids') AS n
+                          FROM generate_series(1, %s)) AS s
 """
-"""``count`` new ids in one call, answered as runs of consecutive ids (the series is
-numbered as ``nextval`` meets it, so a run is ids that came one after the other)."""
+"""``count`` new ids in one call, in the order ``nextval`` gave them (consecutive unless
+a concurrent batch took some meanwhile)."""
 
 
-def _ids(runs: list[tuple[int, int]]) -> np.ndarray[Any, Any]:
-    return np.concatenate([np.arange(lo, hi + 1, dtype=np.int64) for lo, hi in runs])
+def _ids(runs: list[tuple[list[int] | None]]) -> np.ndarray[Any, Any]:
+    return np.asarray(runs[0][0] or [], dtype=np.int64)
 
 
 _COPY = (
@@ -505,13 +525,24 @@ _COPY_TYPES = ["int8", "int8", "timestamptz", "timestamptz", "timestamptz", "flo
 
 
 def _copy(conn: psycopg.Connection[Any], out: _Checked, ids: list[int]) -> None:
-    """The month partitions, then the readings in one binary COPY."""
+    """The month partitions, then the readings in one binary COPY (built by numpy when
+    every reading is a number and has none of the rarer columns: the usual batch)."""
     moments = np.datetime64("2000-01-01T00:00:00", "us") + np.asarray(
         out.micros, dtype=np.int64).astype("timedelta64[us]")  # fmt: skip
     months = np.unique(moments.astype("datetime64[M]")).astype("datetime64[us]")
     firsts = (months - np.datetime64("2000-01-01T00:00:00", "us")).astype(np.int64)
     conn.execute("SELECT sta.ensure_month(m) FROM unnest(%s::timestamptz[]) AS m",
                  (arrays.times(firsts),))  # fmt: skip
+    if not out.rare and all(n is not None for n in out.number):  # fixed-size rows only
+        block = arrays.copy_rows([
+            ("q", np.asarray(ids, dtype=np.int64)), ("q", np.asarray(out.datastream, np.int64)),
+            ("q", np.asarray(out.micros, dtype=np.int64)), ("q", None), ("q", None),
+            ("d", np.asarray(out.number, dtype=np.float64)), ("q", None), ("q", None),
+            ("q", None), ("q", None), ("q", None), ("q", np.asarray(out.feature, np.int64)),
+        ])  # fmt: skip
+        with conn.cursor() as cur, cur.copy(_COPY) as copy:
+            copy.write(block)
+        return
     with conn.cursor() as cur, cur.copy(_COPY) as copy:
         copy.set_types(_COPY_TYPES)
         write = copy.write_row
@@ -522,24 +553,21 @@ def _copy(conn: psycopg.Connection[Any], out: _Checked, ids: list[int]) -> None:
             write(row)
 
 
-_LATEST = """
-INSERT INTO sta.latest AS l (id, datastream_id, phenomenon_start, phenomenon_end, result_time,
-    result_number, result_json, result_quality, valid_start, valid_end, parameters, feature_id)
-SELECT o.* FROM unnest(%s::int8[], %s::timestamptz[]) AS u(d, t)
-JOIN sta.observations o ON o.datastream_id = u.d AND o.phenomenon_start = u.t
-ON CONFLICT (datastream_id) DO UPDATE SET id = excluded.id,
-    phenomenon_start = excluded.phenomenon_start, phenomenon_end = excluded.phenomenon_end,
-    result_time = excluded.result_time, result_number = excluded.result_number,
-    result_json = excluded.result_json, result_quality = excluded.result_quality,
-    valid_start = excluded.valid_start, valid_end = excluded.valid_end,
-    parameters = excluded.parameters, feature_id = excluded.feature_id
-WHERE excluded.phenomenon_start > l.phenomenon_start
-"""
-"""Each datastream's newest reading of the batch (read back by the unique index) becomes
-its latest when it is newer than the one kept."""
-
 _GROW = """
-WITH r AS (
+WITH latest AS (
+    INSERT INTO sta.latest AS l (id, datastream_id, phenomenon_start, phenomenon_end,
+        result_time, result_number, result_json, result_quality, valid_start, valid_end,
+        parameters, feature_id)
+    SELECT o.* FROM unnest(%(nd)s::int8[], %(nt)s::timestamptz[]) AS u(d, t)
+    JOIN sta.observations o ON o.datastream_id = u.d AND o.phenomenon_start = u.t
+    ON CONFLICT (datastream_id) DO UPDATE SET id = excluded.id,
+        phenomenon_start = excluded.phenomenon_start, phenomenon_end = excluded.phenomenon_end,
+        result_time = excluded.result_time, result_number = excluded.result_number,
+        result_json = excluded.result_json, result_quality = excluded.result_quality,
+        valid_start = excluded.valid_start, valid_end = excluded.valid_end,
+        parameters = excluded.parameters, feature_id = excluded.feature_id
+    WHERE excluded.phenomenon_start > l.phenomenon_start
+), r AS (
     SELECT * FROM unnest(%(ds)s::int8[], %(pf)s::timestamptz[], %(pl)s::timestamptz[],
                          %(rf)s::timestamptz[], %(rl)s::timestamptz[]) AS r(id, pf, pl, rf, rl)
 ), a AS (
@@ -560,7 +588,10 @@ UPDATE sta.datastreams s SET
 FROM r LEFT JOIN a ON a.d = r.id
 WHERE s.id = r.id
 """
-"""The datastreams' phenomenon and result time ranges and observed areas grow with the
+"""One statement for the batch: ``latest``, each datastream's newest reading of the batch
+(read back by the unique index) becomes its latest when it is newer than the one kept
+(the row is locked either way: :func:`spatial.sta.alarms.evaluate` need not lock it);
+then the datastreams' phenomenon and result time ranges and observed areas grow with the
 batch. The area is the convex hull of the FeaturesOfInterest observed: a Point for one
 place, a LineString for places on a line, else a Polygon (never a MultiPoint)."""
 
@@ -577,21 +608,20 @@ def _optional(values: list[dt.datetime | None]) -> np.ndarray[Any, Any]:
 
 
 def _reduce(inverse: np.ndarray[Any, Any], n: int, column: np.ndarray[Any, Any], *,
-            least: bool) -> list[Any]:  # fmt: skip
-    """Each group's earliest (``least``) or latest time (None: none in the group)."""
+            least: bool) -> pgarrays.TimestamptzArray:  # fmt: skip
+    """Each group's earliest (``least``) or latest time (NULL: none in the group)."""
     never = _ALL if least else _NONE
     out = np.full(n, never, dtype=np.int64)
     (np.minimum if least else np.maximum).at(out, inverse, np.where(column == _NONE, never, column))
-    return [None if v == never else arrays.moment(v) for v in out.tolist()]
+    return arrays.times(out, none=never)
 
 
 def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any],
           micros: np.ndarray[Any, Any]) -> None:  # fmt: skip
-    """Run :data:`_LATEST` and :data:`_GROW` for the batch."""
+    """Run :data:`_GROW` for the batch."""
     unique, inverse = np.unique(ds, return_inverse=True)
     order = np.lexsort((micros, ds))
     newest = order[np.r_[np.flatnonzero(np.diff(ds[order])), len(order) - 1]]
-    conn.execute(_LATEST, (arrays.int8(ds[newest]), arrays.times(micros[newest])))
     ends = _optional(out.column(0))
     results = _optional(out.column(1))
     n = len(unique)
@@ -599,6 +629,7 @@ def _grow(conn: psycopg.Connection[Any], out: _Checked, ds: np.ndarray[Any, Any]
     by = np.lexsort((features, ds))
     first = by[np.r_[True, (np.diff(ds[by]) != 0) | (np.diff(features[by]) != 0)]]
     conn.execute(_GROW, {
+        "nd": arrays.int8(ds[newest]), "nt": arrays.times(micros[newest]),
         "ds": arrays.int8(unique), "pf": _reduce(inverse, n, micros, least=True),
         "pl": _reduce(inverse, n, np.where(ends == _NONE, micros, ends), least=False),
         "rf": _reduce(inverse, n, results, least=True),
@@ -669,34 +700,41 @@ def store(
     with conn.transaction():
         found = conn.execute(_STREAMS, (arrays.int8(named),)).fetchall()
         streams = {r[0]: _stream(*r[1:]) for r in found}
-        with conn.pipeline():  # the ids are taken while the readings are checked
+        bare = sorted({r.datastream for r in rows if r.feature is None} & streams.keys())
+        with conn.pipeline():  # the ids and features are read while the readings are checked
             taking = conn.execute(_IDS, (len(rows),)) if streams else None
+            locating = conn.execute(_LOCATED, (arrays.int8(bare),)) if bare else None
             out, refused = _check(rows, streams, now, horizon)
-            runs = taking.fetchall() if taking is not None else []
+            runs = taking.fetchall() if taking is not None else [([],)]
+            located = dict(locating.fetchall()) if locating is not None else {}
         if out.index:
-            _features(conn, out, refused)
+            _features(conn, out, refused, located)
         if out.index:
             _stored_duplicates(conn, out, streams, refused)
         outcome.rejects = [*rejects, *refused]
         if out.index:
             ids = _ids(runs)[: len(out.index)]  # those of readings refused are left unused
             _copy(conn, out, ids.tolist())
-            ds = np.asarray(out.datastream, dtype=np.int64)
-            _grow(conn, out, ds, np.asarray(out.micros, dtype=np.int64))
-            outcome.datastreams = sorted(set(out.datastream))
-            outcome.alarms = _alarms(conn, outcome.datastreams)
-            conn.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
-                         (CHANNEL, pgarrays.text(notifications(ds, ids))))  # fmt: skip
-            for k, new in zip(out.index, ids.tolist(), strict=True):
-                outcome.ids[k] = new
-        count_rejects(conn, outcome.rejects)
+        with conn.pipeline():  # the statements after the COPY go out together
+            if out.index:
+                ds = np.asarray(out.datastream, dtype=np.int64)
+                _grow(conn, out, ds, np.asarray(out.micros, dtype=np.int64))
+                outcome.datastreams = sorted(set(out.datastream))
+                outcome.alarms = _alarms(conn, outcome.datastreams, locked=True)
+                conn.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                             (CHANNEL, pgarrays.text(notifications(ds, ids))))  # fmt: skip
+                for k, new in zip(out.index, ids.tolist(), strict=True):
+                    outcome.ids[k] = new
+            count_rejects(conn, outcome.rejects)
     return outcome
 
 
-def _alarms(conn: psycopg.Connection[Any], datastreams: list[int]) -> list[Any]:
+def _alarms(conn: psycopg.Connection[Any], datastreams: list[int], *,
+            locked: bool = False) -> list[Any]:  # fmt: skip
     """The alarms the readings raise or clear (:func:`spatial.sta.alarms.evaluate`, in this
-    transaction, after ``sta.latest`` moved)."""
-    return list(alarms.evaluate(conn, datastreams))
+    transaction, after ``sta.latest`` moved; ``locked``: the datastreams' latest rows are
+    locked already)."""
+    return list(alarms.evaluate(conn, datastreams, locked=locked))
 
 
 _REFRESH_LATEST = """

@@ -45,7 +45,7 @@ from spatial.errors import (
     UnauthorizedError,
 )
 from spatial.settings import SensorThingsSettings
-from spatial.sta import bodies, observations
+from spatial.sta import arrays, bodies, observations
 from spatial.sta.entities import SETS
 from spatial.sta.observations import Reading, Reject
 from spatial.sta.scope import Scope
@@ -792,7 +792,8 @@ def _writable_datastreams(job: _Job, wanted: list[int]) -> set[int]:
         "JOIN sta.things t ON t.id = e.thing_id WHERE e.id = ANY(%s) AND {}"
     ).format(job.author.scope.entity("Datastreams", "e"))
     author, seen = job.author, set()
-    for datastream, department, collection, own in job.conn.execute(query, (ids,)):
+    arrays.register(job.conn)
+    for datastream, department, collection, own in job.conn.execute(query, (arrays.int8(ids),)):
         seen.add(datastream)
         if not (author.may(department, collection) or (own and author.may(own, None))):
             msg = f"{author.actor.name} may not change Datastream({datastream})"
