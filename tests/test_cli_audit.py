@@ -255,3 +255,14 @@ def test_a_row_added_after_the_log_was_kept_stops_the_restore(
     assert devices == {"ca-early", "ca-late"}
     assert [r["feature_ids"] for r in _rows(url, "device-add")] == [["ca-early"], ["ca-late"]]
     assert _rows(url, "restore") == []
+
+
+def test_readings_retention(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT sta.ensure_month('2001-02-01T00:00:00Z')")
+    said = _said(run_cli("sta", "retention", "--older-than", "3650d", **_env(url)))
+    assert "dropped 1 partition(s): observations_200102" in said
+    (row,) = _rows(url, "observations-retention")
+    assert row["actor"] == ACTOR and row["details"]["dropped"] == ["observations_200102"]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('sta.observations_200102')").fetchone() == (None,)

@@ -76,3 +76,27 @@ def mqtt(
                            client_id=client_id))  # fmt: skip
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+@app.command()
+@friendly
+def retention(
+    older_than: str = typer.Option(..., "--older-than", help="Age of readings to drop, e.g. 400d."),
+) -> None:
+    """Drop whole month partitions of readings older than the age (each datastream's latest
+    reading is kept in ``sta.latest``)."""
+    import psycopg  # noqa: PLC0415 - keep `spatial --help` fast
+
+    from spatial import partitions  # noqa: PLC0415
+    from spatial.audit import Actor  # noqa: PLC0415
+    from spatial.cli.gps import parse_age  # noqa: PLC0415
+
+    age = parse_age(older_than)
+    with psycopg.connect(resolve_url(Settings()), autocommit=True) as conn:
+        dropped = partitions.retention(
+            conn, "sta", "observations", age, action="observations-retention",
+            actor=Actor.local(),
+        )  # fmt: skip
+    console.print(
+        f"dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}"
+    )

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from spatial import partitions
 from spatial.audit import Actor, record
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.gps import fences, pgarrays
@@ -450,30 +450,7 @@ def retention(
     conn: psycopg.Connection[Any], older_than: dt.timedelta, now: dt.datetime | None = None,
     *, actor: Actor | None = None,
 ) -> list[str]:  # fmt: skip
-    """Drop the month partitions that end before ``now - older_than`` (whole partitions
-    only: a month partly inside the window stays); returns their names.
-
-    Each run is audited as ``positions-retention`` (with the partitions it dropped, none
-    included), so the log shows the policy was applied and what it removed.
-
-    Args:
-        actor: who applies it [default: the OS user, :meth:`Actor.local`].
-    """
-    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
-    parts = conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
-        "WHERE n.nspname = 'gps' AND p.relname = 'positions' ORDER BY c.relname"
-    ).fetchall()
-    dropped = []
-    with conn.transaction():
-        for (name,) in parts:
-            year, month = int(name[-6:-2]), int(name[-2:])
-            end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
-            if end <= cutoff:
-                conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("gps", name)))
-                dropped.append(name)
-        record(conn, actor or Actor.local(), "positions-retention",
-               details={"older_than_s": older_than.total_seconds(),
-                        "cutoff": cutoff.isoformat(), "dropped": dropped})  # fmt: skip
-    return dropped
+    """Drop the month partitions of positions that end before ``now - older_than``,
+    audited as ``positions-retention`` (:func:`spatial.partitions.retention`)."""
+    return partitions.retention(conn, "gps", "positions", older_than,
+                                action="positions-retention", now=now, actor=actor)  # fmt: skip
