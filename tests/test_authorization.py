@@ -275,7 +275,9 @@ def test_bad_credentials_are_401_and_say_why(
         ({"Authorization": "Bearer not.a.token"}, "not valid"),
         ({"Authorization": f"Bearer {revoked}"}, "revoked"),
         ({"X-API-Key": "s3s_00000000_" + "x" * 43}, "not valid"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "wrong user name or password"),
+        ({"Authorization": "Basic !!"}, "Basic credentials are base64"),
+        ({"Authorization": "Digest x"}, "Bearer"),
     ):
         response = api.get("/collections", headers=headers)
         assert response.status_code == 401, (headers, response.text)

@@ -16,7 +16,6 @@ import psycopg
 import pytest
 from conftest import SHARED_DATA
 from support import LiveServer
-from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from spatial import samples
@@ -226,12 +225,11 @@ def _next_position(ws: Any, device: str, timeout: float = 10) -> dict[str, Any]:
 def test_the_live_stream_pushes_positions_to_whom_may_see_them(
     live_api: LiveServer, api: httpx.Client, admin_auth: dict[str, str]
 ) -> None:
-    with pytest.raises(InvalidStatus):  # anonymous callers may not read gps_latest
-        _ws(live_api.url, "/gps/live").close()
     key = admin_auth["Authorization"].removeprefix("Bearer ")
     with (
         _ws(live_api.url, "/gps/live?device=rx-fire", admin_auth) as fire,
         _ws(live_api.url, f"/gps/live?bbox=112.0,22.9,112.01,22.91&access_token={key}") as box,
+        _ws(live_api.url, "/live") as anonymous,  # may not read gps_latest: alarms only
     ):
         # The latest position first, if any; then what arrives.
         for t, lon in ((1772323600, 112.005), (1772323610, 112.0052)):
@@ -249,6 +247,8 @@ def test_the_live_stream_pushes_positions_to_whom_may_see_them(
         assert 112.0 <= inside["lon"] <= 112.01
         with pytest.raises(TimeoutError):  # rx-far is outside the box
             _next_position(box, "rx-far", timeout=1.5)
+        with pytest.raises(TimeoutError):  # told at once with the others: nothing came
+            _next_position(anonymous, "rx-fire", timeout=1.5)
 
 
 def test_geofence_events_reach_the_live_stream(

@@ -19,7 +19,7 @@ from spatial import jsonbody
 from spatial.access import WRITE
 from spatial.audit import Actor
 from spatial.errors import InvalidInputError, NotFoundError, UnsupportedMediaTypeError
-from spatial.sta import query, write
+from spatial.sta import dataarray, query, write
 from spatial.sta.entities import VERSION, self_link
 
 router = APIRouter(prefix=f"/sta/{VERSION}", tags=["SensorThings"])
@@ -101,7 +101,8 @@ async def create_observations(request: Request, view: Caller, actor: ActorDep) -
     who = author(view, actor)
     settings, base = request.app.state.settings.sta, sta.root(request)
     links = await database(request).run(
-        lambda conn: write.data_array(conn, who, body, settings=settings, base=base))  # fmt: skip
+        lambda conn: dataarray.data_array(conn, who, body, settings=settings, base=base)
+    )
     return sta.answer(links, 201)
 
 

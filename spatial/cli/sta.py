@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+import psycopg
 import typer
 
+from spatial import partitions
+from spatial.audit import Actor
 from spatial.cli.common import console, friendly
+from spatial.cli.gps import parse_age
 from spatial.db import resolve_url
 from spatial.errors import InvalidInputError
 from spatial.settings import Settings
@@ -85,12 +89,6 @@ def retention(
 ) -> None:
     """Drop whole month partitions of readings older than the age (each datastream's latest
     reading is kept in ``sta.latest``)."""
-    import psycopg  # noqa: PLC0415 - keep `spatial --help` fast
-
-    from spatial import partitions  # noqa: PLC0415
-    from spatial.audit import Actor  # noqa: PLC0415
-    from spatial.cli.gps import parse_age  # noqa: PLC0415
-
     age = parse_age(older_than)
     with psycopg.connect(resolve_url(Settings()), autocommit=True) as conn:
         dropped = partitions.retention(

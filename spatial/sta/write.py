@@ -45,7 +45,7 @@ from spatial.errors import (
     UnauthorizedError,
 )
 from spatial.settings import SensorThingsSettings
-from spatial.sta import arrays, bodies, observations
+from spatial.sta import bodies, observations
 from spatial.sta.entities import SETS
 from spatial.sta.observations import Reading, Reject
 from spatial.sta.scope import Scope
@@ -143,7 +143,7 @@ off it), and the entity's own department (a Datastream's makers keep it writable
 
 
 @dataclass
-class _Job:
+class Job:
     """One write: its connection, author, limits, and what it made."""
 
     conn: psycopg.Connection[Any]
@@ -153,7 +153,7 @@ class _Job:
     rejects: list[Reject] = field(default_factory=list)
 
 
-def _owner(job: _Job, entity_set: str, entity_id: Any, *, write: bool, where: str | None
+def _owner(job: Job, entity_set: str, entity_id: Any, *, write: bool, where: str | None
            ) -> tuple[Any, ...]:  # fmt: skip
     """(department, collection, own department, ...) of an entity the author can see; for
     ``write``, one they may write.
@@ -186,7 +186,7 @@ def _owner(job: _Job, entity_set: str, entity_id: Any, *, write: bool, where: st
     return tuple(row)
 
 
-def _audit(job: _Job, verb: str, entity_set: str, entity_id: int, **details: Any) -> None:
+def _audit(job: Job, verb: str, entity_set: str, entity_id: int, **details: Any) -> None:
     record(job.conn, job.author.actor, f"sta-{verb}", feature_ids=[f"{entity_set}({entity_id})"],
            details={"entity": entity_set, "id": entity_id, **details})  # fmt: skip
 
@@ -231,7 +231,7 @@ def _own(entity_set: str, body: dict[str, Any], where: str, *, full: bool
     return values
 
 
-def _insert(job: _Job, entity_set: str, values: dict[str, Any]) -> int:
+def _insert(job: Job, entity_set: str, values: dict[str, Any]) -> int:
     if entity_set != "HistoricalLocations":  # the one set without a department: its Thing's
         values = {**values, "department": job.author.department}
     marks = [sql.SQL("ST_GeomFromWKB({}, 4326)" if c == "geom" else "{}").format(
@@ -248,7 +248,7 @@ def _is_link(value: Any) -> bool:
     return isinstance(value, dict) and "@iot.id" in value
 
 
-def _one(job: _Job, target: str, value: Any, where: str, *, write: bool = False) -> int:
+def _one(job: Job, target: str, value: Any, where: str, *, write: bool = False) -> int:
     """The id of a to-one navigation's entity: linked (it must exist and be seen, or be
     writable), or created."""
     if _is_link(value):
@@ -257,7 +257,7 @@ def _one(job: _Job, target: str, value: Any, where: str, *, write: bool = False)
     return _create(job, target, value, where)
 
 
-def _many(job: _Job, target: str, value: Any, where: str, *, links: bool,
+def _many(job: Job, target: str, value: Any, where: str, *, links: bool,
           write: bool = False, parent: dict[str, int] | None = None) -> list[int]:  # fmt: skip
     if not isinstance(value, list):
         raise InvalidInputError(f"{where} must be an array, not {bodies.kind(value)}")
@@ -282,7 +282,7 @@ _PARENTS = {"Datastreams": {"Thing": ("thing_id", "Things", True),
 """The to-one navigations a row holds: (column, entity set, must be writable)."""
 
 
-def _create(job: _Job, entity_set: str, body: Any, where: str,
+def _create(job: Job, entity_set: str, body: Any, where: str,
             parent: dict[str, int] | None = None) -> int:  # fmt: skip
     """Create an entity (and what it holds); its id."""
     if not isinstance(body, dict):
@@ -310,7 +310,7 @@ def _create(job: _Job, entity_set: str, body: Any, where: str,
     return new
 
 
-def _children(job: _Job, entity_set: str, new: int, body: dict[str, Any], where: str) -> None:
+def _children(job: Job, entity_set: str, new: int, body: dict[str, Any], where: str) -> None:
     """The to-many navigations of a new entity: new entities made under it, links."""
     conn = job.conn
     for name, how in NAVS[entity_set].items():
@@ -335,7 +335,7 @@ def _children(job: _Job, entity_set: str, new: int, body: dict[str, Any], where:
                              "ON CONFLICT DO NOTHING", (new, location))  # fmt: skip
 
 
-def _locate(job: _Job, thing: int, locations: Sequence[int]) -> None:
+def _locate(job: Job, thing: int, locations: Sequence[int]) -> None:
     """Make ``locations`` the Thing's Locations, recording a HistoricalLocation."""
     job.conn.execute("DELETE FROM sta.things_locations WHERE thing_id = %s", (thing,))
     job.conn.execute("INSERT INTO sta.things_locations SELECT %s, unnest(%s::bigint[]) "
@@ -343,7 +343,7 @@ def _locate(job: _Job, thing: int, locations: Sequence[int]) -> None:
     _history(job, thing)
 
 
-def _history(job: _Job, thing: int) -> None:
+def _history(job: Job, thing: int) -> None:
     """A HistoricalLocation of the Thing at its Locations now."""
     job.conn.execute(
         "WITH h AS (INSERT INTO sta.historical_locations (thing_id) VALUES (%(t)s) "
@@ -373,7 +373,7 @@ def reading(body: Any, where: str, datastream: Any, feature: Any) -> Reading:
                    body.get("parameters"), feature)  # fmt: skip
 
 
-def _observation(job: _Job, body: dict[str, Any], where: str, parent: dict[str, int]) -> int:
+def _observation(job: Job, body: dict[str, Any], where: str, parent: dict[str, int]) -> int:
     if "datastream_id" in parent:
         if "Datastream" in body:
             raise InvalidInputError(f"{where}.Datastream is given by the path already")
@@ -415,7 +415,7 @@ def create(
         UnauthorizedError, ForbiddenError: the author may not write it.
     """
     author.need(f"create {entity_set}")
-    job = _Job(conn, author, settings)
+    job = Job(conn, author, settings)
     where = SETS[entity_set].singular
     if _entities(body) > MAX_ENTITIES:
         raise TooLargeError(f"a create may make at most {MAX_ENTITIES} entities")
@@ -451,7 +451,7 @@ def _entities(body: Any, depth: int = 0) -> int:
     return count
 
 
-def _nested(job: _Job, parent: tuple[str, int, str], body: Any, where: str) -> int:
+def _nested(job: Job, parent: tuple[str, int, str], body: Any, where: str) -> int:
     """Create under the entity a path names (``Things(5)/Datastreams``)."""
     owner_set, owner_id, name = parent
     nav = SETS[owner_set].nav(name)
@@ -468,7 +468,7 @@ def _nested(job: _Job, parent: tuple[str, int, str], body: Any, where: str) -> i
     return location
 
 
-def _thing_editable(job: _Job, thing: int, keys: set[str]) -> None:
+def _thing_editable(job: Job, thing: int, keys: set[str]) -> None:
     """Refuse changing what a Thing from a collection takes from its feature.
 
     Raises:
@@ -502,7 +502,7 @@ def update(
         NotFoundError: no such entity for the author. ForbiddenError: not theirs to write.
     """
     author.need(f"change {entity_set}")
-    job = _Job(conn, author, settings)
+    job = Job(conn, author, settings)
     where = f"{SETS[entity_set].singular}({entity_id})"
     try:
         with conn.transaction():
@@ -528,7 +528,7 @@ def update(
         raise
 
 
-def _current(job: _Job, entity_set: str, entity_id: int) -> dict[str, Any]:
+def _current(job: Job, entity_set: str, entity_id: int) -> dict[str, Any]:
     """An entity's own properties as JSON (what a JSON Patch applies to)."""
     if entity_set == "Observations":
         columns = ["phenomenonTime", "resultTime", "result", "resultQuality", "validTime",
@@ -556,7 +556,7 @@ def _current(job: _Job, entity_set: str, entity_id: int) -> dict[str, Any]:
 
 
 def _change(
-    job: _Job, entity_set: str, entity_id: int, *, owner: tuple[Any, ...],
+    job: Job, entity_set: str, entity_id: int, *, owner: tuple[Any, ...],
     current: dict[str, Any], body: dict[str, Any], how: str, where: str,
 ) -> None:  # fmt: skip
     """Update an entity other than an Observation."""
@@ -595,7 +595,7 @@ _FOLLOWED = frozenset({"name", "description", "location", "encodingType"})
 """What a Thing or Location of a station collection takes from its feature."""
 
 
-def _moved(job: _Job, location: int) -> None:
+def _moved(job: Job, location: int) -> None:
     """A Location moved: the FeatureOfInterest made of it moves, and its Things get a
     HistoricalLocation."""
     job.conn.execute("UPDATE sta.features f SET geom = l.geom FROM sta.locations l "
@@ -606,7 +606,7 @@ def _moved(job: _Job, location: int) -> None:
         _history(job, thing)
 
 
-def _change_observation(job: _Job, entity_id: int, *, datastream: int,
+def _change_observation(job: Job, entity_id: int, *, datastream: int,
                         current: dict[str, Any], body: dict[str, Any], merge: bool,
                         where: str) -> None:  # fmt: skip
     if _is_link(body.get("Datastream")) and body["Datastream"]["@iot.id"] != datastream:
@@ -640,7 +640,7 @@ def delete(conn: psycopg.Connection[Any], author: Author, entity_set: str, entit
             feature).
     """
     author.need(f"delete {entity_set}")
-    job = _Job(conn, author, settings)
+    job = Job(conn, author, settings)
     where = f"{SETS[entity_set].singular}({entity_id})"
     with conn.transaction():
         owner = _owner(job, entity_set, entity_id, write=True, where=None)
@@ -679,141 +679,3 @@ def delete(conn: psycopg.Connection[Any], author: Author, entity_set: str, entit
 
 
 # -- the DataArray batch -----------------------------------------------------------------
-
-COMPONENTS = ("phenomenonTime", "result", "resultTime", "resultQuality", "validTime",
-              "parameters", "FeatureOfInterest/id")  # fmt: skip
-"""A DataArray's components, in the order of :class:`Reading`'s fields after the
-datastream."""
-
-
-@dataclass
-class _Batch:
-    """A DataArray's readings, where each answer goes, and its refusals."""
-
-    readings: list[Reading] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    answers: list[str] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-
-
-def _array(item: Any, n: int) -> tuple[int, list[str], list[Any]]:
-    """(datastream id, components, rows) of one DataArray entry.
-
-    Raises:
-        InvalidInputError: not the shape of SensorThings 1.1's DataArray.
-    """
-    where = f"the DataArray's entry {n}"
-    if not isinstance(item, dict) or set(item) - {"Datastream", "components", "dataArray",
-                                                 "dataArray@iot.count"}:  # fmt: skip
-        msg = f"{where} must be an object with Datastream, components and dataArray"
-        raise InvalidInputError(msg)
-    link, components, rows = item.get("Datastream"), item.get("components"), item.get("dataArray")
-    if not isinstance(link, dict) or type(link.get("@iot.id")) is not int:
-        raise InvalidInputError(f'{where}: Datastream must be {{"@iot.id": <its id>}}')
-    if not isinstance(components, list) or not all(c in COMPONENTS for c in components) \
-            or len(set(components)) != len(components) or "result" not in components:  # fmt: skip
-        msg = f"{where}: components are distinct names of {', '.join(COMPONENTS)}, with result"
-        raise InvalidInputError(msg)
-    if not isinstance(rows, list):
-        raise InvalidInputError(f"{where}: dataArray must be an array of arrays")
-    return int(link["@iot.id"]), components, rows
-
-
-def _readings(batch: _Batch, datastream: int, components: list[str], rows: list[Any]) -> None:
-    """Add one entry's rows to the batch; a row of the wrong shape is refused."""
-    width = len(components)
-    start = len(batch.answers)
-    batch.answers.extend([""] * len(rows))
-    if components == ["phenomenonTime", "result"] and all(
-            type(r) is list and len(r) == 2 for r in rows):  # fmt: skip
-        batch.readings.extend([Reading(datastream, r[0], r[1]) for r in rows])
-        batch.positions.extend(range(start, start + len(rows)))
-        return
-    picks = [components.index(c) if c in components else None for c in COMPONENTS]
-    for k, row in enumerate(rows):
-        if type(row) is not list or len(row) != width:
-            detail = f"a row of dataArray must be an array of {width} values"
-            batch.rejects.append(Reject("malformed", detail, datastream))
-            batch.answers[start + k] = f"error malformed: {detail}"
-            continue
-        batch.readings.append(Reading(datastream, *[None if p is None else row[p] for p in picks]))
-        batch.positions.append(start + k)
-
-
-def data_array(
-    conn: psycopg.Connection[Any], author: Author, body: Any, *,
-    settings: SensorThingsSettings, base: str,
-) -> list[str]:  # fmt: skip
-    """Create the Observations of a DataArray request (SensorThings 1.1, 14.3): each
-    reading's selfLink, or ``"error <reason>: <why>"`` for one refused (the others are
-    stored; the refusals counted in ``sta.rejects``).
-
-    Raises:
-        InvalidInputError: not a DataArray. TooLargeError: more than ``max_array`` readings.
-        ForbiddenError: a Datastream the author may see but not write.
-    """
-    author.need("create Observations")
-    if not isinstance(body, list):
-        raise InvalidInputError("a DataArray request is a JSON array of DataArray entries")
-    entries = [_array(item, n) for n, item in enumerate(body)]
-    total = sum(len(rows) for _, _, rows in entries)
-    if total > settings.max_array:
-        raise TooLargeError(f"{total} readings: one request may carry {settings.max_array}")
-    job = _Job(conn, author, settings)
-    batch = _Batch()
-    hidden = _writable_datastreams(job, sorted({e[0] for e in entries}))
-    for datastream, components, rows in entries:
-        if datastream in hidden:
-            detail = f"no Datastream({datastream})"
-            batch.rejects.extend(Reject("unknown_datastream", detail) for _ in rows)
-            batch.answers.extend([f"error unknown_datastream: {detail}"] * len(rows))
-        else:
-            _readings(batch, datastream, components, rows)
-    if any("FeatureOfInterest/id" in components for _, components, _ in entries):
-        _hidden_features(job, batch)
-    stored = observations.store(conn, batch.readings, settings=settings, rejects=batch.rejects)
-    why = {r.index: f"error {r.reason}: {r.detail}" for r in stored.rejects if r.index is not None}
-    link = f"{base}/Observations("
-    for k, (position, new) in enumerate(zip(batch.positions, stored.ids, strict=True)):
-        batch.answers[position] = f"{link}{new})" if new is not None else why.get(k, "error")
-    return batch.answers
-
-
-def _writable_datastreams(job: _Job, wanted: list[int]) -> set[int]:
-    """The datastreams of ``wanted`` the author cannot see (one statement for them all:
-    :func:`_owner`'s rule).
-
-    Raises:
-        ForbiddenError: one they may see but not write.
-    """
-    ids = [d for d in wanted if type(d) is int and 0 < d < 2**63]  # others are no entity
-    query = sql.SQL(
-        "SELECT e.id, t.department, t.collection, e.department FROM sta.datastreams e "
-        "JOIN sta.things t ON t.id = e.thing_id WHERE e.id = ANY(%s) AND {}"
-    ).format(job.author.scope.entity("Datastreams", "e"))
-    author, seen = job.author, set()
-    arrays.register(job.conn)
-    for datastream, department, collection, own in job.conn.execute(query, (arrays.int8(ids),)):
-        seen.add(datastream)
-        if not (author.may(department, collection) or (own and author.may(own, None))):
-            msg = f"{author.actor.name} may not change Datastream({datastream})"
-            if collection is not None:
-                msg += f" (it is a feature of {collection!r}: its writers may)"
-            raise ForbiddenError(msg)
-    return set(wanted) - seen
-
-
-def _hidden_features(job: _Job, batch: _Batch) -> None:
-    """Readings naming a FeatureOfInterest the author cannot see name one that does not
-    exist (the store refuses them)."""
-    named = sorted({r.feature for r in batch.readings if type(r.feature) is int
-                    and 0 < r.feature < 2**63})  # fmt: skip
-    if not named:
-        return
-    scope = job.author.scope.entity("FeaturesOfInterest", "e")
-    query = sql.SQL("SELECT e.id FROM sta.features e WHERE e.id = ANY({}) AND {}")
-    seen = job.conn.execute(query.format(sql.Literal(named), scope)).fetchall()
-    visible = {r[0] for r in seen}
-    for r in batch.readings:
-        if type(r.feature) is int and r.feature not in visible:
-            r.feature = str(r.feature)  # not an id: refused as unknown_feature
