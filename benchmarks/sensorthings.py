@@ -10,7 +10,8 @@ their readings over 1 h and 24 h windows) and half ``AQI`` (banded), ``--reading
 One run, the same PostGIS, the same table ``sta.observations`` (partitioned by month; the
 unique index on datastream and time, the id and feature indexes), every measure starting
 from empty readings (``sta.observations``, ``sta.latest``, ``sta.rejects``, ``sta.alarms``
-and the alarm events truncated):
+and the alarm events truncated, the datastreams' time ranges and observed areas
+emptied):
 
 - the platform: ``api.main:app_factory`` under uvicorn, 2 workers; the readings POSTed to
   ``/sta/v1.1/CreateObservations`` as DataArrays of 2,000 readings (16 of each of 125
@@ -278,6 +279,10 @@ def _empty(target: Target) -> None:
         conn.execute(f"TRUNCATE {', '.join(EMPTIED)}")
         conn.execute("DELETE FROM gps.events WHERE alarm_id IS NOT NULL")
         conn.execute("DELETE FROM sta.alarms")  # referenced by the events: not truncated
+        conn.execute(
+            "UPDATE sta.datastreams SET phenomenon_first = NULL, phenomenon_last = NULL, "
+            "result_first = NULL, result_last = NULL, observed_area = NULL"
+        )
         conn.execute("CHECKPOINT")
 
 
