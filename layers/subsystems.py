@@ -20,10 +20,10 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from layers.access import View
+from spatial import yamlfile
 from spatial.access import WRITE, Principal
 from spatial.catalog import Kind
 from spatial.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
@@ -425,14 +425,7 @@ def load(directory: Path | None = None) -> Subsystems:
 
 
 def _read(path: Path) -> Subsystem:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        msg = f"subsystem definition {path}: cannot be read as YAML: {exc}"
-        raise ConfigurationError(msg) from exc
-    if not isinstance(data, dict):
-        msg = f"subsystem definition {path}: expected a mapping of fields"
-        raise ConfigurationError(msg)
+    data = yamlfile.mapping(path, "subsystem definition", "a mapping of fields")
     try:
         subsystem = Subsystem.model_validate(data)
     except ValidationError as exc:

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from spatial import yamlfile
 from spatial.errors import ConfigurationError
 from spatial.sta.alarms import Event, evaluate
 
@@ -186,14 +186,7 @@ def read(path: Path) -> tuple[Rule, ...]:
     if re.fullmatch(_NAME, path.stem) is None:
         msg = f"alarm rules {path}: the file's name is a subsystem id (lowercase, e.g. water)"
         raise ConfigurationError(msg)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        msg = f"alarm rules {path}: cannot be read as YAML: {exc}"
-        raise ConfigurationError(msg) from exc
-    if not isinstance(data, dict):
-        msg = f"alarm rules {path}: expected a mapping with 'rules' (a list of rules)"
-        raise ConfigurationError(msg)
+    data = yamlfile.mapping(path, "alarm rules", "a mapping with 'rules' (a list of rules)")
     try:
         parsed = FileIn.model_validate(data)
     except ValidationError as exc:
