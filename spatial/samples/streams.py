@@ -16,6 +16,11 @@ STREAM_SCENE_2025 = 6
 STREAM_SCENE_2026 = 7
 STREAM_GPS = 8
 STREAM_ZONES = 9
+# The departments beyond the first five (construction, utilities, forestry, agriculture).
+STREAM_CONSTRUCTION = 21
+STREAM_UTILITIES = 22
+STREAM_FORESTRY = 23
+STREAM_AGRICULTURE = 24
 
 
 def rng(stream: int, substream: int = 0) -> np.random.Generator:
