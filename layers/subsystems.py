@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from layers.access import View
 from spatial import yamlfile
 from spatial.access import WRITE, Principal
-from spatial.catalog import Kind
+from spatial.catalog import CollectionRecord, Kind
 from spatial.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
 from spatial.network.reach import MAX_BANDS, MAX_MINUTES
 from spatial.network.routing import MAX_POINTS
@@ -282,6 +282,63 @@ class Monitor(_Model):
         return levels
 
 
+class Terrain(_Model):
+    """The map's elevation (api/static/maps/terrain.js): a 3D terrain toggle (MapLibre's
+    ``setTerrain`` on the collection's Terrarium tiles) and a hillshade toggle (the
+    collection's hillshade map tiles under the vector layers). Callers who may not read
+    the collection, or a collection that is not elevation, get neither."""
+
+    collection: str = Field(min_length=1)
+    """An elevation collection (``spatial ingest raster --kind elevation``)."""
+    exaggeration: float = Field(default=1.5, gt=0, le=10)
+    """The vertical exaggeration of the 3D terrain."""
+    pitch: float = Field(default=60, ge=0, le=60)
+    """The map's tilt when the terrain is switched on (MapLibre's default maximum is 60)."""
+    azimuth: float | None = Field(default=None, ge=0, le=360)
+    """The hillshade's sun direction, degrees clockwise from north (the server's default
+    when None); ``altitude`` its height above the horizon, ``z_factor`` a vertical scale."""
+    altitude: float | None = Field(default=None, ge=0, le=90)
+    z_factor: float | None = Field(default=None, gt=0, le=100)
+    opacity: float = Field(default=0.6, ge=0, le=1)
+    """The hillshade layer's opacity."""
+
+    def hillshade_query(self) -> dict[str, str]:
+        """The hillshade tile URL's query parameters (those given)."""
+        values = {"azimuth": self.azimuth, "altitude": self.altitude, "z_factor": self.z_factor}
+        return {k: f"{v:g}" for k, v in values.items() if v is not None}
+
+
+class Flood(_Model):
+    """The flood extent panel (api/static/maps/flood.js): a water level at a gauge (or a
+    clicked seed point and a level) run through the ``flood-extent`` process, the extent
+    drawn and what it covers listed; callers who may close roads may have it close them."""
+
+    gauges: str = Field(default="water_gauges", min_length=1)
+    """The point collection of the gauges (their key is the process's ``gauge``)."""
+    process: str = "flood-extent"
+    network: str = Field(default="roads", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")
+    """The road network whose closures a run makes and the panel draws."""
+    hours: list[float] = Field(default_factory=lambda: [6.0, 24.0, 72.0], min_length=1)
+    """The closure durations offered (hours), the first one chosen first."""
+
+    @model_validator(mode="after")
+    def _process_fits(self) -> Flood:
+        process = PROCESSES.get(self.process)
+        if process is None:
+            msg = f"no process {self.process!r}; known: {', '.join(sorted(PROCESSES))}"
+            raise ValueError(msg)
+        missing = sorted({"gauge", "level", "seed", "close_roads"} - set(process.inputs))
+        if missing:
+            msg = f"process {self.process!r} has no inputs {missing}: it is not a flood extent"
+            raise ValueError(msg)
+        if not all(0 < h <= 24 * 366 for h in self.hours):
+            raise ValueError("hours: each more than 0 and at most a year")
+        return self
+
+
+FLOOD_EXTENT = "flood_extent"
+"""The standing collection alarm-triggered flood extents are written to (absent in a
+database where none was made: its layer is then left out like any unreadable one)."""
 INCIDENTS = "incidents"
 """The collection of the command panel's incidents (migration 0015): a caller who may
 not read it gets no panel."""
@@ -325,6 +382,10 @@ class Subsystem(_Model):
     read the incidents."""
     monitor: Monitor | None = None
     """Stations coloured by their latest readings, shown to callers who may read them."""
+    terrain: Terrain | None = None
+    """3D terrain and hillshade toggles, for callers who may read the elevation."""
+    flood: Flood | None = None
+    """The flood extent panel, for callers who may read the gauges."""
 
     @field_validator("access", mode="before")
     @classmethod
@@ -442,7 +503,7 @@ def _read(path: Path) -> Subsystem:
 
 def resolve(
     subsystem: Subsystem, seen: View, base: str, *, basemap: Mapping[str, str] | None = None,
-    max_zoom: int = 22,
+    max_zoom: int = 22, closures_department: str = "emergency",
 ) -> dict[str, Any]:  # fmt: skip
     """The map as the caller may see it: the configuration a MapLibre page is built from.
 
@@ -453,6 +514,8 @@ def resolve(
         base: the API's base URL (no trailing slash).
         basemap: the configured basemap (``url``, ``attribution``), if any.
         max_zoom: the deepest tile the server makes.
+        closures_department: the department whose editors and stewards close roads
+            (``SPATIAL_NETWORK_CLOSURES_DEPARTMENT``): the flood panel offers them to.
 
     Raises:
         UnauthorizedError, ForbiddenError: the caller may not open the map.
@@ -501,6 +564,8 @@ def resolve(
         "live": live,
         "command": command,
         "monitor": monitor,
+        "terrain": _terrain(subsystem.terrain, seen, base, max_zoom),
+        "flood": _flood(subsystem.flood, seen, base, shown, closures_department),
         "links": [{"rel": "self", "type": "application/json",
                    "href": f"{base}/maps/{subsystem.id}/config"}],
     }  # fmt: skip
@@ -548,6 +613,63 @@ def _monitor(
         "status": f"{base}/alarms/status?{urlencode({'collection': collection})}",
         "alarms": f"{base}/alarms", "sta": f"{base}/sta/v1.1",
         "live": live["url"] if live else None,
+    }  # fmt: skip
+
+
+def is_elevation(record: CollectionRecord) -> bool:
+    """Whether a collection is an elevation model (terrain and hillshade tiles)."""
+    return record.kind == Kind.RASTER and record.properties.get("elevation") is not None
+
+
+def _terrain(
+    terrain: Terrain | None, seen: View, base: str, max_zoom: int
+) -> dict[str, Any] | None:
+    """The terrain toggles' configuration: the Terrarium TileJSON for MapLibre's
+    ``raster-dem`` source and the hillshade tiles; None when the caller may not read the
+    collection or it is not an elevation model."""
+    record = seen.catalog.collections.get(terrain.collection) if terrain else None
+    if terrain is None or record is None or not is_elevation(record):
+        return None
+    cid = terrain.collection
+    query = urlencode(terrain.hillshade_query())
+    tiles = f"{base}/collections/{cid}/styles/hillshade/map/tiles/{TMS}/{{z}}/{{y}}/{{x}}"
+    if query:
+        tiles += f"?{query}"
+    hillshade: dict[str, Any] = {"type": "raster", "tiles": [tiles], "tileSize": 256,
+                                 "maxzoom": max_zoom}  # fmt: skip
+    if record.bbox is not None:
+        hillshade["bounds"] = list(record.bbox)
+    return {
+        "collection": cid, "title": record.title,
+        "tilejson": f"{base}/collections/{cid}/terrain/tilejson",
+        "encoding": "terrarium", "exaggeration": terrain.exaggeration, "pitch": terrain.pitch,
+        "hillshade": hillshade, "opacity": terrain.opacity,
+    }  # fmt: skip
+
+
+def _flood(
+    flood: Flood | None, seen: View, base: str, shown: Mapping[str, Mapping[str, Any]],
+    closers: str,
+) -> dict[str, Any] | None:  # fmt: skip
+    """The flood panel's configuration: the process, the gauges (their key attribute
+    names them to the process), whether the caller may close roads (an admin, or an
+    editor or steward of the department that closes them), the closures' endpoint, and the
+    map's standing flood extent layer if it shows one; None when the caller may not read
+    the gauges."""
+    readable = seen.catalog.collections
+    if flood is None or flood.gauges not in readable:
+        return None
+    who = seen.principal
+    closable = who.admin or (
+        not who.anonymous and who.department == closers and bool({"editor", "steward"} & who.roles)
+    )
+    standing = next((i for i, layer in shown.items() if layer["collection"] == FLOOD_EXTENT), None)
+    return {
+        "execution": f"{base}/processes/{flood.process}/execution",
+        "gauges": f"{base}/collections/{flood.gauges}/items", "collection": flood.gauges,
+        "key": readable[flood.gauges].properties.get("key"),
+        "closable": closable, "hours": flood.hours, "network": flood.network,
+        "closures": f"{base}/network/closures", "layer": standing,
     }  # fmt: skip
 
 

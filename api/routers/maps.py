@@ -4,7 +4,8 @@
 ``/maps/{subsystem}/config`` is everything a MapLibre page needs for one of them: extent,
 basemap (none unless ``SPATIAL_SERVER_BASEMAP_URL`` is set), the MapLibre sources and style
 layers of the layers the caller may read (the others are left out, so their tiles are never
-asked for), legend, popup and search attributes, the processes offered and the live stream.
+asked for), legend, popup and search attributes, the processes offered and the live stream, and the
+terrain toggles and flood panel when the map has them and the caller may read their data.
 
 The pages: ``/maps/`` lists the maps the caller may open and ``/maps/{subsystem}`` is the
 MapLibre page, a shell (``api/templates/maps-*.html``) whose one module
@@ -85,6 +86,7 @@ async def subsystem_config(subsystem: str, request: Request, seen: Caller) -> di
     return subsystems.resolve(
         definition, seen, base_url(request), basemap=basemap,
         max_zoom=settings.tiles.max_zoom,
+        closures_department=settings.network.closures_department,
     )  # fmt: skip
 
 

@@ -13,7 +13,8 @@
 //   until they are on scene; closing frees them.
 // - Units: every unit's status, incident and the age of its fix.
 // - Road closures (closures.js) and the stations' service areas (reach.js), parts of their
-//   own.
+//   own; both read again when another tool made closures (the window event
+//   spatial:closures, from flood.js).
 //
 // What changes is told on the live stream, which the live tool follows (live.js: one
 // connection for the page, unfiltered): it hands on the incident messages ({"type":
@@ -123,6 +124,10 @@ class Command {
       this.loadUnits();
       this.closures.load();
     }, EVERY_MS);
+    // Closures made elsewhere on the page (flood.js: a flood extent that closed roads).
+    window.addEventListener('spatial:closures', () => {
+      this.closures.load().then(() => this.reach?.closuresChanged());
+    });
     if (this.c.live) this.listen();
     else this.showStream('polling');
   }

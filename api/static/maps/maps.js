@@ -12,13 +12,15 @@
 // other tools), command.js (incidents, units and dispatch, on a map configured with
 // ``command``; report.js, closures.js and reach.js are its parts), monitor.js (stations
 // coloured by their latest readings, a chart of a station's readings, the alarms, on a map
-// configured with ``monitor``; chart.js its chart).
+// configured with ``monitor``; chart.js its chart), flood.js (a flood extent at a gauge's
+// level, what it covers, the roads it closes, on a map configured with ``flood``), terrain.js
+// (3D terrain and hillshade toggles, on a map configured with ``terrain``).
 
 import {
   authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
 } from './common.js';
 
-const TOOLS = ['search', 'measure', 'analyse', 'live', 'command', 'monitor'];
+const TOOLS = ['search', 'measure', 'analyse', 'live', 'command', 'monitor', 'flood', 'terrain'];
 /** The tool modules, in the panel's order; each exports ``install({map, maplibregl,
  * config})``, called once the map has loaded its style. */
 
