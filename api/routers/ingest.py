@@ -123,6 +123,12 @@ async def upload_raster(
     bands: Annotated[str | None, Form(description="Band names in order, comma-separated")] = None,
     subsystem: Annotated[list[str] | None, Form()] = None,
     public: Annotated[bool | None, Form(description="Readable by everyone?")] = None,
+    subdataset: Annotated[
+        str | None, Form(description="The variable of a NetCDF file or dataset of an HDF5 file")
+    ] = None,
+    dem: Annotated[
+        str | None, Form(description="Elevation collection to orthorectify RPC scenes with")
+    ] = None,
 ) -> JSONResponse:
     """Store the upload, check every file (a refusal is a 400 with the reason, and
     nothing is kept), then convert and catalog it as a job; answer 202 with the job."""
@@ -136,10 +142,10 @@ async def upload_raster(
             datetime=datetime, sensor=sensor,
             bands=tuple(b.strip() for b in bands.split(",")) if bands else (),
             subsystems=tuple(subsystem or ()), public=public, department=department,
-            source_name=", ".join(names),
+            source_name=", ".join(names), subdataset=subdataset, dem=dem,
         )  # fmt: skip
         validate_raster(source, settings)
-        await run_in_threadpool(check_scene, path, settings)
+        await run_in_threadpool(check_scene, path, settings, source, request.app.state.url)
         job_id = await run_in_threadpool(
             jobs.create, request.app.state.url, kind="raster", collection_id=collection,
             source=source.source_name or path.name, options={"collection": collection},

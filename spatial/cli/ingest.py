@@ -156,8 +156,17 @@ def raster(
         None, "--public/--private", help="Readable by everyone? [default: as it was; new: no]"
     ),
     department: str | None = typer.Option(None, help="The department that owns it."),
+    subdataset: str | None = typer.Option(
+        None, help="The variable of a NetCDF file, or the dataset path of an HDF5 file."
+    ),
+    dem: str | None = typer.Option(
+        None, help="Elevation collection to orthorectify RPC scenes with [default: the only one]."
+    ),
 ) -> None:
-    """Convert rasters to COGs and catalog them as STAC items of a raster collection."""
+    """Convert rasters to COGs and catalog them as STAC items of a raster collection.
+
+    NetCDF and HDF5 files are read by subdataset (--subdataset); images georeferenced by
+    RPCs only (Gaofen, ZY-3) are orthorectified with the DEM of an elevation collection."""
     from spatial.ingest.raster import (  # noqa: PLC0415 - heavy imports, only for this command
         RasterSource,
         ingest_raster,
@@ -175,6 +184,8 @@ def raster(
         subsystems=tuple(subsystem),
         public=public,
         department=department,
+        subdataset=subdataset,
+        dem=dem,
     )
     url = resolve_url(settings)
     with progress_bar() as bar:

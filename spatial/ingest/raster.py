@@ -43,7 +43,7 @@ from spatial.audit import Actor, audit
 from spatial.catalog import CollectionRecord, Kind, upsert_collection
 from spatial.db import engine
 from spatial.errors import InvalidInputError, StorageFullError
-from spatial.ingest import cog, jobs
+from spatial.ingest import cog, jobs, prepare
 from spatial.ingest.publish import check_collection_id
 from spatial.ingest.raster_checks import Limits, check_file
 from spatial.ingest.scenes import SENSORS, Scene, describe, scene_files
@@ -77,6 +77,11 @@ class RasterSource:
     public: bool | None = None
     department: str | None = None
     source_name: str | None = None
+    subdataset: str | None = None
+    """The variable of a NetCDF or HDF5 file to ingest (:mod:`spatial.ingest.containers`)."""
+    dem: str | None = None
+    """The elevation collection RPC scenes are orthorectified with [default: the only one]
+    (:mod:`spatial.ingest.orthorectify`)."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,15 @@ def validate_source(source: RasterSource, settings: Settings) -> None:
         msg = f"unknown sensor {source.sensor!r}; known: {', '.join(SENSORS)}"
         raise InvalidInputError(msg)
     subsystems.check(source.subsystems, settings)
+    if source.subdataset is not None and not source.subdataset.strip():
+        raise InvalidInputError("--subdataset is empty: name a variable of the file")
+    if source.dem is not None:
+        check_collection_id(source.dem)
 
 
-def check_scene(path: Path, settings: Settings) -> None:
+def check_scene(
+    path: Path, settings: Settings, source: RasterSource | None = None, url: str | None = None
+) -> None:
     """Check the files of one scene path (what the ingest checks first), writing nothing.
 
     Raises:
@@ -125,6 +136,8 @@ def check_scene(path: Path, settings: Settings) -> None:
     limits = Limits(
         max_bands=settings.ingest.max_raster_bands, max_gigabytes=settings.ingest.max_raster_gb
     )
+    if source is not None and prepare.check(path, source, settings, url=url):
+        return  # NetCDF/HDF5 or RPC files: checked again once made into GeoTIFFs
     for f in scene_files(path):
         check_file(f, limits)
 
@@ -164,9 +177,12 @@ def ingest_raster(
 
     def work(progress: ProgressFn) -> tuple[tuple[CollectionRecord, list[dict[str, Any]]], str]:
         validate_source(source, settings)
-        done = _run(
-            url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
-        )
+        try:
+            done = _run(
+                url, source, settings, job_id=job_id, actor=who, report=report, progress=progress
+            )
+        finally:
+            prepare.discard(settings, job_id)
         return done, f"loaded {len(done[1])} scene(s) into {done[0].id}"
 
     record, items = jobs.run(url, job_id, report, work, on_progress, cleanup=cleanup)
@@ -182,6 +198,8 @@ def _options(source: RasterSource) -> dict[str, Any]:
         "subsystems": list(source.subsystems),
         "public": source.public,
         "department": source.department,
+        "subdataset": source.subdataset,
+        "dem": source.dem,
     }
 
 
@@ -200,27 +218,7 @@ def _run(
         max_bands=settings.ingest.max_raster_bands,
         max_gigabytes=settings.ingest.max_raster_gb,
     )
-    scenes: list[Scene] = []
-    for n, path in enumerate(source.paths):
-        progress(0.2 * n / len(source.paths), f"checking {path.name}")
-        files = [check_file(f, limits) for f in scene_files(path)]
-        if len({d for f in files for d in f.dtypes}) > 1:
-            msg = f"{path.name}: the bands have different data types; convert them to one first"
-            raise InvalidInputError(msg)
-        scenes.append(
-            describe(
-                path,
-                files,
-                item_id=source.item_id,
-                when=source.datetime,
-                sensor=source.sensor,
-                band_names=source.bands,
-            )
-        )
-    ids = [s.item_id for s in scenes]
-    if len(set(ids)) != len(ids):
-        msg = f"two scenes would get the same item id ({', '.join(ids)}); ingest them separately"
-        raise InvalidInputError(msg)
+    scenes = _scenes(url, source, settings, limits, job_id=job_id, progress=progress)
     checked = time.perf_counter() - clock
     store = rasterstore.of(settings)
     needed = sum(f.stat().st_size for p in source.paths for f in scene_files(p))
@@ -288,6 +286,44 @@ def _run(
     for item in items:
         item.pop("_files", None)
     return record, items
+
+
+def _scenes(
+    url: str,
+    source: RasterSource,
+    settings: Settings,
+    limits: Limits,
+    *,
+    job_id: str,
+    progress: ProgressFn,
+) -> list[Scene]:
+    """Each scene path made readable (:mod:`spatial.ingest.prepare`), checked and
+    described."""
+    scenes: list[Scene] = []
+    for n, given in enumerate(source.paths):
+        progress(0.2 * n / len(source.paths), f"checking {given.name}")
+        path, made = prepare.prepare(given, source, settings, url=url, job_id=job_id)
+        files = [check_file(f, limits) for f in scene_files(path)]
+        if len({d for f in files for d in f.dtypes}) > 1:
+            msg = f"{path.name}: the bands have different data types; convert them to one first"
+            raise InvalidInputError(msg)
+        scenes.append(
+            describe(
+                path,
+                files,
+                item_id=source.item_id,
+                when=source.datetime,
+                sensor=source.sensor,
+                band_names=source.bands,
+            )
+        )
+        if made:  # how the scene was made readable (subdataset, orthorectification)
+            scenes[-1].properties.update(made)
+    ids = [s.item_id for s in scenes]
+    if len(set(ids)) != len(ids):
+        msg = f"two scenes would get the same item id ({', '.join(ids)}); ingest them separately"
+        raise InvalidInputError(msg)
+    return scenes
 
 
 def _free(root: Path) -> str:
