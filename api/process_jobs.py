@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import shutil
 import uuid
 from pathlib import Path
@@ -30,10 +31,11 @@ from api.deps import actor_of
 from layers import VectorCollection, View
 from spatial import analysis, processes, rasterstore
 from spatial.catalog import CollectionRecord
-from spatial.errors import InvalidInputError, SpatialError
+from spatial.errors import ForbiddenError, InvalidInputError, SpatialError
 from spatial.features import LayerSchema
 from spatial.ingest import jobs
 from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.network import closures
 
 STATUS = {
     "queued": "accepted",
@@ -71,6 +73,34 @@ class Context:
     def raster(self, collection_id: str) -> CollectionRecord:
         """Imagery the caller may read whole."""
         return self.seen.raster(collection_id).record
+
+    def may_close_roads(self) -> None:
+        """Refuse a caller who may not close roads (as ``/network/closures`` does).
+
+        Raises:
+            ForbiddenError: an anonymous caller, or not of the department that closes roads.
+        """
+        department = self.request.app.state.settings.network.closures_department
+        if self.seen.principal.anonymous:
+            msg = f"closing roads is for the {department} department's editors: sign in"
+            raise ForbiddenError(msg)
+        self.seen.member_of(department, "road closures")
+
+    async def close_roads(
+        self, network: str, reason: str, wkt: str, expires_at: dt.datetime
+    ) -> closures.Closure:
+        """Close the roads of ``network`` in a polygon (WKT, CRS84) as the caller (audited)."""
+        self.may_close_roads()
+        settings, actor = self.request.app.state.settings.network, actor_of(self.request)
+
+        def work(conn: Any) -> closures.Closure:
+            return closures.add_closure(
+                conn, network, reason, wkt, expires_at=expires_at,
+                max_days=settings.max_closure_days, actor=actor,
+            )  # fmt: skip
+
+        made: closures.Closure = await self.request.app.state.db.run(work)
+        return made
 
     async def publish(self, frame: Any, collection_id: str, title: str) -> str:
         """Write a result back as a new vector collection (for callers who may ingest).

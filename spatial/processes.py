@@ -18,7 +18,7 @@ spheroid (``geography``) when it is geographic.
   (:mod:`spatial.network.processes`).
 
 With imagery (:mod:`spatial.analysis`): ``zonal-statistics``, ``change-detection`` and
-``water-extraction``.
+``water-extraction``; with elevation, ``flood-extent`` (:mod:`spatial.flood`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from psycopg.rows import dict_row
 from spatial import analysis, distributed
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
+from spatial.flood import process as flood
 from spatial.inputs import number, required
 from spatial.network import processes as routing
 
@@ -447,6 +448,37 @@ PROCESSES: dict[str, Process] = {
                             "minOccurs": 0}},
             {"changes": {"schema": _GEOJSON}, "parcels": {"schema": {"type": "array"}}},
             analysis.run_change,
+        ),
+        Process(
+            "flood-extent", "Flood extent",
+            "The land a water level floods on an elevation model, connected to the river (not "
+            "every low basin): at a gauge (its latest reading, warning or danger level, or a "
+            "level, carried along the river as a depth above its bed) or from a seed point at a "
+            "flat level; with the features and people inside it (layers/floods.yaml), "
+            "optionally closing its roads until an expiry and written as a collection.",
+            {"dem": _optional("The elevation collection [default: layers/floods.yaml's]."),
+             "gauge": _optional("A water gauge's key (the river method)."),
+             "gauges": _optional("The gauges' collection [default: water_gauges]."),
+             "seed": {"schema": _GEOJSON, "minOccurs": 0,
+                      "description": "A Point (CRS84) the water reaches (the level method)."},
+             "level": {"schema": {"oneOf": [{"type": "number"},
+                                            {"enum": ["warning", "danger", "latest"]}]},
+                       "minOccurs": 0, "description": "Metres on the DEM's datum, or a "
+                       "gauge's level [default: its latest reading]; required with 'seed'."},
+             "reach_m": {"schema": {"type": "number", "minimum": 10, "maximum": 50000,
+                                    "default": 3000}, "minOccurs": 0},
+             "min_area_m2": {"schema": {"type": "number", "minimum": 0, "default": 100},
+                             "minOccurs": 0},
+             "close_roads": {"schema": {"type": "boolean", "default": False}, "minOccurs": 0},
+             "closure_hours": {"schema": {"type": "number", "minimum": 0.1, "maximum": 336,
+                                          "default": 12}, "minOccurs": 0},
+             "network": _optional("The road network to close [default: roads]."),
+             "collection": _optional("Write the polygons as this collection (the gauge's "
+                                     "earlier ones replaced).")},
+            {"extent": {"schema": _GEOJSON}, "affected": {"schema": {"type": "array"}},
+             "population": {"schema": {"type": "object"}},
+             "closures": {"schema": {"type": "array"}}},
+            flood.run_flood,
         ),
         Process(
             "water-extraction", "Water extraction",
