@@ -43,12 +43,37 @@ class DemoLayer:
     key: str | None = None
 
 
+DEPARTMENT_LAYERS: tuple[DemoLayer, ...] = (
+    DemoLayer("construction.gpkg", "buildings", "建筑物 Buildings",
+              ("construction", "planning", "emergency"), layer="buildings", key="building_id"),
+    DemoLayer("construction.gpkg", "construction_projects", "在建项目 Construction projects",
+              ("construction", "planning"), layer="construction_projects", key="project_id"),
+    DemoLayer("utilities.gpkg", "water_pipes", "给水管 Water supply pipes", ("utilities",),
+              layer="water_pipes", key="pipe_id"),
+    DemoLayer("utilities.gpkg", "drain_pipes", "排水管 Drainage pipes", ("utilities", "water"),
+              layer="drain_pipes", key="pipe_id"),
+    DemoLayer("utilities.gpkg", "manholes", "检查井 Manholes", ("utilities",),
+              layer="manholes", key="manhole_id"),
+    DemoLayer("forestry.gpkg", "forest_compartments", "森林小班 Forest sub-compartments",
+              ("forestry", "land"), layer="forest_compartments", key="xiaoban_id"),
+    DemoLayer("agriculture.gpkg", "basic_farmland", "永久基本农田 Permanent basic farmland",
+              ("agriculture", "land"), layer="basic_farmland", key="bh_id"),
+    DemoLayer("agriculture.gpkg", "farmland_plots", "耕地地块 Farmland plots", ("agriculture",),
+              layer="farmland_plots", key="plot_id"),
+)  # fmt: skip
+"""The departments beyond the first five (住建, 市政, 林业, 农业): their demo collections."""
+
+ALL_SUBSYSTEMS = ("planning", "water", "land", "environment", "emergency",
+                  "construction", "utilities", "forestry", "agriculture")  # fmt: skip
+"""The shipped maps' subsystems: the collections every map shows (districts, terrain) are
+listed under each (catalog keywords; what a map draws is its ``layers/subsystems`` file)."""
+
 DEMO_LAYERS: tuple[DemoLayer, ...] = (
     DemoLayer(
         "districts.geojson",
         "districts",
         "行政区 Districts",
-        ("planning", "water", "land", "environment", "emergency"),
+        ALL_SUBSYSTEMS,
         key="code",
     ),
     DemoLayer(
@@ -65,7 +90,7 @@ DEMO_LAYERS: tuple[DemoLayer, ...] = (
         "network.gpkg",
         "roads",
         "道路 Roads",
-        ("planning", "emergency"),
+        ("planning", "emergency", "utilities", "construction"),
         layer="roads",
         key="road_id",
     ),
@@ -115,6 +140,7 @@ DEMO_LAYERS: tuple[DemoLayer, ...] = (
         layer="fire_stations",
         key="facility_id",
     ),
+    *DEPARTMENT_LAYERS,
 )
 
 

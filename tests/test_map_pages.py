@@ -34,7 +34,8 @@ from spatial.db import engine
 from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import AuthSettings, MapsSettings, Settings
 
-SHIPPED = ("emergency", "environment", "land", "planning", "water")
+SHIPPED = tuple(sorted(path.stem for path in subsystems.SUBSYSTEMS_DIR.glob("*.yaml")))
+"""Every shipped map: one file each in layers/subsystems (an open list: a new file is a new map)."""
 SECRET = "mpp_secret"
 """A collection only department mpp_a may read."""
 DEPTS_MAP = """

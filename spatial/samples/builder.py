@@ -11,7 +11,17 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from spatial.samples import floods, gps, rasters, themes, vectors
+from spatial.samples import (
+    agriculture,
+    construction,
+    floods,
+    forestry,
+    gps,
+    rasters,
+    themes,
+    utilities,
+    vectors,
+)
 from spatial.samples.city import City, Parcels, build_city
 from spatial.samples.editions import CHANGE_FIELDS, Change, build_2026
 from spatial.samples.grid import FloatArray, Grid
@@ -51,6 +61,11 @@ class Context:
     def edition_2026(self) -> tuple[Parcels, list[Change]]:
         """The 2026 cadastre and the change list."""
         return build_2026(self.city)
+
+    @cached_property
+    def edges(self) -> list[utilities.Edge]:
+        """The roads cut at their crossings (the pipes' courses)."""
+        return utilities.road_edges(self.roads)
 
     @cached_property
     def tracks(self) -> list[gps.Track]:
@@ -191,6 +206,66 @@ def _gauges(ctx: Context, target: Path) -> None:
     target.write_text(vectors.csv_text(header, rows), encoding="utf-8")
 
 
+TEXT, INT, FLOAT, DATE = "object", "int32", "float64", "datetime64[D]"
+
+
+def _construction(ctx: Context, target: Path) -> None:
+    buildings = {"building_id": TEXT, "name": TEXT, "address": TEXT, "use": TEXT,
+                 "floors": INT, "height_m": FLOAT, "residents": INT, "year_built": INT,
+                 "district_code": TEXT, "dkbm": TEXT}  # fmt: skip
+    projects = {"project_id": TEXT, "name": TEXT, "developer": TEXT, "permit_no": TEXT,
+                "status": TEXT, "use": TEXT, "start_date": DATE, "planned_end_date": DATE,
+                "site_area_m2": FLOAT, "floor_area_m2": FLOAT}  # fmt: skip
+    vectors.write_gpkg(target, [
+        ctx.gpkg_layer("buildings", "Polygon",
+                       construction.buildings(ctx.city, ctx.roads), buildings),
+        ctx.gpkg_layer("construction_projects", "Polygon",
+                       construction.projects(ctx.city, ctx.edition_2026, ctx.roads), projects),
+    ])  # fmt: skip
+
+
+def _utilities(ctx: Context, target: Path) -> None:
+    water = utilities.water_pipes(ctx.city, ctx.edges)
+    drains = utilities.drain_pipes(ctx.city, ctx.edges)
+    water_types = {"pipe_id": TEXT, "road": TEXT, "diameter_mm": INT, "material": TEXT,
+                   "install_year": INT, "pressure_class": TEXT, "length_m": FLOAT}  # fmt: skip
+    drain_types = {"pipe_id": TEXT, "kind": TEXT, "road": TEXT, "diameter_mm": INT,
+                   "material": TEXT, "install_year": INT, "invert_up_m": FLOAT,
+                   "invert_down_m": FLOAT, "slope_permille": FLOAT,
+                   "length_m": FLOAT}  # fmt: skip
+    manhole_types = {"manhole_id": TEXT, "kind": TEXT, "pipe_id": TEXT, "depth_m": FLOAT,
+                     "cover": TEXT}  # fmt: skip
+    vectors.write_gpkg(target, [
+        ctx.gpkg_layer("water_pipes", "LineString", water, water_types),
+        ctx.gpkg_layer("drain_pipes", "LineString", drains, drain_types),
+        ctx.gpkg_layer("manholes", "Point", utilities.manholes(ctx.grid, water, drains),
+                       manhole_types),
+    ])  # fmt: skip
+
+
+def _forestry(ctx: Context, target: Path) -> None:
+    types = {"xiaoban_id": TEXT, "linban": INT, "xiaoban": INT, "district_code": TEXT,
+             "land_class": TEXT, "species": TEXT, "species_en": TEXT, "origin": TEXT,
+             "age_years": INT, "age_class": TEXT, "canopy_density": FLOAT,
+             "volume_m3_per_ha": FLOAT, "area_ha": FLOAT}  # fmt: skip
+    vectors.write_gpkg(target, [
+        ctx.gpkg_layer("forest_compartments", "Polygon", forestry.compartments(ctx.city), types),
+    ])  # fmt: skip
+
+
+def _agriculture(ctx: Context, target: Path) -> None:
+    patches = {"bh_id": TEXT, "district_code": TEXT, "quality_grade": INT,
+               "protected_since": DATE, "area_ha": FLOAT}  # fmt: skip
+    plots = {"plot_id": TEXT, "dkbm": TEXT, "land_class": TEXT, "crop": TEXT, "crop_en": TEXT,
+             "irrigation": TEXT, "owner": TEXT, "area_mu": FLOAT, "area_ha": FLOAT,
+             "district_code": TEXT}  # fmt: skip
+    vectors.write_gpkg(target, [
+        ctx.gpkg_layer("basic_farmland", "Polygon", agriculture.basic_farmland(ctx.city),
+                       patches),
+        ctx.gpkg_layer("farmland_plots", "Polygon", agriculture.plots(ctx.city), plots),
+    ])  # fmt: skip
+
+
 def _text(render: Callable[[Context], str]) -> Callable[[Context, Path], None]:
     def step(ctx: Context, target: Path) -> None:
         target.write_text(render(ctx), encoding="utf-8", newline="")
@@ -222,6 +297,10 @@ STEPS: dict[str, Step] = {
     "gps/fleet.nmea": _text(lambda c: gps.nmea_text(c.tracks)),
     "gps/fleet.gpx": _text(lambda c: gps.gpx_text(c.tracks)),
     "gps/osmand_requests.log": _text(lambda c: gps.osmand_text(c.tracks)),
+    "construction.gpkg": _construction,
+    "utilities.gpkg": _utilities,
+    "forestry.gpkg": _forestry,
+    "agriculture.gpkg": _agriculture,
 }
 
 

@@ -31,6 +31,10 @@ OUTPUTS = (
     "gps/fleet.nmea",
     "gps/fleet.gpx",
     "gps/osmand_requests.log",
+    "construction.gpkg",
+    "utilities.gpkg",
+    "forestry.gpkg",
+    "agriculture.gpkg",
 )
 """Every generated file (relative POSIX paths), in build order."""
 
