@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         # The alarm rules (layers/alarms/, or SPATIAL_STA_ALARMS_DIR): a bad file stops it.
         await db.run(lambda conn: rules.install(conn, settings.sta.alarms_dir))
         background = (catalog.follow, live.follow, live.derive_tracks, live.follow_networks,
-                      live.follow_arrivals, webhooks.run_webhooks)  # fmt: skip
+                      live.follow_arrivals, webhooks.run_webhooks, live.follow_floods)  # fmt: skip
         tasks = [asyncio.create_task(task(app)) for task in background]
         # Everything built so far (modules, the app, the catalog) lives as long as the
         # worker: keep it out of the collector, whose full passes over it stalled one

@@ -32,6 +32,8 @@ from spatial.audit import Actor
 from spatial.command import dispatch
 from spatial.edits import Editable
 from spatial.features import LayerSchema, Rows, source
+from spatial.flood import config as flood_config
+from spatial.flood import trigger as flood_trigger
 from spatial.gps import fences
 from spatial.gps.tracks import rebuild_all, refresh_extents
 from spatial.network import build as network_build
@@ -330,3 +332,30 @@ async def follow_arrivals(app: Any, every_s: float = 2.0) -> None:
             raise
         except Exception:
             LOG.warning("turning units on scene failed; retrying", exc_info=True)
+
+
+async def follow_floods(app: Any) -> None:
+    """Run the flood extents the alarm triggers of ``layers/floods.yaml`` call for, every
+    few seconds (:func:`spatial.flood.trigger.run_pending`: each alarm once, whatever the
+    number of workers); not in the test environment unless ``SPATIAL_FLOOD_TRIGGERS``."""
+    settings = flood_config.FloodSettings()
+    if not settings.runs_triggers(app.state.settings.environment):
+        return
+    while True:
+        await asyncio.sleep(settings.every_s)
+        try:
+            conf = await asyncio.to_thread(flood_config.load)
+            if not conf.triggers:
+                continue
+            ctx = flood_trigger.SystemContext(
+                app.state.url, app.state.settings, app.state.catalog.collections, conf.gauges
+            )
+            async with app.state.db.connection() as conn:
+                done = await flood_trigger.run_pending(conn, ctx, conf)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOG.warning("running the flood triggers failed; retrying", exc_info=True)
+            continue
+        for outcome in done:
+            LOG.info("a flood trigger ran: %s", outcome)

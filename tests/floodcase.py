@@ -11,7 +11,8 @@ floods the 3 rows either side (HAND 2.3 to 2.9), where the river method carries 
 Layers (``prefix`` + name, readable by everyone): ``dem`` (one band float32), ``rivers``,
 ``gauges`` (``G1`` on the river at column 150, warning level 85 m), ``districts`` (``A``
 west of column 150, ``B`` east of it), ``buildings`` (``residents``: three on the north
-bank at columns 120, 140 and 170, one far downstream, one on the hill), ``parcels``.
+bank at columns 120, 140 and 170, one far downstream, one on the hill), ``parcels``,
+``roads`` (:data:`ROADS`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import psycopg
 import rasterio
 import shapely
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
+from spatial.catalog import get_collection
+from spatial.db import engine
 from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.network import build as nb
+from spatial.network.speeds import Speeds
 from spatial.settings import Settings
 
 CRS = "EPSG:4546"
@@ -95,6 +101,14 @@ BUILDINGS = (
     Building("downstream-280", 98, 280, 100),
     Building("hill-150", 40, 150, 50),
 )
+ROADS = {
+    "V150": ((10, GAUGE_COL), (190, GAUGE_COL)),
+    "V280": ((10, 280), (190, 280)),
+    "N": ((10, GAUGE_COL), (10, 280)),
+    "S": ((190, GAUGE_COL), (190, 280)),
+}
+"""Roads by their ends (row, column): one across the river at the gauge, one far
+downstream (out of the gauge's reach), joined north and south of the river."""
 PARCELS = range(25, 275, 50)
 """Parcels of 50 columns from these columns, rows 90 to 110."""
 FLOODED_PARCELS = {"P075": 150 * CELL**2, "P125": 300 * CELL**2, "P175": 156 * CELL**2}
@@ -130,6 +144,8 @@ def write(folder: Path) -> dict[str, Path]:
                              for b in BUILDINGS]),
         "parcels": _frame([{"dkbm": f"P{c:03d}"} for c in PARCELS],
                           [cells_polygon((90, 110), (c, c + 49)) for c in PARCELS]),
+        "roads": _frame([{"road_id": k, "name": k, "class": "local"} for k in ROADS],
+                        [shapely.LineString([xy(*a) for a in ends]) for ends in ROADS.values()]),
     }  # fmt: skip
     paths = {"dem": dem}
     for name, frame in frames.items():
@@ -139,7 +155,7 @@ def write(folder: Path) -> dict[str, Path]:
 
 
 KEYS = {"rivers": "river_id", "gauges": "gauge_id", "districts": "code",
-        "buildings": "name", "parcels": "dkbm"}  # fmt: skip
+        "buildings": "name", "parcels": "dkbm", "roads": "road_id"}  # fmt: skip
 
 
 def ingest(settings: Settings, folder: Path, prefix: str) -> dict[str, str]:
@@ -155,12 +171,23 @@ def ingest(settings: Settings, folder: Path, prefix: str) -> dict[str, str]:
     return ids
 
 
-def config(folder: Path, ids: dict[str, str], extra: str = "") -> Path:
+def network(settings: Settings, collection: str) -> None:
+    """The road network of the valley's roads (named as their collection), 30 km/h."""
+    url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
+    chosen = nb.Settings(fields=nb.Fields(speed="class", name="name"),
+                         speeds=Speeds(default=30.0, classes={}), snap_m=1.0)  # fmt: skip
+    with engine(url) as eng, eng.connect() as conn:
+        record = get_collection(conn, collection)
+    with psycopg.connect(url) as conn:
+        nb.build(conn, record, chosen)
+
+
+def config(folder: Path, ids: dict[str, str], extra: str = "", network: str = "fl_none") -> Path:
     """A floods YAML for the valley's collections (``extra`` appended: triggers)."""
     path = folder / "floods.yaml"
     path.write_text(
         f"dem: {ids['dem']}\ngauges: {ids['gauges']}\nrivers: {ids['rivers']}\n"
-        "reach_m: 500\nmin_area_m2: 100\nnetwork: fl_no_network\n"
+        f"reach_m: 500\nmin_area_m2: 100\nnetwork: {network}\n"
         f"districts: {{collection: {ids['districts']}, key: code, name: name}}\n"
         f"population: {{collection: {ids['buildings']}, field: residents}}\n"
         "affected:\n"

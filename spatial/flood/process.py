@@ -358,11 +358,12 @@ def missing(exc: NotFoundError, what: str) -> InvalidInputError:
     return InvalidInputError(f"input {what!r}: {exc}")
 
 
-async def run_flood(conn: psycopg.AsyncConnection[Any], ctx: Any, inputs: dict[str, Any]
-                    ) -> dict[str, Any]:  # fmt: skip
+async def run_flood(conn: psycopg.AsyncConnection[Any], ctx: Any, inputs: dict[str, Any],
+                    conf: config.Floods | None = None) -> dict[str, Any]:  # fmt: skip
     """flood-extent: every input checked, and the closing of roads allowed, before any
-    work; then the extent, what it covers, the closure and the collection."""
-    conf = config.load()
+    work; then the extent, what it covers, the closure and the collection (``conf``: the
+    floods configuration, by default :func:`spatial.flood.config.load`'s)."""
+    conf = conf or config.load()
     method = check_method_inputs(inputs)
     dem_id = text(inputs, "dem") or conf.dem
     elevation(ctx.raster(dem_id))
