@@ -17,8 +17,10 @@ in the catalog) into a GeoTIFF in its work folder, which then takes the usual pa
   zone of the scene's centre (EPSG:4534-4554, central meridian 75°E-135°E) inside China's
   longitudes, else the WGS 84 UTM zone. The resolution and extent are GDAL's suggestion
   for the footprint (``calculate_default_transform``: what ``gdalwarp`` picks).
-- **warp**: bilinear (nearest for a categorical file), error threshold 0.125 pixel (the
-  ``gdalwarp`` default), all cores. Pixels outside the image are nodata: the file's
+- **warp**: bilinear (nearest for a categorical file), the exact transformer (no linear
+  approximation between sampled points: what ``gdalwarp`` does whenever ``RPC_DEM`` is
+  given, as the DEM's relief is not linear; rasterio's ``reproject`` does the same), all
+  cores. Pixels outside the image are nodata: the file's
   nodata, else 0 (integers) or the type's lowest value (floats: the catalog has no NaN).
 - **record**: the item says how it was made (``processing:lineage``,
   ``processing:software``) and keeps the RPC model (``spatial:rpc``), so the original
@@ -59,8 +61,8 @@ from spatial.settings import Settings
 
 MAX_OUTSIDE = 0.02
 """Share of a scene's footprint that may lie beyond the DEM (it gets the mean height)."""
-ERROR_THRESHOLD = 0.125
-"""Pixels: the approximation error allowed (gdalwarp's default ``-et``)."""
+ERROR_THRESHOLD = 0.0
+"""Pixels: the approximation error allowed; none (gdalwarp's default with ``RPC_DEM``)."""
 WARP_MEMORY_MB = 256
 _EDGE = 11
 """Points along each image edge for the footprint."""
@@ -345,8 +347,8 @@ def orthorectify(scene: RpcScene, dem: Dem, target: Path) -> dict[str, Any]:
     method = "nearest" if categorical else "bilinear"
     lineage = (
         f"orthorectified with RPCs and DEM {dem.collection}/{dem.item} (GDAL "
-        f"{rasterio.__gdal_version__} RPC transformer, {method}, error threshold "
-        f"{ERROR_THRESHOLD} px, onto {where.crs.to_string()}); heights outside the DEM's "
+        f"{rasterio.__gdal_version__} RPC transformer, exact, {method}, onto "
+        f"{where.crs.to_string()}); heights outside the DEM's "
         f"data: its mean {dem.mean:.1f} m"
     )
     return {
