@@ -36,6 +36,7 @@ NAMES = (
     "03_water",
     "04_environment",
     "05_emergency",
+    "06_departments",
 )
 
 
