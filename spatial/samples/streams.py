@@ -21,6 +21,8 @@ STREAM_CONSTRUCTION = 21
 STREAM_UTILITIES = 22
 STREAM_FORESTRY = 23
 STREAM_AGRICULTURE = 24
+# The demo DEM's relief (spatial.samples.terrain).
+STREAM_TERRAIN = 31
 
 
 def rng(stream: int, substream: int = 0) -> np.random.Generator:
