@@ -287,7 +287,8 @@ def _record(args: Any, *, grid: Any, times: dict[str, list[float]],
          f"(EPSG:4546, {DEM_CELL:g} m, a COG by spatial.ingest.cog.to_cog); output grid "
          f"{grid.width} x {grid.height} on {grid.crs} (GDAL's suggestion, both sides)"),
         ("- platform: spatial.ingest.orthorectify (read_scene, orthorectify) timed inside a "
-         f"fresh Python process; gdalwarp timed as a process: `{shlex.join(command)}`"),
+         f"fresh Python process; gdalwarp timed as a process: "
+         f"`{shlex.join(command).replace(str(ROOT) + '/', '')}`"),
         (f"- {args.rounds} rounds alternating; both use the exact RPC transformer (gdalwarp's "
          f"default with RPC_DEM); equal pixels {alike['equal']:.5f}, largest difference "
          f"{alike['largest']:g}"),
