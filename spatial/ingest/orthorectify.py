@@ -190,9 +190,10 @@ def _footprint_points(rpcs: RPC, width: int, height: int) -> tuple[Any, Any] | N
     return lon, lat
 
 
-_ELEVATION = text(
+_ELEVATION = text(  # the collection kind `--kind elevation` records (spatial.ingest.raster)
     "SELECT id FROM platform.collections WHERE kind = 'raster' AND "
-    "(properties->>'spatial:kind' = 'elevation' OR 'elevation' = ANY(keywords)) ORDER BY id"
+    "('elevation' IN (properties->>'spatial:kind', properties->>'raster_kind', "
+    "properties->>'kind') OR 'elevation' = ANY(keywords)) ORDER BY id"
 )
 _DEM_ITEM = text(
     "SELECT i.id, i.data_path, i.properties, "
