@@ -85,6 +85,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             data.dims[0].attach_scale(lat)
             data.dims[1].attach_scale(lon)
         f.create_dataset("quality", data=np.zeros((5, 5), "uint8"))
+    (folder / "modis.hdf").write_bytes(b"\x0e\x03\x13\x01" + bytes(124))  # HDF4's signature
     np.save(folder / "temperature.npy", temperature)
     np.save(folder / "ndvi.npy", ndvi)
     return {p.stem if p.suffix == ".npy" else p.name: p for p in folder.iterdir()}
@@ -159,6 +160,7 @@ def test_projected_coordinates_and_their_grid_mapping_are_honoured(
         ("scene.h5", None, "quality (5x5, 8-bit unsigned integer); science/lst (20x20"),
         ("scene.h5", "/quality", "subdataset quality is not georeferenced"),
         ("scene.h5", "/science/nope", "scene.h5 has no subdataset '/science/nope'"),
+        ("modis.hdf", "ndvi", "hdf4 files (hdf-eos 2, e.g. modis) cannot be read here"),
     ],
 )  # fmt: skip
 def test_a_container_refusal_names_the_subdatasets(
