@@ -129,6 +129,9 @@ async def upload_raster(
     dem: Annotated[
         str | None, Form(description="Elevation collection to orthorectify RPC scenes with")
     ] = None,
+    kind: Annotated[str, Form(description="imagery, or elevation (one band of heights)")] = (
+        "imagery"
+    ),
 ) -> JSONResponse:
     """Store the upload, check every file (a refusal is a 400 with the reason, and
     nothing is kept), then convert and catalog it as a job; answer 202 with the job."""
@@ -142,7 +145,7 @@ async def upload_raster(
             datetime=datetime, sensor=sensor,
             bands=tuple(b.strip() for b in bands.split(",")) if bands else (),
             subsystems=tuple(subsystem or ()), public=public, department=department,
-            source_name=", ".join(names), subdataset=subdataset, dem=dem,
+            source_name=", ".join(names), subdataset=subdataset, dem=dem, kind=kind,
         )  # fmt: skip
         validate_raster(source, settings)
         await run_in_threadpool(check_scene, path, settings, source, request.app.state.url)

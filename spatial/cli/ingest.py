@@ -162,6 +162,9 @@ def raster(
     dem: str | None = typer.Option(
         None, help="Elevation collection to orthorectify RPC scenes with [default: the only one]."
     ),
+    kind: str = typer.Option(
+        "imagery", help="imagery, or elevation (a DEM: one band of heights in metres)."
+    ),
 ) -> None:
     """Convert rasters to COGs and catalog them as STAC items of a raster collection.
 
@@ -186,6 +189,7 @@ def raster(
         department=department,
         subdataset=subdataset,
         dem=dem,
+        kind=kind,
     )
     url = resolve_url(settings)
     with progress_bar() as bar:

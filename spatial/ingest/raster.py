@@ -54,6 +54,10 @@ ProgressFn = Callable[[float, str], None]
 STORE = "rasters"
 """The raster store: ``<data_dir>/rasters``."""
 COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
+KINDS = ("imagery", "elevation")
+"""What a raster collection holds (``--kind``): imagery (any bands), or elevation (one
+band of heights in metres: terrain tiles, hillshade, slope and aspect, :mod:`tiles.terrain`).
+Recorded as the collection's and its items' ``spatial:kind``; a collection holds one kind."""
 _ITEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -82,6 +86,8 @@ class RasterSource:
     dem: str | None = None
     """The elevation collection RPC scenes are orthorectified with [default: the only one]
     (:mod:`spatial.ingest.orthorectify`)."""
+    kind: str = "imagery"
+    """One of :data:`KINDS`."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,11 @@ def validate_source(source: RasterSource, settings: Settings) -> None:
         raise InvalidInputError("--subdataset is empty: name a variable of the file")
     if source.dem is not None:
         check_collection_id(source.dem)
+    if source.kind not in KINDS:
+        raise InvalidInputError(f"--kind {source.kind!r}: use one of {', '.join(KINDS)}")
+    if source.kind == "elevation" and (source.sensor is not None or len(source.bands) > 1):
+        msg = "--kind elevation: one band of heights, so no --sensor and at most one --bands name"
+        raise InvalidInputError(msg)
 
 
 def check_scene(
@@ -200,6 +211,7 @@ def _options(source: RasterSource) -> dict[str, Any]:
         "department": source.department,
         "subdataset": source.subdataset,
         "dem": source.dem,
+        "kind": source.kind,
     }
 
 
@@ -234,7 +246,13 @@ def _run(
                 share = 0.2 + 0.7 * n / len(scenes)
                 items.append(
                     _convert(
-                        scene, folder, root, progress=progress, start=share, share=0.7 / len(scenes)
+                        scene,
+                        folder,
+                        root,
+                        kind=source.kind,
+                        progress=progress,
+                        start=share,
+                        share=0.7 / len(scenes),
                     )
                 )
             if store.is_s3:
@@ -315,6 +333,7 @@ def _scenes(
                 when=source.datetime,
                 sensor=source.sensor,
                 band_names=source.bands,
+                undated=_written(path) if source.kind == "elevation" else None,
             )
         )
         if made:  # how the scene was made readable (subdataset, orthorectification)
@@ -324,6 +343,11 @@ def _scenes(
         msg = f"two scenes would get the same item id ({', '.join(ids)}); ingest them separately"
         raise InvalidInputError(msg)
     return scenes
+
+
+def _written(path: Path) -> dt.datetime:
+    """When a file was last written (the time of a DEM that carries none)."""
+    return dt.datetime.fromtimestamp(int(path.stat().st_mtime), dt.UTC)
 
 
 def _free(root: Path) -> str:
@@ -346,12 +370,19 @@ def _convert(
     folder: Path,
     root: Path,
     *,
+    kind: str = "imagery",
     progress: ProgressFn,
     start: float,
     share: float,
 ) -> dict[str, Any]:
     """Write the COGs of one scene into ``folder``; return its STAC item (hrefs relative
-    to the store)."""
+    to the store).
+
+    An elevation scene (``kind``) must be one numeric band; its display COG keeps the
+    heights as they are (the same data type, resampled bilinearly, never scaled to bytes)
+    so terrain tiles encode metres."""
+    if kind == "elevation":
+        _check_elevation(scene)
     folder.mkdir(parents=True)
     first = scene.files[0]
     dtype, nodata = first.dtypes[0], first.nodata
@@ -392,7 +423,27 @@ def _convert(
         if problems:
             msg = f"{scene.item_id}: the COG written is not valid: {'; '.join(problems)}"
             raise InvalidInputError(msg)
-    return _item(scene, data=data, web=web, root=root, assets=assets, statistics=_statistics(data))
+    item = _item(scene, data=data, web=web, root=root, assets=assets, statistics=_statistics(data))
+    item["properties"]["spatial:kind"] = kind
+    if kind == "elevation":
+        item["properties"]["raster:bands"][0]["unit"] = "m"
+    return item
+
+
+def _check_elevation(scene: Scene) -> None:
+    """Refuse a scene that is not one numeric band of heights."""
+    names = [b.name for b in scene.bands]
+    if len(names) != 1:
+        msg = (
+            f"{scene.item_id}: --kind elevation takes one band of heights, this scene has "
+            f"{len(names)} ({', '.join(names)}): give a single-band DEM (gdal_translate -b 1)"
+        )
+        raise InvalidInputError(msg)
+    dtype = np.dtype(scene.files[0].dtypes[0])
+    if dtype.kind not in "iuf" or any(f.has_colormap for f in scene.files):
+        what = "a colour table (classes)" if dtype.kind in "iuf" else f"{dtype} values"
+        msg = f"{scene.item_id}: --kind elevation takes numeric heights, this band has {what}"
+        raise InvalidInputError(msg)
 
 
 def _statistics(data: Path) -> list[dict[str, float]]:
@@ -562,11 +613,21 @@ def _publish(
 ) -> list[Path]:
     """Write the items (and a first catalog entry); return the data paths they replace."""
     existing = conn.execute(
-        text("SELECT kind FROM platform.collections WHERE id = :id FOR UPDATE"),
+        text(
+            "SELECT kind, coalesce(properties->>'spatial:kind', 'imagery') "
+            "FROM platform.collections WHERE id = :id FOR UPDATE"
+        ),
         {"id": source.collection_id},
     ).first()
     if existing is not None and existing[0] != "raster":
         msg = f"collection {source.collection_id!r} holds {existing[0]} data, not rasters"
+        raise InvalidInputError(msg)
+    if existing is not None and existing[1] != source.kind:
+        msg = (
+            f"collection {source.collection_id!r} holds {existing[1]}, not {source.kind}: "
+            f"a collection holds one kind; ingest into another collection"
+            + (" (or give --kind elevation)" if existing[1] == "elevation" else "")
+        )
         raise InvalidInputError(msg)
     if existing is None:
         _collection(conn, source)
@@ -639,7 +700,7 @@ def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
         kind=Kind.RASTER,
         description=source.description or (current[1] if current else None),
         subsystems=source.subsystems or (tuple(current[2]) if current else ()),
-        keywords=("imagery", "raster"),
+        keywords=(source.kind, "raster"),
         storage_schema="rs",
         storage_table="items",
         storage_path=f"{STORE}/{source.collection_id}",
@@ -654,6 +715,7 @@ def _collection(conn: Connection, source: RasterSource) -> CollectionRecord:
             "gsd": latest.get("gsd"),
             "proj:shape": latest.get("proj:shape"),
             "resolution": abs((latest.get("proj:transform") or [0.0])[0]),
+            "spatial:kind": source.kind,
         },
         **visibility(conn, source, "raster"),
     )

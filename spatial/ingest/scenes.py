@@ -178,8 +178,10 @@ def describe(
     when: dt.datetime | None,
     sensor: str | None,
     band_names: tuple[str, ...] = (),
+    undated: dt.datetime | None = None,
 ) -> Scene:
-    """The scene a path holds.
+    """The scene a path holds (``undated``: its time when neither ``when`` nor the files
+    give one; else that is refused).
 
     Raises:
         InvalidInputError: unknown sensor, band names that do not fit, files of a folder in
@@ -203,7 +205,7 @@ def describe(
         item_id=item_id or item_id_for(path, mtl),
         files=tuple(files),
         bands=bands,
-        datetime=_when(path, files, mtl, when),
+        datetime=_when(path, files, mtl, when, undated),
         sensor=sensor,
         properties=properties,
     )
@@ -301,7 +303,11 @@ def _named(name: str, table: dict[str, BandSpec]) -> BandSpec:
 
 
 def _when(
-    path: Path, files: list[FileInfo], mtl: dict[str, str], when: dt.datetime | None
+    path: Path,
+    files: list[FileInfo],
+    mtl: dict[str, str],
+    when: dt.datetime | None,
+    undated: dt.datetime | None = None,
 ) -> dt.datetime:
     if when is not None:
         return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
@@ -317,6 +323,8 @@ def _when(
     match = re.search(r"_(\d{8}T\d{6})_", path.name)
     if match:
         return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+    if undated is not None:
+        return undated
     msg = f"{path.name}: no acquisition time in the files; give it with --datetime"
     raise InvalidInputError(msg)
 

@@ -43,7 +43,7 @@ from scipy import ndimage
 
 from spatial.samples import landuse, themes
 from spatial.samples.city import Parcels
-from spatial.samples.constants import CRS_PROJECTED
+from spatial.samples.constants import CRS_PROJECTED, FILE_DATE
 from spatial.samples.grid import FloatArray, Grid, smooth_noise
 from spatial.samples.network import River
 from spatial.samples.rasters import PIXEL, scene_transform
@@ -249,7 +249,8 @@ def dem(grid: Grid, rivers: list[River], parcels: Parcels) -> Terrain:
 
 def write_dem(path: Path, grid: Grid, rivers: list[River], parcels: Parcels) -> None:
     """Write the demo DEM as a tiled, compressed float32 GeoTIFF in EPSG:4546 (10 m pixels,
-    the scenes' extent, nodata -9999 declared, band unit metre).
+    the scenes' extent, nodata -9999 declared, band unit metre, dated
+    :data:`~spatial.samples.constants.FILE_DATE`).
 
     Args:
         path: the ``.tif`` to write.
@@ -278,3 +279,5 @@ def write_dem(path: Path, grid: Grid, rivers: list[River], parcels: Parcels) -> 
         dst.write(terrain.heights, 1)
         dst.descriptions = ("elevation",)
         dst.units = ("metre",)
+        # The survey's date (a DEM has no acquisition; the catalog's items need a time).
+        dst.update_tags(TIFFTAG_DATETIME=f"{FILE_DATE.replace('-', ':')} 00:00:00")
