@@ -27,6 +27,7 @@ from spatial import yamlfile
 from spatial.access import WRITE, Principal
 from spatial.catalog import CollectionRecord, Kind
 from spatial.errors import ConfigurationError, ForbiddenError, NotFoundError, UnauthorizedError
+from spatial.flood.config import MAX_CLOSURE_HOURS
 from spatial.network.reach import MAX_BANDS, MAX_MINUTES
 from spatial.network.routing import MAX_POINTS
 from spatial.processes import PROCESSES
@@ -316,6 +317,8 @@ class Flood(_Model):
     gauges: str = Field(default="water_gauges", min_length=1)
     """The point collection of the gauges (their key is the process's ``gauge``)."""
     process: str = "flood-extent"
+    dem: str | None = Field(default=None, min_length=1)
+    """The elevation collection flooded [default: the process's, ``layers/floods.yaml``]."""
     network: str = Field(default="roads", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")
     """The road network whose closures a run makes and the panel draws."""
     hours: list[float] = Field(default_factory=lambda: [6.0, 24.0, 72.0], min_length=1)
@@ -331,8 +334,9 @@ class Flood(_Model):
         if missing:
             msg = f"process {self.process!r} has no inputs {missing}: it is not a flood extent"
             raise ValueError(msg)
-        if not all(0 < h <= 24 * 366 for h in self.hours):
-            raise ValueError("hours: each more than 0 and at most a year")
+        if not all(0.1 <= h <= MAX_CLOSURE_HOURS for h in self.hours):
+            msg = f"hours: each from 0.1 to {MAX_CLOSURE_HOURS} (the process's limits)"
+            raise ValueError(msg)
         return self
 
 
@@ -617,8 +621,11 @@ def _monitor(
 
 
 def is_elevation(record: CollectionRecord) -> bool:
-    """Whether a collection is an elevation model (terrain and hillshade tiles)."""
-    return record.kind == Kind.RASTER and record.properties.get("elevation") is not None
+    """Whether a collection is an elevation model (``--kind elevation``: terrain and
+    hillshade tiles)."""
+    props = record.properties or {}
+    kinds = {props.get("spatial:kind"), props.get("raster_kind"), props.get("kind")}
+    return record.kind == Kind.RASTER and ("elevation" in kinds or "elevation" in record.keywords)
 
 
 def _terrain(
@@ -655,21 +662,22 @@ def _flood(
     names them to the process), whether the caller may close roads (an admin, or an
     editor or steward of the department that closes them), the closures' endpoint, and the
     map's standing flood extent layer if it shows one; None when the caller may not read
-    the gauges."""
+    the gauges (or the map's DEM)."""
     readable = seen.catalog.collections
-    if flood is None or flood.gauges not in readable:
+    if flood is None or flood.gauges not in readable or (flood.dem and flood.dem not in readable):
         return None
-    who = seen.principal
-    closable = who.admin or (
-        not who.anonymous and who.department == closers and bool({"editor", "steward"} & who.roles)
-    )
+    try:
+        seen.member_of(closers, "road closures")  # what /network/closures and the process ask
+        closable = True
+    except (UnauthorizedError, ForbiddenError):
+        closable = False
     standing = next((i for i, layer in shown.items() if layer["collection"] == FLOOD_EXTENT), None)
     return {
         "execution": f"{base}/processes/{flood.process}/execution",
         "gauges": f"{base}/collections/{flood.gauges}/items", "collection": flood.gauges,
         "key": readable[flood.gauges].properties.get("key"),
         "closable": closable, "hours": flood.hours, "network": flood.network,
-        "closures": f"{base}/network/closures", "layer": standing,
+        "closures": f"{base}/network/closures", "layer": standing, "dem": flood.dem,
     }  # fmt: skip
 
 

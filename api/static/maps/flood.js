@@ -178,7 +178,7 @@ class Flood {
 
   /** The process's inputs from the form, or null (what is missing said). */
   inputs() {
-    const inputs = {};
+    const inputs = this.f.dem ? { dem: this.f.dem } : {};
     const custom = this.level.value === 'custom';
     const metres = Number.parseFloat(this.metres.value);
     if (custom && !Number.isFinite(metres)) return this.missing('请填写水位（米） Give the level in metres', this.metres);
@@ -232,7 +232,9 @@ class Flood {
     const features = answer.extent?.features || [];
     this.map.getSource(EXTENT).setData(collection(features));
     this.addLegend();
-    if (answer.seed) this.setSeed(answer.seed);
+    if (answer.seed) { // where the water comes from (a gauge's river cell), not a seed to run again
+      this.map.getSource(SEED).setData(collection([feature({ type: 'Point', coordinates: answer.seed }, {})]));
+    }
     const box = boundsOf(features);
     if (box) this.map.fitBounds([[box[0], box[1]], [box[2], box[3]]], { padding: 40, maxZoom: 16 });
     const head = element('p', { className: 'flood-summary' },
