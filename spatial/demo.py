@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
+from spatial import subsystems
 from spatial.catalog import get_collection
 from spatial.db import engine
 from spatial.errors import InvalidInputError, NotFoundError
@@ -63,10 +64,10 @@ DEPARTMENT_LAYERS: tuple[DemoLayer, ...] = (
 )  # fmt: skip
 """The departments beyond the first five (住建, 市政, 林业, 农业): their demo collections."""
 
-ALL_SUBSYSTEMS = ("planning", "water", "land", "environment", "emergency",
-                  "construction", "utilities", "forestry", "agriculture")  # fmt: skip
-"""The shipped maps' subsystems: the collections every map shows (districts, terrain) are
-listed under each (catalog keywords; what a map draws is its ``layers/subsystems`` file)."""
+ALL_SUBSYSTEMS = ("*",)
+"""Every subsystem that exists when the layer is loaded (:func:`spatial.subsystems.ids`):
+the collections every map shows (districts, terrain). Catalog tags only: what a map draws
+is its ``layers/subsystems`` file."""
 
 DEMO_LAYERS: tuple[DemoLayer, ...] = (
     DemoLayer(
@@ -150,8 +151,29 @@ IMAGERY = DemoLayer(
     "scene_2025.tif, scene_2026.tif",
     "imagery",
     "遥感影像 Imagery (4-band, 10 m)",
-    ("land", "environment", "water", "planning"),
+    ("land", "environment", "water", "planning", "forestry", "agriculture", "construction",
+     "utilities"),
+)  # fmt: skip
+DEM = DemoLayer("dem.tif", "dem", "数字高程模型 DEM (10 m)", ALL_SUBSYSTEMS)
+"""The city's elevation (every map may show its terrain)."""
+
+
+@dataclass(frozen=True)
+class DemoRaster:
+    """A raster collection of the demo: its files (one item each) and what they hold."""
+
+    layer: DemoLayer
+    files: tuple[str, ...]
+    kind: str
+    description: str
+
+
+DEMO_RASTERS = (
+    DemoRaster(IMAGERY, DEMO_IMAGERY, "imagery", "Demo data: two 4-band scenes"),
+    DemoRaster(DEM, ("dem.tif",), "elevation", "Demo data: the city's elevation, 10 m pixels"),
 )
+DEMO_STEPS = len(DEMO_LAYERS) + len(DEMO_RASTERS)
+"""How many steps ``load_demo`` reports (``on_step``)."""
 
 
 def load_demo(
@@ -199,7 +221,7 @@ def load_demo(
                 path=path,
                 collection_id=item.collection_id,
                 title=item.title,
-                subsystems=item.subsystems,
+                subsystems=_subsystems(item, settings),
                 layer=item.layer,
                 crs=item.crs,
                 key=item.key,
@@ -210,8 +232,9 @@ def load_demo(
             settings,
         )
         loaded.append(item.collection_id)
-    if _load_imagery(url, settings, samples_dir, on_step):
-        loaded.append(IMAGERY.collection_id)
+    for raster in DEMO_RASTERS:
+        if _load_raster(url, settings, samples_dir, raster, on_step):
+            loaded.append(raster.layer.collection_id)
     # The sensors before the fleet: its refresh of the GPS collections' extents then takes
     # in the alarm events (gps_events) too, and a second load changes nothing.
     if _load_sensors(url, settings):
@@ -221,6 +244,13 @@ def load_demo(
     if _load_network(url):
         loaded.append("network roads")
     return loaded
+
+
+def _subsystems(layer: DemoLayer, settings: Settings) -> tuple[str, ...]:
+    """A layer's subsystems, ``*`` standing for every one that exists."""
+    if layer.subsystems == ALL_SUBSYSTEMS:
+        return subsystems.ids(settings)
+    return layer.subsystems
 
 
 def _load_sensors(url: str, settings: Settings) -> bool:
@@ -297,31 +327,33 @@ def _load_fleet(url: str, settings: Settings, samples_dir: Path) -> bool:
     return done.stored > 0
 
 
-def _load_imagery(
-    url: str, settings: Settings, samples_dir: Path,
+def _load_raster(
+    url: str, settings: Settings, samples_dir: Path, raster: DemoRaster,
     on_step: Callable[[DemoLayer, bool], None] | None,
 ) -> bool:  # fmt: skip
-    """Ingest the demo scenes whose files changed (each item records its file's sha256)."""
+    """Ingest the files of a demo raster collection that changed (each item records its
+    file's sha256)."""
 
-    paths = [samples_dir / name for name in DEMO_IMAGERY]
+    paths = [samples_dir / name for name in raster.files]
     for path in paths:
         if not path.is_file():
             msg = f"{path} is missing; run 'spatial samples build' first"
             raise InvalidInputError(msg)
+    layer = raster.layer
     with engine(url) as eng, eng.connect() as conn:
         known: dict[str, str | None] = dict(conn.execute(text(
             "SELECT id, properties->>'spatial:source_sha256' FROM rs.items "
-            "WHERE collection_id = :c"), {"c": IMAGERY.collection_id}).all())  # fmt: skip
+            "WHERE collection_id = :c"), {"c": layer.collection_id}).all())  # fmt: skip
     stale = tuple(p for p in paths if known.get(p.stem) != sha256(p))
     if on_step:
-        on_step(IMAGERY, bool(stale))
+        on_step(layer, bool(stale))
     if not stale:
         return False
     ingest_raster(
         url,
-        RasterSource(paths=stale, collection_id=IMAGERY.collection_id, title=IMAGERY.title,
-                     subsystems=IMAGERY.subsystems, description="Demo data: two 4-band scenes",
-                     public=True),
+        RasterSource(paths=stale, collection_id=layer.collection_id, title=layer.title,
+                     subsystems=_subsystems(layer, settings), description=raster.description,
+                     public=True, kind=raster.kind),
         settings,
     )  # fmt: skip
     return True

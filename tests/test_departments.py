@@ -218,3 +218,16 @@ def test_each_new_department_has_its_row(db: Any, department: str) -> None:
     name, name_en = _rows(db, "SELECT name, name_en FROM platform.departments WHERE id = %s",
                           department)[0]  # fmt: skip
     assert re.search("[\u4e00-\u9fff]", name) and name_en
+
+
+def test_the_demo_dem_is_an_elevation_collection_every_map_may_show(db: Any) -> None:
+    """``dem.tif`` (spatial/samples/terrain.py) loaded as the raster collection ``dem``."""
+    public, subsystems_, kind = _rows(
+        db, "SELECT is_public, subsystems, properties->>'spatial:kind' "
+        "FROM platform.collections WHERE id = 'dem'")[0]  # fmt: skip
+    assert public and kind == "elevation"
+    assert set(subsystems_) >= {s.id for s in subsystems.load()}
+    items = _rows(db, "SELECT id, properties->>'spatial:kind', "
+                      "properties->>'spatial:source_sha256' FROM rs.items "
+                      "WHERE collection_id = 'dem'")  # fmt: skip
+    assert [(i, k) for i, k, _ in items] == [("dem", "elevation")] and items[0][2]

@@ -45,13 +45,13 @@ def load(
     source: Path | None = typer.Option(None, help="Sample folder [default: data-samples/]."),
 ) -> None:
     """Load the demo layers into the database (unchanged files are skipped)."""
-    from spatial.demo import DEMO_LAYERS, DemoLayer, load_demo  # noqa: PLC0415 - heavy
+    from spatial.demo import DEMO_STEPS, DemoLayer, load_demo  # noqa: PLC0415 - heavy
 
     settings = Settings()
     folder = source or settings.samples_dir
     url = resolve_url(settings)
     with progress_bar() as bar:
-        task = bar.add_task("loading demo layers", total=len(DEMO_LAYERS) + 1)
+        task = bar.add_task("loading demo layers", total=DEMO_STEPS)
 
         def step(item: DemoLayer, fresh: bool) -> None:
             state = "loading" if fresh else "unchanged"

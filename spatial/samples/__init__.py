@@ -3,11 +3,11 @@
 ``build(out_dir)`` writes cadastral parcels in two editions (zipped GBK Shapefiles in
 EPSG:4546) with the ground truth of their changes, districts, planning zones, roads and
 rivers, flood-risk zones along the rivers, water gauges, environmental stations,
-hospitals and fire stations, two 4-band scenes, a GPS fleet (NMEA, GPX, OsmAnd
+hospitals and fire stations, two 4-band scenes, a DEM, a GPS fleet (NMEA, GPX, OsmAnd
 requests), the departments' data (buildings and projects, pipes and manholes, forest
-sub-compartments, basic farmland and farmland plots), then ``MANIFEST.json``. Everything derives from ``SEED`` and fixed dates, so
-two builds are byte-identical; nothing is downloaded. See ``data-samples/README.md`` for
-the file-by-file description.
+sub-compartments, basic farmland and farmland plots), then ``MANIFEST.json``. Everything
+derives from ``SEED`` and fixed dates, so two builds are byte-identical; nothing is
+downloaded. See ``data-samples/README.md`` for the file-by-file description.
 
 Importing this package is cheap: numpy, GDAL and shapely load only when a build runs.
 """
@@ -42,7 +42,7 @@ def build(
         force: regenerate even when the folder is current.
         on_step: progress callback ``(name, index, total)``, called before each output
             is produced; ``index`` counts from 0 and the last step is ``MANIFEST.json``
-            (``total`` = 20). Not called when nothing needs doing.
+            (``total`` = 21). Not called when nothing needs doing.
 
     Returns:
         The folder, whether it was rebuilt, and the sha256 of every generated file.

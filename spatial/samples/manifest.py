@@ -28,6 +28,7 @@ OUTPUTS = (
     "facilities.gpkg",
     "scene_2025.tif",
     "scene_2026.tif",
+    "dem.tif",
     "gps/fleet.nmea",
     "gps/fleet.gpx",
     "gps/osmand_requests.log",
