@@ -323,16 +323,9 @@ def _dem_file(path: Path) -> Path:
 def dem(tmp_path_factory: pytest.TempPathFactory, settings: Settings, database_url: str) -> str:
     """An elevation collection ``sat_dem`` (the path of its native COG)."""
     folder = tmp_path_factory.mktemp("dem")
-    extra = {"kind": "elevation"} if "kind" in RasterSource.__dataclass_fields__ else {}  # TEMP
     source = RasterSource((_dem_file(folder / "hill.tif"),), "sat_dem", datetime=WHEN,
-                          **extra)  # type: ignore[arg-type]  # fmt: skip
+                          kind="elevation")  # fmt: skip
     ingest_raster(database_url, source, settings)
-    if not extra:  # TEMP
-        with psycopg.connect(database_url) as conn:
-            conn.execute(
-                "UPDATE platform.collections SET keywords = "
-                "array_append(keywords, 'elevation') WHERE id = 'sat_dem'"
-            )
     return str(settings.data_dir / "rasters" / _item(database_url, "sat_dem", "hill")["_data"])
 
 
