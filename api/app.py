@@ -40,6 +40,7 @@ from api.routers import (
     sta,
     sta_write,
     stac,
+    terrain,
     tiles,
     transactions,
 )
@@ -54,7 +55,7 @@ from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
            ingest, editions, gps, gps_webhooks, fences, network, incidents, maps, sta,
-           sta_write, alarms)  # fmt: skip
+           sta_write, alarms, terrain)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 

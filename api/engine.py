@@ -90,6 +90,7 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
              "title": "Coverage range type (CIS JSON)", "href": f"{href}/coverage/rangetype"},
             {"type": "application/json", "rel": "items", "title": "Scenes (STAC)",
              "href": f"{base}/stac/collections/{record.id}/items"},
+            *_terrain_links(record, href),
         ],
         "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),
         "providers": [
@@ -98,6 +99,23 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
              "format": {"name": "GTiff", "mimetype": "image/tiff"}}
         ],
     }  # fmt: skip
+
+
+def _terrain_links(record: Any, href: str) -> list[dict[str, Any]]:
+    """An elevation collection's terrain (TileJSON for MapLibre, Terrarium tiles) and
+    hillshade map tiles (:mod:`api.routers.terrain`)."""
+    if (record.properties or {}).get("spatial:kind") != "elevation":
+        return []
+    tile = "{tileMatrix}/{tileRow}/{tileCol}"
+    return [
+        {"type": "application/json", "rel": "describedby", "title": "Terrain TileJSON "
+         "(MapLibre raster-dem, Terrarium encoding)", "href": f"{href}/terrain/tilejson"},
+        {"type": "image/png", "rel": "item", "templated": True,
+         "title": "Terrain tiles (heights, Terrarium PNG)",
+         "href": f"{href}/terrain/tiles/WebMercatorQuad/{tile}"},
+        {"type": "image/png", "rel": "item", "templated": True, "title": "Hillshade map tiles",
+         "href": f"{href}/styles/hillshade/map/tiles/WebMercatorQuad/{tile}"},
+    ]  # fmt: skip
 
 
 def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ spheroid (``geography``) when it is geographic.
   (:mod:`spatial.network.processes`).
 
 With imagery (:mod:`spatial.analysis`): ``zonal-statistics``, ``change-detection`` and
-``water-extraction``; with elevation, ``flood-extent`` (:mod:`spatial.flood`).
+``water-extraction``; with elevation, ``flood-extent`` (:mod:`spatial.flood`), ``slope``
+and ``aspect`` (:mod:`spatial.terrain`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import shapely
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from spatial import analysis, distributed
+from spatial import analysis, distributed, terrain
 from spatial.errors import InvalidInputError
 from spatial.features import LayerSchema, source
 from spatial.flood import process as flood
@@ -480,6 +481,10 @@ PROCESSES: dict[str, Process] = {
              "closures": {"schema": {"type": "array"}}},
             flood.run_flood,
         ),
+        Process("slope", "Slope", terrain.SLOPE_DESCRIPTION, terrain.SLOPE_INPUTS,
+                terrain.SLOPE_OUTPUTS, terrain.run_slope),
+        Process("aspect", "Aspect", terrain.ASPECT_DESCRIPTION, terrain.ASPECT_INPUTS,
+                terrain.ASPECT_OUTPUTS, terrain.run_aspect),
         Process(
             "water-extraction", "Water extraction",
             "Water polygons where an index (default NDWI) is above a threshold, e.g. a "

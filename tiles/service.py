@@ -34,7 +34,7 @@ from layers.collections import RasterCollection, TileLayer
 from spatial import rasterstore
 from spatial.mosaic import TimeWindow
 from spatial.settings import Settings
-from tiles import mvt, raster
+from tiles import mvt, raster, terrain
 from tiles.cache import CachedTile, Key, TileCache
 from tiles.tms import TileAddress
 
@@ -138,6 +138,28 @@ class TileService:
         media = raster.TIFF if values else raster.MAP_FORMATS[fmt]
         versions = {collection.id: collection.version}
         return await self._serve(key, tile, versions, render, media, compress=False)
+
+    async def terrain_tile(
+        self, collection: RasterCollection, tile: TileAddress, connect: Connect, *,
+        shading: terrain.Shading | None,
+    ) -> Tile:  # fmt: skip
+        """A terrain tile of an elevation collection: the heights in Terrarium encoding, or
+        with ``shading`` a hillshade (both PNG, :mod:`tiles.terrain`)."""
+        what = f"hillshade|{shading.key}" if shading is not None else "terrarium"
+        key: Key = (f"terrain|{collection.id}|{what}", tile.tms, tile.z, tile.row, tile.col, "")
+        where = (tile.tms, tile.z, tile.col, tile.row)
+
+        async def render() -> bytes:
+            async with connect(False) as conn:
+                scenes = await collection.scenes(conn, self.store, lonlat=tile.lonlat)
+            if shading is None:
+                data = await asyncio.to_thread(terrain.terrarium_tile, scenes, where)
+            else:
+                data = await asyncio.to_thread(terrain.hillshade_tile, scenes, where, shading)
+            return data or b""
+
+        versions = {collection.id: collection.version}
+        return await self._serve(key, tile, versions, render, "image/png", compress=False)
 
     async def _serve(
         self, key: Key, tile: TileAddress, versions: dict[str, int],

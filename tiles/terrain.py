@@ -1,0 +1,176 @@
+"""Terrain tiles of an elevation collection: heights for MapLibre's 3D terrain, and
+hillshade map tiles.
+
+- :func:`terrarium_tile`: a 256-pixel PNG of the heights in Mapzen's Terrarium encoding
+  (``height = R * 256 + G + B / 256 - 32768`` metres), what a MapLibre ``raster-dem``
+  source with ``encoding: "terrarium"`` reads. Opaque: a pixel with no data takes the
+  height of the nearest one with data, so MapLibre sees no hole (a hole would be a pit to
+  -32768 m); a tile with no data at all is None (the API's 204). Rounded to the nearest
+  1/256 m (rio-tiler's ``mapzen_elevation_rgb`` truncates, a bias of half a step).
+- :func:`hillshade_tile`: an RGBA PNG to lay over a map: grey from the shading, and an
+  alpha that grows with how far the shading is from a flat surface's (flat land is clear,
+  slopes towards the light are whitened, slopes away from it darkened). Horn's gradient
+  on the true cell size in metres (:mod:`spatial.terrain`): rio-tiler has no hillshade,
+  and TiTiler's algorithm divides by the pixel count, not the pixel's ground size, so its
+  relief changes with the zoom; here a slope is shaded the same at every zoom. The tile
+  is read with one pixel of buffer so the gradients at its edges match its neighbours'
+  (no seams).
+
+Both read the display COGs (WebMercatorQuad, an overview per zoom: a WebMercatorQuad
+tile is one aligned read) of the collection's items, latest on top, resampled
+bilinearly (heights between pixels are interpolated, never stepped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import morecantile
+import numpy as np
+import numpy.typing as npt
+from affine import Affine
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
+from scipy import ndimage
+
+from spatial import imagery, rasterstore
+from spatial import terrain as surface
+from spatial.mosaic import Scene
+from tiles.tms import tile_matrix_set
+
+TILE_SIZE = 256
+OFFSET = 32768.0
+"""Terrarium's offset (m): encoded values are height + 32768."""
+
+
+@dataclass(frozen=True)
+class Shading:
+    """How a hillshade tile is lit."""
+
+    azimuth: float = 315.0
+    """Where the light comes from, degrees clockwise from north."""
+    altitude: float = 45.0
+    """The light's height above the horizon, degrees."""
+    z_factor: float = 1.0
+    """Vertical exaggeration."""
+
+    @property
+    def key(self) -> str:
+        """The tile cache's part of the key for this lighting."""
+        return f"{self.azimuth:g},{self.altitude:g},{self.z_factor:g}"
+
+
+def read_heights(
+    items: Sequence[Scene], tile: tuple[str, int, int, int], *, buffer: int = 0
+) -> np.ma.MaskedArray | None:
+    """The heights of a tile (``tms``, ``z``, ``col``, ``row``), ``buffer`` pixels wider
+    on each side, from the items' display COGs (latest first, later ones filling the
+    holes); None when no item has data there."""
+    tms_id, z, x, y = tile
+    tms = tile_matrix_set(tms_id)
+    result: np.ma.MaskedArray | None = None
+    with rasterstore.reading():
+        for item in items:
+            with Reader(str(item.web), tms=tms) as reader:
+                try:
+                    img = reader.tile(x, y, z, indexes=1, buffer=buffer or None,
+                                      resampling_method="bilinear",
+                                      reproject_method="bilinear")  # fmt: skip
+                except TileOutsideBounds:
+                    continue
+            layer: np.ma.MaskedArray = np.ma.asarray(img.array[0].astype("float32"))
+            if result is None:
+                result = layer
+                if not np.ma.getmaskarray(result).any():
+                    break
+            else:
+                holes = np.ma.getmaskarray(result) & ~np.ma.getmaskarray(layer)
+                result[holes] = layer[holes]
+                if not np.ma.getmaskarray(result).any():
+                    break
+    if result is None or np.ma.getmaskarray(result).all():
+        return None
+    return result
+
+
+def fill(heights: np.ma.MaskedArray) -> npt.NDArray[np.float64]:
+    """The heights with every masked pixel given its nearest valid neighbour's height."""
+    data = np.ma.getdata(heights).astype("float64")
+    mask = np.ma.getmaskarray(heights)
+    if not mask.any():
+        return data
+    nearest = ndimage.distance_transform_edt(mask, return_distances=False, return_indices=True)
+    return np.asarray(data[tuple(nearest)], dtype=np.float64)
+
+
+def terrarium(heights: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    """Heights (m) as Terrarium RGBA pixels (opaque), rounded to the nearest 1/256 m."""
+    steps = np.rint((np.clip(heights, -OFFSET, OFFSET - 1.0) + OFFSET) * 256.0).astype(np.int64)
+    pixels = np.empty((*heights.shape, 4), dtype=np.uint8)
+    pixels[..., 0] = steps >> 16
+    pixels[..., 1] = (steps >> 8) & 0xFF
+    pixels[..., 2] = steps & 0xFF
+    pixels[..., 3] = 255
+    return pixels
+
+
+def decode_terrarium(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    """Heights (m) from Terrarium pixels (RGB or RGBA)."""
+    rgb = pixels[..., :3].astype("float64")
+    return np.asarray(rgb[..., 0] * 256.0 + rgb[..., 1] + rgb[..., 2] / 256.0 - OFFSET)
+
+
+def terrarium_tile(items: Sequence[Scene], tile: tuple[str, int, int, int]) -> bytes | None:
+    """A Terrarium PNG of the heights of a tile; None when no item has data there."""
+    heights = read_heights(items, tile)
+    if heights is None:
+        return None
+    return imagery.png(terrarium(fill(heights)))
+
+
+def shading_pixels(
+    heights: np.ma.MaskedArray, tile: tuple[str, int, int, int], shading: Shading
+) -> npt.NDArray[np.uint8]:
+    """RGBA hillshade pixels of a tile from its heights read with one pixel of buffer."""
+    tms_id, z, x, y = tile
+    tms = tile_matrix_set(tms_id)
+    bounds = tms.xy_bounds(morecantile.Tile(x, y, z))
+    step_x = (bounds.right - bounds.left) / TILE_SIZE
+    step_y = (bounds.top - bounds.bottom) / TILE_SIZE
+    transform = Affine(step_x, 0.0, bounds.left, 0.0, -step_y, bounds.top)
+    east, north = surface.cell_size(tms.crs.to_wkt(), transform, TILE_SIZE, col=TILE_SIZE / 2)
+    valid = ~np.ma.getmaskarray(heights)
+    gx, gy = surface.horn(fill(heights), east, north)
+    lit = surface.shade(gx, gy, azimuth=shading.azimuth, altitude=shading.altitude,
+                        z_factor=shading.z_factor)  # fmt: skip
+    flat = max(np.sin(np.radians(shading.altitude)), 1e-6)
+    alpha = np.clip(np.abs(lit - flat) / max(flat, 1.0 - flat) * 1.6, 0.0, 0.85)
+    alpha = np.where(valid[1:-1, 1:-1], alpha, 0.0)
+    pixels = np.empty((TILE_SIZE, TILE_SIZE, 4), dtype=np.uint8)
+    grey = np.rint(lit * 255.0).astype(np.uint8)
+    pixels[..., 0] = pixels[..., 1] = pixels[..., 2] = grey
+    pixels[..., 3] = np.rint(alpha * 255.0).astype(np.uint8)
+    return pixels
+
+
+def hillshade_tile(
+    items: Sequence[Scene], tile: tuple[str, int, int, int], shading: Shading
+) -> bytes | None:
+    """A hillshade PNG (RGBA) of a tile; None when no item has data there."""
+    heights = read_heights(items, tile, buffer=1)
+    if heights is None:
+        return None
+    return imagery.png(shading_pixels(heights, tile, shading))
+
+
+def zoom_range(items: Sequence[Scene]) -> tuple[int, int]:
+    """The WebMercatorQuad zooms of the items' display COGs: from the coarsest overview's
+    to the full resolution's (MapLibre magnifies the deepest tiles beyond it)."""
+    tms = tile_matrix_set("WebMercatorQuad")
+    low, high = 24, 0
+    with rasterstore.reading():
+        for item in items:
+            with Reader(str(item.web), tms=tms) as reader:
+                low, high = min(low, reader.minzoom), max(high, reader.maxzoom)
+    return min(low, high), high
