@@ -137,19 +137,6 @@ def river_extent(
     return Extent(reached, bed)
 
 
-def sieved(mask: Mask, pixels: int) -> Mask:
-    """``mask`` without its 8-connected blobs of fewer than ``pixels`` cells (holes are
-    kept: a dry knoll inside the water stays dry)."""
-    if pixels <= 1 or not mask.any():
-        return mask
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = sizes >= pixels
-    keep[0] = False
-    found: Mask = keep[labels]
-    return found
-
-
 def polygons(mask: Mask, transform: Any) -> Iterable[dict[str, Any]]:
     """The true cells of ``mask`` as GeoJSON polygon geometries in the grid's CRS (GDAL's
     polygonize, which ``gdal_polygonize`` runs too)."""

@@ -233,10 +233,10 @@ def channel_of(rivers: gpd.GeoDataFrame | None, grid: mosaic.Grid) -> engine.Mas
 
 
 def shapes_of(mask: engine.Mask, grid: mosaic.Grid, min_area: float) -> list[shapely.Geometry]:
-    """The extent's polygons in the grid's CRS, pieces under ``min_area`` (m²) dropped."""
-    pixels = int(np.ceil(min_area / grid.pixel_area)) if min_area > 0 else 0
-    kept = engine.sieved(mask, pixels)
-    found = [shapely.geometry.shape(g) for g in engine.polygons(kept, grid.transform)]
+    """The extent's polygons in the grid's CRS, pieces under ``min_area`` (m²) dropped
+    (by their polygons' areas: a raster sieve would label the whole grid once more, the
+    largest cost on a big DEM; small dry holes stay holes)."""
+    found = [shapely.geometry.shape(g) for g in engine.polygons(mask, grid.transform)]
     return [p for p in found if p.area >= min_area]
 
 
