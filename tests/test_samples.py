@@ -432,6 +432,42 @@ def test_points(out: Path) -> None:
     assert all(_inside(extent, p.x, p.y) for p in [*hospitals.geometry, *fire.geometry])
 
 
+DEPARTMENT_LAYERS = {
+    "construction.gpkg": {"buildings": ("building_id", "Polygon"),
+                          "construction_projects": ("project_id", "Polygon")},
+    "utilities.gpkg": {"water_pipes": ("pipe_id", "LineString"),
+                       "drain_pipes": ("pipe_id", "LineString"),
+                       "manholes": ("manhole_id", "Point")},
+    "forestry.gpkg": {"forest_compartments": ("xiaoban_id", "Polygon")},
+    "agriculture.gpkg": {"basic_farmland": ("bh_id", "Polygon"),
+                         "farmland_plots": ("plot_id", "Polygon")},
+}  # fmt: skip
+"""The departments' GeoPackages: layer -> (key, geometry type)."""
+
+
+def test_department_geopackages(out: Path) -> None:
+    # (pipes under the ring road lie a few metres beyond its centre line, the city's edge)
+    west, south, east, north = _extent(out)
+    extent = (west - 2e-4, south - 2e-4, east + 2e-4, north + 2e-4)
+    for name, layers in DEPARTMENT_LAYERS.items():
+        assert [n for n, _ in pyogrio.list_layers(out / name)] == list(layers)
+        for layer, (key, geometry_type) in layers.items():
+            info = pyogrio.read_info(out / name, layer=layer)
+            assert info["crs"] == "EPSG:4490" and info["geometry_type"] == geometry_type
+            frame = pyogrio.read_dataframe(out / name, layer=layer)
+            assert frame[key].is_unique and 100 <= len(frame) <= 10_000, layer
+            west, south, east, north = frame.total_bounds
+            assert _inside(extent, west, south) and _inside(extent, east, north), layer
+
+
+def test_dem(out: Path) -> None:
+    with rasterio.open(out / "dem.tif") as dem, rasterio.open(out / "scene_2025.tif") as scene:
+        assert (dem.crs, dem.transform, dem.shape) == (scene.crs, scene.transform, scene.shape)
+        assert dem.count == 1 and dem.dtypes == ("float32",)
+        heights = dem.read(1)
+    assert 0 < heights.min() < heights.max() < 1000
+
+
 # --- GPS -------------------------------------------------------------------------------
 
 
