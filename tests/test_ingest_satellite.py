@@ -28,6 +28,7 @@ import xarray as xr
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.rpc import RPC
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 from support import LiveServer, run_cli, until
 
 from spatial.errors import InvalidInputError
@@ -329,6 +330,23 @@ def dem(tmp_path_factory: pytest.TempPathFactory, settings: Settings, database_u
     return str(settings.data_dir / "rasters" / _item(database_url, "sat_dem", "hill")["_data"])
 
 
+@pytest.fixture(scope="module")
+def dem_tiles(tmp_path_factory: pytest.TempPathFactory, settings: Settings,
+              database_url: str) -> str:  # fmt: skip
+    """The same heights as two items, ``sat_dem_tiles`` ``west`` and ``east``, each
+    covering half of the scenes (they are read as one mosaic)."""
+    folder = tmp_path_factory.mktemp("dem_tiles")
+    with rasterio.open(_dem_file(folder / "hill.tif")) as src:
+        for name, window in (("west", Window(0, 0, 35, 70)), ("east", Window(35, 0, 35, 70))):
+            profile = {**src.profile, "width": 35, "transform": src.window_transform(window)}
+            with rasterio.open(folder / f"{name}.tif", "w", **profile) as dst:
+                dst.write(src.read(window=window))
+    source = RasterSource((folder / "west.tif", folder / "east.tif"), "sat_dem_tiles",
+                          datetime=WHEN, kind="elevation")  # fmt: skip
+    ingest_raster(database_url, source, settings)
+    return "sat_dem_tiles"
+
+
 def _gdalwarp(scene: Path, dem_path: str, mean: float, target: Path) -> Path:
     """The reference: GDAL's own command on the same image, DEM and choices (with a DEM,
     gdalwarp's default error threshold is 0: the exact transformer, as the ingest's)."""
@@ -343,18 +361,22 @@ def _gdalwarp(scene: Path, dem_path: str, mean: float, target: Path) -> Path:
 
 
 @pytest.mark.skipif(shutil.which("gdalwarp") is None, reason="gdalwarp is not installed")
+@pytest.mark.parametrize(
+    ("heights", "used"), [("sat_dem", "sat_dem/hill"), ("sat_dem_tiles", "sat_dem_tiles/east+west")]
+)
 def test_an_rpc_scene_is_orthorectified_as_gdalwarp_does(
-    tmp_path: Path, dem: str, settings: Settings, database_url: str
-) -> None:
+    tmp_path: Path, dem: str, dem_tiles: str, settings: Settings, *, database_url: str,
+    heights: str, used: str,
+) -> None:  # fmt: skip
     rpc = _rpc(256)
     scene = _rpc_scene(tmp_path / "GF2_PMS1_E112.0_N22.9.tiff", rpc)
-    source = RasterSource((scene,), "sat_ortho", dem="sat_dem")
+    source = RasterSource((scene,), f"sat_ortho_{heights}", dem=heights)
     assert ingest_raster(database_url, source, settings).report["items"] == [
         "GF2_PMS1_E112.0_N22.9"]  # fmt: skip
-    item = _item(database_url, "sat_ortho", "GF2_PMS1_E112.0_N22.9")
+    item = _item(database_url, f"sat_ortho_{heights}", "GF2_PMS1_E112.0_N22.9")
     assert item["proj:code"] == "EPSG:4546"  # the DEM's projected CRS
-    assert item["processing:lineage"].startswith("orthorectified with RPCs and DEM sat_dem/hill")
-    assert item["spatial:dem"] == "sat_dem/hill"
+    assert item["processing:lineage"].startswith(f"orthorectified with RPCs and DEM {used}")
+    assert item["spatial:dem"] == used
     assert item["spatial:rpc"]["line_num_coeff"] == rpc.line_num_coeff
     assert item["spatial:rpc"]["lat_off"] == rpc.lat_off
     mean = _item(database_url, "sat_dem", "hill")["raster:bands"][0]["statistics"]["mean"]

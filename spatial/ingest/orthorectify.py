@@ -7,12 +7,11 @@ transformer and the heights of an elevation collection (``--dem``, default: the 
 in the catalog) into a GeoTIFF in its work folder, which then takes the usual path
 (checks, COG, item). Choices:
 
-- **heights**: the DEM item covering the scene, its native COG read where the raster
-  store keeps it (a local file or ``/vsis3/``); ``RPC_DEM_INTERPOLATION=bilinear``.
-  The DEM's heights are used as they are (no geoid-to-ellipsoid shift unless the DEM
-  declares a vertical CRS; GDAL applies that one). DEM cells without data and at most
-  :data:`MAX_OUTSIDE` of the scene beyond the DEM's edge take the DEM's mean height
-  (``RPC_DEM_MISSING_VALUE``); a scene further outside is refused.
+- **heights**: the DEM items under the scene (:mod:`spatial.ingest.heights`), their
+  native COGs read where the raster store keeps them (a local file or ``/vsis3/``);
+  ``RPC_DEM_INTERPOLATION=bilinear``. The DEM's heights are used as they are (no
+  geoid-to-ellipsoid shift unless the DEM declares a vertical CRS; GDAL applies that one).
+  DEM cells without data take the DEM's mean height (``RPC_DEM_MISSING_VALUE``).
 - **grid**: the DEM's CRS when it is projected; else the CGCS2000 3-degree Gauss-Krüger
   zone of the scene's centre (EPSG:4534-4554, central meridian 75°E-135°E) inside China's
   longitudes, else the WGS 84 UTM zone. The resolution and extent are GDAL's suggestion
@@ -51,16 +50,11 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.rpc import RPC
 from rasterio.transform import RPCTransformer
 from rasterio.warp import calculate_default_transform, reproject
-from sqlalchemy import text
 
 from spatial import rasterstore
-from spatial.db import engine
 from spatial.errors import InvalidInputError
 from spatial.ingest import containers
-from spatial.settings import Settings
 
-MAX_OUTSIDE = 0.02
-"""Share of a scene's footprint that may lie beyond the DEM (it gets the mean height)."""
 ERROR_THRESHOLD = 0.0
 """Pixels: the approximation error allowed; none (gdalwarp's default with ``RPC_DEM``)."""
 WARP_MEMORY_MB = 256
@@ -188,85 +182,6 @@ def _footprint_points(rpcs: RPC, width: int, height: int) -> tuple[Any, Any] | N
     if not np.all(np.isfinite(error)) or float(error.max()) > 1.0:
         return None
     return lon, lat
-
-
-_ELEVATION = text(  # the collection kind `--kind elevation` records (spatial.ingest.raster)
-    "SELECT id FROM platform.collections WHERE kind = 'raster' AND "
-    "('elevation' IN (properties->>'spatial:kind', properties->>'raster_kind', "
-    "properties->>'kind') OR 'elevation' = ANY(keywords)) ORDER BY id"
-)
-_DEM_ITEM = text(
-    "SELECT i.id, i.data_path, i.properties, "
-    "ST_Area(ST_Intersection(i.geom, f.g)) / NULLIF(ST_Area(f.g), 0) AS coverage, "
-    "ST_XMin(i.geom), ST_YMin(i.geom), ST_XMax(i.geom), ST_YMax(i.geom) "
-    "FROM rs.items AS i, (SELECT ST_GeomFromText(:footprint, 4326) AS g) AS f "
-    "WHERE i.collection_id = :cid AND ST_Intersects(i.geom, f.g) "
-    "ORDER BY coverage DESC, i.datetime DESC, i.id LIMIT 1"
-)
-
-
-def elevation_collections(url: str) -> list[str]:
-    """The ids of the elevation collections in the catalog."""
-    with engine(url) as eng, eng.connect() as conn:
-        return [row[0] for row in conn.execute(_ELEVATION)]
-
-
-def choose_dem(url: str, dem: str | None, scene: RpcScene, settings: Settings) -> Dem:
-    """The DEM item for a scene: of ``dem`` (a collection id) or the only elevation
-    collection.
-
-    Raises:
-        InvalidInputError: no elevation collection (or several, and no ``--dem``), an
-            unknown or non-elevation ``--dem``, or a scene outside the DEM.
-    """
-    known = elevation_collections(url)
-    name = scene.path.name
-    if dem is None:
-        if not known:
-            raise InvalidInputError(
-                f"{name} is georeferenced by RPCs only and needs a DEM to be orthorectified, "
-                "but the catalog has no elevation collection: ingest one first (spatial "
-                "ingest raster dem.tif --collection dem --kind elevation), or name one "
-                "with --dem"
-            )
-        if len(known) > 1:
-            raise InvalidInputError(
-                f"{name}: several elevation collections ({', '.join(known)}); choose the "
-                "DEM to orthorectify with --dem"
-            )
-        dem = known[0]
-    elif dem not in known:
-        listed = ", ".join(known) or "none (ingest one with --kind elevation)"
-        raise InvalidInputError(
-            f"--dem {dem}: not an elevation collection of the catalog; elevation "
-            f"collections: {listed}"
-        )
-    with engine(url) as eng, eng.connect() as conn:
-        row = conn.execute(_DEM_ITEM, {"cid": dem, "footprint": scene.footprint.wkt}).first()
-    box = ", ".join(f"{v:.3f}" for v in scene.footprint.bounds)
-    if row is None:
-        raise InvalidInputError(
-            f"{name}: the scene (lon/lat {box}) lies outside the DEM {dem}; ingest "
-            "elevation covering it (--kind elevation), or name another DEM with --dem"
-        )
-    item, data_path, properties, coverage = row[0], row[1], row[2] or {}, float(row[3] or 0)
-    if coverage < 1 - MAX_OUTSIDE:
-        raise InvalidInputError(
-            f"{name}: {100 * (1 - coverage):.0f}% of the scene (lon/lat {box}) lies outside "
-            f"the DEM {dem}/{item} (lon/lat {', '.join(f'{v:.3f}' for v in row[4:8])}); "
-            f"at most {100 * MAX_OUTSIDE:g}% may: ingest elevation covering the scene"
-        )
-    store = rasterstore.of(settings)
-    stats = (properties.get("raster:bands") or [{}])[0].get("statistics") or {}
-    wkt = properties.get("proj:wkt2") or properties.get("proj:code") or "EPSG:4326"
-    return Dem(
-        collection=dem,
-        item=item,
-        gdal_path=str(store.gdal_path(data_path)),
-        crs_wkt=CRS.from_user_input(wkt).to_wkt(),
-        mean=float(stats.get("mean", 0.0)),
-        coverage=coverage,
-    )
 
 
 def target_crs(dem: Dem, scene: RpcScene) -> CRS:

@@ -5,8 +5,9 @@ The raster ingest (:mod:`spatial.ingest.raster`) hands each scene path here firs
 
 - a NetCDF or HDF5 file: the variable ``--subdataset`` names is copied into a GeoTIFF
   (:mod:`spatial.ingest.containers`);
-- a file georeferenced by RPCs only (Gaofen, ZY-3): orthorectified with the DEM of an
-  elevation collection (:mod:`spatial.ingest.orthorectify`);
+- a file georeferenced by RPCs only (Gaofen, ZY-3): orthorectified
+  (:mod:`spatial.ingest.orthorectify`) with the DEM of an elevation collection
+  (:mod:`spatial.ingest.heights`);
 - anything else is left as it is.
 
 What is made goes into the job's work folder, ``<data_dir>/.raster-work-<job id>``
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from spatial.errors import InvalidInputError
-from spatial.ingest import containers, orthorectify
+from spatial.ingest import containers, heights, orthorectify
 from spatial.settings import Settings
 
 
@@ -107,7 +108,7 @@ def _prepare_file(
         done = containers.extract(path, source.subdataset, out / f"{path.stem}{suffix}.tif")
         return done.path, done.properties
     scene = orthorectify.read_scene(path)
-    dem = orthorectify.choose_dem(url, source.dem, scene, settings)
+    dem = heights.choose_dem(url, source.dem, scene, settings, work=out)
     target = out / f"{path.stem}.tif"
     return target, orthorectify.orthorectify(scene, dem, target)
 
@@ -129,5 +130,5 @@ def check(path: Path, source: Options, settings: Settings, *, url: str | None) -
         else:
             scene = orthorectify.read_scene(f)
             if url is not None:
-                orthorectify.choose_dem(url, source.dem, scene, settings)
+                heights.choose_dem(url, source.dem, scene, settings)
     return bool(special)
