@@ -167,7 +167,7 @@ def surface(path: Any, area: shapely.Geometry, item: str) -> Surface:
     """
     with reading(), rasterio.open(path) as src:
         to_dem = pyproj.Transformer.from_crs("OGC:CRS84", src.crs, always_xy=True)
-        shape = shapely.ops.transform(to_dem.transform, area)
+        shape = shapely.transform(area, lambda xy: np.column_stack(to_dem.transform(*xy.T)))
         west, south, east, north = shape.bounds
         outer = from_bounds(west, south, east, north, src.transform)
         win = (Window(outer.col_off - 1, outer.row_off - 1, outer.width + 2, outer.height + 2)
@@ -248,8 +248,8 @@ def per_zone(s: Surface, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Each zone's mean and maximum slope, slope grade of its mean, dominant aspect (the
     sector with most area, flat when it is mostly flat) and flat share, by exact coverage
     (:func:`spatial.analysis.zonal`)."""
-    slope = np.ma.masked_invalid(s.slope)[None]
-    sectors = np.ma.masked_equal(sector_of(s.slope, s.aspect).astype("float64"), 0)[None]
+    slope = np.ma.masked_invalid(s.slope)
+    sectors = np.ma.masked_equal(sector_of(s.slope, s.aspect).astype("float64"), 0)
     flat = np.ma.masked_array((sectors == 9).astype("float64"), mask=np.ma.getmaskarray(sectors))
     table = analysis.zonal(slope, s.grid, zones, ["mean", "max"])
     major = analysis.zonal(sectors, s.grid, zones, ["majority"])

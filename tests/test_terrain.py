@@ -8,9 +8,11 @@ must be lit, its south-east one shaded), 20 km south of the demo city, in EPSG:4
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import morecantile
@@ -25,6 +27,7 @@ from support import LiveServer, admin_headers, until
 
 from spatial.errors import InvalidInputError
 from spatial.ingest.raster import RasterSource, ingest_raster
+from spatial.ingest.vector import VectorSource, ingest_vector
 from spatial.settings import Settings
 
 WEST, NORTH = 600_000.0, 2_515_000.0
@@ -230,3 +233,89 @@ def test_hillshade_lights_north_west_slopes(api: httpx.Client) -> None:
                       f"{tile.y}/{tile.x}?azimuth=135&altitude=30&z_factor=2"))  # fmt: skip
     pixels = lit
     assert at(350, -350)[:, 0].mean() > at(-350, 350)[:, 0].mean() + 100
+
+
+def lonlat_box(west: float, south: float, east: float, north: float) -> dict[str, Any]:
+    """A GeoJSON polygon (CRS84) of an EPSG:4546 box."""
+    corners = [(west, south), (east, south), (east, north), (west, north), (west, south)]
+    return {"type": "Polygon", "coordinates": [[list(TO_LONLAT.transform(*c)) for c in corners]]}
+
+
+def run(api: httpx.Client, process: str, inputs: dict[str, Any], **kw: Any) -> httpx.Response:
+    return api.post(f"/processes/{process}/execution", json={"inputs": inputs}, **kw)
+
+
+@pytest.fixture(scope="module")
+def zones(api: httpx.Client, settings: Settings, url: str, tmp_path_factory: pytest.TempPathFactory
+          ) -> str:  # fmt: skip
+    """Two fields on the plane (EPSG:4546), a vector collection readable by everyone."""
+    path = tmp_path_factory.mktemp("zones") / "fields.geojson"
+    fields = [("A", WEST + 300, NORTH - 1200, WEST + 900, NORTH - 300),
+              ("B", WEST + 1100, NORTH - 1700, WEST + 1700, NORTH - 1100)]  # fmt: skip
+    features = [{"type": "Feature", "properties": {"name": name},
+                 "geometry": lonlat_box(w, s, e, n)} for name, w, s, e, n in fields]  # fmt: skip
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    ingest_vector(url, VectorSource(path, "ter_fields", "Fields", key="name", public=True),
+                  settings)  # fmt: skip
+    until(lambda: api.get("/collections/ter_fields").status_code, lambda s: s == 200,
+          "the API to list the fields", seconds=20)  # fmt: skip
+    return "ter_fields"
+
+
+def test_slope_and_aspect_of_a_plane(api: httpx.Client) -> None:
+    area = lonlat_box(WEST + 200, NORTH - 1800, WEST + 1800, NORTH - 200)
+    slope = run(api, "slope", {"dem": "ter_plane", "geometry": area})
+    assert slope.status_code == 200, slope.text
+    figures = slope.json()
+    assert abs(figures["slope_deg"]["mean"] - TILT) < 0.5
+    assert figures["slope_deg"]["max"] - figures["slope_deg"]["min"] < 0.5
+    grades = {g["range"]: g["share"] for g in figures["grades"]}
+    assert grades["6-15°"] == pytest.approx(1.0) and grades["≤2°"] == 0.0
+    assert figures["area_m2"] == pytest.approx(1600.0 * 1600.0, rel=0.02)
+    aspect = run(api, "aspect", {"dem": "ter_plane", "geometry": area}).json()
+    assert aspect["dominant"] == "E"
+    assert {s["sector"]: s["share"] for s in aspect["sectors"]}["E"] == pytest.approx(1.0)
+    # On the hill every sector has its share, and the flat top is flat.
+    hill = run(api, "aspect", {"dem": "ter_hill", "geometry": area}).json()
+    shares = {s["sector"]: s["share"] for s in hill["sectors"]}
+    assert all(0.05 < shares[s] < 0.2 for s in ("N", "NE", "E", "SE", "S", "SW", "W", "NW"))
+    assert 0.0 < shares["flat"] < 0.2
+
+
+def test_slope_per_zone_written_back(api: httpx.Client, url: str, zones: str) -> None:
+    area = lonlat_box(WEST, NORTH - SIZE * STEP, WEST + SIZE * STEP, NORTH)
+    answer = run(api, "aspect", {"dem": "ter_hill", "geometry": area, "zones": zones,
+                                 "properties": ["name"], "collection": "ter_field_aspect"},
+                 headers=admin_headers(url))  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    by_name = {z["name"]: z for z in answer.json()["zones"]}
+    # Field A lies north-west of the hill's top, B south-east of it.
+    assert by_name["A"]["dominant_aspect"] in {"NW", "N", "W"}
+    assert by_name["B"]["dominant_aspect"] in {"SE", "S", "E"}
+    assert 5.0 < by_name["A"]["mean_slope_deg"] < 30.0
+    admin = admin_headers(url)  # the collection written is its writer's (not public)
+    written = until(lambda: api.get("/collections/ter_field_aspect/items", headers=admin).json(),
+                    lambda d: len(d.get("features", [])) == 2,
+                    "the written collection")  # fmt: skip
+    names = {f["properties"]["name"]: f["properties"] for f in written["features"]}
+    assert names["B"]["dominant_aspect"] == by_name["B"]["dominant_aspect"]
+
+
+def test_slope_refusals(api: httpx.Client) -> None:
+    area = lonlat_box(WEST + 200, NORTH - 1800, WEST + 1800, NORTH - 200)
+    cases = [
+        ({"dem": "ter_plane"}, "'geometry'"),
+        ({"geometry": area}, "'dem'"),
+        ({"dem": "ter_rgb", "geometry": area}, "not an elevation collection"),
+        ({"dem": "ter_plane", "geometry": {"type": "Point", "coordinates": [112, 22.7]}},
+         "polygon"),
+        ({"dem": "ter_plane", "geometry": lonlat_box(WEST - 30_000, NORTH - 60_000,
+                                                     WEST + 30_000, NORTH)}, "km²"),
+        ({"dem": "ter_plane", "geometry": lonlat_box(WEST + 90_000, NORTH - 1000,
+                                                     WEST + 91_000, NORTH)}, "outside"),
+    ]  # fmt: skip
+    for inputs, words in cases:
+        answer = run(api, "slope", inputs)
+        assert answer.status_code == 400, (inputs, answer.text)
+        assert words in answer.text, answer.text
+    assert run(api, "slope", {"dem": "ter_private", "geometry": area}).status_code == 404
