@@ -303,7 +303,7 @@ def test_slope_per_zone_written_back(api: httpx.Client, url: str, zones: str) ->
 
 def test_slope_refusals(api: httpx.Client) -> None:
     area = lonlat_box(WEST + 200, NORTH - 1800, WEST + 1800, NORTH - 200)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"dem": "ter_plane"}, "'geometry'"),
         ({"geometry": area}, "'dem'"),
         ({"dem": "ter_rgb", "geometry": area}, "not an elevation collection"),
