@@ -64,7 +64,8 @@ def test_the_process_list_and_descriptions(api: httpx.Client) -> None:
     assert ids == [
         "buffer", "intersect-summarise", "area-by-zone", "nearest", "route", "service-area",
         "closest-facility",
-        "zonal-statistics", "change-detection", "water-extraction",
+        "zonal-statistics", "change-detection", "flood-extent", "slope", "aspect",
+        "water-extraction",
     ]  # fmt: skip
     described = api.get("/processes/nearest").json()
     assert {"collection", "point", "k", "max_distance"} == set(described["inputs"])
