@@ -167,7 +167,7 @@ def ingest(settings: Settings, folder: Path, prefix: str) -> dict[str, str]:
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
     paths = write(folder)
     ids = {name: f"{prefix}{name}" for name in paths}
-    dem = RasterSource((paths["dem"],), ids["dem"], datetime=WHEN, public=True)
+    dem = RasterSource((paths["dem"],), ids["dem"], kind="elevation", public=True)
     ingest_raster(url, dem, settings)
     for name, key in KEYS.items():
         source = VectorSource(paths[name], ids[name], ids[name], key=key, public=True)

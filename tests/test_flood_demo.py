@@ -7,7 +7,6 @@ from the city's terrain (``floodcase.demo_dem``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,8 +35,7 @@ def dem(api: httpx.Client, settings: Settings, tmp_path_factory: pytest.TempPath
         return "dem"
     path = fc.demo_dem(tmp_path_factory.mktemp("flood-demo") / "demo_dem.tif")
     url = settings.database.url.get_secret_value()  # type: ignore[union-attr]
-    source = RasterSource((path,), "fl_demo_dem", datetime=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-                          public=True)  # fmt: skip
+    source = RasterSource((path,), "fl_demo_dem", kind="elevation", public=True)
     ingest_raster(url, source, settings)
     return "fl_demo_dem"
 

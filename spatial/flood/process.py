@@ -34,7 +34,7 @@ from pyproj import Transformer
 from rasterio.features import rasterize
 from rasterio.windows import Window, from_bounds
 
-from spatial import analysis, mosaic
+from spatial import analysis, mosaic, terrain
 from spatial.catalog import CollectionRecord
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import LayerSchema, source
@@ -127,20 +127,15 @@ def level_of(inputs: dict[str, Any], gauge: Gauge, water_level: str) -> float:
 
 
 def elevation(record: CollectionRecord) -> None:
-    """Refuse a raster collection that is not elevation (a DEM: one band of heights).
+    """Refuse a raster collection that is not elevation (ingested with ``--kind elevation``).
 
     Raises:
         InvalidInputError: another kind of raster (imagery).
     """
-    props = record.properties or {}
-    kind = props.get("raster_kind") or props.get("kind")
-    bands = props.get("raster:bands") or props.get("bands") or []
-    one_float = len(bands) == 1 and str(bands[0].get("data_type", "float")).startswith("float")
-    if kind == "elevation" or (kind is None and one_float):
-        return
-    msg = (f"collection {record.id!r} is not an elevation model (it is "
-           f"{kind or 'imagery'}); ingest one with --kind elevation")  # fmt: skip
-    raise InvalidInputError(msg)
+    if not terrain.is_elevation(record):
+        msg = (f"collection {record.id!r} is not an elevation model (it is imagery); "
+               "ingest a DEM with --kind elevation")  # fmt: skip
+        raise InvalidInputError(msg)
 
 
 @dataclass(frozen=True)
