@@ -14,7 +14,7 @@ import floodcase as fc
 import httpx
 import pytest
 import shapely
-from support import LiveServer
+from support import LiveServer, run_cli
 
 from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.settings import Settings
@@ -108,3 +108,20 @@ def test_the_danger_flood_closes_its_roads_and_routes_go_around(
         for made in closed["closures"]:
             gone = api.delete(f"/network/closures/{made['id']}", headers=admin_auth)
             assert gone.status_code == 200, gone.text
+
+
+def test_the_command_line_floods_as_the_process(
+    api: httpx.Client, dem: str, settings: Settings, demo_url: str, admin_auth: dict[str, str]
+) -> None:
+    said = _flood(api, dem, admin_auth)
+    out = run_cli("flood", "run", "--gauge", GAUGE, "--level", "danger", "--dem", dem,
+                  SPATIAL_DATABASE_URL=demo_url, SPATIAL_DATA_DIR=str(settings.data_dir),
+                  SPATIAL_ENVIRONMENT="test")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"river method at {said['level']:.2f} m, gauge {GAUGE}" in out.stdout
+    assert f"{said['area_m2'] / 1e4:,.1f} ha" in out.stdout
+    assert f"residents: {said['population']['total']:,}" in out.stdout
+    refused = run_cli("flood", "run", "--gauge", "NO-SUCH", "--dem", dem,
+                      SPATIAL_DATABASE_URL=demo_url, SPATIAL_DATA_DIR=str(settings.data_dir),
+                      SPATIAL_ENVIRONMENT="test")  # fmt: skip
+    assert refused.returncode == 1 and "no gauge 'NO-SUCH'" in refused.stdout + refused.stderr

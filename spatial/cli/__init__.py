@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from spatial.cli import backup, db, gps, ingest, network, samples, serve, sta, users
+from spatial.cli import backup, db, flood, gps, ingest, network, samples, serve, sta, users
 from spatial.cli.common import console, err_console, friendly, progress_bar
 
 __all__ = ["app", "console", "err_console", "friendly", "main", "progress_bar"]
@@ -34,6 +34,7 @@ def _register() -> None:
     app.add_typer(gps.app, name="gps")
     app.add_typer(network.app, name="network")
     app.add_typer(sta.app, name="sta")
+    app.add_typer(flood.app, name="flood")
     app.command("serve")(serve.serve)
     app.command("backup")(backup.backup)
     app.command("restore")(backup.restore)

@@ -112,15 +112,17 @@ async def pending(conn: psycopg.AsyncConnection[Any], conf: Floods) -> list[Due]
 
 
 class SystemContext:
-    """What a trigger's flood extent reaches: every collection (the platform's own work,
-    no caller's restriction), the raster store, closures and ingest as :data:`ACTOR`."""
+    """What a trigger's (or the command line's) flood extent reaches: every collection (the
+    platform's own work, no caller's restriction), the raster store, closures and ingest
+    as the actor (:data:`ACTOR` for the triggers)."""
 
     def __init__(self, url: str, settings: Settings, records: Mapping[str, CollectionRecord],
-                 gauges: str = "water_gauges") -> None:  # fmt: skip
+                 gauges: str = "water_gauges", actor: Actor = ACTOR) -> None:  # fmt: skip
         """A context over the catalog ``records``; a new extents collection belongs to the
-        department of ``gauges`` (the gauges' collection)."""
+        department of ``gauges`` (the gauges' collection); ``actor`` closes and writes."""
         self.url = url
         self.gauges = gauges
+        self.actor = actor
         self.settings = settings
         self.records = records
         self.rasters = rasterstore.of(settings)
@@ -158,7 +160,7 @@ class SystemContext:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 return closures.add_closure(
                     conn, network, reason, wkt, expires_at=expires_at,
-                    max_days=self.settings.network.max_closure_days, actor=ACTOR,
+                    max_days=self.settings.network.max_closure_days, actor=self.actor,
                 )  # fmt: skip
 
         made: closures.Closure = await asyncio.to_thread(work)
@@ -182,7 +184,7 @@ class SystemContext:
                     public=None if exists or gauges is None else gauges.is_public,
                     source_name=f"{collection_id}.gpkg",
                 )  # fmt: skip
-                return ingest_vector(self.url, source, self.settings, actor=ACTOR).record.id
+                return ingest_vector(self.url, source, self.settings, actor=self.actor).record.id
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
 
