@@ -42,6 +42,10 @@ from spatial.mosaic import Scene
 from tiles.tms import tile_matrix_set
 
 TILE_SIZE = 256
+ALPHA_GAIN = 4.0
+"""A hillshade pixel's opacity per unit of shading away from flat land's (a 10° slope
+facing the light or away from it: about 0.5)."""
+MAX_ALPHA = 0.8
 OFFSET = 32768.0
 """Terrarium's offset (m): encoded values are height + 32768."""
 
@@ -182,13 +186,15 @@ def shading_pixels(
     step_y = (bounds.top - bounds.bottom) / TILE_SIZE
     transform = Affine(step_x, 0.0, bounds.left, 0.0, -step_y, bounds.top)
     east, north = surface.cell_size(tms.crs.to_wkt(), transform, TILE_SIZE, col=TILE_SIZE / 2)
-    valid = ~np.ma.getmaskarray(heights)
-    gx, gy = surface.horn(fill(heights), east, north)
-    lit = surface.shade(gx, gy, azimuth=shading.azimuth, altitude=shading.altitude,
-                        z_factor=shading.z_factor)  # fmt: skip
-    flat = max(np.sin(np.radians(shading.altitude)), 1e-6)
-    alpha = np.clip(np.abs(lit - flat) / max(flat, 1.0 - flat) * 1.6, 0.0, 0.85)
-    alpha = np.where(valid[1:-1, 1:-1], alpha, 0.0)
+    # No data is NaN: a cell next to it has no gradient and stays clear (a filled edge
+    # would draw a ridge along the DEM's outline).
+    gx, gy = surface.horn(np.ma.filled(heights.astype("float64"), np.nan), east, north)
+    shaded = surface.shade(gx, gy, azimuth=shading.azimuth, altitude=shading.altitude,
+                           z_factor=shading.z_factor)  # fmt: skip
+    valid = np.isfinite(gx) & np.isfinite(gy)
+    flat = float(np.sin(np.radians(shading.altitude)))
+    lit = np.where(valid, shaded, flat)
+    alpha = np.where(valid, np.clip(np.abs(lit - flat) * ALPHA_GAIN, 0.0, MAX_ALPHA), 0.0)
     pixels = np.empty((TILE_SIZE, TILE_SIZE, 4), dtype=np.uint8)
     grey = np.rint(lit * 255.0).astype(np.uint8)
     pixels[..., 0] = pixels[..., 1] = pixels[..., 2] = grey
