@@ -25,6 +25,7 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from support import LiveServer, admin_headers, until
 
+from spatial import terrain
 from spatial.errors import InvalidInputError
 from spatial.ingest.raster import RasterSource, ingest_raster
 from spatial.ingest.vector import VectorSource, ingest_vector
@@ -319,3 +320,40 @@ def test_slope_refusals(api: httpx.Client) -> None:
         assert answer.status_code == 400, (inputs, answer.text)
         assert words in answer.text, answer.text
     assert run(api, "slope", {"dem": "ter_private", "geometry": area}).status_code == 404
+
+
+def test_upload_kind_elevation(api: httpx.Client, url: str, dems: dict[str, Path]) -> None:
+    admin = admin_headers(url)
+
+    def upload(path: Path, **form: str) -> httpx.Response:
+        with path.open("rb") as f:
+            return api.post("/ingest/raster", headers=admin, data=form,
+                            files={"file": (path.name, f, "image/tiff")})  # fmt: skip
+
+    assert "--kind" in upload(dems["plane"], collection="ter_up", kind="lidar").text
+    answer = upload(dems["plane"], collection="ter_up", kind="elevation")
+    assert answer.status_code == 202, answer.text
+    job = until(lambda: api.get(answer.headers["location"], headers=admin).json(),
+                lambda j: j["state"] in {"succeeded", "failed"}, "the upload's job")  # fmt: skip
+    assert job["state"] == "succeeded", job["message"]
+    doc = api.get("/collections/ter_up/terrain/tilejson", headers=admin)
+    assert doc.status_code == 200 and doc.json()["encoding"] == "terrarium"
+
+
+def test_true_cell_sizes_on_geographic_and_mercator_grids() -> None:
+    """A 10° plane on a CGCS2000 lon/lat grid (1/3600° cells) has a 10° slope; a Web
+    Mercator pixel at 23°N is its step times cos(23°) on the ground."""
+    step = 1.0 / 3600.0
+    transform = Affine(step, 0.0, 112.0, 0.0, -step, 23.0)
+    east, north = terrain.cell_size("EPSG:4490", transform, 50, col=25.0)
+    assert 28.0 < east.mean() < 29.0 and 30.7 < north.mean() < 30.8
+    x_m = np.arange(52) * east.mean()
+    heights = np.tile(-math.tan(math.radians(TILT)) * x_m, (52, 1))  # falling to the east
+    gx, gy = terrain.horn(heights, east, north)
+    assert abs(float(np.median(terrain.slope_deg(gx, gy))) - TILT) < 0.2
+    assert np.allclose(terrain.aspect_deg(gx, gy), 90.0)  # it faces east
+    mercator = Affine(10.0, 0.0, 12_467_782.0, 0.0, -10.0, 2_620_000.0)  # about 23.03°N
+    east_m, north_m = terrain.cell_size("EPSG:3857", mercator, 1)
+    lat = math.degrees(2 * math.atan(math.exp(2_619_995.0 / 6_378_137.0)) - math.pi / 2)
+    assert east_m[0] == pytest.approx(10.0 * math.cos(math.radians(lat)), rel=1e-3)
+    assert north_m[0] == pytest.approx(east_m[0], rel=1e-3)
