@@ -29,15 +29,8 @@ NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "var" / "notebooks"
 KERNEL = "spatial-notebooks"
 CELL_TIMEOUT = 300  # seconds; the whole set runs in well under two minutes
-NAMES = (
-    "00_quickstart",
-    "01_land",
-    "02_planning",
-    "03_water",
-    "04_environment",
-    "05_emergency",
-    "06_departments",
-)
+NAMES = tuple(sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb")))
+"""Every notebook of the folder (00 quick start, then one per subsystem or group of them)."""
 
 
 @pytest.fixture(scope="module")
