@@ -85,8 +85,11 @@ PAD = 600.0
 SMOOTH_RIVER_PX = 8.0
 """Smoothing of the ground at the river (pixels): no step where two meanders' nearest
 points meet."""
-FOREST_RELIEF = (20.0, 35.0)
-"""Height range of the forest hills (m)."""
+FOREST_RELIEF = (15.0, 75.0)
+"""Height range of the forest hills (m): their ridges and valleys, steep enough that the
+hills hold land of every cultivated-land slope grade (up to >25°)."""
+FOREST_WAVELENGTH = 450.0
+"""Typical spacing of the forest hills' ridges (m)."""
 BASIN_RADIUS = 300.0
 """Radius of the closed basin (m) where its floor rises to the rim height."""
 
@@ -235,9 +238,11 @@ def dem(grid: Grid, rivers: list[River], parcels: Parcels) -> Terrain:
         away = np.minimum(away, 1.0 - near)
     generator = rng(STREAM_TERRAIN)
     forest = _forest(parcels, transform, shape)
-    relief = FOREST_RELIEF[0] + (FOREST_RELIEF[1] - FOREST_RELIEF[0]) * 0.5 * (
-        1.0 + np.clip(smooth_noise(generator, x, y, 900.0), -1.0, 1.0)
+    ridges = 0.6 * smooth_noise(generator, x, y, 2 * FOREST_WAVELENGTH) + 0.4 * smooth_noise(
+        generator, x, y, FOREST_WAVELENGTH
     )
+    low, high = FOREST_RELIEF
+    relief = low + (high - low) * 0.5 * (1.0 + np.tanh(1.5 * ridges))
     heights += forest * relief * away
     heights += smooth_noise(generator, x, y, 450.0) * (0.4 + 1.1 * away)
     basin = _basin(grid, rivers, heights, away, forest)
