@@ -70,7 +70,7 @@ class Channel:
 CHANNELS = {
     "main": Channel(half_width=30.0, depth=5.0, plain=300.0, rise=6.0),
     "tributary": Channel(half_width=8.0, depth=4.5, plain=160.0, rise=6.0),
-    "canal": Channel(half_width=5.0, depth=4.0, plain=150.0, rise=6.0),
+    "canal": Channel(half_width=5.0, depth=4.5, plain=150.0, rise=6.0),
 }
 LIFT = 10.0
 """How much more the valley sides rise beyond the flood plain, at most (m)."""
@@ -161,7 +161,9 @@ def _river_field(
 
 def _valley(channel: Channel, distance: FloatArray, ground: FloatArray) -> FloatArray:
     """Heights of a river's channel, flood plain and valley sides."""
-    hw, slope = channel.half_width, channel.rise / (channel.plain - channel.half_width)
+    # At least a cell each side: a narrower channel would fall between the pixel centres.
+    hw = max(channel.half_width, PIXEL)
+    slope = channel.rise / (channel.plain - hw)
     bed = -channel.depth * (1.0 - (np.minimum(distance, hw) / hw) ** 2)
     plain = slope * np.clip(distance - hw, 0.0, channel.plain - hw)
     beyond = LIFT * (1.0 - np.exp(-np.maximum(distance - channel.plain, 0.0) / LIFT_SCALE))
