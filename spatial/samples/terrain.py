@@ -15,7 +15,7 @@ drawn from, :func:`spatial.samples.themes.water_gauges`) and are shaped by the r
 - further out the valley sides keep rising, by at most :data:`LIFT` metres more, and give
   way to the valley of :meth:`Grid.elevation` where that is higher (hills are kept, hollows
   lower than the river's valley are filled);
-- forest land of the cadastre (first-level class ``03``) stands on hills 20-35 m high, away
+- forest land of the cadastre (first-level class ``03``) stands on hills 15-75 m high, away
   from the flood plains;
 - smooth noise of a metre or two (less on the flood plains);
 - one closed basin (:class:`Basin`), away from the rivers and the forest, whose floor lies
