@@ -168,8 +168,7 @@ def raster(
 ) -> None:
     """Convert rasters to COGs and catalog them as STAC items of a raster collection.
 
-    NetCDF and HDF5 files are read by subdataset (--subdataset); images georeferenced by
-    RPCs only (Gaofen, ZY-3) are orthorectified with the DEM of an elevation collection."""
+    NetCDF/HDF5: one variable (--subdataset). RPC images (Gaofen, ZY-3): orthorectified (--dem)."""
     from spatial.ingest.raster import (  # noqa: PLC0415 - heavy imports, only for this command
         RasterSource,
         ingest_raster,
