@@ -391,8 +391,9 @@ def test_an_rpc_scene_is_orthorectified_as_gdalwarp_does(
 
 
 def test_a_gaofen_upload_with_an_rpb_sidecar_is_orthorectified(
-    tmp_path: Path, dem: str, live_api: LiveServer, admin_auth: dict[str, str]
-) -> None:
+    tmp_path: Path, dem: str, live_api: LiveServer, admin_auth: dict[str, str], *,
+    settings: Settings, database_url: str,
+) -> None:  # fmt: skip
     scene = _rpc_scene(tmp_path / "GF1_WFV1_sidecar.tiff", _rpc(128), size=128, sidecar=True)
     rpb = scene.with_suffix(".RPB")
     assert rpb.is_file()
@@ -406,6 +407,9 @@ def test_a_gaofen_upload_with_an_rpb_sidecar_is_orthorectified(
         item = client.get("/stac/collections/sat_ortho_up/items/GF1_WFV1_sidecar").json()
     assert item["properties"]["proj:code"] == "EPSG:4546", item
     assert "orthorectified with RPCs" in item["properties"]["processing:lineage"]
+    native = _item(database_url, "sat_ortho_up", "GF1_WFV1_sidecar")["_data"]
+    with rasterio.open(settings.data_dir / "rasters" / native) as src:  # the RPCs left behind
+        assert src.rpcs is None and src.crs == "EPSG:4546"
 
 
 @pytest.mark.parametrize(

@@ -76,9 +76,13 @@ def prepare(
         if f in special:
             _, extra = _prepare_file(f, source, settings, url=url, out=mirror)
             properties.update(extra)
-        else:
+        elif not _rpc_sidecar(f):  # the RPCs would follow the orthorectified image
             (mirror / f.name).symlink_to(f.resolve())
     return mirror, properties
+
+
+def _rpc_sidecar(path: Path) -> bool:
+    return path.suffix.lower() == ".rpb" or path.name.lower().endswith("_rpc.txt")
 
 
 def _made(settings: Settings, job_id: str) -> list[Path]:
