@@ -32,6 +32,7 @@ from spatial.network.reach import MAX_BANDS, MAX_MINUTES
 from spatial.network.routing import MAX_POINTS
 from spatial.processes import PROCESSES
 from spatial.subsystems import SHIPPED
+from spatial.terrain import is_elevation as _holds_elevation
 
 SUBSYSTEMS_DIR = SHIPPED
 """The shipped definitions (:data:`spatial.subsystems.SHIPPED`)."""
@@ -334,10 +335,15 @@ class Flood(_Model):
         if missing:
             msg = f"process {self.process!r} has no inputs {missing}: it is not a flood extent"
             raise ValueError(msg)
-        if not all(0.1 <= h <= MAX_CLOSURE_HOURS for h in self.hours):
-            msg = f"hours: each from 0.1 to {MAX_CLOSURE_HOURS} (the process's limits)"
-            raise ValueError(msg)
         return self
+
+    @field_validator("hours")
+    @classmethod
+    def _durations(cls, hours: list[float]) -> list[float]:
+        if not all(0.1 <= h <= MAX_CLOSURE_HOURS for h in hours):
+            msg = f"each from 0.1 to {MAX_CLOSURE_HOURS} hours (the process's limits)"
+            raise ValueError(msg)
+        return hours
 
 
 FLOOD_EXTENT = "flood_extent"
@@ -622,10 +628,8 @@ def _monitor(
 
 def is_elevation(record: CollectionRecord) -> bool:
     """Whether a collection is an elevation model (``--kind elevation``: terrain and
-    hillshade tiles)."""
-    props = record.properties or {}
-    kinds = {props.get("spatial:kind"), props.get("raster_kind"), props.get("kind")}
-    return record.kind == Kind.RASTER and ("elevation" in kinds or "elevation" in record.keywords)
+    hillshade tiles; :func:`spatial.terrain.is_elevation`)."""
+    return record.kind == Kind.RASTER and _holds_elevation(record)
 
 
 def _terrain(

@@ -151,6 +151,11 @@ def test_every_collection_attribute_and_process_exists(catalog: Catalog, demo_ur
             for item in ("before", "after"):
                 if item in offer.inputs:
                     assert offer.inputs[item] in scenes, subsystem.id
+        if subsystem.terrain is not None:  # the demo's DEM: every map may tilt into 3D
+            assert subsystems.is_elevation(catalog.get(subsystem.terrain.collection))
+        if subsystem.flood is not None:
+            assert catalog.get(subsystem.flood.gauges).properties.get("key") == "gauge_id"
+    assert {s.id for s in subsystems.load() if s.flood} == {"water", "emergency"}
 
 
 def _has(catalog: Catalog, cid: str) -> bool:
@@ -198,6 +203,9 @@ def test_land_use_colours_cover_every_first_level_class_in_the_demo(demo_url: st
         ("extent: [112.1, 22.8, 112.0, 22.9]\n", "extent"),
         ("id: [unclosed\n", "cannot be read as YAML"),
         ("id: other\n", "differs from the file name"),
+        ("terrain: {collection: dem, exaggeration: 0}\n", "terrain.exaggeration"),
+        ("flood: {process: buffer}\n", "not a flood extent"),
+        ("flood: {hours: [0]}\n", "flood.hours"),
     ],
 )
 def test_a_broken_definition_stops_the_app_naming_file_and_field(
