@@ -31,6 +31,7 @@ import numpy.typing as npt
 import pyproj
 import rasterio
 import shapely
+from rasterio.errors import WindowError
 from rasterio.features import geometry_mask
 from rasterio.windows import Window, from_bounds
 
@@ -170,9 +171,12 @@ def surface(path: Any, area: shapely.Geometry, item: str) -> Surface:
         shape = shapely.transform(area, lambda xy: np.column_stack(to_dem.transform(*xy.T)))
         west, south, east, north = shape.bounds
         outer = from_bounds(west, south, east, north, src.transform)
-        win = (Window(outer.col_off - 1, outer.row_off - 1, outer.width + 2, outer.height + 2)
-               .round_offsets().round_lengths()
-               .intersection(Window(0, 0, src.width, src.height)))  # fmt: skip
+        try:
+            win = (Window(outer.col_off - 1, outer.row_off - 1, outer.width + 2, outer.height + 2)
+                   .round_offsets().round_lengths()
+                   .intersection(Window(0, 0, src.width, src.height)))  # fmt: skip
+        except WindowError:
+            raise InvalidInputError("the area is outside the DEM") from None
         cells = int(win.width) * int(win.height)
         if cells > MAX_CELLS:
             msg = (f"the area covers {cells:,} cells of the DEM, more than {MAX_CELLS:,}: "
