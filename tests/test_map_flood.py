@@ -8,8 +8,9 @@ the emergency map picks gauge YF-SW-02 at its danger level with its roads closed
 extent is the process's (the same area as a direct run), drawn and zoomed to; the affected
 parcels, facilities and roads are listed per collection with their counts, the population
 by district; the closure made is listed and the command panel's closures layer reads it
-(the window event spatial:closures); a level the process refuses shows its message. The
-closure is lifted at the end. No request leaves loopback.
+(the window event spatial:closures); a level the process refuses shows its message; a seed
+point clicked on the map with a level in metres runs the level method, as a direct run at
+that point does. The closure is lifted at the end. No request leaves loopback.
 
 The DEM is the demo's ``dem``; a demo loaded without one gets the city's terrain built here
 (``floodcase.demo_dem``). Screenshot: ``var/test-screenshots/map-flood.png``.
@@ -18,6 +19,7 @@ The DEM is the demo's ``dem``; a demo loaded without one gets the city's terrain
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,6 +152,7 @@ def test_a_flood_at_a_gauges_danger_level_lists_what_it_covers_and_closes_its_ro
             _the_closure_listed_and_drawn(page, made)
             seen.screenshot("map-flood")
             _a_refused_level_shows_the_servers_message(page)
+            _a_level_at_a_clicked_seed_point(page, served, result)
         # The only error: the browser's own note of the refused request.
         assert len(seen.console_errors) == 1 and "400" in seen.console_errors[0], (
             seen.console_errors
@@ -214,3 +217,26 @@ def _a_refused_level_shows_the_servers_message(page: Any) -> None:
     error = _wait(page, ".flood-result[data-state='failed'] .flood-error")
     assert "level" in error.inner_text(), error.inner_text()
     assert page.evaluate("() => spatialFlood.result()") is None
+
+
+def _a_level_at_a_clicked_seed_point(page: Any, served: Served, before: dict[str, Any]) -> None:
+    """A seed clicked on the map (the gauge's river cell of the first run) and a level a
+    metre over the river bed there: the level method's extent, as a direct run of the
+    clicked point gives it."""
+    page.click("#flood button.seed")
+    x, y = page.evaluate("(c) => { const p = spatialMap.project(c); return [p.x, p.y]; }",
+                         before["seed"])  # fmt: skip
+    page.locator("#map canvas").click(position={"x": x, "y": y})
+    assert page.input_value("#flood select[name=gauge]") == ""
+    assert page.input_value("#flood select[name=level]") == "custom"
+    level = round(before["bed"] + 1, 2)
+    page.fill("#flood input[name=metres]", str(level))
+    page.click("#flood button.run")
+    _wait(page, ".flood-result[data-state='done']")
+    seeded = page.evaluate("() => spatialFlood.result()")
+    assert seeded["method"] == "level" and seeded["gauge"] is None and seeded["level"] == level
+    assert seeded["closures"] == [] and seeded["area_m2"] > 0
+    clicked = json.loads(page.get_attribute("#flood button.seed", "data-seed"))
+    point = {"type": "Point", "coordinates": clicked}
+    direct = _direct(served, {"dem": served.dem, "level": level, "seed": point})
+    assert direct["area_m2"] == pytest.approx(seeded["area_m2"], rel=1e-6)

@@ -17,7 +17,8 @@
 // For the browser tests: #flood carries data-gauges (gauges read); .flood-result carries
 // data-state (idle, running, done, failed), data-area (m²) and data-level; groups
 // .flood-affected[data-collection][data-count] with li[data-id]; population
-// tr[data-district][data-population]; closures li[data-closure]; .flood-error the message.
+// tr[data-district][data-population]; closures li[data-closure]; .flood-error the message;
+// button.seed data-seed (the clicked point, JSON).
 // window.spatialFlood: result() (the last answer), run(inputs).
 
 import { base, element, getJSON, postJSON, say, section } from './common.js';
@@ -174,6 +175,7 @@ class Flood {
     this.seed = at;
     this.map.getSource(SEED).setData(collection(at ? [feature({ type: 'Point', coordinates: at }, {})] : []));
     this.seedButton.textContent = at ? `起点 Seed ${at[0].toFixed(5)}, ${at[1].toFixed(5)}` : '在地图上点选起点 Click a seed point';
+    this.seedButton.dataset.seed = at ? JSON.stringify(at) : '';
   }
 
   /** The process's inputs from the form, or null (what is missing said). */
