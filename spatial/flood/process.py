@@ -451,10 +451,18 @@ def _river(area: Window2, rivers: gpd.GeoDataFrame, level: float, reach: float
     channel = channel_of(rivers, area.grid)
     if channel is None:
         raise InvalidInputError("no river runs through the DEM near the gauge")
+    # The drainage is the gauge's own river, the one nearest to it: a main river's stage
+    # says nothing of a tributary's depth (measured from a tributary's shallower bed, the
+    # main river's depth would flood its whole valley). The other rivers' channels are
+    # still no flooded land.
+    row, col = area.cell
+    x, y = area.grid.transform * (col + 0.5, row + 0.5)
+    lines = rivers.geometry[~(rivers.geometry.isna() | rivers.geometry.is_empty)]
+    own = channel_of(rivers.loc[[lines.distance(shapely.Point(x, y)).idxmin()]], area.grid)
     cell = float(abs(area.grid.transform.a))
-    extent = engine.river_extent(area.heights, channel, area.cell, None, level=level,
-                                 reach_cells=reach / cell)  # fmt: skip
-    return extent.flooded, float(extent.bed if extent.bed is not None else np.nan)
+    extent = engine.river_extent(area.heights, own if own is not None else channel, area.cell,
+                                 None, level=level, reach_cells=reach / cell)  # fmt: skip
+    return extent.flooded & ~channel, float(extent.bed if extent.bed is not None else np.nan)
 
 
 def _level(path: Any, grid: mosaic.Grid, rivers: gpd.GeoDataFrame | None, level: float,
