@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-GENERATOR_VERSION = "1.3.0"
+GENERATOR_VERSION = "1.4.0"
 """Bumped whenever any output byte changes."""
 
 SEED = 20250630
