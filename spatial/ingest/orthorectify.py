@@ -54,6 +54,7 @@ from rasterio.warp import calculate_default_transform, reproject
 from spatial import rasterstore
 from spatial.errors import InvalidInputError
 from spatial.ingest import containers
+from spatial.ingest.raster_checks import has_colormap
 
 ERROR_THRESHOLD = 0.0
 """Pixels: the approximation error allowed; none (gdalwarp's default with ``RPC_DEM``)."""
@@ -234,7 +235,7 @@ def orthorectify(scene: RpcScene, dem: Dem, target: Path) -> dict[str, Any]:
     properties that say how."""
     where = grid(scene, dem)
     with _quiet(), rasterio.open(scene.path) as src:
-        categorical = _has_colormap(src)
+        categorical = has_colormap(src)
         floating = np.dtype(src.dtypes[0]).kind == "f"
         given = src.nodata if src.nodata is not None else (math.nan if floating else 0)
         nodata = containers.nodata_for(src.dtypes[0], given)
@@ -278,14 +279,6 @@ def orthorectify(scene: RpcScene, dem: Dem, target: Path) -> dict[str, Any]:
 def _tags(tags: dict[str, str]) -> dict[str, str]:
     """The file's tags without what described the unrectified image."""
     return {k: v for k, v in tags.items() if not k.startswith(("RPC", "AREA_OR_POINT"))}
-
-
-def _has_colormap(src: Any) -> bool:
-    try:
-        src.colormap(1)
-    except ValueError:
-        return False
-    return True
 
 
 @contextmanager

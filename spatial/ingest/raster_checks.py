@@ -204,7 +204,7 @@ def _describe(src: Any, path: Path, size: int, limits: Limits) -> FileInfo:
         ),
         scales=tuple(src.scales),
         offsets=tuple(src.offsets),
-        has_colormap=_has_colormap(src),
+        has_colormap=has_colormap(src),
     )
 
 
@@ -324,7 +324,8 @@ def _declared_nodata(src: Any, name: str) -> None:
                     )
 
 
-def _has_colormap(src: Any) -> bool:
+def has_colormap(src: Any) -> bool:
+    """Whether band 1 of an open dataset has a colour table (a categorical raster)."""
     try:
         src.colormap(1)
     except ValueError:

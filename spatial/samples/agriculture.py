@@ -107,7 +107,9 @@ def plots(city: City) -> list[Record]:
     return records
 
 
-def _parts(geometry: BaseGeometry) -> list[Polygon]:
+def polygon_parts(geometry: BaseGeometry) -> list[Polygon]:
+    """The polygons of a (Multi)Polygon, north to south then west to east (a stable
+    numbering); nothing for other geometries."""
     if isinstance(geometry, Polygon):
         return [geometry]
     if isinstance(geometry, MultiPolygon):
@@ -150,7 +152,7 @@ def basic_farmland(city: City) -> list[Record]:
     weights = np.array([w for _, w in DESIGNATED])
     for _, rows in sorted(blocks.items()):
         union = shapely.set_precision(shapely.union_all(p.geometry[rows]), 0.01)
-        for part in _parts(union):
+        for part in polygon_parts(union):
             inside = [k for k in rows if part.contains(p.geometry[k].point_on_surface())]
             areas = shapely.area(p.geometry[inside])
             mean = float(np.average(grade[inside], weights=areas))

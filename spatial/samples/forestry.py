@@ -14,9 +14,8 @@ from collections import defaultdict
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon
-from shapely.geometry.base import BaseGeometry
 
+from spatial.samples.agriculture import polygon_parts
 from spatial.samples.city import DISTRICTS, City
 from spatial.samples.grid import BLOCK
 from spatial.samples.streams import STREAM_FORESTRY, rng
@@ -93,14 +92,6 @@ def _groups(city: City) -> dict[tuple[int, int, int, int, str], list[int]]:
     return groups
 
 
-def _parts(geometry: BaseGeometry) -> list[Polygon]:
-    if isinstance(geometry, Polygon):
-        return [geometry]
-    if isinstance(geometry, MultiPolygon):
-        return sorted(geometry.geoms, key=lambda g: (-g.centroid.y, g.centroid.x))
-    return []
-
-
 def _stand(generator: np.random.Generator, kind: str, height: float) -> dict[str, object]:
     """Species, origin, age, age group, canopy density and volume of one stand."""
     if kind in ("bamboo", "shrub"):
@@ -152,7 +143,7 @@ def compartments(city: City) -> list[Record]:
             numbers[district] += 1
             linban[block] = numbers[district]
         union = shapely.union_all(p.geometry[rows])
-        for part in _parts(shapely.set_precision(union, 0.01)):
+        for part in polygon_parts(shapely.set_precision(union, 0.01)):
             xiaoban[block] += 1
             centre = part.centroid
             height = float(city.grid.elevation(np.array([centre.x]), np.array([centre.y]))[0])
