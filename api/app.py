@@ -33,16 +33,21 @@ from api.routers import (
     incidents,
     ingest,
     landing,
+    map_images,
     maps,
     network,
+    printing,
     processes,
     rasters,
     sta,
     sta_write,
     stac,
+    styles,
     terrain,
     tiles,
     transactions,
+    wms,
+    wmts,
 )
 from api.routing import Router
 from layers import subsystems
@@ -55,7 +60,7 @@ from tiles.service import TileService
 
 ROUTERS = (tiles, rasters, coverages, stac, auth, admin, landing, features, transactions, processes,
            ingest, editions, gps, gps_webhooks, fences, network, incidents, maps, sta,
-           sta_write, alarms, terrain)  # fmt: skip
+           sta_write, alarms, terrain, styles, map_images, printing, wms, wmts)  # fmt: skip
 """The routers, in the order their routes are matched."""
 
 

@@ -39,6 +39,8 @@ PACKAGES = {
     # The monitoring maps' charts of readings (api/static/maps/monitor.js): uPlot, an ES
     # module (dist/uPlot.esm.js) drawing on a canvas, with no dependency and no eval.
     "uplot": "1.6.32",
+    # OpenLayers, for pages built on the platform's WMTS and WMS (tests/test_wmts.py).
+    "ol": "10.11.0",
     # What folium's maps load (spatial.viz points them here): jQuery, Font Awesome and
     # awesome-markers at folium's own versions; Bootstrap 3 only for its Glyphicons font,
     # folium's default marker icon set (see GLYPHICONS).

@@ -29,6 +29,8 @@ command -v chromedriver >/dev/null || missing+=("chromium-driver")
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=("fonts-wqy-microhei")
 # The MQTT broker the OwnTracks subscriber's tests start on a port of their own.
 [ -x /usr/sbin/mosquitto ] || missing+=("mosquitto")
+# QGIS, the desktop client the tests load the platform's services in (Debian's own python3).
+/usr/bin/python3 -c "import qgis.core" 2>/dev/null || missing+=("python3-qgis" "qgis-providers")
 # The load generator of the benchmarks (benchmarks/README.md), so each runs after `make demo`.
 command -v wrk >/dev/null || missing+=("wrk")
 
