@@ -16,6 +16,12 @@ platform's), Part 4 edits (ETag and If-Match), and process execution and jobs (i
 PostGIS). See
 ``docs/architecture.md``.
 
+Pages and documents are in English or Chinese (:mod:`spatial.i18n` chooses, from ``lang=``
+and ``Accept-Language``): pygeoapi's template strings through the gettext catalog in
+``spatial/translations`` (compiled into ``var/locale`` at start), the collections' titles and
+descriptions as pygeoapi's language maps (``{"en": ..., "zh-CN": ...}``), and a
+``Content-Language`` header on each answer.
+
 pygeoapi's handlers are synchronous; they run on worker threads.
 """
 
@@ -28,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from babel import Locale
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from pygeoapi import l10n
@@ -41,9 +48,9 @@ from api.deps import caller
 from api.ogc import base_url
 from api.openapi import as_openapi_30
 from layers import Catalog, View
-from spatial import features
+from spatial import features, i18n
 from spatial.catalog import Kind
-from spatial.settings import Settings
+from spatial.settings import Settings, project_root
 
 Handler = Callable[..., tuple[dict[str, str], int, Any]]
 """A pygeoapi handler: (api, request, *args) to (headers, status, content)."""
@@ -51,6 +58,8 @@ PROVIDER = "api.provider.PlatformProvider"
 RECORDS_PROVIDER = "api.provider.CatalogProvider"
 SCENES_PROVIDER = "api.provider.SceneProvider"
 CATALOG_ID = "catalog"
+LOCALE_DIR = project_root() / "var" / "locale"
+"""Where the gettext catalogs of pygeoapi's templates are compiled (``i18n.compile_catalog``)."""
 
 
 class Shared:
@@ -73,8 +82,8 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
     props = record.properties
     return {
         "type": "collection",
-        "title": record.title,
-        "description": record.description or record.title,
+        "title": i18n.variants(record.title),
+        "description": i18n.variants(record.description or record.title),
         "keywords": [*record.keywords, *record.subsystems],
         "links": [
             {"type": "application/json", "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
@@ -136,8 +145,8 @@ def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str,
         href = f"{base}/collections/{record.id}"
         resources[record.id] = {
             "type": "collection",
-            "title": record.title,
-            "description": record.description or record.title,
+            "title": i18n.variants(record.title),
+            "description": i18n.variants(record.description or record.title),
             "keywords": [*record.keywords, *record.subsystems],
             "links": [
                 {
@@ -182,9 +191,11 @@ def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str,
         resources[record.id] = _raster_resource(record, base)
     resources[CATALOG_ID] = {
         "type": "collection",
-        "title": "Catalog",
-        "description": "Every collection of the platform (vector layers, imagery, GPS "
-        "views), searchable by text, place, kind and subsystem.",
+        "title": i18n.variants("Catalog"),
+        "description": i18n.variants(
+            "Every collection of the platform (vector layers, imagery, GPS views), searchable "
+            "by text, place, kind and subsystem."
+        ),
         "keywords": ["catalog", "records"],
         "extents": _extents(None, None, None),
         "providers": [
@@ -206,7 +217,8 @@ def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str,
             "icon": f"{base}/favicon.ico",
             "mimetype": "application/json; charset=UTF-8",
             "encoding": "utf-8",
-            "languages": ["en-US", "zh-CN"],
+            "languages": ["en-US", "zh-CN"],  # in i18n.LANGUAGES' order
+            "locale_dir": str(LOCALE_DIR),
             "pretty_print": False,
             "limits": {"default_items": server.default_limit, "max_items": server.max_limit},
             # No basemap unless one is configured: users are offline.
@@ -218,9 +230,11 @@ def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str,
         "logging": {"level": "WARNING"},
         "metadata": {
             "identification": {
-                "title": "3S spatial platform",
-                "description": "Imagery, parcels and GPS tracks of the city in one PostGIS, "
-                "served through OGC APIs.",
+                "title": i18n.variants("3S spatial platform"),
+                "description": i18n.variants(
+                    "Imagery, parcels and GPS tracks of the city in one PostGIS, served through "
+                    "OGC APIs."
+                ),
                 "keywords": ["3S", "GIS", "remote sensing", "GPS", "OGC API"],
                 "keywords_type": "theme",
                 "terms_of_service": f"{base}/",
@@ -272,6 +286,7 @@ class Engine:
         # pygeoapi logs every exception body it answers, 400s and 404s included, with a
         # traceback; errors of the platform's own code log through its handlers.
         logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
+        i18n.compile_catalog(LOCALE_DIR)
         self._lock = threading.Lock()
         self._apis: OrderedDict[tuple[str, frozenset[Any]], tuple[Catalog, API]] = OrderedDict()
 
@@ -300,18 +315,21 @@ class Engine:
         )  # fmt: skip
 
     async def render(self, request: Request, template: str, data: dict[str, Any]) -> Response:
-        """One of pygeoapi's pages (``template``) showing a document of the platform's."""
+        """One of pygeoapi's pages (``template``) showing a document of the platform's, in
+        the language the request asks for."""
         api = self._api_for(request)
+        lang = language(request)
 
         def page() -> str:
             with _fresh_page_config():
                 text: str = render_j2_template(
                     api.tpl_config, api.config["server"]["templates"], template, data,
-                    api.default_locale,
+                    _locale(api, lang),
                 )  # fmt: skip
                 return text
 
-        return HTMLResponse(await run_in_threadpool(page))
+        headers = {"Content-Language": lang}
+        return HTMLResponse(await run_in_threadpool(page), headers=headers)
 
     async def answer(
         self, request: Request, handler: Handler, *args: Any, hidden: frozenset[str] = frozenset()
@@ -322,7 +340,7 @@ class Engine:
         see them, but the links it builds keep them.
         """
         api = self._api_for(request)
-        api_request = await APIRequest.from_starlette(request, api.locales)
+        api_request = await _Request.from_starlette(request, api.locales)
         if hidden:
             api_request._args = _Handled(api_request._args, hidden)
         if not api_request.is_valid():
@@ -331,6 +349,8 @@ class Engine:
             headers, status, content = await run_in_threadpool(
                 self._call, handler, api, api_request, *args
             )
+        if "Content-Language" in headers:  # pygeoapi's tag for zh-CN is zh-Hans-CN
+            headers["Content-Language"] = language(request)
         return Response(content, status_code=int(status), headers=headers)
 
     def _call(self, handler: Handler, *args: Any) -> tuple[dict[str, str], int, Any]:
@@ -341,6 +361,32 @@ class Engine:
             result: tuple[dict[str, str], int, Any] = handler(*args)
             return result
         raise AssertionError  # unreachable: ExitStack does not swallow exceptions
+
+
+def language(request: Request) -> str:
+    """The language a request asks for (:func:`spatial.i18n.negotiate`)."""
+    return i18n.negotiate(
+        request.query_params.get(i18n.QUERY_PARAM), request.headers.get("accept-language")
+    )
+
+
+def _locale(api: API, lang: str) -> Locale:
+    """pygeoapi's locale for one of the platform's languages (its ``languages`` are in
+    :data:`spatial.i18n.LANGUAGES`' order)."""
+    found: Locale = api.locales[i18n.LANGUAGES.index(lang)]
+    return found
+
+
+class _Request(APIRequest):  # type: ignore[misc]
+    """pygeoapi's request, in the language :func:`spatial.i18n.negotiate` chooses (pygeoapi's
+    own choice fails on ``lang=zh`` and ``zh-TW``: Babel has no ``zh_CN`` locale without its
+    script, and answers 500)."""
+
+    def _get_locale(self, headers: Any, supported_locales: list[Locale]) -> tuple[Any, Locale]:
+        asked = self._args.get(i18n.QUERY_PARAM)
+        accept = headers.get("accept-language")
+        lang = i18n.negotiate(asked, accept)
+        return asked or accept, supported_locales[i18n.LANGUAGES.index(lang)]
 
 
 @contextlib.contextmanager

@@ -1,8 +1,17 @@
-"""One table from domain errors to HTTP status, with an OGC exception body."""
+"""One table from domain errors to HTTP status, with an OGC exception body.
+
+The body's ``description`` is in the language the request asks for (``lang=``, then
+``Accept-Language``: :func:`spatial.i18n.negotiate`): the English message, or its Chinese from
+:data:`spatial.i18n.MESSAGES` (the English kept, after the Chinese meaning of its ``code``,
+when the message has no translation). The ``code`` and the status never change with the
+language. The language is read when the answer is sent (:class:`ExceptionResponse`), so an
+answer made where no request is at hand (the authentication middleware) follows it too.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -10,7 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from spatial.errors import (
     ConfigurationError,
@@ -28,6 +39,7 @@ from spatial.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from spatial.i18n import EN, QUERY_PARAM, message, negotiate
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -50,6 +62,40 @@ STATUS: dict[type[SpatialError], tuple[int, str]] = {
 }
 
 
+class ExceptionResponse(JSONResponse):
+    """An OGC exception body (``code``, ``description``) whose description is translated,
+    when it is sent, into the language of the request it answers."""
+
+    def __init__(
+        self, code: str, description: str, status_code: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        self.code, self.description = code, description
+        self.extra_headers = dict(headers or {})
+        super().__init__(
+            {"code": code, "description": description}, status_code,
+            {**self.extra_headers, "Content-Language": EN},
+        )  # fmt: skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lang = _language(scope)
+        if lang == EN:
+            await super().__call__(scope, receive, send)
+            return
+        translated = JSONResponse(
+            {"code": self.code, "description": message(self.description, lang, self.code)},
+            self.status_code, {**self.extra_headers, "Content-Language": lang},
+        )  # fmt: skip
+        await translated(scope, receive, send)
+
+
+def _language(scope: Scope) -> str:
+    if scope.get("type") != "http":
+        return EN
+    query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+    return negotiate(query.get(QUERY_PARAM), Headers(scope=scope).get("accept-language"))
+
+
 def error_response(exc: Exception) -> JSONResponse:
     """The answer to a domain error: its status from :data:`STATUS` and an OGC body."""
     status, code = next(
@@ -60,9 +106,7 @@ def error_response(exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, DatabaseUnavailableError):
         headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return JSONResponse(
-        {"code": code, "description": str(exc)}, status_code=status, headers=headers
-    )
+    return ExceptionResponse(code, str(exc), status, headers)
 
 
 def register(app: FastAPI) -> None:
@@ -81,12 +125,10 @@ def register(app: FastAPI) -> None:
         reason = errors[0]["msg"] if errors else str(exc)
         # A bad parameter is a 400; a request body that was read but does not fit is a 422.
         in_body = bool(errors) and errors[0]["loc"][0] == "body"
-        return JSONResponse(
-            {
-                "code": "UnprocessableContent" if in_body else "InvalidParameterValue",
-                "description": f"{where}: {reason}",
-            },
-            status_code=422 if in_body else 400,
+        return ExceptionResponse(
+            "UnprocessableContent" if in_body else "InvalidParameterValue",
+            f"{where}: {reason}",
+            422 if in_body else 400,
         )
 
     async def http(_request: Request, exc: Exception) -> JSONResponse:
@@ -94,39 +136,32 @@ def register(app: FastAPI) -> None:
         code = {404: "NotFound", 405: "MethodNotAllowed", 406: "NotAcceptable"}.get(
             status, "HTTPError"
         )
-        return JSONResponse(
-            {"code": code, "description": str(getattr(exc, "detail", exc))},
-            status_code=status,
-            headers=getattr(exc, "headers", None),
+        return ExceptionResponse(
+            code, str(getattr(exc, "detail", exc)), status, getattr(exc, "headers", None)
         )
 
     async def refused(_request: Request, exc: Exception) -> JSONResponse:
         # A value the checks let through but PostgreSQL could not take (out of range).
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return JSONResponse(
-            {"code": "InvalidParameterValue", "description": f"invalid value: {reason}"},
-            status_code=400,
-        )
+        return ExceptionResponse("InvalidParameterValue", f"invalid value: {reason}", 400)
 
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # Raised outside a request's pooled connection: pygeoapi's provider plugins.
         log.warning("database unavailable: %s", exc)
-        return JSONResponse(
-            {"code": "ServiceUnavailable",
-             "description": "the database is not reachable; try again shortly"},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+        return ExceptionResponse(
+            "ServiceUnavailable", "the database is not reachable; try again shortly", 503,
+            {"Retry-After": str(RETRY_AFTER_S)},
         )  # fmt: skip
 
     async def nested(_request: Request, _exc: Exception) -> JSONResponse:
         # Python's JSON reader (FastAPI's bodies too) and the geometry readers recurse per
         # level of nesting: a body nested thousands deep reaches the recursion limit.
-        return JSONResponse(
-            {"code": "InvalidParameterValue",
-             "description": "the request is nested too deeply to be read (JSON arrays or "
-                            "objects, or geometries, inside each other hundreds of levels deep)"},
-            status_code=400,
-        )  # fmt: skip
+        return ExceptionResponse(
+            "InvalidParameterValue",
+            "the request is nested too deeply to be read (JSON arrays or objects, or "
+            "geometries, inside each other hundreds of levels deep)",
+            400,
+        )
 
     app.add_exception_handler(SpatialError, handle)
     app.add_exception_handler(RecursionError, nested)

@@ -12,7 +12,9 @@ MapLibre page, a shell (``api/templates/maps-*.html``) whose one module
 (``api/static/maps/maps.js``, served under ``/maps/_static/``) reads the configuration with
 the user's token and draws the map. MapLibre comes from the platform's ``/vendor``
 (:mod:`api.web`); nothing loads from another host. These routes come after the JSON ones:
-``/maps/{subsystem}`` would otherwise take ``/maps/subsystems``.
+``/maps/{subsystem}`` would otherwise take ``/maps/subsystems``. The pages are in English or
+Chinese (``lang=``, else ``Accept-Language``: :mod:`spatial.i18n`): the shell's strings here,
+the scripts' by the page's ``<html lang>`` (``api/static/maps/i18n.js``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from api.deps import Caller
 from api.ogc import base_url, check_parameters
 from layers import subsystems
+from spatial import i18n
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.settings import Settings
 
@@ -93,19 +96,25 @@ async def subsystem_config(subsystem: str, request: Request, seen: Caller) -> di
 # -- the pages ------------------------------------------------------------------------------
 
 
-def _page(name: str, raw: str = "", **values: str) -> HTMLResponse:
-    """A page template filled in: ``values`` escaped, ``raw`` (HTML we built) as is."""
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    page = Template(text).substitute({k: html.escape(v) for k, v in values.items()}, raw=raw)
+def _page(name: str, request: Request, raw: str = "", **values: str) -> HTMLResponse:
+    """A page template filled in, in the request's language: ``values`` escaped, ``raw``
+    (HTML we built) as is."""
+    lang = i18n.negotiate(
+        request.query_params.get(i18n.QUERY_PARAM), request.headers.get("accept-language")
+    )
+    text = i18n.page((TEMPLATES / name).read_text(encoding="utf-8"), lang)
+    filled = {k: html.escape(v) for k, v in values.items()}
+    page = Template(text).substitute(filled, raw=raw, lang=i18n.html_lang(lang))
     # Pages are per caller (the index lists what they may open): never shared by a cache.
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Content-Language": lang, "Vary": "Accept-Language"}
+    return HTMLResponse(page, headers=headers)
 
 
 @router.get("/maps/", summary="The web maps (HTML)", include_in_schema=False)
 async def index_page(request: Request, seen: Caller) -> HTMLResponse:
     """The maps the caller may open, as links; the page lists them again with the token the
     user signed in with (a browser's address bar sends none)."""
-    check_parameters(request, frozenset())
+    check_parameters(request, frozenset({i18n.QUERY_PARAM}))
     base = base_url(request)
     who = seen.principal
     settings: Settings = request.app.state.settings
@@ -116,7 +125,7 @@ async def index_page(request: Request, seen: Caller) -> HTMLResponse:
         f"<p>{html.escape(s.description)}</p></li>"
         for s in listed
     )
-    return _page("maps-index.html", raw=items, base=base)
+    return _page("maps-index.html", request, raw=items, base=base)
 
 
 @router.get("/maps/_static/{name}", include_in_schema=False)
@@ -134,10 +143,10 @@ async def map_page(subsystem: str, request: Request) -> HTMLResponse:
     """The MapLibre page of a map (404 for an unknown one). Whether the caller may open it
     is the configuration's answer: the page asks for it with the user's token, and offers
     signing in on a 401."""
-    check_parameters(request, frozenset())
+    check_parameters(request, frozenset({i18n.QUERY_PARAM}))
     definition = _maps(request).get(subsystem)
     base = base_url(request)
     return _page(
-        "maps-page.html", base=base, id=definition.id,
+        "maps-page.html", request, base=base, id=definition.id,
         config=f"{base}/maps/{definition.id}/config",
     )  # fmt: skip

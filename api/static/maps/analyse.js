@@ -7,6 +7,7 @@
 // row an element), their geometries drawn on the map, and offered for download as JSON,
 // GeoJSON (when there are features) and CSV (per table).
 
+import { t } from './i18n.js';
 import {
   base, element, getJSON, postJSON, say, section,
 } from './common.js';
@@ -132,7 +133,7 @@ function tableElement({ name, columns, rows }) {
       const cell = element('td', { textContent: format(c, row[c]) });
       if (typeof row[c] === 'number' && AREA.test(c)) { // m² over hectares: the panel is narrow
         cell.replaceChildren(`${decimals(row[c], 1)} m²`, element('br'),
-          element('small', { textContent: `${decimals(row[c] / 1e4, 4)} 公顷 ha` }));
+          element('small', { textContent: `${decimals(row[c] / 1e4, 4)} ${t('ha')}` }));
       }
       cell.dataset.column = c;
       cell.dataset.value = JSON.stringify(row[c] ?? null);
@@ -145,12 +146,12 @@ function tableElement({ name, columns, rows }) {
   const foot = [];
   if (summed.length && rows.length > 1) { // totals of counts and areas (sums of means mean nothing)
     const totals = columns.map((c, n) => {
-      if (!summed.includes(c)) return element('th', { textContent: n === 0 ? '合计 Total' : '' });
+      if (!summed.includes(c)) return element('th', { textContent: n === 0 ? t('Total') : '' });
       const total = rows.reduce((sum, r) => sum + (typeof r[c] === 'number' ? r[c] : 0), 0);
       const cell = element('td', { className: 'number', textContent: format(c, total) });
       if (AREA.test(c)) {
         cell.replaceChildren(`${decimals(total, 1)} m²`, element('br'),
-          element('small', { textContent: `${decimals(total / 1e4, 4)} 公顷 ha` }));
+          element('small', { textContent: `${decimals(total / 1e4, 4)} ${t('ha')}` }));
       }
       cell.dataset.column = c;
       cell.dataset.value = JSON.stringify(total);
@@ -158,7 +159,7 @@ function tableElement({ name, columns, rows }) {
     });
     foot.push(element('tfoot', {}, element('tr', {}, ...totals)));
   }
-  const more = rows.length > MAX_ROWS ? `, 显示前 ${MAX_ROWS} 行 first ${MAX_ROWS} shown` : '';
+  const more = rows.length > MAX_ROWS ? t(', first {n} shown', { n: MAX_ROWS }) : '';
   const table = element('table', {},
     element('caption', { textContent: `${name} (${rows.length}${more})` }),
     element('thead', {}, head), element('tbody', {}, ...lines), ...foot);
@@ -245,12 +246,12 @@ export function install({ map, config }) {
     return button;
   });
   const hint = element('p', { className: 'hint', hidden: true });
-  const cancel = element('button', { type: 'button', textContent: '取消 Cancel', className: 'cancel', hidden: true });
-  const clear = element('button', { type: 'button', textContent: '清除 Clear', className: 'clear' });
+  const cancel = element('button', { type: 'button', textContent: t('Cancel'), className: 'cancel', hidden: true });
+  const clear = element('button', { type: 'button', textContent: t('Clear'), className: 'clear' });
   const result = element('div', { className: 'result' });
   result.dataset.state = 'idle';
   panel.replaceChildren(
-    element('h2', { textContent: '分析 Analyse' }),
+    element('h2', { textContent: t('Analyse') }),
     element('div', { className: 'buttons offers' }, ...buttons),
     hint, element('div', { className: 'buttons' }, cancel, clear), result,
   );
@@ -302,20 +303,20 @@ export function install({ map, config }) {
       parts.push(element('table', { className: 'values' }, element('tbody', {}, ...rows)));
     }
     for (const table of tables) parts.push(tableElement(table));
-    if (!tables.length && !scalars.length && !features.length) parts.push(element('p', { textContent: '无结果 No result' }));
+    if (!tables.length && !scalars.length && !features.length) parts.push(element('p', { textContent: t('No result') }));
     const name = `${offer.id}-${stamp()}`;
-    const saves = [element('button', { type: 'button', textContent: '下载 JSON' })];
+    const saves = [element('button', { type: 'button', textContent: t('Download {what}', { what: 'JSON' }) })];
     saves[0].dataset.download = 'json';
     saves[0].addEventListener('click', () => download(`${name}.json`, 'application/json', JSON.stringify(outputs, null, 2)));
     if (features.length) {
-      const button = element('button', { type: 'button', textContent: '下载 GeoJSON' });
+      const button = element('button', { type: 'button', textContent: t('Download {what}', { what: 'GeoJSON' }) });
       button.dataset.download = 'geojson';
       button.addEventListener('click', () => download(`${name}.geojson`, 'application/geo+json',
         JSON.stringify({ type: 'FeatureCollection', features }, null, 2)));
       saves.push(button);
     }
     for (const table of tables) {
-      const button = element('button', { type: 'button', textContent: `下载 CSV ${table.name}` });
+      const button = element('button', { type: 'button', textContent: t('Download {what}', { what: `CSV ${table.name}` }) });
       button.dataset.download = 'csv';
       button.dataset.output = table.name;
       button.addEventListener('click', () => download(`${name}-${table.name}.csv`, 'text/csv', csvOf(table)));
@@ -357,10 +358,10 @@ export function install({ map, config }) {
     }
     running = true;
     const bar = element('progress', { max: 100 });
-    const note = element('span', { textContent: '运行中 Running…' });
+    const note = element('span', { textContent: t('Running…') });
     result.replaceChildren(element('p', { className: 'running' }, note, ' ', bar));
     setState('running', offer);
-    say(`${offer.title}: 运行中 running…`);
+    say(`${offer.title}: ${t('running…')}`);
     try {
       const outputs = await execute(offer, inputs, (percent, status) => {
         bar.value = percent;
@@ -369,7 +370,7 @@ export function install({ map, config }) {
       await show(offer, outputs);
       running = false;
       setState('done', offer);
-      say(`${offer.title}: 完成 done`);
+      say(`${offer.title}: ${t('done')}`);
     } catch (error) {
       running = false;
       fail(offer, error.message);

@@ -10,6 +10,7 @@
 // ('level:value' joined by ','); chart() (window.spatialMonitor.chart()) says the same with
 // the drawn values.
 
+import { t } from './i18n.js';
 import { element, getJSON } from './common.js';
 
 export const HOURS = 48;
@@ -113,7 +114,7 @@ export class Chart {
     const lines = shownThresholds(datastream.thresholds, ys);
     const unit = datastream.unit ? ` ${datastream.unit}` : '';
     const series = [
-      { label: '时间 Time', value: (u, seconds) => moment(seconds) },
+      { label: t('Time'), value: (u, seconds) => moment(seconds) },
       { label: `${datastream.property || datastream.name}${unit ? ` (${datastream.unit})` : ''}`,
         stroke: LINE, width: 2, spanGaps: false, points: { show: xs.length < 80, size: 4 } },
       ...lines.map((t) => ({
@@ -130,7 +131,7 @@ export class Chart {
     }
     this.plot?.destroy();
     const empty = xs.length ? [] : [element('p', { className: 'empty',
-      textContent: `${HOURS} 小时内无读数 No reading in the last ${HOURS} h` })];
+      textContent: t('No reading in the last {h} h', { h: HOURS }) })];
     const canvas = element('div', { className: 'plot' });
     this.root.replaceChildren(...empty, canvas);
     const width = Math.max(240, Math.floor(this.root.getBoundingClientRect().width) || 300);

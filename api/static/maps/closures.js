@@ -5,13 +5,14 @@
 //
 // For the browser tests: each closure's li carries data-closure (its id).
 
+import { t } from './i18n.js';
 import { authorization, element, getJSON, postJSON, say } from './common.js';
 import { INSTRUCTIONS, sketch } from './draw.js';
 import { button, clock, closeIn, collection, labelled, legendBlock, pointOf } from './panel.js';
 
 const COLOUR = '#c92a2a';
-const DURATIONS = [[1, '1 小时 hour'], [4, '4 小时 hours'], [12, '12 小时 hours'],
-  [24, '1 天 day'], [72, '3 天 days']];
+const DURATIONS = [[1, t('1 hour')], [4, t('{n} hours', { n: 4 })], [12, t('{n} hours', { n: 12 })],
+  [24, t('1 day')], [72, t('{n} days', { n: 3 })]];
 const SOURCE = 'command-closures';
 
 /** A request with the token that answers nothing worth reading (DELETE). */
@@ -42,30 +43,30 @@ export class Closures {
   }
 
   legend() {
-    return legendBlock('command-closures', '封路 Road closures', [['封路范围 Closed roads', COLOUR, 'fill']]);
+    return legendBlock('command-closures', t('Road closures'), [[t('Closed roads'), COLOUR, 'fill']]);
   }
 
   /** The panel's part: the heading, the form (editors) and the list. */
   parts() {
-    return [element('h3', {}, '封路 Road closures ', this.count),
+    return [element('h3', {}, `${t('Road closures')} `, this.count),
       ...(this.c.editable ? [this.form()] : []), this.list];
   }
 
   form() {
-    this.reason = element('input', { name: 'reason', maxLength: 200, placeholder: '如：火场封锁 e.g. fire cordon' });
+    this.reason = element('input', { name: 'reason', maxLength: 200, placeholder: t('e.g. fire cordon') });
     this.hours = element('select', { name: 'hours' },
       ...DURATIONS.map(([h, text]) => element('option', { value: String(h), textContent: text, selected: h === 4 })));
     this.hint = element('p', { className: 'hint' });
-    this.drawButton = button('绘制封路范围 Draw the closed area', () => this.draw(), { className: 'draw-closure' });
+    this.drawButton = button(t('Draw the closed area'), () => this.draw(), { className: 'draw-closure' });
     return element('div', { className: 'command-closure' },
-      labelled('原因 Reason', this.reason), labelled('时长 For', this.hours),
+      labelled(t('Reason'), this.reason), labelled(t('For'), this.hours),
       element('div', { className: 'buttons' }, this.drawButton), this.hint);
   }
 
   async draw() {
     const reason = this.reason.value.trim();
     if (!reason) {
-      say('请填写封路原因 Give the closure a reason', true);
+      say(t('Give the closure a reason'), true);
       this.reason.focus();
       return;
     }
@@ -78,12 +79,12 @@ export class Closures {
     const expires = new Date(Date.now() + Number(this.hours.value) * 3600_000).toISOString();
     try {
       await postJSON(this.c.closures, { network: this.c.network, reason, geometry, expires_at: expires });
-      say(`已封路 Roads closed: ${reason}`);
+      say(`${t('Roads closed')}: ${reason}`);
       this.reason.value = '';
       await this.load();
       this.changed();
     } catch (error) {
-      say(`封路失败 Not closed: ${error.message}`, true);
+      say(`${t('Not closed')}: ${error.message}`, true);
     }
   }
 
@@ -92,7 +93,7 @@ export class Closures {
       const found = await getJSON(`${this.c.closures}?${new URLSearchParams({ network: this.c.network })}`);
       this.features = found.features || [];
     } catch (error) {
-      say(`封路 closures: ${error.message}`, true);
+      say(`${t('closures')}: ${error.message}`, true);
       return;
     }
     this.map.getSource(SOURCE)?.setData(collection(this.features));
@@ -104,12 +105,12 @@ export class Closures {
       }, { className: 'go' });
       const row = element('li', { className: p.active ? 'active' : 'later' }, show,
         element('div', { className: 'about', textContent:
-          `${p.active ? '生效中 in force' : `${clock(p.starts_at)} 起 from`} · 至 until ${clock(p.expires_at)} · ${p.created_by}` }));
-      if (this.c.editable) row.append(button('解除 Lift', () => this.lift(f.id, p.reason), { className: 'lift' }));
+          `${p.active ? t('in force') : t('from {time}', { time: clock(p.starts_at) })} · ${t('until {time}', { time: clock(p.expires_at) })} · ${p.created_by}` }));
+      if (this.c.editable) row.append(button(t('Lift'), () => this.lift(f.id, p.reason), { className: 'lift' }));
       row.dataset.closure = String(f.id);
       return row;
     });
-    if (!rows.length) rows.push(element('li', { className: 'empty', textContent: '无 None' }));
+    if (!rows.length) rows.push(element('li', { className: 'empty', textContent: t('None') }));
     this.list.replaceChildren(...rows);
     this.count.textContent = String(this.features.length);
   }
@@ -117,11 +118,11 @@ export class Closures {
   async lift(id, what) {
     try {
       await remove(`${this.c.closures}/${encodeURIComponent(id)}`);
-      say(`已解除封路 Closure lifted: ${what}`);
+      say(`${t('Closure lifted')}: ${what}`);
       await this.load();
       this.changed();
     } catch (error) {
-      say(`解除失败 Not lifted: ${error.message}`, true);
+      say(`${t('Not lifted')}: ${error.message}`, true);
     }
   }
 }

@@ -32,6 +32,7 @@
 // (en-route, on-scene, released); units li[data-unit][data-status]; closures and service
 // areas as closures.js and reach.js say.
 
+import { LANG, t } from './i18n.js';
 import { body, element, getJSON, postJSON, say, section } from './common.js';
 import { Closures } from './closures.js';
 import { distance, formatLength } from './draw.js';
@@ -42,10 +43,10 @@ import { Reach } from './reach.js';
 import { Report } from './report.js';
 
 const UNIT_STATUS = {
-  available: '待命 Available', assigned: '已派遣 Assigned', 'on-scene': '到场 On scene',
-  'off-duty': '休班 Off duty',
+  available: t('Available'), assigned: t('Assigned'), 'on-scene': t('On scene'),
+  'off-duty': t('Off duty'),
 };
-const REASONS = [ // the server's reasons are English: a Chinese word first
+const REASONS = [ // the server's reasons are English: in Chinese, a Chinese word first
   [/^no fix/, '无定位'], [/latest fix is/, '定位过旧'], [/from the nearest road/, '远离道路'],
   [/no road leads/, '无路可达'],
 ];
@@ -57,25 +58,25 @@ const EVERY_MS = 30_000;
 const POLL_MS = 15_000; // no live stream
 const CONFIRM_MS = 4000;
 const STREAM = {
-  connecting: '连接中 connecting', live: '实时 live', reconnecting: '重连中 reconnecting',
-  polling: `定时刷新 polling every ${POLL_MS / 1000} s`,
+  connecting: t('connecting'), live: t('live'), reconnecting: t('reconnecting'),
+  polling: t('polling every {s} s', { s: POLL_MS / 1000 }),
 };
 
 // -- small helpers ------------------------------------------------------------------------------
 
-const minutes = (seconds) => `${(seconds / 60).toFixed(1)} 分钟 min`;
+const minutes = (seconds) => t('{n} min', { n: (seconds / 60).toFixed(1) });
 
 function age(seconds) {
-  if (seconds === null || seconds === undefined) return '无定位 no fix';
-  if (seconds < 90) return `${Math.round(seconds)} 秒前 s ago`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} 分钟前 min ago`;
-  if (seconds < 172_800) return `${Math.round(seconds / 3600)} 小时前 h ago`;
-  return `${Math.round(seconds / 86_400)} 天前 days ago`;
+  if (seconds === null || seconds === undefined) return t('no fix');
+  if (seconds < 90) return t('{n} s ago', { n: Math.round(seconds) });
+  if (seconds < 5400) return t('{n} min ago', { n: Math.round(seconds / 60) });
+  if (seconds < 172_800) return t('{n} h ago', { n: Math.round(seconds / 3600) });
+  return t('{n} days ago', { n: Math.round(seconds / 86_400) });
 }
 
 function reason(text) {
   const found = REASONS.find(([pattern]) => pattern.test(text));
-  return found ? `${found[1]} · ${text}` : text;
+  return found && LANG === 'zh-CN' ? `${found[1]} · ${text}` : text;
 }
 
 function badge(status, labels = null) {
@@ -221,7 +222,7 @@ class Command {
     this.detailBox = element('div', { className: 'command-incident', hidden: true });
     this.unitCount = element('span', { className: 'count' });
     this.unitList = element('ul', { className: 'command-units' });
-    const parts = [element('h2', { textContent: '指挥调度 Command' }), this.streamLine];
+    const parts = [element('h2', { textContent: t('Command') }), this.streamLine];
     if (this.c.editable) {
       this.report = new Report(this.map, this.maplibregl, this.c, {
         kinds: this.kinds, root: this.root, reported: (id) => this.reported(id),
@@ -229,9 +230,9 @@ class Command {
       parts.push(...this.report.parts());
     }
     parts.push(
-      element('h3', {}, '事件 Incidents ', this.incidentCount), this.openList, this.closedBlock,
+      element('h3', {}, `${t('Incidents')} `, this.incidentCount), this.openList, this.closedBlock,
       this.detailBox,
-      element('h3', {}, '单位 Units ', this.unitCount), this.unitList,
+      element('h3', {}, `${t('Units')} `, this.unitCount), this.unitList,
       ...this.closures.parts(),
     );
     this.root.replaceChildren(...parts);
@@ -308,15 +309,15 @@ class Command {
       this.reads += 1;
       this.root.dataset.incidents = String(this.reads);
     } catch (error) {
-      say(`事件 incidents: ${error.message}`, true);
+      say(`${t('incidents')}: ${error.message}`, true);
     }
   }
 
   listIncidents(open, closed) {
     this.openList.replaceChildren(...open.map((f) => this.incidentRow(f)));
-    if (!open.length) this.openList.append(element('li', { className: 'empty', textContent: '无进行中的事件 No open incidents' }));
+    if (!open.length) this.openList.append(element('li', { className: 'empty', textContent: t('No open incidents') }));
     this.closedList.replaceChildren(...closed.map((f) => this.incidentRow(f)));
-    this.closedSummary.textContent = `已结案 Closed (${this.closedCount}${this.closedCount > closed.length ? `, 最近 ${closed.length} latest shown` : ''})`;
+    this.closedSummary.textContent = `${t('Closed')} (${this.closedCount}${this.closedCount > closed.length ? t(', {n} latest shown', { n: closed.length }) : ''})`;
     this.closedBlock.hidden = !closed.length;
     this.incidentCount.textContent = String(open.length);
   }
@@ -327,7 +328,7 @@ class Command {
     const pick = element('button', { type: 'button', className: 'pick' },
       element('span', { className: 'line' }, badge(p.status), ' ', element('b', { textContent: p.incident_id })),
       element('span', { className: 'line about', textContent:
-        `${this.kinds.get(p.kind)?.label || p.kind || '—'} · ${p.level ? `${p.level} 级 level` : ''} · ${clock(p.reported_at)}` }),
+        `${this.kinds.get(p.kind)?.label || p.kind || '—'} · ${p.level ? t('level {n}', { n: p.level }) : ''} · ${clock(p.reported_at)}` }),
       element('span', { className: 'line address', textContent: p.address || '' }));
     pick.setAttribute('aria-pressed', String(chosen));
     pick.addEventListener('click', () => this.select(p.incident_id));
@@ -343,7 +344,7 @@ class Command {
       if (ticket !== this.asked.units) return;
       this.units = units;
     } catch (error) {
-      say(`单位 units: ${error.message}`, true);
+      say(`${t('units')}: ${error.message}`, true);
       return;
     }
     this.unitIds = new Set(this.units.map((u) => u.unit));
@@ -359,12 +360,12 @@ class Command {
       const go = button(u.unit, () => {
         const at = this.positions.get(u.unit);
         if (at) closeIn(this.map, at);
-      }, { className: 'go', title: '在地图上查看 Show on the map', disabled: !this.positions.has(u.unit) });
+      }, { className: 'go', title: t('Show on the map'), disabled: !this.positions.has(u.unit) });
       const row = element('li', { className: u.stale ? 'stale' : '' },
         element('div', {}, go, ' ', element('span', { className: 'name', textContent: u.name && u.name !== u.unit ? u.name : '' }),
           ' ', badge(u.status, UNIT_STATUS)),
         element('div', { className: 'about', textContent:
-          `${u.kind} · ${u.incident ? `${u.incident} · ` : ''}定位 fix ${age(u.fix_age_s)}` }));
+          `${u.kind} · ${u.incident ? `${u.incident} · ` : ''}${t('fix')} ${age(u.fix_age_s)}` }));
       Object.assign(row.dataset, { unit: u.unit, status: u.status, stale: String(Boolean(u.stale)) });
       return row;
     });
@@ -431,13 +432,13 @@ class Command {
     if (p.address) head.push(element('p', { className: 'address', textContent: p.address }));
     if (p.description) head.push(element('p', { className: 'description', textContent: p.description }));
     head.push(element('p', { className: 'about', textContent:
-      `上报 reported ${clock(p.reported_at)}${p.closed_at ? ` · 结案 closed ${clock(p.closed_at)}` : ''}` }));
+      `${t('reported {time}', { time: clock(p.reported_at) })}${p.closed_at ? ` · ${t('closed {time}', { time: clock(p.closed_at) })}` : ''}` }));
     if (!again || !editable || !this.controls) {
       this.controls = null;
       if (editable) {
         this.kindBoxes = this.unitKindBoxes(p.kind);
-        const close = button('结案 Close', () => this.close(close), { className: 'close-incident' });
-        const rank = button('推荐车辆 Rank units', () => this.rank(), { className: 'rank' });
+        const close = button(t('Close'), () => this.close(close), { className: 'close-incident' });
+        const rank = button(t('Rank units'), () => this.rank(), { className: 'rank' });
         this.controls = element('div', {}, this.kindBoxes, element('div', { className: 'buttons' }, rank, close));
       }
       this.candidateBox = element('div', { className: 'command-candidates' });
@@ -454,7 +455,7 @@ class Command {
     const ticked = wanted.some((k) => known.includes(k)) ? wanted : known;
     const boxes = known.map((k) => element('label', {},
       element('input', { type: 'checkbox', value: k, checked: ticked.includes(k) }), ` ${k}`));
-    return element('fieldset', { className: 'unit-kinds' }, element('legend', { textContent: '车辆类型 Unit kinds' }), ...boxes);
+    return element('fieldset', { className: 'unit-kinds' }, element('legend', { textContent: t('Unit kinds') }), ...boxes);
   }
 
   async rank() {
@@ -463,11 +464,11 @@ class Command {
     const all = [...(this.kindBoxes?.querySelectorAll('input') || [])];
     const kinds = all.filter((b) => b.checked).map((b) => b.value);
     if (all.length && !kinds.length) {
-      say('请选择车辆类型 Tick at least one unit kind', true);
+      say(t('Tick at least one unit kind'), true);
       return;
     }
     box.dataset.state = 'loading';
-    box.replaceChildren(element('p', { className: 'running', textContent: '计算路线中 Ranking by road…' }));
+    box.replaceChildren(element('p', { className: 'running', textContent: t('Ranking by road…') }));
     try {
       const payload = { limit: 5, ...(kinds.length && kinds.length < all.length ? { kinds } : {}) };
       const answer = await postJSON(`${this.c.incidents}/${encodeURIComponent(id)}/candidates`, payload);
@@ -475,45 +476,45 @@ class Command {
       this.candidates = answer.body;
       this.showCandidates();
       this.drawRoutes();
-      say(`${id}: ${answer.body.candidates.length} 辆可派 units ranked`);
+      say(`${id}: ${t('{n} units ranked', { n: answer.body.candidates.length })}`);
     } catch (error) {
       if (id !== this.selected) return;
       box.dataset.state = 'failed';
       box.replaceChildren(element('p', { className: 'problem', textContent: error.message }));
-      say(`推荐失败 Ranking failed: ${error.message}`, true);
+      say(`${t('Ranking failed')}: ${error.message}`, true);
     }
   }
 
   showCandidates() {
     const { candidates, excluded, more } = this.candidates;
     const box = this.candidateBox;
-    const parts = [element('h4', { textContent: '推荐车辆（按到达时间）Units by road ETA' })];
+    const parts = [element('h4', { textContent: t('Units by road ETA') })];
     if (candidates.length) {
       const rows = candidates.map((c, n) => {
         const tick = element('input', { type: 'checkbox', checked: n === 0, value: c.unit });
-        tick.setAttribute('aria-label', `派遣 dispatch ${c.unit}`);
+        tick.setAttribute('aria-label', t('dispatch {unit}', { unit: c.unit }));
         const swatch = element('span', { className: 'swatch line' });
         swatch.style.setProperty('--colour', RANK_COLOURS[(c.rank - 1) % RANK_COLOURS.length]);
         const row = element('tr', {},
           element('td', {}, tick),
           element('td', { className: 'number', textContent: String(c.rank) }),
           element('td', {}, swatch, ' ', element('b', { textContent: c.unit }), element('br'),
-            element('small', { textContent: `${c.kind} · 定位 fix ${age(c.fix_age_s)}` })),
+            element('small', { textContent: `${c.kind} · ${t('fix')} ${age(c.fix_age_s)}` })),
           element('td', { className: 'number', textContent: minutes(c.seconds) }),
           element('td', { className: 'number', textContent: c.metres === null ? '—' : formatLength(c.metres) }));
-        const via = c.roads?.length ? `经 via ${c.roads.join(' → ')}` : '';
+        const via = c.roads?.length ? t('via {roads}', { roads: c.roads.join(' → ') }) : '';
         row.title = via;
         Object.assign(row.dataset, { unit: c.unit, rank: String(c.rank), seconds: String(c.seconds), via });
         return row;
       });
-      const head = element('tr', {}, ...['派 Send', '#', '车辆 Unit', '到达 ETA', '路程 Distance']
-        .map((t) => element('th', { scope: 'col', textContent: t })));
+      const head = element('tr', {}, ...[t('Send'), '#', t('Unit'), t('ETA'), t('Distance')]
+        .map((name) => element('th', { scope: 'col', textContent: name })));
       parts.push(element('table', {}, element('thead', {}, head), element('tbody', {}, ...rows)));
-      if (more) parts.push(element('p', { className: 'about', textContent: `另有 ${more} 辆 more units further away` }));
-      const send = button('派遣 Dispatch', () => this.dispatch(send), { className: 'dispatch primary' });
+      if (more) parts.push(element('p', { className: 'about', textContent: t('{n} more units further away', { n: more }) }));
+      const send = button(t('Dispatch'), () => this.dispatch(send), { className: 'dispatch primary' });
       parts.push(element('div', { className: 'buttons' }, send));
     } else {
-      parts.push(element('p', { className: 'empty', textContent: '无可派车辆 No unit can be sent' }));
+      parts.push(element('p', { className: 'empty', textContent: t('No unit can be sent') }));
     }
     if (excluded.length) {
       const items = excluded.map((e) => {
@@ -522,7 +523,7 @@ class Command {
         Object.assign(li.dataset, { unit: e.unit, reason: e.reason });
         return li;
       });
-      parts.push(element('h4', { textContent: `未列入 Left out (${excluded.length})` }),
+      parts.push(element('h4', { textContent: `${t('Left out')} (${excluded.length})` }),
         element('ul', { className: 'excluded' }, ...items));
     }
     box.replaceChildren(...parts);
@@ -537,7 +538,7 @@ class Command {
     for (const row of this.candidateBox.querySelectorAll('tr[data-unit]')) {
       const taken = status.has(row.dataset.unit) && status.get(row.dataset.unit) !== 'available';
       row.classList.toggle('taken', taken);
-      row.title = taken ? `已被派遣 taken (${UNIT_STATUS[status.get(row.dataset.unit)] || ''})` : row.dataset.via;
+      row.title = taken ? `${t('taken')} (${UNIT_STATUS[status.get(row.dataset.unit)] || ''})` : row.dataset.via;
     }
   }
 
@@ -545,20 +546,20 @@ class Command {
     const id = this.selected;
     const units = [...this.candidateBox.querySelectorAll('tbody input:checked')].map((b) => b.value);
     if (!units.length) {
-      say('请勾选车辆 Tick the units to send', true);
+      say(t('Tick the units to send'), true);
       return;
     }
     send.disabled = true;
     try {
       const answer = await postJSON(`${this.c.incidents}/${encodeURIComponent(id)}/dispatch`, { units });
-      say(`已派遣 Dispatched ${units.join(', ')} → ${id} (${answer.body.status})`);
+      say(`${t('Dispatched')} ${units.join(', ')} → ${id} (${answer.body.status})`);
       this.candidates = null; // taken: a new ranking for more
       this.candidateBox.replaceChildren();
       this.candidateBox.dataset.state = 'idle';
       await Promise.all([this.loadDetail(), this.loadIncidents(), this.loadUnits()]);
     } catch (error) {
       send.disabled = false;
-      say(`派遣失败 Not dispatched: ${error.message}`, true);
+      say(`${t('Not dispatched')}: ${error.message}`, true);
       const problem = element('p', { className: 'problem', textContent: error.message });
       problem.dataset.status = String(error.status || '');
       this.candidateBox.prepend(problem);
@@ -569,10 +570,10 @@ class Command {
   async close(control) {
     if (control.dataset.confirm !== 'true') { // a second press closes
       control.dataset.confirm = 'true';
-      control.textContent = '确认结案？Confirm closing?';
+      control.textContent = t('Confirm closing?');
       setTimeout(() => {
         delete control.dataset.confirm;
-        control.textContent = '结案 Close';
+        control.textContent = t('Close');
       }, CONFIRM_MS);
       return;
     }
@@ -580,11 +581,11 @@ class Command {
     try {
       const answer = await postJSON(`${this.c.incidents}/${encodeURIComponent(id)}/close`, {});
       const freed = answer.body.freed || [];
-      say(`已结案 Closed ${id}${freed.length ? `; 释放 freed ${freed.join(', ')}` : ''}`);
+      say(`${t('Closed')} ${id}${freed.length ? `; ${t('freed')} ${freed.join(', ')}` : ''}`);
       this.candidates = null;
       await Promise.all([this.loadDetail(), this.loadIncidents(), this.loadUnits()]);
     } catch (error) {
-      say(`结案失败 Not closed: ${error.message}`, true);
+      say(`${t('Closing failed')}: ${error.message}`, true);
     }
   }
 
@@ -592,9 +593,9 @@ class Command {
   assignments() {
     const rows = (this.detail.assignments || []).map((a) => {
       const state = a.released_at ? 'released' : a.arrived_at ? 'on-scene' : 'en-route';
-      const label = { released: `已释放 released ${clock(a.released_at)}`, 'on-scene': `到场 on scene ${clock(a.arrived_at)}`,
-        'en-route': '途中 en route' }[state];
-      const follow = button('跟随 Follow', () => this.follow(a.unit), { className: 'follow' });
+      const label = { released: t('released {time}', { time: clock(a.released_at) }), 'on-scene': t('on scene {time}', { time: clock(a.arrived_at) }),
+        'en-route': t('en route') }[state];
+      const follow = button(t('Follow'), () => this.follow(a.unit), { className: 'follow' });
       const row = element('tr', { className: state },
         element('td', {}, element('b', { textContent: a.unit }), element('br'), element('small', { textContent: a.kind || '' })),
         element('td', {}, a.eta ? `${clock(a.eta)}` : '—', element('br'),
@@ -607,9 +608,9 @@ class Command {
     });
     const box = element('div', { className: 'command-assignments' });
     if (rows.length) {
-      const head = element('tr', {}, ...['车辆 Unit', '预计到达 ETA', '状态 State', '']
-        .map((t) => element('th', { scope: 'col', textContent: t })));
-      box.append(element('h4', { textContent: '已派车辆 Units sent' }),
+      const head = element('tr', {}, ...[t('Unit'), t('ETA'), t('State'), '']
+        .map((name) => element('th', { scope: 'col', textContent: name })));
+      box.append(element('h4', { textContent: t('Units sent') }),
         element('table', {}, element('thead', {}, head), element('tbody', {}, ...rows)));
     }
     this.assignmentBox = box;
@@ -624,7 +625,7 @@ class Command {
       const where = this.positions.get(row.dataset.unit);
       const cell = row.querySelector('.left');
       if (!cell || !where || row.dataset.state === 'released') continue;
-      cell.textContent = `距现场 ${formatLength(distance(where, at))} away`;
+      cell.textContent = t('{distance} away', { distance: formatLength(distance(where, at)) });
     }
   }
 
@@ -643,9 +644,9 @@ class Command {
     const holder = document.querySelector('#legend div');
     if (!holder) return;
     holder.prepend(
-      legendBlock('command-incidents', '事件 Incidents', Object.values(STATUS).map((s) => [s.label, s.colour, 'circle'])),
-      legendBlock('command-routes', '路线 Routes', [['推荐路线（按排名）Proposed, by rank', RANK_COLOURS[0], 'line'],
-        ['已派车辆路线 Units sent', ASSIGNED_COLOUR, 'line']]),
+      legendBlock('command-incidents', t('Incidents'), Object.values(STATUS).map((s) => [s.label, s.colour, 'circle'])),
+      legendBlock('command-routes', t('Routes'), [[t('Proposed, by rank'), RANK_COLOURS[0], 'line'],
+        [t('Routes of the units sent'), ASSIGNED_COLOUR, 'line']]),
       this.closures.legend(),
       ...(this.reach ? [this.reach.legend()] : []),
     );

@@ -9,6 +9,7 @@
 // latitude; the edges drawn as great circles there differ from geodesics by far less than
 // 0.01 % of the area at city scale).
 
+import { t } from './i18n.js';
 import { body } from './common.js';
 
 const SOURCE = 'sketch';
@@ -17,9 +18,9 @@ const CLOSE_PX = 10; // a click this close to the first vertex closes a polygon
 const SAME_PX = 4; // a click this close to the last vertex adds nothing (a double-click's)
 
 export const INSTRUCTIONS = {
-  line: '单击添加节点，双击或回车结束，退格撤销，Esc 取消 · Click to add points; double-click or Enter to finish, Backspace undoes, Escape cancels.',
-  polygon: '单击添加节点，双击、单击首点或回车闭合，退格撤销，Esc 取消 · Click to add corners; double-click, click the first corner or Enter to close, Backspace undoes, Escape cancels.',
-  point: '单击地图选择位置，Esc 取消 · Click the map to place the point; Escape cancels.',
+  line: t('Click to add points; double-click or Enter to finish, Backspace undoes, Escape cancels.'),
+  polygon: t('Click to add corners; double-click, click the first corner or Enter to close, Backspace undoes, Escape cancels.'),
+  point: t('Click the map to place the point; Escape cancels.'),
 };
 
 let active = null;
@@ -295,12 +296,12 @@ const decimals = (value, digits) => value.toLocaleString('zh-CN', { maximumFract
 
 /** A length: metres under a kilometre, else kilometres. */
 export function formatLength(metres) {
-  return metres < 1000 ? `${decimals(metres, 1)} 米 m` : `${decimals(metres / 1000, 3)} 千米 km`;
+  return metres < 1000 ? `${decimals(metres, 1)} ${t('m')}` : `${decimals(metres / 1000, 3)} ${t('km')}`;
 }
 
 /** An area in m², hectares (公顷) and km². */
 export function formatArea(squareMetres) {
-  const parts = [`${decimals(squareMetres, squareMetres < 100 ? 1 : 0)} m²`, `${decimals(squareMetres / 1e4, 4)} 公顷 ha`];
+  const parts = [`${decimals(squareMetres, squareMetres < 100 ? 1 : 0)} m²`, `${decimals(squareMetres / 1e4, 4)} ${t('ha')}`];
   if (squareMetres >= 1e5) parts.push(`${decimals(squareMetres / 1e6, 4)} km²`);
   return parts.join(' · ');
 }

@@ -21,6 +21,7 @@
 // button.seed data-seed (the clicked point, JSON).
 // window.spatialFlood: result() (the last answer), run(inputs).
 
+import { t } from './i18n.js';
 import { base, element, getJSON, postJSON, say, section } from './common.js';
 import { formatArea, formatLength, INSTRUCTIONS, sketch } from './draw.js';
 import { button, clock, closeIn, collection, feature, labelled, legendBlock, pointOf } from './panel.js';
@@ -33,8 +34,8 @@ const EDGE = '#0b4f8a';
 const CLOSED_COLOUR = '#c92a2a';
 const SHOWN = 30; // rows listed per collection (the answer says when the server cut more)
 const LEVELS = [
-  ['latest', '最新读数 Latest reading'], ['warning', '警戒水位 Warning level'],
-  ['danger', '危险水位 Danger level'], ['custom', '指定水位 Level (m)'],
+  ['latest', t('Latest reading')], ['warning', t('Warning level')],
+  ['danger', t('Danger level')], ['custom', t('Level (m)')],
 ];
 
 export function install({ map, config }) {
@@ -107,37 +108,37 @@ class Flood {
   build() {
     this.root = section('flood');
     this.root.dataset.gauges = '0';
-    this.gauge = element('select', { name: 'gauge' }, element('option', { value: '', textContent: '读取中 loading…' }));
+    this.gauge = element('select', { name: 'gauge' }, element('option', { value: '', textContent: t('loading…') }));
     this.gauge.addEventListener('change', () => { if (this.gauge.value) this.setSeed(null); });
     this.level = element('select', { name: 'level' },
       ...LEVELS.map(([value, text]) => element('option', { value, textContent: text })));
-    this.metres = element('input', { name: 'metres', type: 'number', step: '0.01', placeholder: '米 m', disabled: true });
+    this.metres = element('input', { name: 'metres', type: 'number', step: '0.01', placeholder: t('m'), disabled: true });
     this.level.addEventListener('change', () => { this.metres.disabled = this.level.value !== 'custom'; });
-    this.seedButton = button('在地图上点选起点 Click a seed point', () => this.pickSeed(), { className: 'seed' });
+    this.seedButton = button(t('Click a seed point'), () => this.pickSeed(), { className: 'seed' });
     this.hint = element('p', { className: 'hint' });
-    const parts = [labelled('水位站 Gauge', this.gauge), labelled('水位 Level', this.level),
-      labelled('水位（米） Level, m', this.metres), element('div', { className: 'buttons' }, this.seedButton), this.hint];
+    const parts = [labelled(t('Gauge'), this.gauge), labelled(t('Water level'), this.level),
+      labelled(t('Level, m'), this.metres), element('div', { className: 'buttons' }, this.seedButton), this.hint];
     if (this.f.closable) {
       this.close = element('input', { type: 'checkbox', name: 'close_roads' });
       this.hours = element('select', { name: 'closure_hours' },
-        ...this.f.hours.map((h, n) => element('option', { value: String(h), textContent: `${h} 小时 hours`, selected: n === 0 })));
-      parts.push(element('label', { className: 'close' }, this.close, ' 封闭淹没道路 Close the flooded roads'),
-        labelled('封路时长 For', this.hours));
+        ...this.f.hours.map((h, n) => element('option', { value: String(h), textContent: t('{n} hours', { n: h }), selected: n === 0 })));
+      parts.push(element('label', { className: 'close' }, this.close, ` ${t('Close the flooded roads')}`),
+        labelled(t('For'), this.hours));
     }
-    this.runButton = button('计算淹没范围 Run', () => this.run(), { className: 'run' });
+    this.runButton = button(t('Run'), () => this.run(), { className: 'run' });
     parts.push(element('div', { className: 'buttons' }, this.runButton));
     this.result = element('div', { className: 'flood-result' });
     this.result.dataset.state = 'idle';
-    this.root.append(element('h2', { textContent: '洪水淹没分析 Flood extent' }),
+    this.root.append(element('h2', { textContent: t('Flood extent analysis') }),
       element('div', { className: 'flood-form' }, ...parts), this.result);
   }
 
   /** The extent's legend, added with the first extent drawn. */
   addLegend() {
     if (document.querySelector(`#legend [data-layer="${EXTENT}"]`)) return;
-    const closed = this.config.command ? [] : [['封路 Closed roads', CLOSED_COLOUR, 'line']];
-    document.querySelector('#legend div')?.append(legendBlock(EXTENT, '淹没范围 Flood extent',
-      [['淹没区 Flooded', WATER, 'fill'], ...closed]));
+    const closed = this.config.command ? [] : [[t('Closed roads'), CLOSED_COLOUR, 'line']];
+    document.querySelector('#legend div')?.append(legendBlock(EXTENT, t('Flood extent'),
+      [[t('Flooded'), WATER, 'fill'], ...closed]));
     document.getElementById('legend').hidden = false;
   }
 
@@ -149,10 +150,10 @@ class Flood {
         const name = g.properties.name;
         return element('option', { value: String(key), textContent: name ? `${name} (${key})` : String(key) });
       }).sort((a, b) => a.value.localeCompare(b.value));
-      this.gauge.replaceChildren(element('option', { value: '', textContent: '— 选择 choose —' }), ...options);
+      this.gauge.replaceChildren(element('option', { value: '', textContent: t('— choose —') }), ...options);
       this.root.dataset.gauges = String(options.length);
     } catch (error) {
-      say(`水位站 Gauges: ${error.message}`, true);
+      say(`${t('Gauges')}: ${error.message}`, true);
     }
   }
 
@@ -174,7 +175,7 @@ class Flood {
   setSeed(at) {
     this.seed = at;
     this.map.getSource(SEED).setData(collection(at ? [feature({ type: 'Point', coordinates: at }, {})] : []));
-    this.seedButton.textContent = at ? `起点 Seed ${at[0].toFixed(5)}, ${at[1].toFixed(5)}` : '在地图上点选起点 Click a seed point';
+    this.seedButton.textContent = at ? `${t('Seed')} ${at[0].toFixed(5)}, ${at[1].toFixed(5)}` : t('Click a seed point');
     this.seedButton.dataset.seed = at ? JSON.stringify(at) : '';
   }
 
@@ -183,16 +184,16 @@ class Flood {
     const inputs = this.f.dem ? { dem: this.f.dem } : {};
     const custom = this.level.value === 'custom';
     const metres = Number.parseFloat(this.metres.value);
-    if (custom && !Number.isFinite(metres)) return this.missing('请填写水位（米） Give the level in metres', this.metres);
+    if (custom && !Number.isFinite(metres)) return this.missing(t('Give the level in metres'), this.metres);
     if (this.gauge.value) {
       inputs.gauge = this.gauge.value;
       if (custom) inputs.level = metres;
       else if (this.level.value !== 'latest') inputs.level = this.level.value;
     } else if (this.seed) {
-      if (!custom) return this.missing('起点需要指定水位 A seed point needs a level in metres', this.metres);
+      if (!custom) return this.missing(t('A seed point needs a level in metres'), this.metres);
       Object.assign(inputs, { seed: { type: 'Point', coordinates: this.seed }, level: metres });
     } else {
-      return this.missing('请选择水位站或点选起点 Choose a gauge or click a seed point', this.gauge);
+      return this.missing(t('Choose a gauge or click a seed point'), this.gauge);
     }
     if (this.close?.checked) Object.assign(inputs, { close_roads: true, closure_hours: Number(this.hours.value) });
     return inputs;
@@ -211,20 +212,20 @@ class Flood {
 
   async execute(inputs) {
     this.result.dataset.state = 'running';
-    this.result.replaceChildren(element('p', { className: 'hint', textContent: '计算中 Running…' }));
+    this.result.replaceChildren(element('p', { className: 'hint', textContent: t('Running…') }));
     this.runButton.disabled = true;
-    say('洪水淹没分析计算中 Flood extent: running…');
+    say(`${t('Flood extent')}: ${t('running…')}`);
     try {
       const answer = (await postJSON(this.f.execution, { inputs })).body;
       this.last = answer;
       this.show(answer);
-      say(`淹没面积 Flooded: ${formatArea(answer.area_m2)}`);
+      say(`${t('Flooded')}: ${formatArea(answer.area_m2)}`);
     } catch (error) {
       this.last = null;
       this.map.getSource(EXTENT).setData(collection());
       this.result.dataset.state = 'failed';
       this.result.replaceChildren(element('p', { className: 'flood-error problem', textContent: error.message }));
-      say(`洪水淹没分析失败 Flood extent refused: ${error.message}`, true);
+      say(`${t('Flood extent refused')}: ${error.message}`, true);
     } finally {
       this.runButton.disabled = false;
     }
@@ -241,7 +242,7 @@ class Flood {
     if (box) this.map.fitBounds([[box[0], box[1]], [box[2], box[3]]], { padding: 40, maxZoom: 16 });
     const head = element('p', { className: 'flood-summary' },
       element('strong', { textContent: `${formatArea(answer.area_m2)}` }),
-      ` · 水位 level ${Number(answer.level).toFixed(2)} m${answer.gauge ? ` · ${answer.gauge}` : ''}`,
+      ` · ${t('level')} ${Number(answer.level).toFixed(2)} m${answer.gauge ? ` · ${answer.gauge}` : ''}`,
       element('span', { className: 'about', textContent: ` · ${answer.method || ''} · ${answer.dem || ''}` }));
     const groups = (answer.affected || []).map((group) => this.group(group));
     this.result.replaceChildren(head, ...groups, this.population(answer.population),
@@ -260,8 +261,8 @@ class Flood {
       return row;
     });
     const cut = group.truncated || group.features.length > SHOWN;
-    if (cut) rows.push(element('li', { className: 'more', textContent: `… 共 ${group.count} 个 of ${group.count}` }));
-    if (!rows.length) rows.push(element('li', { className: 'empty', textContent: '无 None' }));
+    if (cut) rows.push(element('li', { className: 'more', textContent: `… ${t('of {n}', { n: group.count })}` }));
+    if (!rows.length) rows.push(element('li', { className: 'empty', textContent: t('None') }));
     const block = element('div', { className: 'flood-affected' },
       element('h3', {}, `${group.title} `, element('span', { className: 'count', textContent: `${group.count}${total ? ` · ${total}` : ''}` })),
       element('ul', {}, ...rows));
@@ -277,10 +278,10 @@ class Flood {
       Object.assign(row.dataset, { district: String(d.district), population: String(d.population) });
       return row;
     });
-    const total = element('tr', { className: 'total' }, element('th', { textContent: '合计 Total' }),
+    const total = element('tr', { className: 'total' }, element('th', { textContent: t('Total') }),
       element('th', { className: 'number', textContent: Math.round(population.total || 0).toLocaleString('zh-CN') }));
     const block = element('div', { className: 'flood-population' },
-      element('h3', { textContent: '受影响人口 Population affected' }),
+      element('h3', { textContent: t('Population affected') }),
       element('table', {}, element('tbody', {}, ...rows, total)));
     block.dataset.total = String(population.total);
     return block;
@@ -290,12 +291,12 @@ class Flood {
     if (!made.length) return [];
     const rows = made.map((c) => {
       const row = element('li', {}, element('span', { textContent: c.reason }),
-        element('span', { className: 'about', textContent: ` · 至 until ${clock(c.expires_at)}` }));
+        element('span', { className: 'about', textContent: ` · ${t('until {time}', { time: clock(c.expires_at) })}` }));
       row.dataset.closure = String(c.id);
       return row;
     });
     const list = element('div', { className: 'flood-closures' },
-      element('h3', { textContent: `已封路 Roads closed ${made.length}` }), element('ul', {}, ...rows));
+      element('h3', { textContent: `${t('Roads closed')} ${made.length}` }), element('ul', {}, ...rows));
     return [list];
   }
 
@@ -308,7 +309,7 @@ class Flood {
       const ids = new Set(made.map((c) => String(c.id)));
       this.map.getSource(CLOSED).setData(collection(found.features.filter((f) => ids.has(String(f.id)))));
     } catch (error) {
-      say(`封路 Closures: ${error.message}`, true);
+      say(`${t('Closures')}: ${error.message}`, true);
     }
   }
 

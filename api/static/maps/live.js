@@ -39,6 +39,7 @@
 // it; vehicle(id) is what the page knows of a device; state is the connection's (which the
 // command panel reads when it starts).
 
+import { t } from './i18n.js';
 import { element, getJSON, say, section, token } from './common.js';
 
 const EVENTS_KEPT = 50;
@@ -59,12 +60,12 @@ const CATCH_UP_MARGIN_MS = 10 * 60_000;
 /** Events are read back from this long before the connection was lost (an event's time is
  * its fix's, which a device may send late; those already listed are skipped). */
 const STATES = {
-  connecting: '连接中 connecting',
-  live: '实时 live',
-  reconnecting: '重连中 reconnecting',
-  refused: '已拒绝 refused',
+  connecting: t('connecting'),
+  live: t('live'),
+  reconnecting: t('reconnecting'),
+  refused: t('refused'),
 };
-const KINDS = { enter: '进入 enter', exit: '离开 exit', dwell: '停留 dwell' };
+const KINDS = { enter: t('enter'), exit: t('exit'), dwell: t('dwell') };
 /** The geofence events' kinds (gps_events also holds 'on-scene', an arrival: no fence). */
 const FENCE_FILTER = `kind IN (${Object.keys(KINDS).map((k) => `'${k}'`).join(', ')})`;
 const REFUSALS = new Set([1003, 1008]);
@@ -162,10 +163,10 @@ class Live {
     this.eventCount = element('span', { className: 'count', textContent: '0' });
     this.eventList = element('ol', { className: 'live-events' });
     this.root.replaceChildren(
-      element('h2', { textContent: '实时 Live' }),
+      element('h2', { textContent: t('Live') }),
       this.statusLine,
-      ...(this.layer ? [element('h3', {}, '车辆 Vehicles ', this.vehicleCount), this.vehicleList] : []),
-      element('h3', {}, '围栏事件 Geofence events ', this.eventCount),
+      ...(this.layer ? [element('h3', {}, `${t('Vehicles')} `, this.vehicleCount), this.vehicleList] : []),
+      element('h3', {}, `${t('Geofence events')} `, this.eventCount),
       this.eventList,
     );
     this.map.on('dragstart', () => this.setFollow(null));
@@ -184,7 +185,7 @@ class Live {
   showStatus(detail = '') {
     const parts = [STATES[this.state]];
     if (detail) parts.push(detail);
-    if (this.lastMessage) parts.push(`最后消息 last ${clock(this.lastMessage)}`);
+    if (this.lastMessage) parts.push(t('last {time}', { time: clock(this.lastMessage) }));
     this.status.textContent = parts.join(' · ');
   }
 
@@ -234,13 +235,13 @@ class Live {
       this.socket = null;
       if (REFUSALS.has(event.code)) {
         this.setState('refused', event.reason);
-        say(`实时 live: ${event.reason || event.code}`, true);
+        say(`${t('live')}: ${event.reason || event.code}`, true);
         return;
       }
       if (heard || (opened && Date.now() - opened > STEADY_MS)) this.attempts = 0;
       if (this.lostAt === null) this.lostAt = this.lastMessage || Date.now();
       if (this.held) {
-        this.setState('reconnecting', '暂停 held');
+        this.setState('reconnecting', t('held'));
         return;
       }
       const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** this.attempts);
@@ -301,7 +302,7 @@ class Live {
       }
       this.count('refetches');
     } catch (error) {
-      say(`实时 live: ${error.message}`, true);
+      say(`${t('live')}: ${error.message}`, true);
     }
   }
 
@@ -322,7 +323,7 @@ class Live {
       }
       this.count('catchups');
     } catch (error) {
-      say(`实时 live: ${error.message}`, true);
+      say(`${t('live')}: ${error.message}`, true);
     }
   }
 
@@ -447,7 +448,7 @@ class Live {
   }
 
   vehicleRow(device) {
-    const follow = element('button', { type: 'button', className: 'follow', textContent: '跟随 Follow' });
+    const follow = element('button', { type: 'button', className: 'follow', textContent: t('Follow') });
     follow.setAttribute('aria-pressed', 'false');
     follow.addEventListener('click', () => this.setFollow(this.follow === device ? null : device));
     const row = element('li', {},
@@ -533,7 +534,7 @@ class Live {
   /** A fence's name, read once (its id when it cannot be read). */
   nameFence(fence) {
     if (!this.fences.has(fence)) {
-      const fallback = `围栏 fence #${fence}`;
+      const fallback = t('fence #{n}', { n: fence });
       let asked = Promise.resolve(fallback);
       if (this.eventsUrl) {
         const query = new URLSearchParams({ f: 'json', fence_id: String(fence), limit: '1',

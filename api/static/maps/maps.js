@@ -16,6 +16,7 @@
 // level, what it covers, the roads it closes, on a map configured with ``flood``), terrain.js
 // (3D terrain and hillshade toggles, on a map configured with ``terrain``).
 
+import { t } from './i18n.js';
 import {
   authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
 } from './common.js';
@@ -49,7 +50,7 @@ function offerSignIn(then) {
     });
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) {
-      say(`登录失败 Sign-in failed: ${answer.description || response.status}`, true);
+      say(`${t('Sign-in failed')}: ${answer.description || response.status}`, true);
       return;
     }
     sessionStorage.setItem(TOKEN, answer.access_token);
@@ -117,8 +118,8 @@ function setOpacity(map, layer, opacity) {
 /** An imagery layer's date picker: the mosaic as seen at the chosen date (the newest scene
  * at or before it, per place). The first choice is the configuration's tile URL. */
 function datePicker(map, config, layer) {
-  const picker = element('select', { className: 'dates', title: '影像日期 Imagery date' });
-  picker.setAttribute('aria-label', `${layer.title}: 影像日期 date`);
+  const picker = element('select', { className: 'dates', title: t('Imagery date') });
+  picker.setAttribute('aria-label', `${layer.title}: ${t('date')}`);
   for (const choice of layer.datetimes) {
     picker.append(element('option', { value: choice.datetime, textContent: choice.label }));
   }
@@ -139,9 +140,9 @@ function layerSwitcher(map, config, legendBlocks) {
     const box = element('input', { type: 'checkbox', checked: layer.visible });
     const slider = element('input', {
       type: 'range', min: 0, max: 100, step: 5, value: Math.round(layer.opacity * 100),
-      title: '不透明度 Opacity',
+      title: t('Opacity'),
     });
-    slider.setAttribute('aria-label', `${layer.title}: 不透明度 opacity`);
+    slider.setAttribute('aria-label', `${layer.title}: ${t('opacity')}`);
     box.addEventListener('change', () => {
       setVisible(map, layer, box.checked);
       legendBlocks.get(layer.id)?.classList.toggle('off', !box.checked);
@@ -181,7 +182,7 @@ function legend(config) {
 class Coordinates {
   onAdd() {
     this.box = element('div', { className: 'maplibregl-ctrl coordinates', textContent: 'CGCS2000 —' });
-    this.box.title = 'CGCS2000 (EPSG:4490) 经纬度 longitude, latitude';
+    this.box.title = t('CGCS2000 (EPSG:4490) longitude, latitude');
     return this.box;
   }
 
@@ -250,7 +251,7 @@ async function mapPage() {
     }
     return;
   }
-  document.title = `${config.title} · 地图`;
+  document.title = `${config.title} · ${t('Map')}`;
   document.getElementById('title').textContent = config.title;
   const maplibregl = await import('../../vendor/maplibre-gl/dist/maplibre-gl.mjs');
   const [west, south, east, north] = config.extent;

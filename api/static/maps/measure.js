@@ -3,6 +3,7 @@
 // follows the pointer while drawing; each finished measure stays on the map, labelled,
 // until 清除 Clear.
 
+import { t } from './i18n.js';
 import { element, section } from './common.js';
 import {
   area, current, formatArea, formatLength, INSTRUCTIONS, length, perimeter, sketch,
@@ -28,12 +29,12 @@ function ensureLayers(map) {
 function readout(geometry) {
   if (geometry.type === 'LineString') {
     const metres = length(geometry.coordinates);
-    return { text: `长度 Length ${formatLength(metres)}`, short: formatLength(metres), data: { metres } };
+    return { text: `${t('Length')} ${formatLength(metres)}`, short: formatLength(metres), data: { metres } };
   }
   const squareMetres = area(geometry);
   const around = perimeter(geometry);
   return {
-    text: `面积 Area ${formatArea(squareMetres)}；周长 Perimeter ${formatLength(around)}`,
+    text: `${t('Area')} ${formatArea(squareMetres)}${t('; ')}${t('Perimeter')} ${formatLength(around)}`,
     short: formatArea(squareMetres),
     data: { squareMetres, metres: around },
   };
@@ -46,16 +47,16 @@ function label(maplibregl, text, className) {
 
 export function install({ map, maplibregl }) {
   const panel = section('measure');
-  const distanceButton = element('button', { type: 'button', textContent: '测距 Distance' });
+  const distanceButton = element('button', { type: 'button', textContent: t('Measure a distance') });
   distanceButton.dataset.mode = 'line';
-  const areaButton = element('button', { type: 'button', textContent: '测面 Area' });
+  const areaButton = element('button', { type: 'button', textContent: t('Measure an area') });
   areaButton.dataset.mode = 'polygon';
-  const clearButton = element('button', { type: 'button', textContent: '清除 Clear', className: 'clear' });
+  const clearButton = element('button', { type: 'button', textContent: t('Clear'), className: 'clear' });
   const hint = element('p', { className: 'hint', hidden: true });
   const value = element('output', { className: 'value', textContent: '—' });
   value.dataset.state = 'idle';
   panel.replaceChildren(
-    element('h2', { textContent: '测量 Measure' }),
+    element('h2', { textContent: t('Measure') }),
     element('div', { className: 'buttons' }, distanceButton, areaButton, clearButton),
     hint, value,
   );

@@ -26,6 +26,7 @@
 // station is open; window.spatialMonitor: level(key) (the feature-state of a station's
 // feature), station(key), refresh(), open(key, datastream), chart().
 
+import { t } from './i18n.js';
 import { body, element, getJSON, say, section } from './common.js';
 import { Chart, HOURS } from './chart.js';
 import { button, clock, closeIn } from './panel.js';
@@ -35,8 +36,8 @@ const POLL_MS = 20_000; // no live stream
 const SOON_MS = 300; // alarms close together: one read of the status
 const NORMAL = 'normal';
 const STREAM = {
-  connecting: '连接中 connecting', live: '实时 live', reconnecting: '重连中 reconnecting',
-  refused: '已拒绝 refused', polling: `定时刷新 polling every ${POLL_MS / 1000} s`,
+  connecting: t('connecting'), live: t('live'), reconnecting: t('reconnecting'),
+  refused: t('refused'), polling: t('polling every {s} s', { s: POLL_MS / 1000 }),
 };
 
 export function install({ map, config }) {
@@ -129,26 +130,26 @@ class Monitor {
     this.stream = element('p', { className: 'monitor-stream' }, element('span', { className: 'dot' }), this.streamText);
     this.alarmCount = element('span', { className: 'count', textContent: '0' });
     this.alarmList = element('ol', { className: 'monitor-alarms' });
-    this.noAlarm = element('p', { className: 'empty', textContent: '无告警 No active alarm' });
+    this.noAlarm = element('p', { className: 'empty', textContent: t('No active alarm') });
     this.viewTitle = element('h3');
-    this.picker = element('select', { className: 'datastream', title: '数据流 Datastream' });
-    this.picker.setAttribute('aria-label', '数据流 Datastream');
+    this.picker = element('select', { className: 'datastream', title: t('Datastream') });
+    this.picker.setAttribute('aria-label', t('Datastream'));
     this.picker.addEventListener('change', () => this.show(this.open?.key, Number(this.picker.value)));
     this.view = element('div', { className: 'monitor-view', hidden: true },
       element('div', { className: 'monitor-view-head' }, this.viewTitle,
-        button('×', () => this.closeView(), { className: 'close', title: '关闭 Close' })),
+        button('×', () => this.closeView(), { className: 'close', title: t('Close the view') })),
       this.picker);
     this.stationCount = element('span', { className: 'count' });
     this.stationRows = element('tbody');
     this.root.replaceChildren(
       element('h2', { textContent: this.m.title }), this.stream,
-      element('h3', {}, '告警 Active alarms ', this.alarmCount), this.noAlarm, this.alarmList,
+      element('h3', {}, `${t('Active alarms')} `, this.alarmCount), this.noAlarm, this.alarmList,
       this.view,
-      element('h3', {}, '站点 Stations ', this.stationCount),
+      element('h3', {}, `${t('Stations')} `, this.stationCount),
       element('div', { className: 'monitor-stations-box' },
         element('table', { className: 'monitor-stations' }, element('thead', {}, element('tr', {},
-          element('th', { textContent: '站点 Station' }), element('th', { textContent: '最新 Latest' }),
-          element('th', { textContent: '等级 Level' }))), this.stationRows)),
+          element('th', { textContent: t('Station') }), element('th', { textContent: t('Latest') }),
+          element('th', { textContent: t('Level') }))), this.stationRows)),
     );
   }
 
@@ -317,7 +318,7 @@ class Monitor {
       }
       this.listAlarms();
     } catch (error) {
-      say(`告警 alarms: ${error.message}`, true);
+      say(`${t('alarms')}: ${error.message}`, true);
     }
   }
 
@@ -385,7 +386,7 @@ class Monitor {
     for (const row of this.stationRows.children) row.classList.toggle('open', row.dataset.key === key);
     if (!chosen) {
       this.chart.close();
-      this.view.append(element('p', { className: 'empty', textContent: '无数据流 No datastream' }));
+      this.view.append(element('p', { className: 'empty', textContent: t('No datastream') }));
       return;
     }
     this.view.querySelector(':scope > p.empty')?.remove();

@@ -3,15 +3,16 @@
 // statuses and levels, server times, buttons and fields, a point of a geometry, GeoJSON
 // wrappers and the legend's blocks. The requests and the DOM builder are common.js's.
 
+import { t } from './i18n.js';
 import { element } from './common.js';
 
 export const STATUS = {
-  reported: { label: '已上报 Reported', colour: '#e03131' },
-  dispatched: { label: '已派遣 Dispatched', colour: '#f08c00' },
-  'on-scene': { label: '已到场 On scene', colour: '#1971c2' },
-  closed: { label: '已结案 Closed', colour: '#868e96' },
+  reported: { label: t('Reported'), colour: '#e03131' },
+  dispatched: { label: t('Dispatched'), colour: '#f08c00' },
+  'on-scene': { label: t('Arrived'), colour: '#1971c2' },
+  closed: { label: t('Closed'), colour: '#868e96' },
 };
-export const LEVELS = { 1: '1 特别重大 Most severe', 2: '2 重大 Major', 3: '3 较大 Serious', 4: '4 一般 Minor' };
+export const LEVELS = { 1: `1 ${t('Most severe')}`, 2: `2 ${t('Major')}`, 3: `3 ${t('Serious')}`, 4: `4 ${t('Minor')}` };
 
 /** Milliseconds of a server time; a timestamp without a zone is UTC (the incidents'). */
 export function ms(text) {

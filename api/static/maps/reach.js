@@ -7,6 +7,7 @@
 // For the browser tests: the switcher's row li[data-layer="command-areas"] carries
 // data-state (idle, loading, done, failed) and data-features.
 
+import { t } from './i18n.js';
 import { element, getJSON, postJSON, say } from './common.js';
 import { collection, feature, legendBlock, pointOf } from './panel.js';
 
@@ -40,7 +41,7 @@ export class Reach {
 
   /** A row of the layer switcher, on top. */
   addSwitch() {
-    const title = `消防站服务范围 Service areas of the stations (${this.areas.minutes.join('/')} 分钟 min)`;
+    const title = t('Service areas of the stations ({minutes} min)', { minutes: this.areas.minutes.join('/') });
     const box = element('input', { type: 'checkbox' });
     box.addEventListener('change', () => this.show(box.checked));
     this.row = element('li', {}, element('label', {}, box, ' ', title));
@@ -49,8 +50,8 @@ export class Reach {
   }
 
   legend() {
-    return legendBlock(SOURCE, '服务范围 Service areas', this.bands.map((m, n) =>
-      [`${m} 分钟内 within ${m} min`, BAND_COLOURS[Math.min(n, BAND_COLOURS.length - 1)], 'fill']), true);
+    return legendBlock(SOURCE, t('Service areas'), this.bands.map((m, n) =>
+      [t('within {n} min', { n: m }), BAND_COLOURS[Math.min(n, BAND_COLOURS.length - 1)], 'fill']), true);
   }
 
   show(visible) {
@@ -70,11 +71,11 @@ export class Reach {
   async load() {
     const areas = this.areas;
     this.row.dataset.state = 'loading';
-    say('服务范围计算中 Service areas: running…');
+    say(`${t('Service areas')}: ${t('running…')}`);
     try {
       const url = `${areas.points}?${new URLSearchParams({ f: 'json', limit: String(areas.most + 1) })}`;
       const stations = (await getJSON(url)).features.map((f) => pointOf(f.geometry)).filter(Boolean);
-      if (!stations.length) throw new Error(`${areas.collection}: 无站点 no stations`);
+      if (!stations.length) throw new Error(`${areas.collection}: ${t('no stations')}`);
       const points = stations.slice(0, areas.most);
       const outputs = await postJSON(areas.execution, { inputs: { network: this.c.network, points, minutes: areas.minutes } });
       const features = (outputs.body.areas?.features || []).map((f) => feature(f.geometry,
@@ -83,11 +84,11 @@ export class Reach {
       this.loaded = true;
       this.row.dataset.state = 'done';
       this.row.dataset.features = String(features.length);
-      const cut = stations.length > areas.most ? `; 仅前 ${areas.most} 个站 the first ${areas.most} stations` : '';
-      say(`服务范围 Service areas: ${points.length} 个站 stations${cut}`);
+      const cut = stations.length > areas.most ? t('; the first {n} stations', { n: areas.most }) : '';
+      say(`${t('Service areas')}: ${t('{n} stations', { n: points.length })}${cut}`);
     } catch (error) {
       this.row.dataset.state = 'failed';
-      say(`服务范围 Service areas: ${error.message}`, true);
+      say(`${t('Service areas')}: ${error.message}`, true);
     }
   }
 }

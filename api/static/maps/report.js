@@ -7,6 +7,7 @@
 // For the browser tests: #command carries data-placing="true" while a click on the map
 // places the incident; the marker's element has the class command-marker.
 
+import { t } from './i18n.js';
 import { element, postJSON, say } from './common.js';
 import { current, INSTRUCTIONS, sketch } from './draw.js';
 import { button, labelled, LEVELS, pointOf, STATUS } from './panel.js';
@@ -27,7 +28,7 @@ export class Report {
 
   /** The panel's part: the button and the (hidden) form. */
   parts() {
-    this.newButton = button('新事件 New incident', () => this.open(), { className: 'new' });
+    this.newButton = button(t('New incident'), () => this.open(), { className: 'new' });
     return [element('div', { className: 'buttons' }, this.newButton), this.newForm()];
   }
 
@@ -41,19 +42,19 @@ export class Report {
     this.location = element('input', { name: 'location', required: true, autocomplete: 'off',
       placeholder: '112.0, 22.9', spellcheck: false });
     this.location.addEventListener('input', () => this.typedLocation());
-    this.pickButton = button('地图点选 Pick on the map', () => this.pick(), { className: 'pick' });
+    this.pickButton = button(t('Pick on the map'), () => this.pick(), { className: 'pick' });
     this.foundButton = button('', () => this.useFound(), { className: 'found', hidden: true });
     this.hint = element('p', { className: 'hint' });
     const form = element('form', { className: 'command-new', hidden: true },
-      labelled('类型 Kind', kind), labelled('等级 Level', level),
-      labelled('地址 Address', element('input', { name: 'address', maxLength: 200 })),
-      labelled('描述 Description', element('textarea', { name: 'description', maxLength: 2000, rows: 2 })),
-      labelled('位置 Location (经度, 纬度 lon, lat)', this.location),
+      labelled(t('Kind'), kind), labelled(t('Level'), level),
+      labelled(t('Address'), element('input', { name: 'address', maxLength: 200 })),
+      labelled(t('Description'), element('textarea', { name: 'description', maxLength: 2000, rows: 2 })),
+      labelled(t('Location (lon, lat)'), this.location),
       element('div', { className: 'buttons' }, this.pickButton, this.foundButton),
       this.hint,
       element('div', { className: 'buttons' },
-        element('button', { type: 'submit', textContent: '上报 Report', className: 'primary' }),
-        button('取消 Cancel', () => this.close())));
+        element('button', { type: 'submit', textContent: t('Report'), className: 'primary' }),
+        button(t('Cancel'), () => this.close())));
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       this.report();
@@ -115,7 +116,7 @@ export class Report {
 
   typedLocation() {
     const point = parseCoordinates(this.location.value);
-    this.location.setCustomValidity(point || !this.location.value ? '' : '经度, 纬度 lon, lat');
+    this.location.setCustomValidity(point || !this.location.value ? '' : t('lon, lat'));
     if (point) this.place(point, true);
   }
 
@@ -143,7 +144,7 @@ export class Report {
   showFound() {
     if (!this.foundButton) return;
     this.foundButton.hidden = !this.found;
-    if (this.found) this.foundButton.textContent = `用搜索结果 Use the search result: ${this.found.label}`;
+    if (this.found) this.foundButton.textContent = `${t('Use the search result')}: ${this.found.label}`;
   }
 
   useFound() {
@@ -157,7 +158,7 @@ export class Report {
     const fields = this.form.elements;
     const point = parseCoordinates(this.location.value);
     if (!point) {
-      say('位置无效 Give the location as "lon, lat" or click the map', true);
+      say(t('Give the location as "lon, lat" or click the map'), true);
       this.location.focus();
       return;
     }
@@ -168,11 +169,11 @@ export class Report {
     try {
       const answer = await postJSON(this.c.incidents, payload);
       const id = answer.body.properties.incident_id;
-      say(`已上报 Reported ${id}`);
+      say(`${t('Reported')} ${id}`);
       this.close();
       await this.reported(id);
     } catch (error) {
-      say(`上报失败 Not reported: ${error.message}`, true);
+      say(`${t('Not reported')}: ${error.message}`, true);
     }
   }
 }

@@ -13,6 +13,7 @@
 // the results shown), and data-chosen ("layer/id" or "point") once the map has arrived;
 // each option carries data-layer and data-id (or data-lon and data-lat).
 
+import { t } from './i18n.js';
 import {
   element, getJSON, popupContent, say, section,
 } from './common.js';
@@ -438,7 +439,7 @@ class SearchTool {
   }
 
   build() {
-    const hint = '搜索地名、编号或坐标 Search places, IDs or coordinates';
+    const hint = t('Search places, IDs or coordinates');
     this.panel = section('search');
     this.input = element('input', {
       type: 'search', id: 'search-box', className: 'search-box', autocomplete: 'off',
@@ -453,7 +454,7 @@ class SearchTool {
     };
     for (const [name, value] of Object.entries(attributes)) this.input.setAttribute(name, value);
     this.list.setAttribute('role', 'listbox');
-    this.list.setAttribute('aria-label', '搜索结果 Search results');
+    this.list.setAttribute('aria-label', t('Search results'));
     this.listbox = new Listbox(this.input, this.list);
     const field = element('div', { className: 'search-field' }, this.input, this.list);
     this.panel.replaceChildren(field, this.note);
@@ -585,9 +586,9 @@ class SearchTool {
     const blocks = [];
     if (point) {
       const li = listbox.option(() => this.choosePoint(point),
-        element('span', { className: 'search-label', textContent: `前往 Go to ${formatPoint(point)}` }));
+        element('span', { className: 'search-label', textContent: t('Go to {point}', { point: formatPoint(point) }) }));
       Object.assign(li.dataset, { kind: 'point', lon: String(point[0]), lat: String(point[1]) });
-      blocks.push(listbox.group('坐标 Coordinates', null, li));
+      blocks.push(listbox.group(t('Coordinates'), null, li));
     }
     const problems = [];
     const found = []; // [order, block]: the best matches first, place layers before GPS ones
@@ -598,7 +599,7 @@ class SearchTool {
         if (outcome.reason?.name === 'AbortError') return;
         const reason = outcome.reason?.message || String(outcome.reason);
         problems.push(`${layer.title}: ${reason}`);
-        const line = message('search-error', `出错 Error: ${reason}`);
+        const line = message('search-error', `${t('Error')}: ${reason}`);
         blocks.push(listbox.group(layer.title, layer.id, line));
         return;
       }
@@ -619,12 +620,12 @@ class SearchTool {
     });
     found.sort(([p], [q]) => p[0] - q[0] || p[1] - q[1] || p[2] - q[2]);
     blocks.push(...found.map(([, block]) => block));
-    if (!blocks.length) blocks.push(message('search-empty', '无结果 No results'));
+    if (!blocks.length) blocks.push(message('search-empty', t('No results')));
     this.list.replaceChildren(...blocks);
     listbox.follow();
     this.complain(problems.join('; '));
-    const none = problems.length ? '搜索出错 Search failed' : '无结果 No results';
-    this.note.textContent = count ? `${count} 条结果 results` : none;
+    const none = problems.length ? t('Search failed') : t('No results');
+    this.note.textContent = count ? t('{n} results', { n: count }) : none;
     this.panel.dataset.query = query;
     this.panel.dataset.state = 'done';
     this.list.removeAttribute('aria-busy');
@@ -690,7 +691,7 @@ class SearchTool {
     this.showLayer(layer);
     if (!feature.geometry) {
       this.highlight(null);
-      this.complain(`${layer.title} ${label}: 无几何 no geometry`);
+      this.complain(`${layer.title} ${label}: ${t('no geometry')}`);
       return;
     }
     this.highlight(feature);

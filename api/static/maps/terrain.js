@@ -20,6 +20,7 @@
 // of the layer switcher carry data-state (off, on, failed); window.spatialTerrain:
 // terrain(on), hillshade(on), state() ({terrain, pitch, hillshade}).
 
+import { t } from './i18n.js';
 import { element, say } from './common.js';
 import { legendBlock } from './panel.js';
 
@@ -79,7 +80,7 @@ class Terrain {
     const terrainBox = element('input', { type: 'checkbox', name: 'terrain' });
     terrainBox.addEventListener('change', () => this.setTerrain(terrainBox.checked));
     this.terrainRow = element('div', { className: 'terrain-row' },
-      element('label', { title: `${this.t.title} · ×${this.t.exaggeration}` }, terrainBox, ' 3D 地形 Terrain'));
+      element('label', { title: `${this.t.title} · ×${this.t.exaggeration}` }, terrainBox, ` ${t('3D terrain')}`));
     this.terrainRow.dataset.layer = 'terrain';
     this.terrainRow.dataset.state = 'off';
     this.terrainBox = terrainBox;
@@ -88,12 +89,12 @@ class Terrain {
     shadeBox.addEventListener('change', () => this.setHillshade(shadeBox.checked));
     const slider = element('input', {
       type: 'range', min: 0, max: 100, step: 5, value: Math.round(this.t.opacity * 100),
-      title: '不透明度 Opacity',
+      title: t('Opacity'),
     });
-    slider.setAttribute('aria-label', '山体阴影: 不透明度 Hillshade opacity');
+    slider.setAttribute('aria-label', t('Hillshade opacity'));
     slider.addEventListener('input', () => this.map.setPaintProperty(HILLSHADE, 'raster-opacity', slider.value / 100));
     this.hillshadeRow = element('div', { className: 'terrain-row' },
-      element('label', {}, shadeBox, ' 山体阴影 Hillshade'), slider);
+      element('label', {}, shadeBox, ` ${t('Hillshade')}`), slider);
     this.hillshadeRow.dataset.layer = 'hillshade';
     this.hillshadeRow.dataset.state = 'off';
     this.shadeBox = shadeBox;
@@ -106,8 +107,8 @@ class Terrain {
   /** The hillshade's legend line, added when it is first shown (the legend lists what
    * the map can draw as it is). */
   addLegend() {
-    this.legend = legendBlock(HILLSHADE, `山体阴影 Hillshade · ${this.t.title}`,
-      [['阴坡 → 阳坡 Shaded → lit slopes', SHADE, 'raster']]);
+    this.legend = legendBlock(HILLSHADE, `${t('Hillshade')} · ${this.t.title}`,
+      [[t('Shaded → lit slopes'), SHADE, 'raster']]);
     document.querySelector('#legend div')?.append(this.legend);
     document.getElementById('legend').hidden = false;
   }
@@ -123,7 +124,7 @@ class Terrain {
       }
       this.map.setTerrain({ source: DEM, exaggeration: this.t.exaggeration });
       this.map.easeTo({ pitch: this.t.pitch, duration: EASE_MS });
-      say(`3D 地形 Terrain: ${this.t.title} ×${this.t.exaggeration}`);
+      say(`${t('3D terrain')}: ${this.t.title} ×${this.t.exaggeration}`);
     } else {
       this.map.setTerrain(null);
       this.map.easeTo({ pitch: 0, bearing: 0, duration: EASE_MS });
@@ -142,6 +143,6 @@ class Terrain {
 
   failed(row, event) {
     row.dataset.state = 'failed';
-    say(`${row.dataset.layer === 'terrain' ? '3D 地形 Terrain' : '山体阴影 Hillshade'}: ${event.error?.message || event.error}`, true);
+    say(`${row.dataset.layer === 'terrain' ? t('3D terrain') : t('Hillshade')}: ${event.error?.message || event.error}`, true);
   }
 }
