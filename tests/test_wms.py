@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pyproj
 import pytest
 import shapely
 import yaml
+from lxml import etree
 from owslib.wms import WebMapService
 from PIL import Image
 from shapely.geometry import shape
@@ -95,7 +95,7 @@ def rgba(data: bytes) -> np.ndarray:
 def report(response: httpx.Response) -> tuple[str, str | None]:
     """The code and locator of a ServiceExceptionReport."""
     assert response.headers["content-type"].startswith("text/xml"), response.text
-    root = ET.fromstring(response.content)
+    root = etree.fromstring(response.content)
     assert root.tag == f"{OGC}ServiceExceptionReport", response.text
     item = root.find(f"{OGC}ServiceException")
     assert item is not None and item.text
@@ -224,7 +224,7 @@ def test_access(api: httpx.Client, admin_auth: dict[str, str]) -> None:
     """A layer the caller may not read is absent and LayerNotDefined (404); the admin
     sees it."""
     caps = api.get("/wms", params={"SERVICE": "WMS", "REQUEST": "GetCapabilities"})
-    names = {n.text for n in ET.fromstring(caps.content).iter(f"{WMS_NS}Name")}
+    names = {n.text for n in etree.fromstring(caps.content).iter(f"{WMS_NS}Name")}
     assert "parcels" in names and PRIVATE not in names
     assert not any(n and n.endswith(f":{PRIVATE}") for n in names)
     ask = {"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap", "LAYERS": PRIVATE,
@@ -239,7 +239,7 @@ def test_access(api: httpx.Client, admin_auth: dict[str, str]) -> None:
     assert report(info)[0] == "LayerNotDefined"
     admin = api.get("/wms", params={"SERVICE": "WMS", "REQUEST": "GetCapabilities"},
                     headers=admin_auth)  # fmt: skip
-    assert PRIVATE in {n.text for n in ET.fromstring(admin.content).iter(f"{WMS_NS}Name")}
+    assert PRIVATE in {n.text for n in etree.fromstring(admin.content).iter(f"{WMS_NS}Name")}
     assert api.get("/wms", params=ask, headers=admin_auth).status_code == 200
 
 
@@ -276,7 +276,7 @@ BAD = [
         },
         "InvalidFormat",
         "INFO_FORMAT",
-    ),  # fmt: skip
+    ),
     (
         {
             "REQUEST": "GetFeatureInfo",
@@ -287,7 +287,7 @@ BAD = [
         },
         "InvalidPoint",
         "I",
-    ),  # fmt: skip
+    ),
     (
         {
             "REQUEST": "GetFeatureInfo",
@@ -298,12 +298,12 @@ BAD = [
         },
         "LayerNotDefined",
         "QUERY_LAYERS",
-    ),  # fmt: skip
+    ),
     (
         {"REQUEST": "GetLegendGraphic", "LAYER": "parcels", "STYLE": "nope"},
         "StyleNotDefined",
         "STYLES",
-    ),  # fmt: skip
+    ),
 ]
 
 
