@@ -21,7 +21,7 @@ import {
   authorization, base, body, element, getJSON, popupContent, say, TOKEN, token,
 } from './common.js';
 
-const TOOLS = ['search', 'measure', 'analyse', 'live', 'command', 'monitor', 'flood', 'terrain'];
+const TOOLS = ['search', 'measure', 'analyse', 'live', 'command', 'monitor', 'flood', 'terrain', 'print'];
 /** The tool modules, in the panel's order; each exports ``install({map, maplibregl,
  * config})``, called once the map has loaded its style. */
 
