@@ -88,7 +88,7 @@ def split(text: str) -> tuple[str, str] | None:
     None when the text is not one.
 
     A bilingual text is Chinese, a space, then English: the English part starts with a
-    capital Latin letter after the last Chinese character and holds none. A note in
+    capital Latin letter right after the last Chinese character and a space. A note in
     parentheses that ends the English part (``"(10 m)"``, a gauge and a level) is kept in
     the Chinese part too.
     """
@@ -96,12 +96,11 @@ def split(text: str) -> tuple[str, str] | None:
     if not found:
         return None
     last = found[-1]
-    rest = text[last.end() :]
-    space = re.search(r"\s+(?=[A-Z])", rest)
+    space = re.match(r"\s+(?=[A-Z])", text[last.end() :])
     if space is None:
         return None
-    chinese = (text[: last.end()] + rest[: space.start()]).strip()
-    english = rest[space.end() :].strip()
+    chinese = text[: last.end()].strip()
+    english = text[last.end() + space.end() :].strip()
     note = _TRAILING_NOTE.search(english)
     if note and note.group(1) not in chinese:
         chinese = f"{chinese} {note.group(1)}"
@@ -266,15 +265,20 @@ MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ("{w} may be at most {n} MiB", "{w} 最大为 {n} MiB"),
         ("{w} is larger than the limit of {n} bytes", "{w} 超过 {n} 字节的上限"),
         ("the database is not reachable; try again shortly", "数据库暂时无法连接；请稍后重试"),
-        # the classic services (WMS, WMTS) and printing: their general shapes
+        # the classic services (WMS, WMTS, api/ows.py) and printing: their general shapes
+        ("layer {l} is not offered", "不提供图层 {l}"),
         ("layer {l} is not defined", "图层 {l} 未定义"),
-        ("{w} layer {l} is not defined{r}", "{w}图层 {l} 未定义{r}"),
         ("style {s} is not defined{r}", "样式 {s} 未定义{r}"),
-        ("{p} is missing", "缺少参数 {p}"),
-        ("missing parameter {p}", "缺少参数 {p}"),
-        ("format {v} is not offered{r}", "不提供格式 {v}{r}"),
+        ("{p} is required", "缺少参数 {p}"),
+        ("{p} must be a whole number from {a} to {b}, not {v}",
+         "{p} 须为 {a} 到 {b} 之间的整数，而不是 {v}"),
+        ("TileMatrix {m} is not a matrix of {s}", "TileMatrix {m} 不是 {s} 的矩阵"),
+        ("{p}={v}: this is {s}", "{p}={v}：本服务是 {s}"),
+        ("{w} is not offered; use {l}", "不提供 {w}；请使用 {l}"),
+        ("{w} is not offered: {l}", "不提供 {w}：{l}"),
+        ("{w} is not offered", "不提供 {w}"),
         ("{w} is not supported", "不支持 {w}"),
-        ("tile {t} is out of range{r}", "瓦片 {t} 超出范围{r}"),
+        ("{w} is out of range{r}", "{w} 超出范围{r}"),
     )
 )  # fmt: skip
 """English error messages (regular expressions, ``{name}`` for a value kept as is) and

@@ -189,7 +189,7 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
     with browser_page(width=1200, height=850) as seen:
         sockets: list[str] = []
         page = _open(seen, demo_api.url, token, sockets)
-        assert "实时 live" in page.locator("#live .live-status").inner_text()
+        assert "live" in page.locator("#live .live-status").inner_text()
         assert sockets and all(is_local(u) and "access_token=" in u for u in sockets), sockets
         page.locator("#live .live-vehicles li").first.wait_for(timeout=WAIT_MS)
         applied = _data(page, "positions")
@@ -239,7 +239,7 @@ def test_a_vehicle_crossing_a_flood_zone_moves_on_the_map_and_its_events_are_lis
             lambda centre: abs(centre[0] - lon) < 1e-4 and abs(centre[1] - lat) < 1e-4,
             "the map flown to the enter event",
         )
-        assert "实时 live" in page.locator("#live .live-status").inner_text()
+        assert "live" in page.locator("#live .live-status").inner_text()
         seen.screenshot("map-emergency-live")
         seen.assert_clean()
 

@@ -205,6 +205,21 @@ const ZH = {
   'Hillshade opacity': '山体阴影不透明度',
   Hillshade: '山体阴影',
   'Shaded → lit slopes': '阴坡 → 阳坡',
+  // print.js
+  Print: '打印',
+  'Print report': '打印报告',
+  Title: '标题',
+  Paper: '纸张',
+  Orientation: '方向',
+  Landscape: '横向',
+  Portrait: '纵向',
+  Scale: '比例尺',
+  'Select features': '选择要素',
+  'Clear selection': '清除选择',
+  'Make the PDF': '生成 PDF',
+  '{n} selected: {layer}': '已选 {n} 个：{layer}',
+  'Printing…': '打印中…',
+  Printed: '打印完成',
 };
 
 /** The text of ``key`` (its English) in the page's language, ``values`` put in its {name}s. */
