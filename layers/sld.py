@@ -6,7 +6,7 @@ them): the rules of :mod:`layers.styles` written as Symbology Encoding, one
 
 ``match`` on a prefix is a ``PropertyIsLike`` (``wildCard="%"``); classes of a data-driven
 value are rules with explicit filters (QGIS reads rules; it ignores SE's ``Recode`` and
-``Interpolate``). A layer's opacity multiplies its symbols' (SLD has no layer opacity).
+``Interpolate``). A layer's opacity is its symbols' where the paint gives none, as in the web map.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def _se_stroke(colour_: str, width: float, opacity: float, v: Mapping[str, Any])
 
 
 def se_symbolizer(symbol: Symbol, opacity: float = 1.0) -> str:
-    """A symbol as an SE 1.1 symbolizer (sizes in pixels), ``opacity`` times its own."""
+    """A symbol as an SE 1.1 symbolizer (sizes in pixels), ``opacity`` times its own
+    (1 for the rules of :func:`layers.styles.rules`, which carry the layer's)."""
     v = dict(symbol.values)
     alpha = float(v["opacity"]) * opacity
     if symbol.kind == "fill":
@@ -156,9 +157,9 @@ def sld(named: Sequence[tuple[str, str, MapLayer, float]]) -> str:
         out.append(f"<UserStyle><se:Name>{escape(style_name)}</se:Name>")
         out.append(f"<se:Description><se:Title>{escape(layer.title)}</se:Title>"
                    "</se:Description>")  # fmt: skip
-        for group in rules(layer):
+        for group in rules(layer, opacity):
             if group.rules:
-                out.append(se_feature_type_style(group, opacity))
+                out.append(se_feature_type_style(group))
         out.append("</UserStyle></NamedLayer>")
     out.append("</StyledLayerDescriptor>")
     return "\n".join(out)

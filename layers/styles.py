@@ -334,7 +334,9 @@ _DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 """MapLibre's defaults."""
 
 
-def fragment_rules(fragment: Fragment, title: str = "") -> Group:  # noqa: PLR0912 - a branch per kind of value
+def fragment_rules(  # noqa: PLR0912 - a branch per kind of value
+    fragment: Fragment, title: str = "", opacity: float = 1.0
+) -> Group:
     """The rules of one fragment (empty for a type other clients cannot draw: raster,
     symbol, heatmap).
 
@@ -347,6 +349,7 @@ def fragment_rules(fragment: Fragment, title: str = "") -> Group:  # noqa: PLR09
     names = _PAINT[fragment.type]
     base = condition(fragment.filter) if fragment.filter is not None else None
     constant: dict[str, Any] = dict(_DEFAULTS[kind])
+    constant["opacity"] = opacity  # the layer's, unless the paint sets its own (as the web map)
     classed: dict[str, tuple[list[Filter | None], dict[str, list[Any]]]] = {}
     zoomed: dict[str, Any] = {}
     for key, value in fragment.paint.items():
@@ -433,13 +436,13 @@ def _symbol(kind: str, values: Mapping[str, Any]) -> Symbol | None:
     return Symbol(kind, tuple(sorted(out.items())))
 
 
-def rules(layer: MapLayer) -> list[Group]:
+def rules(layer: MapLayer, opacity: float = 1.0) -> list[Group]:
     """A layer's rules, one group per fragment in drawing order.
 
     Raises:
         StyleError: an expression this translation does not know.
     """
-    return [fragment_rules(f, layer.title) for f in layer.style]
+    return [fragment_rules(f, layer.title, opacity) for f in layer.style]
 
 
 def default_layer(collection: str, title: str, geometry_type: str) -> MapLayer:
@@ -465,13 +468,26 @@ def default_layer(collection: str, title: str, geometry_type: str) -> MapLayer:
     })  # fmt: skip
 
 
+def prefix_column(prop: str, length: int) -> str:
+    """The name of the column of ``prop``'s first ``length`` characters that a Mapnik
+    prefix test compares (a string comparison; a regular expression per rule and feature
+    was half the drawing time of a parcel tile)."""
+    return f"{prop}__{length}"
+
+
 def attributes(layer: MapLayer) -> set[str]:
     """The properties a layer's rules read."""
-    found: set[str] = set()
+    return {prop for prop, _ in columns(layer)}
+
+
+def columns(layer: MapLayer) -> set[tuple[str, int]]:
+    """What a layer's Mapnik rules read: ``(property, 0)`` for a property, ``(property,
+    n)`` for its first ``n`` characters (:func:`prefix_column`)."""
+    found: set[tuple[str, int]] = set()
 
     def walk(f: Filter | None) -> None:
         if isinstance(f, Test):
-            found.add(f.prop)
+            found.add((f.prop, len(str(f.value)) if f.op == "prefix" else 0))
         elif isinstance(f, Not):
             walk(f.of)
         elif isinstance(f, All | AnyOf):
@@ -541,7 +557,7 @@ def mapnik_filter(f: Filter | None) -> str:  # noqa: PLR0911 - one return per te
     if f.op == "eq":
         return f"{field_} = {_mapnik_literal(f.value)}"
     if f.op == "prefix":
-        return f"{field_}.match({_mapnik_literal('^' + re.escape(str(f.value)) + '.*')})"
+        return f"[{prefix_column(f.prop, len(str(f.value)))}] = {_mapnik_literal(str(f.value))}"
     if f.op == "contains":
         return f"{field_}.match({_mapnik_literal('.*' + re.escape(str(f.value)) + '.*')})"
     if f.op == "lt":
@@ -597,10 +613,9 @@ def mapnik_symbolizers(symbol: Symbol) -> str:
     return text + _attr("allow-overlap", "true") + _attr("ignore-placement", "true") + "/>"
 
 
-def mapnik_style(name: str, group: Group, opacity: float = 1.0) -> str:
+def mapnik_style(name: str, group: Group) -> str:
     """One group as a Mapnik ``<Style>`` element named ``name``."""
-    parts = [f"<Style name={quoteattr(name)}" + (_attr("opacity", opacity) if opacity < 1 else "")
-             + ">"]  # fmt: skip
+    parts = [f'<Style name={quoteattr(name)} filter-mode="first">']  # the rules never overlap
     for rule in group.rules:
         parts.append("<Rule>")
         if rule.maxzoom is not None:
