@@ -22,7 +22,7 @@ from lxml import etree
 from owslib.wms import WebMapService
 from PIL import Image
 from shapely.geometry import shape
-from support import LiveServer
+from support import LiveServer, until
 
 from layers.subsystems import SUBSYSTEMS_DIR
 
@@ -237,8 +237,11 @@ def test_access(api: httpx.Client, admin_auth: dict[str, str]) -> None:
     info = api.get("/wms", params={**ask, "REQUEST": "GetFeatureInfo", "QUERY_LAYERS": PRIVATE,
                                    "I": 1, "J": 1, "INFO_FORMAT": "application/json"})  # fmt: skip
     assert report(info)[0] == "LayerNotDefined"
-    admin = api.get("/wms", params={"SERVICE": "WMS", "REQUEST": "GetCapabilities"},
-                    headers=admin_auth)  # fmt: skip
+    admin = until(  # the admin's key reaches the server (made after it started)
+        lambda: api.get("/wms", params={"SERVICE": "WMS", "REQUEST": "GetCapabilities"},
+                        headers=admin_auth),
+        lambda r: r.status_code == 200, "the admin's capabilities",
+    )  # fmt: skip
     assert PRIVATE in {n.text for n in etree.fromstring(admin.content).iter(f"{WMS_NS}Name")}
     assert api.get("/wms", params=ask, headers=admin_auth).status_code == 200
 
