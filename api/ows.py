@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import pyproj
 from lxml import etree
@@ -329,7 +329,7 @@ def _matrix_set(contents: etree._Element, ms: MatrixSet, max_zoom: int) -> None:
 
 WMS_CRS = ("EPSG:3857", "EPSG:4326", "CRS:84", "EPSG:4490",
            *(f"EPSG:{code}" for code in range(4513, 4555)))  # fmt: skip
-MAP_FORMATS = {"image/png": "png", "image/jpeg": "jpeg"}
+MAP_FORMATS: dict[str, Literal["png", "jpeg"]] = {"image/png": "png", "image/jpeg": "jpeg"}
 INFO_FORMATS = ("application/json", "text/html")
 MAX_SIZE = 4096
 

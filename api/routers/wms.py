@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +36,9 @@ from tiles import render
 
 router = Router(tags=["WMS"])
 _BGCOLOR = re.compile(r"^0x([0-9a-fA-F]{6})$")
+_ALIASES: dict[str, Literal["png", "jpeg"]] = {
+    "png": "png", "jpeg": "jpeg", "jpg": "jpeg", "image/jpg": "jpeg"
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ def _map_ask(request: Request, p: dict[str, str], fmt_text: str | None) -> MapAs
     )
     srid, bbox = _crs_and_box(p, version)
     width, height = ows.whole(p, "WIDTH", 1, ows.MAX_SIZE), ows.whole(p, "HEIGHT", 1, ows.MAX_SIZE)
-    fmt = "png"
+    fmt: Literal["png", "jpeg"] = "png"
     if fmt_text is not None:
         fmt = _format(fmt_text)
     transparent = p.get("transparent", "FALSE").strip().upper()
@@ -127,10 +131,9 @@ def _map_ask(request: Request, p: dict[str, str], fmt_text: str | None) -> MapAs
     return MapAsk(names, layers, frame, version)
 
 
-def _format(text: str) -> str:
+def _format(text: str) -> Literal["png", "jpeg"]:
     kind = text.strip().lower().split(";")[0]
-    fmt = ows.MAP_FORMATS.get(kind) or {"png": "png", "jpeg": "jpeg", "jpg": "jpeg",
-                                         "image/jpg": "jpeg"}.get(kind)  # fmt: skip
+    fmt = ows.MAP_FORMATS.get(kind) or _ALIASES.get(kind)
     if fmt is None:
         msg = f"FORMAT {text[:40]!r} is not offered; use {' or '.join(ows.MAP_FORMATS)}"
         raise ows.OwsError("InvalidFormat", msg, "FORMAT")
