@@ -121,8 +121,8 @@ def test_defaults_jpeg_background_and_the_aspect_ratio(api: httpx.Client, world:
     assert image.width == 1024 and 0.7 < image.height / image.width < 1.3
     assert np.asarray(image.convert("RGBA"))[..., 3].max() == 255
     bbox = "111.90,22.80,111.91,22.805"  # outside the demo data: nothing drawn
-    jpeg = api.get("/collections/parcels/map", params={"bbox": bbox, "width": 100,
-                                                       "f": "jpeg", "bgcolor": "0x102030"})  # fmt: skip
+    query = {"bbox": bbox, "width": 100, "f": "jpeg", "bgcolor": "0x102030"}
+    jpeg = api.get("/collections/parcels/map", params=query)
     assert jpeg.headers["content-type"] == "image/jpeg"
     decoded = np.asarray(Image.open(io.BytesIO(jpeg.content)).convert("RGB"))
     assert decoded.shape == (50, 100, 3)  # height from the bbox's aspect ratio
