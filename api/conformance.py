@@ -61,6 +61,7 @@ CLASSES = MappingProxyType({
     f"{_OGC}ogcapi-coverages-1/1.0/conf/coverage-rangesubset": "tiles.coverage",
     f"{_OGC}ogcapi-coverages-1/1.0/conf/coverage-bbox": "spatial.coverages",
     f"{_OGC}ogcapi-coverages-1/1.0/conf/coverage-datetime": "spatial.coverages",
+    f"{_OGC}ogcapi-coverages-1/1.0/conf/coverage-scaling": "spatial.coverages (resolve)",
     # OGC API - Processes
     f"{_OGC}ogcapi-processes-1/1.0/conf/core": "api.routers.processes",
     f"{_OGC}ogcapi-processes-1/1.0/conf/ogc-process-description": "spatial.processes",

@@ -38,7 +38,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -400,6 +400,9 @@ class Asked:
     height: int | None = None
     sized: tuple[str, ...] = ()
     """The directions ``scale-size`` scales (``x`` across, ``y`` down)."""
+    factors: tuple[float | None, float | None] = (None, None)
+    """``scale-factor`` or ``scale-axes``: the native cells across and down are divided by
+    these (None: that axis keeps its native cells, or the size asked)."""
 
 
 def _size(text: str | None, name: str) -> int | None:
@@ -436,10 +439,51 @@ def _scale_size(values: Sequence[str]) -> dict[str, int]:
     return sizes
 
 
+def _factor(text: str, name: str) -> float:
+    try:
+        number = float(text.strip())
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0 or number > MAX_SIZE:
+        msg = f"{name} must be a number above 0 (2 halves the cells), not {text.strip()[:30]!r}"
+        raise InvalidInputError(msg)
+    return number
+
+
+def _factors(
+    scale_factor: str | None, scale_axes: Sequence[str]
+) -> tuple[float | None, float | None]:
+    """``scale-factor=2`` (every axis) or ``scale-axes=E(2),N(4)``: divisors of the native
+    cells across and down."""
+    if scale_factor is not None and scale_axes:
+        raise InvalidInputError("give scale-factor or scale-axes, not both")
+    if scale_factor is not None:
+        factor = _factor(scale_factor, "scale-factor")
+        return factor, factor
+    found: dict[str, float] = {}
+    for value in scale_axes:
+        for part in _split(value, ","):
+            match = _SPEC.match(part)
+            axis = match[1].lower() if match else ""
+            if match is None or axis not in _ACROSS | _DOWN:
+                msg = (
+                    f"scale-axes {part.strip()[:100]!r} is not E(factor), N(factor), Lon, Lat, "
+                    "i or j"
+                )
+                raise InvalidInputError(msg)
+            key = "x" if axis in _ACROSS else "y"
+            if key in found:
+                msg = f"scale-axes gives the axis {'across' if key == 'x' else 'down'} twice"
+                raise InvalidInputError(msg)
+            found[key] = _factor(match[2], f"scale-axes {match[1]}")
+    return found.get("x"), found.get("y")
+
+
 def parse_request(
     *, subset: Sequence[str] = (), subset_crs: str | None = None, bbox: str | None = None,
     bbox_crs: str | None = None, datetime: str | None = None, width: str | None = None,
-    height: str | None = None, scale_size: Sequence[str] = (),
+    height: str | None = None, scale_size: Sequence[str] = (), scale_factor: str | None = None,
+    scale_axes: Sequence[str] = (),
 ) -> Asked:  # fmt: skip
     """The request's domain parameters, checked on their own (the domain is not needed).
 
@@ -461,6 +505,10 @@ def parse_request(
     if sizes and (width is not None or height is not None):
         msg = "give scale-size or width/height, not both"
         raise InvalidInputError(msg)
+    factors = _factors(scale_factor, scale_axes)
+    if factors != (None, None) and (sizes or width is not None or height is not None):
+        msg = "give scale-factor/scale-axes or a size (scale-size, width/height), not both"
+        raise InvalidInputError(msg)
     for part in spatial:
         for value in (part.low, part.high):
             _number(value, part)
@@ -474,6 +522,7 @@ def parse_request(
         width=sizes["x"] if "x" in sizes else _size(width, "width"),
         height=sizes["y"] if "y" in sizes else _size(height, "height"),
         sized=tuple(sizes),
+        factors=factors,
     )
 
 
@@ -580,12 +629,40 @@ def _ranges(
 
 
 def resolve(asked: Asked, found: Domain) -> Read:
-    """Where ``asked`` reads in the domain ``found``.
+    """Where ``asked`` reads in the domain ``found``, and at what size: the native cells of
+    the box, ``width``/``height``, ``scale-size`` (an axis it does not name keeps its native
+    cells), or the native cells divided by ``scale-factor``/``scale-axes``.
 
     Raises:
         InvalidInputError: an axis that is not the subset CRS's, low above high.
         NotFoundError: a spatial subset that lies wholly outside the domain.
     """
+    read = _place(asked, found)
+    if asked.factors == (None, None) and len(asked.sized) != 1:
+        return read
+    across, down = _native_cells(read, found)
+    fx, fy = asked.factors
+    width = max(1, round(across / fx)) if fx else read.width or across
+    height = max(1, round(down / fy)) if fy else read.height or down
+    return replace(read, width=width, height=height)
+
+
+def _native_cells(read: Read, found: Domain) -> tuple[int, int]:
+    """The domain's cells across and down in a read's box (as the read counts them)."""
+    if read.crs == found.crs_text:
+        box = read.box
+    else:
+        try:
+            box = transform_bounds(read.crs, found.crs_text, *read.box, densify_pts=21)
+        except (RasterioError, CRSError, ValueError):
+            msg = f"the {read.by} cannot be placed in the coverage's grid to scale it"
+            raise InvalidInputError(msg) from None
+    across = max(1, math.ceil((box[2] - box[0]) / found.res_x - _EPS))
+    down = max(1, math.ceil((box[3] - box[1]) / found.res_y - _EPS))
+    return across, down
+
+
+def _place(asked: Asked, found: Domain) -> Read:
     if asked.bbox is not None:
         box, crs = asked.bbox, asked.bbox_crs
         return Read(box, crs.text, _lonlat(box, crs), asked.width, asked.height, "bbox")

@@ -57,6 +57,7 @@ _TEMPORAL = "tests/test_cql2_temporal_arithmetic.py::"
 _RECORD = "tests/test_records.py::"
 _TILE = "tests/test_tiles.py::"
 _COVERAGE = "tests/test_coverages.py::"
+_GDAL = "tests/test_gdal_clients.py::"
 _RASTER = "tests/test_rasters.py::"
 _PROCESS = "tests/test_ogc_processes.py::"
 _HERE = "tests/test_conformance_claims.py::"
@@ -207,6 +208,11 @@ CLAIMS: dict[str, tuple[str, ...]] = {
         f"{_RASTER}test_a_coverage_by_a_lonlat_bbox_is_in_the_native_crs",
     ),
     f"{_COVERAGES}coverage-datetime": (f"{_HERE}test_coverage_datetime_picks_the_scenes",),
+    f"{_COVERAGES}coverage-scaling": (
+        f"{_GDAL}test_the_coverage_scales_by_a_factor_or_per_axis",
+        f"{_GDAL}test_gdal_reads_the_imagery_coverage_at_its_native_grid_and_values",
+        f"{_COVERAGE}test_open_ends_slices_and_scale_size",
+    ),
     # OGC API - Processes
     f"{_PROCESSES}core": (
         f"{_PROCESS}test_the_process_list_and_descriptions",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import morecantile
 import pyproj
@@ -147,3 +148,101 @@ def tiles_covering(
         )
         raise InvalidInputError(msg)
     return [(t.z, t.y, t.x) for t in tms.tiles(west, south, east, north, list(zooms))]
+
+
+# -- the documents a client reads -------------------------------------------------------------
+
+OGC_TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/{}"
+REGISTERED = frozenset({"WebMercatorQuad", "WorldCRS84Quad"})
+"""The sets the OGC registers (their URIs resolve at the OGC definition server)."""
+_AXES = {"WebMercatorQuad": ["X", "Y"], "WorldCRS84Quad": ["Lon", "Lat"],
+         "CGCS2000Quad": ["Lat", "Lon"]}  # fmt: skip
+
+
+def uri(tms_id: str, base: str) -> str:
+    """The set's URI: the OGC's for a registered set, else its definition on this server
+    (``tileMatrixSetURI`` of a tileset; GDAL's OGCAPI driver picks a set by a substring of
+    it, e.g. ``-oo TILEMATRIXSET=CGCS2000Quad``)."""
+    return OGC_TMS_URI.format(tms_id) if tms_id in REGISTERED else f"{base}/tileMatrixSets/{tms_id}"
+
+
+def document(tms_id: str) -> dict[str, Any]:
+    """The set as OGC Two Dimensional Tile Matrix Set 2.0 JSON (what OGC API - Tiles 1.0
+    serves), with the TMS 1.0 keys beside it: GDAL before 3.7 (Debian 12's 3.6) reads only
+    those (``type``, ``identifier``, ``supportedCRS``, ``boundingBox`` with
+    ``lowerCorner``/``upperCorner``, and per matrix ``identifier`` and ``topLeftCorner``), and
+    takes a document without them for a file name ("Invalid tiling matrix set name"). Both
+    versions give the corners in the CRS's axis order (EPSG:4490: latitude first).
+
+    Raises:
+        NotFoundError: an unknown set.
+    """
+    tms = tile_matrix_set(tms_id)
+    body: dict[str, Any] = tms.model_dump(mode="json", exclude_none=True)
+    crs = str(tms.crs.root)
+    box = tms.xy_bbox
+    lower, upper = [box.left, box.bottom], [box.right, box.top]
+    if SRID[tms_id] == 4490:  # latitude first
+        lower, upper = lower[::-1], upper[::-1]
+    body.pop("uri", None)
+    if tms_id in REGISTERED:
+        body["uri"] = OGC_TMS_URI.format(tms_id)
+    body["orderedAxes"] = _AXES[tms_id]
+    body.update(
+        type="TileMatrixSetType", identifier=tms_id, supportedCRS=crs,
+        boundingBox={"type": "BoundingBoxType", "crs": crs, "orderedAxes": _AXES[tms_id],
+                     "lowerLeft": lower, "upperRight": upper,
+                     "lowerCorner": lower, "upperCorner": upper},
+    )  # fmt: skip
+    for matrix in body["tileMatrices"]:
+        matrix.update(type="TileMatrixType", identifier=matrix["id"],
+                      topLeftCorner=matrix["pointOfOrigin"])  # fmt: skip
+    return body
+
+
+def limits(
+    tms_id: str, lonlat: tuple[float, float, float, float], zooms: range, *, whole: bool = False
+) -> list[dict[str, Any]]:
+    """``tileMatrixSetLimits``: for each matrix of ``zooms``, the rows and columns of the
+    tiles that cover a lon/lat box (OGC API - Tiles 1.0; GDAL reads only these matrices).
+
+    ``whole``: every row and column of each matrix (the limits then only say which matrices
+    hold the data). GDAL 3.6's OGCAPI driver reads a raster tileset only through listed
+    matrices, but sizes its strip by the matrix's full height and numbers its columns from
+    the first listed one: cut limits stretch its raster and shift its tiles."""
+    tms = tile_matrix_set(tms_id)
+    west, south, east, north = lonlat
+    found = []
+    for z in zooms:
+        nw, se = tms.tile(west, north, z), tms.tile(east, south, z)
+        rows, cols = (min(nw.y, se.y), max(nw.y, se.y)), (min(nw.x, se.x), max(nw.x, se.x))
+        if whole:
+            matrix = tms.matrix(z)
+            rows, cols = (0, matrix.matrixHeight - 1), (0, matrix.matrixWidth - 1)
+        found.append({"tileMatrix": str(z), "minTileRow": rows[0], "maxTileRow": rows[1],
+                      "minTileCol": cols[0], "maxTileCol": cols[1]})  # fmt: skip
+    return found
+
+
+def native_zoom(tms_id: str, metres: float, lat: float) -> int:
+    """The shallowest matrix of a set whose cells are as fine as ``metres`` on the ground at
+    latitude ``lat`` (imagery's ``gsd``): deeper matrices add no detail to the data."""
+    tms = tile_matrix_set(tms_id)
+    if SRID[tms_id] == 3857:
+        res = metres / max(math.cos(math.radians(lat)), 0.01)
+    else:
+        res = metres / (EARTH_RADIUS * math.pi / 180)  # degrees
+    return int(tms.zoom_for_res(res, zoom_level_strategy="upper"))
+
+
+def visible_zoom(tms_id: str, lonlat: tuple[float, float, float, float]) -> int:
+    """The shallowest matrix of a set in which a lon/lat box spans at least two cells each way
+    (coarser matrices show it as a dot; GDAL 3.6 cannot crop a raster to less than a cell)."""
+    tms = tile_matrix_set(tms_id)
+    left, bottom = tms.xy(lonlat[0], lonlat[1])
+    right, top = tms.xy(lonlat[2], lonlat[3])
+    span = min(abs(right - left), abs(top - bottom))
+    for matrix in tms.tileMatrices:
+        if span >= 2 * matrix.cellSize:
+            return int(matrix.id)
+    return tms.maxzoom

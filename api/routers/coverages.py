@@ -5,7 +5,8 @@
   (``Lat(..:..),Lon(..:..)`` in CRS84 or ``subset-crs``, ``E(..:..),N(..:..)`` in the
   coverage's CRS, ``time(..:..)``) or ``bbox`` (``bbox-crs``) and ``datetime``, with the
   bands of ``properties`` or an ``expression``, at the native resolution or ``width`` /
-  ``height`` / ``scale-size``. :mod:`spatial.coverages` says what each parameter means;
+  ``height`` / ``scale-size``, or the native cells divided by ``scale-factor`` /
+  ``scale-axes``. :mod:`spatial.coverages` says what each parameter means;
 - ``/collections/{id}/coverage/domainset`` and ``.../rangetype``: the coverage's grid and
   bands as CIS 1.1 JSON (:mod:`tiles.coverage`).
 
@@ -51,6 +52,13 @@ COVERAGE = Params((
           {"type": "integer", "minimum": 1, "maximum": coverages.MAX_SIZE}),
     Param("scale-size", "Cells per axis, e.g. E(256),N(256); not with width/height."),
     Param("scaleSize", "As scale-size (the spelling GDAL's OGCAPI driver sends)."),
+    Param("scale-factor", "Divides the native cells of every axis, e.g. 2 for half as many "
+          "across and down; not with a size or scale-axes.",
+          {"type": "number"}),
+    Param("scaleFactor", "As scale-factor.", {"type": "number"}),
+    Param("scale-axes", "Divides the native cells of the axes named, e.g. E(2),N(4); an axis "
+          "not named keeps its cells."),
+    Param("scaleAxes", "As scale-axes."),
     Param("f", "tif (the default): a float32 GeoTIFF, nodata NaN."),
 ))  # fmt: skip
 """A coverage subset's parameters."""
@@ -112,6 +120,8 @@ def _asked(request: Request) -> coverages.Asked:
         bbox=q.get("bbox") or None, bbox_crs=q.get("bbox-crs") or None,
         datetime=q.get("datetime") or None, width=q.get("width"), height=q.get("height"),
         scale_size=many("scale-size", "scaleSize"),
+        scale_factor=next(iter(many("scale-factor", "scaleFactor")), None),
+        scale_axes=many("scale-axes", "scaleAxes"),
     )  # fmt: skip
 
 

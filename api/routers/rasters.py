@@ -29,6 +29,7 @@ from api.routing import Router
 from spatial import mosaic
 from spatial.errors import NotFoundError
 from tiles import raster
+from tiles import tms as sets
 from tiles.service import TileService
 from tiles.tms import TILE_MATRIX_SETS
 
@@ -154,12 +155,13 @@ def _tileset(request: Request, record: Any, tms_id: str, kind: str) -> dict[str,
         "crs": TILE_MATRIX_SETS[tms_id].crs.srs
         if hasattr(TILE_MATRIX_SETS[tms_id].crs, "srs")
         else str(TILE_MATRIX_SETS[tms_id].crs),
-        "tileMatrixSetURI": f"http://www.opengis.net/def/tilematrixset/OGC/1.0/{tms_id}",
+        "tileMatrixSetURI": sets.uri(tms_id, base),
         "boundingBox": {
             "lowerLeft": list(record.bbox[:2]) if record.bbox else None,
             "upperRight": list(record.bbox[2:]) if record.bbox else None,
             "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
         },
+        **_limits(request, record, tms_id),
         "links": [
             {"rel": "self", "type": "application/json", "href": path},
             {
@@ -175,3 +177,22 @@ def _tileset(request: Request, record: Any, tms_id: str, kind: str) -> dict[str,
             },
         ],
     }
+
+
+def _limits(request: Request, record: Any, tms_id: str) -> dict[str, Any]:
+    """``tileMatrixSetLimits`` over the collection's bbox, from the matrix where it spans two
+    cells (:func:`tiles.tms.visible_zoom`) to the one as fine as its ``gsd`` (deeper tiles are
+    served, magnified, but add nothing). GDAL 3.6's OGCAPI driver reads raster tiles only
+    through matrices listed here, fails on a matrix where the data is under a cell, and
+    misplaces tiles unless each matrix is listed whole (:func:`tiles.tms.limits`)."""
+    if not record.bbox:
+        return {}
+    west, south, east, north = (float(v) for v in record.bbox[:4])
+    top = request.app.state.settings.tiles.max_zoom
+    gsd = record.properties.get("gsd")
+    if gsd:
+        top = min(top, sets.native_zoom(tms_id, float(gsd), (south + north) / 2))
+    box = (west, south, east, north)
+    first = min(sets.visible_zoom(tms_id, box), top)
+    zooms = range(first, top + 1)
+    return {"tileMatrixSetLimits": sets.limits(tms_id, box, zooms, whole=True)}

@@ -26,11 +26,11 @@ from api.routing import Router
 from layers import VectorCollection, View
 from spatial import features
 from spatial.errors import InvalidInputError, NotFoundError
+from tiles import tms as sets
 from tiles.service import MVT, TileService
 from tiles.tms import TILE_MATRIX_SETS, tile_matrix_set
 
 router = Router(tags=["Tiles"])
-_TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/{}"
 _TEMPLATE = "{tileMatrix}/{tileRow}/{tileCol}"
 _TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {MVT: {}}}, 204: {"description": "No feature in the tile"},
@@ -46,7 +46,7 @@ async def tile_matrix_sets(request: Request, f: str | None = F_PARAM) -> Respons
     body = {
         "tileMatrixSets": [
             {"id": tms_id, "title": tms.title, "crs": str(tms.crs.root),
-             "uri": _TMS_URI.format(tms_id),
+             **({"uri": sets.OGC_TMS_URI.format(tms_id)} if tms_id in sets.REGISTERED else {}),
              "links": [{"rel": "self", "type": "application/json",
                         "href": f"{base}/tileMatrixSets/{tms_id}"}]}
             for tms_id, tms in TILE_MATRIX_SETS.items()
@@ -65,11 +65,10 @@ async def tile_matrix_sets_pygeoapi(request: Request) -> Response:
 async def tile_matrix_set_definition(
     tms_id: str, request: Request, f: str | None = F_PARAM
 ) -> Response:
-    """The set's definition (OGC Two Dimensional Tile Matrix Set 2.0 JSON)."""
+    """The set's definition (OGC Two Dimensional Tile Matrix Set 2.0 JSON, with the TMS 1.0
+    keys GDAL 3.6 reads: :func:`tiles.tms.document`)."""
     check_parameters(request, frozenset({"f"}))
-    body: dict[str, Any] = tile_matrix_set(tms_id).model_dump(mode="json", exclude_none=True)
-    return await _page(request, {**body, "uri": _TMS_URI.format(tms_id)},
-                       "tilematrixsets/tilematrixset.html")  # fmt: skip
+    return await _page(request, sets.document(tms_id), "tilematrixsets/tilematrixset.html")
 
 
 async def _page(request: Request, body: dict[str, Any], template: str) -> Response:
@@ -92,7 +91,7 @@ def _tilesets(base: str, path: str, title: str) -> dict[str, Any]:
     return {
         "tilesets": [
             {"title": f"{title} ({tms_id})", "dataType": "vector", "crs": str(tms.crs.root),
-             "tileMatrixSetURI": _TMS_URI.format(tms_id),
+             "tileMatrixSetURI": sets.uri(tms_id, base),
              "links": [
                  {"rel": "self", "type": "application/json", "href": f"{base}{path}/{tms_id}"},
                  {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
@@ -146,9 +145,11 @@ def _tileset(
         })  # fmt: skip
     return JSONResponse({
         "title": title, "dataType": "vector", "crs": str(tms.crs.root),
-        "tileMatrixSetURI": _TMS_URI.format(tms_id),
+        "tileMatrixSetURI": sets.uri(tms_id, base),
         "boundingBox": {"lowerLeft": bounds[:2], "upperRight": bounds[2:],
                         "crs": features.CRS84},
+        "tileMatrixSetLimits": sets.limits(tms_id, (bounds[0], bounds[1], bounds[2], bounds[3]),
+                                           range(top + 1)),
         "layers": layers,
         "links": [
             {"rel": "self", "type": "application/json", "href": f"{base}{path}/{tms_id}"},
