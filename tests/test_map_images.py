@@ -43,11 +43,13 @@ def world(demo_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFa
     """A parcel well inside its boundary (its class, the centre of its largest inscribed
     circle in EPSG:4546 and that circle's radius), the secret collection, and keys."""
     with psycopg.connect(demo_url) as conn:
-        dlbm, x, y, radius = conn.execute(
+        row = conn.execute(
             "SELECT dlbm, ST_X(c.center), ST_Y(c.center), c.radius FROM (SELECT dlbm, "
             "(ST_MaximumInscribedCircle(geom)).* FROM layers.parcels "
             "ORDER BY ST_Area(geom) DESC LIMIT 50) c ORDER BY c.radius DESC LIMIT 1"
         ).fetchone()
+    assert row is not None
+    dlbm, x, y, radius = row
     folder = tmp_path_factory.mktemp("h1")
     cells = [
         shapely.box(112.20 + i * 0.002, 23.10, 112.2015 + i * 0.002, 23.1015) for i in range(4)
@@ -121,7 +123,7 @@ def test_defaults_jpeg_background_and_the_aspect_ratio(api: httpx.Client, world:
     assert image.width == 1024 and 0.7 < image.height / image.width < 1.3
     assert np.asarray(image.convert("RGBA"))[..., 3].max() == 255
     bbox = "111.90,22.80,111.91,22.805"  # outside the demo data: nothing drawn
-    query = {"bbox": bbox, "width": 100, "f": "jpeg", "bgcolor": "0x102030"}
+    query: dict[str, str | int] = {"bbox": bbox, "width": 100, "f": "jpeg", "bgcolor": "0x102030"}
     jpeg = api.get("/collections/parcels/map", params=query)
     assert jpeg.headers["content-type"] == "image/jpeg"
     decoded = np.asarray(Image.open(io.BytesIO(jpeg.content)).convert("RGB"))
@@ -133,7 +135,8 @@ def test_defaults_jpeg_background_and_the_aspect_ratio(api: httpx.Client, world:
 
 def test_restricted_collections_and_row_filters(api: httpx.Client, world: Any) -> None:
     west, south, east, north = 112.199, 23.099, 112.2085, 23.1025
-    params = {"bbox": f"{west},{south},{east},{north}", "width": 380, "height": 140}
+    params: dict[str, str | int] = {"bbox": f"{west},{south},{east},{north}", "width": 380,
+                                    "height": 140}  # fmt: skip
     for path in (f"/collections/{SECRET}/map", f"/collections/{SECRET}/styles"):
         assert api.get(path, params=params if "map" in path else None).status_code == 404
     pixels = _pixels(api.get(f"/collections/{SECRET}/map", params=params,
