@@ -6,6 +6,7 @@ parcel drawn in its land-use colour from layers/subsystems/land.yaml, the caller
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ def assert_colour(pixel: Any, colour: tuple[int, int, int]) -> None:
     rgb = [int(v) for v in pixel[:3]]
     assert int(pixel[3]) > 0, f"transparent where the parcel is: {pixel}"
     assert all(abs(a - b) <= 3 for a, b in zip(rgb, colour, strict=True)), (rgb, colour)
+
+
+def gdal_env(folder: Path) -> dict[str, str]:
+    """GDAL's environment: its WMS/WMTS tile cache in ``folder`` (not ./gdalwmscache, which
+    a later run would read instead of the server)."""
+    return {**os.environ, "GDAL_DEFAULT_WMS_CACHE_PATH": str(folder / "gdalwmscache")}
 
 
 def rgba(data: bytes) -> np.ndarray:
@@ -209,7 +216,8 @@ def test_gdal_wms_driver(demo_api: LiveServer, parcel: Parcel, tmp_path: Path) -
     out = tmp_path / "subset.tif"
     run = subprocess.run(
         ["/usr/bin/gdal_translate", "-srcwin", "128", "128", "256", "256", str(description),
-         str(out)], capture_output=True, text=True, timeout=120, check=False,
+         str(out)],
+        capture_output=True, text=True, timeout=120, check=False, env=gdal_env(tmp_path),
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     import rasterio  # noqa: PLC0415 - only this test reads GeoTIFF

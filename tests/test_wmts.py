@@ -18,7 +18,7 @@ from browser import WAIT_MS, browser_page, requires_chromium
 from lxml import etree
 from owslib.wmts import WebMapTileService
 from support import LiveServer, until
-from test_wms import PRIVATE, Parcel, assert_colour, known_parcel, rgba
+from test_wms import PRIVATE, Parcel, assert_colour, gdal_env, known_parcel, rgba
 
 from tiles.tms import TILE_MATRIX_SETS
 
@@ -133,7 +133,7 @@ def test_gdal_wmts_driver(demo_api: LiveServer, parcel: Parcel, tmp_path: Path) 
     level 18 resolution, and the parcel is where it is, in its colour."""
     source = f"WMTS:{demo_api.url}/wmts/1.0.0/WMTSCapabilities.xml,layer=land,tilematrixset=c"
     info = subprocess.run(["/usr/bin/gdalinfo", "-json", source], capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+                          text=True, timeout=120, check=False, env=gdal_env(tmp_path))  # fmt: skip
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
     assert "4490" in described["coordinateSystem"]["wkt"].rsplit("ID[", 1)[-1]
@@ -143,7 +143,7 @@ def test_gdal_wmts_driver(demo_api: LiveServer, parcel: Parcel, tmp_path: Path) 
     run = subprocess.run(
         ["/usr/bin/gdal_translate", "-projwin", str(parcel.lon - d), str(parcel.lat + d),
          str(parcel.lon + d), str(parcel.lat - d), source, str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=120, check=False, env=gdal_env(tmp_path),
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     import rasterio  # noqa: PLC0415 - only this test reads GeoTIFF

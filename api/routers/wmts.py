@@ -42,7 +42,8 @@ from tiles.tms import SRID, TILE_MATRIX_SETS, TileAddress, address
 
 router = Router(tags=["WMTS"])
 META = 4
-"""A metatile is up to META x META tiles, rendered at once and cut."""
+"""A metatile is up to META x META tiles, rendered at once and cut (only when the tile
+cache can keep the neighbours: with the cache off, one tile is rendered at a time)."""
 FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "png": "png", "jpg": "jpeg",
            "jpeg": "jpeg", "tiles": "png", "image/jpg": "jpeg"}  # fmt: skip
 """FORMAT values taken (``tiles``: Tianditu's pages)."""
@@ -298,7 +299,9 @@ async def _metatile(
     """Render the metatile holding ``ask.tile`` once (concurrent asks for its tiles wait
     for that render), cut it, and keep every other tile of it in the cache."""
     tile = ask.tile
-    r0, c0 = tile.row // META * META, tile.col // META * META
+    cache = service.cache
+    meta = META if cache.max_bytes > 0 or cache.disk is not None else 1
+    r0, c0 = tile.row // meta * meta, tile.col // meta * meta
     pending_key = (id(service), scope, tile.tms, tile.z, r0, c0)
     pending = _PENDING.get(pending_key)
     if pending is not None:
@@ -309,7 +312,7 @@ async def _metatile(
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     _PENDING[pending_key] = future
     try:
-        pieces = await _render_block(service, scope, ask, versions, draw, (r0, c0))
+        pieces = await _render_block(service, scope, ask, versions, draw, (r0, c0, meta))
         future.set_result(pieces)
         return pieces
     except BaseException as exc:
@@ -321,12 +324,13 @@ async def _metatile(
 
 async def _render_block(
     service: TileService, scope: str, ask: TileAsk, versions: dict[str, int],
-    draw: Callable[[render.Frame], Awaitable[bytes]], corner: tuple[int, int],
+    draw: Callable[[render.Frame], Awaitable[bytes]], corner: tuple[int, int, int],
 ) -> dict[tuple[int, int], bytes]:  # fmt: skip
     tile = ask.tile
     tiles: list[TileAddress] = []
-    for row in range(corner[0], corner[0] + META):
-        for col in range(corner[1], corner[1] + META):
+    r0, c0, meta = corner
+    for row in range(r0, r0 + meta):
+        for col in range(c0, c0 + meta):
             try:
                 tiles.append(address(tile.tms, tile.z, row, col, tile.z))
             except NotFoundError:
@@ -339,8 +343,10 @@ async def _render_block(
                          height=256 * len(rows), format="png", transparent=True)  # fmt: skip
     generation = service.cache.generation(versions)
     image = await draw(frame)
-    pieces = await asyncio.to_thread(_cut, image, rows[0], cols[0], [(t.row, t.col) for t in tiles],
-                                     ask.fmt)  # fmt: skip
+    if len(tiles) == 1 and ask.fmt == "png":
+        return {(tile.row, tile.col): image}
+    cells = [(t.row, t.col) for t in tiles]
+    pieces = await asyncio.to_thread(_cut, image, rows[0], cols[0], cells, ask.fmt)
     for t in tiles:
         if (t.row, t.col) == (tile.row, tile.col):
             continue
