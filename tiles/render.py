@@ -305,7 +305,11 @@ def check(frame: Frame) -> None:
         msg = f"format {frame.format!r} is not drawn; use one of {', '.join(MEDIA_TYPES)}"
         raise InvalidInputError(msg)
     if frame.background is not None:
-        styles.colour(frame.background)
+        try:
+            styles.colour(frame.background)
+        except styles.StyleError:
+            msg = f"background {frame.background!r} is not a colour (give #rrggbb)"
+            raise InvalidInputError(msg) from None
     _crs(frame.crs)
 
 
