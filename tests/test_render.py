@@ -39,7 +39,7 @@ def anonymous(demo_url: str) -> View:
 
 
 def _render(url: str, settings: Settings, seen: View, name: str, frame: render.Frame,
-            style: str | None = None) -> bytes:  # fmt: skip
+            *, style: str | None = None) -> bytes:  # fmt: skip
     drawables = render.resolve(seen, MAPS, name, style)
 
     async def run() -> bytes:
@@ -93,8 +93,8 @@ def test_imagery_and_hillshade_under_vectors(
 ) -> None:
     frame = render.Frame(CITY, 4490, 200, 150)
     for name, style in (("imagery", "ndvi"), ("imagery", None), ("dem", None)):
-        pixels = np.asarray(Image.open(io.BytesIO(
-            _render(demo_url, settings, anonymous, name, frame, style))).convert("RGBA"))  # fmt: skip
+        made = _render(demo_url, settings, anonymous, name, frame, style=style)
+        pixels = np.asarray(Image.open(io.BytesIO(made)).convert("RGBA"))
         assert pixels[..., 3].max() > 0 and len(np.unique(pixels.reshape(-1, 4), axis=0)) > 20
 
 

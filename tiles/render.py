@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from xml.sax.saxutils import escape
 
-import psycopg
 import numpy as np
+import psycopg
 import pyproj
 from psycopg import sql
 
