@@ -1,4 +1,4 @@
-// The print tool (see maps.js): 打印 a PDF of the map as it is shown, made by the server
+// The print tool (see maps.js): 打印 Print, a PDF of the map as it is shown, made by the server
 // (POST /maps/{id}/print, api/routers/printing.py): the title, paper, orientation and scale
 // chosen here (the scale offered first is the one nearest the map's zoom), the map's centre,
 // its visible layers and the imagery date picked, and the selected features (picked on the
@@ -11,6 +11,7 @@
 // once done, data-bytes (the request sent is in data-request, as JSON); data-selected
 // counts the features picked.
 
+import { t } from './i18n.js';
 import {
   authorization, base, body, element, say, section,
 } from './common.js';
@@ -132,20 +133,20 @@ class PrintTool {
     const { map, config } = this;
     this.title = element('input', { name: 'title', value: config.title, maxLength: 200 });
     this.paper = choices('paper', [['A4', 'A4'], ['A3', 'A3']], 'A4');
-    this.orientation = choices('orientation', [['landscape', '横向 Landscape'], ['portrait', '纵向 Portrait']], 'landscape');
+    this.orientation = choices('orientation', [['landscape', t('Landscape')], ['portrait', t('Portrait')]], 'landscape');
     this.scale = choices('scale', SCALES.map((s) => [s, `1:${s.toLocaleString('en')}`]), nearestScale(screenScale(map)));
     map.on('zoomend', () => { if (!this.form.hidden) this.scale.value = String(nearestScale(screenScale(map))); });
-    this.picking = element('button', { type: 'button', textContent: '选择要素 Select features', className: 'pick' });
+    this.picking = element('button', { type: 'button', textContent: t('Select features'), className: 'pick' });
     this.picking.setAttribute('aria-pressed', 'false');
     this.count = element('span', { className: 'count', textContent: '' });
-    const clear = element('button', { type: 'button', textContent: '清除选择 Clear', className: 'clear' });
-    this.go = element('button', { type: 'submit', textContent: '生成 PDF Make the PDF', className: 'go' });
+    const clear = element('button', { type: 'button', textContent: t('Clear selection'), className: 'clear' });
+    this.go = element('button', { type: 'submit', textContent: t('Make the PDF'), className: 'go' });
     this.form = element('form', { className: 'print-form', hidden: true },
-      field('标题 Title', this.title), field('纸张 Paper', this.paper),
-      field('方向 Orientation', this.orientation), field('比例尺 Scale', this.scale),
+      field(t('Title'), this.title), field(t('Paper'), this.paper),
+      field(t('Orientation'), this.orientation), field(t('Scale'), this.scale),
       element('div', { className: 'buttons' }, this.picking, clear), this.count,
       element('div', { className: 'buttons' }, this.go));
-    const open = element('button', { type: 'button', textContent: '打印 Print', className: 'open' });
+    const open = element('button', { type: 'button', textContent: t('Print'), className: 'open' });
     open.dataset.print = 'open';
     open.addEventListener('click', () => {
       this.form.hidden = !this.form.hidden;
@@ -158,7 +159,7 @@ class PrintTool {
       this.print(this.request());
     });
     map.on('click', (event) => this.pick(event));
-    this.panel.replaceChildren(element('h2', { textContent: '打印 Print' }), open, this.form);
+    this.panel.replaceChildren(element('h2', { textContent: t('Print') }), open, this.form);
   }
 
   setPicking(on) {
@@ -199,7 +200,7 @@ class PrintTool {
   showSelection() {
     const { features, layer } = this.selection;
     this.map.getSource(SELECTION)?.setData({ type: 'FeatureCollection', features: [...features.values()] });
-    this.count.textContent = features.size ? `已选 ${features.size} 个 Selected: ${layer.title}` : '';
+    this.count.textContent = features.size ? t('{n} selected: {layer}', { n: features.size, layer: layer.title }) : '';
     this.panel.dataset.selected = String(features.size);
   }
 
@@ -241,7 +242,7 @@ class PrintTool {
     this.panel.dataset.state = 'printing';
     this.panel.dataset.request = JSON.stringify(asked);
     this.go.disabled = true;
-    say('打印中 Printing…');
+    say(t('Printing…'));
     try {
       const response = await fetch(url, {
         method: 'POST',
@@ -256,10 +257,10 @@ class PrintTool {
       download(blob, `${this.config.id}-${stamp()}.pdf`);
       this.panel.dataset.bytes = String(blob.size);
       this.panel.dataset.state = 'done';
-      say('打印完成 Printed');
+      say(t('Printed'));
     } catch (error) {
       this.panel.dataset.state = 'failed';
-      say(`打印 Print: ${error.message}`, true);
+      say(`${t('Print')}: ${error.message}`, true);
     } finally {
       this.go.disabled = false;
     }
@@ -273,7 +274,7 @@ class PrintTool {
       if (result.dataset.state !== 'done') return;
       const downloads = result.querySelector('.downloads');
       if (!downloads || downloads.querySelector('[data-print="report"]')) return;
-      const button = element('button', { type: 'button', textContent: '打印报告 Print report' });
+      const button = element('button', { type: 'button', textContent: t('Print report') });
       button.dataset.print = 'report';
       button.addEventListener('click', () => this.printReport(result));
       downloads.append(button);
