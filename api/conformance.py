@@ -67,6 +67,16 @@ CLASSES = MappingProxyType({
     f"{_OGC}ogcapi-processes-1/1.0/conf/ogc-process-description": "spatial.processes",
     f"{_OGC}ogcapi-processes-1/1.0/conf/json": "api.routers.processes",
     f"{_OGC}ogcapi-processes-1/1.0/conf/dismiss": "api.routers.processes",
+    # OGC API - Styles (draft 20-009): /styles, /collections/{id}/styles
+    f"{_OGC}ogcapi-styles-1/1.0/conf/core": "api.routers.styles",
+    f"{_OGC}ogcapi-styles-1/1.0/conf/mapbox-styles": "layers.styles (maplibre_document)",
+    f"{_OGC}ogcapi-styles-1/1.0/conf/sld-11": "layers.sld",
+    # OGC API - Maps 1.0: /collections/{id}/map, /maps/{subsystem}/map
+    f"{_OGC}ogcapi-maps-1/1.0/conf/core": "api.routers.map_images, tiles.render",
+    f"{_OGC}ogcapi-maps-1/1.0/conf/crs": "api.routers.map_images",
+    f"{_OGC}ogcapi-maps-1/1.0/conf/background": "api.routers.map_images",
+    f"{_OGC}ogcapi-maps-1/1.0/conf/png": "tiles.render",
+    f"{_OGC}ogcapi-maps-1/1.0/conf/jpeg": "tiles.render",
 })  # fmt: skip
 """Every class declared, and where it is implemented.
 
@@ -75,4 +85,6 @@ Features collection of records, searchable with ``q``, properties and ``sortby``
 Records 1.0 requirements of its ``json``, ``searchable-catalog`` and ``sorting`` classes
 are not all met: the catalog media type and profile links, ``ids``/``externalIds``,
 ``/sortables``), Processes ``job-list`` (``/jobs`` takes no filter parameters), Coverages
-``html`` (no HTML for a coverage)."""
+``html`` (no HTML for a coverage); Maps ``collection-map`` (the collections do not link
+their map yet), ``spatial-subsetting`` (``subset`` and ``center`` are not taken), ``scaling``
+(no ``scale-denominator``), ``datetime`` (no ``subset=time(...)``); Styles ``sld-10``."""

@@ -46,6 +46,7 @@ _FILTER, _CQL2 = f"{_OGC}ogcapi-features-3/1.0/conf/", f"{_OGC}cql2/1.0/conf/"
 _EDITS, _RECORDS = f"{_OGC}ogcapi-features-4/1.0/conf/", f"{_OGC}ogcapi-records-1/1.0/conf/"
 _TILES, _COVERAGES = f"{_OGC}ogcapi-tiles-1/1.0/conf/", f"{_OGC}ogcapi-coverages-1/1.0/conf/"
 _PROCESSES = f"{_OGC}ogcapi-processes-1/1.0/conf/"
+_STYLES, _MAPS = f"{_OGC}ogcapi-styles-1/1.0/conf/", f"{_OGC}ogcapi-maps-1/1.0/conf/"
 
 _API = "tests/test_api.py::"
 _OAPIF = "tests/test_ogc_features.py::"
@@ -61,6 +62,8 @@ _GDAL = "tests/test_gdal_clients.py::"
 _RASTER = "tests/test_rasters.py::"
 _PROCESS = "tests/test_ogc_processes.py::"
 _HERE = "tests/test_conformance_claims.py::"
+_STYLE = "tests/test_styles.py::"
+_MAP = "tests/test_map_images.py::"
 _SCHEMAS = f"{_HERE}test_queryables_and_schemas_are_json_schema_2020_12"
 """Queryables' JSON Schema: a requirement of ``queryables``, on which the other classes
 of Features Part 3 depend."""
@@ -228,6 +231,27 @@ CLAIMS: dict[str, tuple[str, ...]] = {
         f"{_PROCESS}test_async_job_results_and_dismissal",
     ),
     f"{_PROCESSES}dismiss": (f"{_PROCESS}test_async_job_results_and_dismissal",),
+    # OGC API - Styles (draft 20-009)
+    f"{_STYLES}core": (
+        f"{_STYLE}test_styles_list_the_maps_and_serve_maplibre", f"{_STYLE}test_collection_styles",
+    ),
+    f"{_STYLES}mapbox-styles": (
+        f"{_STYLE}test_styles_list_the_maps_and_serve_maplibre", f"{_STYLE}test_collection_styles",
+        f"{_STYLE}test_a_collection_no_map_draws_has_a_style_by_geometry",
+    ),
+    f"{_STYLES}sld-11": (
+        f"{_STYLE}test_sld_carries_the_yaml_colours", f"{_STYLE}test_qgis_reads_the_sld_as_rules",
+        f"{_STYLE}test_every_layer_translates_and_mapnik_loads_every_map",
+    ),
+    # OGC API - Maps 1.0
+    f"{_MAPS}core": (
+        f"{_MAP}test_defaults_jpeg_background_and_the_aspect_ratio",
+        f"{_MAP}test_unknown_names_are_404",
+    ),
+    f"{_MAPS}crs": (f"{_MAP}test_a_parcel_has_its_yaml_colour_in_every_crs",),
+    f"{_MAPS}background": (f"{_MAP}test_defaults_jpeg_background_and_the_aspect_ratio",),
+    f"{_MAPS}png": (f"{_MAP}test_a_parcel_has_its_yaml_colour_in_every_crs",),
+    f"{_MAPS}jpeg": (f"{_MAP}test_defaults_jpeg_background_and_the_aspect_ratio",),
 }  # fmt: skip
 """Each class the platform may declare: the tests (``path::function``) that exercise it."""
 

@@ -77,6 +77,9 @@ def test_expressions_become_rules() -> None:
 
 
 def test_styles_list_the_maps_and_serve_maplibre(api: httpx.Client) -> None:
+    landing = api.get("/", params={"f": "json"}).json()
+    rel = "http://www.opengis.net/def/rel/ogc/1.0/styles"
+    assert any(x["rel"] == rel and x["href"].endswith("/styles") for x in landing["links"])
     listed = api.get("/styles").json()
     maps = {m["id"] for m in api.get("/maps/subsystems").json()["subsystems"]}
     assert {s["id"] for s in listed["styles"]} == maps and listed["default"] in maps

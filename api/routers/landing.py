@@ -37,6 +37,10 @@ async def landing(request: Request, f: str | None = F_PARAM) -> Response:
         {"rel": "status", "type": "application/json", "title": "Service health",
          "href": f"{base_url(request)}/health"}
     )  # fmt: skip
+    body["links"].append(  # OGC API - Styles: the base resource links its styles
+        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/styles", "type": "application/json",
+         "title": "Styles (one per map)", "href": f"{base_url(request)}/styles"}
+    )  # fmt: skip
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(json.dumps(body, ensure_ascii=False), headers=headers)
 
