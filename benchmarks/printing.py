@@ -265,8 +265,10 @@ def _record(medians: dict[str, float], times: dict[str, list[float]],
         ),
         "",
     ]
+    before = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    gap = "" if before.endswith("\n\n") or not before else "\n"
     with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
+        out.write(gap + "\n".join(lines) + "\n")
     _say(f"recorded in {RESULTS}")
 
 
