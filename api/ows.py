@@ -498,11 +498,11 @@ def drawables(
     try:
         return render.resolve(view, maps, name, None if style in {None, ""} else style)
     except (NotFoundError, ForbiddenError, UnauthorizedError):
-        code, locator = ("LayerNotDefined", "LAYERS") if wms else ("InvalidParameterValue", "layer")
+        code, locator = ("LayerNotDefined", "LAYERS") if wms else ("InvalidParameterValue", "Layer")
         msg = f"layer {name[:80]!r} is not offered"
         raise OwsError(code, msg, locator, status=404) from None
     except InvalidInputError as exc:
-        code, locator = ("StyleNotDefined", "STYLES") if wms else ("InvalidParameterValue", "style")
+        code, locator = ("StyleNotDefined", "STYLES") if wms else ("InvalidParameterValue", "Style")
         raise OwsError(code, str(exc), locator) from None
 
 

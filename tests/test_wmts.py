@@ -199,7 +199,7 @@ def test_access(api: httpx.Client, admin_auth: dict[str, str]) -> None:
     hidden = api.get(f"/wmts/1.0.0/{PRIVATE}/default/WebMercatorQuad/10/0/0.png")
     unknown = api.get("/wmts/1.0.0/no_such_layer/default/WebMercatorQuad/10/0/0.png")
     assert hidden.status_code == unknown.status_code == 404
-    assert exception(hidden) == exception(unknown) == ("InvalidParameterValue", "layer")
+    assert exception(hidden) == exception(unknown) == ("InvalidParameterValue", "Layer")
     admin = until(  # the admin's key reaches the server (made after it started)
         lambda: api.get("/wmts/1.0.0/WMTSCapabilities.xml", headers=admin_auth),
         lambda r: r.status_code == 200, "the admin's capabilities",
@@ -214,19 +214,19 @@ GOOD = {"SERVICE": "WMTS", "REQUEST": "GetTile", "VERSION": "1.0.0", "LAYER": "p
         "STYLE": "default", "FORMAT": "image/png", "TILEMATRIXSET": "WebMercatorQuad",
         "TILEMATRIX": "3", "TILEROW": "3", "TILECOL": "6"}  # fmt: skip
 BAD = [
-    ({"REQUEST": None}, "MissingParameterValue", "request"),
-    ({"REQUEST": "GetMap"}, "OperationNotSupported", "request"),
-    ({"SERVICE": "WMS"}, "InvalidParameterValue", "service"),
-    ({"LAYER": None}, "MissingParameterValue", "layer"),
-    ({"STYLE": "nope"}, "InvalidParameterValue", "style"),
+    ({"REQUEST": None}, "MissingParameterValue", "Request"),
+    ({"REQUEST": "GetMap"}, "OperationNotSupported", "Request"),
+    ({"SERVICE": "WMS"}, "InvalidParameterValue", "Service"),
+    ({"LAYER": None}, "MissingParameterValue", "Layer"),
+    ({"STYLE": "nope"}, "InvalidParameterValue", "Style"),
     ({"FORMAT": "image/gif"}, "InvalidParameterValue", "Format"),
-    ({"FORMAT": None}, "MissingParameterValue", "format"),
+    ({"FORMAT": None}, "MissingParameterValue", "Format"),
     ({"TILEMATRIXSET": "EPSG:9999"}, "InvalidParameterValue", "TileMatrixSet"),
     ({"TILEMATRIX": "99"}, "InvalidParameterValue", "TileMatrix"),
     ({"TILEMATRIXSET": "c", "TILEMATRIX": "0"}, "InvalidParameterValue", "TileMatrix"),
     ({"TILEROW": "8"}, "TileOutOfRange", "TileRow"),
     ({"TILECOL": "8"}, "TileOutOfRange", "TileCol"),
-    ({"TILEROW": "-1"}, "InvalidParameterValue", "tilerow"),
+    ({"TILEROW": "-1"}, "InvalidParameterValue", "TileRow"),
     (
         {"REQUEST": "GetFeatureInfo", "I": "1", "J": "1", "INFOFORMAT": "text/csv"},
         "InvalidParameterValue",
@@ -235,7 +235,7 @@ BAD = [
     (
         {"REQUEST": "GetFeatureInfo", "I": "300", "J": "1", "INFOFORMAT": "text/html"},
         "InvalidParameterValue",
-        "i",
+        "I",
     ),
 ]
 

@@ -48,12 +48,6 @@ FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "png": "png", "jpg": "jpeg"
            "jpeg": "jpeg", "tiles": "png", "image/jpg": "jpeg"}  # fmt: skip
 """FORMAT values taken (``tiles``: Tianditu's pages)."""
 MEDIA = {"png": "image/png", "jpeg": "image/jpeg"}
-PRESETS = {
-    "truecolor": raster.Style(bands=("red", "green", "blue")),
-    "ndvi": raster.Style(expression="ndvi", rescale="-1,1", colormap="rdylgn"),
-    "ndwi": raster.Style(expression="ndwi", rescale="-1,1", colormap="blues"),
-}
-"""Imagery's styles, as the raster tile engine draws them."""
 _PENDING: dict[tuple[Any, ...], asyncio.Future[dict[tuple[int, int], bytes]]] = {}
 """Metatiles being rendered: a request for a neighbour waits for the same render."""
 _TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -89,7 +83,7 @@ def _ask(request: Request, p: dict[str, str], fmt_text: str | None) -> TileAsk:
     Raises:
         OwsError: a missing or bad parameter, an unknown layer or style, a tile outside.
     """
-    name = ows.required(p, "layer")
+    name = ows.required(p, "Layer")
     style = p.get("style", "").strip() or "default"
     fmt = "png"
     if fmt_text is not None:
@@ -97,13 +91,13 @@ def _ask(request: Request, p: dict[str, str], fmt_text: str | None) -> TileAsk:
         if not fmt:
             msg = f"Format {fmt_text[:40]!r} is not offered; use image/png or image/jpeg"
             raise ows.OwsError("InvalidParameterValue", msg, "Format")
-    ms = ows.matrix_set(ows.required(p, "tilematrixset"))
-    matrix = ows.required(p, "tilematrix")
+    ms = ows.matrix_set(ows.required(p, "TileMatrixSet"))
+    matrix = ows.required(p, "TileMatrix")
     z = ms.zoom(matrix, _max_zoom(request))
     if z is None:
         msg = f"TileMatrix {matrix[:20]!r} is not a matrix of {ms.id}"
         raise ows.OwsError("InvalidParameterValue", msg, "TileMatrix")
-    row, col = ows.whole(p, "tilerow"), ows.whole(p, "tilecol")
+    row, col = ows.whole(p, "TileRow"), ows.whole(p, "TileCol")
     view = caller(request)
     layers = ows.drawables(view, _maps(request), name, style, wms=False)
     try:
@@ -127,21 +121,21 @@ async def wmts(request: Request) -> Response:
     parameters (names in any case); answers an OWS ExceptionReport for a bad one."""
     p = ows.kvp(request)
     try:
-        operation = ows.required(p, "request")
+        operation = ows.required(p, "Request")
         service = p.get("service", "WMTS")
         if service.upper() != "WMTS":
             msg = f"SERVICE={service[:20]!r}: this is WMTS"
-            raise ows.OwsError("InvalidParameterValue", msg, "service")
+            raise ows.OwsError("InvalidParameterValue", msg, "Service")
         if operation.lower() == "getcapabilities":
             return _capabilities(request)
         if operation.lower() == "gettile":
-            ows.required(p, "format")
+            ows.required(p, "Format")
             return await _tile(request, _ask(request, p, p["format"]))
         if operation.lower() == "getfeatureinfo":
             ask = _ask(request, p, p.get("format"))
-            return await _feature_info(request, ask, p, ows.required(p, "infoformat"))
+            return await _feature_info(request, ask, p, ows.required(p, "InfoFormat"))
         msg = f"REQUEST={operation[:40]!r} is not offered: GetCapabilities, GetTile, GetFeatureInfo"
-        raise ows.OwsError("OperationNotSupported", msg, "request")
+        raise ows.OwsError("OperationNotSupported", msg, "Request")
     except ows.OwsError as err:
         return ows.exception_report(err)
     except SpatialError as exc:
@@ -215,7 +209,7 @@ async def _feature_info(request: Request, ask: TileAsk, p: dict[str, str], fmt: 
     if fmt not in ows.INFO_FORMATS:
         msg = f"InfoFormat {fmt[:40]!r} is not offered; use {' or '.join(ows.INFO_FORMATS)}"
         raise ows.OwsError("InvalidParameterValue", msg, "InfoFormat")
-    i, j = ows.whole(p, "i", 0, 255), ows.whole(p, "j", 0, 255)
+    i, j = ows.whole(p, "I", 0, 255), ows.whole(p, "J", 0, 255)
     crs = SRID[ask.tile.tms]
     radius = 0.0 if all(_is_area(d) for d in ask.layers) else 3.0  # points, lines: 3 px
     box = ows.lonlat_box(ows.pixel_box(ask.tile.bounds, (256, 256), i, j, radius), crs)
@@ -263,8 +257,8 @@ async def _raster_tile(
     if is_elevation(collection.record):
         return await service.terrain_tile(collection, ask.tile, connect,
                                           shading=terrain.Shading())  # fmt: skip
-    style = PRESETS.get(ask.style, PRESETS["truecolor"])
-    if d.layer is not None and d.layer.render is not None:
+    style = raster.Style()  # true colour, as the raster engine draws it by default
+    if d.layer is not None and d.layer.render is not None:  # the style's preset
         r = d.layer.render
         style = raster.Style(expression=r.expression, bands=tuple(r.bands or ()),
                              rescale=r.rescale, colormap=r.colormap)  # fmt: skip
