@@ -328,7 +328,7 @@ class Engine:
                 )  # fmt: skip
                 return text
 
-        headers = {"Content-Language": lang}
+        headers = {"Content-Language": lang, "Vary": "Accept-Language"}
         return HTMLResponse(await run_in_threadpool(page), headers=headers)
 
     async def answer(
@@ -351,6 +351,8 @@ class Engine:
             )
         if "Content-Language" in headers:  # pygeoapi's tag for zh-CN is zh-Hans-CN
             headers["Content-Language"] = language(request)
+            vary = [v for v in headers.get("Vary", "").split(",") if v.strip()]
+            headers["Vary"] = ", ".join([*vary, "Accept-Language"])
         return Response(content, status_code=int(status), headers=headers)
 
     def _call(self, handler: Handler, *args: Any) -> tuple[dict[str, str], int, Any]:
