@@ -46,9 +46,11 @@ from tiles import render as renderer
 
 MIN_SCALE = 100
 MAX_SCALE = 1_000_000
+DEFAULT_SCALE = 2000.0
+"""The scale of a print around a point (a zone or bbox without extent) when none is given."""
 MAX_GROUND_M = 40_000.0
 """The longest side of ground a frame may cover (the renderer draws every feature in it)."""
-MAX_SELECTED = 500
+MAX_PICKED = 500
 MAX_REPORT_ROWS = 2000
 MAX_BODY = 4 * 2**20
 GAUSS_KRUGER_3 = range(4513, 4555)
@@ -71,7 +73,7 @@ class Selected(_Model):
     """Features whose attributes go in a table, highlighted on the map."""
 
     collection: str = Field(min_length=1, max_length=100)
-    ids: list[int] = Field(min_length=1, max_length=MAX_SELECTED)
+    ids: list[int] = Field(min_length=1, max_length=MAX_PICKED)
 
 
 class Report(_Model):
@@ -263,6 +265,8 @@ def _fitting(box: Sequence[float], frame: layout.Rect, crs: int, centre: tuple[f
     xs, ys = _to(crs).transform([west, east, west, east], [south, south, north, north])
     k = point_scale(crs, centre)
     need = max((max(xs) - min(xs)) / frame.w, (max(ys) - min(ys)) / frame.h) / k / layout.POINT_M
+    if need <= 0:  # a point: nothing to fit
+        return DEFAULT_SCALE
     need = max(need * 1.05, MIN_SCALE)
     power = 10 ** math.floor(math.log10(need))
     return float(next(lead * power for lead in (*SCALES, 10.0) if lead * power >= need))

@@ -52,7 +52,7 @@ _BODY_SCHEMA = {
             "type": "object", "required": ["collection", "ids"],
             "properties": {"collection": {"type": "string"},
                            "ids": {"type": "array", "items": {"type": "integer"},
-                                   "minItems": 1, "maxItems": printing.MAX_SELECTED}},
+                                   "minItems": 1, "maxItems": printing.MAX_PICKED}},
         },
         "report": {
             "type": "object", "required": ["title", "process", "columns"],
