@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import httpx
 import pytest
+import shapely
 from browser import WAIT_MS, browser_page, requires_chromium
 from lxml import etree
 from owslib.wmts import WebMapTileService
-from support import LiveServer, until
+from support import LiveServer, until, wait_for_collection
 from test_wms import PRIVATE, Parcel, assert_colour, gdal_env, known_parcel, rgba
 
+from spatial.ingest.vector import VectorSource, ingest_vector
+from spatial.settings import Settings
 from tiles.tms import TILE_MATRIX_SETS
 
 OWS = "{http://www.opengis.net/ows/1.1}"
@@ -190,6 +194,40 @@ def test_openlayers_page(demo_api: LiveServer, parcel: Parcel) -> None:
     assert tiles and maps, seen.responses
     assert all(r.status == 200 and r.content_type == "image/png" for r in tiles + maps), tiles
     seen.assert_clean()
+
+
+EDITED = "wmts_edited"
+
+
+def test_an_edit_invalidates_the_tiles(
+    api: httpx.Client, settings: Settings, admin_auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Deleting a feature drops the cached tiles it was drawn on (and their metatile
+    neighbours it met): the next tile has a new ETag and the feature is gone."""
+    lon, lat = 113.30, 23.50  # away from the demo city: only this layer there
+    squares = gpd.GeoDataFrame(
+        {"code": ["A", "B"]},
+        geometry=[shapely.box(lon - 0.0005, lat - 0.0005, lon + 0.0005, lat + 0.0005),
+                  shapely.box(lon + 0.002, lat, lon + 0.003, lat + 0.001)],
+        crs="EPSG:4326",
+    )  # fmt: skip
+    squares.to_file(tmp_path / "squares.gpkg")
+    source = VectorSource(path=tmp_path / "squares.gpkg", collection_id=EDITED,
+                          title=EDITED, key="code", editable=True, public=True)  # fmt: skip
+    ingest_vector(settings.database.url.get_secret_value(), source, settings, actor="pytest")  # type: ignore[union-attr]
+    wait_for_collection(api, EDITED)
+    row, col, i, j = tile_and_pixel("WebMercatorQuad", 16, Parcel("", lon, lat, (0, 0, 0)))
+    path = f"/wmts/1.0.0/{EDITED}/default/WebMercatorQuad/16/{row}/{col}.png"
+    before = api.get(path)
+    assert rgba(before.content)[j, i][3] > 0
+    assert api.get(path).headers["x-tile-cache"] == "hit"
+    found = api.get(f"/collections/{EDITED}/items", params={"limit": 10}).json()["features"]
+    fid = next(f["id"] for f in found if f["properties"]["code"] == "A")
+    gone = api.delete(f"/collections/{EDITED}/items/{fid}", headers=admin_auth)
+    assert gone.status_code in {200, 204}, gone.text
+    after = until(lambda: api.get(path), lambda r: r.headers["etag"] != before.headers["etag"],
+                  "a new tile after the edit", seconds=30)  # fmt: skip
+    assert rgba(after.content)[j, i][3] == 0
 
 
 def test_access(api: httpx.Client, admin_auth: dict[str, str]) -> None:
