@@ -71,22 +71,19 @@ class ExceptionResponse(JSONResponse):
         headers: Mapping[str, str] | None = None,
     ) -> None:  # fmt: skip
         self.code, self.description = code, description
-        self.extra_headers = dict(headers or {})
         super().__init__(
             {"code": code, "description": description}, status_code,
-            {**self.extra_headers, "Content-Language": EN},
+            {**(headers or {}), "Content-Language": EN},
         )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lang = _language(scope)
-        if lang == EN:
-            await super().__call__(scope, receive, send)
-            return
-        translated = JSONResponse(
-            {"code": self.code, "description": message(self.description, lang, self.code)},
-            self.status_code, {**self.extra_headers, "Content-Language": lang},
-        )  # fmt: skip
-        await translated(scope, receive, send)
+        if lang != EN:
+            said = message(self.description, lang, self.code)
+            self.body = self.render({"code": self.code, "description": said})
+            self.headers["Content-Length"] = str(len(self.body))
+            self.headers["Content-Language"] = lang
+        await super().__call__(scope, receive, send)
 
 
 def _language(scope: Scope) -> str:
