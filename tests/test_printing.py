@@ -190,6 +190,9 @@ def test_an_a3_land_map_at_10000_with_selected_parcels(api: httpx.Client) -> Non
     for parcel in parcels:
         assert parcel["properties"]["dkbm"] in table and parcel["properties"]["qlr"] in table
     assert _info(pdf, "SpatialCRS") == "EPSG:4546"  # the centre's 3-degree zone, CM 111E
+    fonts = [f.get_object() for f in pdf.pages[0]["/Resources"]["/Font"].values()]
+    assert any("WenQuanYiMicroHei" in f["/BaseFont"] and "/ToUnicode" in f
+               and "/FontFile2" in f["/FontDescriptor"] for f in fonts)  # embedded  # fmt: skip
 
     # The map frame: the renderer's vector page, a form of paths in the parcels' colours.
     form = _map_form(pdf)
