@@ -59,7 +59,7 @@ def _gdal(tool: str, *args: str, cache: Path, ok: bool = True) -> subprocess.Com
     if shutil.which(str(path)) is None:
         pytest.skip(f"{path} (Debian's gdal-bin) is not installed")
     env = {"PATH": "/usr/bin:/bin", "GDAL_DEFAULT_WMS_CACHE_PATH": str(cache),
-           "GDAL_HTTP_TIMEOUT": "60", "CPL_VSIL_CURL_USE_HEAD": "NO"}  # fmt: skip
+           "GDAL_HTTP_TIMEOUT": "60"}  # fmt: skip
     done = subprocess.run([path, *args], capture_output=True, text=True, env=env, check=False)
     if ok:
         assert done.returncode == 0, done.stderr
