@@ -56,22 +56,9 @@ from spatial.catalog import Kind
 from spatial.errors import InvalidInputError, NotFoundError
 from spatial.features import is_vector_layer, table_rows
 from tiles import mvt, render_raster
+from tiles.render_mapnik import mapnik
 from tiles.tms import TileAddress
 
-_SAVED = {k: os.environ.get(k) for k in ("PROJ_LIB", "PROJ_DATA", "GDAL_DATA")}
-import mapnik as mapnik  # noqa: E402, PLC0414 - after the environment is saved; re-exported
-
-for _key, _value in _SAVED.items():
-    # Mapnik's wheel points PROJ_LIB and GDAL_DATA at its own folders (holding no
-    # proj.db) when they are unset: rasterio and GDAL read them too. Mapnik never
-    # reprojects here (the data arrives in the map's CRS, given as a PROJ string).
-    if _value is None:
-        os.environ.pop(_key, None)
-
-FONT_DIR = "/usr/share/fonts/truetype/wqy/"
-FONT = "WenQuanYi Micro Hei Regular"
-if Path(FONT_DIR).is_dir():  # pragma: no branch - installed by scripts/sysdeps.sh
-    mapnik.register_fonts(FONT_DIR)
 MAX_SIDE = 8192
 """The largest image side (pixels, or points for PDF/SVG)."""
 MAX_FEATURES = 50_000

@@ -15,9 +15,7 @@ from typing import Any
 
 from layers import styles
 from layers.subsystems import LegendEntry, MapLayer
-from tiles import render
-
-mapnik = render.mapnik  # Mapnik as tiles.render imports it (keeping PROJ's environment)
+from tiles.render_mapnik import FONT, mapnik
 
 ROW = 22
 """Pixels per legend row."""
@@ -108,7 +106,7 @@ def _point(x: float, y: float, properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _xml(font: str) -> str:
-    face = font or render.FONT
+    face = font or FONT
     return (
         f'<Map srs="{_PROJ}">'
         '<Style name="swatch">'
