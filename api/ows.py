@@ -24,6 +24,7 @@ import asyncio
 import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,6 +71,22 @@ STATUS = {
     "InvalidPoint": 400, "LayerNotQueryable": 400, "InvalidDimensionValue": 400,
     "MissingDimensionValue": 400, "NoApplicableCode": 500,
 }  # fmt: skip
+
+
+_XML_BODY = {"content": {"text/xml; charset=utf-8": {"schema": {"type": "string"}}}}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A bad or missing parameter (an exception report)", **_XML_BODY},
+    404: {"description": "No such layer, or one the caller may not read", **_XML_BODY},
+    501: {"description": "An operation the service does not offer", **_XML_BODY},
+    503: {"description": "The database is unavailable (see Retry-After)", **_XML_BODY},
+}
+"""The exception reports' statuses, for the OpenAPI document."""
+
+
+def responses(*media: str) -> dict[int | str, dict[str, Any]]:
+    """A route's responses for the OpenAPI document: 200 in ``media``, the reports."""
+    ok = {"description": "OK", "content": {m: {"schema": {"type": "string"}} for m in media}}
+    return {200: ok, **ERROR_RESPONSES}
 
 
 class OwsError(Exception):
@@ -119,13 +136,22 @@ def whole(params: Mapping[str, str], name: str, low: int = 0, high: int = 10**9)
     return int(text)
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with what XML cannot hold (control characters, lone surrogates: a
+    parameter echoed in a message) replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def service_exception(err: OwsError) -> Response:
     """A WMS 1.3.0 ServiceExceptionReport."""
     root = etree.Element(f"{{{OGC}}}ServiceExceptionReport", nsmap={None: OGC}, version="1.3.0")
     item = etree.SubElement(root, f"{{{OGC}}}ServiceException", code=err.code)
     if err.locator:
-        item.set("locator", err.locator)
-    item.text = str(err)
+        item.set("locator", xml_text(err.locator))
+    item.text = xml_text(str(err))
     return xml_response(root, err.status)
 
 
@@ -137,8 +163,8 @@ def exception_report(err: OwsError) -> Response:
     )  # fmt: skip
     item = etree.SubElement(root, f"{{{OWS}}}Exception", exceptionCode=err.code)
     if err.locator:
-        item.set("locator", err.locator)
-    etree.SubElement(item, f"{{{OWS}}}ExceptionText").text = str(err)
+        item.set("locator", xml_text(err.locator))
+    etree.SubElement(item, f"{{{OWS}}}ExceptionText").text = xml_text(str(err))
     return xml_response(root, err.status)
 
 
@@ -208,9 +234,9 @@ def matrix_set(identifier: str) -> MatrixSet:
 
 
 def _e(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    child = etree.SubElement(parent, tag, {k.replace("__", ":"): v for k, v in attrs.items()})
+    child = etree.SubElement(parent, tag, {k: xml_text(v) for k, v in attrs.items()})
     if text is not None:
-        child.text = text
+        child.text = xml_text(text)
     return child
 
 

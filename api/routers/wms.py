@@ -56,7 +56,9 @@ def _maps(request: Request) -> Subsystems:
     return found
 
 
-@router.get("/wms", summary="WMS 1.3.0", response_model=None)
+@router.get("/wms", summary="WMS 1.3.0", response_model=None, responses=ows.responses(
+    "text/xml; charset=utf-8", "image/png", "image/jpeg", "application/json",
+    "text/html; charset=utf-8"))  # fmt: skip
 async def wms(request: Request) -> Response:
     """``SERVICE=WMS&REQUEST=GetCapabilities|GetMap|GetFeatureInfo|GetLegendGraphic``
     with the standard's parameters (names in any case)."""

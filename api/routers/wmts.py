@@ -50,10 +50,8 @@ FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "png": "png", "jpg": "jpeg"
 MEDIA = {"png": "image/png", "jpeg": "image/jpeg"}
 _PENDING: dict[tuple[Any, ...], asyncio.Future[dict[tuple[int, int], bytes]]] = {}
 """Metatiles being rendered: a request for a neighbour waits for the same render."""
-_TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}, "image/jpeg": {}}},
-    304: {"description": "Not modified (If-None-Match)"},
-}  # fmt: skip
+_TILE_RESPONSES = {**ows.responses("image/png", "image/jpeg"),
+                   304: {"description": "Not modified (If-None-Match)"}}  # fmt: skip
 _REST = "/wmts/1.0.0/{layer}/{style}/{tms}/{matrix}/{row}/{col}"
 
 
@@ -115,7 +113,9 @@ def _rest_params(request: Request) -> dict[str, str]:
             "tilematrix": pp["matrix"], "tilerow": pp["row"], "tilecol": pp["col"]}  # fmt: skip
 
 
-@router.get("/wmts", summary="WMTS 1.0.0 (KVP)", response_model=None)
+@router.get("/wmts", summary="WMTS 1.0.0 (KVP)", response_model=None, responses=ows.responses(
+    "text/xml; charset=utf-8", "image/png", "image/jpeg", "application/json",
+    "text/html; charset=utf-8"))  # fmt: skip
 async def wmts(request: Request) -> Response:
     """``SERVICE=WMTS&REQUEST=GetCapabilities|GetTile|GetFeatureInfo``, the standard's
     parameters (names in any case); answers an OWS ExceptionReport for a bad one."""
@@ -143,6 +143,7 @@ async def wmts(request: Request) -> Response:
 
 
 @router.get("/wmts/1.0.0/WMTSCapabilities.xml", summary="WMTS capabilities (RESTful)",
+            responses=ows.responses("text/xml; charset=utf-8"),
             response_model=None)  # fmt: skip
 async def capabilities(request: Request) -> Response:
     """The capabilities document, as ``REQUEST=GetCapabilities``."""
@@ -167,8 +168,10 @@ async def rest_tile(request: Request) -> Response:
         return ows.exception_report(ows.translate(exc))
 
 
-@router.get(_REST + "/{j}/{i}.{ext}", summary="WMTS feature info (RESTful)",
-            response_model=None)  # fmt: skip
+@router.fast_get(
+    _REST + "/{j}/{i}.{ext}", params=params.Params(()), summary="WMTS feature info (RESTful)",
+    responses=ows.responses("application/json", "text/html; charset=utf-8"),
+)  # fmt: skip
 async def rest_feature_info(request: Request) -> Response:
     """What lies under pixel (``i``, ``j``) of the tile; ``ext``: json or html."""
     ext = request.path_params["ext"]
