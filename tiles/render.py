@@ -63,6 +63,10 @@ MAX_SIDE = 8192
 """The largest image side (pixels, or points for PDF/SVG)."""
 MAX_FEATURES = 50_000
 """Features drawn per layer and image at most."""
+SIMPLIFY_PIXEL_M = 20.0
+"""Lines and polygons are simplified to half a pixel when a pixel is larger than this
+(below zoom 13): finer, the vertices of a parcel are pixels apart and simplifying them
+costs a fifth of the statement."""
 PAD_PIXELS = 16
 """The frame is read this many pixels wider on each side (strokes and circles that
 reach into it from features outside)."""
@@ -354,7 +358,9 @@ def _layer_part(
             path = "affine"
             values += fit
     pixel = (frame.bbox[2] - frame.bbox[0]) / frame.width
-    simplify = clip = not tl.points
+    metres = pixel * (111_320.0 if _crs(frame.crs).is_geographic else 1.0)
+    clip = not tl.points
+    simplify = clip and metres > SIMPLIFY_PIXEL_M
     if simplify:
         values.append(pixel / 2)
     if clip:
