@@ -348,15 +348,19 @@ def _layer_part(
         envelope = _transformer(frame.crs, layer.srid).transform_bounds(*pad, densify_pts=21)
     pixel_src = (envelope[2] - envelope[0]) / (frame.width + 2 * PAD_PIXELS)
     values: list[Any] = []  # in the statement's order: the geometry's, the conditions'
-    path = "same"
+    # Coordinates are written from the frame's lower left corner (a translation: the
+    # scale, and so the styles' zoom ranges, stay): a third fewer characters to parse.
+    ox, oy = frame.bbox[0], frame.bbox[1]
+    fit = mvt.IDENTITY
     if layer.srid != frame.crs:
-        fit = mvt.local_affine(layer.srid, cast(TileAddress, _Box(pad, frame.crs)))
-        if fit is None:
-            path = "transform"
-            values.append(frame.crs)
-        elif fit != mvt.IDENTITY:
-            path = "affine"
-            values += fit
+        fit = mvt.local_affine(layer.srid, cast(TileAddress, _Box(pad, frame.crs)))  # type: ignore[assignment]
+    if fit is None:
+        path = "transform"
+        values += [frame.crs, -ox, -oy]
+    else:
+        path = "affine"
+        a, b, d, e, xoff, yoff = fit
+        values += [a, b, d, e, xoff - ox, yoff - oy]
     pixel = (frame.bbox[2] - frame.bbox[0]) / frame.width
     metres = pixel * (111_320.0 if _crs(frame.crs).is_geographic else 1.0)
     clip = not tl.points
@@ -364,7 +368,7 @@ def _layer_part(
     if simplify:
         values.append(pixel / 2)
     if clip:
-        values += [*pad]
+        values += [pad[0] - ox, pad[1] - oy, pad[2] - ox, pad[3] - oy]
     values += [*envelope, layer.srid]
     if not tl.points:
         values += [pixel_src, pixel_src]
@@ -389,7 +393,7 @@ def _layer_sql(key: tuple[Any, ...]) -> sql.Composable:
         ).format(px=sql.SQL("{}::float8").format(p)))  # fmt: skip
     geom: sql.Composable = sql.SQL("t.geom")
     if path == "transform":
-        geom = sql.SQL("ST_Transform({}, {})").format(geom, p)
+        geom = sql.SQL("ST_Translate(ST_Transform({}, {}), {}, {})").format(geom, p, p, p)
     elif path == "affine":
         geom = sql.SQL("ST_Affine({}, {}, {}, {}, {}, {}, {})").format(geom, p, p, p, p, p, p)
     if simplify:
@@ -590,7 +594,7 @@ def _draw(
                 with os.fdopen(handle, "wb") as out:
                     out.write(imagery.png(pixels, level=1))
                 files.append(path)
-                minx, miny, maxx, maxy = frame.bbox
+                minx, miny, maxx, maxy = _local(frame.bbox, frame.bbox)
                 layer.datasource = mapnik.Datasource(type="raster", file=path, lox=minx, loy=miny,
                                                      hix=maxx, hiy=maxy)  # fmt: skip
             else:
@@ -604,13 +608,19 @@ def _draw(
             Path(path).unlink()
 
 
+def _local(box: Box, frame_bbox: Box) -> Box:
+    """``box`` in the coordinates the data is written in: from the frame's lower left."""
+    ox, oy = frame_bbox[0], frame_bbox[1]
+    return box[0] - ox, box[1] - oy, box[2] - ox, box[3] - oy
+
+
 def _output(made: mapnik.Map, frame: Frame) -> bytes:
     made.resize(frame.width, frame.height)
     background = frame.background
     if background is None and (frame.format == "jpeg" or not frame.transparent):
         background = "#ffffff"
     made.background = mapnik.Color(background) if background else mapnik.Color(0, 0, 0, 0)
-    made.zoom_to_box(mapnik.Box2d(*frame.bbox))
+    made.zoom_to_box(mapnik.Box2d(*_local(frame.bbox, frame.bbox)))
     if frame.format in {"pdf", "svg"}:
         handle, path = tempfile.mkstemp(suffix=f".{frame.format}", prefix="3s-render-")
         os.close(handle)
