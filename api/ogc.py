@@ -69,8 +69,11 @@ _BY_TYPE = {
 
 
 def check_parameters(request: HTTPConnection, allowed: frozenset[str]) -> None:
-    """Refuse parameters the API does not define (/req/core/query-param-unknown)."""
-    unknown = sorted(set(request.query_params) - allowed)
+    """Refuse parameters the API does not define (/req/core/query-param-unknown).
+
+    ``lang`` is taken everywhere: it chooses the language of error messages as well as of
+    pages (:mod:`spatial.i18n`), and any answer may be an error."""
+    unknown = sorted(set(request.query_params) - allowed - {"lang"})
     if unknown:
         takes = ", ".join(sorted(allowed))
         msg = f"unknown query parameter {unknown[0]!r}; this resource takes: {takes}"
