@@ -7,8 +7,9 @@ The one renderer of the platform (WMS, WMTS, OGC API - Maps and printing call it
   caller's view: what they may not read does not exist (404);
 - :func:`render` draws them into a :class:`Frame` (any EPSG CRS PROJ knows, PNG, JPEG,
   vector PDF or SVG). The vector layers' features come from **one SQL statement** per
-  image, built here on :func:`spatial.features.source` so the caller's row filters apply
-  (the one place access is decided, :mod:`layers.access`): PostGIS selects the features
+  image (:mod:`tiles.render_sql`), built on :func:`spatial.features.table_rows` so the
+  caller's row filters apply (the one place access is decided, :mod:`layers.access`):
+  PostGIS selects the features
   meeting the frame through the spatial index, drops those smaller than a pixel,
   carries them into the frame's CRS (an affine map fitted to the frame when it is exact
   to 1/16 pixel, as the vector tiles do, else ``ST_Transform``), clips the ones larger
@@ -44,7 +45,6 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import psycopg
-import pyproj
 from psycopg import sql
 
 from layers import styles
@@ -54,22 +54,12 @@ from layers.subsystems import MapLayer, Render, Subsystems, is_elevation
 from spatial import imagery, mosaic, rasterstore
 from spatial.catalog import Kind
 from spatial.errors import InvalidInputError, NotFoundError
-from spatial.features import is_vector_layer, table_rows
-from tiles import mvt, render_raster
+from spatial.features import is_vector_layer
+from tiles import render_raster, render_sql
 from tiles.render_mapnik import mapnik
-from tiles.tms import TileAddress
 
 MAX_SIDE = 8192
 """The largest image side (pixels, or points for PDF/SVG)."""
-MAX_FEATURES = 50_000
-"""Features drawn per layer and image at most."""
-SIMPLIFY_PIXEL_M = 20.0
-"""Lines and polygons are simplified to half a pixel when a pixel is larger than this
-(below zoom 13): finer, the vertices of a parcel are pixels apart and simplifying them
-costs a fifth of the statement."""
-PAD_PIXELS = 16
-"""The frame is read this many pixels wider on each side (strokes and circles that
-reach into it from features outside)."""
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "pdf": "application/pdf",
                "svg": "image/svg+xml"}  # fmt: skip
 RASTER_STYLES: dict[str, tuple[str, Render]] = {
@@ -263,18 +253,9 @@ def layers(view: View, maps: Subsystems) -> list[LayerInfo]:
 # -- the frame --------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
-def _crs(code: int) -> pyproj.CRS:
-    try:
-        return pyproj.CRS.from_epsg(code)
-    except pyproj.exceptions.CRSError:
-        msg = f"EPSG:{code} is not a CRS PROJ knows"
-        raise InvalidInputError(msg) from None
-
-
-@lru_cache(maxsize=256)
-def _transformer(source_srid: int, target: int) -> pyproj.Transformer:
-    return pyproj.Transformer.from_crs(_crs(source_srid), _crs(target), always_xy=True)
+_crs = render_sql.crs_of
+_transformer = render_sql.transformer
+Box = render_sql.Box
 
 
 def check(frame: Frame) -> None:
@@ -306,150 +287,7 @@ def check(frame: Frame) -> None:
 
 def lonlat_of(frame: Frame) -> tuple[float, float, float, float]:
     """The frame's lon/lat bounds."""
-    if frame.crs in mvt.LONLAT:
-        return frame.bbox
-    west, south, east, north = _transformer(frame.crs, 4326).transform_bounds(
-        *frame.bbox, densify_pts=21
-    )
-    return west, south, east, north
-
-
-# -- the vector layers' SQL -------------------------------------------------------------------
-
-
-Box = tuple[float, float, float, float]
-Columns = tuple[tuple[str, int], ...]
-"""What a layer's style reads: ``(property, 0)``, or ``(property, n)`` its first n
-characters (:func:`layers.styles.columns`)."""
-
-
-class _Box:
-    """What :func:`tiles.mvt.local_affine` reads of a tile: bounds and CRS."""
-
-    def __init__(self, bounds: tuple[float, float, float, float], srid: int) -> None:
-        self.bounds = bounds
-        self.srid = srid
-
-
-def _layer_part(
-    tl: TileLayer, props: Columns, frame: Frame, pad: Box
-) -> tuple[tuple[Any, ...], list[Any]] | None:
-    """The shape of one layer's part of the statement and its values (placeholder order);
-    None when the layer's extent misses the frame."""
-    layer = tl.layer
-    lonlat = lonlat_of(Frame(pad, frame.crs, frame.width, frame.height))
-    if tl.bbox is not None:
-        w, s, e, n = tl.bbox
-        if w > lonlat[2] or e < lonlat[0] or s > lonlat[3] or n < lonlat[1]:
-            return None
-    if layer.srid == frame.crs or (layer.srid in mvt.LONLAT and frame.crs in mvt.LONLAT):
-        envelope = pad
-    else:
-        envelope = _transformer(frame.crs, layer.srid).transform_bounds(*pad, densify_pts=21)
-    pixel_src = (envelope[2] - envelope[0]) / (frame.width + 2 * PAD_PIXELS)
-    values: list[Any] = []  # in the statement's order: the geometry's, the conditions'
-    # Coordinates are written from the frame's lower left corner (a translation: the
-    # scale, and so the styles' zoom ranges, stay): a third fewer characters to parse.
-    ox, oy = frame.bbox[0], frame.bbox[1]
-    fit = mvt.IDENTITY
-    if layer.srid != frame.crs:
-        fit = mvt.local_affine(layer.srid, cast(TileAddress, _Box(pad, frame.crs)))  # type: ignore[assignment]
-    if fit is None:
-        path = "transform"
-        values += [frame.crs, -ox, -oy]
-    else:
-        path = "affine"
-        a, b, d, e, xoff, yoff = fit
-        values += [a, b, d, e, xoff - ox, yoff - oy]
-    pixel = (frame.bbox[2] - frame.bbox[0]) / frame.width
-    metres = pixel * (111_320.0 if _crs(frame.crs).is_geographic else 1.0)
-    clip = not tl.points
-    simplify = clip and metres > SIMPLIFY_PIXEL_M
-    if simplify:
-        values.append(pixel / 2)
-    if clip:
-        values += [pad[0] - ox, pad[1] - oy, pad[2] - ox, pad[3] - oy]
-    values += [*envelope, layer.srid]
-    if not tl.points:
-        values += [pixel_src, pixel_src]
-    digits = max(0, min(9, math.ceil(-math.log10(pixel / 8)))) if pixel > 0 else 9
-    values.append(MAX_FEATURES)
-    key = (layer.schema, layer.table, layer.restriction, props, tl.points, path, simplify,
-           clip, digits)  # fmt: skip
-    return key, values
-
-
-@lru_cache(maxsize=512)
-def _layer_sql(key: tuple[Any, ...]) -> sql.Composable:
-    schema, table, restriction, props, points, path, simplify, clip, digits = key
-    p = sql.Placeholder()
-    conditions: list[sql.Composable] = [
-        sql.SQL("t.geom && ST_MakeEnvelope({}, {}, {}, {}, {})").format(p, p, p, p, p)
-    ]
-    if not points:
-        conditions.append(sql.SQL(
-            "(ST_XMax(t.geom) - ST_XMin(t.geom) >= {px} "
-            "OR ST_YMax(t.geom) - ST_YMin(t.geom) >= {px})"
-        ).format(px=sql.SQL("{}::float8").format(p)))  # fmt: skip
-    geom: sql.Composable = sql.SQL("t.geom")
-    if path == "transform":
-        geom = sql.SQL("ST_Translate(ST_Transform({}, {}), {}, {})").format(geom, p, p, p)
-    elif path == "affine":
-        geom = sql.SQL("ST_Affine({}, {}, {}, {}, {}, {}, {})").format(geom, p, p, p, p, p, p)
-    if simplify:
-        geom = sql.SQL("ST_Simplify({}, {}, true)").format(geom, p)
-    if clip:
-        geom = sql.SQL("ST_ClipByBox2D({}, ST_MakeEnvelope({}, {}, {}, {}))").format(
-            geom, p, p, p, p
-        )
-    pairs = sql.SQL(", ").join(
-        sql.SQL("{}, left(t.{}::text, {})").format(
-            sql.Literal(styles.prefix_column(c, n)), sql.Identifier(c), sql.Literal(n)
-        )
-        if n
-        else sql.SQL("{}, t.{}").format(sql.Literal(c), sql.Identifier(c))
-        for c, n in props
-    )
-    properties = sql.SQL("json_build_object({})::text").format(pairs) if props else sql.SQL("'{}'")
-    feature = sql.SQL(
-        "SELECT '{{\"type\":\"Feature\",\"geometry\":' || ST_AsGeoJSON(g.geom, {digits}) || "
-        "',\"properties\":' || g.props || '}}' AS f FROM (SELECT {geom} AS geom, {properties} "
-        "AS props FROM {source} t WHERE {where} LIMIT {cap}) g "
-        "WHERE g.geom IS NOT NULL AND NOT ST_IsEmpty(g.geom)"
-    ).format(
-        digits=sql.Literal(digits), geom=geom, properties=properties,
-        source=table_rows(schema, table, restriction),
-        where=sql.SQL(" AND ").join(conditions), cap=p,
-    )  # fmt: skip
-    return sql.SQL(
-        '(SELECT \'{{"type":"FeatureCollection","features":[\' || '
-        "coalesce(string_agg(x.f, ','), '') || ']}}' FROM ({}) x)"
-    ).format(feature)
-
-
-def vector_statement(
-    layers_: Sequence[tuple[TileLayer, Columns]], frame: Frame
-) -> tuple[sql.Composable, list[Any], list[int]] | None:
-    """One statement, one row: a GeoJSON FeatureCollection per layer that meets the frame
-    (their indexes in ``layers_`` returned), the caller's rows only; None when none
-    does."""
-    px = (frame.bbox[2] - frame.bbox[0]) / frame.width * PAD_PIXELS
-    py = (frame.bbox[3] - frame.bbox[1]) / frame.height * PAD_PIXELS
-    minx, miny, maxx, maxy = frame.bbox
-    pad: Box = (minx - px, miny - py, maxx + px, maxy + py)
-    parts: list[sql.Composable] = []
-    values: list[Any] = []
-    used: list[int] = []
-    for i, (tl, props) in enumerate(layers_):
-        planned = _layer_part(tl, props, frame, pad)
-        if planned is None:
-            continue
-        parts.append(_layer_sql(planned[0]))
-        values += planned[1]
-        used.append(i)
-    if not parts:
-        return None
-    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts)), values, used
+    return render_sql.lonlat_of(frame.bbox, frame.crs)
 
 
 # -- Mapnik maps ------------------------------------------------------------------------------
@@ -547,7 +385,7 @@ async def render(
     """
     check(frame)
     styled = [_styled(d, view) for d in drawables]
-    vectors: list[tuple[int, TileLayer, Columns]] = []
+    vectors: list[tuple[int, TileLayer, render_sql.Columns]] = []
     rasters: dict[int, tuple[list[mosaic.Scene], bool]] = {}
     lonlat = lonlat_of(frame)
     when = mosaic.window(frame.datetime) if frame.datetime else (None, None)
@@ -561,7 +399,8 @@ async def render(
             scenes = await collection.scenes(conn, store, lonlat=lonlat, when=when)
             rasters[i] = (scenes, is_elevation(collection.record))
     texts: dict[int, str] = {}
-    statement = vector_statement([(tl, props) for _, tl, props in vectors], frame)
+    grid = render_raster.Grid(frame.bbox, frame.crs, frame.width, frame.height)
+    statement = render_sql.vector_statement([(tl, props) for _, tl, props in vectors], grid)
     if statement is not None:
         text, values, used = statement
         cur = await conn.execute(cast(sql.Composed, text), values)
