@@ -8,11 +8,10 @@ imagery the caller may read.
   and ``.../{TileRow}/{TileCol}/{J}/{I}.json|html`` (feature info).
 
 Tile matrix sets: :data:`api.ows.MATRIX_SETS`. Vector collections and subsystem maps are
-drawn by the map renderer (:mod:`tiles.render`), a metatile of up to 4 x 4 tiles at a
-time, cut into tiles that all go into the tile cache (one render serves its neighbours,
-as GeoWebCache does); imagery and hillshade by the raster engines (:mod:`tiles.raster`,
-:mod:`tiles.terrain`). Every tile goes through the tile service's cache, with its ETag
-and its invalidation when the data change (:mod:`tiles.service`).
+drawn by the map renderer (:mod:`tiles.render`), one tile a render (metatiles were
+measured slower here, see :data:`META`); imagery and hillshade by the raster engines
+(:mod:`tiles.raster`, :mod:`tiles.terrain`). Every tile goes through the tile service's
+cache, with its ETag and its invalidation when the data change (:mod:`tiles.service`).
 """
 
 from __future__ import annotations
@@ -41,15 +40,18 @@ from tiles.service import Tile, TileService
 from tiles.tms import SRID, TILE_MATRIX_SETS, TileAddress, address
 
 router = Router(tags=["WMTS"])
-META = 4
-"""A metatile is up to META x META tiles, rendered at once and cut (only when the tile
-cache can keep the neighbours: with the cache off, one tile is rendered at a time)."""
+META = 1
+"""Tiles a side of the block a render draws and cuts (GeoWebCache's metatiles). 4 x 4
+was measured slower here (benchmarks/classic.py: 17-25 against 58-90 tiles/s at z14, 82-99
+against 144 at z16, each tile asked once): every uvicorn worker has its own memory cache,
+so each renders the block again, and a 1024 x 1024 render holds a render thread for
+0.23 s. The block renderer stays: concurrent asks for one tile share one render."""
 FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "png": "png", "jpg": "jpeg",
            "jpeg": "jpeg", "tiles": "png", "image/jpg": "jpeg"}  # fmt: skip
 """FORMAT values taken (``tiles``: Tianditu's pages)."""
 MEDIA = {"png": "image/png", "jpeg": "image/jpeg"}
 _PENDING: dict[tuple[Any, ...], asyncio.Future[dict[tuple[int, int], bytes]]] = {}
-"""Metatiles being rendered: a request for a neighbour waits for the same render."""
+"""Blocks being rendered: a request for a tile of one waits for the same render."""
 _TILE_RESPONSES = {**ows.responses("image/png", "image/jpeg"),
                    304: {"description": "Not modified (If-None-Match)"}}  # fmt: skip
 _REST = "/wmts/1.0.0/{layer}/{style}/{tms}/{matrix}/{row}/{col}"
