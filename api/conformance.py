@@ -75,6 +75,7 @@ CLASSES = MappingProxyType({
     f"{_OGC}ogcapi-maps-1/1.0/conf/core": "api.routers.map_images, tiles.render",
     f"{_OGC}ogcapi-maps-1/1.0/conf/crs": "api.routers.map_images",
     f"{_OGC}ogcapi-maps-1/1.0/conf/background": "api.routers.map_images",
+    f"{_OGC}ogcapi-maps-1/1.0/conf/collection-map": "api.routers.map_images, api.engine",
     f"{_OGC}ogcapi-maps-1/1.0/conf/png": "tiles.render",
     f"{_OGC}ogcapi-maps-1/1.0/conf/jpeg": "tiles.render",
 })  # fmt: skip
@@ -85,6 +86,6 @@ Features collection of records, searchable with ``q``, properties and ``sortby``
 Records 1.0 requirements of its ``json``, ``searchable-catalog`` and ``sorting`` classes
 are not all met: the catalog media type and profile links, ``ids``/``externalIds``,
 ``/sortables``), Processes ``job-list`` (``/jobs`` takes no filter parameters), Coverages
-``html`` (no HTML for a coverage); Maps ``collection-map`` (the collections do not link
-their map yet), ``spatial-subsetting`` (``subset`` and ``center`` are not taken), ``scaling``
-(no ``scale-denominator``), ``datetime`` (no ``subset=time(...)``); Styles ``sld-10``."""
+``html`` (no HTML for a coverage); Maps ``spatial-subsetting`` (``subset`` and ``center``
+are not taken), ``scaling`` (no ``scale-denominator``), ``datetime`` (no
+``subset=time(...)``); Styles ``sld-10``."""

@@ -100,6 +100,7 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
             {"type": "application/json", "rel": "items", "title": "Scenes (STAC)",
              "href": f"{base}/stac/collections/{record.id}/items"},
             *_terrain_links(record, href),
+            *_map_links(href),
         ],
         "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),
         "providers": [
@@ -108,6 +109,17 @@ def _raster_resource(record: Any, base: str) -> dict[str, Any]:
              "format": {"name": "GTiff", "mimetype": "image/tiff"}}
         ],
     }  # fmt: skip
+
+
+def _map_links(href: str) -> list[dict[str, Any]]:
+    """A collection's styles (OGC API - Styles) and its map image (OGC API - Maps), both
+    drawn from the subsystem YAML (:mod:`api.routers.styles`, :mod:`api.routers.map_images`)."""
+    return [
+        {"type": "application/json", "rel": "http://www.opengis.net/def/rel/ogc/1.0/styles",
+         "title": "Styles (MapLibre, SLD 1.1)", "href": f"{href}/styles"},
+        {"type": "image/png", "rel": "http://www.opengis.net/def/rel/ogc/1.0/map",
+         "title": "Map (PNG)", "href": f"{href}/map"},
+    ]  # fmt: skip
 
 
 def _terrain_links(record: Any, href: str) -> list[dict[str, Any]]:
@@ -170,6 +182,7 @@ def config(settings: Settings, seen: View, db: Database, base: str) -> dict[str,
                     "title": "Vector tiles",
                     "href": f"{href}/tiles",
                 },
+                *_map_links(href),
             ],
             "extents": _extents(record.bbox, record.temporal_start, record.temporal_end),
             "providers": [

@@ -250,6 +250,7 @@ CLAIMS: dict[str, tuple[str, ...]] = {
     ),
     f"{_MAPS}crs": (f"{_MAP}test_a_parcel_has_its_yaml_colour_in_every_crs",),
     f"{_MAPS}background": (f"{_MAP}test_defaults_jpeg_background_and_the_aspect_ratio",),
+    f"{_MAPS}collection-map": (f"{_MAP}test_a_collection_links_its_map_and_styles",),
     f"{_MAPS}png": (f"{_MAP}test_a_parcel_has_its_yaml_colour_in_every_crs",),
     f"{_MAPS}jpeg": (f"{_MAP}test_defaults_jpeg_background_and_the_aspect_ratio",),
 }  # fmt: skip

@@ -183,3 +183,20 @@ def test_unknown_names_are_404(api: httpx.Client) -> None:
     assert api.get("/collections/nope/map").status_code == 404
     assert api.get("/maps/nope/map").status_code == 404
     assert api.get("/maps/land").status_code == 200  # the HTML page is still there
+
+
+@pytest.mark.parametrize("collection", ["parcels", "imagery"])
+def test_a_collection_links_its_map_and_styles(api: httpx.Client, collection: str) -> None:
+    """Maps ``collection-map``: the collection's description links its map (rel ``map``),
+    which answers an image; its styles are linked too (OGC API - Styles)."""
+    described = api.get(f"/collections/{collection}", params={"f": "json"})
+    assert described.status_code == 200, described.text
+    links = {link["rel"]: link for link in described.json()["links"]}
+    map_link = links["http://www.opengis.net/def/rel/ogc/1.0/map"]
+    assert map_link["href"].endswith(f"/collections/{collection}/map")
+    assert map_link["type"] == "image/png"
+    pixels = _pixels(api.get(map_link["href"], params={"width": 64}))
+    assert pixels.shape[1] == 64 and pixels.shape[0] > 0
+    assert (pixels[..., 3] > 0).any()  # something is drawn over the collection's extent
+    styles = api.get(links["http://www.opengis.net/def/rel/ogc/1.0/styles"]["href"])
+    assert styles.status_code == 200 and styles.json()["styles"], styles.text
