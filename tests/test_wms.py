@@ -330,3 +330,11 @@ def test_bad_parameters(api: httpx.Client, change: dict[str, str | None], code: 
 def test_parameter_names_any_case(api: httpx.Client) -> None:
     r = api.get("/wms", params={k.lower(): v for k, v in GOOD.items()})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+
+
+def test_the_landing_page_links_both_capabilities(api: httpx.Client) -> None:
+    """A client that starts at the landing page finds the WMS and the WMTS."""
+    links = [x for x in api.get("/", params={"f": "json"}).json()["links"] if x["rel"] == "service"]
+    roots = {etree.fromstring(api.get(x["href"]).content).tag for x in links}
+    assert roots == {"{http://www.opengis.net/wms}WMS_Capabilities",
+                     "{http://www.opengis.net/wmts/1.0}Capabilities"}  # fmt: skip

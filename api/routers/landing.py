@@ -33,14 +33,19 @@ async def landing(request: Request, f: str | None = F_PARAM) -> Response:
     if fmt != "json" or response.status_code != 200:
         return response
     body = json.loads(bytes(response.body))
-    body["links"].append(
+    base = base_url(request)
+    body["links"] += [
         {"rel": "status", "type": "application/json", "title": "Service health",
-         "href": f"{base_url(request)}/health"}
-    )  # fmt: skip
-    body["links"].append(  # OGC API - Styles: the base resource links its styles
+         "href": f"{base}/health"},
+        # OGC API - Styles: the base resource links its styles.
         {"rel": "http://www.opengis.net/def/rel/ogc/1.0/styles", "type": "application/json",
-         "title": "Styles (one per map)", "href": f"{base_url(request)}/styles"}
-    )  # fmt: skip
+         "title": "Styles (one per map)", "href": f"{base}/styles"},
+        # The classic services' capabilities (api.routers.wms, api.routers.wmts).
+        {"rel": "service", "type": "text/xml", "title": "WMS 1.3.0 capabilities",
+         "href": f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0"},
+        {"rel": "service", "type": "text/xml", "title": "WMTS 1.0.0 capabilities",
+         "href": f"{base}/wmts/1.0.0/WMTSCapabilities.xml"},
+    ]  # fmt: skip
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     return Response(json.dumps(body, ensure_ascii=False), headers=headers)
 

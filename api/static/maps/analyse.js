@@ -9,7 +9,7 @@
 
 import { t } from './i18n.js';
 import {
-  base, element, getJSON, postJSON, say, section,
+  base, download, element, getJSON, postJSON, say, section, stamp,
 } from './common.js';
 import { current, formatArea, formatLength, INSTRUCTIONS, sketch } from './draw.js';
 
@@ -176,17 +176,8 @@ function csvOf({ columns, rows }) {
   return `\ufeff${lines.join('\r\n')}\r\n`; // the BOM: spreadsheets then read the Chinese text as UTF-8
 }
 
-function download(name, type, text) {
-  const url = URL.createObjectURL(new Blob([text], { type }));
-  const link = element('a', { href: url, download: name, hidden: true });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
-
-function stamp() {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+function save(name, type, text) {
+  download(new Blob([text], { type }), name);
 }
 
 function boundsOf(features) {
@@ -307,11 +298,11 @@ export function install({ map, config }) {
     const name = `${offer.id}-${stamp()}`;
     const saves = [element('button', { type: 'button', textContent: t('Download {what}', { what: 'JSON' }) })];
     saves[0].dataset.download = 'json';
-    saves[0].addEventListener('click', () => download(`${name}.json`, 'application/json', JSON.stringify(outputs, null, 2)));
+    saves[0].addEventListener('click', () => save(`${name}.json`, 'application/json', JSON.stringify(outputs, null, 2)));
     if (features.length) {
       const button = element('button', { type: 'button', textContent: t('Download {what}', { what: 'GeoJSON' }) });
       button.dataset.download = 'geojson';
-      button.addEventListener('click', () => download(`${name}.geojson`, 'application/geo+json',
+      button.addEventListener('click', () => save(`${name}.geojson`, 'application/geo+json',
         JSON.stringify({ type: 'FeatureCollection', features }, null, 2)));
       saves.push(button);
     }
@@ -319,7 +310,7 @@ export function install({ map, config }) {
       const button = element('button', { type: 'button', textContent: t('Download {what}', { what: `CSV ${table.name}` }) });
       button.dataset.download = 'csv';
       button.dataset.output = table.name;
-      button.addEventListener('click', () => download(`${name}-${table.name}.csv`, 'text/csv', csvOf(table)));
+      button.addEventListener('click', () => save(`${name}-${table.name}.csv`, 'text/csv', csvOf(table)));
       saves.push(button);
     }
     parts.push(element('div', { className: 'buttons downloads' }, ...saves));

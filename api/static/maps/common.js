@@ -96,3 +96,18 @@ export function popupContent(layer, properties) {
   content.dataset.layer = layer.id;
   return content;
 }
+
+/** Save a Blob as the file ``name`` (from memory: no second request to the server). */
+export function download(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = element('a', { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** The time now as 20261207T231500, for file names. */
+export function stamp() {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+}

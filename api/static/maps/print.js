@@ -13,7 +13,7 @@
 
 import { t } from './i18n.js';
 import {
-  authorization, base, body, element, say, section,
+  authorization, base, body, download, element, say, section, stamp,
 } from './common.js';
 
 const SCALES = [2000, 5000, 10000, 25000, 50000];
@@ -68,19 +68,6 @@ function ensureLayers(map) {
     paint: { 'fill-color': '#f08c00', 'fill-opacity': 0.3 } });
   map.addLayer({ id: 'print-selection-line', type: 'line', source: SELECTION,
     paint: { 'line-color': '#f08c00', 'line-width': 2.5 } });
-}
-
-function download(blob, name) {
-  const url = URL.createObjectURL(blob);
-  const link = element('a', { href: url, download: name, hidden: true });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
-
-function stamp() {
-  return new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
 }
 
 /** The analysis result shown (analyse.js's panel) as a report body: its title, process,
