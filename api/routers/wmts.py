@@ -8,17 +8,16 @@ imagery the caller may read.
   and ``.../{TileRow}/{TileCol}/{J}/{I}.json|html`` (feature info).
 
 Tile matrix sets: :data:`api.ows.MATRIX_SETS`. Vector collections and subsystem maps are
-drawn by the map renderer (:mod:`tiles.render`), one tile a render (metatiles were
-measured slower here, see :data:`META`); imagery and hillshade by the raster engines
+drawn by the map renderer (:mod:`tiles.render`) one tile a render
+(:meth:`tiles.service.TileService.map_tile`); imagery and hillshade by the raster engines
 (:mod:`tiles.raster`, :mod:`tiles.terrain`). Every tile goes through the tile service's
 cache, with its ETag and its invalidation when the data change (:mod:`tiles.service`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,23 +34,14 @@ from layers.subsystems import Subsystems
 from spatial.errors import NotFoundError, SpatialError
 from spatial.terrain import is_elevation
 from tiles import raster, render, terrain
-from tiles.cache import CachedTile, Key
 from tiles.service import Tile, TileService
 from tiles.tms import SRID, TILE_MATRIX_SETS, TileAddress, address
 
 router = Router(tags=["WMTS"])
-META = 1
-"""Tiles a side of the block a render draws and cuts (GeoWebCache's metatiles). 4 x 4
-was measured slower here (benchmarks/classic.py: 17-25 against 58-90 tiles/s at z14, 82-99
-against 144 at z16, each tile asked once): every uvicorn worker has its own memory cache,
-so each renders the block again, and a 1024 x 1024 render holds a render thread for
-0.23 s. The block renderer stays: concurrent asks for one tile share one render."""
 FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "png": "png", "jpg": "jpeg",
            "jpeg": "jpeg", "tiles": "png", "image/jpg": "jpeg"}  # fmt: skip
 """FORMAT values taken (``tiles``: Tianditu's pages)."""
 MEDIA = {"png": "image/png", "jpeg": "image/jpeg"}
-_PENDING: dict[tuple[Any, ...], asyncio.Future[dict[tuple[int, int], bytes]]] = {}
-"""Blocks being rendered: a request for a tile of one waits for the same render."""
 _TILE_RESPONSES = {**ows.responses("image/png", "image/jpeg"),
                    304: {"description": "Not modified (If-None-Match)"}}  # fmt: skip
 _REST = "/wmts/1.0.0/{layer}/{style}/{tms}/{matrix}/{row}/{col}"
@@ -244,7 +234,9 @@ async def _tile(request: Request, ask: TileAsk) -> Response:
     if len(ask.layers) == 1 and first.kind == "raster":
         made = await _raster_tile(service, view, ask, first, connect)
     else:
-        made = await _map_tile(service, view, ask, request)
+        scope = f"wmts|{ask.name}|{ask.style}"
+        made = await service.map_tile(view, ask.layers, ask.tile, connect, scope=scope,
+                                      fmt=ask.fmt)  # fmt: skip
     headers = {"ETag": made.etag, "Cache-Control": "no-cache",
                "X-Tile-Cache": "hit" if made.hit else "miss"}  # fmt: skip
     asked = request.headers.get("if-none-match")
@@ -271,112 +263,6 @@ async def _raster_tile(
         collection, ask.tile, style, connect, fmt=ask.fmt, values=False, item_id=None,
         when=(None, None), query=f"wmts|{ask.style}",
     )  # fmt: skip
-
-
-async def _map_tile(service: TileService, view: View, ask: TileAsk, request: Request) -> Tile:
-    """A tile of the map renderer, cut from its metatile."""
-    versions = {d.collection: view.collection(d.collection).version for d in ask.layers}
-    restricted = view.fingerprint(versions)
-    scope = f"wmts|{ask.name}|{ask.style}|{ask.fmt}|{restricted}"
-    key: Key = (scope, ask.tile.tms, ask.tile.z, ask.tile.row, ask.tile.col, "")
-
-    async def draw(frame: render.Frame) -> bytes:
-        async with database(request).read_connection(request) as conn:
-            return await render.render(conn, view, service.store, ask.layers, frame)
-
-    async def make() -> bytes:
-        pieces = await _metatile(service, scope, ask, versions, draw)
-        return pieces[(ask.tile.row, ask.tile.col)]
-
-    return await service._serve(key, ask.tile, versions, make, MEDIA[ask.fmt], compress=False)
-
-
-async def _metatile(
-    service: TileService, scope: str, ask: TileAsk, versions: dict[str, int],
-    draw: Callable[[render.Frame], Awaitable[bytes]],
-) -> dict[tuple[int, int], bytes]:  # fmt: skip
-    """Render the metatile holding ``ask.tile`` once (concurrent asks for its tiles wait
-    for that render), cut it, and keep every other tile of it in the cache."""
-    tile = ask.tile
-    cache = service.cache
-    meta = META if cache.max_bytes > 0 or cache.disk is not None else 1
-    r0, c0 = tile.row // meta * meta, tile.col // meta * meta
-    pending_key = (id(service), scope, tile.tms, tile.z, r0, c0)
-    pending = _PENDING.get(pending_key)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[dict[tuple[int, int], bytes]] = (
-        asyncio.get_running_loop().create_future()
-    )
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    _PENDING[pending_key] = future
-    try:
-        pieces = await _render_block(service, scope, ask, versions, draw, (r0, c0, meta))
-        future.set_result(pieces)
-        return pieces
-    except BaseException as exc:
-        future.set_exception(exc)
-        raise
-    finally:
-        del _PENDING[pending_key]
-
-
-async def _render_block(
-    service: TileService, scope: str, ask: TileAsk, versions: dict[str, int],
-    draw: Callable[[render.Frame], Awaitable[bytes]], corner: tuple[int, int, int],
-) -> dict[tuple[int, int], bytes]:  # fmt: skip
-    tile = ask.tile
-    tiles: list[TileAddress] = []
-    r0, c0, meta = corner
-    for row in range(r0, r0 + meta):
-        for col in range(c0, c0 + meta):
-            try:
-                tiles.append(address(tile.tms, tile.z, row, col, tile.z))
-            except NotFoundError:
-                continue  # beyond the matrix's edge
-    rows = sorted({t.row for t in tiles})
-    cols = sorted({t.col for t in tiles})
-    bbox = (min(t.bounds[0] for t in tiles), min(t.bounds[1] for t in tiles),
-            max(t.bounds[2] for t in tiles), max(t.bounds[3] for t in tiles))  # fmt: skip
-    frame = render.Frame(bbox=bbox, crs=SRID[tile.tms], width=256 * len(cols),
-                         height=256 * len(rows), format="png", transparent=True)  # fmt: skip
-    generation = service.cache.generation(versions)
-    image = await draw(frame)
-    if len(tiles) == 1 and ask.fmt == "png":
-        return {(tile.row, tile.col): image}
-    cells = [(t.row, t.col) for t in tiles]
-    pieces = await asyncio.to_thread(_cut, image, rows[0], cols[0], cells, ask.fmt)
-    for t in tiles:
-        if (t.row, t.col) == (tile.row, tile.col):
-            continue
-        made = CachedTile.of(pieces[(t.row, t.col)], t.lonlat, versions)
-        key: Key = (scope, t.tms, t.z, t.row, t.col, "")
-        if service.cache.disk:
-            await asyncio.to_thread(service.cache.put, key, made, generation)
-        else:
-            service.cache.put(key, made, generation)
-    return pieces
-
-
-def _cut(
-    image: bytes, row0: int, col0: int, cells: list[tuple[int, int]], fmt: str
-) -> dict[tuple[int, int], bytes]:
-    """Cut a metatile's image into 256 x 256 tiles (PNG or JPEG on white)."""
-    with Image.open(io.BytesIO(image)) as opened:
-        whole = opened.convert("RGBA")
-    out: dict[tuple[int, int], bytes] = {}
-    for row, col in cells:
-        x, y = (col - col0) * 256, (row - row0) * 256
-        piece = whole.crop((x, y, x + 256, y + 256))
-        buffer = io.BytesIO()
-        if fmt == "jpeg":
-            flat = Image.new("RGB", piece.size, (255, 255, 255))
-            flat.paste(piece, mask=piece.getchannel("A"))
-            flat.save(buffer, "JPEG", quality=85)
-        else:
-            piece.save(buffer, "PNG", compress_level=3)
-        out[(row, col)] = buffer.getvalue()
-    return out
 
 
 _BLANKS: dict[str, bytes] = {}
