@@ -77,7 +77,7 @@ class ExceptionResponse(JSONResponse):
         )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lang = _language(scope)
+        lang = language(scope)
         if lang != EN:
             said = message(self.description, lang, self.code)
             self.body = self.render({"code": self.code, "description": said})
@@ -86,7 +86,8 @@ class ExceptionResponse(JSONResponse):
         await super().__call__(scope, receive, send)
 
 
-def _language(scope: Scope) -> str:
+def language(scope: Scope) -> str:
+    """The language of the answer to a request: ``lang=``, else ``Accept-Language``."""
     if scope.get("type") != "http":
         return EN
     query = QueryParams(scope.get("query_string", b"").decode("latin-1"))

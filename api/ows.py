@@ -37,6 +37,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from api.errors import STATUS as STATUS_OF
+from api.errors import language
 from layers.access import View
 from layers.subsystems import Subsystems
 from spatial.errors import (
@@ -47,6 +48,7 @@ from spatial.errors import (
     UnauthorizedError,
 )
 from spatial.features import ItemsQuery
+from spatial.i18n import message
 from spatial.mosaic import Scene
 from spatial.rasterstore import RasterStore
 from tiles import raster, render
@@ -145,33 +147,39 @@ def xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def service_exception(err: OwsError) -> Response:
-    """A WMS 1.3.0 ServiceExceptionReport."""
+def service_exception(err: OwsError, request: HTTPConnection) -> Response:
+    """A WMS 1.3.0 ServiceExceptionReport, its message in the request's language
+    (:func:`api.errors.language`)."""
+    lang = language(request.scope)
     root = etree.Element(f"{{{OGC}}}ServiceExceptionReport", nsmap={None: OGC}, version="1.3.0")
     item = etree.SubElement(root, f"{{{OGC}}}ServiceException", code=err.code)
     if err.locator:
         item.set("locator", xml_text(err.locator))
-    item.text = xml_text(str(err))
-    return xml_response(root, err.status)
+    item.text = xml_text(message(str(err), lang, err.code))
+    return xml_response(root, err.status, lang)
 
 
-def exception_report(err: OwsError) -> Response:
-    """An OWS 1.1 ExceptionReport (WMTS 1.0.0)."""
+def exception_report(err: OwsError, request: HTTPConnection) -> Response:
+    """An OWS 1.1 ExceptionReport (WMTS 1.0.0), its message in the request's language
+    (``xml:lang`` says which)."""
+    lang = language(request.scope)
     root = etree.Element(
         f"{{{OWS}}}ExceptionReport", nsmap={"ows": OWS}, version="1.0.0",
-        attrib={"{http://www.w3.org/XML/1998/namespace}lang": "en"},
+        attrib={"{http://www.w3.org/XML/1998/namespace}lang": lang},
     )  # fmt: skip
     item = etree.SubElement(root, f"{{{OWS}}}Exception", exceptionCode=err.code)
     if err.locator:
         item.set("locator", xml_text(err.locator))
-    etree.SubElement(item, f"{{{OWS}}}ExceptionText").text = xml_text(str(err))
-    return xml_response(root, err.status)
+    text = message(str(err), lang, err.code)
+    etree.SubElement(item, f"{{{OWS}}}ExceptionText").text = xml_text(text)
+    return xml_response(root, err.status, lang)
 
 
-def xml_response(root: etree._Element, status: int = 200) -> Response:
-    """``root`` as an XML document."""
+def xml_response(root: etree._Element, status: int = 200, lang: str | None = None) -> Response:
+    """``root`` as an XML document (in ``lang``: its Content-Language)."""
     body = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-    return Response(body, status_code=status, media_type=XML_TYPE)
+    headers = {"Content-Language": lang} if lang else None
+    return Response(body, status_code=status, media_type=XML_TYPE, headers=headers)
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,21 @@ CODES = {
     "InsufficientStorage": "存储空间不足",
     "MethodNotAllowed": "不允许此请求方法",
     "ServerError": "服务器错误",
+    # The classic services' exception codes (WMS 1.3.0, OWS 1.1: api.ows).
+    "MissingParameterValue": "缺少参数",
+    "TileOutOfRange": "瓦片超出范围",
+    "OperationNotSupported": "不支持此操作",
+    "VersionNegotiationFailed": "版本协商失败",
+    "LayerNotDefined": "图层不存在",
+    "StyleNotDefined": "样式不存在",
+    "InvalidCRS": "坐标参考系无效",
+    "InvalidSRS": "坐标参考系无效",
+    "InvalidFormat": "格式不支持",
+    "InvalidPoint": "查询点无效",
+    "LayerNotQueryable": "图层不可查询",
+    "InvalidDimensionValue": "维度值无效",
+    "MissingDimensionValue": "缺少维度值",
+    "NoApplicableCode": "服务器错误",
 }
 """What each OGC exception code means, in Chinese: the lead of an untranslated message."""
 

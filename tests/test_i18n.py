@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from browser import browser_page, open_map
-from lxml import html
+from lxml import etree, html
 from support import LiveServer
 
 from api.routers.maps import STATIC
@@ -218,3 +218,23 @@ def test_a_map_page_opened_in_chinese_writes_its_panels_in_chinese(demo_api: Liv
         assert buttons[:3] == ["测距", "测面", "清除"]
         assert page.title().endswith("· 地图")
         seen.assert_clean()
+
+
+def test_classic_service_exceptions_in_chinese_when_asked(api: httpx.Client) -> None:
+    """WMS and WMTS exception reports: the message in Chinese for ``lang=zh-CN`` (the code
+    and locator unchanged), English by default; ``xml:lang`` and Content-Language say which."""
+    wms = {"SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetMap"}
+    chinese = api.get("/wms", params={**wms, "lang": "zh-CN"})
+    english = api.get("/wms", params=wms)
+    assert (chinese.status_code, english.status_code) == (400, 400)
+    said = {r.headers["content-language"]: etree.fromstring(r.content)[0] for r in
+            (chinese, english)}  # fmt: skip
+    assert said["zh-CN"].get("code") == said["en"].get("code") == "MissingParameterValue"
+    assert said["zh-CN"].text.startswith("缺少参数") and "LAYERS" in said["zh-CN"].text
+    assert said["en"].text == "LAYERS is required"
+    wmts = api.get("/wmts", params={"SERVICE": "WMTS", "REQUEST": "GetTile"},
+                   headers={"Accept-Language": "zh-CN,zh;q=0.9"})  # fmt: skip
+    report = etree.fromstring(wmts.content)
+    assert report.get("{http://www.w3.org/XML/1998/namespace}lang") == "zh-CN"
+    text = report.findtext(".//{http://www.opengis.net/ows/1.1}ExceptionText") or ""
+    assert re.search("[\u4e00-\u9fff]", text), text

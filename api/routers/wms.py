@@ -83,9 +83,9 @@ async def wms(request: Request) -> Response:
         )
         raise ows.OwsError("OperationNotSupported", msg, "REQUEST")
     except ows.OwsError as err:
-        return ows.service_exception(err)
+        return ows.service_exception(err, request)
     except SpatialError as exc:
-        return ows.service_exception(ows.translate(exc))
+        return ows.service_exception(ows.translate(exc), request)
 
 
 def _map_ask(request: Request, p: dict[str, str], fmt_text: str | None) -> MapAsk:

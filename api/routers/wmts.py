@@ -129,9 +129,9 @@ async def wmts(request: Request) -> Response:
         msg = f"REQUEST={operation[:40]!r} is not offered: GetCapabilities, GetTile, GetFeatureInfo"
         raise ows.OwsError("OperationNotSupported", msg, "Request")
     except ows.OwsError as err:
-        return ows.exception_report(err)
+        return ows.exception_report(err, request)
     except SpatialError as exc:
-        return ows.exception_report(ows.translate(exc))
+        return ows.exception_report(ows.translate(exc), request)
 
 
 @router.get("/wmts/1.0.0/WMTSCapabilities.xml", summary="WMTS capabilities (RESTful)",
@@ -155,9 +155,9 @@ async def rest_tile(request: Request) -> Response:
             raise ows.OwsError("InvalidParameterValue", msg, "Format")
         return await _tile(request, _ask(request, _rest_params(request), ext))
     except ows.OwsError as err:
-        return ows.exception_report(err)
+        return ows.exception_report(err, request)
     except SpatialError as exc:
-        return ows.exception_report(ows.translate(exc))
+        return ows.exception_report(ows.translate(exc), request)
 
 
 @router.fast_get(
@@ -175,9 +175,9 @@ async def rest_feature_info(request: Request) -> Response:
             raise ows.OwsError("InvalidParameterValue", msg, "InfoFormat")
         return await _feature_info(request, _ask(request, p, None), p, kinds[ext])
     except ows.OwsError as err:
-        return ows.exception_report(err)
+        return ows.exception_report(err, request)
     except SpatialError as exc:
-        return ows.exception_report(ows.translate(exc))
+        return ows.exception_report(ows.translate(exc), request)
 
 
 def _capabilities(request: Request) -> Response:
