@@ -365,7 +365,7 @@ WMS_CRS = ("EPSG:3857", "EPSG:4326", "CRS:84", "EPSG:4490",
            *(f"EPSG:{code}" for code in range(4513, 4555)))  # fmt: skip
 MAP_FORMATS: dict[str, Literal["png", "jpeg"]] = {"image/png": "png", "image/jpeg": "jpeg"}
 INFO_FORMATS = ("application/json", "text/html")
-MAX_SIZE = 4096
+MAX_SIZE = render.MAX_SERVED
 
 
 @dataclass(frozen=True)

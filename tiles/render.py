@@ -59,7 +59,9 @@ from tiles import render_raster, render_sql
 from tiles.render_mapnik import mapnik
 
 MAX_SIDE = 8192
-"""The largest image side (pixels, or points for PDF/SVG)."""
+"""The largest image side (pixels, or points for PDF/SVG): print frames at 300 dpi."""
+MAX_SERVED = 4096
+"""The largest width or height a map service answers (WMS GetMap, OGC API - Maps)."""
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "pdf": "application/pdf",
                "svg": "image/svg+xml"}  # fmt: skip
 RASTER_STYLES: dict[str, tuple[str, Render]] = {

@@ -33,8 +33,8 @@ from tiles import render
 router = Router(tags=["Maps"])
 DEFAULT_WIDTH = 1024
 """The image's width when neither width nor height is given."""
-MAX_SIDE = 4096
-"""The largest width or height of a map image."""
+MAX_SIDE = render.MAX_SERVED
+"""The largest width or height of a map image (the WMS's too)."""
 MAP = Params((
     Param("bbox", "minx,miny,maxx,maxy in bbox-crs [default: the whole extent]."),
     Param("bbox-crs", "CRS of bbox (a URI or [EPSG:n]) [default: CRS84]."),
